@@ -1,0 +1,29 @@
+"""crane: declarative infrastructure as code for libvirt and XenServer.
+
+The public surface for stack files. Names are imported lazily so that ``crane --version``
+stays fast.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+__all__ = ["VM", "Component", "CraneError", "Network", "Output", "Volume", "__version__", "export", "variable"]
+
+if TYPE_CHECKING:
+    from crane_iac.errors import CraneError
+    from crane_iac.resources import VM, Component, Network, Output, Volume, export, variable
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CraneError":
+        from crane_iac.errors import CraneError
+
+        return CraneError
+    if name in __all__:
+        from crane_iac import resources
+
+        return getattr(resources, name)
+    raise AttributeError(f"module 'crane_iac' has no attribute {name!r}")

@@ -1,0 +1,148 @@
+"""crane.toml: the project's stacks, where their state lives, their provider and typed variables.
+
+    state = "sqlite:///.crane/state.db"     # default; relative paths are from the project root
+
+    [stacks.demo]
+    file = "stacks/demo.py"
+    uri = "qemu:///system"                  # omit for the local sandbox hypervisor
+    [stacks.demo.vars]
+    web_count = { type = "int", default = 2 }
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from crane_iac.errors import ConfigError
+
+CONFIG_NAME = "crane.toml"
+VarType = Literal["str", "int", "float", "bool"]
+_CASTS: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": None}
+
+
+class VariableSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: VarType = "str"
+    default: str | int | float | bool | None = None
+    description: str = ""
+
+    def cast(self, raw: Any) -> Any:
+        """Convert ``raw`` (from TOML or ``--var``) to the declared type, or raise ValueError."""
+        if self.type == "bool":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"true", "1", "yes"}:
+                return True
+            if text in {"false", "0", "no"}:
+                return False
+            raise ValueError(f"{raw!r} is not a bool (true/false)")
+        if self.type in {"int", "float"} and isinstance(raw, bool):
+            raise ValueError(f"{raw!r} is not an {self.type}")
+        try:
+            return _CASTS[self.type](raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"{raw!r} is not a{'n' if self.type == 'int' else ''} {self.type}") from None
+
+
+class StackConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file: str
+    provider: Literal["libvirt"] = "libvirt"
+    uri: str | None = None
+    domain_type: str | None = None
+    vars: dict[str, VariableSpec] = Field(default_factory=dict)
+
+
+class ProjectConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    state: str = "sqlite:///.crane/state.db"
+    stacks: dict[str, StackConfig]
+
+
+class Project:
+    """A loaded crane.toml and the directory it sits in."""
+
+    def __init__(self, root: Path, config: ProjectConfig, path: Path) -> None:
+        self.root = root
+        self.config = config
+        self.path = path
+
+    def stack(self, name: str | None) -> tuple[str, StackConfig]:
+        stacks = self.config.stacks
+        if name is None:
+            if len(stacks) == 1:
+                return next(iter(stacks.items()))
+            raise ConfigError(
+                f"{self.path}: several stacks are declared ({', '.join(sorted(stacks))}); choose one with --stack"
+            )
+        if name not in stacks:
+            raise ConfigError(f"{self.path}: no stack {name!r}; declared: {', '.join(sorted(stacks))}")
+        return name, stacks[name]
+
+    def state_url(self) -> str:
+        url = self.config.state
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            return "sqlite:///" + str(self.root / url.removeprefix("sqlite:///"))
+        return url
+
+    def resolve_vars(self, stack: StackConfig, overrides: dict[str, str]) -> dict[str, Any]:
+        unknown = set(overrides) - set(stack.vars)
+        if unknown:
+            raise ConfigError(f"--var {sorted(unknown)[0]}: not a variable of this stack in {self.path}")
+        values: dict[str, Any] = {}
+        for name, spec in stack.vars.items():
+            raw = overrides.get(name, spec.default)
+            if raw is None:
+                raise ConfigError(f"{self.path}: variable {name!r} has no default; pass --var {name}=VALUE")
+            try:
+                values[name] = spec.cast(raw)
+            except ValueError as exc:
+                source = "--var" if name in overrides else str(self.path)
+                raise ConfigError(f"{source}: variable {name!r}: {exc}") from None
+        return values
+
+
+def find_project(start: Path) -> Path:
+    for directory in (start, *start.parents):
+        if (directory / CONFIG_NAME).is_file():
+            return directory / CONFIG_NAME
+    raise ConfigError(f"no {CONFIG_NAME} in {start} or any parent directory; create one (see the README)")
+
+
+def _line_of(text: str, key: str) -> int | None:
+    pattern = re.compile(rf"^\s*(\[[^\]]*\b{re.escape(key)}\b[^\]]*\]|\"?{re.escape(key)}\"?\s*=)", re.M)
+    match = pattern.search(text)
+    return text.count("\n", 0, match.start()) + 1 if match else None
+
+
+def load_project(path: Path) -> Project:
+    """Read and validate crane.toml; errors name the file, the line and the key."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    try:
+        config = ProjectConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            keys = [str(p) for p in err["loc"]]
+            line = None
+            for key in reversed(keys):
+                line = _line_of(text, key)
+                if line:
+                    break
+            where = f"{path}:{line}" if line else str(path)
+            lines.append(f"{where}: {'.'.join(keys)}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+    return Project(path.parent.resolve(), config, path)

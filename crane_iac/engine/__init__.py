@@ -1,0 +1,1 @@
+"""The engine: refresh live state, plan against it, and walk a plan to apply it."""

@@ -1,0 +1,190 @@
+"""Walk a plan: intents first, then provider calls with bounded parallelism, then state in batches.
+
+Crash safety: every change's intent is recorded before any provider call; every
+object is created with its owner in the hypervisor's metadata; state is written only
+after the provider's checkpoint. A crash at any point leaves objects that the next
+plan adopts (by owner or intent) or deletes as orphans, never duplicates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from typing import Any
+
+from crane_iac.errors import CraneError
+from crane_iac.planner.diff import Step, order_changes
+from crane_iac.planner.model import Action, Plan, Recorded, ResourceChange
+from crane_iac.providers.base import Owner, Provider
+from crane_iac.state.base import Committed, Intent, StateStore
+
+#: How often (seconds) completed steps are made durable and recorded while an apply runs.
+COMMIT_INTERVAL = 0.5
+
+
+@dataclass
+class StepEvent:
+    address: str
+    verb: str  # creating, updating, deleting, created, updated, deleted, adopted, failed, skipped
+    elapsed: float = 0.0
+    detail: str = ""
+
+
+@dataclass
+class ApplyResult:
+    done: list[StepEvent] = field(default_factory=list)
+    failed: list[StepEvent] = field(default_factory=list)
+    skipped: list[StepEvent] = field(default_factory=list)
+    serial: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped
+
+
+def resolve_outputs(value: Any, outputs: dict[str, dict[str, Any]]) -> Any:
+    if isinstance(value, dict):
+        if "$output" in value:
+            return outputs.get(value["$output"], {}).get(value["attribute"])
+        return {k: resolve_outputs(v, outputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve_outputs(v, outputs) for v in value]
+    return value
+
+
+_VERBS = {"create": ("creating", "created"), "update": ("updating", "updated"), "delete": ("deleting", "deleted"),
+          "adopt": ("adopting", "adopted"), "forget": ("forgetting", "forgotten")}
+
+
+def _step_action(change: ResourceChange, phase: str) -> str:
+    if phase == "delete":
+        return "forget" if change.reason == "already gone: forget it" else "delete"
+    if change.action is Action.NOOP:
+        return "adopt"
+    if change.action is Action.UPDATE:
+        return "update"
+    return "create"
+
+
+class Applier:
+    """Applies one plan to one provider and one state store."""
+
+    def __init__(self, plan: Plan, store: StateStore, provider: Provider, *, parallelism: int = 10,
+                 outputs: dict[str, dict[str, Any]] | None = None,
+                 report: Callable[[StepEvent], None] = lambda _e: None) -> None:
+        self.plan = plan
+        self.store = store
+        self.provider = provider
+        self.parallelism = max(1, parallelism)
+        self.outputs: dict[str, dict[str, Any]] = dict(outputs or {})
+        self.report = report
+        self.changes = {c.address: c for c in plan.changes}
+
+    def _run_step(self, step: Step) -> Committed:
+        change = self.changes[step.address]
+        action = _step_action(change, step.phase)
+        if action == "forget":
+            return Committed(change.address, "forget", None, change.before)
+        if step.phase == "delete":
+            self.provider.delete(change.kind, change.physical, change.before or {})
+            return Committed(change.address, "delete", None, change.before, final=not change.action.is_replace)
+        after = resolve_outputs(change.after or {}, self.outputs)
+        if action == "adopt":
+            live_props = change.before or {}
+            record = Recorded(change.address, change.kind, change.physical, live_props,
+                              self.outputs.get(change.address, {}), change.dependencies, change.protect)
+            return Committed(change.address, "adopt", record, None)
+        owner = Owner(self.plan.stack, change.address)
+        if action == "update":
+            live = self.provider.update(change.kind, change.physical, change.before or {}, after)
+        else:
+            live = self.provider.create(change.kind, change.physical, after, owner)
+        self.outputs[change.address] = live.outputs
+        record = Recorded(change.address, change.kind, change.physical, live.properties, live.outputs,
+                          change.dependencies, change.protect)
+        before = change.before if change.action is Action.UPDATE else None
+        return Committed(change.address, "replace" if change.action.is_replace else action, record, before)
+
+    def run(self) -> ApplyResult:
+        result = ApplyResult()
+        graph = order_changes(self.plan.changes)
+        intents = [Intent(c.address, c.kind, c.physical, c.action.value, c.after or c.before or {})
+                   for c in self.plan.changes if c.address in {s.address for s in graph}]
+        self.store.record_intents(self.plan.stack, intents)
+        dependents: dict[Step, list[Step]] = {s: [] for s in graph}
+        waiting = {s: set(prereqs) for s, prereqs in graph.items()}
+        for step, prereqs in graph.items():
+            for prereq in prereqs:
+                dependents[prereq].append(step)
+        ready = [s for s, prereqs in waiting.items() if not prereqs]
+        running: dict[Future[Committed], tuple[Step, float]] = {}
+        pending_commit: list[Committed] = []
+        last_commit = time.monotonic()
+        blocked: set[Step] = set()
+
+        def skip_dependents(step: Step, reason: str) -> None:
+            stack = list(dependents[step])
+            while stack:
+                nxt = stack.pop()
+                if nxt in blocked:
+                    continue
+                blocked.add(nxt)
+                result.skipped.append(StepEvent(nxt.address, "skipped", detail=reason))
+                self.report(result.skipped[-1])
+                stack.extend(dependents[nxt])
+
+        def flush() -> None:
+            nonlocal last_commit
+            if pending_commit:
+                self.provider.checkpoint()
+                result.serial = self.store.commit(self.plan.stack, list(pending_commit))
+                pending_commit.clear()
+            last_commit = time.monotonic()
+
+        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="crane-apply") as pool:
+            try:
+                while ready or running:
+                    while ready and len(running) < self.parallelism:
+                        step = ready.pop()
+                        change = self.changes[step.address]
+                        verb = _VERBS[_step_action(change, step.phase)][0]
+                        self.report(StepEvent(step.address, verb))
+                        running[pool.submit(self._run_step, step)] = (step, time.monotonic())
+                    done, _ = wait(list(running), timeout=COMMIT_INTERVAL, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        step, started = running.pop(future)
+                        elapsed = time.monotonic() - started
+                        try:
+                            committed = future.result()
+                        except CraneError as exc:
+                            result.failed.append(StepEvent(step.address, "failed", elapsed, str(exc)))
+                            self.report(result.failed[-1])
+                            skip_dependents(step, f"{step.address} failed")
+                            continue
+                        pending_commit.append(committed)
+                        event = StepEvent(step.address, _VERBS[committed.action if committed.action in _VERBS
+                                                               else "create"][1], elapsed)
+                        if committed.action == "replace":
+                            event.verb = "replaced"
+                        result.done.append(event)
+                        self.report(event)
+                        for nxt in dependents[step]:
+                            waiting[nxt].discard(step)
+                            if not waiting[nxt] and nxt not in blocked:
+                                ready.append(nxt)
+                    if time.monotonic() - last_commit >= COMMIT_INTERVAL:
+                        flush()
+            finally:
+                # whatever finished is recorded, even when interrupted
+                for future, (_step, _started) in list(running.items()):
+                    try:
+                        pending_commit.append(future.result())
+                    except Exception:  # noqa: BLE001 - failures are reported above; here we only save work done
+                        pass
+                flush()
+        if not result.failed and not result.skipped and not self.plan.targets:
+            outputs = resolve_outputs(self.plan.outputs, self.outputs)
+            result.serial = self.store.commit(self.plan.stack, [], outputs)
+        return result

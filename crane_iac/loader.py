@@ -1,0 +1,142 @@
+"""Run a stack file and turn what it declared into the planner's ``Desired`` values.
+
+Every problem is collected as a diagnostic naming file:line and the resource address;
+the run ends with all of them at once (``DiagnosticsError``), never a traceback.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crane_iac.errors import Diagnostic, DiagnosticsError
+from crane_iac.planner.graph import find_cycle
+from crane_iac.planner.model import Desired
+from crane_iac.resources.base import Output, Registry, Resource, collecting, plain
+
+
+@dataclass
+class LoadedStack:
+    """What a stack file declares: managed resources in construction order, components, and outputs."""
+
+    file: str
+    desired: list[Desired]
+    components: list[str] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def dependencies(self) -> dict[str, list[str]]:
+        return {d.address: d.dependencies for d in self.desired}
+
+
+def _stack_line(exc: BaseException, stack_file: str) -> int | None:
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == stack_file:
+            line = frame.lineno
+    return line
+
+
+def _run(path: Path, variables: dict[str, Any]) -> Registry:
+    stack_file = str(path.resolve())
+    registry = Registry(stack_file=stack_file, variables=variables)
+    try:
+        source = path.read_text()
+    except OSError as exc:
+        raise DiagnosticsError([Diagnostic(f"cannot read stack file: {exc.strerror}", stack_file)]) from None
+    try:
+        code = compile(source, stack_file, "exec")
+    except SyntaxError as exc:
+        raise DiagnosticsError([Diagnostic(f"syntax error: {exc.msg}", stack_file, exc.lineno)]) from None
+    namespace: dict[str, Any] = {"__name__": "__crane_stack__", "__file__": stack_file}
+    with collecting(registry):
+        try:
+            exec(code, namespace)
+        except Exception as exc:
+            line = _stack_line(exc, stack_file)
+            registry.diagnostics.append(
+                Diagnostic(f"the stack raised {type(exc).__name__}: {exc}", stack_file, line)
+            )
+    return registry
+
+
+def _export_value(value: Any) -> Any:
+    if isinstance(value, Output):
+        return value.marker()
+    if isinstance(value, Resource):
+        return value.address
+    if isinstance(value, (list, tuple)):
+        return [_export_value(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _export_value(v) for k, v in value.items()}
+    return plain(value)
+
+
+def load_stack(path: Path, variables: dict[str, Any] | None = None) -> LoadedStack:
+    """Execute the stack file at ``path`` and validate what it declared."""
+    registry = _run(path, variables or {})
+    diagnostics = list(registry.diagnostics)
+    seen: dict[str, Resource] = {}
+    physical_seen: dict[tuple[str, str], Resource] = {}
+    members = {id(r) for r in registry.resources}
+    desired: list[Desired] = []
+    components: list[str] = []
+    for res in registry.resources:
+        file, line = res.location
+        if res.address in seen:
+            first = seen[res.address].location
+            diagnostics.append(Diagnostic(
+                f"duplicate address (first declared at {first[0]}:{first[1]}); give each resource a unique name",
+                file, line, res.address))
+            continue
+        seen[res.address] = res
+        if not res.managed:
+            components.append(res.address)
+            continue
+        deps: list[str] = []
+        for ref in res.references():
+            if id(ref) not in members:
+                diagnostics.append(Diagnostic(
+                    f"refers to {ref.address}, which is not declared in this stack", file, line, res.address))
+            elif ref.managed:
+                deps.append(ref.address)
+            else:  # depending on a component means depending on all of its children
+                deps.extend(r.address for r in registry.resources
+                            if r.managed and r.address.startswith(ref.address + "/"))
+        if not res.valid:
+            continue
+        props = res.properties()
+        pool = props.get("pool", "") if res.kind == "volume" else ""
+        key = (res.kind, f"{pool}/{res.physical_name}")
+        if key in physical_seen:
+            other = physical_seen[key]
+            diagnostics.append(Diagnostic(
+                f"hypervisor name {res.physical_name!r} is already used by {other.address}", file, line, res.address))
+            continue
+        physical_seen[key] = res
+        desired.append(Desired(
+            address=res.address, kind=res.kind, physical=res.physical_name, properties=props,
+            dependencies=sorted(set(deps)), protect=res.protect, ignore_changes=list(res.ignore_changes),
+            create_before_destroy=res.create_before_destroy, file=file, line=line))
+    for res in registry.resources:
+        unknown = set(res.ignore_changes) - set(type(res).model_fields) - set(_safe_props(res))
+        if unknown and res.valid:
+            diagnostics.append(Diagnostic(
+                f"ignore_changes names unknown field(s) {sorted(unknown)}", *res.location, res.address))
+    cycle = find_cycle({d.address: d.dependencies for d in desired})
+    if cycle:
+        by_address = {d.address: d for d in desired}
+        first = by_address[cycle[0]]
+        diagnostics.append(Diagnostic(f"dependency cycle: {' -> '.join(cycle)}", first.file, first.line, first.address))
+    if diagnostics:
+        raise DiagnosticsError(diagnostics)
+    outputs = {name: _export_value(value) for name, value in registry.exports.items()}
+    return LoadedStack(file=registry.stack_file, desired=desired, components=components, outputs=outputs)
+
+
+def _safe_props(res: Resource) -> dict[str, Any]:
+    try:
+        return res.properties()
+    except Exception:
+        return {}

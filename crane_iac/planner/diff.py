@@ -1,0 +1,215 @@
+"""Diff desired (stack) against recorded (state) and live (refresh), giving a Plan."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from crane_iac.errors import Diagnostic
+from crane_iac.planner.graph import topological, with_dependencies
+from crane_iac.planner.model import (
+    Action,
+    Desired,
+    Differ,
+    Drift,
+    FieldChange,
+    Live,
+    Plan,
+    Recorded,
+    ResourceChange,
+)
+
+KNOWN_AFTER_APPLY = "(known after apply)"
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What the user asked for: which stack, against which state serial, with which options."""
+
+    stack: str
+    lineage: str
+    serial: int
+    refreshed: bool = True
+    targets: tuple[str, ...] = ()
+    replace: tuple[str, ...] = ()
+    destroy: bool = False
+
+
+def _resolve(value: Any, outputs: Mapping[str, Mapping[str, Any]]) -> Any:
+    """Substitute output markers whose values are already known."""
+    if isinstance(value, dict):
+        if "$output" in value:
+            known = outputs.get(value["$output"])
+            if known is not None and value["attribute"] in known:
+                return known[value["attribute"]]
+            return value
+        return {k: _resolve(v, outputs) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, outputs) for v in value]
+    return value
+
+
+def _drift(recorded: Recorded, live: Live) -> list[FieldChange]:
+    return [
+        FieldChange(key, recorded.properties.get(key), live.properties.get(key))
+        for key in sorted(set(recorded.properties) | set(live.properties))
+        if recorded.properties.get(key) != live.properties.get(key)
+    ]
+
+
+def make_plan(
+    request: PlanRequest,
+    desired: Iterable[Desired],
+    recorded: Mapping[str, Recorded],
+    live: Mapping[str, Live] | None,
+    differ: Differ,
+    outputs: Mapping[str, Any] | None = None,
+    recorded_outputs: Mapping[str, Any] | None = None,
+) -> tuple[Plan, list[Diagnostic]]:
+    """Compute the plan. ``live`` is None when refresh is off; it may hold adopted and orphaned objects."""
+    desired_by_address = {} if request.destroy else {d.address: d for d in desired}
+    diagnostics: list[Diagnostic] = []
+    plan = Plan(
+        stack=request.stack,
+        lineage=request.lineage,
+        serial=request.serial,
+        refreshed=live is not None,
+        targets=list(request.targets),
+        destroy=request.destroy,
+    )
+    deps = {a: d.dependencies for a, d in desired_by_address.items()}
+    for address, rec in recorded.items():
+        deps.setdefault(address, rec.dependencies)
+    selected: set[str] | None = None
+    if request.targets:
+        selected = with_dependencies(request.targets, deps)
+        if live is not None:
+            selected |= {a for a in live if any(a == t or a.startswith(t + "/") for t in request.targets)}
+
+    known_outputs: dict[str, dict[str, Any]] = {}
+    pending: set[str] = set()  # addresses whose outputs change in this apply
+    for address in topological({a: d.dependencies for a, d in desired_by_address.items()}):
+        want = desired_by_address[address]
+        rec = recorded.get(address)
+        now = live.get(address) if live is not None else None
+        baseline: dict[str, Any] | None
+        reason = None
+        if live is None:
+            baseline = rec.properties if rec else None
+        elif now is None:
+            baseline = None
+            if rec is not None:
+                plan.drift.append(Drift(address=address, gone=True))
+                reason = "deleted outside crane"
+        else:
+            baseline = now.properties
+            if rec is None:
+                reason = "adopted: created by crane but not recorded"
+            else:
+                drifted = _drift(rec, now)
+                if drifted:
+                    plan.drift.append(Drift(address=address, fields=drifted))
+        if baseline is not None:
+            base_outputs = dict(now.outputs if now is not None else rec.outputs if rec else {})
+            known_outputs[address] = base_outputs
+        after = _resolve(want.properties, {a: o for a, o in known_outputs.items() if a not in pending})
+        if selected is not None and address not in selected:
+            continue
+        if baseline is None:
+            change = ResourceChange(address, want.kind, want.physical, Action.CREATE, after=after,
+                                    dependencies=want.dependencies, protect=want.protect, reason=reason)
+            pending.add(address)
+        else:
+            fields = [f for f in differ.diff(want.kind, baseline, after) if f.name not in want.ignore_changes]
+            if want.ignore_changes:
+                after = {**after, **{k: baseline.get(k) for k in want.ignore_changes if k in baseline}}
+            forced = address in request.replace
+            if forced or any(f.forces_replacement for f in fields):
+                action = Action.CREATE_THEN_DELETE if want.create_before_destroy else Action.DELETE_THEN_CREATE
+                if rec is not None and (rec.protect or want.protect):
+                    diagnostics.append(Diagnostic(
+                        "is protected (protect=True) and cannot be replaced; "
+                        f"changed: {', '.join(f.name for f in fields if f.forces_replacement) or '--replace'}",
+                        want.file, want.line, address))
+                pending.add(address)
+                reason = reason or ("--replace" if forced else None)
+            elif fields:
+                action = Action.UPDATE
+            else:
+                action = Action.NOOP
+            change = ResourceChange(address, want.kind, want.physical, action, fields, baseline, after,
+                                    want.dependencies, want.protect, reason)
+        if change.action is Action.NOOP:
+            plan.unchanged += 1
+            if rec is None:  # adopted without differences: still needs recording
+                change.reason = reason
+                plan.changes.append(change)
+        else:
+            plan.changes.append(change)
+
+    gone = [a for a in recorded if a not in desired_by_address]
+    orphans = [a for a in (live or {}) if a not in desired_by_address and a not in recorded]
+    for address in gone + orphans:
+        if selected is not None and address not in selected:
+            continue
+        rec = recorded.get(address)
+        now = live.get(address) if live is not None else None
+        if rec is not None and live is not None and now is None:
+            plan.changes.append(ResourceChange(address, rec.kind, rec.physical, Action.DELETE, before=rec.properties,
+                                               dependencies=rec.dependencies, reason="already gone: forget it"))
+            continue
+        if rec is not None and rec.protect:
+            diagnostics.append(Diagnostic(
+                "is protected (protect=True) and cannot be destroyed; remove protect first and apply", address=address))
+        kind = rec.kind if rec else now.kind  # type: ignore[union-attr]
+        physical = rec.physical if rec else now.physical  # type: ignore[union-attr]
+        before = now.properties if now is not None else rec.properties  # type: ignore[union-attr]
+        plan.changes.append(ResourceChange(address, kind, physical, Action.DELETE, before=before,
+                                           dependencies=rec.dependencies if rec else [],
+                                           reason=None if rec else "orphan: created by crane but never recorded"))
+
+    if outputs is not None and not request.targets:
+        plan.outputs = {k: _resolve(v, {a: o for a, o in known_outputs.items() if a not in pending})
+                        for k, v in outputs.items()}
+        plan.outputs_changed = dict(recorded_outputs or {}) != plan.outputs
+    elif recorded_outputs is not None:
+        plan.outputs = dict(recorded_outputs)
+    return plan, diagnostics
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One provider operation in the apply graph: the delete or the create/update half of a change."""
+
+    address: str
+    phase: str  # "delete" | "apply"
+
+
+def order_changes(changes: Iterable[ResourceChange]) -> dict[Step, set[Step]]:
+    """The apply graph: each step with the steps that must finish before it."""
+    by_address = {c.address: c for c in changes if c.action is not Action.NOOP or c.reason}
+    graph: dict[Step, set[Step]] = {}
+    for c in by_address.values():
+        if c.action in (Action.DELETE, Action.DELETE_THEN_CREATE, Action.CREATE_THEN_DELETE):
+            graph.setdefault(Step(c.address, "delete"), set())
+        if c.action is not Action.DELETE:
+            graph.setdefault(Step(c.address, "apply"), set())
+    for c in by_address.values():
+        apply_step, delete_step = Step(c.address, "apply"), Step(c.address, "delete")
+        if c.action is Action.DELETE_THEN_CREATE:
+            graph[apply_step].add(delete_step)
+        elif c.action is Action.CREATE_THEN_DELETE:
+            graph[delete_step].add(apply_step)
+        for dep in c.dependencies:
+            other = by_address.get(dep)
+            if other is None:
+                continue
+            if apply_step in graph and Step(dep, "apply") in graph:
+                graph[apply_step].add(Step(dep, "apply"))
+            # a dependency is deleted only after its dependents are gone
+            if Step(dep, "delete") in graph and delete_step in graph:
+                graph[Step(dep, "delete")].add(delete_step)
+            elif Step(dep, "delete") in graph and c.action is Action.UPDATE:
+                graph[Step(dep, "delete")].add(apply_step)
+    return graph

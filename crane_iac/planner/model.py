@@ -1,0 +1,165 @@
+"""The planner's values: what the stack wants, what state recorded, what the hypervisor has, and the Plan."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any, Protocol
+
+PLAN_FORMAT_VERSION = 1
+
+
+class Action(str, Enum):
+    """What apply will do to one resource."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE_THEN_CREATE = "delete-then-create"
+    CREATE_THEN_DELETE = "create-then-delete"
+    DELETE = "delete"
+    NOOP = "no-op"
+
+    @property
+    def is_replace(self) -> bool:
+        return self in (Action.DELETE_THEN_CREATE, Action.CREATE_THEN_DELETE)
+
+
+@dataclass(slots=True)
+class Desired:
+    """A resource as the stack declares it."""
+
+    address: str
+    kind: str
+    physical: str
+    properties: dict[str, Any]
+    dependencies: list[str] = field(default_factory=list)
+    protect: bool = False
+    ignore_changes: list[str] = field(default_factory=list)
+    create_before_destroy: bool = False
+    file: str | None = None
+    line: int | None = None
+
+
+@dataclass(slots=True)
+class Recorded:
+    """A resource as the state store last recorded it."""
+
+    address: str
+    kind: str
+    physical: str
+    properties: dict[str, Any]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    dependencies: list[str] = field(default_factory=list)
+    protect: bool = False
+
+
+@dataclass(slots=True)
+class Live:
+    """A resource as the hypervisor reports it now."""
+
+    kind: str
+    physical: str
+    properties: dict[str, Any]
+    outputs: dict[str, Any] = field(default_factory=dict)
+    owner_stack: str | None = None
+    owner_address: str | None = None
+
+
+@dataclass(slots=True)
+class FieldChange:
+    name: str
+    before: Any
+    after: Any
+    forces_replacement: bool = False
+
+
+class Differ(Protocol):
+    """The provider's judgement of a change: which fields differ and which of them force a replacement."""
+
+    def diff(self, kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]: ...
+
+
+@dataclass(slots=True)
+class ResourceChange:
+    address: str
+    kind: str
+    physical: str
+    action: Action
+    fields: list[FieldChange] = field(default_factory=list)
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    dependencies: list[str] = field(default_factory=list)
+    protect: bool = False
+    reason: str | None = None
+
+
+@dataclass(slots=True)
+class Drift:
+    """A difference between what state recorded and what the hypervisor has, made outside crane."""
+
+    address: str
+    fields: list[FieldChange] = field(default_factory=list)
+    gone: bool = False
+
+
+@dataclass
+class Plan:
+    """A first-class, serialisable plan: apply consumes only this."""
+
+    stack: str
+    lineage: str
+    serial: int
+    changes: list[ResourceChange] = field(default_factory=list)
+    drift: list[Drift] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+    unchanged: int = 0
+    refreshed: bool = True
+    targets: list[str] = field(default_factory=list)
+    destroy: bool = False
+    format_version: int = PLAN_FORMAT_VERSION
+
+    @property
+    def has_changes(self) -> bool:
+        return any(c.action is not Action.NOOP for c in self.changes) or bool(self.outputs_changed)
+
+    outputs_changed: bool = False
+
+    def counts(self) -> dict[str, int]:
+        result = {"create": 0, "update": 0, "replace": 0, "delete": 0}
+        for c in self.changes:
+            if c.action is Action.CREATE:
+                result["create"] += 1
+            elif c.action is Action.UPDATE:
+                result["update"] += 1
+            elif c.action.is_replace:
+                result["replace"] += 1
+            elif c.action is Action.DELETE:
+                result["delete"] += 1
+        return result
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for change in data["changes"]:
+            change["action"] = Action(change["action"]).value
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        data = json.loads(text)
+        if data.get("format_version") != PLAN_FORMAT_VERSION:
+            raise ValueError(f"plan format {data.get('format_version')!r} is not {PLAN_FORMAT_VERSION}")
+        changes = [
+            ResourceChange(
+                **{**c, "action": Action(c["action"]), "fields": [FieldChange(**f) for f in c["fields"]]}
+            )
+            for c in data.pop("changes")
+        ]
+        drift = [
+            Drift(address=d["address"], fields=[FieldChange(**f) for f in d["fields"]], gone=d["gone"])
+            for d in data.pop("drift")
+        ]
+        return cls(changes=changes, drift=drift, **data)

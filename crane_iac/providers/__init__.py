@@ -1,0 +1,1 @@
+"""Providers: the narrow interface crane drives hypervisors through, one sub-package per provider."""

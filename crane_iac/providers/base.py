@@ -1,0 +1,68 @@
+"""The provider contract: read everything in bulk, judge a diff, create, update, delete.
+
+Providers know nothing of the planner's decisions or the state store. Each object a
+provider creates carries its owner (stack and address) in the hypervisor's own metadata
+where the hypervisor has a place for it, so that crane can adopt what it created after a crash.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+from crane_iac.planner.model import FieldChange, Live
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    stack: str
+    address: str
+
+
+class Provider(ABC):
+    """A hypervisor as crane sees it."""
+
+    #: Kinds this provider manages, in the order objects of a kind may be needed by the next.
+    kinds: tuple[str, ...] = ()
+
+    @abstractmethod
+    def read_all(self) -> list[Live]:
+        """Every object of the managed kinds on the hypervisor, read in bulk."""
+
+    @abstractmethod
+    def diff(self, kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
+        """Fields that differ, each saying whether the change forces a replacement."""
+
+    @abstractmethod
+    def create(self, kind: str, physical: str, properties: dict[str, Any], owner: Owner) -> Live:
+        """Create the object and return it as read back."""
+
+    @abstractmethod
+    def update(self, kind: str, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
+        """Change the object in place (only fields ``diff`` did not mark as forcing a replacement)."""
+
+    @abstractmethod
+    def delete(self, kind: str, physical: str, properties: dict[str, Any]) -> None:
+        """Remove the object; deleting one that is already gone is not an error."""
+
+    def checkpoint(self) -> None:
+        """Make every mutation so far durable before crane records it in state (a no-op on real hosts)."""
+
+    def close(self) -> None:
+        """Release the connection."""
+
+
+def changed_fields(
+    before: dict[str, Any], after: dict[str, Any], replace_when: dict[str, Any]
+) -> list[FieldChange]:
+    """A generic diff: ``replace_when[field]`` is True, False, or a callable (before, after) -> bool."""
+    changes = []
+    for key in sorted(set(before) | set(after)):
+        old, new = before.get(key), after.get(key)
+        if old == new:
+            continue
+        rule = replace_when.get(key, True)
+        forces = bool(rule(old, new)) if callable(rule) else bool(rule)
+        changes.append(FieldChange(key, old, new, forces))
+    return changes

@@ -1,0 +1,367 @@
+"""LibvirtProvider: VMs as domains, Networks as libvirt networks, Volumes as storage volumes.
+
+Live state is read in bulk: one list call per kind (plus the active and autostart
+lists for domains), then XML parsing. Domains and networks carry a
+``<crane:owner stack=… address=…>`` element in their ``<metadata>``; storage volumes
+have no metadata in libvirt, so crane adopts them through the intents it records
+before each create.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import libvirt
+
+from crane_iac.errors import ProviderError
+from crane_iac.planner.model import FieldChange, Live
+from crane_iac.providers.base import Owner, Provider, changed_fields
+from crane_iac.providers.libvirt import xml as lx
+from crane_iac.providers.libvirt.sandbox import Sandbox, domain_for_node_file
+
+T = TypeVar("T")
+_NOT_FOUND = {
+    libvirt.VIR_ERR_NO_DOMAIN,
+    libvirt.VIR_ERR_NO_NETWORK,
+    libvirt.VIR_ERR_NO_STORAGE_VOL,
+}
+
+
+def _grows(before: Any, after: Any) -> bool:
+    """A replacement is forced unless the number only grows."""
+    return not (isinstance(before, int) and isinstance(after, int) and after >= before)
+
+
+REPLACE_RULES: dict[str, dict[str, Any]] = {
+    "vm": {
+        # within the defined maximum these change live; a vCPU decrease is an offline change
+        "vcpus": _grows,
+        "memory_mib": False,
+        "running": False,
+        "autostart": False,
+        "description": False,
+    },
+    "network": {},
+    "volume": {"capacity_gib": _grows},
+}
+
+
+def _ignore_errors(_ctx: object, _err: object) -> None:
+    """libvirt prints every error to stderr unless a handler is registered; crane reports them itself."""
+
+
+class LibvirtProvider(Provider):
+    kinds = ("network", "volume", "vm")
+
+    def __init__(
+        self,
+        uri: str | None,
+        *,
+        sandbox_dir: Path,
+        mutating: bool,
+        domain_type: str | None = None,
+        stats_period: int = 2,
+    ) -> None:
+        libvirt.registerErrorHandler(_ignore_errors, None)
+        self.sandbox: Sandbox | None = None
+        if uri is None:
+            self.sandbox = Sandbox(sandbox_dir)
+            self.sandbox.prepare(exclusive=mutating)
+            uri = self.sandbox.uri
+        self.uri = uri
+        try:
+            self.conn = libvirt.open(uri)
+        except libvirt.libvirtError as exc:
+            if self.sandbox:
+                self.sandbox.release()
+            raise ProviderError(f"cannot connect to {uri}: {exc.get_error_message()}") from None
+        self.domain_type = domain_type or ("test" if self.conn.getType().lower() == "test" else "qemu")
+        self.stats_period = stats_period
+        self._lock = threading.Lock()
+        self._node_xml: dict[str, str] = {}  # sandbox only: domain name → XML for the node file
+        self._dirty = False
+        if self.sandbox is not None:
+            for name in self.sandbox.flags()["autostart_domains"]:
+                try:
+                    self.conn.lookupByName(name).setAutostart(1)
+                except libvirt.libvirtError:
+                    pass
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def _pools(self) -> list[tuple[Any, str, str]]:
+        pools = []
+        for pool in self.conn.listAllStoragePools(0):
+            root = ET.fromstring(pool.XMLDesc(0))
+            pools.append((pool, pool.name(), root.findtext("target/path") or ""))
+        return pools
+
+    def read_all(self) -> list[Live]:
+        try:
+            return self._read_all()
+        except libvirt.libvirtError as exc:
+            raise ProviderError(f"reading {self.uri} failed: {exc.get_error_message()}") from None
+
+    def _read_all(self) -> list[Live]:
+        result: list[Live] = []
+        pools = self._pools()
+        pool_by_dir = {path: name for _, name, path in pools}
+        volume_by_path: dict[str, str] = {}
+        for pool, pool_name, _ in pools:
+            if not pool.isActive():
+                continue
+            for vol in pool.listAllVolumes(0):
+                props, outputs = lx.parse_volume(ET.fromstring(vol.XMLDesc(0)), pool_name, pool_by_dir)
+                volume_by_path[outputs["path"]] = f"{pool_name}/{vol.name()}"
+                result.append(Live("volume", vol.name(), props, outputs))
+        for net in self.conn.listAllNetworks(0):
+            root = ET.fromstring(net.XMLDesc(0))
+            props, outputs = lx.parse_network(root)
+            owner = lx.owner_of(root)
+            result.append(Live("network", net.name(), props, outputs,
+                               owner.stack if owner else None, owner.address if owner else None))
+        active = {d.name() for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
+        autostart = {d.name() for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)}
+        for dom in self.conn.listAllDomains(0):
+            name = dom.name()
+            xml = dom.XMLDesc(0)
+            if self.sandbox is not None:
+                self._node_xml[name] = domain_for_node_file(xml, name in active)
+            root = ET.fromstring(xml)
+            owner = lx.owner_of(root)
+            props = lx.parse_domain(root, running=name in active, autostart=name in autostart,
+                                    volume_by_path=volume_by_path)
+            result.append(Live("vm", name, props, {"uuid": root.findtext("uuid")},
+                               owner.stack if owner else None, owner.address if owner else None))
+        return result
+
+    def diff(self, kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
+        return changed_fields(before, after, REPLACE_RULES.get(kind, {}))
+
+    # -- mutating ----------------------------------------------------------------------------------
+
+    def _call(self, verb: str, kind: str, physical: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except libvirt.libvirtError as exc:
+            raise ProviderError(f"libvirt refused to {verb} {kind} {physical!r}: {exc.get_error_message()}") from None
+        finally:
+            with self._lock:
+                self._dirty = True
+                if kind == "vm":
+                    self._node_xml.pop(physical, None)
+
+    def create(self, kind: str, physical: str, properties: dict[str, Any], owner: Owner) -> Live:
+        creators = {"vm": self._create_vm, "network": self._create_network, "volume": self._create_volume}
+        return self._call("create", kind, physical, lambda: creators[kind](physical, properties, owner))
+
+    def update(self, kind: str, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
+        updaters = {"vm": self._update_vm, "volume": self._update_volume}
+        if kind not in updaters:
+            raise ProviderError(f"{kind} {physical!r} cannot be changed in place")
+        return self._call("update", kind, physical, lambda: updaters[kind](physical, before, after))
+
+    def delete(self, kind: str, physical: str, properties: dict[str, Any]) -> None:
+        deleters = {"vm": self._delete_vm, "network": self._delete_network, "volume": self._delete_volume}
+
+        def run() -> None:
+            try:
+                deleters[kind](physical, properties)
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() not in _NOT_FOUND:
+                    raise
+
+        self._call("delete", kind, physical, run)
+
+    # VMs
+
+    def _disks(self, properties: dict[str, Any]) -> list[dict[str, str]]:
+        disks = []
+        for index, ref in enumerate(properties["disks"]):
+            pool_name, _, vol_name = ref.partition("/")
+            vol = self.conn.storagePoolLookupByName(pool_name).storageVolLookupByName(vol_name)
+            fmt = ET.fromstring(vol.XMLDesc(0)).find("target/format")
+            disks.append({"pool": pool_name, "volume": vol_name, "format": fmt.get("type", "raw") if fmt is not None
+                          else "raw", "target": "vd" + chr(ord("a") + index)})
+        return disks
+
+    def _read_vm(self, dom: Any) -> Live:
+        xml = dom.XMLDesc(0)
+        root = ET.fromstring(xml)
+        active = bool(dom.isActive())
+        if self.sandbox is not None:
+            with self._lock:
+                self._node_xml[dom.name()] = domain_for_node_file(xml, active)
+        owner = lx.owner_of(root)
+        props = lx.parse_domain(root, running=active, autostart=bool(dom.autostart()), volume_by_path={})
+        return Live("vm", dom.name(), props, {"uuid": root.findtext("uuid")},
+                    owner.stack if owner else None, owner.address if owner else None)
+
+    def _create_vm(self, physical: str, p: dict[str, Any], owner: Owner) -> Live:
+        xml = lx.render_domain(physical, p, owner, domain_type=self.domain_type, disks=self._disks(p),
+                               stats_period=self.stats_period)
+        dom = self.conn.defineXML(xml)
+        if p["autostart"]:
+            dom.setAutostart(1)
+        if p["running"]:
+            dom.create()
+        return self._read_vm(dom)
+
+    def _update_vm(self, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
+        dom = self.conn.lookupByName(physical)
+        # the persistent definition first, then the running domain (some drivers refuse both in one call)
+        scopes = [libvirt.VIR_DOMAIN_AFFECT_CONFIG]
+        if dom.isActive():
+            scopes.append(libvirt.VIR_DOMAIN_AFFECT_LIVE)
+        for flags in scopes:
+            if after["memory_mib"] != before.get("memory_mib"):
+                dom.setMemoryFlags(after["memory_mib"] * 1024, flags)
+            if after["vcpus"] != before.get("vcpus"):
+                dom.setVcpusFlags(after["vcpus"], flags)
+            if after["description"] != before.get("description"):
+                dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_DESCRIPTION, after["description"] or None, None, None,
+                                flags)
+        if after["autostart"] != before.get("autostart"):
+            dom.setAutostart(int(after["autostart"]))
+        if after["running"] and not dom.isActive():
+            dom.create()
+        elif not after["running"] and dom.isActive():
+            self._stop(dom)
+        return self._read_vm(dom)
+
+    @staticmethod
+    def _stop(dom: Any, timeout: float = 30.0) -> None:
+        """Ask the guest to shut down; power it off if it has not within ``timeout`` seconds."""
+        try:
+            dom.shutdown()
+        except libvirt.libvirtError:
+            pass
+        deadline = time.monotonic() + timeout
+        while dom.isActive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if dom.isActive():
+            dom.destroy()
+
+    def _delete_vm(self, physical: str, _p: dict[str, Any]) -> None:
+        dom = self.conn.lookupByName(physical)
+        if dom.isActive():
+            dom.destroy()
+        try:
+            dom.undefineFlags(libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE
+                              | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() in _NOT_FOUND:
+                raise
+            dom.undefine()
+        with self._lock:
+            self._node_xml.pop(physical, None)
+
+    # networks
+
+    def _create_network(self, physical: str, p: dict[str, Any], owner: Owner) -> Live:
+        net = self.conn.networkDefineXML(lx.render_network(physical, p, owner))
+        net.create()
+        net.setAutostart(1)
+        root = ET.fromstring(net.XMLDesc(0))
+        props, outputs = lx.parse_network(root)
+        return Live("network", physical, props, outputs, owner.stack, owner.address)
+
+    def _delete_network(self, physical: str, _p: dict[str, Any]) -> None:
+        net = self.conn.networkLookupByName(physical)
+        if net.isActive():
+            net.destroy()
+        net.undefine()
+
+    # volumes
+
+    def _create_volume(self, physical: str, p: dict[str, Any], owner: Owner) -> Live:
+        pool = self.conn.storagePoolLookupByName(p["pool"])
+        base_path, base_format = None, "raw"
+        if p["base"]:
+            if p["base"].startswith("/"):
+                base_path = p["base"]
+                base_format = "qcow2" if base_path.endswith(".qcow2") else "raw"
+            else:
+                base_pool, _, base_name = p["base"].partition("/")
+                base = self.conn.storagePoolLookupByName(base_pool).storageVolLookupByName(base_name)
+                base_path = base.path()
+                fmt = ET.fromstring(base.XMLDesc(0)).find("target/format")
+                base_format = fmt.get("type", "raw") if fmt is not None else "raw"
+        vol = pool.createXML(lx.render_volume(physical, p, base_path, base_format), 0)
+        return self._read_volume(vol, p["pool"])
+
+    def _read_volume(self, vol: Any, pool_name: str) -> Live:
+        pool_by_dir = {path: name for _, name, path in self._pools()}
+        props, outputs = lx.parse_volume(ET.fromstring(vol.XMLDesc(0)), pool_name, pool_by_dir)
+        return Live("volume", vol.name(), props, outputs)
+
+    def _update_volume(self, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
+        pool = self.conn.storagePoolLookupByName(after["pool"])
+        vol = pool.storageVolLookupByName(physical)
+        if self.sandbox is None:
+            vol.resize(after["capacity_gib"] * 1024**3, 0)
+        else:
+            # the test driver cannot resize and holds no data: a volume of the new size is the same thing
+            xml = ET.fromstring(vol.XMLDesc(0))
+            capacity = xml.find("capacity")
+            assert capacity is not None
+            capacity.set("unit", "GiB")
+            capacity.text = str(after["capacity_gib"])
+            vol.delete(0)
+            vol = pool.createXML(ET.tostring(xml, encoding="unicode"), 0)
+        return self._read_volume(vol, after["pool"])
+
+    def _delete_volume(self, physical: str, p: dict[str, Any]) -> None:
+        self.conn.storagePoolLookupByName(p["pool"]).storageVolLookupByName(physical).delete(0)
+
+    # durability --------------------------------------------------------------------------------
+
+    def checkpoint(self) -> None:
+        """Sandbox only: write the test driver's whole state to the node file if anything changed."""
+        if self.sandbox is None:
+            return
+        with self._lock:
+            if not self._dirty:
+                return
+            try:
+                self._save_sandbox()
+            except libvirt.libvirtError as exc:
+                raise ProviderError(f"saving the sandbox failed: {exc.get_error_message()}") from None
+            self._dirty = False
+
+    def _save_sandbox(self) -> None:
+        assert self.sandbox is not None
+        doms = self.conn.listAllDomains(0)
+        active = {d.name() for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
+        autostart = [d.name() for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)]
+        domains = []
+        for dom in doms:
+            name = dom.name()
+            xml = self._node_xml.get(name)
+            if xml is None:
+                xml = self._node_xml[name] = domain_for_node_file(dom.XMLDesc(0), name in active)
+            domains.append(xml)
+        networks = [net.XMLDesc(0) for net in self.conn.listAllNetworks(0)]
+        pools = []
+        for pool, _, _ in self._pools():
+            xml = pool.XMLDesc(0)
+            vols = "".join(v.XMLDesc(0) for v in pool.listAllVolumes(0)) if pool.isActive() else ""
+            head, _, _ = xml.rpartition("</pool>")
+            pools.append(f"{head}{vols}</pool>\n")
+        self.sandbox.save(domains, networks, pools, autostart)
+
+    def close(self) -> None:
+        try:
+            self.checkpoint()
+        finally:
+            try:
+                self.conn.close()
+            except libvirt.libvirtError:
+                pass
+            if self.sandbox is not None:
+                self.sandbox.release()

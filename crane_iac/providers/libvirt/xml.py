@@ -1,0 +1,159 @@
+"""libvirt XML: render crane's properties into domain, network and volume XML, and parse them back."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import xml.etree.ElementTree as ET
+from functools import cache
+from typing import Any
+
+import jinja2
+
+from crane_iac.providers.base import Owner
+
+OWNER_NS = "https://crane-iac.dev/xmlns/owner/1"
+_OWNER_TAG = f"{{{OWNER_NS}}}owner"
+_AUTO_BRIDGE = re.compile(r"^virbr\d+$")
+
+
+@cache
+def _templates() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("crane_iac.providers.libvirt", "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+    )
+
+
+def render_domain(name: str, p: dict[str, Any], owner: Owner, *, domain_type: str, disks: list[dict[str, str]],
+                  stats_period: int) -> str:
+    return _templates().get_template("domain.xml.j2").render(
+        name=name, p=p, owner=owner, ns=OWNER_NS, domain_type=domain_type, disks=disks, stats_period=stats_period)
+
+
+def _ip_blocks(p: dict[str, Any]) -> list[dict[str, Any]]:
+    blocks = []
+    for family in ("ipv4", "ipv6"):
+        if not p.get(family):
+            continue
+        net = ipaddress.ip_network(p[family])
+        size = net.num_addresses
+        last = net.broadcast_address - 1 if family == "ipv4" else net.network_address + min(size - 1, 0xFFFF)
+        start = net.network_address + (2 if family == "ipv4" else 0x100)
+        blocks.append({"family": family, "gateway": str(net.network_address + 1), "prefix": net.prefixlen,
+                       "dhcp": p.get("dhcp", True) and start <= last, "start": str(start), "end": str(last)})
+    return blocks
+
+
+def render_network(name: str, p: dict[str, Any], owner: Owner) -> str:
+    return _templates().get_template("network.xml.j2").render(
+        name=name, p=p, owner=owner, ns=OWNER_NS, ips=_ip_blocks(p))
+
+
+def render_volume(name: str, p: dict[str, Any], base_path: str | None, base_format: str) -> str:
+    return _templates().get_template("volume.xml.j2").render(
+        name=name, p=p, base_path=base_path, base_format=base_format)
+
+
+def owner_of(root: ET.Element) -> Owner | None:
+    meta = root.find("metadata")
+    if meta is None:
+        return None
+    tag = meta.find(_OWNER_TAG)
+    if tag is None:
+        return None
+    return Owner(tag.get("stack", ""), tag.get("address", ""))
+
+
+def _kib(elem: ET.Element | None) -> int:
+    if elem is None or elem.text is None:
+        return 0
+    value = int(elem.text)
+    unit = elem.get("unit", "KiB")
+    factor = {"b": 1 / 1024, "bytes": 1 / 1024, "KiB": 1, "k": 1, "MiB": 1024, "M": 1024, "GiB": 1024**2, "G": 1024**2}
+    return int(value * factor.get(unit, 1))
+
+
+def parse_domain(root: ET.Element, *, running: bool, autostart: bool,
+                 volume_by_path: dict[str, str]) -> dict[str, Any]:
+    """Domain XML → VM properties (memory in MiB, disks as ``pool/volume``)."""
+    vcpu = root.find("vcpu")
+    max_vcpus = int(vcpu.text or 1) if vcpu is not None else 1
+    nics = []
+    disks = []
+    devices = root.find("devices")
+    if devices is not None:
+        for iface in devices.iterfind("interface"):
+            source, mac = iface.find("source"), iface.find("mac")
+            nics.append({"network": source.get("network") if source is not None else None,
+                         "mac": mac.get("address") if mac is not None else None})
+        for disk in devices.iterfind("disk"):
+            source = disk.find("source")
+            if source is None or disk.get("device", "disk") != "disk":
+                continue
+            if source.get("pool"):
+                disks.append(f"{source.get('pool')}/{source.get('volume')}")
+            else:
+                path = source.get("file") or source.get("dev") or ""
+                disks.append(volume_by_path.get(path, path))
+    return {
+        "vcpus": int(vcpu.get("current", max_vcpus)) if vcpu is not None else 1,
+        "max_vcpus": max_vcpus,
+        "memory_mib": _kib(root.find("currentMemory")) // 1024 or _kib(root.find("memory")) // 1024,
+        "max_memory_mib": _kib(root.find("memory")) // 1024,
+        "nics": nics,
+        "disks": disks,
+        "running": running,
+        "autostart": autostart,
+        "description": root.findtext("description"),
+    }
+
+
+def parse_network(root: ET.Element) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Network XML → (Network properties, outputs). An auto-assigned ``virbrN`` bridge is an output only."""
+    forward = root.find("forward")
+    fmode = forward.get("mode", "nat") if forward is not None else None
+    virtualport = root.find("virtualport")
+    if virtualport is not None and virtualport.get("type") == "openvswitch":
+        mode = "openvswitch"
+    elif fmode is None:
+        mode = "isolated"
+    else:
+        mode = fmode
+    bridge_el = root.find("bridge")
+    bridge = bridge_el.get("name") if bridge_el is not None else None
+    tag = root.find("vlan/tag")
+    props: dict[str, Any] = {"mode": mode, "bridge": None if bridge and _AUTO_BRIDGE.match(bridge) and
+                             mode not in ("bridge", "openvswitch") else bridge,
+                             "vlan": int(tag.get("id", 0)) if tag is not None else None,
+                             "ipv4": None, "ipv6": None, "dhcp": False}
+    for ip in root.iterfind("ip"):
+        family = ip.get("family", "ipv4")
+        prefix = ip.get("prefix")
+        if prefix is None and ip.get("netmask"):
+            prefix = str(ipaddress.IPv4Network(f"0.0.0.0/{ip.get('netmask')}").prefixlen)
+        net = ipaddress.ip_network(f"{ip.get('address')}/{prefix}", strict=False)
+        props[family] = str(net)
+        if ip.find("dhcp") is not None:
+            props["dhcp"] = True
+    if props["ipv4"] is None and props["ipv6"] is None:
+        props["dhcp"] = True  # no subnet: nothing to serve, so the declared default stands
+    return props, {"uuid": root.findtext("uuid"), "bridge_name": bridge}
+
+
+def parse_volume(root: ET.Element, pool: str, pool_by_dir: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    capacity = root.find("capacity")
+    size = int(capacity.text or 0) if capacity is not None else 0
+    unit = capacity.get("unit", "bytes") if capacity is not None else "bytes"
+    size_bytes = size * {"bytes": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}.get(unit, 1)
+    fmt = root.find("target/format")
+    base_path = root.findtext("backingStore/path")
+    base = None
+    if base_path:
+        directory, _, vol = base_path.rpartition("/")
+        base = f"{pool_by_dir[directory]}/{vol}" if directory in pool_by_dir else base_path
+    props = {"capacity_gib": -(-size_bytes // 1024**3), "pool": pool,
+             "format": fmt.get("type", "raw") if fmt is not None else "raw", "base": base}
+    return props, {"path": root.findtext("target/path") or root.findtext("key")}

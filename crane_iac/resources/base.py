@@ -1,0 +1,240 @@
+"""The base of every resource: a pydantic model that registers itself with the stack being loaded.
+
+A stack file constructs resources at module level. The loader sets a ``Registry`` in a
+context variable (not a process global) while the file runs; each resource records
+itself there with the file:line that built it. A resource whose fields are invalid
+records diagnostics instead of raising, so every error in a stack is reported in one run.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
+
+from crane_iac.addresses import make_address
+from crane_iac.errors import Diagnostic
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_PACKAGE_DIR = __file__.rsplit("/resources/", 1)[0]
+
+
+@dataclass
+class Registry:
+    """What one run of a stack file declared, in construction order."""
+
+    stack_file: str
+    variables: dict[str, Any] = field(default_factory=dict)
+    resources: list[Resource] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    exports: dict[str, Any] = field(default_factory=dict)
+    parents: list[Resource] = field(default_factory=list)
+
+    def location(self) -> tuple[str | None, int | None]:
+        """The innermost line of the stack file (or a module outside crane) that is running now."""
+        frame = sys._getframe(1)
+        fallback: tuple[str | None, int | None] = (None, None)
+        while frame is not None:
+            filename = frame.f_code.co_filename
+            if filename == self.stack_file:
+                return filename, frame.f_lineno
+            if fallback == (None, None) and not filename.startswith(_PACKAGE_DIR) and "pydantic" not in filename:
+                fallback = (filename, frame.f_lineno)
+            frame = frame.f_back  # type: ignore[assignment]
+        return fallback
+
+    @contextmanager
+    def parent(self, component: Resource) -> Iterator[None]:
+        self.parents.append(component)
+        try:
+            yield
+        finally:
+            self.parents.pop()
+
+
+_current: ContextVar[Registry | None] = ContextVar("crane_registry", default=None)
+
+
+def current_registry() -> Registry | None:
+    return _current.get()
+
+
+@contextmanager
+def collecting(registry: Registry) -> Iterator[Registry]:
+    """Collect every resource constructed inside the block into ``registry``."""
+    token = _current.set(registry)
+    try:
+        yield registry
+    finally:
+        _current.reset(token)
+
+
+class Output:
+    """A value of a resource known only after apply (e.g. a VM's UUID); using it makes a dependency."""
+
+    __slots__ = ("attribute", "resource")
+
+    def __init__(self, resource: Resource, attribute: str) -> None:
+        self.resource = resource
+        self.attribute = attribute
+
+    def marker(self) -> dict[str, str]:
+        return {"$output": self.resource.address, "attribute": self.attribute}
+
+    def __repr__(self) -> str:
+        return f"Output({self.resource.address}.{self.attribute})"
+
+
+def is_output_marker(value: Any) -> bool:
+    return isinstance(value, dict) and "$output" in value
+
+
+class Resource(BaseModel):
+    """A piece of infrastructure declared in a stack; subclasses set ``kind`` and their fields."""
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, validate_assignment=False)
+
+    kind: ClassVar[str] = "resource"
+    #: Fields whose values are resources or outputs the provider needs by physical name.
+    name: str
+    depends_on: list[Resource] = []
+    protect: bool = False
+    ignore_changes: list[str] = []
+    create_before_destroy: bool = False
+
+    _address: str = PrivateAttr(default="")
+    _physical: str = PrivateAttr(default="")
+    _file: str | None = PrivateAttr(default=None)
+    _line: int | None = PrivateAttr(default=None)
+    _valid: bool = PrivateAttr(default=True)
+    _registry_id: int = PrivateAttr(default=0)
+    _parent: Resource | None = PrivateAttr(default=None)
+
+    def __init__(self, name: str, /, **data: Any) -> None:
+        registry = current_registry()
+        where = registry.location() if registry else (None, None)
+        parent = registry.parents[-1] if registry and registry.parents else None
+        address = make_address(self.kind, str(name), parent.address if parent else None)
+        try:
+            super().__init__(name=name, **data)
+        except ValidationError as exc:
+            if registry is None:
+                raise
+            for err in exc.errors():
+                loc = ".".join(str(p) for p in err["loc"]) or "value"
+                msg = err["msg"].removeprefix("Value error, ")
+                registry.diagnostics.append(
+                    Diagnostic(f"invalid {loc}: {msg}", where[0], where[1], address)
+                )
+            placeholder = type(self).model_construct(name=name, **data)
+            object.__setattr__(self, "__dict__", placeholder.__dict__)
+            object.__setattr__(self, "__pydantic_fields_set__", placeholder.__pydantic_fields_set__)
+            object.__setattr__(self, "__pydantic_extra__", None)
+            object.__setattr__(self, "__pydantic_private__", dict(placeholder.__pydantic_private__ or {}))
+            self._valid = False
+        self._address = address
+        self._parent = parent
+        self._physical = f"{parent.physical_name}-{name}" if parent else str(name)
+        self._file, self._line = where
+        if registry is not None:
+            self._registry_id = id(registry)
+            registry.resources.append(self)
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(
+                f"{value!r} is not a safe hypervisor name: use 1-63 letters, digits, '-', '_' or '.', "
+                "starting with a letter or digit"
+            )
+        return value
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def physical_name(self) -> str:
+        """The name the hypervisor knows this resource by (component names prefix their children)."""
+        return self._physical
+
+    @property
+    def location(self) -> tuple[str | None, int | None]:
+        return self._file, self._line
+
+    @property
+    def valid(self) -> bool:
+        return self._valid
+
+    @property
+    def managed(self) -> bool:
+        """False for components, which group children and have nothing on a hypervisor."""
+        return True
+
+    def references(self) -> list[Resource]:
+        """Resources this one depends on: passed as field values, used through outputs, or named in depends_on."""
+        found: list[Resource] = []
+        for fname in type(self).model_fields:
+            _collect_refs(getattr(self, fname, None), found)
+        if self._parent is not None:
+            _collect_refs(self._parent.depends_on, found)
+        return found
+
+    def properties(self) -> dict[str, Any]:
+        """The provider inputs: plain JSON values, references by physical name, outputs as markers."""
+        raise NotImplementedError(f"{type(self).__name__} must define properties()")
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+
+def _collect_refs(value: Any, found: list[Resource]) -> None:
+    if isinstance(value, Resource):
+        found.append(value)
+    elif isinstance(value, Output):
+        found.append(value.resource)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            _collect_refs(item, found)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_refs(item, found)
+
+
+def plain(value: Any) -> Any:
+    """A field value as the provider sees it: outputs become markers, resources their physical names."""
+    if isinstance(value, Output):
+        return value.marker()
+    if isinstance(value, Resource):
+        return value.physical_name
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    return value
+
+
+def export(name: str, value: Any) -> None:
+    """Declare a stack output, shown by ``crane output``; the value may be an ``Output``."""
+    registry = current_registry()
+    if registry is None:
+        return
+    registry.exports[name] = value
+
+
+def variable(name: str) -> Any:
+    """The value of a stack variable declared in crane.toml (overridable with ``--var name=value``)."""
+    registry = current_registry()
+    if registry is None or name not in registry.variables:
+        from crane_iac.errors import CraneError
+
+        raise CraneError(f"stack variable {name!r} is not declared in crane.toml for this stack")
+    return registry.variables[name]

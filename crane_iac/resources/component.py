@@ -1,0 +1,36 @@
+"""Component resources: a class that builds several children under its own name.
+
+Children of ``Component("shop")`` get addresses ``<kind>.shop/<child address>`` and
+physical names prefixed ``shop-``; the component's ``depends_on`` applies to every child.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from crane_iac.resources.base import Resource, current_registry
+
+
+class Component(Resource):
+    """Group children under a name. Subclasses set ``kind`` and build children in ``build``."""
+
+    kind = "component"
+
+    def __init__(self, name: str, /, **data: Any) -> None:
+        super().__init__(name, **data)
+        registry = current_registry()
+        if registry is None:
+            self.build()
+            return
+        with registry.parent(self):
+            self.build()
+
+    def build(self) -> None:
+        """Construct the children; called once, with this component as their parent."""
+
+    @property
+    def managed(self) -> bool:
+        return False
+
+    def properties(self) -> dict[str, Any]:
+        return {}

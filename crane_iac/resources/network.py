@@ -1,0 +1,74 @@
+"""Network: a virtual network on the hypervisor, in one of five modes, optionally with a VLAN tag."""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from crane_iac.resources.base import Resource
+
+NetworkMode = Literal["nat", "isolated", "route", "bridge", "openvswitch"]
+#: Only Open vSwitch bridges carry a VLAN tag in libvirt's network XML.
+VLAN_MODES = frozenset({"openvswitch"})
+#: Modes where the host bridge exists already and libvirt manages no addresses.
+EXTERNAL_BRIDGE_MODES = frozenset({"bridge", "openvswitch"})
+
+
+class Network(Resource):
+    """A libvirt network. ``ipv4``/``ipv6`` are subnets in CIDR form; the host takes the first address."""
+
+    kind = "network"
+
+    mode: NetworkMode = "nat"
+    bridge: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,15}$")
+    vlan: int | None = Field(default=None, ge=1, le=4094)
+    ipv4: str | None = None
+    ipv6: str | None = None
+    dhcp: bool = True
+
+    @field_validator("ipv4")
+    @classmethod
+    def _ipv4(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        net = ipaddress.ip_network(value, strict=False)
+        if not isinstance(net, ipaddress.IPv4Network) or net.prefixlen > 30:
+            raise ValueError(f"{value!r} is not an IPv4 subnet with room for hosts (prefix /30 or shorter)")
+        return str(net)
+
+    @field_validator("ipv6")
+    @classmethod
+    def _ipv6(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        net = ipaddress.ip_network(value, strict=False)
+        if not isinstance(net, ipaddress.IPv6Network) or net.prefixlen > 64:
+            raise ValueError(f"{value!r} is not an IPv6 subnet of prefix /64 or shorter")
+        return str(net)
+
+    @model_validator(mode="after")
+    def _mode_rules(self) -> Network:
+        if self.vlan is not None and self.mode not in VLAN_MODES:
+            raise ValueError(
+                f"a VLAN tag needs mode='openvswitch'; libvirt cannot tag a {self.mode!r} network"
+            )
+        if self.mode in EXTERNAL_BRIDGE_MODES:
+            if not self.bridge:
+                raise ValueError(f"mode={self.mode!r} needs bridge=<name of the existing host bridge>")
+            if self.ipv4 or self.ipv6:
+                raise ValueError(f"mode={self.mode!r} uses the host bridge's own addressing: drop ipv4/ipv6")
+        if self.mode == "route" and not (self.ipv4 or self.ipv6):
+            raise ValueError("mode='route' needs an ipv4 or ipv6 subnet to route")
+        return self
+
+    def properties(self) -> dict[str, Any]:
+        return {
+            "mode": self.mode,
+            "bridge": self.bridge,
+            "vlan": self.vlan,
+            "ipv4": self.ipv4,
+            "ipv6": self.ipv6,
+            "dhcp": self.dhcp,
+        }

@@ -1,0 +1,68 @@
+"""VM: a virtual machine with vCPUs, memory, disks from Volumes and NICs on Networks."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from crane_iac.resources.base import Output, Resource, plain
+from crane_iac.resources.network import Network
+from crane_iac.resources.volume import Volume
+
+
+def stable_mac(key: str) -> str:
+    """A locally administered MAC in QEMU's 52:54:00 range derived from ``key``, the same on every run."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return "52:54:00:{:02x}:{:02x}:{:02x}".format(*digest[:3])
+
+
+class VM(Resource):
+    """A domain. ``max_memory_mib``/``max_vcpus`` bound what can change live (they default to the current values)."""
+
+    kind = "vm"
+
+    vcpus: int = Field(ge=1, le=256)
+    memory_mib: int = Field(ge=16, le=4 * 1024 * 1024)
+    max_vcpus: int | None = Field(default=None, ge=1, le=256)
+    max_memory_mib: int | None = Field(default=None, ge=16, le=4 * 1024 * 1024)
+    networks: list[Network] = []
+    volumes: list[Volume] = []
+    running: bool = True
+    autostart: bool = False
+    description: str | Output | None = None
+
+    @model_validator(mode="after")
+    def _maxima(self) -> VM:
+        if self.max_vcpus is not None and self.max_vcpus < self.vcpus:
+            raise ValueError(f"max_vcpus ({self.max_vcpus}) is below vcpus ({self.vcpus})")
+        if self.max_memory_mib is not None and self.max_memory_mib < self.memory_mib:
+            raise ValueError(f"max_memory_mib ({self.max_memory_mib}) is below memory_mib ({self.memory_mib})")
+        return self
+
+    @property
+    def uuid(self) -> Output:
+        """The hypervisor's UUID for the domain, known after apply."""
+        return Output(self, "uuid")
+
+    @property
+    def macs(self) -> list[str]:
+        """The MAC of each NIC, derived from the VM's address so it is stable across replacements."""
+        return [stable_mac(f"{self.address}#{i}") for i in range(len(self.networks))]
+
+    def properties(self) -> dict[str, Any]:
+        return {
+            "vcpus": self.vcpus,
+            "max_vcpus": self.max_vcpus or self.vcpus,
+            "memory_mib": self.memory_mib,
+            "max_memory_mib": self.max_memory_mib or self.memory_mib,
+            "nics": [
+                {"network": net.physical_name, "mac": mac}
+                for net, mac in zip(self.networks, self.macs, strict=True)
+            ],
+            "disks": [f"{vol.pool}/{vol.physical_name}" for vol in self.volumes],
+            "running": self.running,
+            "autostart": self.autostart,
+            "description": plain(self.description),
+        }

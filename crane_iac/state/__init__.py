@@ -1,0 +1,1 @@
+"""State stores: the recorded resources of each stack, behind an interface chosen by URL."""

@@ -1,0 +1,101 @@
+"""The state store interface. Backends are chosen by URL (``sqlite:///…`` now; PostgreSQL drops in later)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+from crane_iac.planner.model import Recorded
+
+
+@dataclass(slots=True)
+class Intent:
+    """A provider mutation crane is about to make, recorded before it is made."""
+
+    address: str
+    kind: str
+    physical: str
+    action: str
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Committed:
+    """The outcome of one applied step: the new record, or None once the resource is gone."""
+
+    address: str
+    action: str
+    record: Recorded | None
+    before: dict[str, Any] | None = None
+    #: False for the first half of a replacement: its intent stays until the second half is recorded
+    final: bool = True
+
+
+@dataclass
+class StackState:
+    name: str
+    serial: int
+    lineage: str
+    resources: dict[str, Recorded]
+    intents: dict[str, Intent]
+    outputs: dict[str, Any]
+
+
+@dataclass(slots=True)
+class HistoryEntry:
+    serial: int
+    at: str
+    action: str
+    address: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class LockInfo:
+    holder: str
+    operation: str
+    acquired_at: str
+
+
+class StateStore(ABC):
+    """Recorded state of every stack in a project."""
+
+    @abstractmethod
+    def read(self, stack: str) -> StackState: ...
+
+    @abstractmethod
+    def acquire_lock(self, stack: str, operation: str, timeout: float = 0.0) -> None:
+        """Take the stack's lock, waiting up to ``timeout`` seconds; raise ``LockHeldError`` naming the holder."""
+
+    @abstractmethod
+    def release_lock(self, stack: str) -> None: ...
+
+    @abstractmethod
+    def record_intents(self, stack: str, intents: list[Intent]) -> None:
+        """Durably record what is about to be done, before any provider call."""
+
+    @abstractmethod
+    def commit(self, stack: str, committed: list[Committed], outputs: dict[str, Any] | None = None) -> int:
+        """Record outcomes (rows proportional to the change), clear their intents, bump and return the serial."""
+
+    @abstractmethod
+    def clear_intents(self, stack: str, addresses: list[str]) -> None: ...
+
+    @abstractmethod
+    def history(self, stack: str, limit: int = 100) -> list[HistoryEntry]: ...
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def open_store(url: str) -> StateStore:
+    """The backend for ``url``."""
+    from crane_iac.errors import StateError
+
+    if url.startswith("sqlite:///"):
+        from crane_iac.state.sql import SqlStateStore
+
+        return SqlStateStore(url)
+    raise StateError(f"state backend {url.split(':', 1)[0]!r} is not supported; use sqlite:///PATH")

@@ -1,0 +1,285 @@
+"""The SQL state store (SQLModel): one row per resource, a serial per stack, a journal, a lock per stack.
+
+SQLite by default (file mode 0600, WAL). The schema carries a version in ``crane_meta``
+and is migrated forward on open; a database from a newer crane is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, event
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Field, SQLModel, create_engine, delete, insert, select
+
+from crane_iac.errors import LockHeldError, StateError
+from crane_iac.planner.model import Recorded
+from crane_iac.state.base import Committed, HistoryEntry, Intent, LockInfo, StackState, StateStore
+
+SCHEMA_VERSION = 1
+
+
+class MetaRow(SQLModel, table=True):
+    __tablename__ = "crane_meta"
+    key: str = Field(primary_key=True)
+    value: str
+
+
+class StackRow(SQLModel, table=True):
+    __tablename__ = "stacks"
+    name: str = Field(primary_key=True)
+    serial: int = 0
+    lineage: str
+    outputs: str = "{}"
+
+
+class ResourceRow(SQLModel, table=True):
+    __tablename__ = "resources"
+    stack: str = Field(primary_key=True)
+    address: str = Field(primary_key=True)
+    kind: str
+    physical: str
+    properties: str
+    outputs: str = "{}"
+    dependencies: str = "[]"
+    protect: bool = False
+
+
+class IntentRow(SQLModel, table=True):
+    __tablename__ = "intents"
+    stack: str = Field(primary_key=True)
+    address: str = Field(primary_key=True)
+    kind: str
+    physical: str
+    action: str
+    properties: str = "{}"
+    at: str
+
+
+class HistoryRow(SQLModel, table=True):
+    __tablename__ = "history"
+    id: int | None = Field(default=None, primary_key=True)
+    stack: str = Field(index=True)
+    serial: int
+    at: str
+    action: str
+    address: str
+    before: str | None = None
+    after: str | None = None
+
+
+class LockRow(SQLModel, table=True):
+    __tablename__ = "locks"
+    stack: str = Field(primary_key=True)
+    holder: str
+    host: str
+    pid: int
+    operation: str
+    acquired_at: str
+
+
+#: version → step that brings a database from the version before it.
+MIGRATIONS: dict[int, Callable[[Any], None]] = {}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class SqlStateStore(StateStore):
+    def __init__(self, url: str) -> None:
+        self.url = url
+        path = Path(url.removeprefix("sqlite:///"))
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            os.chmod(path, 0o600)
+        except OSError as exc:
+            raise StateError(f"cannot create the state database {path}: {exc.strerror}") from None
+        self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
+        #: rows inserted or deleted by this process (intents, resources, journal, stack head): benchmarks print it
+        self.rows_written = 0
+        event.listen(self.engine, "connect", self._pragmas)
+        self._migrate()
+
+    @staticmethod
+    def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    def _migrate(self) -> None:
+        try:
+            with self.engine.begin() as conn:
+                SQLModel.metadata.create_all(conn)
+                row = conn.execute(select(MetaRow.value).where(MetaRow.key == "schema_version")).first()
+                version = int(row[0]) if row else 0
+                if version > SCHEMA_VERSION:
+                    raise StateError(
+                        f"{self.url}: state schema {version} is newer than this crane ({SCHEMA_VERSION}); upgrade crane")
+                for step in range(version + 1, SCHEMA_VERSION + 1):
+                    if step in MIGRATIONS:
+                        MIGRATIONS[step](conn)
+                if version != SCHEMA_VERSION:
+                    conn.execute(delete(MetaRow).where(MetaRow.key == "schema_version"))
+                    conn.execute(insert(MetaRow).values(key="schema_version", value=str(SCHEMA_VERSION)))
+        except OperationalError as exc:
+            raise StateError(f"{self.url}: cannot open the state database: {exc.orig}") from None
+
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(MetaRow.value).where(MetaRow.key == "schema_version")).first()
+        return int(row[0]) if row else 0
+
+    # reading
+
+    def read(self, stack: str) -> StackState:
+        with self.engine.connect() as conn:
+            head = conn.execute(select(StackRow.serial, StackRow.lineage, StackRow.outputs)
+                                .where(StackRow.name == stack)).first()
+            rows = conn.execute(select(ResourceRow.address, ResourceRow.kind, ResourceRow.physical,
+                                       ResourceRow.properties, ResourceRow.outputs, ResourceRow.dependencies,
+                                       ResourceRow.protect).where(ResourceRow.stack == stack)).all()
+            intent_rows = conn.execute(select(IntentRow.address, IntentRow.kind, IntentRow.physical,
+                                              IntentRow.action, IntentRow.properties)
+                                       .where(IntentRow.stack == stack)).all()
+        loads = json.loads
+        resources = {
+            r[0]: Recorded(r[0], r[1], r[2], loads(r[3]), loads(r[4]), loads(r[5]), bool(r[6])) for r in rows
+        }
+        intents = {r[0]: Intent(r[0], r[1], r[2], r[3], loads(r[4])) for r in intent_rows}
+        if head is None:
+            return StackState(stack, 0, "", resources, intents, {})
+        return StackState(stack, head[0], head[1], resources, intents, loads(head[2]))
+
+    def history(self, stack: str, limit: int = 100) -> list[HistoryEntry]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(HistoryRow.serial, HistoryRow.at, HistoryRow.action, HistoryRow.address,
+                                       HistoryRow.before, HistoryRow.after)
+                                .where(HistoryRow.stack == stack).order_by(HistoryRow.id.desc())  # type: ignore[union-attr]
+                                .limit(limit)).all()
+        return [HistoryEntry(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None,
+                             json.loads(r[5]) if r[5] else None) for r in reversed(rows)]
+
+    def lock_info(self, stack: str) -> LockInfo | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(LockRow).where(LockRow.stack == stack)).first()
+        return LockInfo(row.holder, row.operation, row.acquired_at) if row else None
+
+    # locking
+
+    def acquire_lock(self, stack: str, operation: str, timeout: float = 0.0) -> None:
+        host, pid = socket.gethostname(), os.getpid()
+        holder = f"{os.environ.get('USER', 'unknown')}@{host} pid {pid}"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(LockRow).values(stack=stack, holder=holder, host=host, pid=pid,
+                                                        operation=operation, acquired_at=_now()))
+                return
+            except IntegrityError:
+                pass
+            with self.engine.begin() as conn:
+                row = conn.execute(select(LockRow).where(LockRow.stack == stack)).first()
+                if row is not None and row.host == host and not _pid_alive(row.pid):
+                    # the holder died (crash, SIGKILL) on this host: its lock protects nothing
+                    conn.execute(delete(LockRow).where(LockRow.stack == stack, LockRow.pid == row.pid))
+                    continue
+            if row is None:
+                continue
+            if time.monotonic() >= deadline:
+                raise LockHeldError(
+                    f"stack {stack!r} is locked by {row.holder} ({row.operation} since {row.acquired_at}); "
+                    "wait for it, pass --lock-timeout SECONDS, or run `crane force-unlock` if that run is gone")
+            time.sleep(0.2)
+
+    def release_lock(self, stack: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(LockRow).where(LockRow.stack == stack))
+
+    # writing
+
+    def record_intents(self, stack: str, intents: list[Intent]) -> None:
+        if not intents:
+            return
+        at = _now()
+        with self.engine.begin() as conn:
+            conn.execute(delete(IntentRow).where(IntentRow.stack == stack,
+                                                 IntentRow.address.in_([i.address for i in intents])))  # type: ignore[attr-defined]
+            self.rows_written += len(intents)
+            conn.execute(insert(IntentRow), [
+                {"stack": stack, "address": i.address, "kind": i.kind, "physical": i.physical, "action": i.action,
+                 "properties": json.dumps(i.properties), "at": at} for i in intents])
+
+    def clear_intents(self, stack: str, addresses: list[str]) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(IntentRow).where(IntentRow.stack == stack,
+                                                 IntentRow.address.in_(addresses)))  # type: ignore[attr-defined]
+
+    def commit(self, stack: str, committed: list[Committed], outputs: dict[str, Any] | None = None) -> int:
+        at = _now()
+        dumps = json.dumps
+        with self.engine.begin() as conn:
+            head = conn.execute(select(StackRow.serial).where(StackRow.name == stack)).first()
+            if head is None:
+                serial = 1
+                conn.execute(insert(StackRow).values(name=stack, serial=serial, lineage=str(uuid.uuid4()),
+                                                     outputs=dumps(outputs or {})))
+            else:
+                serial = head[0] + 1
+                values: dict[str, Any] = {"serial": serial}
+                if outputs is not None:
+                    values["outputs"] = dumps(outputs)
+                conn.execute(StackRow.__table__.update().where(StackRow.__table__.c.name == stack)  # type: ignore[attr-defined]
+                             .values(**values))
+            addresses = [c.address for c in committed]
+            for start in range(0, len(addresses), 500):
+                chunk = addresses[start:start + 500]
+                conn.execute(delete(ResourceRow).where(ResourceRow.stack == stack,
+                                                       ResourceRow.address.in_(chunk)))  # type: ignore[attr-defined]
+            finished = [c.address for c in committed if c.final]
+            for start in range(0, len(finished), 500):
+                conn.execute(delete(IntentRow).where(IntentRow.stack == stack, IntentRow.address.in_(
+                    finished[start:start + 500])))  # type: ignore[attr-defined]
+            rows = [
+                {"stack": stack, "address": c.address, "kind": c.record.kind, "physical": c.record.physical,
+                 "properties": dumps(c.record.properties), "outputs": dumps(c.record.outputs),
+                 "dependencies": dumps(c.record.dependencies), "protect": c.record.protect}
+                for c in committed if c.record is not None
+            ]
+            if rows:
+                conn.execute(insert(ResourceRow), rows)
+            journal = [
+                {"stack": stack, "serial": serial, "at": at, "action": c.action, "address": c.address,
+                 "before": dumps(c.before) if c.before is not None else None,
+                 "after": dumps(c.record.properties) if c.record is not None else None}
+                for c in committed
+            ]
+            if journal:
+                conn.execute(insert(HistoryRow), journal)
+            self.rows_written += 1 + len(rows) + len(journal) + len(addresses)
+        return serial
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs crane and everything it needs on a Debian machine: the Debian packages
+# (as root, or through sudo), then a virtualenv at .venv with crane and its dev tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEB_PACKAGES=(libvirt-dev libvirt-clients pkg-config gcc python3-venv)
+missing=()
+for p in "${DEB_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+echo "crane installed in .venv ($(.venv/bin/crane --version))"

@@ -1,0 +1,17 @@
+"""The demo stack: a NAT network, an isolated backend network, two web servers and a database."""
+
+from crane_iac import VM, Network, Volume, export, variable
+
+lan = Network("lan", mode="nat", ipv4="10.77.0.0/24", ipv6="fd00:77::/64")
+backend = Network("backend", mode="isolated", ipv4="10.78.0.0/24")
+
+base = Volume("debian-base", capacity_gib=4)
+
+for i in range(1, variable("web_count") + 1):
+    disk = Volume(f"web-{i}-root", capacity_gib=8, base=base)
+    web = VM(f"web-{i}", vcpus=1, memory_mib=512, max_memory_mib=2048, networks=[lan, backend], volumes=[disk])
+    export(f"web-{i}-mac", web.macs[0])
+
+db_disk = Volume("db-root", capacity_gib=20)
+db = VM("db", vcpus=2, memory_mib=1024, networks=[backend], volumes=[db_disk], autostart=True)
+export("db-uuid", db.uuid)
