@@ -91,7 +91,7 @@ class Session:
     @property
     def store(self) -> "SqlStateStore":
         if self._store is None:
-            from crane_iac.state.base import open_store
+            from crane_iac.state.backends import open_store
 
             self._store = open_store(self.project.state_url())  # type: ignore[assignment]
         assert self._store is not None
@@ -126,7 +126,7 @@ def _console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, no_color=no_color, highlight=False, soft_wrap=True)
 
 
-def _app() -> Any:  # noqa: C901 - the command table
+def _app() -> Any:
     import typer
 
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,

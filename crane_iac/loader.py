@@ -127,8 +127,8 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None) -> LoadedSta
     cycle = find_cycle({d.address: d.dependencies for d in desired})
     if cycle:
         by_address = {d.address: d for d in desired}
-        first = by_address[cycle[0]]
-        diagnostics.append(Diagnostic(f"dependency cycle: {' -> '.join(cycle)}", first.file, first.line, first.address))
+        start = by_address[cycle[0]]
+        diagnostics.append(Diagnostic(f"dependency cycle: {' -> '.join(cycle)}", start.file, start.line, start.address))
     if diagnostics:
         raise DiagnosticsError(diagnostics)
     outputs = {name: _export_value(value) for name, value in registry.exports.items()}

@@ -14,6 +14,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any
 
+from crane_iac.engine import failpoints
 from crane_iac.errors import CraneError
 from crane_iac.planner.diff import Step, order_changes
 from crane_iac.planner.model import Action, Plan, Recorded, ResourceChange
@@ -89,6 +90,7 @@ class Applier:
             return Committed(change.address, "forget", None, change.before)
         if step.phase == "delete":
             self.provider.delete(change.kind, change.physical, change.before or {})
+            failpoints.hit("after-mutation")
             return Committed(change.address, "delete", None, change.before, final=not change.action.is_replace)
         after = resolve_outputs(change.after or {}, self.outputs)
         if action == "adopt":
@@ -101,6 +103,7 @@ class Applier:
             live = self.provider.update(change.kind, change.physical, change.before or {}, after)
         else:
             live = self.provider.create(change.kind, change.physical, after, owner)
+        failpoints.hit("after-mutation")
         self.outputs[change.address] = live.outputs
         record = Recorded(change.address, change.kind, change.physical, live.properties, live.outputs,
                           change.dependencies, change.protect)
@@ -113,6 +116,7 @@ class Applier:
         intents = [Intent(c.address, c.kind, c.physical, c.action.value, c.after or c.before or {})
                    for c in self.plan.changes if c.address in {s.address for s in graph}]
         self.store.record_intents(self.plan.stack, intents)
+        failpoints.hit("after-intents")
         dependents: dict[Step, list[Step]] = {s: [] for s in graph}
         waiting = {s: set(prereqs) for s, prereqs in graph.items()}
         for step, prereqs in graph.items():
@@ -139,8 +143,10 @@ class Applier:
             nonlocal last_commit
             if pending_commit:
                 self.provider.checkpoint()
+                failpoints.hit("after-checkpoint")
                 result.serial = self.store.commit(self.plan.stack, list(pending_commit))
                 pending_commit.clear()
+                failpoints.hit("after-commit")
             last_commit = time.monotonic()
 
         with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="crane-apply") as pool:
@@ -181,7 +187,7 @@ class Applier:
                 for future, (_step, _started) in list(running.items()):
                     try:
                         pending_commit.append(future.result())
-                    except Exception:  # noqa: BLE001 - failures are reported above; here we only save work done
+                    except Exception:
                         pass
                 flush()
         if not result.failed and not result.skipped and not self.plan.targets:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from crane_iac.engine.refresh import match_live
 from crane_iac.errors import Diagnostic, DiagnosticsError
 from crane_iac.loader import LoadedStack
 from crane_iac.planner.diff import PlanRequest, make_plan
 from crane_iac.planner.model import Action, Plan
 from crane_iac.providers.base import Provider
-from crane_iac.engine.refresh import match_live
 from crane_iac.state.base import StackState
 
 

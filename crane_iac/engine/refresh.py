@@ -38,16 +38,16 @@ def match_live(
     for address, intent in state.intents.items():
         if address in matched:
             continue
-        live = by_key.get(identity(intent.kind, intent.physical, intent.properties))
-        if live is not None and live.owner_stack in (None, stack):
-            take(address, live)
+        found = by_key.get(identity(intent.kind, intent.physical, intent.properties))
+        if found is not None and found.owner_stack in (None, stack):
+            take(address, found)
     diagnostics = []
     for want in desired:
         if want.address in matched:
             continue
-        live = by_key.get(identity(want.kind, want.physical, want.properties))
-        if live is not None:
-            owner = f"it belongs to {live.owner_address} of stack {live.owner_stack!r}" if live.owner_stack \
+        other = by_key.get(identity(want.kind, want.physical, want.properties))
+        if other is not None:
+            owner = f"it belongs to {other.owner_address} of stack {other.owner_stack!r}" if other.owner_stack \
                 else "crane did not create it"
             diagnostics.append(Diagnostic(
                 f"a {want.kind} named {want.physical!r} already exists on the hypervisor and {owner}; "

@@ -79,8 +79,8 @@ def make_plan(
         destroy=request.destroy,
     )
     deps = {a: d.dependencies for a, d in desired_by_address.items()}
-    for address, rec in recorded.items():
-        deps.setdefault(address, rec.dependencies)
+    for address, known in recorded.items():
+        deps.setdefault(address, known.dependencies)
     selected: set[str] | None = None
     if request.targets:
         selected = with_dependencies(request.targets, deps)
@@ -153,21 +153,22 @@ def make_plan(
     for address in gone + orphans:
         if selected is not None and address not in selected:
             continue
-        rec = recorded.get(address)
-        now = live.get(address) if live is not None else None
-        if rec is not None and live is not None and now is None:
-            plan.changes.append(ResourceChange(address, rec.kind, rec.physical, Action.DELETE, before=rec.properties,
-                                               dependencies=rec.dependencies, reason="already gone: forget it"))
+        old = recorded.get(address)
+        seen = live.get(address) if live is not None else None
+        if old is not None and live is not None and seen is None:
+            plan.changes.append(ResourceChange(address, old.kind, old.physical, Action.DELETE, before=old.properties,
+                                               dependencies=old.dependencies, reason="already gone: forget it"))
             continue
-        if rec is not None and rec.protect:
+        if old is not None and old.protect:
             diagnostics.append(Diagnostic(
                 "is protected (protect=True) and cannot be destroyed; remove protect first and apply", address=address))
-        kind = rec.kind if rec else now.kind  # type: ignore[union-attr]
-        physical = rec.physical if rec else now.physical  # type: ignore[union-attr]
-        before = now.properties if now is not None else rec.properties  # type: ignore[union-attr]
-        plan.changes.append(ResourceChange(address, kind, physical, Action.DELETE, before=before,
-                                           dependencies=rec.dependencies if rec else [],
-                                           reason=None if rec else "orphan: created by crane but never recorded"))
+        source: Recorded | Live | None = old if old is not None else seen
+        assert source is not None
+        plan.changes.append(ResourceChange(
+            address, source.kind, source.physical, Action.DELETE,
+            before=seen.properties if seen is not None else source.properties,
+            dependencies=old.dependencies if old else [],
+            reason=None if old else "orphan: created by crane but never recorded"))
 
     if outputs is not None and not request.targets:
         plan.outputs = {k: _resolve(v, {a: o for a, o in known_outputs.items() if a not in pending})

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any, Protocol
 
 PLAN_FORMAT_VERSION = 1
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     """What apply will do to one resource."""
 
     CREATE = "create"

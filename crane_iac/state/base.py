@@ -89,13 +89,3 @@ class StateStore(ABC):
     def close(self) -> None:
         """Release connections."""
 
-
-def open_store(url: str) -> StateStore:
-    """The backend for ``url``."""
-    from crane_iac.errors import StateError
-
-    if url.startswith("sqlite:///"):
-        from crane_iac.state.sql import SqlStateStore
-
-        return SqlStateStore(url)
-    raise StateError(f"state backend {url.split(':', 1)[0]!r} is not supported; use sqlite:///PATH")

@@ -14,11 +14,11 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, Table, delete, event, insert, select
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Field, SQLModel, create_engine, delete, insert, select
+from sqlmodel import Field, SQLModel, create_engine
 
 from crane_iac.errors import LockHeldError, StateError
 from crane_iac.planner.model import Recorded
@@ -86,6 +86,13 @@ class LockRow(SQLModel, table=True):
     acquired_at: str
 
 
+def _table(model: type[SQLModel]) -> Table:
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]
+
+
+META, STACKS, RESOURCES, INTENTS, HISTORY, LOCKS = (
+    _table(m) for m in (MetaRow, StackRow, ResourceRow, IntentRow, HistoryRow, LockRow))
+
 #: version → step that brings a database from the version before it.
 MIGRATIONS: dict[int, Callable[[Any], None]] = {}
 
@@ -132,37 +139,37 @@ class SqlStateStore(StateStore):
         try:
             with self.engine.begin() as conn:
                 SQLModel.metadata.create_all(conn)
-                row = conn.execute(select(MetaRow.value).where(MetaRow.key == "schema_version")).first()
+                row = conn.execute(select(META.c.value).where(META.c.key == "schema_version")).first()
                 version = int(row[0]) if row else 0
                 if version > SCHEMA_VERSION:
-                    raise StateError(
-                        f"{self.url}: state schema {version} is newer than this crane ({SCHEMA_VERSION}); upgrade crane")
+                    raise StateError(f"{self.url}: state schema {version} is newer than this crane "
+                                     f"({SCHEMA_VERSION}); upgrade crane")
                 for step in range(version + 1, SCHEMA_VERSION + 1):
                     if step in MIGRATIONS:
                         MIGRATIONS[step](conn)
                 if version != SCHEMA_VERSION:
-                    conn.execute(delete(MetaRow).where(MetaRow.key == "schema_version"))
-                    conn.execute(insert(MetaRow).values(key="schema_version", value=str(SCHEMA_VERSION)))
+                    conn.execute(delete(META).where(META.c.key == "schema_version"))
+                    conn.execute(insert(META).values(key="schema_version", value=str(SCHEMA_VERSION)))
         except OperationalError as exc:
             raise StateError(f"{self.url}: cannot open the state database: {exc.orig}") from None
 
     def schema_version(self) -> int:
         with self.engine.connect() as conn:
-            row = conn.execute(select(MetaRow.value).where(MetaRow.key == "schema_version")).first()
+            row = conn.execute(select(META.c.value).where(META.c.key == "schema_version")).first()
         return int(row[0]) if row else 0
 
     # reading
 
     def read(self, stack: str) -> StackState:
         with self.engine.connect() as conn:
-            head = conn.execute(select(StackRow.serial, StackRow.lineage, StackRow.outputs)
-                                .where(StackRow.name == stack)).first()
-            rows = conn.execute(select(ResourceRow.address, ResourceRow.kind, ResourceRow.physical,
-                                       ResourceRow.properties, ResourceRow.outputs, ResourceRow.dependencies,
-                                       ResourceRow.protect).where(ResourceRow.stack == stack)).all()
-            intent_rows = conn.execute(select(IntentRow.address, IntentRow.kind, IntentRow.physical,
-                                              IntentRow.action, IntentRow.properties)
-                                       .where(IntentRow.stack == stack)).all()
+            head = conn.execute(select(STACKS.c.serial, STACKS.c.lineage, STACKS.c.outputs)
+                                .where(STACKS.c.name == stack)).first()
+            rows = conn.execute(select(RESOURCES.c.address, RESOURCES.c.kind, RESOURCES.c.physical,
+                                       RESOURCES.c.properties, RESOURCES.c.outputs, RESOURCES.c.dependencies,
+                                       RESOURCES.c.protect).where(RESOURCES.c.stack == stack)).all()
+            intent_rows = conn.execute(select(INTENTS.c.address, INTENTS.c.kind, INTENTS.c.physical,
+                                              INTENTS.c.action, INTENTS.c.properties)
+                                       .where(INTENTS.c.stack == stack)).all()
         loads = json.loads
         resources = {
             r[0]: Recorded(r[0], r[1], r[2], loads(r[3]), loads(r[4]), loads(r[5]), bool(r[6])) for r in rows
@@ -174,16 +181,16 @@ class SqlStateStore(StateStore):
 
     def history(self, stack: str, limit: int = 100) -> list[HistoryEntry]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(HistoryRow.serial, HistoryRow.at, HistoryRow.action, HistoryRow.address,
-                                       HistoryRow.before, HistoryRow.after)
-                                .where(HistoryRow.stack == stack).order_by(HistoryRow.id.desc())  # type: ignore[union-attr]
+            rows = conn.execute(select(HISTORY.c.serial, HISTORY.c.at, HISTORY.c.action, HISTORY.c.address,
+                                       HISTORY.c.before, HISTORY.c.after)
+                                .where(HISTORY.c.stack == stack).order_by(HISTORY.c.id.desc())
                                 .limit(limit)).all()
         return [HistoryEntry(r[0], r[1], r[2], r[3], json.loads(r[4]) if r[4] else None,
                              json.loads(r[5]) if r[5] else None) for r in reversed(rows)]
 
     def lock_info(self, stack: str) -> LockInfo | None:
         with self.engine.connect() as conn:
-            row = conn.execute(select(LockRow).where(LockRow.stack == stack)).first()
+            row = conn.execute(select(LOCKS).where(LOCKS.c.stack == stack)).first()
         return LockInfo(row.holder, row.operation, row.acquired_at) if row else None
 
     # locking
@@ -195,16 +202,16 @@ class SqlStateStore(StateStore):
         while True:
             try:
                 with self.engine.begin() as conn:
-                    conn.execute(insert(LockRow).values(stack=stack, holder=holder, host=host, pid=pid,
+                    conn.execute(insert(LOCKS).values(stack=stack, holder=holder, host=host, pid=pid,
                                                         operation=operation, acquired_at=_now()))
                 return
             except IntegrityError:
                 pass
             with self.engine.begin() as conn:
-                row = conn.execute(select(LockRow).where(LockRow.stack == stack)).first()
+                row = conn.execute(select(LOCKS).where(LOCKS.c.stack == stack)).first()
                 if row is not None and row.host == host and not _pid_alive(row.pid):
                     # the holder died (crash, SIGKILL) on this host: its lock protects nothing
-                    conn.execute(delete(LockRow).where(LockRow.stack == stack, LockRow.pid == row.pid))
+                    conn.execute(delete(LOCKS).where(LOCKS.c.stack == stack, LOCKS.c.pid == row.pid))
                     continue
             if row is None:
                 continue
@@ -216,7 +223,7 @@ class SqlStateStore(StateStore):
 
     def release_lock(self, stack: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(delete(LockRow).where(LockRow.stack == stack))
+            conn.execute(delete(LOCKS).where(LOCKS.c.stack == stack))
 
     # writing
 
@@ -225,43 +232,42 @@ class SqlStateStore(StateStore):
             return
         at = _now()
         with self.engine.begin() as conn:
-            conn.execute(delete(IntentRow).where(IntentRow.stack == stack,
-                                                 IntentRow.address.in_([i.address for i in intents])))  # type: ignore[attr-defined]
+            conn.execute(delete(INTENTS).where(INTENTS.c.stack == stack,
+                                                 INTENTS.c.address.in_([i.address for i in intents])))
             self.rows_written += len(intents)
-            conn.execute(insert(IntentRow), [
+            conn.execute(insert(INTENTS), [
                 {"stack": stack, "address": i.address, "kind": i.kind, "physical": i.physical, "action": i.action,
                  "properties": json.dumps(i.properties), "at": at} for i in intents])
 
     def clear_intents(self, stack: str, addresses: list[str]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(delete(IntentRow).where(IntentRow.stack == stack,
-                                                 IntentRow.address.in_(addresses)))  # type: ignore[attr-defined]
+            conn.execute(delete(INTENTS).where(INTENTS.c.stack == stack,
+                                                 INTENTS.c.address.in_(addresses)))
 
     def commit(self, stack: str, committed: list[Committed], outputs: dict[str, Any] | None = None) -> int:
         at = _now()
         dumps = json.dumps
         with self.engine.begin() as conn:
-            head = conn.execute(select(StackRow.serial).where(StackRow.name == stack)).first()
+            head = conn.execute(select(STACKS.c.serial).where(STACKS.c.name == stack)).first()
             if head is None:
                 serial = 1
-                conn.execute(insert(StackRow).values(name=stack, serial=serial, lineage=str(uuid.uuid4()),
+                conn.execute(insert(STACKS).values(name=stack, serial=serial, lineage=str(uuid.uuid4()),
                                                      outputs=dumps(outputs or {})))
             else:
                 serial = head[0] + 1
                 values: dict[str, Any] = {"serial": serial}
                 if outputs is not None:
                     values["outputs"] = dumps(outputs)
-                conn.execute(StackRow.__table__.update().where(StackRow.__table__.c.name == stack)  # type: ignore[attr-defined]
-                             .values(**values))
+                conn.execute(STACKS.update().where(STACKS.c.name == stack).values(**values))
             addresses = [c.address for c in committed]
             for start in range(0, len(addresses), 500):
                 chunk = addresses[start:start + 500]
-                conn.execute(delete(ResourceRow).where(ResourceRow.stack == stack,
-                                                       ResourceRow.address.in_(chunk)))  # type: ignore[attr-defined]
+                conn.execute(delete(RESOURCES).where(RESOURCES.c.stack == stack,
+                                                       RESOURCES.c.address.in_(chunk)))
             finished = [c.address for c in committed if c.final]
             for start in range(0, len(finished), 500):
-                conn.execute(delete(IntentRow).where(IntentRow.stack == stack, IntentRow.address.in_(
-                    finished[start:start + 500])))  # type: ignore[attr-defined]
+                conn.execute(delete(INTENTS).where(INTENTS.c.stack == stack, INTENTS.c.address.in_(
+                    finished[start:start + 500])))
             rows = [
                 {"stack": stack, "address": c.address, "kind": c.record.kind, "physical": c.record.physical,
                  "properties": dumps(c.record.properties), "outputs": dumps(c.record.outputs),
@@ -269,7 +275,7 @@ class SqlStateStore(StateStore):
                 for c in committed if c.record is not None
             ]
             if rows:
-                conn.execute(insert(ResourceRow), rows)
+                conn.execute(insert(RESOURCES), rows)
             journal = [
                 {"stack": stack, "serial": serial, "at": at, "action": c.action, "address": c.address,
                  "before": dumps(c.before) if c.before is not None else None,
@@ -277,7 +283,7 @@ class SqlStateStore(StateStore):
                 for c in committed
             ]
             if journal:
-                conn.execute(insert(HistoryRow), journal)
+                conn.execute(insert(HISTORY), journal)
             self.rows_written += 1 + len(rows) + len(journal) + len(addresses)
         return serial
 

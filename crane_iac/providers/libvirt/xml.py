@@ -39,11 +39,15 @@ def _ip_blocks(p: dict[str, Any]) -> list[dict[str, Any]]:
         if not p.get(family):
             continue
         net = ipaddress.ip_network(p[family])
-        size = net.num_addresses
-        last = net.broadcast_address - 1 if family == "ipv4" else net.network_address + min(size - 1, 0xFFFF)
-        start = net.network_address + (2 if family == "ipv4" else 0x100)
+        base = int(net.network_address)
+        if family == "ipv4":  # hosts .2 up to the one before broadcast
+            first, last = base + 2, int(net.broadcast_address) - 1
+        else:  # ::100 to ::1ff, a slice DHCPv6 serves while the rest stays for static use
+            first, last = base + 0x100, base + 0x1FF
         blocks.append({"family": family, "gateway": str(net.network_address + 1), "prefix": net.prefixlen,
-                       "dhcp": p.get("dhcp", True) and start <= last, "start": str(start), "end": str(last)})
+                       "dhcp": p.get("dhcp", True) and first <= last,
+                       "start": str(ipaddress.ip_address(first) if family == "ipv4" else ipaddress.IPv6Address(first)),
+                       "end": str(ipaddress.ip_address(last) if family == "ipv4" else ipaddress.IPv6Address(last))})
     return blocks
 
 

@@ -1,0 +1,29 @@
+"""Failpoints for crash tests: ``CRANE_FAILPOINT=name[:n]`` SIGKILLs crane the n-th time it reaches ``name``.
+
+Points: ``after-intents`` (intents recorded, nothing done), ``after-mutation`` (a provider
+call returned, nothing durable yet), ``after-checkpoint`` (the hypervisor has it, state
+does not), ``after-commit`` (a batch is recorded, the rest is not). Unset, it costs one
+dictionary lookup per point.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+_counts: dict[str, int] = {}
+_lock = threading.Lock()
+
+
+def hit(name: str) -> None:
+    spec = os.environ.get("CRANE_FAILPOINT")
+    if not spec:
+        return
+    point, _, nth = spec.partition(":")
+    if point != name:
+        return
+    with _lock:
+        _counts[name] = _counts.get(name, 0) + 1
+        if _counts[name] >= int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)

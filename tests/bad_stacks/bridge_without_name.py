@@ -1,0 +1,5 @@
+# expect: network.uplink: invalid value: mode='bridge' needs bridge=
+# expect-line: 5
+from crane_iac import Network
+
+Network("uplink", mode="bridge")

@@ -1,0 +1,5 @@
+# expect: vm.web 1: invalid name
+# expect-line: 5
+from crane_iac import VM
+
+VM("web 1", vcpus=1, memory_mib=512)

@@ -1,0 +1,5 @@
+# expect: network.lan: invalid value: a VLAN tag needs mode='openvswitch'
+# expect-line: 5
+from crane_iac import Network
+
+Network("lan", mode="nat", ipv4="10.0.0.0/24", vlan=10)

@@ -1,0 +1,81 @@
+"""Shared fixtures: a throwaway crane project on the sandbox hypervisor, and the real `crane` command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+
+import libvirt
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CRANE = [sys.executable, "-m", "crane_iac"]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+@dataclass
+class ProjectDir:
+    root: Path
+
+    def write_stack(self, body: str, name: str = "main.py") -> Path:
+        path = self.root / "stacks" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(textwrap.dedent(body))
+        return path
+
+    def write_config(self, body: str) -> None:
+        (self.root / "crane.toml").write_text(textwrap.dedent(body))
+
+    def crane(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Result:
+        full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
+        full_env.pop("CRANE_FAILPOINT", None) if "CRANE_FAILPOINT" not in (env or {}) else None
+        proc = subprocess.run([*CRANE, *args], cwd=self.root, capture_output=True, text=True, env=full_env,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def sandbox(self) -> libvirt.virConnect:
+        """A read-only look at the sandbox, as a separate libvirt-python client would see it."""
+        return libvirt.open(f"test://{self.root / '.crane' / 'sandbox.xml'}")
+
+    def domains(self) -> list[str]:
+        conn = self.sandbox()
+        try:
+            return sorted(d.name() for d in conn.listAllDomains(0))
+        finally:
+            conn.close()
+
+    def snapshot(self) -> dict[str, bytes]:
+        """Bytes of every file crane keeps under .crane/, to prove a run touched nothing."""
+        found = {}
+        for path in sorted((self.root / ".crane").glob("*")):
+            if path.suffix in (".lock",) or path.name.endswith(("-wal", "-shm")):
+                continue
+            found[path.name] = path.read_bytes()
+        return found
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> ProjectDir:
+    proj = ProjectDir(tmp_path)
+    proj.write_config("""
+        [stacks.main]
+        file = "stacks/main.py"
+    """)
+    return proj
+
+
+def assert_clean_error(result: Result, *needles: str) -> None:
+    assert result.code == 1, (result.code, result.out, result.err)
+    assert "Traceback" not in result.err and "Traceback" not in result.out, result.err
+    for needle in needles:
+        assert needle in result.err, (needle, result.err)
