@@ -24,7 +24,7 @@ def main() -> None:
     if sys.argv[1:] in (["--version"], ["-V"]):  # fast path: no heavy imports
         print(f"crane {__version__}")
         return
-    import click
+    import typer
 
     from crane_iac.errors import CraneError, DiagnosticsError
 
@@ -38,12 +38,14 @@ def main() -> None:
     except CraneError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
-    except click.exceptions.Abort:
+    except typer.Abort:
         print("Aborted; nothing was changed.", file=sys.stderr)
         sys.exit(1)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if hasattr(exc, "show") and hasattr(exc, "exit_code"):  # a usage error from the command-line parser
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         sys.exit(130)
@@ -139,9 +141,16 @@ def _app() -> Any:
     Chdir = Annotated[Path, typer.Option("--chdir", "-C", help="Project directory (holds crane.toml).")]
     Targets = Annotated[Optional[list[str]], typer.Option("--target", help="Only this address and what it needs.")]  # noqa: UP045
     Replaces = Annotated[Optional[list[str]], typer.Option("--replace", help="Force replacement of this address.")]  # noqa: UP045
-    Refresh = Annotated[bool, typer.Option("--refresh", is_flag=False, help="Read live state first (true/false).")]
+    Refresh = Annotated[str, typer.Option("--refresh", help="Read live state first: true or false.")]
     Parallelism = Annotated[int, typer.Option("--parallelism", min=1, max=256, help="Provider calls at once.")]
     LockTimeout = Annotated[float, typer.Option("--lock-timeout", min=0, help="Seconds to wait for the lock.")]
+
+    def truth(text: str) -> bool:
+        if text.lower() in ("true", "1", "yes"):
+            return True
+        if text.lower() in ("false", "0", "no"):
+            return False
+        raise typer.BadParameter(f"{text!r} is not true or false", param_hint="--refresh")
 
     def session(chdir: Path, stack: str | None, var: list[str] | None = None) -> Session:
         return Session(chdir, stack, list(var or []))
@@ -175,7 +184,7 @@ def _app() -> Any:
         stack: Stack = None, var: Vars = None, chdir: Chdir = Path("."),
         out: Annotated[Optional[Path], typer.Option("--out", help="Save the plan for `crane apply FILE`.")] = None,  # noqa: UP045
         as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
-        target: Targets = None, replace: Replaces = None, refresh: Refresh = True,
+        target: Targets = None, replace: Replaces = None, refresh: Refresh = "true",
         destroy: Annotated[bool, typer.Option("--destroy", help="Plan to destroy everything.")] = False,
         detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode",
                                                         help="Exit 0: no changes, 1: error, 2: changes.")] = False,
@@ -184,7 +193,7 @@ def _app() -> Any:
         from crane_iac.render import render_plan
 
         s = session(chdir, stack, var)
-        result = _plan(s, refresh=refresh, targets=target, replace=replace, destroy=destroy, mutating=False)
+        result = _plan(s, refresh=truth(refresh), targets=target, replace=replace, destroy=destroy, mutating=False)
         if as_json:
             print(result.to_json())
         else:
@@ -258,12 +267,13 @@ def _app() -> Any:
         plan_file: Annotated[Optional[Path], typer.Argument(help="A plan saved with `crane plan --out`.")] = None,  # noqa: UP045
         stack: Stack = None, var: Vars = None, chdir: Chdir = Path("."),
         auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Skip the confirmation.")] = False,
-        parallelism: Parallelism = 10, lock_timeout: LockTimeout = 0.0, refresh: Refresh = True,
+        parallelism: Parallelism = 10, lock_timeout: LockTimeout = 0.0, refresh: Refresh = "true",
         target: Targets = None, replace: Replaces = None,
     ) -> int:
         """Apply a saved plan, or plan and apply after confirmation."""
         return _apply(session(chdir, stack, var), plan_file, auto_approve=auto_approve, parallelism=parallelism,
-                      lock_timeout=lock_timeout, refresh=refresh, targets=target, replace=replace, destroy=False)
+                      lock_timeout=lock_timeout, refresh=truth(refresh), targets=target, replace=replace,
+                      destroy=False)
 
     @app.command()
     def destroy(

@@ -1,0 +1,215 @@
+"""The user's workflow through the real `crane` command on the sandbox hypervisor."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import time
+
+from tests.conftest import REPO, ProjectDir, assert_clean_error
+
+STACK = """
+from crane_iac import VM, Network, Volume, export
+
+lan = Network("lan", mode="nat", ipv4="10.60.0.0/24", ipv6="fd00:60::/64")
+base = Volume("base", capacity_gib=2)
+disk = Volume("web-1-root", capacity_gib=4, base=base)
+web = VM("web-1", vcpus=1, memory_mib={memory}, max_memory_mib=2048, networks=[lan], volumes=[disk])
+VM("web-2", vcpus=1, memory_mib=512, networks=[lan], description=web.uuid)
+export("web-1-mac", web.macs[0])
+export("web-1-uuid", web.uuid)
+"""
+
+
+def test_plan_apply_edit_apply_destroy(project: ProjectDir) -> None:
+    project.write_stack(STACK.format(memory=512))
+    first = project.crane("plan", "--detailed-exitcode")
+    assert first.code == 2 and "+ vm.web-1" in first.out and "Plan: 5 to create" in first.out
+    assert project.crane("apply", "--auto-approve").code == 0
+    assert project.domains() == ["web-1", "web-2"]
+    again = project.crane("plan", "--detailed-exitcode")
+    assert (again.code, again.out.strip()) == (0, "No changes. The infrastructure matches the stack.")
+
+    # the output of one resource feeds another and the stack's outputs
+    uuid = project.crane("output", "web-1-uuid").out.strip()
+    assert len(uuid) == 36
+    shown = json.loads(project.crane("state", "show", "vm.web-2").out)
+    assert shown["properties"]["description"] == uuid and shown["dependencies"] == ["network.lan", "vm.web-1"]
+
+    project.write_stack(STACK.format(memory=1024))
+    planned = project.crane("plan", "--out", "plan.crane", "--detailed-exitcode")
+    assert planned.code == 2
+    assert "~ vm.web-1  memory_mib: 512 → 1024" in planned.out
+    assert "Plan: 0 to create, 1 to update, 0 to replace, 0 to delete." in planned.out
+    applied = project.crane("apply", "plan.crane")
+    assert applied.code == 0, applied.err
+    assert "vm.web-1: updated" in applied.out
+    conn = project.sandbox()
+    assert conn.lookupByName("web-1").info()[2] == 1024 * 1024  # current memory in KiB
+    conn.close()
+    assert project.crane("plan", "--detailed-exitcode").code == 0
+
+    # the same saved plan again is stale
+    stale = project.crane("apply", "plan.crane")
+    assert_clean_error(stale, "is stale", "run `crane plan` again")
+
+    history = project.crane("state", "history").out
+    assert "update   vm.web-1" in history and "create   vm.web-2" in history
+    destroyed = project.crane("destroy", "--auto-approve")
+    assert destroyed.code == 0, destroyed.err
+    assert project.domains() == []
+    assert project.crane("state", "list").out == ""
+
+
+def test_replace_is_planned_and_applied(project: ProjectDir) -> None:
+    project.write_stack('from crane_iac import VM\nVM("db", vcpus=2, max_vcpus=4, memory_mib=512)\n')
+    assert project.crane("apply", "--auto-approve").code == 0
+    conn = project.sandbox()
+    old_uuid = conn.lookupByName("db").UUIDString()
+    conn.close()
+    project.write_stack('from crane_iac import VM\nVM("db", vcpus=1, max_vcpus=4, memory_mib=512)\n')
+    plan = project.crane("plan")
+    assert "-/+ vm.db  (replace: vcpus cannot change in place)" in plan.out
+    assert "vcpus: 2 → 1  # forces replacement" in plan.out
+    assert project.crane("apply", "--auto-approve").code == 0
+    conn = project.sandbox()
+    assert conn.lookupByName("db").UUIDString() != old_uuid
+    conn.close()
+    forced = project.crane("plan", "--replace", "vm.db")
+    assert "-/+ vm.db" in forced.out and "--replace" in forced.out
+
+
+def test_json_plan_schema(project: ProjectDir) -> None:
+    project.write_stack(STACK.format(memory=512))
+    result = project.crane("plan", "--json")
+    assert result.code == 0
+    data = json.loads(result.out)
+    assert data["format_version"] == 1 and data["stack"] == "main" and data["serial"] == 0
+    actions = {c["address"]: c["action"] for c in data["changes"]}
+    assert actions == {a: "create" for a in ("network.lan", "volume.base", "volume.web-1-root", "vm.web-1", "vm.web-2")}
+    web2 = next(c for c in data["changes"] if c["address"] == "vm.web-2")
+    assert web2["after"]["description"] == {"$output": "vm.web-1", "attribute": "uuid"}
+
+
+def test_drift_is_shown_apart_and_corrected(project: ProjectDir) -> None:
+    project.write_stack(STACK.format(memory=512))
+    assert project.crane("apply", "--auto-approve").code == 0
+    # change things behind crane's back: a second libvirt client edits the sandbox and saves it
+    from crane_iac.providers.libvirt import LibvirtProvider
+
+    provider = LibvirtProvider(None, sandbox_dir=project.root / ".crane", mutating=True)
+    dom = provider.conn.lookupByName("web-1")
+    dom.setMemoryFlags(768 * 1024, 2)  # config
+    dom.setMemoryFlags(768 * 1024, 1)  # live
+    provider.conn.lookupByName("web-2").destroy()
+    provider.conn.lookupByName("web-2").undefine()
+    provider._dirty = True
+    provider.close()
+    plan = project.crane("plan", "--detailed-exitcode")
+    assert plan.code == 2
+    drift, _, changes = plan.out.partition("crane will make these changes")
+    assert "! vm.web-1  memory_mib: 512 → 768" in drift
+    assert "! vm.web-2  deleted outside crane" in drift
+    assert "~ vm.web-1  memory_mib: 768 → 512" in changes and "+ vm.web-2" in changes
+    no_refresh = project.crane("plan", "--refresh=false", "--detailed-exitcode")
+    assert no_refresh.code == 0
+    refreshed = project.crane("refresh")
+    assert "2 of 5 records updated" in refreshed.out
+    assert "vm.web-2" not in project.crane("state", "list").out
+    assert project.crane("apply", "--auto-approve").code == 0
+    assert project.crane("plan", "--detailed-exitcode").code == 0
+
+
+def test_target_limits_to_address_and_dependencies(project: ProjectDir) -> None:
+    project.write_stack(STACK.format(memory=512))
+    plan = project.crane("plan", "--target", "vm.web-1")
+    assert "+ vm.web-1" in plan.out and "+ volume.base" in plan.out and "+ network.lan" in plan.out
+    assert "vm.web-2" not in plan.out
+    assert project.crane("apply", "--auto-approve", "--target", "vm.web-1").code == 0
+    assert project.domains() == ["web-1"]
+    unknown = project.crane("plan", "--target", "vm.nope")
+    assert_clean_error(unknown, "no resource 'vm.nope'")
+
+
+def test_protect_refuses_destroy(project: ProjectDir) -> None:
+    project.write_stack('from crane_iac import VM\nVM("db", vcpus=1, memory_mib=256, protect=True)\n')
+    assert project.crane("apply", "--auto-approve").code == 0
+    result = project.crane("destroy", "--auto-approve")
+    assert_clean_error(result, "vm.db: is protected")
+    assert project.domains() == ["db"]
+
+
+def test_variables_from_config_and_command_line(project: ProjectDir) -> None:
+    project.write_config("""
+        [stacks.main]
+        file = "stacks/main.py"
+        [stacks.main.vars]
+        count = { type = "int", default = 2 }
+    """)
+    project.write_stack('from crane_iac import VM, variable\n'
+                        'for i in range(variable("count")):\n    VM(f"w{i}", vcpus=1, memory_mib=128)\n')
+    assert "Plan: 2 to create" in project.crane("plan").out
+    assert "Plan: 3 to create" in project.crane("plan", "--var", "count=3").out
+    assert_clean_error(project.crane("plan", "--var", "count=many"), "variable 'count': 'many' is not an int")
+    assert_clean_error(project.crane("plan", "--var", "size=3"), "--var size: not a variable of this stack")
+
+
+def test_bad_config_names_file_and_line(project: ProjectDir) -> None:
+    project.write_stack('from crane_iac import VM\nVM("a", vcpus=1, memory_mib=128)\n')
+    project.write_config('[stacks.main]\nfile = "stacks/main.py"\nproviderr = "libvirt"\n')
+    assert_clean_error(project.crane("plan"), "crane.toml:3", "providerr")
+    project.write_config('[stacks.main\nfile = "x"\n')
+    assert_clean_error(project.crane("plan"), "crane.toml", "line 1")
+    project.write_config('[stacks.main]\nfile = "stacks/missing.py"\n')
+    assert_clean_error(project.crane("plan"), "stacks/missing.py, which does not exist")
+    assert not (project.root / ".crane" / "state.db").exists()
+
+
+def test_graph_and_state_files(project: ProjectDir) -> None:
+    project.write_stack(STACK.format(memory=512))
+    dot = project.crane("graph").out
+    assert '"vm.web-1" -> "network.lan";' in dot and '"vm.web-2" -> "vm.web-1";' in dot
+    assert project.crane("apply", "--auto-approve").code == 0
+    mode = stat.S_IMODE(os.stat(project.root / ".crane" / "state.db").st_mode)
+    assert mode == 0o600
+
+
+def test_held_lock_fails_fast_or_waits(project: ProjectDir) -> None:
+    project.write_stack('from crane_iac import VM\nVM("a", vcpus=1, memory_mib=128)\n')
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]);"
+         "from crane_iac.state.sql import SqlStateStore; s = SqlStateStore(sys.argv[2]);"
+         "s.acquire_lock('main', 'apply'); print('locked', flush=True); time.sleep(3); s.release_lock('main')",
+         str(REPO), f"sqlite:///{project.root}/.crane/state.db"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    started = time.monotonic()
+    result = project.crane("apply", "--auto-approve")
+    assert time.monotonic() - started < 3
+    assert_clean_error(result, "stack 'main' is locked by", f"pid {holder.pid}", "--lock-timeout")
+    assert not (project.root / ".crane" / "sandbox.xml").exists()  # the hypervisor was never touched
+    waited = project.crane("apply", "--auto-approve", "--lock-timeout", "20")
+    assert waited.code == 0, waited.err
+    holder.wait()
+    assert project.domains() == ["a"]
+
+
+def test_stale_plan_for_another_stack(project: ProjectDir) -> None:
+    project.write_config("""
+        [stacks.main]
+        file = "stacks/main.py"
+        [stacks.other]
+        file = "stacks/main.py"
+    """)
+    project.write_stack('from crane_iac import VM\nVM("a", vcpus=1, memory_mib=128)\n')
+    assert project.crane("plan", "--stack", "main", "--out", "p.crane").code == 0
+    assert_clean_error(project.crane("apply", "p.crane", "--stack", "other"), "was made for stack 'main'")
+    assert_clean_error(project.crane("plan"), "several stacks are declared")
+
+
+def test_no_terminal_needs_auto_approve(project: ProjectDir) -> None:
+    project.write_stack('from crane_iac import VM\nVM("a", vcpus=1, memory_mib=128)\n')
+    assert_clean_error(project.crane("apply"), "pass --auto-approve or apply a saved plan")
+    assert project.domains() == []
