@@ -193,6 +193,7 @@ def test_held_lock_fails_fast_or_waits(project: ProjectDir) -> None:
     waited = project.crane("apply", "--auto-approve", "--lock-timeout", "20")
     assert waited.code == 0, waited.err
     holder.wait()
+    holder.stdout.close()
     assert project.domains() == ["a"]
 
 

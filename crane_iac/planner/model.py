@@ -121,7 +121,8 @@ class Plan:
 
     @property
     def has_changes(self) -> bool:
-        return any(c.action is not Action.NOOP for c in self.changes) or bool(self.outputs_changed)
+        # a no-op with a reason is an adoption: nothing changes on the hypervisor, but state must record it
+        return any(c.action is not Action.NOOP or c.reason for c in self.changes) or bool(self.outputs_changed)
 
     outputs_changed: bool = False
 

@@ -1,0 +1,99 @@
+"""SIGKILL `crane apply` at several points; the next apply converges with no orphaned or duplicated object."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import CRANE, ProjectDir
+
+STACK = """
+from crane_iac import VM, Network, Volume
+lan = Network("lan", ipv4="10.70.0.0/24")
+for i in range({count}):
+    disk = Volume(f"disk-{{i}}", capacity_gib=1)
+    VM(f"vm-{{i}}", vcpus=1, memory_mib={memory}, max_memory_mib=1024, networks=[lan], volumes=[disk])
+"""
+
+
+def expected(count: int) -> tuple[list[str], list[str], list[str]]:
+    vms = sorted(f"vm-{i}" for i in range(count))
+    disks = sorted(f"disk-{i}" for i in range(count))
+    addresses = sorted(["network.lan", *(f"vm.{v}" for v in vms), *(f"volume.{d}" for d in disks)])
+    return vms, disks, addresses
+
+
+def assert_converged(project: ProjectDir, count: int) -> None:
+    vms, disks, addresses = expected(count)
+    conn = project.sandbox()
+    try:
+        assert sorted(d.name() for d in conn.listAllDomains(0)) == vms
+        assert sorted(v.name() for v in conn.storagePoolLookupByName("default").listAllVolumes(0)) == disks
+        assert [n.name() for n in conn.listAllNetworks(0)] == ["lan"]
+    finally:
+        conn.close()
+    assert project.crane("state", "list").out.split() == addresses
+    assert project.crane("plan", "--detailed-exitcode").code == 0
+
+
+@pytest.mark.parametrize("failpoint", ["after-intents", "after-mutation:1", "after-mutation:25", "after-checkpoint",
+                                       "after-commit"])
+def test_killed_create_converges(project: ProjectDir, failpoint: str) -> None:
+    project.write_stack(STACK.format(count=30, memory=256))
+    killed = project.crane("apply", "--auto-approve", env={"CRANE_FAILPOINT": failpoint})
+    assert killed.code == -signal.SIGKILL
+    resumed = project.crane("apply", "--auto-approve")
+    assert resumed.code == 0, resumed.err
+    assert_converged(project, 30)
+
+
+def test_objects_created_but_not_recorded_are_adopted_or_deleted(project: ProjectDir) -> None:
+    project.write_stack(STACK.format(count=20, memory=256))
+    assert project.crane("apply", "--auto-approve", env={"CRANE_FAILPOINT": "after-checkpoint"}).code < 0
+    assert project.crane("state", "list").out == ""
+    assert len(project.domains()) == 20  # on the hypervisor, unknown to state
+    project.write_stack(STACK.format(count=12, memory=256))
+    plan = project.crane("plan")
+    assert "- vm.vm-15  (orphan: created by crane but never recorded)" in plan.out
+    assert "= vm.vm-3  (adopted: created by crane but not recorded)" in plan.out
+    assert "+ vm." not in plan.out  # nothing is created twice
+    assert project.crane("apply", "--auto-approve").code == 0
+    assert_converged(project, 12)
+
+
+@pytest.mark.parametrize("failpoint", ["after-mutation:3", "after-checkpoint"])
+def test_killed_update_and_destroy_converge(project: ProjectDir, failpoint: str) -> None:
+    project.write_stack(STACK.format(count=10, memory=256))
+    assert project.crane("apply", "--auto-approve").code == 0
+    project.write_stack(STACK.format(count=10, memory=512))
+    assert project.crane("apply", "--auto-approve", env={"CRANE_FAILPOINT": failpoint}).code < 0
+    assert project.crane("apply", "--auto-approve").code == 0
+    assert_converged(project, 10)
+    conn = project.sandbox()
+    assert {d.info()[2] for d in conn.listAllDomains(0)} == {512 * 1024}
+    conn.close()
+    assert project.crane("destroy", "--auto-approve", env={"CRANE_FAILPOINT": failpoint}).code < 0
+    assert project.crane("destroy", "--auto-approve").code == 0
+    assert project.domains() == [] and project.crane("state", "list").out == ""
+
+
+@pytest.mark.parametrize("delay", [0.3, 0.6, 0.9])
+def test_sigkill_from_outside_at_any_moment(project: ProjectDir, delay: float) -> None:
+    project.write_stack(STACK.format(count=150, memory=256))
+    proc = subprocess.Popen([*CRANE, "apply", "--auto-approve", "--parallelism", "4"], cwd=project.root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    resumed = project.crane("apply", "--auto-approve")
+    assert resumed.code == 0, resumed.err
+    assert_converged(project, 150)
+
+
+def test_module_runs_as_crane() -> None:
+    assert subprocess.run([*CRANE, "--version"], capture_output=True, text=True).stdout.startswith("crane ")
+    assert CRANE[0] == sys.executable
