@@ -25,6 +25,13 @@ class Component(Resource):
         with registry.parent(self):
             self.build()
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Fields are validated as usual; any other attribute (a child kept for later use) is plain storage."""
+        if name in type(self).model_fields or name.startswith("_"):
+            super().__setattr__(name, value)
+        else:
+            object.__setattr__(self, name, value)
+
     def build(self) -> None:
         """Construct the children; called once, with this component as their parent."""
 

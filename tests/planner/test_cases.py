@@ -1,0 +1,67 @@
+"""Data-driven plan cases: desired + recorded + live → expected actions (pyinfra style), on the pure planner."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crane_iac.planner import Action, Desired, Live, Recorded, make_plan, order_changes
+from crane_iac.planner.diff import PlanRequest, Step
+from crane_iac.planner.model import FieldChange, Plan, ResourceChange
+from crane_iac.providers.base import changed_fields
+from crane_iac.providers.libvirt.provider import REPLACE_RULES
+
+
+class LibvirtRules:
+    """The libvirt provider's replacement rules, without a connection."""
+
+    def diff(self, kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
+        return changed_fields(before, after, REPLACE_RULES.get(kind, {}))
+
+
+CASES = [case for path in sorted((Path(__file__).parent / "cases").glob("*.json"))
+         for case in json.loads(path.read_text())]
+
+
+def run_case(case: dict[str, Any]) -> tuple[Plan, list[Any]]:
+    desired = [Desired(**{"dependencies": [], **d}) for d in case["desired"]]
+    recorded = {a: Recorded(address=a, **r) for a, r in case["recorded"].items()}
+    live = None if case["live"] is None else {a: Live(**v) for a, v in case["live"].items()}
+    request = PlanRequest(stack="s", lineage="l", serial=3, **{k: tuple(v) if isinstance(v, list) else v
+                                                              for k, v in case.get("request", {}).items()})
+    return make_plan(request, desired, recorded, live, LibvirtRules())
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_plan_case(case: dict[str, Any]) -> None:
+    plan, diagnostics = run_case(case)
+    assert diagnostics == []
+    assert {c.address: c.action.value for c in plan.changes} == case["expect"]
+    assert plan.unchanged == case.get("unchanged", 0)
+    drift = {d.address: "gone" if d.gone else [f.name for f in d.fields] for d in plan.drift}
+    assert drift == case.get("drift", {})
+    assert Plan.from_json(plan.to_json()) == plan
+
+
+def test_protected_resource_refuses_replace_and_delete() -> None:
+    desired = [Desired("vm.a", "vm", "a", {"vcpus": 1}, protect=True, file="s.py", line=4)]
+    recorded = {"vm.a": Recorded("vm.a", "vm", "a", {"vcpus": 2}, protect=True),
+                "vm.b": Recorded("vm.b", "vm", "b", {"vcpus": 2}, protect=True)}
+    _, diagnostics = make_plan(PlanRequest("s", "l", 1), desired, recorded, None, LibvirtRules())
+    assert [(d.address, d.line) for d in diagnostics] == [("vm.a", 4), ("vm.b", None)]
+    assert "cannot be replaced" in diagnostics[0].summary and "cannot be destroyed" in diagnostics[1].summary
+
+
+def test_apply_graph_orders_creates_after_and_deletes_before_dependencies() -> None:
+    changes = [
+        ResourceChange("network.n", "network", "n", Action.DELETE_THEN_CREATE),
+        ResourceChange("vm.a", "vm", "a", Action.DELETE_THEN_CREATE, dependencies=["network.n"]),
+        ResourceChange("vm.old", "vm", "old", Action.DELETE, dependencies=["network.n"]),
+    ]
+    graph = order_changes(changes)
+    assert graph[Step("vm.a", "apply")] == {Step("vm.a", "delete"), Step("network.n", "apply")}
+    assert graph[Step("network.n", "delete")] == {Step("vm.a", "delete"), Step("vm.old", "delete")}
+    assert graph[Step("network.n", "apply")] == {Step("network.n", "delete")}
