@@ -66,13 +66,13 @@ def test_update_in_place_and_delete(tmp_path: Path) -> None:
 
 def test_refused_call_names_the_object(tmp_path: Path) -> None:
     p = open_sandbox(tmp_path)
-    with pytest.raises(ProviderError, match="refused to create volume 'v'.*nopool"):
+    with pytest.raises(ProviderError, match=r"refused to create volume 'v'.*nopool"):
         p.create("volume", "v", {"capacity_gib": 1, "pool": "nopool", "format": "raw", "base": None}, Owner("s", "x"))
     p.close()
 
 
 def test_unreachable_uri_is_a_provider_error(tmp_path: Path) -> None:
-    with pytest.raises(ProviderError, match="cannot connect to test:///nonexistent/node.xml"):
+    with pytest.raises(ProviderError, match=r"cannot connect to test:///nonexistent/node\.xml"):
         LibvirtProvider("test:///nonexistent/node.xml", sandbox_dir=tmp_path, mutating=False)
 
 
