@@ -83,45 +83,50 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None) -> LoadedSta
     desired: list[Desired] = []
     components: list[str] = []
     for res in registry.resources:
-        file, line = res.location
-        if res.address in seen:
-            first = seen[res.address].location
+        meta = res.meta
+        file, line, address = meta.file, meta.line, meta.address
+        if address in seen:
+            first = seen[address].location
             diagnostics.append(Diagnostic(
                 f"duplicate address (first declared at {first[0]}:{first[1]}); give each resource a unique name",
-                file, line, res.address))
+                file, line, address))
             continue
-        seen[res.address] = res
+        seen[address] = res
         if not res.managed:
-            components.append(res.address)
+            components.append(address)
             continue
         deps: list[str] = []
-        for ref in res.references():
+        refs, uses_outputs = res.references()
+        for ref in refs:
             if id(ref) not in members:
                 diagnostics.append(Diagnostic(
-                    f"refers to {ref.address}, which is not declared in this stack", file, line, res.address))
+                    f"refers to {ref.address}, which is not declared in this stack", file, line, address))
             elif ref.managed:
                 deps.append(ref.address)
             else:  # depending on a component means depending on all of its children
                 deps.extend(r.address for r in registry.resources
                             if r.managed and r.address.startswith(ref.address + "/"))
-        if not res.valid:
+        if not meta.valid:
             continue
         props = res.properties()
         pool = props.get("pool", "") if res.kind == "volume" else ""
-        key = (res.kind, f"{pool}/{res.physical_name}")
+        key = (res.kind, f"{pool}/{meta.physical}")
         if key in physical_seen:
             other = physical_seen[key]
             diagnostics.append(Diagnostic(
-                f"hypervisor name {res.physical_name!r} is already used by {other.address}", file, line, res.address))
+                f"hypervisor name {meta.physical!r} is already used by {other.address}", file, line, address))
             continue
         physical_seen[key] = res
         desired.append(Desired(
-            address=res.address, kind=res.kind, physical=res.physical_name, properties=props,
+            address=address, kind=res.kind, physical=meta.physical, properties=props,
             dependencies=sorted(set(deps)), protect=res.protect, ignore_changes=list(res.ignore_changes),
-            create_before_destroy=res.create_before_destroy, file=file, line=line))
+            create_before_destroy=res.create_before_destroy, file=file, line=line,
+            has_outputs=uses_outputs))
     for res in registry.resources:
+        if not res.ignore_changes or not res.valid:
+            continue
         unknown = set(res.ignore_changes) - set(type(res).model_fields) - set(_safe_props(res))
-        if unknown and res.valid:
+        if unknown:
             diagnostics.append(Diagnostic(
                 f"ignore_changes names unknown field(s) {sorted(unknown)}", *res.location, res.address))
     cycle = find_cycle({d.address: d.dependencies for d in desired})

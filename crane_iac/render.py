@@ -1,21 +1,19 @@
-"""Plans and state rendered for people (rich markup; plain text under CI or NO_COLOR)."""
+"""Plans rendered for people: ANSI colour on a terminal, plain text under CI or NO_COLOR."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from rich.markup import escape
-
 from crane_iac.planner.model import Action, Plan, ResourceChange
 
 _SIGN = {
-    Action.CREATE: ("+", "green"),
-    Action.UPDATE: ("~", "yellow"),
-    Action.DELETE_THEN_CREATE: ("-/+", "red"),
-    Action.CREATE_THEN_DELETE: ("+/-", "red"),
-    Action.DELETE: ("-", "red"),
-    Action.NOOP: ("=", "cyan"),
+    Action.CREATE: ("+", "32"),
+    Action.UPDATE: ("~", "33"),
+    Action.DELETE_THEN_CREATE: ("-/+", "31"),
+    Action.CREATE_THEN_DELETE: ("+/-", "31"),
+    Action.DELETE: ("-", "31"),
+    Action.NOOP: ("=", "36"),
 }
 
 
@@ -27,49 +25,57 @@ def value(v: Any) -> str:
     return json.dumps(v, sort_keys=True)
 
 
-def _change_lines(change: ResourceChange) -> list[str]:
+class _Paint:
+    def __init__(self, colour: bool) -> None:
+        self.colour = colour
+
+    def __call__(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.colour else text
+
+
+def _change_lines(change: ResourceChange, paint: _Paint) -> list[str]:
     sign, colour = _SIGN[change.action]
-    head = f"[{colour}]{escape(sign)} {escape(change.address)}[/]"
+    head = paint(f"{sign} {change.address}", colour)
     note = ""
     if change.action.is_replace:
         forced = [f.name for f in change.fields if f.forces_replacement]
         note = f"  (replace: {', '.join(forced)} cannot change in place)" if forced else "  (replace)"
     if change.reason:
-        note += f"  ({escape(change.reason)})"
-    if change.action in (Action.UPDATE,) or change.action.is_replace:
-        lines = []
+        note += f"  ({change.reason})"
+    lines = []
+    if change.action is Action.UPDATE or change.action.is_replace:
         for f in change.fields:
-            mark = "  [red]# forces replacement[/]" if f.forces_replacement else ""
-            lines.append(f"  {head}  {escape(f.name)}: {escape(value(f.before))} → {escape(value(f.after))}{mark}")
-        if note:
-            lines.insert(0, f"  {head}{escape(note)}" if not lines else f"  {head}{note}")
-        return lines or [f"  {head}{note}"]
-    return [f"  {head}{note}"]
+            mark = paint("  # forces replacement", "31") if f.forces_replacement else ""
+            lines.append(f"  {head}  {f.name}: {value(f.before)} → {value(f.after)}{mark}")
+    if note or not lines:
+        lines.insert(0, f"  {head}{note}")
+    return lines
 
 
-def render_plan(plan: Plan) -> str:
+def render_plan(plan: Plan, *, colour: bool = False) -> str:
+    paint = _Paint(colour)
     lines: list[str] = []
     if plan.drift:
-        lines.append("[bold]Drift[/] (changed outside crane since the last apply; the plan below corrects it):")
+        lines.append(paint("Drift", "1") + " (changed outside crane since the last apply; the plan below corrects it):")
         for d in plan.drift:
             if d.gone:
-                lines.append(f"  [magenta]! {escape(d.address)}[/]  deleted outside crane")
+                lines.append(f"  {paint('! ' + d.address, '35')}  deleted outside crane")
             for f in d.fields:
-                lines.append(f"  [magenta]! {escape(d.address)}[/]  {escape(f.name)}: "
-                             f"{escape(value(f.before))} → {escape(value(f.after))}")
+                lines.append(f"  {paint('! ' + d.address, '35')}  {f.name}: {value(f.before)} → {value(f.after)}")
         lines.append("")
     changes = [c for c in plan.changes if c.action is not Action.NOOP or c.reason]
     if not changes and not plan.outputs_changed:
         lines.append("No changes. The infrastructure matches the stack.")
         return "\n".join(lines)
     if changes:
-        lines.append(f"crane will make these changes to stack [bold]{escape(plan.stack)}[/]:")
+        lines.append(f"crane will make these changes to stack {paint(plan.stack, '1')}:")
         for c in changes:
-            lines.extend(_change_lines(c))
+            lines.extend(_change_lines(c, paint))
     if plan.outputs_changed:
         lines.append("Outputs will change: " + ", ".join(sorted(plan.outputs)))
     counts = plan.counts()
+    adopted = sum(1 for c in changes if c.action is Action.NOOP)
     lines.append("")
     lines.append(f"Plan: {counts['create']} to create, {counts['update']} to update, {counts['replace']} to replace, "
-                 f"{counts['delete']} to delete.")
+                 f"{counts['delete']} to delete" + (f", {adopted} to adopt." if adopted else "."))
     return "\n".join(lines)

@@ -8,9 +8,11 @@ plan adopts (by owner or intent) or deletes as orphans, never duplicates.
 
 from __future__ import annotations
 
+import contextlib
+import queue
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +23,10 @@ from crane_iac.planner.model import Action, Plan, Recorded, ResourceChange
 from crane_iac.providers.base import Owner, Provider
 from crane_iac.state.base import Committed, Intent, StateStore
 
-#: How often (seconds) completed steps are made durable and recorded while an apply runs.
+#: How often (seconds) completed steps are made durable and recorded while an apply runs; stretched so that
+#: checkpoints (which may rewrite a whole sandbox) never take more than a fifth of the run.
 COMMIT_INTERVAL = 0.5
+CHECKPOINT_SHARE = 0.2
 
 
 @dataclass
@@ -92,7 +96,9 @@ class Applier:
             self.provider.delete(change.kind, change.physical, change.before or {})
             failpoints.hit("after-mutation")
             return Committed(change.address, "delete", None, change.before, final=not change.action.is_replace)
-        after = resolve_outputs(change.after or {}, self.outputs)
+        after = change.after or {}
+        if "'$output'" in repr(after):  # most resources use no outputs: skip the walk
+            after = resolve_outputs(after, self.outputs)
         if action == "adopt":
             live_props = change.before or {}
             record = Recorded(change.address, change.kind, change.physical, live_props,
@@ -113,8 +119,9 @@ class Applier:
     def run(self) -> ApplyResult:
         result = ApplyResult()
         graph = order_changes(self.plan.changes)
+        stepped = {s.address for s in graph}
         intents = [Intent(c.address, c.kind, c.physical, c.action.value, c.after or c.before or {})
-                   for c in self.plan.changes if c.address in {s.address for s in graph}]
+                   for c in self.plan.changes if c.address in stepped]
         self.store.record_intents(self.plan.stack, intents)
         failpoints.hit("after-intents")
         dependents: dict[Step, list[Step]] = {s: [] for s in graph}
@@ -126,6 +133,7 @@ class Applier:
         running: dict[Future[Committed], tuple[Step, float]] = {}
         pending_commit: list[Committed] = []
         last_commit = time.monotonic()
+        interval = COMMIT_INTERVAL
         blocked: set[Step] = set()
 
         def skip_dependents(step: Step, reason: str) -> None:
@@ -140,15 +148,18 @@ class Applier:
                 stack.extend(dependents[nxt])
 
         def flush() -> None:
-            nonlocal last_commit
+            nonlocal last_commit, interval
             if pending_commit:
+                started = time.monotonic()
                 self.provider.checkpoint()
+                interval = max(COMMIT_INTERVAL, (time.monotonic() - started) / CHECKPOINT_SHARE)
                 failpoints.hit("after-checkpoint")
                 result.serial = self.store.commit(self.plan.stack, list(pending_commit))
                 pending_commit.clear()
                 failpoints.hit("after-commit")
             last_commit = time.monotonic()
 
+        finished: queue.SimpleQueue[Future[Committed]] = queue.SimpleQueue()
         with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="crane-apply") as pool:
             try:
                 while ready or running:
@@ -157,8 +168,14 @@ class Applier:
                         change = self.changes[step.address]
                         verb = _VERBS[_step_action(change, step.phase)][0]
                         self.report(StepEvent(step.address, verb))
-                        running[pool.submit(self._run_step, step)] = (step, time.monotonic())
-                    done, _ = wait(list(running), timeout=COMMIT_INTERVAL, return_when=FIRST_COMPLETED)
+                        future = pool.submit(self._run_step, step)
+                        running[future] = (step, time.monotonic())
+                        future.add_done_callback(finished.put)
+                    done = []
+                    with contextlib.suppress(queue.Empty):
+                        done.append(finished.get(timeout=interval))
+                        while True:
+                            done.append(finished.get_nowait())
                     for future in done:
                         step, started = running.pop(future)
                         elapsed = time.monotonic() - started
@@ -180,7 +197,7 @@ class Applier:
                             waiting[nxt].discard(step)
                             if not waiting[nxt] and nxt not in blocked:
                                 ready.append(nxt)
-                    if time.monotonic() - last_commit >= COMMIT_INTERVAL:
+                    if time.monotonic() - last_commit >= interval:
                         flush()
             finally:
                 # whatever finished is recorded, even when interrupted

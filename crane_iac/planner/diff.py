@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,17 +37,17 @@ class PlanRequest:
     destroy: bool = False
 
 
-def _resolve(value: Any, outputs: Mapping[str, Mapping[str, Any]]) -> Any:
-    """Substitute output markers whose values are already known."""
+def _resolve(value: Any, outputs: Mapping[str, Mapping[str, Any]], pending: AbstractSet[str] = frozenset()) -> Any:
+    """Substitute output markers whose values are already known (not those of resources ``pending`` change)."""
     if isinstance(value, dict):
         if "$output" in value:
-            known = outputs.get(value["$output"])
+            known = None if value["$output"] in pending else outputs.get(value["$output"])
             if known is not None and value["attribute"] in known:
                 return known[value["attribute"]]
             return value
-        return {k: _resolve(v, outputs) for k, v in value.items()}
+        return {k: _resolve(v, outputs, pending) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve(v, outputs) for v in value]
+        return [_resolve(v, outputs, pending) for v in value]
     return value
 
 
@@ -113,7 +114,7 @@ def make_plan(
         if baseline is not None:
             base_outputs = dict(now.outputs if now is not None else rec.outputs if rec else {})
             known_outputs[address] = base_outputs
-        after = _resolve(want.properties, {a: o for a, o in known_outputs.items() if a not in pending})
+        after = _resolve(want.properties, known_outputs, pending) if want.has_outputs else want.properties
         if selected is not None and address not in selected:
             continue
         if baseline is None:
@@ -171,8 +172,7 @@ def make_plan(
             reason=None if old else "orphan: created by crane but never recorded"))
 
     if outputs is not None and not request.targets:
-        plan.outputs = {k: _resolve(v, {a: o for a, o in known_outputs.items() if a not in pending})
-                        for k, v in outputs.items()}
+        plan.outputs = {k: _resolve(v, known_outputs, pending) for k, v in outputs.items()}
         plan.outputs_changed = dict(recorded_outputs or {}) != plan.outputs
     elif recorded_outputs is not None:
         plan.outputs = dict(recorded_outputs)

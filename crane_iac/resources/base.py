@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from crane_iac.addresses import make_address
 from crane_iac.errors import Diagnostic
@@ -75,6 +75,16 @@ def collecting(registry: Registry) -> Iterator[Registry]:
         _current.reset(token)
 
 
+@dataclass(slots=True)
+class _Meta:
+    address: str
+    physical: str
+    file: str | None
+    line: int | None
+    valid: bool
+    parent: Resource | None
+
+
 class Output:
     """A value of a resource known only after apply (e.g. a VM's UUID); using it makes a dependency."""
 
@@ -103,18 +113,13 @@ class Resource(BaseModel):
     kind: ClassVar[str] = "resource"
     #: Fields whose values are resources or outputs the provider needs by physical name.
     name: str
-    depends_on: list[Resource] = []
+    depends_on: list[Resource] = Field(default_factory=list)
     protect: bool = False
-    ignore_changes: list[str] = []
+    ignore_changes: list[str] = Field(default_factory=list)
     create_before_destroy: bool = False
 
-    _address: str = PrivateAttr(default="")
-    _physical: str = PrivateAttr(default="")
-    _file: str | None = PrivateAttr(default=None)
-    _line: int | None = PrivateAttr(default=None)
-    _valid: bool = PrivateAttr(default=True)
-    _registry_id: int = PrivateAttr(default=0)
-    _parent: Resource | None = PrivateAttr(default=None)
+    #: crane's bookkeeping, in one private attribute (pydantic private attributes are slow to set and read)
+    _meta: _Meta | None = PrivateAttr(default=None)
 
     def __init__(self, name: str, /, **data: Any) -> None:
         registry = current_registry()
@@ -137,13 +142,12 @@ class Resource(BaseModel):
             object.__setattr__(self, "__pydantic_fields_set__", placeholder.__pydantic_fields_set__)
             object.__setattr__(self, "__pydantic_extra__", None)
             object.__setattr__(self, "__pydantic_private__", dict(placeholder.__pydantic_private__ or {}))
-            self._valid = False
-        self._address = address
-        self._parent = parent
-        self._physical = f"{parent.physical_name}-{name}" if parent else str(name)
-        self._file, self._line = where
+            valid = False
+        else:
+            valid = True
+        physical = f"{parent.physical_name}-{name}" if parent else str(name)
+        self._meta = _Meta(address, physical, where[0], where[1], valid, parent)
         if registry is not None:
-            self._registry_id = id(registry)
             registry.resources.append(self)
 
     @field_validator("name")
@@ -157,35 +161,42 @@ class Resource(BaseModel):
         return value
 
     @property
+    def meta(self) -> _Meta:
+        assert self._meta is not None
+        return self._meta
+
+    @property
     def address(self) -> str:
-        return self._address
+        return self.meta.address
 
     @property
     def physical_name(self) -> str:
         """The name the hypervisor knows this resource by (component names prefix their children)."""
-        return self._physical
+        return self.meta.physical
 
     @property
     def location(self) -> tuple[str | None, int | None]:
-        return self._file, self._line
+        return self.meta.file, self.meta.line
 
     @property
     def valid(self) -> bool:
-        return self._valid
+        return self.meta.valid
 
     @property
     def managed(self) -> bool:
         """False for components, which group children and have nothing on a hypervisor."""
         return True
 
-    def references(self) -> list[Resource]:
-        """Resources this one depends on: passed as field values, used through outputs, or named in depends_on."""
+    def references(self) -> tuple[list[Resource], bool]:
+        """Resources this one depends on (field values, outputs used, depends_on), and whether it uses outputs."""
         found: list[Resource] = []
+        uses_outputs = False
         for fname in type(self).model_fields:
-            _collect_refs(getattr(self, fname, None), found)
-        if self._parent is not None:
-            _collect_refs(self._parent.depends_on, found)
-        return found
+            uses_outputs |= _collect_refs(getattr(self, fname, None), found)
+        parent = self.meta.parent
+        if parent is not None:
+            _collect_refs(parent.depends_on, found)
+        return found, uses_outputs
 
     def properties(self) -> dict[str, Any]:
         """The provider inputs: plain JSON values, references by physical name, outputs as markers."""
@@ -198,17 +209,18 @@ class Resource(BaseModel):
         return self is other
 
 
-def _collect_refs(value: Any, found: list[Resource]) -> None:
+def _collect_refs(value: Any, found: list[Resource]) -> bool:
+    """Append the resources ``value`` refers to; True if it holds an Output."""
     if isinstance(value, Resource):
         found.append(value)
     elif isinstance(value, Output):
         found.append(value.resource)
+        return True
     elif isinstance(value, (list, tuple)):
-        for item in value:
-            _collect_refs(item, found)
+        return any([_collect_refs(item, found) for item in value])
     elif isinstance(value, dict):
-        for item in value.values():
-            _collect_refs(item, found)
+        return any([_collect_refs(item, found) for item in value.values()])
+    return False
 
 
 def plain(value: Any) -> Any:

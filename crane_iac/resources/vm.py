@@ -27,8 +27,8 @@ class VM(Resource):
     memory_mib: int = Field(ge=16, le=4 * 1024 * 1024)
     max_vcpus: int | None = Field(default=None, ge=1, le=256)
     max_memory_mib: int | None = Field(default=None, ge=16, le=4 * 1024 * 1024)
-    networks: list[Network] = []
-    volumes: list[Volume] = []
+    networks: list[Network] = Field(default_factory=list)
+    volumes: list[Volume] = Field(default_factory=list)
     running: bool = True
     autostart: bool = False
     description: str | Output | None = None

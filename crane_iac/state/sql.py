@@ -164,9 +164,12 @@ class SqlStateStore(StateStore):
         with self.engine.connect() as conn:
             head = conn.execute(select(STACKS.c.serial, STACKS.c.lineage, STACKS.c.outputs)
                                 .where(STACKS.c.name == stack)).first()
-            rows = conn.execute(select(RESOURCES.c.address, RESOURCES.c.kind, RESOURCES.c.physical,
-                                       RESOURCES.c.properties, RESOURCES.c.outputs, RESOURCES.c.dependencies,
-                                       RESOURCES.c.protect).where(RESOURCES.c.stack == stack)).all()
+            # the one hot query (one row per resource): plain DB-API, no per-row result processing
+            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            cursor.execute("SELECT address, kind, physical, properties, outputs, dependencies, protect "
+                           "FROM resources WHERE stack = ?", (stack,))
+            rows = cursor.fetchall()
+            cursor.close()
             intent_rows = conn.execute(select(INTENTS.c.address, INTENTS.c.kind, INTENTS.c.physical,
                                               INTENTS.c.action, INTENTS.c.properties)
                                        .where(INTENTS.c.stack == stack)).all()

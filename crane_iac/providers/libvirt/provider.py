@@ -66,14 +66,15 @@ class LibvirtProvider(Provider):
         mutating: bool,
         domain_type: str | None = None,
         stats_period: int = 2,
+        lock_timeout: float = 0.0,
     ) -> None:
         libvirt.registerErrorHandler(_ignore_errors, None)
         self.sandbox: Sandbox | None = None
         if uri is None:
             self.sandbox = Sandbox(sandbox_dir)
-            self.sandbox.prepare(exclusive=mutating)
-            uri = self.sandbox.uri
+            uri = self.sandbox.prepare(exclusive=mutating, timeout=lock_timeout)
         self.uri = uri
+        self.mutating = mutating
         try:
             self.conn = libvirt.open(uri)
         except libvirt.libvirtError as exc:
@@ -130,7 +131,7 @@ class LibvirtProvider(Provider):
         for dom in self.conn.listAllDomains(0):
             name = dom.name()
             xml = dom.XMLDesc(0)
-            if self.sandbox is not None:
+            if self.sandbox is not None and self.mutating:  # kept for the node file written at checkpoints
                 self._node_xml[name] = domain_for_node_file(xml, name in active)
             root = ET.fromstring(xml)
             owner = lx.owner_of(root)
@@ -146,15 +147,14 @@ class LibvirtProvider(Provider):
     # -- mutating ----------------------------------------------------------------------------------
 
     def _call(self, verb: str, kind: str, physical: str, fn: Callable[[], T]) -> T:
+        with self._lock:
+            self._dirty = True
+            if kind == "vm":  # re-read at the next checkpoint unless the mutation caches it again
+                self._node_xml.pop(physical, None)
         try:
             return fn()
         except libvirt.libvirtError as exc:
             raise ProviderError(f"libvirt refused to {verb} {kind} {physical!r}: {exc.get_error_message()}") from None
-        finally:
-            with self._lock:
-                self._dirty = True
-                if kind == "vm":
-                    self._node_xml.pop(physical, None)
 
     def create(self, kind: str, physical: str, properties: dict[str, Any], owner: Owner) -> Live:
         creators = {"vm": self._create_vm, "network": self._create_network, "volume": self._create_volume}
@@ -210,7 +210,11 @@ class LibvirtProvider(Provider):
             dom.setAutostart(1)
         if p["running"]:
             dom.create()
-        return self._read_vm(dom)
+        if self.sandbox is not None:
+            with self._lock:
+                self._node_xml[physical] = domain_for_node_file(dom.XMLDesc(0), bool(p["running"]))
+        # what was defined is what a read returns (read_all parses to the same shape; drift would show if not)
+        return Live("vm", physical, dict(p), {"uuid": dom.UUIDString()}, owner.stack, owner.address)
 
     def _update_vm(self, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
         dom = self.conn.lookupByName(physical)
@@ -344,7 +348,12 @@ class LibvirtProvider(Provider):
             name = dom.name()
             xml = self._node_xml.get(name)
             if xml is None:
-                xml = self._node_xml[name] = domain_for_node_file(dom.XMLDesc(0), name in active)
+                try:
+                    xml = self._node_xml[name] = domain_for_node_file(dom.XMLDesc(0), name in active)
+                except libvirt.libvirtError as exc:
+                    if exc.get_error_code() in _NOT_FOUND:
+                        continue  # deleted by another worker while this snapshot was taken
+                    raise
             domains.append(xml)
         networks = [net.XMLDesc(0) for net in self.conn.listAllNetworks(0)]
         pools = []

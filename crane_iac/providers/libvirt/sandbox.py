@@ -12,8 +12,12 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import tempfile
+import time
 from pathlib import Path
 from typing import IO
+
+from crane_iac.errors import ProviderError
 
 TEST_DOMAIN_NS = "http://libvirt.org/schemas/domain/test/1.0"
 SHUTOFF = 5
@@ -33,23 +37,36 @@ class Sandbox:
     """Owns the node file and its lock."""
 
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.node_file = directory / "sandbox.xml"
-        self.flags_file = directory / "sandbox-flags.json"
+        self.directory = directory.resolve()
+        self.node_file = self.directory / "sandbox.xml"
+        self.flags_file = self.directory / "sandbox-flags.json"
         self._lock: IO[str] | None = None
+        self._empty: tempfile._TemporaryFileWrapper[str] | None = None
 
-    @property
-    def uri(self) -> str:
-        return f"test://{self.node_file.resolve()}"
-
-    def prepare(self, exclusive: bool) -> None:
-        """Create an empty sandbox if there is none; take the lock (exclusive for runs that change it)."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        lock_path = self.directory / "sandbox.lock"
-        self._lock = open(lock_path, "a+")  # noqa: SIM115 - held for the life of the run
-        fcntl.flock(self._lock, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-        if not self.node_file.exists():
-            self._write(self.node_file, EMPTY_NODE.format(pool_dir=self.directory.resolve() / "pool"))
+    def prepare(self, exclusive: bool, timeout: float = 0.0) -> str:
+        """The URI to open. Runs that change the sandbox take its lock; nothing is written until a checkpoint."""
+        if exclusive:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.directory / "sandbox.lock", "a+")  # noqa: SIM115 - held for the run
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        self.release()
+                        raise ProviderError(
+                            f"the sandbox hypervisor {self.node_file} is in use by another crane run; "
+                            "wait for it or pass --lock-timeout SECONDS") from None
+                    time.sleep(0.1)
+        if self.node_file.exists():
+            return f"test://{self.node_file}"
+        # no sandbox yet: start from an empty one outside .crane/, so that a run that changes nothing leaves no file
+        self._empty = tempfile.NamedTemporaryFile("w", prefix="crane-empty-", suffix=".xml")  # noqa: SIM115
+        self._empty.write(EMPTY_NODE.format(pool_dir=self.directory / "pool"))
+        self._empty.flush()
+        return f"test://{self._empty.name}"
 
     def flags(self) -> dict[str, list[str]]:
         try:
@@ -60,6 +77,7 @@ class Sandbox:
 
     def save(self, domains: list[str], networks: list[str], pools: list[str], autostart: list[str]) -> None:
         """Write the whole sandbox: domain XML (with run state), networks, and pools with their volumes."""
+        self.directory.mkdir(parents=True, exist_ok=True)
         body = "".join(("<node>\n", *domains, *networks, *pools, "</node>\n"))
         self._write(self.flags_file, json.dumps({"autostart_domains": sorted(autostart)}))
         self._write(self.node_file, body)
@@ -74,6 +92,9 @@ class Sandbox:
         os.replace(tmp, path)
 
     def release(self) -> None:
+        if self._empty is not None:
+            self._empty.close()
+            self._empty = None
         if self._lock is not None:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()

@@ -6,9 +6,7 @@ import ipaddress
 import re
 import xml.etree.ElementTree as ET
 from functools import cache
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from crane_iac.providers.base import Owner
 
@@ -16,12 +14,19 @@ OWNER_NS = "https://crane-iac.dev/xmlns/owner/1"
 _OWNER_TAG = f"{{{OWNER_NS}}}owner"
 _AUTO_BRIDGE = re.compile(r"^virbr\d+$")
 
+if TYPE_CHECKING:
+    import jinja2
+
 
 @cache
 def _templates() -> jinja2.Environment:
+    import jinja2  # only runs that create something render XML; a plan never does
+
     return jinja2.Environment(
         loader=jinja2.PackageLoader("crane_iac.providers.libvirt", "templates"),
-        autoescape=True,
+        auto_reload=False,
+        # values are validated names and numbers; free text (description, owner) is escaped with |e
+        autoescape=False,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
     )
