@@ -220,11 +220,11 @@ def _app() -> Any:
 
     def _apply(s: Session, saved: Path | None, *, auto_approve: bool, parallelism: int, lock_timeout: float,
                refresh: bool, targets: list[str] | None, replace: list[str] | None, destroy: bool) -> int:
-        from crane_iac.engine.apply import Applier, StepEvent
+        from crane_iac.engine.apply import Applier
         from crane_iac.engine.planning import plan_stack
         from crane_iac.errors import CraneError, StalePlanError
         from crane_iac.planner.model import Plan
-        from crane_iac.render import render_plan
+        from crane_iac.render import Progress, render_plan
 
         colour = _colour()
         with s.locked("destroy" if destroy else "apply", lock_timeout) as name:
@@ -258,23 +258,17 @@ def _app() -> Any:
                             return 1
                 started = time.monotonic()
 
-                colours = {"failed": "\033[31m", "skipped": "\033[33m"} if colour else {}
-                out = sys.stdout
-
-                def report(event: StepEvent) -> None:  # a plain write: rich costs ~1 ms a line at 10,000 lines
-                    if event.verb.endswith("ing"):
-                        return
-                    detail = f": {event.detail}" if event.detail else ""
-                    colour = colours.get(event.verb, "\033[32m" if colours else "")
-                    out.write(f"{colour}{event.address}{chr(27) + '[0m' if colour else ''}: {event.verb} "
-                              f"({event.elapsed:.2f}s){detail}\n")
-
+                progress = Progress(sys.stdout, live=colour)
                 outputs = {a: r.outputs for a, r in state.resources.items()}
-                result = Applier(the_plan, s.store, provider, parallelism=parallelism, outputs=outputs,
-                                 report=report).run()
+                try:
+                    result = Applier(the_plan, s.store, provider, parallelism=parallelism, outputs=outputs,
+                                     report=progress.report).run()
+                finally:
+                    progress.finish()
             elapsed = time.monotonic() - started
             print(f"\nApply {'complete' if result.ok else 'FAILED'}: {len(result.done)} done, {len(result.failed)} "
-                  f"failed, {len(result.skipped)} skipped in {elapsed:.1f}s.")
+                  f"failed, {len(result.skipped)} skipped in {elapsed:.1f}s ({s.store.rows_written} state rows "
+                  "written).")
             for event in result.failed:
                 print(f"error: {event.address}: {event.detail}", file=sys.stderr)
             return 0 if result.ok else 1

@@ -96,7 +96,7 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None) -> LoadedSta
             components.append(address)
             continue
         deps: list[str] = []
-        refs, uses_outputs = res.references()
+        refs = res.references()
         for ref in refs:
             if id(ref) not in members:
                 diagnostics.append(Diagnostic(
@@ -120,8 +120,7 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None) -> LoadedSta
         desired.append(Desired(
             address=address, kind=res.kind, physical=meta.physical, properties=props,
             dependencies=sorted(set(deps)), protect=res.protect, ignore_changes=list(res.ignore_changes),
-            create_before_destroy=res.create_before_destroy, file=file, line=line,
-            has_outputs=uses_outputs))
+            create_before_destroy=res.create_before_destroy, file=file, line=line))
     for res in registry.resources:
         if not res.ignore_changes or not res.valid:
             continue

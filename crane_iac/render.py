@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol, TextIO
 
 from crane_iac.planner.model import Action, Plan, ResourceChange
+
+
+class StepEvent(Protocol):
+    """What the apply engine reports about one step."""
+
+    address: str
+    verb: str
+    elapsed: float
+    detail: str
 
 _SIGN = {
     Action.CREATE: ("+", "32"),
@@ -79,3 +88,49 @@ def render_plan(plan: Plan, *, colour: bool = False) -> str:
     lines.append(f"Plan: {counts['create']} to create, {counts['update']} to update, {counts['replace']} to replace, "
                  f"{counts['delete']} to delete" + (f", {adopted} to adopt." if adopted else "."))
     return "\n".join(lines)
+
+
+class Progress:
+    """Apply progress: a line per finished resource with its elapsed time; on a terminal, also a live status
+    line (how many are done and which are running) redrawn under them. Plain writes: at 10,000 resources a
+    rich-rendered line would cost more than the provider call it reports."""
+
+    _COLOURS = {"failed": "31", "skipped": "33"}
+
+    def __init__(self, stream: TextIO, *, live: bool) -> None:
+        self.stream = stream
+        self.live = live
+        self.paint = _Paint(live)
+        self.running: dict[str, None] = {}
+        self.finished = 0
+        self.pending: list[str] = []  # lines not yet written: off a terminal they go out in blocks
+
+    def report(self, event: StepEvent) -> None:
+        if event.verb.endswith("ing"):
+            self.running[event.address] = None
+        else:
+            self.running.pop(event.address, None)
+            self.finished += 1
+            detail = f": {event.detail}" if event.detail else ""
+            name = self.paint(event.address, self._COLOURS.get(event.verb, "32"))
+            clear = "\033[2K\r" if self.live else ""
+            self.pending.append(f"{clear}{name}: {event.verb} ({event.elapsed:.2f}s){detail}\n")
+            if self.live or len(self.pending) >= 200:
+                self.flush()
+        if self.live:
+            self.flush()
+            names = list(self.running)[:3]
+            more = f" +{len(self.running) - 3}" if len(self.running) > 3 else ""
+            self.stream.write(f"\033[2K\r{self.finished} done, {len(self.running)} running: "
+                              f"{', '.join(names)}{more}")
+            self.stream.flush()
+
+    def flush(self) -> None:
+        self.stream.write("".join(self.pending))
+        self.pending.clear()
+
+    def finish(self) -> None:
+        self.flush()
+        if self.live:
+            self.stream.write("\033[2K\r")
+            self.stream.flush()

@@ -12,16 +12,18 @@ import contextlib
 import queue
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from crane_iac.engine import failpoints
 from crane_iac.errors import CraneError
-from crane_iac.planner.diff import Step, order_changes
+from crane_iac.planner.diff import Step, has_markers, order_changes
 from crane_iac.planner.model import Action, Plan, Recorded, ResourceChange
 from crane_iac.providers.base import Owner, Provider
 from crane_iac.state.base import Committed, Intent, StateStore
+
+T = TypeVar("T")
 
 #: How often (seconds) completed steps are made durable and recorded while an apply runs; stretched so that
 #: checkpoints (which may rewrite a whole sandbox) never take more than a fifth of the run.
@@ -57,6 +59,21 @@ def resolve_outputs(value: Any, outputs: dict[str, dict[str, Any]]) -> Any:
     if isinstance(value, list):
         return [resolve_outputs(v, outputs) for v in value]
     return value
+
+
+class InlineExecutor(Executor):
+    """Runs each step at submission, in the calling thread: for providers that gain nothing from threads."""
+
+    def __init__(self, max_workers: int = 1, thread_name_prefix: str = "") -> None:
+        del max_workers, thread_name_prefix
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
 
 
 _VERBS = {"create": ("creating", "created"), "update": ("updating", "updated"), "delete": ("deleting", "deleted"),
@@ -97,7 +114,7 @@ class Applier:
             failpoints.hit("after-mutation")
             return Committed(change.address, "delete", None, change.before, final=not change.action.is_replace)
         after = change.after or {}
-        if "'$output'" in repr(after):  # most resources use no outputs: skip the walk
+        if has_markers(after):  # most resources use no outputs: skip the walk
             after = resolve_outputs(after, self.outputs)
         if action == "adopt":
             live_props = change.before or {}
@@ -120,7 +137,9 @@ class Applier:
         result = ApplyResult()
         graph = order_changes(self.plan.changes)
         stepped = {s.address for s in graph}
-        intents = [Intent(c.address, c.kind, c.physical, c.action.value, c.after or c.before or {})
+        # an intent carries what identifies the object on the host (kind, name, and a volume's pool)
+        intents = [Intent(c.address, c.kind, c.physical, c.action.value,
+                          {"pool": (c.after or c.before or {}).get("pool")} if c.kind == "volume" else {})
                    for c in self.plan.changes if c.address in stepped]
         self.store.record_intents(self.plan.stack, intents)
         failpoints.hit("after-intents")
@@ -160,10 +179,12 @@ class Applier:
             last_commit = time.monotonic()
 
         finished: queue.SimpleQueue[Future[Committed]] = queue.SimpleQueue()
-        with ThreadPoolExecutor(max_workers=self.parallelism, thread_name_prefix="crane-apply") as pool:
+        workers = min(self.parallelism, self.provider.max_parallelism or self.parallelism)
+        pool_type = InlineExecutor if workers == 1 else ThreadPoolExecutor
+        with pool_type(max_workers=workers, thread_name_prefix="crane-apply") as pool:
             try:
                 while ready or running:
-                    while ready and len(running) < self.parallelism:
+                    while ready and len(running) < workers:
                         step = ready.pop()
                         change = self.changes[step.address]
                         verb = _VERBS[_step_action(change, step.phase)][0]

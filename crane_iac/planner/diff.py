@@ -51,6 +51,11 @@ def _resolve(value: Any, outputs: Mapping[str, Mapping[str, Any]], pending: Abst
     return value
 
 
+def has_markers(properties: dict[str, Any]) -> bool:
+    """True when some value is an output marker; a C-speed scan, as most resources use no outputs."""
+    return "'$output'" in repr(properties)
+
+
 def _drift(recorded: Recorded, live: Live) -> list[FieldChange]:
     return [
         FieldChange(key, recorded.properties.get(key), live.properties.get(key))
@@ -114,7 +119,7 @@ def make_plan(
         if baseline is not None:
             base_outputs = dict(now.outputs if now is not None else rec.outputs if rec else {})
             known_outputs[address] = base_outputs
-        after = _resolve(want.properties, known_outputs, pending) if want.has_outputs else want.properties
+        after = _resolve(want.properties, known_outputs, pending) if has_markers(want.properties) else want.properties
         if selected is not None and address not in selected:
             continue
         if baseline is None:

@@ -39,8 +39,6 @@ class Desired:
     create_before_destroy: bool = False
     file: str | None = None
     line: int | None = None
-    #: True when some property is an output marker still to resolve (most resources have none)
-    has_outputs: bool = False
 
 
 @dataclass(slots=True)

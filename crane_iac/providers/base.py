@@ -25,6 +25,9 @@ class Provider(ABC):
 
     #: Kinds this provider manages, in the order objects of a kind may be needed by the next.
     kinds: tuple[str, ...] = ()
+    #: Calls worth making at once (None: as many as the user asks). An in-process hypervisor that serialises
+    #: its calls gains nothing from threads and loses to their hand-offs.
+    max_parallelism: int | None = None
 
     @abstractmethod
     def read_all(self) -> list[Live]:

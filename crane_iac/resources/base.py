@@ -187,16 +187,15 @@ class Resource(BaseModel):
         """False for components, which group children and have nothing on a hypervisor."""
         return True
 
-    def references(self) -> tuple[list[Resource], bool]:
-        """Resources this one depends on (field values, outputs used, depends_on), and whether it uses outputs."""
+    def references(self) -> list[Resource]:
+        """Resources this one depends on: passed as field values, used through outputs, or named in depends_on."""
         found: list[Resource] = []
-        uses_outputs = False
         for fname in type(self).model_fields:
-            uses_outputs |= _collect_refs(getattr(self, fname, None), found)
+            _collect_refs(getattr(self, fname, None), found)
         parent = self.meta.parent
         if parent is not None:
             _collect_refs(parent.depends_on, found)
-        return found, uses_outputs
+        return found
 
     def properties(self) -> dict[str, Any]:
         """The provider inputs: plain JSON values, references by physical name, outputs as markers."""
@@ -209,18 +208,17 @@ class Resource(BaseModel):
         return self is other
 
 
-def _collect_refs(value: Any, found: list[Resource]) -> bool:
-    """Append the resources ``value`` refers to; True if it holds an Output."""
+def _collect_refs(value: Any, found: list[Resource]) -> None:
     if isinstance(value, Resource):
         found.append(value)
     elif isinstance(value, Output):
         found.append(value.resource)
-        return True
     elif isinstance(value, (list, tuple)):
-        return any([_collect_refs(item, found) for item in value])
+        for item in value:
+            _collect_refs(item, found)
     elif isinstance(value, dict):
-        return any([_collect_refs(item, found) for item in value.values()])
-    return False
+        for item in value.values():
+            _collect_refs(item, found)
 
 
 def plain(value: Any) -> Any:

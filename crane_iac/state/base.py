@@ -62,6 +62,9 @@ class LockInfo:
 class StateStore(ABC):
     """Recorded state of every stack in a project."""
 
+    #: rows this process inserted or deleted (intents, resources, journal, stack head), shown after an apply
+    rows_written: int = 0
+
     @abstractmethod
     def read(self, stack: str) -> StackState: ...
 

@@ -73,6 +73,7 @@ class LibvirtProvider(Provider):
         if uri is None:
             self.sandbox = Sandbox(sandbox_dir)
             uri = self.sandbox.prepare(exclusive=mutating, timeout=lock_timeout)
+            self.max_parallelism = 1  # the test driver runs in this process under one driver lock
         self.uri = uri
         self.mutating = mutating
         try:
@@ -84,7 +85,11 @@ class LibvirtProvider(Provider):
         self.domain_type = domain_type or ("test" if self.conn.getType().lower() == "test" else "qemu")
         self.stats_period = stats_period
         self._lock = threading.Lock()
-        self._node_xml: dict[str, str] = {}  # sandbox only: domain name → XML for the node file
+        # sandbox only: what the node file will say. Once filled by a full listing it is kept current by every
+        # mutation (crane holds the sandbox lock), so a checkpoint writes it without listing 10,000 domains.
+        self._node_xml: dict[str, str | None] = {}  # domain name → XML, or None when a mutation made it stale
+        self._autostart: set[str] = set()
+        self._node_complete = False
         self._dirty = False
         if self.sandbox is not None:
             for name in self.sandbox.flags()["autostart_domains"]:
@@ -126,16 +131,20 @@ class LibvirtProvider(Provider):
             owner = lx.owner_of(root)
             result.append(Live("network", net.name(), props, outputs,
                                owner.stack if owner else None, owner.address if owner else None))
-        active = {d.name() for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
         autostart = {d.name() for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)}
+        if self.sandbox is not None and self.mutating:
+            self._node_xml.clear()
+            self._autostart = set(autostart)
+            self._node_complete = True
         for dom in self.conn.listAllDomains(0):
             name = dom.name()
             xml = dom.XMLDesc(0)
-            if self.sandbox is not None and self.mutating:  # kept for the node file written at checkpoints
-                self._node_xml[name] = domain_for_node_file(xml, name in active)
             root = ET.fromstring(xml)
+            running = root.get("id") is not None  # only a running domain has an id: no second list call
+            if self.sandbox is not None and self.mutating:  # kept for the node file written at checkpoints
+                self._node_xml[name] = domain_for_node_file(xml, running)
             owner = lx.owner_of(root)
-            props = lx.parse_domain(root, running=name in active, autostart=name in autostart,
+            props = lx.parse_domain(root, running=running, autostart=name in autostart,
                                     volume_by_path=volume_by_path)
             result.append(Live("vm", name, props, {"uuid": root.findtext("uuid")},
                                owner.stack if owner else None, owner.address if owner else None))
@@ -150,7 +159,7 @@ class LibvirtProvider(Provider):
         with self._lock:
             self._dirty = True
             if kind == "vm":  # re-read at the next checkpoint unless the mutation caches it again
-                self._node_xml.pop(physical, None)
+                self._node_xml[physical] = None
         try:
             return fn()
         except libvirt.libvirtError as exc:
@@ -213,6 +222,8 @@ class LibvirtProvider(Provider):
         if self.sandbox is not None:
             with self._lock:
                 self._node_xml[physical] = domain_for_node_file(dom.XMLDesc(0), bool(p["running"]))
+                if p["autostart"]:
+                    self._autostart.add(physical)
         # what was defined is what a read returns (read_all parses to the same shape; drift would show if not)
         return Live("vm", physical, dict(p), {"uuid": dom.UUIDString()}, owner.stack, owner.address)
 
@@ -232,6 +243,8 @@ class LibvirtProvider(Provider):
                                 flags)
         if after["autostart"] != before.get("autostart"):
             dom.setAutostart(int(after["autostart"]))
+            with self._lock:
+                (self._autostart.add if after["autostart"] else self._autostart.discard)(physical)
         if after["running"] and not dom.isActive():
             dom.create()
         elif not after["running"] and dom.isActive():
@@ -264,6 +277,7 @@ class LibvirtProvider(Provider):
             dom.undefine()
         with self._lock:
             self._node_xml.pop(physical, None)
+            self._autostart.discard(physical)
 
     # networks
 
@@ -340,21 +354,23 @@ class LibvirtProvider(Provider):
 
     def _save_sandbox(self) -> None:
         assert self.sandbox is not None
-        doms = self.conn.listAllDomains(0)
-        active = {d.name() for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
-        autostart = [d.name() for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)]
-        domains = []
-        for dom in doms:
-            name = dom.name()
-            xml = self._node_xml.get(name)
-            if xml is None:
-                try:
-                    xml = self._node_xml[name] = domain_for_node_file(dom.XMLDesc(0), name in active)
-                except libvirt.libvirtError as exc:
-                    if exc.get_error_code() in _NOT_FOUND:
-                        continue  # deleted by another worker while this snapshot was taken
+        if not self._node_complete:  # a run that did not read everything first (a saved plan): list once
+            known = dict(self._node_xml)
+            self._node_xml = {d.name(): None for d in self.conn.listAllDomains(0)}
+            self._node_xml.update({k: v for k, v in known.items() if k in self._node_xml})
+            self._autostart = {d.name() for d in
+                               self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)}
+            self._node_complete = True
+        for name in [n for n, xml in self._node_xml.items() if xml is None]:
+            try:
+                dom = self.conn.lookupByName(name)
+                self._node_xml[name] = domain_for_node_file(dom.XMLDesc(0), bool(dom.isActive()))
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() not in _NOT_FOUND:
                     raise
-            domains.append(xml)
+                del self._node_xml[name]  # deleted by a step still running while this snapshot was taken
+        domains = [xml for xml in self._node_xml.values() if xml is not None]
+        autostart = sorted(self._autostart & set(self._node_xml))
         networks = [net.XMLDesc(0) for net in self.conn.listAllNetworks(0)]
         pools = []
         for pool, _, _ in self._pools():

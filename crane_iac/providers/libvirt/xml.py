@@ -35,7 +35,8 @@ def _templates() -> jinja2.Environment:
 def render_domain(name: str, p: dict[str, Any], owner: Owner, *, domain_type: str, disks: list[dict[str, str]],
                   stats_period: int) -> str:
     return _templates().get_template("domain.xml.j2").render(
-        name=name, p=p, owner=owner, ns=OWNER_NS, domain_type=domain_type, disks=disks, stats_period=stats_period)
+        name=name, p=p, owner={"stack": owner.stack, "address": owner.address}, ns=OWNER_NS,
+        domain_type=domain_type, disks=disks, stats_period=stats_period)
 
 
 def _ip_blocks(p: dict[str, Any]) -> list[dict[str, Any]]:
@@ -58,7 +59,8 @@ def _ip_blocks(p: dict[str, Any]) -> list[dict[str, Any]]:
 
 def render_network(name: str, p: dict[str, Any], owner: Owner) -> str:
     return _templates().get_template("network.xml.j2").render(
-        name=name, p=p, owner=owner, ns=OWNER_NS, ips=_ip_blocks(p))
+        name=name, p=p, owner={"stack": owner.stack, "address": owner.address}, ns=OWNER_NS,
+        ips=_ip_blocks(p))
 
 
 def render_volume(name: str, p: dict[str, Any], base_path: str | None, base_format: str) -> str:
