@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from crane_iac.resources.base import Resource
 
@@ -28,24 +28,16 @@ class Network(Resource):
     ipv6: str | None = None
     dhcp: bool = True
 
-    @field_validator("ipv4")
+    @field_validator("ipv4", "ipv6")
     @classmethod
-    def _ipv4(cls, value: str | None) -> str | None:
+    def _subnet(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """IPv4 needs room for hosts (/30 or shorter); IPv6 a /64 or shorter, as SLAAC and DHCPv6 expect."""
         if value is None:
             return None
+        version, longest = (4, 30) if info.field_name == "ipv4" else (6, 64)
         net = ipaddress.ip_network(value, strict=False)
-        if not isinstance(net, ipaddress.IPv4Network) or net.prefixlen > 30:
-            raise ValueError(f"{value!r} is not an IPv4 subnet with room for hosts (prefix /30 or shorter)")
-        return str(net)
-
-    @field_validator("ipv6")
-    @classmethod
-    def _ipv6(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        net = ipaddress.ip_network(value, strict=False)
-        if not isinstance(net, ipaddress.IPv6Network) or net.prefixlen > 64:
-            raise ValueError(f"{value!r} is not an IPv6 subnet of prefix /64 or shorter")
+        if net.version != version or net.prefixlen > longest:
+            raise ValueError(f"{value!r} is not an IPv{version} subnet of prefix /{longest} or shorter")
         return str(net)
 
     @model_validator(mode="after")
