@@ -214,3 +214,21 @@ def test_no_terminal_needs_auto_approve(project: ProjectDir) -> None:
     project.write_stack('from crane_iac import VM\nVM("a", vcpus=1, memory_mib=128)\n')
     assert_clean_error(project.crane("apply"), "pass --auto-approve or apply a saved plan")
     assert not (project.root / ".crane" / "sandbox.xml").exists()
+
+
+def test_outputs_state_show_and_force_unlock(project: ProjectDir) -> None:
+    project.write_stack(STACK.format(memory=512))
+    assert project.crane("apply", "--auto-approve").code == 0
+    outputs = json.loads(project.crane("output", "--json").out)
+    assert set(outputs) == {"web-1-mac", "web-1-uuid"} and outputs["web-1-mac"].startswith("52:54:00:")
+    assert_clean_error(project.crane("output", "nope"), "no output 'nope'")
+    assert_clean_error(project.crane("state", "show", "vm.nope"), "no resource 'vm.nope' in state")
+    from crane_iac.state.sql import SqlStateStore
+
+    store = SqlStateStore(f"sqlite:///{project.root}/.crane/state.db")
+    store.acquire_lock("main", "apply")  # held by this (live) test process
+    assert_clean_error(project.crane("apply", "--auto-approve"), "crane force-unlock")
+    unlocked = project.crane("force-unlock")
+    assert unlocked.code == 0 and f"pid {os.getpid()}" in unlocked.out
+    assert project.crane("apply", "--auto-approve").code == 0
+    store.close()
