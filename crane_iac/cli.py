@@ -104,30 +104,36 @@ class Session:
 
     @contextmanager
     def provider(self, mutating: bool, meanwhile: Callable[[], T] = lambda: None,  # type: ignore[assignment,return-value]
-                 lock_timeout: float = 0.0) -> "Iterator[tuple[LibvirtProvider, T]]":
-        """Connect to the stack's hypervisor in the background while ``meanwhile`` runs (loading a big sandbox
-        takes as long as running a big stack file), then yield both."""
+                 lock_timeout: float = 0.0, read: bool = False) -> "Iterator[tuple[LibvirtProvider, T, Any]]":
+        """Connect to the stack's hypervisor (and, with ``read``, read everything on it) in the background while
+        ``meanwhile`` runs: loading a big sandbox, or 10,000 round trips to a real host, take as long as running
+        a big stack file. Yields the provider, what ``meanwhile`` returned, and what was read (or None)."""
         from concurrent.futures import ThreadPoolExecutor
 
         from crane_iac.providers.libvirt import LibvirtProvider
 
         _, config = self.stack()
+        opened: list[LibvirtProvider] = []
+
+        def connect() -> Any:
+            opened.append(LibvirtProvider(config.uri, sandbox_dir=self.project.root / ".crane", mutating=mutating,
+                                          domain_type=config.domain_type, lock_timeout=lock_timeout))
+            return opened[0].read_all() if read else None
+
         with ThreadPoolExecutor(1, thread_name_prefix="crane-connect") as pool:
-            opening = pool.submit(LibvirtProvider, config.uri, sandbox_dir=self.project.root / ".crane",
-                                  mutating=mutating, domain_type=config.domain_type, lock_timeout=lock_timeout)
+            background = pool.submit(connect)
             try:
                 extra = meanwhile()
+                lives = background.result()
             except BaseException:
-                try:
-                    opening.result().close()
-                except Exception:
-                    pass
+                background.exception()  # let the connection finish, then close it
+                for provider in opened:
+                    provider.close()
                 raise
-            provider = opening.result()
         try:
-            yield provider, extra
+            yield opened[0], extra, lives
         finally:
-            provider.close()
+            opened[0].close()
 
     @contextmanager
     def locked(self, operation: str, timeout: float) -> Iterator[str]:
@@ -189,9 +195,10 @@ def _app() -> Any:
         from crane_iac.engine.planning import plan_stack
 
         name, _ = s.stack()
-        with s.provider(mutating, lambda: (s.load(), s.store.read(name))) as (provider, (loaded, state)):
+        with s.provider(mutating, lambda: (s.load(), s.store.read(name)), read=refresh) as (provider, (loaded, state),
+                                                                                           lives):
             return plan_stack(name, loaded, state, provider, refresh=refresh, targets=targets or [],
-                              replace=replace or [], destroy=destroy)
+                              replace=replace or [], destroy=destroy, lives=lives)
 
     @app.command()
     def plan(
@@ -240,11 +247,12 @@ def _app() -> Any:
                 if (the_plan.serial, the_plan.lineage) != (state.serial, state.lineage):
                     raise StalePlanError(f"{saved} is stale: the state of stack {name!r} changed since it was made "
                                          f"(serial {the_plan.serial} → {state.serial}); run `crane plan` again")
-            with s.provider(True, s.load if saved is None else lambda: None, lock_timeout) as (provider, loaded):
+            with s.provider(True, s.load if saved is None else lambda: None, lock_timeout,
+                            read=saved is None and refresh) as (provider, loaded, lives):
                 if saved is None:
                     assert loaded is not None
                     the_plan = plan_stack(name, loaded, state, provider, refresh=refresh, targets=targets or [],
-                                          replace=replace or [], destroy=destroy)
+                                          replace=replace or [], destroy=destroy, lives=lives)
                     print(render_plan(the_plan, colour=colour), flush=True)
                     if not the_plan.has_changes:
                         return 0
@@ -306,8 +314,8 @@ def _app() -> Any:
         s = session(chdir, stack)
         with s.locked("refresh", lock_timeout) as name:
             state = s.store.read(name)
-            with s.provider(False, lambda: None) as opened:
-                live, _ = match_live(opened[0].read_all(), name, state, [])
+            with s.provider(False, lambda: None, read=True) as (_provider, _nothing, lives):
+                live, _ = match_live(lives, name, state, [])
             committed = []
             for address, rec in state.resources.items():
                 now = live.get(address)

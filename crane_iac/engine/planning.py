@@ -8,7 +8,7 @@ from crane_iac.engine.refresh import match_live
 from crane_iac.errors import Diagnostic, DiagnosticsError
 from crane_iac.loader import LoadedStack
 from crane_iac.planner.diff import PlanRequest, make_plan
-from crane_iac.planner.model import Action, Plan
+from crane_iac.planner.model import Action, Live, Plan
 from crane_iac.providers.base import Provider
 from crane_iac.state.base import StackState
 
@@ -23,8 +23,10 @@ def plan_stack(
     targets: Sequence[str] = (),
     replace: Sequence[str] = (),
     destroy: bool = False,
+    lives: list[Live] | None = None,
 ) -> Plan:
-    """The plan for ``stack``; raises ``DiagnosticsError`` for anything that makes it impossible."""
+    """The plan for ``stack``; raises ``DiagnosticsError`` for anything that makes it impossible.
+    ``lives`` is the provider's ``read_all()`` when the caller fetched it already (in parallel with loading)."""
     diagnostics: list[Diagnostic] = []
     known = set(loaded.dependencies()) | set(state.resources) | set(loaded.components)
     for address in [*targets, *replace]:
@@ -32,7 +34,9 @@ def plan_stack(
             diagnostics.append(Diagnostic(f"no resource {address!r} in the stack or its state", address=address))
     live = None
     if refresh:
-        live, conflicts = match_live(provider.read_all(), stack, state, [] if destroy else loaded.desired)
+        if lives is None:
+            lives = provider.read_all()
+        live, conflicts = match_live(lives, stack, state, [] if destroy else loaded.desired)
         diagnostics.extend(conflicts)
     request = PlanRequest(stack=stack, lineage=state.lineage, serial=state.serial, refreshed=refresh,
                           targets=tuple(targets), replace=tuple(replace), destroy=destroy)

@@ -13,6 +13,7 @@ import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -85,6 +86,7 @@ class LibvirtProvider(Provider):
         self.domain_type = domain_type or ("test" if self.conn.getType().lower() == "test" else "qemu")
         self.stats_period = stats_period
         self._lock = threading.Lock()
+        self._network_lock = threading.Lock()
         # sandbox only: what the node file will say. Once filled by a full listing it is kept current by every
         # mutation (crane holds the sandbox lock), so a checkpoint writes it without listing 10,000 domains.
         self._node_xml: dict[str, str | None] = {}  # domain name → XML, or None when a mutation made it stale
@@ -136,9 +138,15 @@ class LibvirtProvider(Provider):
             self._node_xml.clear()
             self._autostart = set(autostart)
             self._node_complete = True
-        for dom in self.conn.listAllDomains(0):
+        domains = self.conn.listAllDomains(0)
+        if self.sandbox is None and len(domains) > 64:
+            # over RPC each XMLDesc is a round trip: keep a few in flight (libvirtd serves 5 per client at once)
+            with ThreadPoolExecutor(4, thread_name_prefix="crane-read") as pool:
+                xmls = list(pool.map(lambda d: d.XMLDesc(0), domains, chunksize=256))
+        else:
+            xmls = [d.XMLDesc(0) for d in domains]
+        for dom, xml in zip(domains, xmls, strict=True):
             name = dom.name()
-            xml = dom.XMLDesc(0)
             root = ET.fromstring(xml)
             running = root.get("id") is not None  # only a running domain has an id: no second list call
             if self.sandbox is not None and self.mutating:  # kept for the node file written at checkpoints
@@ -282,9 +290,11 @@ class LibvirtProvider(Provider):
     # networks
 
     def _create_network(self, physical: str, p: dict[str, Any], owner: Owner) -> Live:
-        net = self.conn.networkDefineXML(lx.render_network(physical, p, owner))
-        net.create()
-        net.setAutostart(1)
+        # libvirtd picks a free virbrN when the network starts; two starting at once can pick the same one
+        with self._network_lock:
+            net = self.conn.networkDefineXML(lx.render_network(physical, p, owner))
+            net.create()
+            net.setAutostart(1)
         root = ET.fromstring(net.XMLDesc(0))
         props, outputs = lx.parse_network(root)
         return Live("network", physical, props, outputs, owner.stack, owner.address)
