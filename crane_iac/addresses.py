@@ -13,7 +13,3 @@ def is_within(address: str, target: str) -> bool:
     """True when ``address`` is ``target`` itself or a resource nested under it."""
     return address == target or address.startswith(target + "/")
 
-
-def kind_of(address: str) -> str:
-    """The kind of the innermost resource of an address."""
-    return address.rsplit("/", 1)[-1].split(".", 1)[0]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crane_iac.addresses import is_within
 from crane_iac.errors import Diagnostic, DiagnosticsError
 from crane_iac.planner.graph import find_cycle
 from crane_iac.planner.model import Desired
@@ -105,7 +106,7 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None) -> LoadedSta
                 deps.append(ref.address)
             else:  # depending on a component means depending on all of its children
                 deps.extend(r.address for r in registry.resources
-                            if r.managed and r.address.startswith(ref.address + "/"))
+                            if r.managed and is_within(r.address, ref.address) and r is not ref)
         if not meta.valid:
             continue
         props = res.properties()

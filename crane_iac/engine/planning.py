@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from crane_iac.addresses import is_within
 from crane_iac.engine.refresh import match_live
 from crane_iac.errors import Diagnostic, DiagnosticsError
 from crane_iac.loader import LoadedStack
@@ -30,7 +31,7 @@ def plan_stack(
     diagnostics: list[Diagnostic] = []
     known = set(loaded.dependencies()) | set(state.resources) | set(loaded.components)
     for address in [*targets, *replace]:
-        if not any(a == address or a.startswith(address + "/") for a in known):
+        if not any(is_within(a, address) for a in known):
             diagnostics.append(Diagnostic(f"no resource {address!r} in the stack or its state", address=address))
     live = None
     if refresh:

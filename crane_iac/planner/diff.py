@@ -7,6 +7,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
+from crane_iac.addresses import is_within
 from crane_iac.errors import Diagnostic
 from crane_iac.planner.graph import topological, with_dependencies
 from crane_iac.planner.model import (
@@ -91,7 +92,7 @@ def make_plan(
     if request.targets:
         selected = with_dependencies(request.targets, deps)
         if live is not None:
-            selected |= {a for a in live if any(a == t or a.startswith(t + "/") for t in request.targets)}
+            selected |= {a for a in live if any(is_within(a, t) for t in request.targets)}
 
     known_outputs: dict[str, dict[str, Any]] = {}
     pending: set[str] = set()  # addresses whose outputs change in this apply
