@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol, TextIO
 
+from crane_iac.planner.diff import KNOWN_AFTER_APPLY
 from crane_iac.planner.model import Action, Plan, ResourceChange
 
 
@@ -28,7 +29,7 @@ _SIGN = {
 
 def value(v: Any) -> str:
     if isinstance(v, dict) and "$output" in v:
-        return "(known after apply)"
+        return KNOWN_AFTER_APPLY
     if isinstance(v, str):
         return v
     return json.dumps(v, sort_keys=True)

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from crane_iac.engine import failpoints
 from crane_iac.errors import CraneError
-from crane_iac.planner.diff import Step, has_markers, order_changes
+from crane_iac.planner.diff import Step, has_markers, order_changes, resolve_outputs
 from crane_iac.planner.model import Action, Plan, Recorded, ResourceChange
 from crane_iac.providers.base import Owner, Provider
 from crane_iac.state.base import Committed, Intent, StateStore
@@ -49,16 +49,6 @@ class ApplyResult:
     @property
     def ok(self) -> bool:
         return not self.failed and not self.skipped
-
-
-def resolve_outputs(value: Any, outputs: dict[str, dict[str, Any]]) -> Any:
-    if isinstance(value, dict):
-        if "$output" in value:
-            return outputs.get(value["$output"], {}).get(value["attribute"])
-        return {k: resolve_outputs(v, outputs) for k, v in value.items()}
-    if isinstance(value, list):
-        return [resolve_outputs(v, outputs) for v in value]
-    return value
 
 
 class InlineExecutor(Executor):
@@ -115,7 +105,7 @@ class Applier:
             return Committed(change.address, "delete", None, change.before, final=not change.action.is_replace)
         after = change.after or {}
         if has_markers(after):  # most resources use no outputs: skip the walk
-            after = resolve_outputs(after, self.outputs)
+            after = resolve_outputs(after, self.outputs, keep_unknown=False)
         if action == "adopt":
             live_props = change.before or {}
             record = Recorded(change.address, change.kind, change.physical, live_props,
@@ -229,6 +219,6 @@ class Applier:
                         pass
                 flush()
         if not result.failed and not result.skipped and not self.plan.targets:
-            outputs = resolve_outputs(self.plan.outputs, self.outputs)
+            outputs = resolve_outputs(self.plan.outputs, self.outputs, keep_unknown=False)
             result.serial = self.store.commit(self.plan.stack, [], outputs)
         return result

@@ -38,17 +38,19 @@ class PlanRequest:
     destroy: bool = False
 
 
-def _resolve(value: Any, outputs: Mapping[str, Mapping[str, Any]], pending: AbstractSet[str] = frozenset()) -> Any:
-    """Substitute output markers whose values are already known (not those of resources ``pending`` change)."""
+def resolve_outputs(value: Any, outputs: Mapping[str, Mapping[str, Any]], pending: AbstractSet[str] = frozenset(),
+                    *, keep_unknown: bool = True) -> Any:
+    """Substitute output markers whose values are known (not those of resources ``pending`` change). An unknown
+    one stays a marker (at plan time: known after apply) or, with ``keep_unknown=False`` (at apply), is None."""
     if isinstance(value, dict):
         if "$output" in value:
             known = None if value["$output"] in pending else outputs.get(value["$output"])
             if known is not None and value["attribute"] in known:
                 return known[value["attribute"]]
-            return value
-        return {k: _resolve(v, outputs, pending) for k, v in value.items()}
+            return value if keep_unknown else None
+        return {k: resolve_outputs(v, outputs, pending, keep_unknown=keep_unknown) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve(v, outputs, pending) for v in value]
+        return [resolve_outputs(v, outputs, pending, keep_unknown=keep_unknown) for v in value]
     return value
 
 
@@ -120,7 +122,9 @@ def make_plan(
         if baseline is not None:
             base_outputs = dict(now.outputs if now is not None else rec.outputs if rec else {})
             known_outputs[address] = base_outputs
-        after = _resolve(want.properties, known_outputs, pending) if has_markers(want.properties) else want.properties
+        after = want.properties
+        if has_markers(after):
+            after = resolve_outputs(after, known_outputs, pending)
         if selected is not None and address not in selected:
             continue
         if baseline is None:
@@ -178,7 +182,7 @@ def make_plan(
             reason=None if old else "orphan: created by crane but never recorded"))
 
     if outputs is not None and not request.targets:
-        plan.outputs = {k: _resolve(v, known_outputs, pending) for k, v in outputs.items()}
+        plan.outputs = {k: resolve_outputs(v, known_outputs, pending) for k, v in outputs.items()}
         plan.outputs_changed = dict(recorded_outputs or {}) != plan.outputs
     elif recorded_outputs is not None:
         plan.outputs = dict(recorded_outputs)
