@@ -307,24 +307,13 @@ def _app() -> Any:
     @app.command()
     def refresh(stack: Stack = None, chdir: Chdir = Path("."), lock_timeout: LockTimeout = 0.0) -> None:
         """Update state from the hypervisor without changing infrastructure."""
-        from crane_iac.engine.refresh import match_live
-        from crane_iac.planner.model import Recorded
-        from crane_iac.state.base import Committed
+        from crane_iac.engine.refresh import refreshed_records
 
         s = session(chdir, stack)
         with s.locked("refresh", lock_timeout) as name:
             state = s.store.read(name)
             with s.provider(False, lambda: None, read=True) as (_provider, _nothing, lives):
-                live, _ = match_live(lives, name, state, [])
-            committed = []
-            for address, rec in state.resources.items():
-                now = live.get(address)
-                if now is None:
-                    committed.append(Committed(address, "forget", None, rec.properties))
-                elif now.properties != rec.properties or now.outputs != rec.outputs:
-                    committed.append(Committed(address, "refresh", Recorded(
-                        address, rec.kind, rec.physical, now.properties, now.outputs, rec.dependencies,
-                        rec.protect), rec.properties))
+                committed = refreshed_records(lives, name, state)
             if committed:
                 s.store.commit(name, committed)
             print(f"Refreshed stack {name!r}: {len(committed)} of {len(state.resources)} records updated.")

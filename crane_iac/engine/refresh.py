@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from crane_iac.errors import Diagnostic
-from crane_iac.planner.model import Desired, Live
-from crane_iac.state.base import StackState
+from crane_iac.planner.model import Desired, Live, Recorded
+from crane_iac.state.base import Committed, StackState
 
 
 def identity(kind: str, physical: str, properties: dict[str, Any]) -> tuple[str, str]:
@@ -53,3 +53,18 @@ def match_live(
                 f"a {want.kind} named {want.physical!r} already exists on the hypervisor and {owner}; "
                 "rename this resource or remove the existing one", want.file, want.line, want.address))
     return matched, diagnostics
+
+
+def refreshed_records(lives: Iterable[Live], stack: str, state: StackState) -> list[Committed]:
+    """What `crane refresh` records: live values for recorded resources that changed, and forgets those gone."""
+    live, _ = match_live(lives, stack, state, [])
+    committed = []
+    for address, rec in state.resources.items():
+        now = live.get(address)
+        if now is None:
+            committed.append(Committed(address, "forget", None, rec.properties))
+        elif now.properties != rec.properties or now.outputs != rec.outputs:
+            committed.append(Committed(address, "refresh", Recorded(
+                address, rec.kind, rec.physical, now.properties, now.outputs, rec.dependencies, rec.protect),
+                rec.properties))
+    return committed
