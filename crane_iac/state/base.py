@@ -84,9 +84,6 @@ class StateStore(ABC):
         """Record outcomes (rows proportional to the change), clear their intents, bump and return the serial."""
 
     @abstractmethod
-    def clear_intents(self, stack: str, addresses: list[str]) -> None: ...
-
-    @abstractmethod
     def history(self, stack: str, limit: int = 100) -> list[HistoryEntry]: ...
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, delete, event, insert, select
+from sqlalchemy import Engine, Table, delete, event, insert, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, SQLModel, create_engine
 
@@ -164,12 +164,9 @@ class SqlStateStore(StateStore):
         with self.engine.connect() as conn:
             head = conn.execute(select(STACKS.c.serial, STACKS.c.lineage, STACKS.c.outputs)
                                 .where(STACKS.c.name == stack)).first()
-            # the one hot query (one row per resource): plain DB-API, no per-row result processing
-            cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            cursor.execute("SELECT address, kind, physical, properties, outputs, dependencies, protect "
-                           "FROM resources WHERE stack = ?", (stack,))
-            rows = cursor.fetchall()
-            cursor.close()
+            # the one hot query (a row per resource): textual SQL skips the expression compiler, stays portable
+            rows = conn.execute(text("SELECT address, kind, physical, properties, outputs, dependencies, protect "
+                                     "FROM resources WHERE stack = :stack"), {"stack": stack}).all()
             intent_rows = conn.execute(select(INTENTS.c.address, INTENTS.c.kind, INTENTS.c.physical,
                                               INTENTS.c.action, INTENTS.c.properties)
                                        .where(INTENTS.c.stack == stack)).all()
@@ -241,11 +238,6 @@ class SqlStateStore(StateStore):
             conn.execute(insert(INTENTS), [
                 {"stack": stack, "address": i.address, "kind": i.kind, "physical": i.physical, "action": i.action,
                  "properties": json.dumps(i.properties), "at": at} for i in intents])
-
-    def clear_intents(self, stack: str, addresses: list[str]) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(delete(INTENTS).where(INTENTS.c.stack == stack,
-                                                 INTENTS.c.address.in_(addresses)))
 
     def commit(self, stack: str, committed: list[Committed], outputs: dict[str, Any] | None = None) -> int:
         at = _now()
