@@ -56,6 +56,8 @@ class StackConfig(BaseModel):
     provider: Literal["libvirt"] = "libvirt"
     uri: str | None = None
     domain_type: str | None = None
+    #: seconds apply waits for a started VM to lease an address on each DHCP network (0: do not wait)
+    address_timeout: float = Field(default=120.0, ge=0, le=3600)
     vars: dict[str, VariableSpec] = Field(default_factory=dict)
 
 

@@ -3,7 +3,10 @@
 # (as root, or through sudo), then a virtualenv at .venv with crane and its dev tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DEB_PACKAGES=(libvirt-dev libvirt-clients pkg-config gcc python3-venv)
+# libvirt-dev..python3-venv build crane; the rest is the real hypervisor the integration tests start
+# (scripts/realhost.sh): libvirtd with QEMU, dnsmasq for DHCP, iptables for NAT networks, cpio for the test guest.
+DEB_PACKAGES=(libvirt-dev libvirt-clients pkg-config gcc python3-venv
+              libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 dnsmasq-base iptables cpio)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -11,7 +14,7 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv

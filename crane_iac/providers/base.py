@@ -20,6 +20,24 @@ class Owner:
     address: str
 
 
+@dataclass(frozen=True, slots=True)
+class MemoryUsage:
+    """A guest's memory as its balloon driver reports it, in MiB.
+
+    ``total`` is the memory the guest sees (libvirt's ``available``, the guest's MemTotal); ``used`` is what the
+    guest could not hand to a new program without swapping: ``total`` minus libvirt's ``usable`` (MemAvailable,
+    which counts reclaimable page cache as free). ``unused`` is libvirt's ``unused`` (MemFree), for reference.
+    """
+
+    used_mib: float
+    total_mib: float
+    unused_mib: float
+
+    @property
+    def fraction(self) -> float:
+        return self.used_mib / self.total_mib if self.total_mib else 0.0
+
+
 class Provider(ABC):
     """A hypervisor as crane sees it."""
 
@@ -48,6 +66,10 @@ class Provider(ABC):
     @abstractmethod
     def delete(self, kind: str, physical: str, properties: dict[str, Any]) -> None:
         """Remove the object; deleting one that is already gone is not an error."""
+
+    def memory_usage(self, kind: str, physical: str) -> MemoryUsage | None:
+        """The running guest's memory use, or None while the hypervisor has no reading (stopped, no balloon)."""
+        return None
 
     def checkpoint(self) -> None:
         """Make every mutation so far durable before crane records it in state (a no-op on real hosts)."""

@@ -1,4 +1,4 @@
-"""Network: a virtual network on the hypervisor, in one of five modes, optionally with a VLAN tag."""
+"""Network: a virtual network on the hypervisor, in one of six modes, optionally with a VLAN tag."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from crane_iac.resources.base import Resource
 
-NetworkMode = Literal["nat", "isolated", "route", "bridge", "openvswitch"]
+#: open: routed like ``route`` but libvirt adds no firewall rules (the host's own firewall decides).
+NetworkMode = Literal["nat", "isolated", "route", "open", "bridge", "openvswitch"]
 #: Only Open vSwitch bridges carry a VLAN tag in libvirt's network XML.
 VLAN_MODES = frozenset({"openvswitch"})
 #: Modes where the host bridge exists already and libvirt manages no addresses.
@@ -51,8 +52,8 @@ class Network(Resource):
                 raise ValueError(f"mode={self.mode!r} needs bridge=<name of the existing host bridge>")
             if self.ipv4 or self.ipv6:
                 raise ValueError(f"mode={self.mode!r} uses the host bridge's own addressing: drop ipv4/ipv6")
-        if self.mode == "route" and not (self.ipv4 or self.ipv6):
-            raise ValueError("mode='route' needs an ipv4 or ipv6 subnet to route")
+        if self.mode in ("route", "open") and not (self.ipv4 or self.ipv6):
+            raise ValueError(f"mode={self.mode!r} needs an ipv4 or ipv6 subnet to route")
         return self
 
     def properties(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from crane_iac.resources.base import Output, Resource, plain
 from crane_iac.resources.network import Network
@@ -19,7 +19,15 @@ def stable_mac(key: str) -> str:
 
 
 class VM(Resource):
-    """A domain. ``max_memory_mib``/``max_vcpus`` bound what can change live (they default to the current values)."""
+    """A domain. ``max_memory_mib``/``max_vcpus`` bound what can change live (they default to the current values).
+
+    ``kernel`` (with optional ``initrd`` and ``cmdline``) boots a kernel directly instead of from a disk: paths on
+    the hypervisor host, readable by the user QEMU runs as. Changing any of them replaces the VM.
+
+    After apply, ``ipv4`` is the address the first NIC leased from its network's DHCP server (crane waits for it
+    when it starts a VM, up to the stack's ``address_timeout``), and ``addresses`` holds one per NIC; either is
+    null while the guest holds no lease (stopped, no DHCP on that network, or it did not ask in time).
+    """
 
     kind = "vm"
 
@@ -32,9 +40,21 @@ class VM(Resource):
     running: bool = True
     autostart: bool = False
     description: str | Output | None = None
+    kernel: str | None = None
+    initrd: str | None = None
+    cmdline: str | None = Field(default=None, max_length=4096)
+
+    @field_validator("kernel", "initrd")
+    @classmethod
+    def _host_path(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError(f"{value!r} must be an absolute path on the hypervisor host")
+        return value
 
     @model_validator(mode="after")
     def _maxima(self) -> VM:
+        if (self.initrd or self.cmdline) and not self.kernel:
+            raise ValueError("initrd and cmdline need kernel=<path of the kernel to boot directly>")
         if self.max_vcpus is not None and self.max_vcpus < self.vcpus:
             raise ValueError(f"max_vcpus ({self.max_vcpus}) is below vcpus ({self.vcpus})")
         if self.max_memory_mib is not None and self.max_memory_mib < self.memory_mib:
@@ -45,6 +65,16 @@ class VM(Resource):
     def uuid(self) -> Output:
         """The hypervisor's UUID for the domain, known after apply."""
         return Output(self, "uuid")
+
+    @property
+    def ipv4(self) -> Output:
+        """The first NIC's IPv4 address, leased by DHCP; known once the guest has booted and asked for it."""
+        return Output(self, "ipv4")
+
+    @property
+    def addresses(self) -> Output:
+        """Every NIC's leased address (or null), in NIC order."""
+        return Output(self, "addresses")
 
     @property
     def macs(self) -> list[str]:
@@ -65,4 +95,7 @@ class VM(Resource):
             "running": self.running,
             "autostart": self.autostart,
             "description": plain(self.description),
+            "kernel": self.kernel,
+            "initrd": self.initrd,
+            "cmdline": self.cmdline,
         }

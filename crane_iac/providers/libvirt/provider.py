@@ -9,6 +9,7 @@ before each create.
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -21,7 +22,7 @@ import libvirt
 
 from crane_iac.errors import ProviderError
 from crane_iac.planner.model import FieldChange, Live
-from crane_iac.providers.base import Owner, Provider, changed_fields
+from crane_iac.providers.base import MemoryUsage, Owner, Provider, changed_fields
 from crane_iac.providers.libvirt import xml as lx
 from crane_iac.providers.libvirt.sandbox import Sandbox, domain_for_node_file
 
@@ -46,6 +47,7 @@ REPLACE_RULES: dict[str, dict[str, Any]] = {
         "running": False,
         "autostart": False,
         "description": False,
+        # kernel, initrd, cmdline and anything not listed: a new domain
     },
     "network": {},
     "volume": {"capacity_gib": _grows},
@@ -68,6 +70,7 @@ class LibvirtProvider(Provider):
         domain_type: str | None = None,
         stats_period: int = 2,
         lock_timeout: float = 0.0,
+        address_timeout: float = 120.0,
     ) -> None:
         libvirt.registerErrorHandler(_ignore_errors, None)
         self.sandbox: Sandbox | None = None
@@ -85,6 +88,8 @@ class LibvirtProvider(Provider):
             raise ProviderError(f"cannot connect to {uri}: {exc.get_error_message()}") from None
         self.domain_type = domain_type or ("test" if self.conn.getType().lower() == "test" else "qemu")
         self.stats_period = stats_period
+        self.address_timeout = address_timeout
+        self._range_cache: dict[str, tuple[int, int] | None] = {}
         self._lock = threading.Lock()
         self._network_lock = threading.Lock()
         # sandbox only: what the node file will say. Once filled by a full listing it is kept current by every
@@ -127,8 +132,12 @@ class LibvirtProvider(Provider):
                 props, outputs = lx.parse_volume(ET.fromstring(vol.XMLDesc(0)), pool_name, pool_by_dir)
                 volume_by_path[outputs["path"]] = f"{pool_name}/{vol.name()}"
                 result.append(Live("volume", vol.name(), props, outputs))
+        ranges: dict[str, tuple[int, int]] = {}
         for net in self.conn.listAllNetworks(0):
             root = ET.fromstring(net.XMLDesc(0))
+            dhcp = lx.dhcp_range(root)
+            if dhcp is not None:
+                ranges[net.name()] = dhcp
             props, outputs = lx.parse_network(root)
             owner = lx.owner_of(root)
             result.append(Live("network", net.name(), props, outputs,
@@ -139,6 +148,7 @@ class LibvirtProvider(Provider):
             self._autostart = set(autostart)
             self._node_complete = True
         domains = self.conn.listAllDomains(0)
+        leases = self._leases(ranges) if domains else {}
         if self.sandbox is None and len(domains) > 64:
             # over RPC each XMLDesc is a round trip: keep a few in flight (libvirtd serves 5 per client at once)
             with ThreadPoolExecutor(4, thread_name_prefix="crane-read") as pool:
@@ -154,9 +164,92 @@ class LibvirtProvider(Provider):
             owner = lx.owner_of(root)
             props = lx.parse_domain(root, running=running, autostart=name in autostart,
                                     volume_by_path=volume_by_path)
-            result.append(Live("vm", name, props, {"uuid": root.findtext("uuid")},
+            result.append(Live("vm", name, props, self._vm_outputs(root.findtext("uuid"), props, leases, ranges),
                                owner.stack if owner else None, owner.address if owner else None))
         return result
+
+    # -- guest addresses ---------------------------------------------------------------------------
+
+    def _leases(self, ranges: dict[str, tuple[int, int]], networks: set[str] | None = None) -> dict[str, str]:
+        """MAC → IPv4 address its network's DHCP server leased, for the networks with a DHCP range.
+
+        The sandbox's test driver runs no DHCP server: there, a running guest's address is simulated, picked
+        from its network's range by its MAC (the same every time), and this returns nothing.
+        """
+        if self.sandbox is not None:
+            return {}
+        leases: dict[str, str] = {}
+        for name in ranges if networks is None else networks & set(ranges):
+            try:
+                entries = self.conn.networkLookupByName(name).DHCPLeases()
+            except libvirt.libvirtError:
+                continue  # not running, or gone since it was listed
+            for entry in entries:
+                if entry.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4 and entry.get("mac"):
+                    leases[entry["mac"].lower()] = entry["ipaddr"]
+        return leases
+
+    def _addresses(self, props: dict[str, Any], leases: dict[str, str],
+                   ranges: dict[str, tuple[int, int]]) -> list[str | None]:
+        found: list[str | None] = []
+        for nic in props["nics"]:
+            mac, network = (nic.get("mac") or "").lower(), nic.get("network")
+            if not props["running"]:
+                found.append(None)
+            elif self.sandbox is None:
+                found.append(leases.get(mac))
+            elif network in ranges:
+                first, last = ranges[network]
+                found.append(str(ipaddress.IPv4Address(first + int(mac.replace(":", ""), 16) % (last - first + 1))))
+            else:
+                found.append(None)
+        return found
+
+    def _vm_outputs(self, uuid: str | None, props: dict[str, Any], leases: dict[str, str],
+                    ranges: dict[str, tuple[int, int]]) -> dict[str, Any]:
+        addresses = self._addresses(props, leases, ranges)
+        return {"uuid": uuid, "ipv4": addresses[0] if addresses else None, "addresses": addresses}
+
+    def _dhcp_ranges(self, networks: set[str]) -> dict[str, tuple[int, int]]:
+        """DHCP ranges by network name; cached for the run (crane's own network changes clear the cache)."""
+        ranges = {}
+        for name in networks:
+            if name not in self._range_cache:
+                try:
+                    self._range_cache[name] = lx.dhcp_range(
+                        ET.fromstring(self.conn.networkLookupByName(name).XMLDesc(0)))
+                except libvirt.libvirtError:
+                    continue
+            dhcp = self._range_cache[name]
+            if dhcp is not None:
+                ranges[name] = dhcp
+        return ranges
+
+    def _guest_outputs(self, uuid: str | None, props: dict[str, Any], *, wait: bool) -> dict[str, Any]:
+        """Outputs of a VM just created or changed; ``wait``: until every NIC on a DHCP network holds a lease
+        (or ``address_timeout`` passes: the addresses missing then are null, and the next refresh finds them)."""
+        networks = {nic["network"] for nic in props["nics"] if nic.get("network")}
+        ranges = self._dhcp_ranges(networks) if networks else {}
+        leases = self._leases(ranges)
+        deadline = time.monotonic() + (self.address_timeout if wait and self.sandbox is None else 0)
+        wanted = {nic["mac"].lower() for nic in props["nics"] if nic.get("network") in ranges}
+        while props["running"] and not wanted <= leases.keys() and time.monotonic() < deadline:
+            time.sleep(0.25)
+            leases = self._leases(ranges)
+        return self._vm_outputs(uuid, props, leases, ranges)
+
+    def memory_usage(self, kind: str, physical: str) -> MemoryUsage | None:
+        if kind != "vm":
+            return None
+        try:
+            dom = self.conn.lookupByName(physical)
+            stats = dom.memoryStats() if dom.isActive() else {}
+        except libvirt.libvirtError as exc:
+            raise ProviderError(f"reading the memory of vm {physical!r} failed: {exc.get_error_message()}") from None
+        if "available" not in stats or "usable" not in stats:
+            return None  # the guest's balloon driver has not reported yet
+        return MemoryUsage(used_mib=(stats["available"] - stats["usable"]) / 1024,
+                           total_mib=stats["available"] / 1024, unused_mib=stats.get("unused", 0) / 1024)
 
     def diff(self, kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
         return changed_fields(before, after, REPLACE_RULES.get(kind, {}))
@@ -207,7 +300,7 @@ class LibvirtProvider(Provider):
                           else "raw", "target": "vd" + chr(ord("a") + index)})
         return disks
 
-    def _read_vm(self, dom: Any) -> Live:
+    def _read_vm(self, dom: Any, *, wait: bool = False) -> Live:
         xml = dom.XMLDesc(0)
         root = ET.fromstring(xml)
         active = bool(dom.isActive())
@@ -216,7 +309,7 @@ class LibvirtProvider(Provider):
                 self._node_xml[dom.name()] = domain_for_node_file(xml, active)
         owner = lx.owner_of(root)
         props = lx.parse_domain(root, running=active, autostart=bool(dom.autostart()), volume_by_path={})
-        return Live("vm", dom.name(), props, {"uuid": root.findtext("uuid")},
+        return Live("vm", dom.name(), props, self._guest_outputs(root.findtext("uuid"), props, wait=wait),
                     owner.stack if owner else None, owner.address if owner else None)
 
     def _create_vm(self, physical: str, p: dict[str, Any], owner: Owner) -> Live:
@@ -233,7 +326,8 @@ class LibvirtProvider(Provider):
                 if p["autostart"]:
                     self._autostart.add(physical)
         # what was defined is what a read returns (read_all parses to the same shape; drift would show if not)
-        return Live("vm", physical, dict(p), {"uuid": dom.UUIDString()}, owner.stack, owner.address)
+        return Live("vm", physical, dict(p), self._guest_outputs(dom.UUIDString(), p, wait=True),
+                    owner.stack, owner.address)
 
     def _update_vm(self, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
         dom = self.conn.lookupByName(physical)
@@ -253,11 +347,12 @@ class LibvirtProvider(Provider):
             dom.setAutostart(int(after["autostart"]))
             with self._lock:
                 (self._autostart.add if after["autostart"] else self._autostart.discard)(physical)
-        if after["running"] and not dom.isActive():
+        started = after["running"] and not dom.isActive()
+        if started:
             dom.create()
         elif not after["running"] and dom.isActive():
             self._stop(dom)
-        return self._read_vm(dom)
+        return self._read_vm(dom, wait=started)
 
     @staticmethod
     def _stop(dom: Any, timeout: float = 30.0) -> None:
@@ -290,6 +385,7 @@ class LibvirtProvider(Provider):
     # networks
 
     def _create_network(self, physical: str, p: dict[str, Any], owner: Owner) -> Live:
+        self._range_cache.pop(physical, None)
         # libvirtd picks a free virbrN when the network starts; two starting at once can pick the same one
         with self._network_lock:
             net = self.conn.networkDefineXML(lx.render_network(physical, p, owner))
@@ -300,6 +396,7 @@ class LibvirtProvider(Provider):
         return Live("network", physical, props, outputs, owner.stack, owner.address)
 
     def _delete_network(self, physical: str, _p: dict[str, Any]) -> None:
+        self._range_cache.pop(physical, None)
         net = self.conn.networkLookupByName(physical)
         if net.isActive():
             net.destroy()

@@ -119,6 +119,9 @@ def parse_domain(root: ET.Element, *, running: bool, autostart: bool,
         "running": running,
         "autostart": autostart,
         "description": root.findtext("description"),
+        "kernel": root.findtext("os/kernel"),
+        "initrd": root.findtext("os/initrd"),
+        "cmdline": root.findtext("os/cmdline"),
     }
 
 
@@ -152,6 +155,17 @@ def parse_network(root: ET.Element) -> tuple[dict[str, Any], dict[str, Any]]:
     if props["ipv4"] is None and props["ipv6"] is None:
         props["dhcp"] = True  # no subnet: nothing to serve, so the declared default stands
     return props, {"uuid": root.findtext("uuid"), "bridge_name": bridge}
+
+
+def dhcp_range(root: ET.Element) -> tuple[int, int] | None:
+    """The first IPv4 DHCP range of a network's XML, as integers, or None when it serves no IPv4 DHCP."""
+    for ip in root.iterfind("ip"):
+        if ip.get("family", "ipv4") != "ipv4":
+            continue
+        rng = ip.find("dhcp/range")
+        if rng is not None and rng.get("start") and rng.get("end"):
+            return int(ipaddress.IPv4Address(rng.get("start"))), int(ipaddress.IPv4Address(rng.get("end")))
+    return None
 
 
 def parse_volume(root: ET.Element, pool: str, pool_by_dir: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Starts (or stops) the real hypervisor the integration tests use: libvirtd with the QEMU driver, qemu:///system.
+#
+#   scripts/realhost.sh start   exit 0: qemu:///system answers; exit 3: cannot here (reason on stdout)
+#   scripts/realhost.sh stop    stops only what `start` started, and restores /dev/kvm's mode
+#
+# `start` needs root. It installs the Debian packages if any is missing, creates the `kvm` group and the
+# `libvirt-qemu` user QEMU runs as, and starts virtlogd and libvirtd unless they already run. A libvirtd that
+# was running before is left alone, and `stop` leaves it running.
+#
+# /dev/kvm: on these machines it may exist but belong to a nested, software-emulated setup. Crane's tests use
+# domain type 'qemu' (pure emulation) and never KVM, but libvirtd still looks at the node: when QEMU's probe
+# (as root) can open it and the QEMU user cannot, libvirt 9.0 judges its capability cache stale on every call
+# and re-probes QEMU, about 30 s per define. `start` gives the node the mode Debian's udev rule gives it
+# (root:kvm 0660) so both agree; `stop` puts back the mode it found.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+STATE_DIR=${CRANE_REALHOST_STATE:-/run/crane-realhost}
+URI=qemu:///system
+PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 dnsmasq-base iptables cpio)
+
+answers() { timeout 10 virsh -c "$URI" version >/dev/null 2>&1; }
+
+start() {
+    if [ "$(id -u)" -ne 0 ]; then echo "not root: cannot start libvirtd"; exit 3; fi
+    missing=()
+    for p in "${PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "installing ${missing[*]}" >&2
+        { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            "${missing[@]}"; } >/dev/null 2>&1 || { echo "apt-get install ${missing[*]} failed"; exit 3; }
+    fi
+    command -v qemu-system-x86_64 >/dev/null || { echo "no qemu-system-x86_64"; exit 3; }
+    mkdir -p "$STATE_DIR" /var/log/libvirt /run/libvirt /var/lib/libvirt/images
+    getent group kvm >/dev/null || groupadd -r kvm
+    id libvirt-qemu >/dev/null 2>&1 || useradd -r -g kvm -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
+    if [ -c /dev/kvm ] && [ ! -e "$STATE_DIR/kvm.mode" ]; then
+        stat -c '%U:%G %a' /dev/kvm > "$STATE_DIR/kvm.mode"
+        chown root:kvm /dev/kvm && chmod 0660 /dev/kvm
+    fi
+    if answers; then echo "qemu:///system already answers: using it as it is" >&2; exit 0; fi
+    if ! pgrep -x virtlogd >/dev/null; then
+        virtlogd -d && pgrep -x virtlogd > "$STATE_DIR/virtlogd.pid"
+    fi
+    if ! pgrep -x libvirtd >/dev/null; then
+        libvirtd -d && sleep 0.5 && pgrep -x libvirtd > "$STATE_DIR/libvirtd.pid"
+    fi
+    for _ in $(seq 60); do answers && break; sleep 0.5; done
+    answers || { echo "libvirtd started but $URI does not answer"; exit 3; }
+    # the first define makes libvirtd probe QEMU's capabilities (up to half a minute here): pay it now, once
+    echo "<domain type='qemu'><name>crane-probe</name><memory unit='MiB'>32</memory><os><type>hvm</type></os></domain>" \
+        > "$STATE_DIR/probe.xml"
+    virsh -c "$URI" define "$STATE_DIR/probe.xml" >/dev/null 2>&1 && virsh -c "$URI" undefine crane-probe >/dev/null 2>&1
+    echo "started: $(cat "$STATE_DIR"/*.pid 2>/dev/null | tr '\n' ' ')" >&2
+}
+
+stop() {
+    for name in libvirtd virtlogd; do
+        f="$STATE_DIR/$name.pid"
+        [ -s "$f" ] || continue
+        pid=$(cat "$f")
+        kill "$pid" 2>/dev/null
+        for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+        kill -9 "$pid" 2>/dev/null
+        rm -f "$f"
+    done
+    if [ -s "$STATE_DIR/kvm.mode" ] && [ -c /dev/kvm ]; then
+        read -r owner mode < "$STATE_DIR/kvm.mode"
+        chown "$owner" /dev/kvm && chmod "$mode" /dev/kvm
+    fi
+    rm -f "$STATE_DIR/kvm.mode"
+}
+
+case "${1:-}" in
+    start) start ;;
+    stop) stop ;;
+    *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+esac
