@@ -111,13 +111,14 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None) -> LoadedSta
             continue
         props = res.properties()
         pool = props.get("pool", "") if res.kind == "volume" else ""
-        key = (res.kind, f"{pool}/{meta.physical}")
-        if key in physical_seen:
-            other = physical_seen[key]
-            diagnostics.append(Diagnostic(
-                f"hypervisor name {meta.physical!r} is already used by {other.address}", file, line, address))
+        claims = [((res.kind, f"{pool}/{meta.physical}"), f"hypervisor name {meta.physical!r}")]
+        claims += [((what, name), f"{what} {name!r}") for what, name in res.host_claims()]
+        clash = next(((key, label) for key, label in claims if key in physical_seen), None)
+        if clash is not None:
+            other = physical_seen[clash[0]]
+            diagnostics.append(Diagnostic(f"{clash[1]} is already used by {other.address}", file, line, address))
             continue
-        physical_seen[key] = res
+        physical_seen.update((key, res) for key, _ in claims)
         desired.append(Desired(
             address=address, kind=res.kind, physical=meta.physical, properties=props,
             dependencies=sorted(set(deps)), protect=res.protect, ignore_changes=list(res.ignore_changes),

@@ -17,7 +17,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 STATE_DIR=${CRANE_REALHOST_STATE:-/run/crane-realhost}
 URI=qemu:///system
-PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 dnsmasq-base iptables cpio)
+PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base iptables
+          cpio)
 
 answers() { timeout 10 virsh -c "$URI" version >/dev/null 2>&1; }
 

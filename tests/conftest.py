@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -55,12 +56,20 @@ class ProjectDir:
             conn.close()
 
     def snapshot(self) -> dict[str, bytes]:
-        """Bytes of every file crane keeps under .crane/, to prove a run touched nothing."""
+        """Every file crane keeps under .crane/, to prove a run touched nothing: the state database by its
+        content (a run that takes and releases the stack lock may leave SQLite's free space differently)."""
         found = {}
         for path in sorted((self.root / ".crane").glob("*")):
             if path.suffix in (".lock",) or path.name.endswith(("-wal", "-shm")):
                 continue
-            found[path.name] = path.read_bytes()
+            if path.suffix == ".db":
+                db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+                try:
+                    found[path.name] = "\n".join(db.iterdump()).encode()
+                finally:
+                    db.close()
+            else:
+                found[path.name] = path.read_bytes()
         return found
 
 

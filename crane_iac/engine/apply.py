@@ -99,6 +99,7 @@ class Applier:
         action = _step_action(change, step.phase)
         if action == "forget":
             return Committed(change.address, "forget", None, change.before)
+        failpoints.refuse(change.address)
         if step.phase == "delete":
             self.provider.delete(change.kind, change.physical, change.before or {})
             failpoints.hit("after-mutation")

@@ -1,5 +1,8 @@
 """Failpoints for crash tests: ``CRANE_FAILPOINT=name[:n]`` SIGKILLs crane the n-th time it reaches ``name``.
 
+``CRANE_FAILPOINT=refuse:<address>`` instead makes the provider call for that resource fail as a refused call
+would (for tests of how apply goes on around a failure the plan could not foresee).
+
 Points: ``after-intents`` (intents recorded, nothing done), ``after-mutation`` (a provider
 call returned, nothing durable yet), ``after-checkpoint`` (the hypervisor has it, state
 does not), ``after-commit`` (a batch is recorded, the rest is not). Unset, it costs one
@@ -11,6 +14,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
+
+from crane_iac.errors import ProviderError
 
 _counts: dict[str, int] = {}
 _lock = threading.Lock()
@@ -27,3 +32,10 @@ def hit(name: str) -> None:
         _counts[name] = _counts.get(name, 0) + 1
         if _counts[name] >= int(nth or 1):
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+def refuse(address: str) -> None:
+    """Raise a provider refusal when ``CRANE_FAILPOINT=refuse:<address>`` names this resource."""
+    spec = os.environ.get("CRANE_FAILPOINT")
+    if spec and spec == f"refuse:{address}":
+        raise ProviderError(f"the provider call for {address} was refused by CRANE_FAILPOINT")

@@ -45,6 +45,12 @@ def plan_stack(
                                outputs={} if destroy else loaded.outputs, recorded_outputs=state.outputs)
     diagnostics.extend(problems)
     desired = {d.address: d for d in loaded.desired}
+    if refresh and not destroy:
+        for change in plan.changes:
+            if change.action in (Action.CREATE, Action.UPDATE) or change.action.is_replace:
+                want = desired[change.address]
+                for problem in provider.check(change.kind, change.after or want.properties):
+                    diagnostics.append(Diagnostic(problem, want.file, want.line, change.address))
     for change in plan.changes:
         if change.action is Action.CREATE_THEN_DELETE:
             want = desired[change.address]

@@ -147,6 +147,8 @@ def make_plan(
                 reason = reason or ("--replace" if forced else None)
             elif fields:
                 action = Action.UPDATE
+                if any(f.changes_outputs for f in fields):
+                    pending.add(address)
             else:
                 action = Action.NOOP
             change = ResourceChange(address, want.kind, want.physical, action, fields, baseline, after,

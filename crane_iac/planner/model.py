@@ -72,6 +72,8 @@ class FieldChange:
     before: Any
     after: Any
     forces_replacement: bool = False
+    #: an in-place change of this field changes the resource's outputs too (starting a VM changes its address)
+    changes_outputs: bool = False
 
 
 class Differ(Protocol):

@@ -67,6 +67,11 @@ class Provider(ABC):
     def delete(self, kind: str, physical: str, properties: dict[str, Any]) -> None:
         """Remove the object; deleting one that is already gone is not an error."""
 
+    def check(self, kind: str, properties: dict[str, Any]) -> list[str]:
+        """What the hypervisor would refuse only when apply gets there (a missing storage pool, a kernel file that
+        is not there), found before anything changes. Called after ``read_all`` for what a plan creates or updates."""
+        return []
+
     def memory_usage(self, kind: str, physical: str) -> MemoryUsage | None:
         """The running guest's memory use, or None while the hypervisor has no reading (stopped, no balloon)."""
         return None
@@ -79,9 +84,11 @@ class Provider(ABC):
 
 
 def changed_fields(
-    before: dict[str, Any], after: dict[str, Any], replace_when: dict[str, Any]
+    before: dict[str, Any], after: dict[str, Any], replace_when: dict[str, Any],
+    output_fields: frozenset[str] = frozenset(),
 ) -> list[FieldChange]:
-    """A generic diff: ``replace_when[field]`` is True, False, or a callable (before, after) -> bool."""
+    """A generic diff: ``replace_when[field]`` is True, False, or a callable (before, after) -> bool;
+    changing a field of ``output_fields`` in place changes the resource's outputs."""
     changes = []
     for key in sorted(set(before) | set(after)):
         old, new = before.get(key), after.get(key)
@@ -89,5 +96,5 @@ def changed_fields(
             continue
         rule = replace_when.get(key, True)
         forces = bool(rule(old, new)) if callable(rule) else bool(rule)
-        changes.append(FieldChange(key, old, new, forces))
+        changes.append(FieldChange(key, old, new, forces, key in output_fields))
     return changes

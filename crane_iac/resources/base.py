@@ -197,6 +197,11 @@ class Resource(BaseModel):
             _collect_refs(parent.depends_on, found)
         return found
 
+    def host_claims(self) -> list[tuple[str, str]]:
+        """What this resource holds exclusively on its host besides its hypervisor name, as (what, name) pairs;
+        two resources of one stack claiming the same thing is an error at plan time."""
+        return []
+
     def properties(self) -> dict[str, Any]:
         """The provider inputs: plain JSON values, references by physical name, outputs as markers."""
         raise NotImplementedError(f"{type(self).__name__} must define properties()")

@@ -52,9 +52,18 @@ class Network(Resource):
                 raise ValueError(f"mode={self.mode!r} needs bridge=<name of the existing host bridge>")
             if self.ipv4 or self.ipv6:
                 raise ValueError(f"mode={self.mode!r} uses the host bridge's own addressing: drop ipv4/ipv6")
+        if self.ipv6 and self.dhcp and not self.ipv6.endswith("/64"):
+            # libvirt's dnsmasq refuses a DHCPv6 range on any other prefix length (the test driver accepts it)
+            raise ValueError(f"DHCPv6 needs a /64 subnet, not {self.ipv6!r}: use a /64 or set dhcp=False")
         if self.mode in ("route", "open") and not (self.ipv4 or self.ipv6):
             raise ValueError(f"mode={self.mode!r} needs an ipv4 or ipv6 subnet to route")
         return self
+
+    def host_claims(self) -> list[tuple[str, str]]:
+        # a bridge libvirt creates for the network is the network's own; real libvirtd refuses a second one
+        if self.bridge and self.mode not in EXTERNAL_BRIDGE_MODES:
+            return [("bridge", self.bridge)]
+        return []
 
     def properties(self) -> dict[str, Any]:
         return {

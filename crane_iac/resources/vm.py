@@ -31,9 +31,9 @@ class VM(Resource):
 
     kind = "vm"
 
-    vcpus: int = Field(ge=1, le=256)
+    vcpus: int = Field(ge=1, le=255)  # QEMU's pc machine holds at most 255 (the test driver takes more)
     memory_mib: int = Field(ge=16, le=4 * 1024 * 1024)
-    max_vcpus: int | None = Field(default=None, ge=1, le=256)
+    max_vcpus: int | None = Field(default=None, ge=1, le=255)
     max_memory_mib: int | None = Field(default=None, ge=16, le=4 * 1024 * 1024)
     networks: list[Network] = Field(default_factory=list)
     volumes: list[Volume] = Field(default_factory=list)

@@ -10,6 +10,7 @@ before each create.
 from __future__ import annotations
 
 import ipaddress
+import os
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import libvirt
 
@@ -52,6 +54,8 @@ REPLACE_RULES: dict[str, dict[str, Any]] = {
     "network": {},
     "volume": {"capacity_gib": _grows},
 }
+#: in-place changes that change outputs: a VM started or stopped gains or loses its addresses
+OUTPUT_FIELDS: dict[str, frozenset[str]] = {"vm": frozenset({"running"})}
 
 
 def _ignore_errors(_ctx: object, _err: object) -> None:
@@ -90,6 +94,10 @@ class LibvirtProvider(Provider):
         self.stats_period = stats_period
         self.address_timeout = address_timeout
         self._range_cache: dict[str, tuple[int, int] | None] = {}
+        self._pool_names: set[str] | None = None  # known after read_all
+        # a file path in a stack names a file on the hypervisor host: crane can look only when that is this machine
+        self._local = self.sandbox is not None or not urlsplit(uri).hostname
+        self._path_exists: dict[str, bool] = {}
         self._lock = threading.Lock()
         self._network_lock = threading.Lock()
         # sandbox only: what the node file will say. Once filled by a full listing it is kept current by every
@@ -123,6 +131,7 @@ class LibvirtProvider(Provider):
     def _read_all(self) -> list[Live]:
         result: list[Live] = []
         pools = self._pools()
+        self._pool_names = {name for _, name, _ in pools}
         pool_by_dir = {path: name for _, name, path in pools}
         volume_by_path: dict[str, str] = {}
         for pool, pool_name, _ in pools:
@@ -149,16 +158,22 @@ class LibvirtProvider(Provider):
             self._node_complete = True
         domains = self.conn.listAllDomains(0)
         leases = self._leases(ranges) if domains else {}
+        # a real host: the persistent definition is what crane manages (a live value such as the balloon's
+        # current size trails it for a moment after a change); the sandbox's test driver keeps the two equal
+        flags = 0 if self.sandbox is not None else libvirt.VIR_DOMAIN_XML_INACTIVE
+        active = None if self.sandbox is not None else {
+            d.name() for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
         if self.sandbox is None and len(domains) > 64:
             # over RPC each XMLDesc is a round trip: keep a few in flight (libvirtd serves 5 per client at once)
             with ThreadPoolExecutor(4, thread_name_prefix="crane-read") as pool:
-                xmls = list(pool.map(lambda d: d.XMLDesc(0), domains, chunksize=256))
+                xmls = list(pool.map(lambda d: d.XMLDesc(flags), domains, chunksize=256))
         else:
-            xmls = [d.XMLDesc(0) for d in domains]
+            xmls = [d.XMLDesc(flags) for d in domains]
         for dom, xml in zip(domains, xmls, strict=True):
             name = dom.name()
             root = ET.fromstring(xml)
-            running = root.get("id") is not None  # only a running domain has an id: no second list call
+            # only a running domain's live XML has an id: no second list call in the sandbox
+            running = root.get("id") is not None if active is None else name in active
             if self.sandbox is not None and self.mutating:  # kept for the node file written at checkpoints
                 self._node_xml[name] = domain_for_node_file(xml, running)
             owner = lx.owner_of(root)
@@ -251,8 +266,24 @@ class LibvirtProvider(Provider):
         return MemoryUsage(used_mib=(stats["available"] - stats["usable"]) / 1024,
                            total_mib=stats["available"] / 1024, unused_mib=stats.get("unused", 0) / 1024)
 
+    def check(self, kind: str, properties: dict[str, Any]) -> list[str]:
+        problems = []
+        if kind == "volume" and self._pool_names is not None and properties["pool"] not in self._pool_names:
+            problems.append(f"storage pool {properties['pool']!r} does not exist on {self.uri}; define and start it "
+                            f"(virsh pool-define-as {properties['pool']} dir --target <directory>), or use one of: "
+                            f"{', '.join(sorted(self._pool_names)) or 'none'}")
+        if kind == "vm" and self._local:
+            for field in ("kernel", "initrd"):
+                path = properties.get(field)
+                if isinstance(path, str):
+                    if path not in self._path_exists:
+                        self._path_exists[path] = os.path.isfile(path)
+                    if not self._path_exists[path]:
+                        problems.append(f"{field} {path!r} is not a file on this host; QEMU could not boot it")
+        return problems
+
     def diff(self, kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
-        return changed_fields(before, after, REPLACE_RULES.get(kind, {}))
+        return changed_fields(before, after, REPLACE_RULES.get(kind, {}), OUTPUT_FIELDS.get(kind, frozenset()))
 
     # -- mutating ----------------------------------------------------------------------------------
 
@@ -301,7 +332,7 @@ class LibvirtProvider(Provider):
         return disks
 
     def _read_vm(self, dom: Any, *, wait: bool = False) -> Live:
-        xml = dom.XMLDesc(0)
+        xml = dom.XMLDesc(0 if self.sandbox is not None else libvirt.VIR_DOMAIN_XML_INACTIVE)
         root = ET.fromstring(xml)
         active = bool(dom.isActive())
         if self.sandbox is not None:

@@ -1,0 +1,211 @@
+"""crane against a real libvirtd with QEMU: guests boot, lease addresses, answer HTTP; updates, replacements, drift
+and destroy behave as the plan says. The tests of this module run in order on one applied stack."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from crane_iac.providers.libvirt import LibvirtProvider
+from tests.conftest import ProjectDir
+from tests.real.conftest import REAL_URI, RealHost, dnsmasq_for, http_get, tinyweb_project
+
+PREFIX = "crt-"
+SUBNET = "10.231.0.0/24"
+
+
+def outputs(project: ProjectDir) -> dict[str, str]:
+    result = project.crane("output", "--json")
+    assert result.code == 0, result.err
+    return dict(json.loads(result.out))
+
+
+def ok(project: ProjectDir, *args: str) -> str:
+    result = project.crane(*args)
+    assert result.code == 0, result.out + result.err
+    return result.out
+
+
+@pytest.fixture(scope="module")
+def web(real_host: RealHost, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectDir]:
+    real_host.sweep(PREFIX)
+    project = tinyweb_project(tmp_path_factory.mktemp("real"), real_host, prefix=PREFIX, subnet=SUBNET)
+    ok(project, "apply", "--auto-approve")
+    yield project
+    project.crane("destroy", "--auto-approve")
+    real_host.sweep(PREFIX)
+
+
+def test_every_web_vm_boots_leases_an_address_and_answers_http(web: ProjectDir, real_host: RealHost) -> None:
+    found = real_host.names(PREFIX)
+    assert found == {"domains": ["crt-web-1", "crt-web-2"], "networks": ["crt-lan"],
+                     "volumes": ["crt-web-1-data", "crt-web-2-data"]}
+    addresses = outputs(web)
+    assert sorted(addresses) == ["web-1-ipv4", "web-2-ipv4"]
+    for name, address in addresses.items():
+        assert address and address.startswith("10.231.0."), (name, address)
+        assert http_get(address, timeout=30).strip() == "crane test guest"
+    # the data disks are real files in the directory pool, attached to the running guests
+    for i in (1, 2):
+        dom = real_host.conn.lookupByName(f"crt-web-{i}")
+        assert dom.isActive()
+        assert f"<source pool='crane-test' volume='crt-web-{i}-data'" in dom.XMLDesc(0)
+        assert dom.blockInfo("vda")[0] == 1024**3  # QEMU opened it: capacity as the guest sees it
+    assert Path("/var/lib/crane-test/pool/crt-web-1-data").is_file()
+
+
+def test_the_applied_stack_shows_no_changes(web: ProjectDir) -> None:
+    result = web.crane("plan", "--detailed-exitcode")
+    assert result.code == 0, result.out
+
+
+def test_same_stack_on_the_sandbox_plans_the_same_resources(web: ProjectDir, real_host: RealHost,
+                                                            tmp_path: Path) -> None:
+    sandbox = tinyweb_project(tmp_path, real_host, prefix=PREFIX, subnet=SUBNET, real=False)
+    ok(sandbox, "apply", "--auto-approve")
+    assert ok(sandbox, "state", "list").split() == ok(web, "state", "list").split()
+    simulated = outputs(sandbox)
+    assert sorted(simulated) == ["web-1-ipv4", "web-2-ipv4"]
+    assert all(a.startswith("10.231.0.") for a in simulated.values())
+
+
+def test_memory_reading_follows_the_guest(web: ProjectDir, real_host: RealHost, tmp_path: Path) -> None:
+    address = outputs(web)["web-1-ipv4"]
+    provider = LibvirtProvider(REAL_URI, sandbox_dir=tmp_path, mutating=False)
+    try:
+        def used_after(fill_mib: int, expect: object) -> float:
+            assert f"filled {fill_mib} MiB" in http_get(address, f"/cgi-bin/fill?{fill_mib}")
+            deadline = time.monotonic() + 15
+            while True:
+                reading = provider.memory_usage("vm", "crt-web-1")
+                if reading is not None and expect(reading.used_mib):  # type: ignore[operator]
+                    return reading.used_mib
+                assert time.monotonic() < deadline, f"reading stayed at {reading}"
+                time.sleep(0.5)
+
+        base = provider.memory_usage("vm", "crt-web-1")
+        # total: what the guest sees of its 128 MiB once the kernel took its share (the balloon holds the rest of 256)
+        assert base is not None and 64 < base.total_mib <= 128, base
+        # 40 MiB: well inside what the guest has free, so its OOM killer leaves httpd alone
+        high = used_after(40, lambda used: used > base.used_mib + 30)
+        low = used_after(0, lambda used: used < high - 30)
+        assert low < base.used_mib + 10
+    finally:
+        provider.close()
+
+
+def test_update_in_place_changes_the_running_guest(web: ProjectDir, real_host: RealHost) -> None:
+    dom = real_host.conn.lookupByName("crt-web-1")
+    before_id, before_uuid = dom.ID(), dom.UUIDString()
+    plan = ok(web, "plan", "--var", "memory_mib=192")
+    assert "~ vm.crt-web-1" in plan and "-/+" not in plan, plan
+    ok(web, "apply", "--auto-approve", "--var", "memory_mib=192")
+    dom = real_host.conn.lookupByName("crt-web-1")
+    assert (dom.ID(), dom.UUIDString()) == (before_id, before_uuid)  # the same QEMU process: not restarted
+    deadline = time.monotonic() + 15
+    while dom.info()[2] != 192 * 1024:  # the balloon gives the guest its memory back
+        assert time.monotonic() < deadline, dom.info()
+        time.sleep(0.5)
+    persistent = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    assert "<currentMemory unit='KiB'>196608</currentMemory>" in persistent
+    # the config now says 192 MiB: keep it, so the rest of the module starts from what is applied
+    web.write_config((web.root / "crane.toml").read_text().replace("default = 128", "default = 192"))
+    assert web.crane("plan", "--detailed-exitcode").code == 0
+
+
+def test_replace_when_libvirt_cannot_change_it_live(web: ProjectDir, real_host: RealHost) -> None:
+    old_uuid = real_host.conn.lookupByName("crt-web-2").UUIDString()
+    plan = ok(web, "plan", "--var", "cmdline=console=ttyS0 quiet")
+    assert "-/+ vm.crt-web-2" in plan, plan
+    ok(web, "apply", "--auto-approve", "--var", "cmdline=console=ttyS0 quiet")
+    dom = real_host.conn.lookupByName("crt-web-2")
+    assert dom.UUIDString() != old_uuid and dom.isActive()
+    assert "quiet" in dom.XMLDesc(0)
+    assert http_get(outputs(web)["web-2-ipv4"], timeout=30).strip() == "crane test guest"
+    web.write_config((web.root / "crane.toml").read_text().replace('"console=ttyS0"', '"console=ttyS0 quiet"'))
+
+
+def test_drift_made_with_virsh_is_detected_and_corrected(web: ProjectDir, real_host: RealHost) -> None:
+    virsh = ["virsh", "-c", REAL_URI]
+    subprocess.run([*virsh, "destroy", "crt-web-2"], check=True, capture_output=True)
+    subprocess.run([*virsh, "setmaxmem", "crt-web-1", "224M", "--config"], check=True, capture_output=True)
+    plan = web.crane("plan", "--detailed-exitcode")
+    assert plan.code == 2, plan.out + plan.err
+    assert "vm.crt-web-2" in plan.out and "running" in plan.out
+    assert "vm.crt-web-1" in plan.out and "max_memory_mib" in plan.out
+    ok(web, "apply", "--auto-approve")
+    assert real_host.conn.lookupByName("crt-web-2").isActive()
+    assert "<memory unit='KiB'>262144</memory>" in real_host.conn.lookupByName("crt-web-1").XMLDesc(
+        libvirt.VIR_DOMAIN_XML_INACTIVE)
+    for address in outputs(web).values():
+        assert http_get(address, timeout=30).strip() == "crane test guest"
+    assert web.crane("plan", "--detailed-exitcode").code == 0
+
+
+def test_destroy_leaves_nothing_behind(web: ProjectDir, real_host: RealHost) -> None:
+    bridge = json.loads(ok(web, "state", "show", "network.crt-lan"))["outputs"]["bridge_name"]
+    assert bridge and Path(f"/sys/class/net/{bridge}").exists()
+    assert dnsmasq_for("crt-lan")
+    ok(web, "destroy", "--auto-approve")
+    assert real_host.names(PREFIX) == {"domains": [], "networks": [], "volumes": []}
+    assert not Path("/var/lib/crane-test/pool/crt-web-1-data").exists()
+    assert not Path(f"/sys/class/net/{bridge}").exists()
+    deadline = time.monotonic() + 10
+    while dnsmasq_for("crt-lan"):
+        assert time.monotonic() < deadline, dnsmasq_for("crt-lan")
+        time.sleep(0.2)
+    assert ok(web, "state", "list") == ""
+
+
+def test_sigkill_mid_apply_then_apply_converges(real_host: RealHost, tmp_path: Path) -> None:
+    prefix = "crk-"
+    real_host.sweep(prefix)
+    project = tinyweb_project(tmp_path, real_host, prefix=prefix, subnet="10.232.0.0/24", web_count=3)
+    try:
+        # killed right after the second object was created on the host and before crane recorded it
+        killed = project.crane("apply", "--auto-approve", "--parallelism", "1",
+                               env={"CRANE_FAILPOINT": "after-mutation:4"})
+        assert killed.code == -signal.SIGKILL
+        assert 0 < sum(len(v) for v in real_host.names(prefix).values()) < 7
+        ok(project, "apply", "--auto-approve")
+        assert real_host.names(prefix) == {
+            "domains": ["crk-web-1", "crk-web-2", "crk-web-3"], "networks": ["crk-lan"],
+            "volumes": ["crk-web-1-data", "crk-web-2-data", "crk-web-3-data"]}
+        assert len(ok(project, "state", "list").split()) == 7
+        assert project.crane("plan", "--detailed-exitcode").code == 0
+        ok(project, "destroy", "--auto-approve")
+        assert real_host.names(prefix) == {"domains": [], "networks": [], "volumes": []}
+    finally:
+        real_host.sweep(prefix)
+
+
+@pytest.mark.parametrize("mode", ["nat", "isolated", "open"])
+def test_network_modes_start_on_the_real_host(real_host: RealHost, tmp_path: Path, mode: str) -> None:
+    project = ProjectDir(tmp_path)
+    project.write_config(f"""
+        [stacks.net]
+        file = "stacks/net.py"
+        uri = "{REAL_URI}"
+    """)
+    project.write_stack(f"""
+        from crane_iac import Network
+        Network("crn-{mode}", mode="{mode}", ipv4="10.233.{["nat", "isolated", "open"].index(mode)}.0/24",
+                ipv6="fd00:233::/64")
+    """, name="net.py")
+    try:
+        ok(project, "apply", "--auto-approve")
+        net = real_host.conn.networkLookupByName(f"crn-{mode}")
+        assert net.isActive() and net.autostart()
+        assert dnsmasq_for(f"crn-{mode}")
+        assert project.crane("plan", "--detailed-exitcode").code == 0
+        ok(project, "destroy", "--auto-approve")
+        assert not [n for n in real_host.conn.listAllNetworks(0) if n.name() == f"crn-{mode}"]
+    finally:
+        real_host.sweep(f"crn-{mode}")
