@@ -23,75 +23,30 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 import libvirt
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-URI = "qemu:///system"
+sys.path.insert(0, str(REPO))
+from tests.real.host import GUEST_DIR as GUEST  # noqa: E402  (the test helpers for the real host)
+from tests.real.host import REAL_URI as URI  # noqa: E402
+from tests.real.host import RealHost, ensure_pool, http_get, write_tinyweb  # noqa: E402
+
 POOL = "crane-bench"
 POOL_DIR = Path("/var/lib/crane-bench/pool")
-GUEST = Path("/var/cache/crane/guest")
-
-
-def _quiet(_ctx: object, _err: object) -> None:
-    pass
-
-
-def sweep(conn: libvirt.virConnect, prefix: str) -> None:
-    for dom in conn.listAllDomains(0):
-        if dom.name().startswith(prefix):
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-    for net in conn.listAllNetworks(0):
-        if net.name().startswith(prefix):
-            if net.isActive():
-                net.destroy()
-            net.undefine()
-    pool = conn.storagePoolLookupByName(POOL)
-    pool.refresh(0)
-    for vol in pool.listAllVolumes(0):
-        if vol.name().startswith(prefix):
-            vol.delete(0)
 
 
 def wait_http(addresses: list[str]) -> None:
-    waiting = set(addresses)
-    while waiting:
-        for address in sorted(waiting):
-            try:
-                with urllib.request.urlopen(f"http://{address}/", timeout=2):
-                    waiting.discard(address)
-            except OSError:
-                pass
-        if waiting:
-            time.sleep(0.25)
+    for address in addresses:
+        http_get(address, timeout=300)
 
 
 def crane_run(workdir: Path, n: int, prefix: str, net3: str) -> tuple[float, float]:
     project = workdir / f"crane-{prefix}"
     shutil.rmtree(project, ignore_errors=True)
-    (project / "stacks").mkdir(parents=True)
-    shutil.copy(REPO / "stacks" / "tinyweb.py", project / "stacks" / "tinyweb.py")
-    (project / "crane.toml").write_text(f"""
-[stacks.web]
-file = "stacks/tinyweb.py"
-uri = "{URI}"
-domain_type = "qemu"
-[stacks.web.vars]
-prefix = {{ type = "str", default = "{prefix}" }}
-web_count = {{ type = "int", default = {n} }}
-memory_mib = {{ type = "int", default = 128 }}
-subnet = {{ type = "str", default = "{net3}.0/24" }}
-mode = {{ type = "str", default = "open" }}
-pool = {{ type = "str", default = "{POOL}" }}
-kernel = {{ type = "str", default = "{GUEST / 'vmlinuz'}" }}
-initrd = {{ type = "str", default = "{GUEST / 'initrd.img'}" }}
-cmdline = {{ type = "str", default = "console=ttyS0" }}
-""")
+    write_tinyweb(project, prefix=prefix, subnet=f"{net3}.0/24", web_count=n, pool=POOL)
     crane = [sys.executable, "-m", "crane_iac"]
     started = time.monotonic()
     subprocess.run([*crane, "apply", "--auto-approve"], cwd=project, check=True, capture_output=True)
@@ -122,14 +77,9 @@ def main() -> None:
     try:
         subprocess.run(["bash", str(REPO / "tests" / "guest" / "build.sh"), str(GUEST)], check=True,
                        capture_output=True)
-        libvirt.registerErrorHandler(_quiet, None)
         conn = libvirt.open(URI)
-        try:
-            conn.storagePoolLookupByName(POOL)
-        except libvirt.libvirtError:
-            POOL_DIR.mkdir(parents=True, exist_ok=True)
-            conn.storagePoolDefineXML(
-                f"<pool type='dir'><name>{POOL}</name><target><path>{POOL_DIR}</path></target></pool>", 0).create(0)
+        ensure_pool(conn, POOL, POOL_DIR)
+        host = RealHost(conn, GUEST / "vmlinuz", GUEST / "initrd.img", pool=POOL)
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
             for n in [int(c) for c in args.counts.split(",")]:
@@ -138,12 +88,12 @@ def main() -> None:
                 for r in range(args.repeat):
                     for who in (("crane", "base") if r % 2 == 0 else ("base", "crane")):
                         prefix, net3 = f"cb{who[0]}{n}-", f"10.240.{n * 10 + r}"
-                        sweep(conn, prefix)
+                        host.sweep(prefix)
                         if who == "crane":
                             crane_times.append(crane_run(Path(tmp), n, prefix, net3))
                         else:
                             base_times.append(baseline_run(n, prefix, net3))
-                            sweep(conn, prefix)
+                            host.sweep(prefix)
                 c_apply = statistics.median(t[0] for t in crane_times)
                 c_http = statistics.median(t[1] for t in crane_times)
                 b_lease = statistics.median(t[0] for t in base_times)

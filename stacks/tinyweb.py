@@ -7,6 +7,7 @@ libvirtd (addresses leased by the network's dnsmasq). Variables, declared in cra
   prefix       prepended to every name (several copies can share a host)
   web_count    number of web servers
   memory_mib   each guest's memory (it can grow live up to 256 MiB)
+  autostart    whether libvirtd starts the guests when it starts
   subnet       the network's IPv4 subnet
   mode         the network's mode: open (no firewall rules), nat or isolated
   pool         storage pool for the data disks
@@ -24,5 +25,5 @@ for i in range(1, variable("web_count") + 1):
     data = Volume(f"{prefix}web-{i}-data", capacity_gib=1, pool=variable("pool"), format="qcow2")
     web = VM(f"{prefix}web-{i}", vcpus=1, max_vcpus=2, memory_mib=variable("memory_mib"), max_memory_mib=256,
              networks=[lan], volumes=[data], kernel=variable("kernel"), initrd=variable("initrd"),
-             cmdline=variable("cmdline"))
+             cmdline=variable("cmdline"), autostart=variable("autostart"))
     export(f"web-{i}-ipv4", web.ipv4)

@@ -15,7 +15,8 @@ import pytest
 
 from crane_iac.providers.libvirt import LibvirtProvider
 from tests.conftest import ProjectDir
-from tests.real.conftest import REAL_URI, RealHost, dnsmasq_for, http_get, tinyweb_project
+from tests.real.conftest import tinyweb_project
+from tests.real.host import REAL_URI, RealHost, dnsmasq_for, http_get
 
 PREFIX = "crt-"
 SUBNET = "10.231.0.0/24"
@@ -104,19 +105,24 @@ def test_memory_reading_follows_the_guest(web: ProjectDir, real_host: RealHost, 
 def test_update_in_place_changes_the_running_guest(web: ProjectDir, real_host: RealHost) -> None:
     dom = real_host.conn.lookupByName("crt-web-1")
     before_id, before_uuid = dom.ID(), dom.UUIDString()
-    plan = ok(web, "plan", "--var", "memory_mib=192")
-    assert "~ vm.crt-web-1" in plan and "-/+" not in plan, plan
-    ok(web, "apply", "--auto-approve", "--var", "memory_mib=192")
+    assert not dom.autostart()
+    change = ("--var", "memory_mib=192", "--var", "autostart=true")
+    plan = ok(web, "plan", *change)
+    assert "~ vm.crt-web-1  autostart: false → true" in plan and "memory_mib: 128 → 192" in plan, plan
+    assert "-/+" not in plan, plan
+    ok(web, "apply", "--auto-approve", *change)
     dom = real_host.conn.lookupByName("crt-web-1")
     assert (dom.ID(), dom.UUIDString()) == (before_id, before_uuid)  # the same QEMU process: not restarted
+    assert dom.autostart()
     deadline = time.monotonic() + 15
     while dom.info()[2] != 192 * 1024:  # the balloon gives the guest its memory back
         assert time.monotonic() < deadline, dom.info()
         time.sleep(0.5)
     persistent = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     assert "<currentMemory unit='KiB'>196608</currentMemory>" in persistent
-    # the config now says 192 MiB: keep it, so the rest of the module starts from what is applied
-    web.write_config((web.root / "crane.toml").read_text().replace("default = 128", "default = 192"))
+    # make the config say what was applied, so the rest of the module starts from it
+    web.write_config((web.root / "crane.toml").read_text().replace("default = 128", "default = 192")
+                     .replace("default = false", "default = true"))
     assert web.crane("plan", "--detailed-exitcode").code == 0
 
 
@@ -136,12 +142,15 @@ def test_drift_made_with_virsh_is_detected_and_corrected(web: ProjectDir, real_h
     virsh = ["virsh", "-c", REAL_URI]
     subprocess.run([*virsh, "destroy", "crt-web-2"], check=True, capture_output=True)
     subprocess.run([*virsh, "setmaxmem", "crt-web-1", "224M", "--config"], check=True, capture_output=True)
+    subprocess.run([*virsh, "autostart", "--disable", "crt-web-2"], check=True, capture_output=True)
     plan = web.crane("plan", "--detailed-exitcode")
     assert plan.code == 2, plan.out + plan.err
-    assert "vm.crt-web-2" in plan.out and "running" in plan.out
-    assert "vm.crt-web-1" in plan.out and "max_memory_mib" in plan.out
+    drift = plan.out.split("crane will make these changes")[0]
+    assert "! vm.crt-web-2  running: true → false" in drift and "autostart: true → false" in drift, drift
+    assert "! vm.crt-web-1  max_memory_mib: 256 → 224" in drift, drift
     ok(web, "apply", "--auto-approve")
     assert real_host.conn.lookupByName("crt-web-2").isActive()
+    assert real_host.conn.lookupByName("crt-web-2").autostart()
     assert "<memory unit='KiB'>262144</memory>" in real_host.conn.lookupByName("crt-web-1").XMLDesc(
         libvirt.VIR_DOMAIN_XML_INACTIVE)
     for address in outputs(web).values():

@@ -1,0 +1,128 @@
+"""Helpers for the real hypervisor (qemu:///system) shared by the integration tests and bench/boot.py."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import libvirt
+
+REPO = Path(__file__).resolve().parents[2]
+REAL_URI = "qemu:///system"
+GUEST_DIR = Path(os.environ.get("CRANE_GUEST_DIR", "/var/cache/crane/guest"))
+POOL = "crane-test"
+POOL_DIR = Path("/var/lib/crane-test/pool")
+
+
+@dataclass
+class RealHost:
+    conn: libvirt.virConnect
+    kernel: Path
+    initrd: Path
+
+    pool: str = POOL
+
+    def names(self, prefix: str) -> dict[str, list[str]]:
+        """Everything on the host whose name starts with ``prefix``: domains, networks, volumes in the test pool."""
+        pool = self.conn.storagePoolLookupByName(self.pool)
+        pool.refresh(0)
+        return {
+            "domains": sorted(d.name() for d in self.conn.listAllDomains(0) if d.name().startswith(prefix)),
+            "networks": sorted(n.name() for n in self.conn.listAllNetworks(0) if n.name().startswith(prefix)),
+            "volumes": sorted(v.name() for v in pool.listAllVolumes(0) if v.name().startswith(prefix)),
+        }
+
+    def sweep(self, prefix: str) -> None:
+        """Remove what a failed test left behind, so the next run starts clean."""
+        for dom in self.conn.listAllDomains(0):
+            if dom.name().startswith(prefix):
+                if dom.isActive():
+                    dom.destroy()
+                dom.undefine()
+        for net in self.conn.listAllNetworks(0):
+            if net.name().startswith(prefix):
+                if net.isActive():
+                    net.destroy()
+                net.undefine()
+        pool = self.conn.storagePoolLookupByName(self.pool)
+        pool.refresh(0)
+        for vol in pool.listAllVolumes(0):
+            if vol.name().startswith(prefix):
+                vol.delete(0)
+
+
+def _ignore(_ctx: object, _err: object) -> None:
+    """libvirt prints every error to stderr unless a handler is registered; the tests check errors themselves."""
+
+
+libvirt.registerErrorHandler(_ignore, None)
+
+
+def ensure_pool(conn: libvirt.virConnect, name: str = POOL, directory: Path = POOL_DIR) -> None:
+    """A started directory pool ``name`` at ``directory``, defined if the host does not have it."""
+    try:
+        pool = conn.storagePoolLookupByName(name)
+    except libvirt.libvirtError:
+        directory.mkdir(parents=True, exist_ok=True)
+        pool = conn.storagePoolDefineXML(
+            f"<pool type='dir'><name>{name}</name><target><path>{directory}</path></target></pool>", 0)
+    if not pool.isActive():
+        pool.create(0)
+
+
+def http_get(address: str, path: str = "/", timeout: float = 60.0) -> str:
+    """GET http://address/path, retrying until the guest answers or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://{address}{path}", timeout=3) as response:
+                return str(response.read().decode())
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def dnsmasq_for(network: str) -> list[str]:
+    """Live (not zombie) dnsmasq processes serving ``network``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "dnsmasq" in cmdline and f"/{network}.conf" in cmdline:
+            found.append(cmdline)
+    return found
+
+
+def write_tinyweb(root: Path, *, prefix: str, subnet: str, web_count: int, pool: str, real: bool = True,
+                  mode: str = "open", kernel: Path = GUEST_DIR / "vmlinuz", initrd: Path = GUEST_DIR / "initrd.img",
+                  address_timeout: float = 120) -> None:
+    """A crane project at ``root`` running the repository's stacks/tinyweb.py on the real host or the sandbox."""
+    (root / "stacks").mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "stacks" / "tinyweb.py", root / "stacks" / "tinyweb.py")
+    host_lines = f'uri = "{REAL_URI}"\ndomain_type = "qemu"\naddress_timeout = {address_timeout}' if real else ""
+    (root / "crane.toml").write_text(f"""
+[stacks.web]
+file = "stacks/tinyweb.py"
+{host_lines}
+
+[stacks.web.vars]
+prefix = {{ type = "str", default = "{prefix}" }}
+web_count = {{ type = "int", default = {web_count} }}
+memory_mib = {{ type = "int", default = 128 }}
+autostart = {{ type = "bool", default = false }}
+subnet = {{ type = "str", default = "{subnet}" }}
+mode = {{ type = "str", default = "{mode}" }}
+pool = {{ type = "str", default = "{pool}" }}
+kernel = {{ type = "str", default = "{kernel}" }}
+initrd = {{ type = "str", default = "{initrd}" }}
+cmdline = {{ type = "str", default = "console=ttyS0" }}
+""")
