@@ -157,7 +157,6 @@ class LibvirtProvider(Provider):
             self._autostart = set(autostart)
             self._node_complete = True
         domains = self.conn.listAllDomains(0)
-        leases = self._leases(ranges) if domains else {}
         # a real host: the persistent definition is what crane manages (a live value such as the balloon's
         # current size trails it for a moment after a change); the sandbox's test driver keeps the two equal
         flags = 0 if self.sandbox is not None else libvirt.VIR_DOMAIN_XML_INACTIVE
@@ -169,6 +168,8 @@ class LibvirtProvider(Provider):
                 xmls = list(pool.map(lambda d: d.XMLDesc(flags), domains, chunksize=256))
         else:
             xmls = [d.XMLDesc(flags) for d in domains]
+        parsed = []
+        lease_networks: set[str] = set()  # asked for leases only where a running guest has a NIC
         for dom, xml in zip(domains, xmls, strict=True):
             name = dom.name()
             root = ET.fromstring(xml)
@@ -176,10 +177,14 @@ class LibvirtProvider(Provider):
             running = root.get("id") is not None if active is None else name in active
             if self.sandbox is not None and self.mutating:  # kept for the node file written at checkpoints
                 self._node_xml[name] = domain_for_node_file(xml, running)
-            owner = lx.owner_of(root)
             props = lx.parse_domain(root, running=running, autostart=name in autostart,
                                     volume_by_path=volume_by_path)
-            result.append(Live("vm", name, props, self._vm_outputs(root.findtext("uuid"), props, leases, ranges),
+            if running:
+                lease_networks.update(nic["network"] for nic in props["nics"] if nic.get("network"))
+            parsed.append((name, root.findtext("uuid"), props, lx.owner_of(root)))
+        leases = self._leases(ranges, lease_networks) if lease_networks else {}
+        for name, uuid, props, owner in parsed:
+            result.append(Live("vm", name, props, self._vm_outputs(uuid, props, leases, ranges),
                                owner.stack if owner else None, owner.address if owner else None))
         return result
 
