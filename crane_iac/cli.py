@@ -118,7 +118,8 @@ class Session:
         def connect() -> Any:
             opened.append(LibvirtProvider(config.uri, sandbox_dir=self.project.root / ".crane", mutating=mutating,
                                           domain_type=config.domain_type, lock_timeout=lock_timeout,
-                                          address_timeout=config.address_timeout))
+                                          address_timeout=config.address_timeout,
+                                          shutdown_timeout=config.shutdown_timeout))
             return opened[0].read_all() if read else None
 
         with ThreadPoolExecutor(1, thread_name_prefix="crane-connect") as pool:

@@ -58,6 +58,8 @@ class StackConfig(BaseModel):
     domain_type: str | None = None
     #: seconds apply waits for a started VM to lease an address on each DHCP network (0: do not wait)
     address_timeout: float = Field(default=120.0, ge=0, le=3600)
+    #: seconds a guest gets to shut down (ACPI) before it is powered off, when apply stops or restarts it
+    shutdown_timeout: float = Field(default=30.0, ge=0, le=3600)
     vars: dict[str, VariableSpec] = Field(default_factory=dict)
 
 

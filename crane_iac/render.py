@@ -55,7 +55,8 @@ def _change_lines(change: ResourceChange, paint: _Paint) -> list[str]:
     lines = []
     if change.action is Action.UPDATE or change.action.is_replace:
         for f in change.fields:
-            mark = paint("  # forces replacement", "31") if f.forces_replacement else ""
+            mark = (paint("  # forces replacement", "31") if f.forces_replacement
+                    else paint("  # restarts the guest", "33") if f.restarts and change.action is Action.UPDATE else "")
             lines.append(f"  {head}  {f.name}: {value(f.before)} → {value(f.after)}{mark}")
     if note or not lines:
         lines.insert(0, f"  {head}{note}")

@@ -6,6 +6,7 @@ initramfs that answers HTTP on port 80). The same stack runs on the sandbox (add
 libvirtd (addresses leased by the network's dnsmasq). Variables, declared in crane.toml:
   prefix       prepended to every name (several copies can share a host)
   web_count    number of web servers
+  vcpus        each guest's vCPUs (1 or 2: more are hot-plugged, fewer restart the guest)
   memory_mib   each guest's memory (it can grow live up to 256 MiB)
   autostart    whether libvirtd starts the guests when it starts
   subnet       the network's IPv4 subnet
@@ -23,7 +24,7 @@ lan = Network(f"{prefix}lan", mode=variable("mode"), ipv4=variable("subnet"))
 
 for i in range(1, variable("web_count") + 1):
     data = Volume(f"{prefix}web-{i}-data", capacity_gib=1, pool=variable("pool"), format="qcow2")
-    web = VM(f"{prefix}web-{i}", vcpus=1, max_vcpus=2, memory_mib=variable("memory_mib"), max_memory_mib=256,
+    web = VM(f"{prefix}web-{i}", vcpus=variable("vcpus"), max_vcpus=2, memory_mib=variable("memory_mib"), max_memory_mib=256,
              networks=[lan], volumes=[data], kernel=variable("kernel"), initrd=variable("initrd"),
              cmdline=variable("cmdline"), autostart=variable("autostart"))
     export(f"web-{i}-ipv4", web.ipv4)

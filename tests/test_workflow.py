@@ -64,16 +64,28 @@ def test_plan_apply_edit_apply_destroy(project: ProjectDir) -> None:
     assert project.crane("state", "list").out == ""
 
 
-def test_replace_is_planned_and_applied(project: ProjectDir) -> None:
+def test_restart_and_replace_are_planned_and_applied(project: ProjectDir) -> None:
     project.write_stack('from crane_iac import VM\nVM("db", vcpus=2, max_vcpus=4, memory_mib=512)\n')
     assert project.crane("apply", "--auto-approve").code == 0
     conn = project.sandbox()
     old_uuid = conn.lookupByName("db").UUIDString()
     conn.close()
+    # fewer vCPUs: libvirt cannot unplug them live, so the domain is defined anew and the guest restarted
     project.write_stack('from crane_iac import VM\nVM("db", vcpus=1, max_vcpus=4, memory_mib=512)\n')
     plan = project.crane("plan")
-    assert "-/+ vm.db  (replace: vcpus cannot change in place)" in plan.out
-    assert "vcpus: 2 → 1  # forces replacement" in plan.out
+    assert "~ vm.db  vcpus: 2 → 1  # restarts the guest" in plan.out and "1 to update" in plan.out, plan.out
+    assert project.crane("apply", "--auto-approve").code == 0
+    conn = project.sandbox()
+    dom = conn.lookupByName("db")
+    assert dom.UUIDString() == old_uuid and dom.isActive() and dom.vcpusFlags(0) == 1
+    conn.close()
+    assert project.crane("plan", "--detailed-exitcode").code == 0
+    # a new disk: a new domain
+    project.write_stack('from crane_iac import VM, Volume\n'
+                        'VM("db", vcpus=1, max_vcpus=4, memory_mib=512, volumes=[Volume("d", capacity_gib=1)])\n')
+    plan = project.crane("plan")
+    assert "-/+ vm.db  (replace: disks cannot change in place)" in plan.out, plan.out
+    assert "# forces replacement" in plan.out
     assert project.crane("apply", "--auto-approve").code == 0
     conn = project.sandbox()
     assert conn.lookupByName("db").UUIDString() != old_uuid

@@ -74,6 +74,8 @@ class FieldChange:
     forces_replacement: bool = False
     #: an in-place change of this field changes the resource's outputs too (starting a VM changes its address)
     changes_outputs: bool = False
+    #: an in-place change that takes effect when apply restarts the guest (libvirt cannot make it live)
+    restarts: bool = False
 
 
 class Differ(Protocol):

@@ -83,18 +83,26 @@ class Provider(ABC):
         """Release the connection."""
 
 
+#: How a changed field reaches the hypervisor: ``live`` (in place, the guest keeps running), ``restart`` (in place
+#: in the persistent definition, which the guest picks up when apply restarts it) or ``replace`` (a new object).
+LIVE, RESTART, REPLACE = "live", "restart", "replace"
+
+
 def changed_fields(
-    before: dict[str, Any], after: dict[str, Any], replace_when: dict[str, Any],
+    before: dict[str, Any], after: dict[str, Any], rules: dict[str, Any],
     output_fields: frozenset[str] = frozenset(),
 ) -> list[FieldChange]:
-    """A generic diff: ``replace_when[field]`` is True, False, or a callable (before, after) -> bool;
-    changing a field of ``output_fields`` in place changes the resource's outputs."""
+    """A generic diff. ``rules[field]`` is LIVE, RESTART or REPLACE, or a callable (before, after) returning one
+    of them; a field with no rule forces a replacement. Changing a field of ``output_fields`` in place, or any
+    field that restarts the guest, changes the resource's outputs."""
     changes = []
     for key in sorted(set(before) | set(after)):
         old, new = before.get(key), after.get(key)
         if old == new:
             continue
-        rule = replace_when.get(key, True)
-        forces = bool(rule(old, new)) if callable(rule) else bool(rule)
-        changes.append(FieldChange(key, old, new, forces, key in output_fields))
+        rule = rules.get(key, REPLACE)
+        how = rule(old, new) if callable(rule) else rule
+        changes.append(FieldChange(key, old, new, forces_replacement=how == REPLACE,
+                                   changes_outputs=key in output_fields or how == RESTART,
+                                   restarts=how == RESTART))
     return changes

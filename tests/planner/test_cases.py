@@ -11,15 +11,14 @@ import pytest
 from crane_iac.planner import Action, Desired, Live, Recorded, make_plan, order_changes
 from crane_iac.planner.diff import PlanRequest, Step
 from crane_iac.planner.model import FieldChange, Plan, ResourceChange
-from crane_iac.providers.base import changed_fields
-from crane_iac.providers.libvirt.provider import REPLACE_RULES
+from crane_iac.providers.libvirt.provider import diff_properties
 
 
 class LibvirtRules:
     """The libvirt provider's replacement rules, without a connection."""
 
     def diff(self, kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
-        return changed_fields(before, after, REPLACE_RULES.get(kind, {}))
+        return diff_properties(kind, before, after)
 
 
 CASES = [case for path in sorted((Path(__file__).parent / "cases").glob("*.json"))
@@ -47,8 +46,8 @@ def test_plan_case(case: dict[str, Any]) -> None:
 
 
 def test_protected_resource_refuses_replace_and_delete() -> None:
-    desired = [Desired("vm.a", "vm", "a", {"vcpus": 1}, protect=True, file="s.py", line=4)]
-    recorded = {"vm.a": Recorded("vm.a", "vm", "a", {"vcpus": 2}, protect=True),
+    desired = [Desired("vm.a", "vm", "a", {"disks": ["default/x"]}, protect=True, file="s.py", line=4)]
+    recorded = {"vm.a": Recorded("vm.a", "vm", "a", {"disks": []}, protect=True),
                 "vm.b": Recorded("vm.b", "vm", "b", {"vcpus": 2}, protect=True)}
     _, diagnostics = make_plan(PlanRequest("s", "l", 1), desired, recorded, None, LibvirtRules())
     assert [(d.address, d.line) for d in diagnostics] == [("vm.a", 4), ("vm.b", None)]

@@ -41,5 +41,7 @@ def tinyweb_project(root: Path, host: RealHost, *, prefix: str, subnet: str, web
                     real: bool = True, mode: str = "open") -> ProjectDir:
     """A project running the repository's stacks/tinyweb.py on the real host (or on the sandbox)."""
     write_tinyweb(root, prefix=prefix, subnet=subnet, web_count=web_count, pool=POOL if real else "default",
-                  real=real, mode=mode, kernel=host.kernel, initrd=host.initrd, address_timeout=90)
+                  real=real, mode=mode, kernel=host.kernel, initrd=host.initrd, address_timeout=90,
+                  # the test guest has no ACPI daemon: it never shuts down when asked, so do not wait long
+                  shutdown_timeout=3)
     return ProjectDir(root)

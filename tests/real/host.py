@@ -104,11 +104,12 @@ def dnsmasq_for(network: str) -> list[str]:
 
 def write_tinyweb(root: Path, *, prefix: str, subnet: str, web_count: int, pool: str, real: bool = True,
                   mode: str = "open", kernel: Path = GUEST_DIR / "vmlinuz", initrd: Path = GUEST_DIR / "initrd.img",
-                  address_timeout: float = 120) -> None:
+                  address_timeout: float = 120, shutdown_timeout: float = 30) -> None:
     """A crane project at ``root`` running the repository's stacks/tinyweb.py on the real host or the sandbox."""
     (root / "stacks").mkdir(parents=True, exist_ok=True)
     shutil.copy(REPO / "stacks" / "tinyweb.py", root / "stacks" / "tinyweb.py")
-    host_lines = f'uri = "{REAL_URI}"\ndomain_type = "qemu"\naddress_timeout = {address_timeout}' if real else ""
+    host_lines = (f'uri = "{REAL_URI}"\ndomain_type = "qemu"\naddress_timeout = {address_timeout}\n'
+                  f'shutdown_timeout = {shutdown_timeout}') if real else ""
     (root / "crane.toml").write_text(f"""
 [stacks.web]
 file = "stacks/tinyweb.py"
@@ -117,6 +118,7 @@ file = "stacks/tinyweb.py"
 [stacks.web.vars]
 prefix = {{ type = "str", default = "{prefix}" }}
 web_count = {{ type = "int", default = {web_count} }}
+vcpus = {{ type = "int", default = 1 }}
 memory_mib = {{ type = "int", default = 128 }}
 autostart = {{ type = "bool", default = false }}
 subnet = {{ type = "str", default = "{subnet}" }}

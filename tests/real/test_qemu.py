@@ -106,14 +106,15 @@ def test_update_in_place_changes_the_running_guest(web: ProjectDir, real_host: R
     dom = real_host.conn.lookupByName("crt-web-1")
     before_id, before_uuid = dom.ID(), dom.UUIDString()
     assert not dom.autostart()
-    change = ("--var", "memory_mib=192", "--var", "autostart=true")
+    change = ("--var", "memory_mib=192", "--var", "autostart=true", "--var", "vcpus=2")
     plan = ok(web, "plan", *change)
     assert "~ vm.crt-web-1  autostart: false → true" in plan and "memory_mib: 128 → 192" in plan, plan
-    assert "-/+" not in plan, plan
+    assert "vcpus: 1 → 2\n" in plan and "-/+" not in plan and "restarts" not in plan, plan
     ok(web, "apply", "--auto-approve", *change)
     dom = real_host.conn.lookupByName("crt-web-1")
     assert (dom.ID(), dom.UUIDString()) == (before_id, before_uuid)  # the same QEMU process: not restarted
     assert dom.autostart()
+    assert dom.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE) == 2  # hot-plugged
     deadline = time.monotonic() + 15
     while dom.info()[2] != 192 * 1024:  # the balloon gives the guest its memory back
         assert time.monotonic() < deadline, dom.info()
@@ -122,20 +123,37 @@ def test_update_in_place_changes_the_running_guest(web: ProjectDir, real_host: R
     assert "<currentMemory unit='KiB'>196608</currentMemory>" in persistent
     # make the config say what was applied, so the rest of the module starts from it
     web.write_config((web.root / "crane.toml").read_text().replace("default = 128", "default = 192")
-                     .replace("default = false", "default = true"))
+                     .replace("default = false", "default = true").replace("vcpus = { type = \"int\", default = 1",
+                                                                          "vcpus = { type = \"int\", default = 2"))
     assert web.crane("plan", "--detailed-exitcode").code == 0
 
 
-def test_replace_when_libvirt_cannot_change_it_live(web: ProjectDir, real_host: RealHost) -> None:
+def test_what_libvirt_cannot_change_live_restarts_the_guest(web: ProjectDir, real_host: RealHost) -> None:
+    dom = real_host.conn.lookupByName("crt-web-2")
+    before_id, before_uuid = dom.ID(), dom.UUIDString()
+    change = ("--var", "cmdline=console=ttyS0 quiet", "--var", "vcpus=1")
+    plan = ok(web, "plan", *change)
+    assert "~ vm.crt-web-2  cmdline: console=ttyS0 → console=ttyS0 quiet  # restarts the guest" in plan, plan
+    assert "~ vm.crt-web-2  vcpus: 2 → 1  # restarts the guest" in plan and "-/+" not in plan, plan
+    assert "~ vm.crt-web-1  vcpus: 2 → 1  # restarts the guest" in plan  # the variable sets both
+    ok(web, "apply", "--auto-approve", *change)
+    dom = real_host.conn.lookupByName("crt-web-2")
+    assert dom.UUIDString() == before_uuid and dom.isActive() and dom.ID() != before_id  # restarted, not replaced
+    assert "quiet" in dom.XMLDesc(0) and dom.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE) == 1
+    assert http_get(outputs(web)["web-2-ipv4"], timeout=30).strip() == "crane test guest"
+    web.write_config((web.root / "crane.toml").read_text().replace('"console=ttyS0"', '"console=ttyS0 quiet"')
+                     .replace("vcpus = { type = \"int\", default = 2", "vcpus = { type = \"int\", default = 1"))
+    assert web.crane("plan", "--detailed-exitcode").code == 0
+
+
+def test_replace_makes_a_new_domain_that_boots(web: ProjectDir, real_host: RealHost) -> None:
     old_uuid = real_host.conn.lookupByName("crt-web-2").UUIDString()
-    plan = ok(web, "plan", "--var", "cmdline=console=ttyS0 quiet")
+    plan = ok(web, "plan", "--replace", "vm.crt-web-2")
     assert "-/+ vm.crt-web-2" in plan, plan
-    ok(web, "apply", "--auto-approve", "--var", "cmdline=console=ttyS0 quiet")
+    ok(web, "apply", "--auto-approve", "--replace", "vm.crt-web-2")
     dom = real_host.conn.lookupByName("crt-web-2")
     assert dom.UUIDString() != old_uuid and dom.isActive()
-    assert "quiet" in dom.XMLDesc(0)
     assert http_get(outputs(web)["web-2-ipv4"], timeout=30).strip() == "crane test guest"
-    web.write_config((web.root / "crane.toml").read_text().replace('"console=ttyS0"', '"console=ttyS0 quiet"'))
 
 
 def test_drift_made_with_virsh_is_detected_and_corrected(web: ProjectDir, real_host: RealHost) -> None:

@@ -24,7 +24,7 @@ import libvirt
 
 from crane_iac.errors import ProviderError
 from crane_iac.planner.model import FieldChange, Live
-from crane_iac.providers.base import MemoryUsage, Owner, Provider, changed_fields
+from crane_iac.providers.base import LIVE, REPLACE, RESTART, MemoryUsage, Owner, Provider, changed_fields
 from crane_iac.providers.libvirt import xml as lx
 from crane_iac.providers.libvirt.sandbox import Sandbox, domain_for_node_file
 
@@ -36,26 +36,43 @@ _NOT_FOUND = {
 }
 
 
-def _grows(before: Any, after: Any) -> bool:
-    """A replacement is forced unless the number only grows."""
-    return not (isinstance(before, int) and isinstance(after, int) and after >= before)
+def _vcpus(before: Any, after: Any) -> str:
+    """More vCPUs (within the maximum) are hot-plugged; fewer wait for a restart, as libvirt 9.0 cannot unplug
+    them cleanly from a running guest."""
+    return LIVE if isinstance(before, int) and isinstance(after, int) and after >= before else RESTART
 
 
-REPLACE_RULES: dict[str, dict[str, Any]] = {
+def _capacity(before: Any, after: Any) -> str:
+    """A volume grows in place; it cannot shrink."""
+    return LIVE if isinstance(before, int) and isinstance(after, int) and after >= before else REPLACE
+
+
+CHANGE_RULES: dict[str, dict[str, Any]] = {
     "vm": {
-        # within the defined maximum these change live; a vCPU decrease is an offline change
-        "vcpus": _grows,
-        "memory_mib": False,
-        "running": False,
-        "autostart": False,
-        "description": False,
-        # kernel, initrd, cmdline and anything not listed: a new domain
+        # within the defined maximum these change on the running guest
+        "vcpus": _vcpus,
+        "memory_mib": LIVE,
+        "running": LIVE,
+        "autostart": LIVE,
+        "description": LIVE,
+        # the persistent definition changes now and the guest boots with it: apply restarts a running guest
+        "max_vcpus": RESTART,
+        "max_memory_mib": RESTART,
+        "kernel": RESTART,
+        "initrd": RESTART,
+        "cmdline": RESTART,
+        # NICs and disks: a new domain
     },
     "network": {},
-    "volume": {"capacity_gib": _grows},
+    "volume": {"capacity_gib": _capacity},
 }
 #: in-place changes that change outputs: a VM started or stopped gains or loses its addresses
 OUTPUT_FIELDS: dict[str, frozenset[str]] = {"vm": frozenset({"running"})}
+
+
+def diff_properties(kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
+    """The libvirt provider's judgement of a change (pure: the planner's tests use it without a connection)."""
+    return changed_fields(before, after, CHANGE_RULES.get(kind, {}), OUTPUT_FIELDS.get(kind, frozenset()))
 
 
 def _ignore_errors(_ctx: object, _err: object) -> None:
@@ -75,6 +92,7 @@ class LibvirtProvider(Provider):
         stats_period: int = 2,
         lock_timeout: float = 0.0,
         address_timeout: float = 120.0,
+        shutdown_timeout: float = 30.0,
     ) -> None:
         libvirt.registerErrorHandler(_ignore_errors, None)
         self.sandbox: Sandbox | None = None
@@ -93,6 +111,7 @@ class LibvirtProvider(Provider):
         self.domain_type = domain_type or ("test" if self.conn.getType().lower() == "test" else "qemu")
         self.stats_period = stats_period
         self.address_timeout = address_timeout
+        self.shutdown_timeout = shutdown_timeout
         self._range_cache: dict[str, tuple[int, int] | None] = {}
         self._pool_names: set[str] | None = None  # known after read_all
         # a file path in a stack names a file on the hypervisor host: crane can look only when that is this machine
@@ -288,7 +307,7 @@ class LibvirtProvider(Provider):
         return problems
 
     def diff(self, kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
-        return changed_fields(before, after, REPLACE_RULES.get(kind, {}), OUTPUT_FIELDS.get(kind, frozenset()))
+        return diff_properties(kind, before, after)
 
     # -- mutating ----------------------------------------------------------------------------------
 
@@ -367,6 +386,8 @@ class LibvirtProvider(Provider):
 
     def _update_vm(self, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
         dom = self.conn.lookupByName(physical)
+        if any(f.restarts for f in diff_properties("vm", before, after)):
+            return self._redefine_vm(dom, physical, after)
         # the persistent definition first, then the running domain (some drivers refuse both in one call)
         scopes = [libvirt.VIR_DOMAIN_AFFECT_CONFIG]
         if dom.isActive():
@@ -390,9 +411,27 @@ class LibvirtProvider(Provider):
             self._stop(dom)
         return self._read_vm(dom, wait=started)
 
-    @staticmethod
-    def _stop(dom: Any, timeout: float = 30.0) -> None:
-        """Ask the guest to shut down; power it off if it has not within ``timeout`` seconds."""
+    def _redefine_vm(self, dom: Any, physical: str, after: dict[str, Any]) -> Live:
+        """A change libvirt cannot make live: stop the guest, define the domain anew (same UUID, same owner) with
+        every property, and start it again if it should run. A crash in between leaves a defined domain whose
+        running state the next plan corrects."""
+        root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        owner = lx.owner_of(root) or Owner("", "")
+        if dom.isActive():
+            self._stop(dom)
+        xml = lx.render_domain(physical, after, owner, domain_type=root.get("type") or self.domain_type,
+                               disks=self._disks(after), stats_period=self.stats_period, uuid=dom.UUIDString())
+        dom = self.conn.defineXML(xml)
+        dom.setAutostart(int(after["autostart"]))
+        with self._lock:
+            (self._autostart.add if after["autostart"] else self._autostart.discard)(physical)
+        if after["running"]:
+            dom.create()
+        return self._read_vm(dom, wait=bool(after["running"]))
+
+    def _stop(self, dom: Any) -> None:
+        """Ask the guest to shut down; power it off if it has not within ``shutdown_timeout`` seconds."""
+        timeout = self.shutdown_timeout
         try:
             dom.shutdown()
         except libvirt.libvirtError:

@@ -33,10 +33,11 @@ def _templates() -> jinja2.Environment:
 
 
 def render_domain(name: str, p: dict[str, Any], owner: Owner, *, domain_type: str, disks: list[dict[str, str]],
-                  stats_period: int) -> str:
+                  stats_period: int, uuid: str | None = None) -> str:
+    """Domain XML; with ``uuid``, a new definition of that existing domain."""
     return _templates().get_template("domain.xml.j2").render(
         name=name, p=p, owner={"stack": owner.stack, "address": owner.address}, ns=OWNER_NS,
-        domain_type=domain_type, disks=disks, stats_period=stats_period)
+        domain_type=domain_type, disks=disks, stats_period=stats_period, uuid=uuid)
 
 
 def _ip_blocks(p: dict[str, Any]) -> list[dict[str, Any]]:
