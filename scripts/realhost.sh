@@ -4,7 +4,7 @@
 #   scripts/realhost.sh start   exit 0: qemu:///system answers; exit 3: cannot here (reason on stdout)
 #   scripts/realhost.sh stop    stops only what `start` started, and restores /dev/kvm's mode
 #
-# `start` needs root. It installs the Debian packages if any is missing, creates the `kvm` group and the
+# `start` needs root, unless qemu:///system already answers this user (then it changes nothing). It installs the Debian packages if any is missing, creates the `kvm` group and the
 # `libvirt-qemu` user QEMU runs as, and starts virtlogd and libvirtd unless they already run. A libvirtd that
 # was running before is left alone, and `stop` leaves it running.
 #
@@ -23,7 +23,10 @@ PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-
 answers() { timeout 10 virsh -c "$URI" version >/dev/null 2>&1; }
 
 start() {
-    if [ "$(id -u)" -ne 0 ]; then echo "not root: cannot start libvirtd"; exit 3; fi
+    if [ "$(id -u)" -ne 0 ]; then
+        answers && { echo "qemu:///system answers (not root): using it as it is" >&2; exit 0; }
+        echo "not root, and qemu:///system does not answer: cannot start libvirtd"; exit 3
+    fi
     missing=()
     for p in "${PACKAGES[@]}"; do
         dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -11,6 +11,7 @@ for i in range(1, variable("web_count") + 1):
     disk = Volume(f"web-{i}-root", capacity_gib=8, base=base)
     web = VM(f"web-{i}", vcpus=1, memory_mib=512, max_memory_mib=2048, networks=[lan, backend], volumes=[disk])
     export(f"web-{i}-mac", web.macs[0])
+    export(f"web-{i}-ipv4", web.ipv4)  # its DHCP lease (simulated on the sandbox)
 
 db_disk = Volume("db-root", capacity_gib=20)
 db = VM("db", vcpus=2, memory_mib=1024, networks=[backend], volumes=[db_disk], autostart=True)

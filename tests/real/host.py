@@ -67,9 +67,9 @@ def ensure_pool(conn: libvirt.virConnect, name: str = POOL, directory: Path = PO
     try:
         pool = conn.storagePoolLookupByName(name)
     except libvirt.libvirtError:
-        directory.mkdir(parents=True, exist_ok=True)
         pool = conn.storagePoolDefineXML(
             f"<pool type='dir'><name>{name}</name><target><path>{directory}</path></target></pool>", 0)
+        pool.build(0)  # the daemon makes the directory: this process may not be allowed to
     if not pool.isActive():
         pool.create(0)
 
