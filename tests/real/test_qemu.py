@@ -22,16 +22,14 @@ PREFIX = "crt-"
 SUBNET = "10.231.0.0/24"
 
 
-def outputs(project: ProjectDir) -> dict[str, str]:
-    result = project.crane("output", "--json")
-    assert result.code == 0, result.err
-    return dict(json.loads(result.out))
-
-
 def ok(project: ProjectDir, *args: str) -> str:
     result = project.crane(*args)
     assert result.code == 0, result.out + result.err
     return result.out
+
+
+def outputs(project: ProjectDir) -> dict[str, str]:
+    return dict(json.loads(ok(project, "output", "--json")))
 
 
 @pytest.fixture(scope="module")

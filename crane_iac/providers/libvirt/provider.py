@@ -117,6 +117,10 @@ class LibvirtProvider(Provider):
         # a file path in a stack names a file on the hypervisor host: crane can look only when that is this machine
         self._local = self.sandbox is not None or not urlsplit(uri).hostname
         self._path_exists: dict[str, bool] = {}
+        # a real host: read the persistent definition, which is what crane manages (a live value such as the
+        # balloon's current size trails it for a moment after a change); the sandbox's test driver keeps the two
+        # equal, and its node file wants the live XML
+        self._domain_xml_flags = 0 if self.sandbox is not None else libvirt.VIR_DOMAIN_XML_INACTIVE
         self._lock = threading.Lock()
         self._network_lock = threading.Lock()
         # sandbox only: what the node file will say. Once filled by a full listing it is kept current by every
@@ -176,9 +180,7 @@ class LibvirtProvider(Provider):
             self._autostart = set(autostart)
             self._node_complete = True
         domains = self.conn.listAllDomains(0)
-        # a real host: the persistent definition is what crane manages (a live value such as the balloon's
-        # current size trails it for a moment after a change); the sandbox's test driver keeps the two equal
-        flags = 0 if self.sandbox is not None else libvirt.VIR_DOMAIN_XML_INACTIVE
+        flags = self._domain_xml_flags
         active = None if self.sandbox is not None else {
             d.name() for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
         if self.sandbox is None and len(domains) > 64:
@@ -356,7 +358,7 @@ class LibvirtProvider(Provider):
         return disks
 
     def _read_vm(self, dom: Any, *, wait: bool = False) -> Live:
-        xml = dom.XMLDesc(0 if self.sandbox is not None else libvirt.VIR_DOMAIN_XML_INACTIVE)
+        xml = dom.XMLDesc(self._domain_xml_flags)
         root = ET.fromstring(xml)
         active = bool(dom.isActive())
         if self.sandbox is not None:
@@ -372,14 +374,12 @@ class LibvirtProvider(Provider):
                                stats_period=self.stats_period)
         dom = self.conn.defineXML(xml)
         if p["autostart"]:
-            dom.setAutostart(1)
+            self._set_autostart(dom, physical, True)
         if p["running"]:
             dom.create()
         if self.sandbox is not None:
             with self._lock:
                 self._node_xml[physical] = domain_for_node_file(dom.XMLDesc(0), bool(p["running"]))
-                if p["autostart"]:
-                    self._autostart.add(physical)
         # what was defined is what a read returns (read_all parses to the same shape; drift would show if not)
         return Live("vm", physical, dict(p), self._guest_outputs(dom.UUIDString(), p, wait=True),
                     owner.stack, owner.address)
@@ -401,9 +401,7 @@ class LibvirtProvider(Provider):
                 dom.setMetadata(libvirt.VIR_DOMAIN_METADATA_DESCRIPTION, after["description"] or None, None, None,
                                 flags)
         if after["autostart"] != before.get("autostart"):
-            dom.setAutostart(int(after["autostart"]))
-            with self._lock:
-                (self._autostart.add if after["autostart"] else self._autostart.discard)(physical)
+            self._set_autostart(dom, physical, after["autostart"])
         started = after["running"] and not dom.isActive()
         if started:
             dom.create()
@@ -422,12 +420,16 @@ class LibvirtProvider(Provider):
         xml = lx.render_domain(physical, after, owner, domain_type=root.get("type") or self.domain_type,
                                disks=self._disks(after), stats_period=self.stats_period, uuid=dom.UUIDString())
         dom = self.conn.defineXML(xml)
-        dom.setAutostart(int(after["autostart"]))
-        with self._lock:
-            (self._autostart.add if after["autostart"] else self._autostart.discard)(physical)
+        self._set_autostart(dom, physical, after["autostart"])
         if after["running"]:
             dom.create()
         return self._read_vm(dom, wait=bool(after["running"]))
+
+    def _set_autostart(self, dom: Any, physical: str, on: bool) -> None:
+        """Set the flag, and keep the sandbox's record of it (the node file cannot hold autostart) current."""
+        dom.setAutostart(int(on))
+        with self._lock:
+            (self._autostart.add if on else self._autostart.discard)(physical)
 
     def _stop(self, dom: Any) -> None:
         """Ask the guest to shut down; power it off if it has not within ``shutdown_timeout`` seconds."""
