@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
 # Starts (or stops) the real hypervisor the integration tests use: libvirtd with the QEMU driver, qemu:///system.
 #
-#   scripts/realhost.sh start   exit 0: qemu:///system answers; exit 3: cannot here (reason on stdout)
-#   scripts/realhost.sh stop    stops only what `start` started, and restores /dev/kvm's mode
+#   scripts/realhost.sh start   exit 0: qemu:///system answers
+#                               exit 3: not root and no daemon answers: cannot start one here (reason on stdout)
+#                               exit 1: it should have worked and did not (reason and the daemon log's tail on stdout)
+#   scripts/realhost.sh stop    undoes exactly what `start` did (with the same CRANE_REALHOST_STATE)
 #
-# `start` needs root, unless qemu:///system already answers this user (then it changes nothing). It installs the Debian packages if any is missing, creates the `kvm` group and the
-# `libvirt-qemu` user QEMU runs as, and starts virtlogd and libvirtd unless they already run. A libvirtd that
-# was running before is left alone, and `stop` leaves it running.
+# `start` needs root, unless qemu:///system already answers this user (then it changes nothing). It installs the
+# Debian packages if any is missing, creates the `kvm` and `libvirt-qemu` groups and the `libvirt-qemu` user QEMU
+# runs as (libvirt 9.0 refuses to start QEMU domains, and its qemu:///system does not answer, without both the
+# user and a group of that name), and starts virtlogd and libvirtd unless they already run. A libvirtd that was
+# running before is left alone, and `stop` leaves it running. Every change `start` makes is recorded in the state
+# directory (CRANE_REALHOST_STATE, default /run/crane-realhost): `stop` undoes those and nothing else, so two
+# users of the script with different state directories never stop each other's daemon. A failed `start` undoes
+# its own changes before it exits. The daemons log to the state directory (libvirtd.log, virtlogd.log).
 #
 # /dev/kvm: on these machines it may exist but belong to a nested, software-emulated setup. Crane's tests use
 # domain type 'qemu' (pure emulation) and never KVM, but libvirtd still looks at the node: when QEMU's probe
@@ -22,10 +29,28 @@ PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-
 
 answers() { timeout 10 virsh -c "$URI" version >/dev/null 2>&1; }
 
+log_tail() {
+    for f in "$STATE_DIR/libvirtd.log" "$STATE_DIR/virtlogd.log"; do
+        [ -s "$f" ] || continue
+        echo "--- last lines of $f:"
+        grep -v ' : info : \| : debug : ' "$f" | tail -n 25
+    done
+}
+
+fail() {  # an error as root: say why, show the daemon's log, undo what start did, exit 1
+    echo "$1"
+    log_tail
+    stop >/dev/null 2>&1
+    exit 1
+}
+
+created() { echo "$1" >> "$STATE_DIR/created"; }
+
 start() {
     if [ "$(id -u)" -ne 0 ]; then
         answers && { echo "qemu:///system answers (not root): using it as it is" >&2; exit 0; }
-        echo "not root, and qemu:///system does not answer: cannot start libvirtd"; exit 3
+        echo "not root, and qemu:///system does not answer this user: run the tests as root (or start libvirtd)"
+        exit 3
     fi
     missing=()
     for p in "${PACKAGES[@]}"; do
@@ -34,33 +59,43 @@ start() {
     if [ ${#missing[@]} -gt 0 ]; then
         echo "installing ${missing[*]}" >&2
         { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-            "${missing[@]}"; } >/dev/null 2>&1 || { echo "apt-get install ${missing[*]} failed"; exit 3; }
+            "${missing[@]}"; } >/dev/null 2>&1 || { echo "apt-get install ${missing[*]} failed"; exit 1; }
     fi
-    command -v qemu-system-x86_64 >/dev/null || { echo "no qemu-system-x86_64"; exit 3; }
+    command -v qemu-system-x86_64 >/dev/null || { echo "no qemu-system-x86_64 after installing qemu-system-x86"; exit 1; }
     mkdir -p "$STATE_DIR" /var/log/libvirt /run/libvirt /var/lib/libvirt/images
-    getent group kvm >/dev/null || groupadd -r kvm
-    id libvirt-qemu >/dev/null 2>&1 || useradd -r -g kvm -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
+    getent group kvm >/dev/null || { groupadd -r kvm && created group:kvm; }
+    getent group libvirt-qemu >/dev/null || { groupadd -r libvirt-qemu && created group:libvirt-qemu; }
+    if ! id libvirt-qemu >/dev/null 2>&1; then
+        useradd -r -g kvm -G libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu \
+            && created user:libvirt-qemu
+    fi
     if [ -c /dev/kvm ] && [ ! -e "$STATE_DIR/kvm.mode" ]; then
         stat -c '%U:%G %a' /dev/kvm > "$STATE_DIR/kvm.mode"
         chown root:kvm /dev/kvm && chmod 0660 /dev/kvm
     fi
     if answers; then echo "qemu:///system already answers: using it as it is" >&2; exit 0; fi
     if ! pgrep -x virtlogd >/dev/null; then
-        virtlogd -d && pgrep -x virtlogd > "$STATE_DIR/virtlogd.pid"
+        LIBVIRT_LOG_OUTPUTS="3:file:$STATE_DIR/virtlogd.log" virtlogd -d || fail "virtlogd did not start"
+        pgrep -nx virtlogd > "$STATE_DIR/virtlogd.pid"
     fi
     if ! pgrep -x libvirtd >/dev/null; then
-        libvirtd -d && sleep 0.5 && pgrep -x libvirtd > "$STATE_DIR/libvirtd.pid"
+        LIBVIRT_LOG_OUTPUTS="3:file:$STATE_DIR/libvirtd.log" libvirtd -d || fail "libvirtd did not start"
+        sleep 0.5
+        pgrep -nx libvirtd > "$STATE_DIR/libvirtd.pid" || fail "libvirtd exited at once"
     fi
     for _ in $(seq 60); do answers && break; sleep 0.5; done
-    answers || { echo "libvirtd started but $URI does not answer"; exit 3; }
+    answers || fail "libvirtd started but $URI does not answer"
     # the first define makes libvirtd probe QEMU's capabilities (up to half a minute here): pay it now, once
     echo "<domain type='qemu'><name>crane-probe</name><memory unit='MiB'>32</memory><os><type>hvm</type></os></domain>" \
         > "$STATE_DIR/probe.xml"
-    virsh -c "$URI" define "$STATE_DIR/probe.xml" >/dev/null 2>&1 && virsh -c "$URI" undefine crane-probe >/dev/null 2>&1
+    virsh -c "$URI" define "$STATE_DIR/probe.xml" >/dev/null 2>&1 || fail "libvirtd cannot define a QEMU domain"
+    virsh -c "$URI" undefine crane-probe >/dev/null 2>&1
+    rm -f "$STATE_DIR/probe.xml"
     echo "started: $(cat "$STATE_DIR"/*.pid 2>/dev/null | tr '\n' ' ')" >&2
 }
 
 stop() {
+    [ -d "$STATE_DIR" ] || return 0
     for name in libvirtd virtlogd; do
         f="$STATE_DIR/$name.pid"
         [ -s "$f" ] || continue
@@ -75,6 +110,15 @@ stop() {
         chown "$owner" /dev/kvm && chmod "$mode" /dev/kvm
     fi
     rm -f "$STATE_DIR/kvm.mode"
+    if [ -s "$STATE_DIR/created" ]; then
+        # the user first: a group that is someone's primary group cannot be deleted
+        grep -q '^user:libvirt-qemu$' "$STATE_DIR/created" && userdel libvirt-qemu 2>/dev/null
+        tac "$STATE_DIR/created" | grep '^group:' | cut -d: -f2 | while read -r g; do groupdel "$g" 2>/dev/null; done
+        rm -f "$STATE_DIR/created"
+    fi
+    rm -f "$STATE_DIR"/*.log
+    rmdir "$STATE_DIR" 2>/dev/null
+    return 0
 }
 
 case "${1:-}" in

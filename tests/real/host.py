@@ -62,16 +62,43 @@ def _ignore(_ctx: object, _err: object) -> None:
 libvirt.registerErrorHandler(_ignore, None)
 
 
-def ensure_pool(conn: libvirt.virConnect, name: str = POOL, directory: Path = POOL_DIR) -> None:
-    """A started directory pool ``name`` at ``directory``, defined if the host does not have it."""
+def ensure_pool(conn: libvirt.virConnect, name: str = POOL, directory: Path = POOL_DIR) -> bool:
+    """A started directory pool ``name`` at ``directory``, defined if the host does not have it; True when this call
+    defined it (so that the caller removes it again with ``remove_pool``)."""
+    created = False
     try:
         pool = conn.storagePoolLookupByName(name)
     except libvirt.libvirtError:
         pool = conn.storagePoolDefineXML(
             f"<pool type='dir'><name>{name}</name><target><path>{directory}</path></target></pool>", 0)
         pool.build(0)  # the daemon makes the directory: this process may not be allowed to
+        created = True
     if not pool.isActive():
         pool.create(0)
+    return created
+
+
+def remove_pool(conn: libvirt.virConnect, name: str = POOL, directory: Path = POOL_DIR) -> None:
+    """Undo ``ensure_pool``: stop and undefine the pool, and remove its directory (and an empty parent)."""
+    try:
+        pool = conn.storagePoolLookupByName(name)
+    except libvirt.libvirtError:
+        return
+    if pool.isActive():
+        pool.refresh(0)
+        for vol in pool.listAllVolumes(0):
+            vol.delete(0)
+        pool.destroy()
+    try:
+        pool.delete(0)  # removes the (now empty) directory
+    except libvirt.libvirtError:
+        pass
+    pool.undefine()
+    for path in (directory, directory.parent):
+        try:
+            path.rmdir()
+        except OSError:
+            break
 
 
 def http_get(address: str, path: str = "/", timeout: float = 60.0) -> str:
