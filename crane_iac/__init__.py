@@ -10,11 +10,24 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["VM", "Component", "CraneError", "Network", "Output", "Volume", "__version__", "export", "variable"]
+__all__ = ["VM", "CloudInit", "Component", "CraneError", "Network", "Output", "StoragePool", "Volume", "__version__",
+           "export", "import_", "moved", "variable"]
 
 if TYPE_CHECKING:
     from crane_iac.errors import CraneError
-    from crane_iac.resources import VM, Component, Network, Output, Volume, export, variable
+    from crane_iac.resources import (
+        VM,
+        CloudInit,
+        Component,
+        Network,
+        Output,
+        StoragePool,
+        Volume,
+        export,
+        import_,
+        moved,
+        variable,
+    )
 
 
 def __getattr__(name: str) -> Any:

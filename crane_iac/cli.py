@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -13,10 +14,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
 from crane_iac import __version__
 
 if TYPE_CHECKING:
+    import threading
+
     from crane_iac.config import Project, StackConfig
     from crane_iac.loader import LoadedStack
     from crane_iac.planner.model import Plan
     from crane_iac.providers.libvirt import LibvirtProvider
+    from crane_iac.state.base import StackState
     from crane_iac.state.sql import SqlStateStore
 
 
@@ -62,7 +66,9 @@ class Session:
     directory: Path
     stack_option: str | None
     var_options: list[str] = field(default_factory=list)
+    var_files: list[Path] = field(default_factory=list)
     _project: "Project | None" = None
+    _variables: dict[str, Any] = field(default_factory=dict)
     _store: "SqlStateStore | None" = None
 
     @property
@@ -76,22 +82,45 @@ class Session:
     def stack(self) -> "tuple[str, StackConfig]":
         return self.project.stack(self.stack_option)
 
-    def load(self) -> "LoadedStack":
+    def load(self, state: "StackState | None" = None) -> "LoadedStack":
+        """Run the stack file; with ``state``, recorded resources keep the hypervisor names they were created with
+        (a resource moved to a new address is the same object)."""
+        from crane_iac.config import read_var_file
         from crane_iac.errors import ConfigError
-        from crane_iac.loader import load_stack
+        from crane_iac.loader import load_stack, pinned_names
 
         name, config = self.stack()
-        overrides: dict[str, str] = {}
+        overrides: dict[str, Any] = {}
+        for var_file in self.var_files:
+            overrides.update(read_var_file(var_file))
         for item in self.var_options:
             key, sep, val = item.partition("=")
             if not sep:
                 raise ConfigError(f"--var {item!r}: use --var name=value")
             overrides[key.strip()] = val
         variables = self.project.resolve_vars(config, overrides)
+        self._variables = variables
         path = self.project.root / config.file
         if not path.is_file():
             raise ConfigError(f"{self.project.path}: stack {name!r} names {config.file}, which does not exist")
-        return load_stack(path, variables)
+        loaded = load_stack(path, variables)
+        if state is not None:
+            names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
+            if names is not None:  # a moved resource keeps its name: run the stack again with the names pinned
+                loaded = load_stack(path, variables, physical_names=names)
+        return loaded
+
+    def load_with_state(self) -> "tuple[LoadedStack, StackState]":
+        """The stack and its state; the stack file runs first (a broken stack creates no state database), and again
+        with pinned names only when a moved resource keeps a name its new address would not give it."""
+        from crane_iac.loader import load_stack, pinned_names
+
+        loaded = self.load()
+        state = self.store.read(self.stack()[0])
+        names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
+        if names is not None:
+            loaded = load_stack(Path(loaded.file), self._variables, physical_names=names)
+        return loaded, state
 
     @property
     def store(self) -> "SqlStateStore":
@@ -140,11 +169,11 @@ class Session:
     @contextmanager
     def locked(self, operation: str, timeout: float) -> Iterator[str]:
         name, _ = self.stack()
-        self.store.acquire_lock(name, operation, timeout)
+        lock_id = self.store.acquire_lock(name, operation, timeout)
         try:
             yield name
         finally:
-            self.store.release_lock(name)
+            self.store.release_lock(name, lock_id)
 
 
 def _colour() -> bool:
@@ -152,43 +181,84 @@ def _colour() -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR") and not os.environ.get("CI")
 
 
+@contextmanager
+def _interruptible(stop: "threading.Event") -> Iterator[list[int]]:
+    """The first SIGINT/SIGTERM sets ``stop`` (apply starts nothing new, finishes and records what is in flight);
+    a second exits at once, and crash safety (intents, owner metadata) takes over. Yields the signals seen."""
+    seen: list[int] = []
+
+    def handler(signum: int, _frame: object) -> None:
+        seen.append(signum)
+        name = signal.Signals(signum).name
+        if len(seen) == 1:
+            stop.set()
+            print(f"\n{name}: stopping: no new operation starts; those in flight finish and are recorded. "
+                  "Press Ctrl-C again to exit at once.", file=sys.stderr, flush=True)
+        else:
+            print(f"\n{name} again: exiting at once. The next plan adopts or removes what was in flight.",
+                  file=sys.stderr, flush=True)
+            os._exit(128 + signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield seen
+    finally:
+        if not seen:  # once interrupted, the process is winding down: a second signal still exits at once
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+
 def _app() -> Any:
     import typer
 
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                       help="crane: declarative infrastructure as code for libvirt and XenServer.")
-    state_app = typer.Typer(help="Inspect recorded state.", no_args_is_help=True)
+    state_app = typer.Typer(help="Inspect and edit recorded state.", no_args_is_help=True)
     app.add_typer(state_app, name="state")
 
-    Stack = Annotated[Optional[str], typer.Option("--stack", "-s", help="Stack name from crane.toml.")]  # noqa: UP045
-    Vars = Annotated[Optional[list[str]], typer.Option("--var", help="Set a stack variable: name=value.")]  # noqa: UP045
-    Chdir = Annotated[Path, typer.Option("--chdir", "-C", help="Project directory (holds crane.toml).")]
-    Targets = Annotated[Optional[list[str]], typer.Option("--target", help="Only this address and what it needs.")]  # noqa: UP045
-    Replaces = Annotated[Optional[list[str]], typer.Option("--replace", help="Force replacement of this address.")]  # noqa: UP045
-    Refresh = Annotated[str, typer.Option("--refresh", help="Read live state first: true or false.")]
-    Parallelism = Annotated[int, typer.Option("--parallelism", min=1, max=256, help="Provider calls at once.")]
-    LockTimeout = Annotated[float, typer.Option("--lock-timeout", min=0, help="Seconds to wait for the lock.")]
+    Stack = Annotated[Optional[str], typer.Option("--stack", "-s", metavar="NAME",  # noqa: UP045
+                                                  help="Stack name from crane.toml.")]
+    Vars = Annotated[Optional[list[str]], typer.Option("--var", metavar="NAME=VALUE",  # noqa: UP045
+                                                       help="Set a stack variable (repeatable).")]
+    VarFiles = Annotated[Optional[list[Path]], typer.Option("--var-file", metavar="FILE",  # noqa: UP045
+                                                            help="Variables from a TOML file (name = value).")]
+    Chdir = Annotated[Path, typer.Option("--chdir", "-C", metavar="DIR", help="Project directory (holds crane.toml).")]
+    Targets = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--target", metavar="ADDRESS", help="Only this address and what it needs (destroy: and what needs it).")]
+    Replaces = Annotated[Optional[list[str]], typer.Option("--replace", metavar="ADDRESS",  # noqa: UP045
+                                                           help="Force replacement of this address.")]
+    Refresh = Annotated[Optional[str], typer.Option("--refresh", metavar="true|false",  # noqa: UP045
+                                                    help="Read live state first (default true).")]
+    Parallelism = Annotated[int, typer.Option("--parallelism", metavar="N", min=1, max=256,
+                                              help="Provider calls at once.")]
+    LockTimeout = Annotated[float, typer.Option("--lock-timeout", metavar="SECONDS", min=0,
+                                                help="Seconds to wait for the lock.")]
+    AsJson = Annotated[bool, typer.Option("--json", metavar="", help="Print JSON.")]
+    AutoApprove = Annotated[bool, typer.Option("--auto-approve", metavar="",
+                                               help="Apply without asking (needed when stdin is not a terminal).")]
 
-    def truth(text: str) -> bool:
-        if text.lower() in ("true", "1", "yes"):
+    def truth(text: str | None) -> bool:
+        if text is None or text.lower() in ("true", "1", "yes"):
             return True
         if text.lower() in ("false", "0", "no"):
             return False
         raise typer.BadParameter(f"{text!r} is not true or false", param_hint="--refresh")
 
-    def session(chdir: Path, stack: str | None, var: list[str] | None = None) -> Session:
-        return Session(chdir, stack, list(var or []))
+    def session(chdir: Path, stack: str | None, var: list[str] | None = None,
+                var_file: list[Path] | None = None) -> Session:
+        return Session(chdir, stack, list(var or []), list(var_file or []))
 
     @app.callback(invoke_without_command=True)
-    def root(version: Annotated[bool, typer.Option("--version", "-V", help="Print the version.")] = False) -> None:
+    def root(version: Annotated[bool, typer.Option("--version", "-V", metavar="", help="Print the version.")] = False,
+             ) -> None:
         if version:
             print(f"crane {__version__}")
             raise typer.Exit(0)
 
     @app.command()
-    def validate(stack: Stack = None, var: Vars = None, chdir: Chdir = Path(".")) -> None:
+    def validate(stack: Stack = None, var: Vars = None, var_file: VarFiles = None, chdir: Chdir = Path(".")) -> None:
         """Check a stack without contacting a hypervisor."""
-        s = session(chdir, stack, var)
+        s = session(chdir, stack, var, var_file)
         loaded = s.load()
         print(f"Stack {s.stack()[0]!r} is valid: {len(loaded.desired)} resources.")
 
@@ -197,25 +267,25 @@ def _app() -> Any:
         from crane_iac.engine.planning import plan_stack
 
         name, _ = s.stack()
-        with s.provider(mutating, lambda: (s.load(), s.store.read(name)), read=refresh) as (provider, (loaded, state),
-                                                                                           lives):
+        with s.provider(mutating, s.load_with_state, read=refresh) as (provider, (loaded, state), lives):
             return plan_stack(name, loaded, state, provider, refresh=refresh, targets=targets or [],
                               replace=replace or [], destroy=destroy, lives=lives)
 
     @app.command()
     def plan(
-        stack: Stack = None, var: Vars = None, chdir: Chdir = Path("."),
-        out: Annotated[Optional[Path], typer.Option("--out", help="Save the plan for `crane apply FILE`.")] = None,  # noqa: UP045
-        as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
-        target: Targets = None, replace: Replaces = None, refresh: Refresh = "true",
-        destroy: Annotated[bool, typer.Option("--destroy", help="Plan to destroy everything.")] = False,
-        detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode",
+        stack: Stack = None, var: Vars = None, var_file: VarFiles = None, chdir: Chdir = Path("."),
+        out: Annotated[Optional[Path], typer.Option("--out", metavar="FILE",  # noqa: UP045
+                                                    help="Save the plan for `crane apply FILE`.")] = None,
+        as_json: AsJson = False,
+        target: Targets = None, replace: Replaces = None, refresh: Refresh = None,
+        destroy: Annotated[bool, typer.Option("--destroy", metavar="", help="Plan to destroy everything.")] = False,
+        detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", metavar="",
                                                         help="Exit 0: no changes, 1: error, 2: changes.")] = False,
     ) -> int:
         """Show what apply would change."""
         from crane_iac.render import render_plan
 
-        s = session(chdir, stack, var)
+        s = session(chdir, stack, var, var_file)
         result = _plan(s, refresh=truth(refresh), targets=target, replace=replace, destroy=destroy, mutating=False)
         if as_json:
             print(result.to_json())
@@ -224,32 +294,37 @@ def _app() -> Any:
         if out is not None:
             out.write_text(result.to_json())
             if not as_json:
-                print(f"\nSaved the plan to {out}; apply it with: crane apply {out}")
+                flag = "" if len(s.project.config.stacks) == 1 else f" (stack {result.stack!r}, recorded in the file)"
+                print(f"\nSaved the plan to {out}{flag}; apply it with: crane apply {out}")
         return 2 if detailed_exitcode and result.has_changes else 0
+
+    def _read_plan(path: Path) -> "Plan":
+        from crane_iac.errors import CraneError
+        from crane_iac.planner.model import Plan
+
+        try:
+            return Plan.from_json(path.read_text())
+        except OSError as exc:
+            raise CraneError(f"{path}: cannot read the plan: {exc.strerror}") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CraneError(f"{path}: not a crane plan file ({exc})") from None
 
     def _apply(s: Session, saved: Path | None, *, auto_approve: bool, parallelism: int, lock_timeout: float,
                refresh: bool, targets: list[str] | None, replace: list[str] | None, destroy: bool) -> int:
+        import threading
+
         from crane_iac.engine.apply import Applier
-        from crane_iac.engine.planning import plan_stack
-        from crane_iac.errors import CraneError, StalePlanError
-        from crane_iac.planner.model import Plan
-        from crane_iac.render import Progress, render_plan
+        from crane_iac.engine.planning import check_saved_plan, plan_stack
+        from crane_iac.errors import CraneError
+        from crane_iac.render import Progress, render_plan, render_result
 
         colour = _colour()
         with s.locked("destroy" if destroy else "apply", lock_timeout) as name:
             state = s.store.read(name)
             if saved is not None:
-                try:
-                    the_plan = Plan.from_json(saved.read_text())
-                except (OSError, ValueError, KeyError, TypeError) as exc:
-                    raise CraneError(f"{saved}: not a crane plan file ({exc})") from None
-                if the_plan.stack != name:
-                    raise StalePlanError(f"{saved} was made for stack {the_plan.stack!r}, not {name!r}; "
-                                         f"use --stack {the_plan.stack} or make a new plan")
-                if (the_plan.serial, the_plan.lineage) != (state.serial, state.lineage):
-                    raise StalePlanError(f"{saved} is stale: the state of stack {name!r} changed since it was made "
-                                         f"(serial {the_plan.serial} → {state.serial}); run `crane plan` again")
-            with s.provider(True, s.load if saved is None else lambda: None, lock_timeout,
+                the_plan = _read_plan(saved)
+                check_saved_plan(the_plan, state, str(saved))
+            with s.provider(True, (lambda: s.load(state)) if saved is None else lambda: None, lock_timeout,
                             read=saved is None and refresh) as (provider, loaded, lives):
                 if saved is None:
                     assert loaded is not None
@@ -260,7 +335,9 @@ def _app() -> Any:
                         return 0
                     if not auto_approve:
                         if not sys.stdin.isatty():
-                            raise CraneError("no terminal to confirm on: pass --auto-approve or apply a saved plan")
+                            raise CraneError("stdin is not a terminal, so crane cannot ask for confirmation: pass "
+                                             "--auto-approve to apply without asking, or save the plan (crane plan "
+                                             "--out FILE) and apply that file; nothing was changed")
                         import typer as _typer
 
                         if not _typer.confirm("Apply these changes?", default=False):
@@ -270,61 +347,132 @@ def _app() -> Any:
 
                 progress = Progress(sys.stdout, live=colour)
                 outputs = {a: r.outputs for a, r in state.resources.items()}
-                try:
-                    result = Applier(the_plan, s.store, provider, parallelism=parallelism, outputs=outputs,
-                                     report=progress.report).run()
-                finally:
-                    progress.finish()
+                stop = threading.Event()
+                with _interruptible(stop) as signals:
+                    try:
+                        result = Applier(the_plan, s.store, provider, parallelism=parallelism, outputs=outputs,
+                                         report=progress.report, stop=stop).run()
+                    finally:
+                        progress.finish()
             elapsed = time.monotonic() - started
-            print(f"\nApply {'complete' if result.ok else 'FAILED'}: {len(result.done)} done, {len(result.failed)} "
-                  f"failed, {len(result.skipped)} skipped in {elapsed:.1f}s ({s.store.rows_written} state rows "
-                  "written).")
+            verdict = "complete" if result.ok else "INTERRUPTED" if result.interrupted else "FAILED"
+            failures = f", {len(result.failed)} failed, {len(result.skipped)} skipped" \
+                if result.failed or result.skipped else ""
+            print(f"\nApply {verdict}: {render_result(result.counts())}{failures} in {elapsed:.1f}s "
+                  f"({s.store.rows_written} state rows written).")
             for event in result.failed:
                 print(f"error: {event.address}: {event.detail}", file=sys.stderr)
-            return 0 if result.ok else 1
+            if the_plan.targets and the_plan.untargeted:
+                print(f"Targeting was in effect: {len(the_plan.untargeted)} other resource(s) still have changes "
+                      "pending; run `crane plan` to see them.")
+        if result.interrupted:
+            print(f"Interrupted: what finished is recorded; {len(result.not_started)} resource(s) were not started "
+                  f"({', '.join(result.not_started[:5])}{' …' if len(result.not_started) > 5 else ''}). The lock is "
+                  "released; run `crane apply` again to finish.", file=sys.stderr)
+            return 128 + (signals[0] if signals else signal.SIGINT)
+        return 0 if result.ok else 1
 
     @app.command()
     def apply(
-        plan_file: Annotated[Optional[Path], typer.Argument(help="A plan saved with `crane plan --out`.")] = None,  # noqa: UP045
-        stack: Stack = None, var: Vars = None, chdir: Chdir = Path("."),
-        auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Skip the confirmation.")] = False,
-        parallelism: Parallelism = 10, lock_timeout: LockTimeout = 0.0, refresh: Refresh = "true",
+        plan_file: Annotated[Optional[Path], typer.Argument(metavar="[PLANFILE]",  # noqa: UP045
+                                                            help="A plan saved with `crane plan --out`.")] = None,
+        stack: Stack = None, var: Vars = None, var_file: VarFiles = None, chdir: Chdir = Path("."),
+        auto_approve: AutoApprove = False,
+        parallelism: Parallelism = 10, lock_timeout: LockTimeout = 0.0, refresh: Refresh = None,
         target: Targets = None, replace: Replaces = None,
     ) -> int:
         """Apply a saved plan, or plan and apply after confirmation."""
-        return _apply(session(chdir, stack, var), plan_file, auto_approve=auto_approve, parallelism=parallelism,
-                      lock_timeout=lock_timeout, refresh=truth(refresh), targets=target, replace=replace,
-                      destroy=False)
+        from crane_iac.errors import CraneError
+
+        if plan_file is not None:
+            given = [flag for flag, v in (("--var", var), ("--var-file", var_file), ("--target", target),
+                                          ("--replace", replace), ("--refresh", refresh)) if v]
+            if given:
+                raise CraneError(f"{', '.join(given)} cannot be given with a saved plan: the plan already fixes what "
+                                 f"it does; make a new plan with them (crane plan {' '.join(given)} … --out FILE)")
+            saved_stack = _read_plan(plan_file).stack
+            if stack is not None and stack != saved_stack:
+                raise CraneError(f"{plan_file} was made for stack {saved_stack!r}, not {stack!r}; "
+                                 "drop --stack or make a new plan")
+            stack = saved_stack
+        return _apply(session(chdir, stack, var, var_file), plan_file, auto_approve=auto_approve,
+                      parallelism=parallelism, lock_timeout=lock_timeout, refresh=truth(refresh), targets=target,
+                      replace=replace, destroy=False)
 
     @app.command()
     def destroy(
-        stack: Stack = None, var: Vars = None, chdir: Chdir = Path("."),
-        auto_approve: Annotated[bool, typer.Option("--auto-approve", help="Skip the confirmation.")] = False,
+        stack: Stack = None, var: Vars = None, var_file: VarFiles = None, chdir: Chdir = Path("."),
+        auto_approve: AutoApprove = False,
         parallelism: Parallelism = 10, lock_timeout: LockTimeout = 0.0, target: Targets = None,
     ) -> int:
-        """Destroy everything the stack manages."""
-        return _apply(session(chdir, stack, var), None, auto_approve=auto_approve, parallelism=parallelism,
+        """Destroy everything the stack manages (with --target: the targets and everything that depends on them)."""
+        return _apply(session(chdir, stack, var, var_file), None, auto_approve=auto_approve, parallelism=parallelism,
                       lock_timeout=lock_timeout, refresh=True, targets=target, replace=None, destroy=True)
 
     @app.command()
-    def refresh(stack: Stack = None, chdir: Chdir = Path("."), lock_timeout: LockTimeout = 0.0) -> None:
-        """Update state from the hypervisor without changing infrastructure."""
-        from crane_iac.engine.refresh import refreshed_records
+    def show(
+        plan_file: Annotated[Path, typer.Argument(metavar="PLANFILE", help="A plan saved with `crane plan --out`.")],
+        as_json: AsJson = False,
+    ) -> None:
+        """Print a saved plan."""
+        from crane_iac.render import render_plan
 
-        s = session(chdir, stack)
+        saved = _read_plan(plan_file)
+        if as_json:
+            print(saved.to_json())
+            return
+        print(f"Saved plan for stack {saved.stack!r}, made against state serial {saved.serial}"
+              f"{' (destroy)' if saved.destroy else ''}{'' if saved.refreshed else ', without refresh'}.\n")
+        print(render_plan(saved, colour=_colour()))
+
+    @app.command()
+    def refresh(stack: Stack = None, var: Vars = None, var_file: VarFiles = None, chdir: Chdir = Path("."),
+                lock_timeout: LockTimeout = 0.0) -> None:
+        """Update state (resources and stack outputs) from the hypervisor without changing infrastructure."""
+        from crane_iac.engine.refresh import refreshed_outputs, refreshed_records
+
+        s = session(chdir, stack, var, var_file)
         with s.locked("refresh", lock_timeout) as name:
             state = s.store.read(name)
-            with s.provider(False, lambda: None, read=True) as (_provider, _nothing, lives):
+            with s.provider(False, lambda: s.load(state), read=True) as (_provider, loaded, lives):
                 committed = refreshed_records(lives, name, state)
-            if committed:
-                s.store.commit(name, committed)
-            print(f"Refreshed stack {name!r}: {len(committed)} of {len(state.resources)} records updated.")
+            outputs = refreshed_outputs(loaded.outputs, state, committed)
+            if committed or outputs != state.outputs:
+                s.store.commit(name, committed, outputs)
+            changed = sorted(k for k in set(outputs) | set(state.outputs) if outputs.get(k) != state.outputs.get(k))
+            print(f"Refreshed stack {name!r}: {len(committed)} of {len(state.resources)} records updated"
+                  + (f"; outputs changed: {', '.join(changed)}." if changed else "."))
+
+    @app.command("import")
+    def import_(
+        address: Annotated[str, typer.Argument(metavar="ADDRESS", help="The stack's address for it (vm.web).")],
+        physical: Annotated[Optional[str], typer.Argument(  # noqa: UP045
+            metavar="[NAME]", help="Its name on the hypervisor (a volume: POOL/NAME); default: the address's.")] = None,
+        stack: Stack = None, var: Vars = None, var_file: VarFiles = None, chdir: Chdir = Path("."),
+        lock_timeout: LockTimeout = 0.0,
+    ) -> None:
+        """Adopt an object that exists on the hypervisor into state, then show how it differs from the stack."""
+        from crane_iac.engine.imports import import_record
+        from crane_iac.engine.planning import plan_stack
+        from crane_iac.render import render_plan
+
+        s = session(chdir, stack, var, var_file)
+        with s.locked("import", lock_timeout) as name:
+            state = s.store.read(name)
+            with s.provider(False, lambda: s.load(state), read=True) as (provider, loaded, lives):
+                committed = import_record(address, physical, loaded, state, lives, name)
+                assert committed.record is not None
+                s.store.unforget(name, committed.record.kind, committed.record.physical)
+                s.store.commit(name, [committed])
+                print(f"Imported {committed.record.kind} {committed.record.physical!r} as {address}.")
+                state = s.store.read(name)
+                planned = plan_stack(name, loaded, state, provider, targets=[address], lives=lives)
+            print(render_plan(planned, colour=_colour()))
 
     @app.command()
     def output(
-        name: Annotated[Optional[str], typer.Argument(help="One output.")] = None,  # noqa: UP045
-        stack: Stack = None, chdir: Chdir = Path("."),
-        as_json: Annotated[bool, typer.Option("--json")] = False,
+        name: Annotated[Optional[str], typer.Argument(metavar="[NAME]", help="One output.")] = None,  # noqa: UP045
+        stack: Stack = None, chdir: Chdir = Path("."), as_json: AsJson = False,
     ) -> int:
         """Show the stack's outputs."""
         from crane_iac.errors import CraneError
@@ -345,20 +493,27 @@ def _app() -> Any:
         return 0
 
     @app.command()
-    def graph(stack: Stack = None, var: Vars = None, chdir: Chdir = Path(".")) -> None:
+    def graph(stack: Stack = None, var: Vars = None, var_file: VarFiles = None, chdir: Chdir = Path(".")) -> None:
         """Print the stack's dependency graph in DOT."""
         from crane_iac.planner.graph import to_dot
 
-        print(to_dot(session(chdir, stack, var).load().dependencies()), end="")
+        print(to_dot(session(chdir, stack, var, var_file).load().dependencies()), end="")
 
     @app.command("force-unlock")
-    def force_unlock(stack: Stack = None, chdir: Chdir = Path(".")) -> None:
-        """Remove a stack's lock left by a run that is gone."""
+    def force_unlock(
+        lock_id: Annotated[str, typer.Argument(metavar="LOCK_ID", help="The ID the 'locked by' message printed.")],
+        stack: Stack = None, chdir: Chdir = Path("."),
+        force: Annotated[bool, typer.Option("--force", metavar="",
+                                            help="Break it even though its holder runs on this host.")] = False,
+    ) -> None:
+        """Remove a stack's lock left by a run that is gone (recorded in the history)."""
+        from crane_iac.engine.locks import break_lock
+
         s = session(chdir, stack)
         name, _ = s.stack()
-        info = s.store.lock_info(name)
-        s.store.release_lock(name)
-        print(f"Unlocked stack {name!r}" + (f" (was held by {info.holder})." if info else " (it was not locked)."))
+        info = break_lock(s.store, name, lock_id, force=force)
+        print(f"Unlocked stack {name!r}: broke lock {lock_id} held by {info.holder} ({info.operation} since "
+              f"{info.acquired_at}); recorded in `crane state history`.")
 
     @state_app.command("list")
     def state_list(stack: Stack = None, chdir: Chdir = Path(".")) -> None:
@@ -368,7 +523,8 @@ def _app() -> Any:
             print(address)
 
     @state_app.command("show")
-    def state_show(address: str, stack: Stack = None, chdir: Chdir = Path(".")) -> None:
+    def state_show(address: Annotated[str, typer.Argument(metavar="ADDRESS")], stack: Stack = None,
+                   chdir: Chdir = Path(".")) -> None:
         """Show one recorded resource."""
         from crane_iac.errors import CraneError
 
@@ -382,10 +538,35 @@ def _app() -> Any:
 
     @state_app.command("history")
     def state_history(stack: Stack = None, chdir: Chdir = Path("."),
-                      limit: Annotated[int, typer.Option("--limit", min=1)] = 100) -> None:
-        """Show the journal of recorded changes."""
+                      limit: Annotated[int, typer.Option("--limit", metavar="N", min=1)] = 100) -> None:
+        """Show the journal of recorded changes, with the serial each made."""
         s = session(chdir, stack)
         for entry in s.store.history(s.stack()[0], limit):
             print(f"{entry.at}  serial {entry.serial:<5} {entry.action:<8} {entry.address}")
+
+    @state_app.command("rm")
+    def state_rm(addresses: Annotated[list[str], typer.Argument(metavar="ADDRESS...")], stack: Stack = None,
+                 chdir: Chdir = Path("."), lock_timeout: LockTimeout = 0.0) -> None:
+        """Forget resources (and everything nested under them) without destroying them."""
+        from crane_iac.engine.imports import expand_addresses
+
+        s = session(chdir, stack)
+        with s.locked("state rm", lock_timeout) as name:
+            found = expand_addresses(addresses, s.store.read(name))
+            s.store.forget(name, found)
+        for address in found:
+            print(f"Removed {address} from state; its object stays on the hypervisor and crane leaves it alone.")
+
+    @state_app.command("mv")
+    def state_mv(old: Annotated[str, typer.Argument(metavar="OLD")], new: Annotated[str, typer.Argument(metavar="NEW")],
+                 stack: Stack = None, chdir: Chdir = Path("."), lock_timeout: LockTimeout = 0.0) -> None:
+        """Give a recorded resource a new address; its object keeps its name on the hypervisor."""
+        from crane_iac.engine.imports import check_move
+
+        s = session(chdir, stack)
+        with s.locked("state mv", lock_timeout) as name:
+            check_move(old, new)
+            s.store.move(name, [(old, new)])
+        print(f"Moved {old} to {new}.")
 
     return app

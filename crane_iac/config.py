@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 import tomllib
 from pathlib import Path
@@ -96,19 +97,41 @@ class Project:
         return url
 
     def resolve_vars(self, stack: StackConfig, overrides: dict[str, str]) -> dict[str, Any]:
-        unknown = set(overrides) - set(stack.vars)
-        if unknown:
-            raise ConfigError(f"--var {sorted(unknown)[0]}: not a variable of this stack in {self.path}")
+        """The stack's variables: ``--var`` values, else defaults, cast to their declared types.
+
+        Every problem is reported at once (one ConfigError, a line each) naming crane.toml's line that declares the
+        variable and the ``--var`` that would fix it.
+        """
+        name_of_stack = next((n for n, s in self.config.stacks.items() if s is stack), "")
+        try:
+            text = self.path.read_text()
+        except OSError:
+            text = ""
+        problems: list[str] = []
+        for name in sorted(set(overrides) - set(stack.vars)):
+            close = difflib.get_close_matches(name, list(stack.vars), n=1)
+            hint = f"did you mean {close[0]}?" if close else f"it declares {', '.join(sorted(stack.vars)) or 'none'}"
+            problems.append(f"--var {name}: not a variable of this stack in {self.path}; {hint}")
         values: dict[str, Any] = {}
         for name, spec in stack.vars.items():
+            line = _var_line(text, name_of_stack, name)
+            where = f"{self.path}:{line}" if line else str(self.path)
             raw = overrides.get(name, spec.default)
+            fix = f"pass --var {name}=VALUE ({spec.type})"
             if raw is None:
-                raise ConfigError(f"{self.path}: variable {name!r} has no default; pass --var {name}=VALUE")
+                problems.append(f"{where}: variable {name!r} has no default; {fix}")
+                continue
             try:
                 values[name] = spec.cast(raw)
             except ValueError as exc:
-                source = "--var" if name in overrides else str(self.path)
-                raise ConfigError(f"{source}: variable {name!r}: {exc}") from None
+                if name in overrides:
+                    problems.append(f"{where}: variable {name!r}: {exc}, as given on the command line; {fix}")
+                else:
+                    problems.append(f"{where}: variable {name!r}: {exc}; fix its default or {fix}")
+        if len(problems) == 1:
+            raise ConfigError(problems[0])
+        if problems:
+            raise ConfigError(f"{len(problems)} problems with the stack's variables:\n  " + "\n  ".join(problems))
         return values
 
 
@@ -125,16 +148,38 @@ def _line_of(text: str, key: str) -> int | None:
     return text.count("\n", 0, match.start()) + 1 if match else None
 
 
-def load_project(path: Path) -> Project:
-    """Read and validate crane.toml; errors name the file, the line and the key."""
+def _var_line(text: str, stack: str, var: str) -> int | None:
+    """The line of crane.toml declaring variable ``var`` of ``stack``: ``var = ...`` in ``[stacks.<stack>.vars]``,
+    or ``vars.var = ...`` or ``vars = { var = ... }`` in ``[stacks.<stack>]``."""
+    name = rf"(?:{re.escape(var)}|\"{re.escape(var)}\")\s*="
+    in_vars = re.compile(rf"^\s*{name}")
+    in_stack = re.compile(rf"^\s*vars\s*(?:\.\s*|=\s*\{{(?:.*[,{{])?\s*){name}")
+    table = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        header = re.match(r"^\s*\[([^\[\]]+)\]", line)
+        if header:
+            table = re.sub(r"[\s\"']", "", header.group(1))
+        elif (table == f"stacks.{stack}.vars" and in_vars.match(line)) or (
+                table == f"stacks.{stack}" and in_stack.match(line)):
+            return number
+    return None
+
+
+def _read_toml(path: Path, label: str) -> tuple[str, dict[str, Any]]:
+    """The text and the table of a TOML file; an unreadable or malformed one is a ConfigError naming it."""
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+        raise ConfigError(f"{label}: cannot read: {exc.strerror}") from None
     try:
-        data = tomllib.loads(text)
+        return text, tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def load_project(path: Path) -> Project:
+    """Read and validate crane.toml; errors name the file, the line and the key."""
+    text, data = _read_toml(path, str(path))
     try:
         config = ProjectConfig.model_validate(data)
     except ValidationError as exc:
@@ -150,3 +195,13 @@ def load_project(path: Path) -> Project:
             lines.append(f"{where}: {'.'.join(keys)}: {err['msg']}")
         raise ConfigError("\n".join(lines)) from None
     return Project(path.parent.resolve(), config, path)
+
+
+def read_var_file(path: Path) -> dict[str, Any]:
+    """Variables from a TOML file of ``name = value`` lines (``--var-file``); typed as crane.toml declares them."""
+    text, data = _read_toml(path, f"--var-file {path}")
+    nested = [k for k, v in data.items() if isinstance(v, (dict, list))]
+    if nested:
+        raise ConfigError(f"{path}:{_line_of(text, nested[0])}: {nested[0]}: a variable's value is a string, number "
+                          "or boolean")
+    return data

@@ -26,6 +26,10 @@ class LoadedStack:
     desired: list[Desired]
     components: list[str] = field(default_factory=list)
     outputs: dict[str, Any] = field(default_factory=dict)
+    #: ``moved(...)`` declarations, (old address, new address), in declaration order
+    moves: list[tuple[str, str]] = field(default_factory=list)
+    #: addresses declared with ``import_(...)``
+    imports: list[str] = field(default_factory=list)
 
     def dependencies(self) -> dict[str, list[str]]:
         return {d.address: d.dependencies for d in self.desired}
@@ -39,9 +43,9 @@ def _stack_line(exc: BaseException, stack_file: str) -> int | None:
     return line
 
 
-def _run(path: Path, variables: dict[str, Any]) -> Registry:
+def _run(path: Path, variables: dict[str, Any], pinned: dict[str, str]) -> Registry:
     stack_file = str(path.resolve())
-    registry = Registry(stack_file=stack_file, variables=variables)
+    registry = Registry(stack_file=stack_file, variables=variables, pinned=pinned)
     try:
         source = path.read_text()
     except OSError as exc:
@@ -74,10 +78,14 @@ def _export_value(value: Any) -> Any:
     return plain(value)
 
 
-def load_stack(path: Path, variables: dict[str, Any] | None = None) -> LoadedStack:
-    """Execute the stack file at ``path`` and validate what it declared."""
-    registry = _run(path, variables or {})
+def load_stack(path: Path, variables: dict[str, Any] | None = None,
+               physical_names: dict[str, str] | None = None) -> LoadedStack:
+    """Execute the stack file at ``path`` and validate what it declared. ``physical_names`` (address → name, from
+    state with moves applied: see ``pinned_names``) pins hypervisor names: a resource moved to a new address is the
+    same object and keeps its name (and the MACs derived from it)."""
+    registry = _run(path, variables or {}, physical_names or {})
     diagnostics = list(registry.diagnostics)
+    diagnostics.extend(_check_declarations(registry))
     seen: dict[str, Resource] = {}
     physical_seen: dict[tuple[str, str], Resource] = {}
     members = {id(r) for r in registry.resources}
@@ -110,8 +118,10 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None) -> LoadedSta
         if not meta.valid:
             continue
         props = res.properties()
-        pool = props.get("pool", "") if res.kind == "volume" else ""
-        claims = [((res.kind, f"{pool}/{meta.physical}"), f"hypervisor name {meta.physical!r}")]
+        in_pool = res.kind in ("volume", "cloudinit")  # names are unique per pool, seeds' and volumes' alike
+        pool = props.get("pool", "") if in_pool else ""
+        key = ("volume" if in_pool else res.kind, f"{pool}/{meta.physical}")
+        claims = [(key, f"hypervisor name {meta.physical!r}")]
         claims += [((what, name), f"{what} {name!r}") for what, name in res.host_claims()]
         clash = next(((key, label) for key, label in claims if key in physical_seen), None)
         if clash is not None:
@@ -138,7 +148,40 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None) -> LoadedSta
     if diagnostics:
         raise DiagnosticsError(diagnostics)
     outputs = {name: _export_value(value) for name, value in registry.exports.items()}
-    return LoadedStack(file=registry.stack_file, desired=desired, components=components, outputs=outputs)
+    return LoadedStack(file=registry.stack_file, desired=desired, components=components, outputs=outputs,
+                       moves=[(old, new) for old, new, _, _ in registry.moves], imports=sorted(registry.imports))
+
+
+def pinned_names(loaded: LoadedStack, recorded: dict[str, str]) -> dict[str, str] | None:
+    """The names to load the stack again with (``load_stack(physical_names=...)``) when a recorded resource, after
+    the stack's moves, has another name than its address derives; None when every name agrees (the usual case: the
+    stack runs once)."""
+    names = dict(recorded)
+    for old, new in loaded.moves:
+        if old in names and new not in names:
+            names[new] = names.pop(old)
+    return names if any(names.get(d.address, d.physical) != d.physical for d in loaded.desired) else None
+
+
+def _check_declarations(registry: Registry) -> list[Diagnostic]:
+    """``moved`` must name a declared target and an address the stack no longer declares; ``import_`` ids must be
+    the names the stack gives."""
+    declared = {r.address: r for r in registry.resources}
+    problems = []
+    for old, new, file, line in registry.moves:
+        if new not in declared:
+            problems.append(Diagnostic(f"moved(from_={old!r}, to={new!r}): {new} is not declared in this stack",
+                                       file, line, new))
+        elif old in declared:
+            problems.append(Diagnostic(f"moved(from_={old!r}, ...): {old} is still declared; a moved resource "
+                                       "leaves its old address", file, line, old))
+    for address, name in registry.imports.items():
+        res = declared[address]
+        kind_name = f"{res.properties().get('pool', '')}/{res.physical_name}" if res.kind == "volume" else None
+        if name is not None and name not in (res.physical_name, kind_name):
+            problems.append(Diagnostic(f"import_(id={name!r}): crane names this {res.kind} {res.physical_name!r} "
+                                       "after its address; rename the object or the resource", *res.location, address))
+    return problems
 
 
 def _safe_props(res: Resource) -> dict[str, Any]:

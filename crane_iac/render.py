@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any, Protocol, TextIO
 
 from crane_iac.planner.diff import KNOWN_AFTER_APPLY
@@ -43,6 +44,13 @@ class _Paint:
         return f"\033[{code}m{text}\033[0m" if self.colour else text
 
 
+def _attribute_lines(values: dict[str, Any]) -> list[str]:
+    """A new resource's attributes, one per line (null ones left out), as Terraform's plan lists them."""
+    shown = {k: v for k, v in values.items() if v is not None}
+    width = max((len(k) for k in shown), default=0)
+    return [f"      {k.ljust(width)} = {value(v)}" for k, v in sorted(shown.items())]
+
+
 def _change_lines(change: ResourceChange, paint: _Paint) -> list[str]:
     sign, colour = _SIGN[change.action]
     head = paint(f"{sign} {change.address}", colour)
@@ -60,36 +68,86 @@ def _change_lines(change: ResourceChange, paint: _Paint) -> list[str]:
             lines.append(f"  {head}  {f.name}: {value(f.before)} → {value(f.after)}{mark}")
     if note or not lines:
         lines.insert(0, f"  {head}{note}")
+    if change.action is Action.CREATE:
+        lines.extend(_attribute_lines(change.after or {}))
     return lines
 
 
-def render_plan(plan: Plan, *, colour: bool = False) -> str:
+def _output_lines(plan: Plan) -> list[str]:
+    lines = ["Changes to outputs:"]
+    for f in plan.output_changes:
+        if f.name not in plan.outputs:
+            lines.append(f"  - {f.name} = {value(f.before)}  (removed)")
+        elif f.before is None:
+            lines.append(f"  + {f.name} = {value(f.after)}")
+        else:
+            lines.append(f"  ~ {f.name}: {value(f.before)} → {value(f.after)}")
+    return lines
+
+
+def _targeting_lines(plan: Plan) -> list[str]:
+    scope = "the targets and everything that depends on them" if plan.destroy else "the targets and what they need"
+    lines = [f"Warning: targeting is in effect (--target {', '.join(plan.targets)}): this plan covers only {scope}."]
+    if plan.untargeted:
+        shown = ", ".join(plan.untargeted[:5]) + (f" and {len(plan.untargeted) - 5} more" if len(plan.untargeted) > 5
+                                                   else "")
+        lines.append(f"{len(plan.untargeted)} other resource(s) have changes pending outside the targets ({shown}); "
+                     "a plan without --target shows them.")
+    else:
+        lines.append("Nothing else is pending outside the targets.")
+    return [*lines, ""]
+
+
+#: changes shown in full; past it a plan is summarised (a 10,000-VM plan is read as JSON: `crane plan --json`)
+DETAIL_LIMIT = 500
+
+
+def render_plan(plan: Plan, *, colour: bool = False, limit: int = DETAIL_LIMIT) -> str:
     paint = _Paint(colour)
-    lines: list[str] = []
+    lines: list[str] = _targeting_lines(plan) if plan.targets else []
     if plan.drift:
         lines.append(paint("Drift", "1") + " (changed outside crane since the last apply; the plan below corrects it):")
-        for d in plan.drift:
+        for d in plan.drift[:limit]:
             if d.gone:
                 lines.append(f"  {paint('! ' + d.address, '35')}  deleted outside crane")
             for f in d.fields:
                 lines.append(f"  {paint('! ' + d.address, '35')}  {f.name}: {value(f.before)} → {value(f.after)}")
+        if len(plan.drift) > limit:
+            lines.append(f"  … and {len(plan.drift) - limit} more resources drifted (the full list: --json)")
         lines.append("")
     changes = [c for c in plan.changes if c.action is not Action.NOOP or c.reason]
-    if not changes and not plan.outputs_changed:
-        lines.append("No changes. The infrastructure matches the stack.")
+    if plan.moves:
+        lines.append("Moved (state only: the objects keep their names on the hypervisor):")
+        lines.extend(f"  {old} has moved to {new}" for old, new in plan.moves)
+        lines.append("")
+    if not changes and not plan.outputs_changed and not plan.moves:
+        lines.append("No changes for the targets." if plan.targets
+                     else "No changes. The infrastructure matches the stack.")
         return "\n".join(lines)
     if changes:
         lines.append(f"crane will make these changes to stack {paint(plan.stack, '1')}:")
-        for c in changes:
+        for c in changes[:limit]:
             lines.extend(_change_lines(c, paint))
+        if len(changes) > limit:
+            lines.append(f"  … and {len(changes) - limit} more changes not shown; `crane plan --json` (or "
+                         "`crane show PLANFILE --json`) has every one")
     if plan.outputs_changed:
-        lines.append("Outputs will change: " + ", ".join(sorted(plan.outputs)))
+        lines.append("")
+        lines.extend(_output_lines(plan))
     counts = plan.counts()
     adopted = sum(1 for c in changes if c.action is Action.NOOP)
     lines.append("")
     lines.append(f"Plan: {counts['create']} to create, {counts['update']} to update, {counts['replace']} to replace, "
-                 f"{counts['delete']} to delete" + (f", {adopted} to adopt." if adopted else "."))
+                 f"{counts['delete']} to delete" + (f", {adopted} to adopt" if adopted else "")
+                 + (f", {len(plan.moves)} to move." if plan.moves else "."))
     return "\n".join(lines)
+
+
+def render_result(counts: dict[str, int]) -> str:
+    """"2 created, 1 replaced" from an apply's counts, in a fixed order."""
+    order = ["created", "updated", "replaced", "deleted", "adopted", "forgotten", "moved"]
+    parts = [f"{counts[v]} {v}" for v in order if counts.get(v)]
+    return ", ".join(parts) or "nothing changed"
 
 
 class Progress:
@@ -106,6 +164,7 @@ class Progress:
         self.running: dict[str, None] = {}
         self.finished = 0
         self.pending: list[str] = []  # lines not yet written: off a terminal they go out in blocks
+        self.flushed_at = time.monotonic()
 
     def report(self, event: StepEvent) -> None:
         if event.verb.endswith("ing"):
@@ -117,7 +176,7 @@ class Progress:
             name = self.paint(event.address, self._COLOURS.get(event.verb, "32"))
             clear = "\033[2K\r" if self.live else ""
             self.pending.append(f"{clear}{name}: {event.verb} ({event.elapsed:.2f}s){detail}\n")
-            if self.live or len(self.pending) >= 200:
+            if self.live or len(self.pending) >= 200 or time.monotonic() - self.flushed_at >= 0.5:
                 self.flush()
         if self.live:
             self.flush()
@@ -129,7 +188,9 @@ class Progress:
 
     def flush(self) -> None:
         self.stream.write("".join(self.pending))
+        self.stream.flush()
         self.pending.clear()
+        self.flushed_at = time.monotonic()
 
     def finish(self) -> None:
         self.flush()

@@ -66,3 +66,66 @@ def test_no_registry_leaks_between_loads(tmp_path: Path) -> None:
     load_stack(path)
     assert current_registry() is None
     assert VM("outside", vcpus=1, memory_mib=64).address == "vm.outside"  # usable without a loader
+
+
+def test_strict_fields_take_what_stacks_legitimately_pass(tmp_path: Path) -> None:
+    """Strict typing refuses coercion, not the sequences, Literal strings, outputs and ints stacks pass."""
+    path = tmp_path / "stack.py"
+    path.write_text('''
+from crane_iac import VM, Component, Network, Volume
+
+class Pair(Component):
+    kind = "pair"
+    size: int = 1
+    ratio: float = 1.0
+
+    def build(self) -> None:
+        VM("x", vcpus=self.size, memory_mib=64)
+
+lan = Network("lan", mode="isolated", ipv4="10.3.0.0/24")
+disk = Volume("disk", capacity_gib=2, format="raw")
+first = VM("first", vcpus=1, memory_mib=64, description="plain text")
+VM("second", vcpus=2, memory_mib=128, networks=(lan,), volumes=(disk,), depends_on=(first,),
+   ignore_changes=("running",), description=first.uuid)
+Pair("p", size=2, ratio=3)
+''')
+    by_address = {d.address: d for d in load_stack(path).desired}
+    second = by_address["vm.second"]
+    assert second.properties["nics"][0]["network"] == "lan" and second.properties["disks"] == ["default/disk"]
+    assert second.dependencies == ["network.lan", "vm.first", "volume.disk"]
+    assert second.ignore_changes == ["running"]
+    assert second.properties["description"] == {"$output": "vm.first", "attribute": "uuid"}
+    assert by_address["vm.first"].properties["description"] == "plain text"
+    assert by_address["pair.p/vm.x"].properties["vcpus"] == 2
+
+
+def test_repository_stacks_load_with_their_declared_variables(tmp_path: Path) -> None:
+    from crane_iac.config import load_project
+
+    repo = Path(__file__).resolve().parent.parent
+    project = load_project(repo / "crane.toml")
+    _, demo = project.stack("demo")
+    demo_addresses = {d.address for d in load_stack(repo / demo.file, project.resolve_vars(demo, {})).desired}
+    assert {"network.lan", "volume.web-2-root", "vm.web-2", "vm.db"} <= demo_addresses
+    (tmp_path / "crane.toml").write_text(f'''
+[stacks.web]
+file = "{repo / "stacks" / "tinyweb.py"}"
+[stacks.web.vars]
+prefix = {{ type = "str", default = "t-" }}
+web_count = {{ type = "int", default = 2 }}
+vcpus = {{ type = "int", default = 1 }}
+memory_mib = {{ type = "int", default = 128 }}
+autostart = {{ type = "bool", default = false }}
+subnet = {{ type = "str", default = "10.9.0.0/24" }}
+mode = {{ type = "str", default = "open" }}
+pool = {{ type = "str", default = "default" }}
+kernel = {{ type = "str", default = "/boot/vmlinuz" }}
+initrd = {{ type = "str", default = "/boot/initrd.img" }}
+cmdline = {{ type = "str", default = "console=ttyS0" }}
+''')
+    web_project = load_project(tmp_path / "crane.toml")
+    _, web = web_project.stack("web")
+    variables = web_project.resolve_vars(web, {"vcpus": "2", "autostart": "true"})
+    desired = {d.address: d for d in load_stack(Path(web.file), variables).desired}
+    assert desired["vm.t-web-2"].properties["vcpus"] == 2 and desired["vm.t-web-2"].properties["autostart"] is True
+    assert desired["network.t-lan"].properties["mode"] == "open"

@@ -8,7 +8,8 @@ import crane_iac
 
 def test_public_names_are_pinned() -> None:
     assert sorted(crane_iac.__all__) == sorted(
-        ["VM", "Component", "CraneError", "Network", "Output", "Volume", "__version__", "export", "variable"]
+        ["VM", "CloudInit", "Component", "CraneError", "Network", "Output", "StoragePool", "Volume", "__version__",
+         "export", "import_", "moved", "variable"]
     )
     for name in crane_iac.__all__:
         assert getattr(crane_iac, name) is not None

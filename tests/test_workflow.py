@@ -139,7 +139,8 @@ def test_target_limits_to_address_and_dependencies(project: ProjectDir) -> None:
     project.write_stack(STACK.format(memory=512))
     plan = project.crane("plan", "--target", "vm.web-1")
     assert "+ vm.web-1" in plan.out and "+ volume.base" in plan.out and "+ network.lan" in plan.out
-    assert "vm.web-2" not in plan.out
+    assert "+ vm.web-2" not in plan.out
+    assert "Warning: targeting is in effect" in plan.out and "1 other resource(s) have changes pending" in plan.out
     assert project.crane("apply", "--auto-approve", "--target", "vm.web-1").code == 0
     assert project.domains() == ["web-1"]
     unknown = project.crane("plan", "--target", "vm.nope")
@@ -194,7 +195,7 @@ def test_held_lock_fails_fast_or_waits(project: ProjectDir) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]);"
          "from crane_iac.state.sql import SqlStateStore; s = SqlStateStore(sys.argv[2]);"
-         "s.acquire_lock('main', 'apply'); print('locked', flush=True); time.sleep(3); s.release_lock('main')",
+         "i = s.acquire_lock('main', 'apply'); print('locked', flush=True); time.sleep(3); s.release_lock('main', i)",
          str(REPO), f"sqlite:///{project.root}/.crane/state.db"], stdout=subprocess.PIPE, text=True)
     assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
     started = time.monotonic()
@@ -224,7 +225,7 @@ def test_stale_plan_for_another_stack(project: ProjectDir) -> None:
 
 def test_no_terminal_needs_auto_approve(project: ProjectDir) -> None:
     project.write_stack('from crane_iac import VM\nVM("a", vcpus=1, memory_mib=128)\n')
-    assert_clean_error(project.crane("apply"), "pass --auto-approve or apply a saved plan")
+    assert_clean_error(project.crane("apply"), "stdin is not a terminal", "pass --auto-approve")
     assert not (project.root / ".crane" / "sandbox.xml").exists()
 
 
@@ -238,9 +239,19 @@ def test_outputs_state_show_and_force_unlock(project: ProjectDir) -> None:
     from crane_iac.state.sql import SqlStateStore
 
     store = SqlStateStore(f"sqlite:///{project.root}/.crane/state.db")
-    store.acquire_lock("main", "apply")  # held by this (live) test process
-    assert_clean_error(project.crane("apply", "--auto-approve"), "crane force-unlock")
-    unlocked = project.crane("force-unlock")
+    lock_id = store.acquire_lock("main", "apply")  # held by this (live) test process
+    assert_clean_error(project.crane("apply", "--auto-approve"), f"crane force-unlock {lock_id}")
+    # a live holder on this host is not broken without --force, and a wrong ID never
+    assert_clean_error(project.crane("force-unlock", lock_id), "still running on this host", "--force")
+    assert_clean_error(project.crane("force-unlock", "not-the-id", "--force"), f"locked with ID {lock_id}")
+    assert store.lock_info("main") is not None
+    unlocked = project.crane("force-unlock", lock_id, "--force")
     assert unlocked.code == 0 and f"pid {os.getpid()}" in unlocked.out
+    assert f"force-unlock lock {lock_id}" in project.crane("state", "history").out
+    newer = store.acquire_lock("main", "apply")
+    store.release_lock("main", lock_id)  # the old holder's late release leaves the lock taken since alone
+    assert store.lock_info("main").id == newer  # type: ignore[union-attr]
+    store.release_lock("main", newer)
     assert project.crane("apply", "--auto-approve").code == 0
+    assert_clean_error(project.crane("force-unlock", lock_id), "is not locked")
     store.close()

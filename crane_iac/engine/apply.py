@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import queue
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
@@ -44,11 +45,24 @@ class ApplyResult:
     done: list[StepEvent] = field(default_factory=list)
     failed: list[StepEvent] = field(default_factory=list)
     skipped: list[StepEvent] = field(default_factory=list)
+    #: steps never started because the run was interrupted (their resources are as they were)
+    not_started: list[str] = field(default_factory=list)
+    interrupted: bool = False
     serial: int = 0
 
     @property
     def ok(self) -> bool:
-        return not self.failed and not self.skipped
+        return not self.failed and not self.skipped and not self.interrupted
+
+    def counts(self) -> dict[str, int]:
+        """Resources by what happened to them: a replacement counts once, as replaced (not deleted and created)."""
+        replaced = {e.address for e in self.done if e.verb == "replaced"}
+        counts: dict[str, int] = {}
+        for event in self.done:
+            if event.verb == "deleted" and event.address in replaced:
+                continue
+            counts[event.verb] = counts.get(event.verb, 0) + 1
+        return counts
 
 
 class InlineExecutor(Executor):
@@ -85,13 +99,16 @@ class Applier:
 
     def __init__(self, plan: Plan, store: StateStore, provider: Provider, *, parallelism: int = 10,
                  outputs: dict[str, dict[str, Any]] | None = None,
-                 report: Callable[[StepEvent], None] = lambda _e: None) -> None:
+                 report: Callable[[StepEvent], None] = lambda _e: None,
+                 stop: threading.Event | None = None) -> None:
+        """``stop``, once set (the first Ctrl-C), starts no new step: the ones in flight finish and are recorded."""
         self.plan = plan
         self.store = store
         self.provider = provider
         self.parallelism = max(1, parallelism)
         self.outputs: dict[str, dict[str, Any]] = dict(outputs or {})
         self.report = report
+        self.stop = stop or threading.Event()
         self.changes = {c.address: c for c in plan.changes}
 
     def _run_step(self, step: Step) -> Committed:
@@ -126,11 +143,19 @@ class Applier:
 
     def run(self) -> ApplyResult:
         result = ApplyResult()
+        if self.plan.moves:  # state only, before anything else: the plan's addresses are the new ones
+            result.serial = self.store.move(self.plan.stack, [(old, new) for old, new in self.plan.moves])
+            for old, new in self.plan.moves:
+                if old in self.outputs:
+                    self.outputs[new] = self.outputs.pop(old)
+                result.done.append(StepEvent(new, "moved", detail=f"from {old}"))
+                self.report(result.done[-1])
         graph = order_changes(self.plan.changes)
         stepped = {s.address for s in graph}
         # an intent carries what identifies the object on the host (kind, name, and a volume's pool)
         intents = [Intent(c.address, c.kind, c.physical, c.action.value,
-                          {"pool": (c.after or c.before or {}).get("pool")} if c.kind == "volume" else {})
+                          {"pool": (c.after or c.before or {}).get("pool")}
+                          if c.kind in ("volume", "cloudinit") else {})
                    for c in self.plan.changes if c.address in stepped]
         self.store.record_intents(self.plan.stack, intents)
         failpoints.hit("after-intents")
@@ -145,6 +170,7 @@ class Applier:
         last_commit = time.monotonic()
         interval = COMMIT_INTERVAL
         blocked: set[Step] = set()
+        launched: set[Step] = set()
 
         def skip_dependents(step: Step, reason: str) -> None:
             stack = list(dependents[step])
@@ -174,12 +200,13 @@ class Applier:
         pool_type = InlineExecutor if workers == 1 else ThreadPoolExecutor
         with pool_type(max_workers=workers, thread_name_prefix="crane-apply") as pool:
             try:
-                while ready or running:
-                    while ready and len(running) < workers:
+                while (ready and not self.stop.is_set()) or running:
+                    while ready and len(running) < workers and not self.stop.is_set():
                         step = ready.pop()
                         change = self.changes[step.address]
                         verb = _VERBS[_step_action(change, step.phase)][0]
                         self.report(StepEvent(step.address, verb))
+                        launched.add(step)
                         future = pool.submit(self._run_step, step)
                         running[future] = (step, time.monotonic())
                         future.add_done_callback(finished.put)
@@ -219,7 +246,10 @@ class Applier:
                     except Exception:
                         pass
                 flush()
-        if not result.failed and not result.skipped and not self.plan.targets:
+        if self.stop.is_set():
+            result.not_started = sorted({s.address for s in graph if s not in launched and s not in blocked})
+            result.interrupted = bool(result.not_started)
+        if result.ok and not self.plan.targets:
             outputs = resolve_outputs(self.plan.outputs, self.outputs, keep_unknown=False)
             result.serial = self.store.commit(self.plan.stack, [], outputs)
         return result

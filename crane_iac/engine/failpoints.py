@@ -1,5 +1,7 @@
 """Failpoints for crash tests: ``CRANE_FAILPOINT=name[:n]`` SIGKILLs crane the n-th time it reaches ``name``.
 
+``CRANE_FAILPOINT=slow:<seconds>`` makes every provider step take that much longer (for tests of interrupts).
+
 ``CRANE_FAILPOINT=refuse:<address>`` instead makes the provider call for that resource fail as a refused call
 would (for tests of how apply goes on around a failure the plan could not foresee).
 
@@ -14,6 +16,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
 
 from crane_iac.errors import ProviderError
 
@@ -35,7 +38,10 @@ def hit(name: str) -> None:
 
 
 def refuse(address: str) -> None:
-    """Raise a provider refusal when ``CRANE_FAILPOINT=refuse:<address>`` names this resource."""
+    """Raise a provider refusal when ``CRANE_FAILPOINT=refuse:<address>`` names this resource; with
+    ``slow:<seconds>``, wait that long first."""
     spec = os.environ.get("CRANE_FAILPOINT")
+    if spec and spec.startswith("slow:"):
+        time.sleep(float(spec.removeprefix("slow:")))
     if spec and spec == f"refuse:{address}":
         raise ProviderError(f"the provider call for {address} was refused by CRANE_FAILPOINT")

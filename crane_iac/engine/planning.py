@@ -2,16 +2,57 @@
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 from collections.abc import Sequence
 
 from crane_iac.addresses import is_within
 from crane_iac.engine.refresh import match_live
-from crane_iac.errors import Diagnostic, DiagnosticsError
+from crane_iac.errors import Diagnostic, DiagnosticsError, StalePlanError
 from crane_iac.loader import LoadedStack
 from crane_iac.planner.diff import PlanRequest, make_plan
 from crane_iac.planner.model import Action, Live, Plan
 from crane_iac.providers.base import Provider
 from crane_iac.state.base import StackState
+
+
+def _suggest(address: str, known: set[str]) -> str:
+    """"; did you mean vm.cache?" for ``cache`` (a bare name) or a near miss such as ``vm.cahce``."""
+    by_name = sorted(a for a in known if a.rsplit("/", 1)[-1].split(".", 1)[-1] == address)
+    close = by_name or difflib.get_close_matches(address, sorted(known), n=3, cutoff=0.75)
+    return f"; did you mean {' or '.join(close)}?" if close else "; see `crane state list` or `crane graph`"
+
+
+def _apply_moves(state: StackState, declared: Sequence[tuple[str, str]],
+                 diagnostics: list[Diagnostic]) -> tuple[StackState, list[tuple[str, str]]]:
+    """The state as it will be once apply re-addresses the records ``moved(...)`` names; a move whose old address
+    is not recorded is done already (or never applied) and is ignored, as Terraform does."""
+    moves = [(old, new) for old, new in declared if old in state.resources]
+    if not moves:
+        return state, []
+    resources = dict(state.resources)
+    for old, new in moves:
+        if new in resources:
+            diagnostics.append(Diagnostic(f"moved(from_={old!r}): both {old} and {new} are recorded; "
+                                          f"`crane state rm` the wrong one first", address=new))
+            continue
+        resources[new] = dataclasses.replace(resources.pop(old), address=new)
+    return dataclasses.replace(state, resources=resources), moves
+
+
+def check_saved_plan(plan: Plan, state: StackState, source: str) -> None:
+    """Refuse a saved plan made against other state, quoting serials ``crane state history`` shows."""
+    if plan.stack != state.name:
+        raise StalePlanError(f"{source} was made for stack {plan.stack!r}, not {state.name!r}; make a new plan")
+    if plan.lineage and plan.lineage != state.lineage:
+        raise StalePlanError(f"{source} is stale: the state of stack {state.name!r} was recreated since it was made "
+                             f"(lineage {plan.lineage} → {state.lineage or 'none'}); run `crane plan` again")
+    if plan.serial != state.serial:
+        since = f"serial {state.serial}" if state.serial == plan.serial + 1 else \
+            f"serials {plan.serial + 1}–{state.serial}"
+        raise StalePlanError(f"{source} is stale: it was made against serial {plan.serial} of stack {state.name!r}, "
+                             f"and the state is at serial {state.serial} now (`crane state history` shows {since}); "
+                             "run `crane plan` again")
 
 
 def plan_stack(
@@ -29,21 +70,25 @@ def plan_stack(
     """The plan for ``stack``; raises ``DiagnosticsError`` for anything that makes it impossible.
     ``lives`` is the provider's ``read_all()`` when the caller fetched it already (in parallel with loading)."""
     diagnostics: list[Diagnostic] = []
+    state, moves = _apply_moves(state, loaded.moves, diagnostics)
     known = set(loaded.dependencies()) | set(state.resources) | set(loaded.components)
     for address in [*targets, *replace]:
         if not any(is_within(a, address) for a in known):
-            diagnostics.append(Diagnostic(f"no resource {address!r} in the stack or its state", address=address))
+            hint = _suggest(address, known)
+            diagnostics.append(Diagnostic(f"no resource {address!r} in the stack or its state{hint}", address=address))
     live = None
     if refresh:
         if lives is None:
             lives = provider.read_all()
-        live, conflicts = match_live(lives, stack, state, [] if destroy else loaded.desired)
+        live, conflicts = match_live(lives, stack, state, [] if destroy else loaded.desired, loaded.imports)
         diagnostics.extend(conflicts)
     request = PlanRequest(stack=stack, lineage=state.lineage, serial=state.serial, refreshed=refresh,
-                          targets=tuple(targets), replace=tuple(replace), destroy=destroy)
+                          targets=tuple(targets), replace=tuple(replace), destroy=destroy,
+                          imports=tuple(loaded.imports))
     plan, problems = make_plan(request, loaded.desired, state.resources, live, provider,
                                outputs={} if destroy else loaded.outputs, recorded_outputs=state.outputs)
     diagnostics.extend(problems)
+    plan.moves = [[old, new] for old, new in moves]
     desired = {d.address: d for d in loaded.desired}
     if refresh and not destroy:
         for change in plan.changes:

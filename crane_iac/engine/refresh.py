@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from crane_iac.errors import Diagnostic
+from crane_iac.planner.diff import resolve_outputs
 from crane_iac.planner.model import Desired, Live, Recorded
 from crane_iac.state.base import Committed, StackState
 
 
 def identity(kind: str, physical: str, properties: dict[str, Any]) -> tuple[str, str]:
-    """What names an object uniquely on a host: volumes are unique per pool, the rest per host."""
-    if kind == "volume":
-        return kind, f"{properties.get('pool', '')}/{physical}"
+    """What names an object uniquely on a host: volumes are unique per pool, the rest per host. A cloud-init seed is a
+    volume too: it shares its pool's names with the volumes (the hypervisor lists it as one)."""
+    if kind in ("volume", "cloudinit"):
+        return "volume", f"{properties.get('pool', '')}/{physical}"
     return kind, physical
 
 
 def match_live(
-    lives: Iterable[Live], stack: str, state: StackState, desired: Iterable[Desired]
+    lives: Iterable[Live], stack: str, state: StackState, desired: Iterable[Desired], imports: Iterable[str] = ()
 ) -> tuple[dict[str, Live], list[Diagnostic]]:
-    """Live objects of this stack by address (including adopted and orphaned ones), and name conflicts."""
+    """Live objects of this stack by address (including adopted, imported and orphaned ones), and name conflicts.
+    Objects forgotten with `crane state rm` are crane's no longer: neither adopted nor orphaned."""
     by_key = {identity(live.kind, live.physical, live.properties): live for live in lives}
+    forgotten = {identity(r.kind, r.physical, r.properties): r.address for r in state.forgotten}
     matched: dict[str, Live] = {}
     claimed: set[int] = set()
 
@@ -32,26 +37,47 @@ def match_live(
 
     for address, rec in state.resources.items():
         take(address, by_key.get(identity(rec.kind, rec.physical, rec.properties)))
-    for live in by_key.values():
-        if live.owner_stack == stack and live.owner_address and live.owner_address not in matched:
+    for key, live in by_key.items():
+        if live.owner_stack == stack and live.owner_address and live.owner_address not in matched \
+                and key not in forgotten:
             take(live.owner_address, live)
     for address, intent in state.intents.items():
         if address in matched:
             continue
-        found = by_key.get(identity(intent.kind, intent.physical, intent.properties))
-        if found is not None and found.owner_stack in (None, stack):
+        key = identity(intent.kind, intent.physical, intent.properties)
+        found = by_key.get(key)
+        if found is not None and found.owner_stack in (None, stack) and key not in forgotten:
             take(address, found)
+    # what the hypervisor cannot report (its provider leaves the key out of the live properties: the image a volume
+    # was uploaded from, a seed's contents) is what state recorded
+    for address, now in matched.items():
+        kept = state.resources.get(address)
+        if kept is not None and len(kept.properties) > len(now.properties):
+            matched[address] = replace(now, properties={**kept.properties, **now.properties})
+    importing = set(imports)
     diagnostics = []
     for want in desired:
         if want.address in matched:
             continue
-        other = by_key.get(identity(want.kind, want.physical, want.properties))
-        if other is not None:
-            owner = f"it belongs to {other.owner_address} of stack {other.owner_stack!r}" if other.owner_stack \
-                else "crane did not create it"
-            diagnostics.append(Diagnostic(
-                f"a {want.kind} named {want.physical!r} already exists on the hypervisor and {owner}; "
-                "rename this resource or remove the existing one", want.file, want.line, want.address))
+        key = identity(want.kind, want.physical, want.properties)
+        other = by_key.get(key)
+        if other is None:
+            continue
+        mine = other.owner_stack is None or (other.owner_stack, other.owner_address) == (stack, want.address)
+        if want.address in importing and mine and id(other) not in claimed:
+            take(want.address, other)
+            continue
+        if key in forgotten:
+            owner = (f"`crane state rm` removed it from crane's state (it was {forgotten[key]}); "
+                     f"`crane import {want.address}` manages it again")
+        elif other.owner_stack:
+            owner = f"it belongs to {other.owner_address} of stack {other.owner_stack!r}"
+        else:
+            owner = (f"crane did not create it; adopt it with `crane import {want.address}` or "
+                     "import_(to=...) in the stack")
+        diagnostics.append(Diagnostic(
+            f"a {want.kind} named {want.physical!r} already exists on the hypervisor and {owner}; "
+            "or rename this resource, or remove the existing one", want.file, want.line, want.address))
     return matched, diagnostics
 
 
@@ -68,3 +94,14 @@ def refreshed_records(lives: Iterable[Live], stack: str, state: StackState) -> l
                 address, rec.kind, rec.physical, now.properties, now.outputs, rec.dependencies, rec.protect),
                 rec.properties))
     return committed
+
+
+def refreshed_outputs(declared: dict[str, Any], state: StackState, committed: list[Committed]) -> dict[str, Any]:
+    """The stack's outputs from refreshed records, as a no-op apply would record them."""
+    outputs = {a: r.outputs for a, r in state.resources.items()}
+    for c in committed:
+        if c.record is None:
+            outputs.pop(c.address, None)
+        else:
+            outputs[c.address] = c.record.outputs
+    return {k: resolve_outputs(v, outputs, keep_unknown=False) for k, v in declared.items()}

@@ -9,7 +9,7 @@ from typing import Any
 
 from crane_iac.addresses import is_within
 from crane_iac.errors import Diagnostic
-from crane_iac.planner.graph import topological, with_dependencies
+from crane_iac.planner.graph import topological, with_dependencies, with_dependents
 from crane_iac.planner.model import (
     Action,
     Desired,
@@ -36,6 +36,8 @@ class PlanRequest:
     targets: tuple[str, ...] = ()
     replace: tuple[str, ...] = ()
     destroy: bool = False
+    #: addresses the stack declares with ``import_``: an unrecorded live object there is imported, not adopted
+    imports: tuple[str, ...] = ()
 
 
 def resolve_outputs(value: Any, outputs: Mapping[str, Mapping[str, Any]], pending: AbstractSet[str] = frozenset(),
@@ -92,7 +94,8 @@ def make_plan(
         deps.setdefault(address, known.dependencies)
     selected: set[str] | None = None
     if request.targets:
-        selected = with_dependencies(request.targets, deps)
+        # Terraform's rule: a targeted plan takes what the targets need; a targeted destroy takes what needs them
+        selected = (with_dependents if request.destroy else with_dependencies)(request.targets, deps)
         if live is not None:
             selected |= {a for a in live if any(is_within(a, t) for t in request.targets)}
 
@@ -114,7 +117,8 @@ def make_plan(
         else:
             baseline = now.properties
             if rec is None:
-                reason = "adopted: created by crane but not recorded"
+                reason = ("import: it exists on the hypervisor; crane records it" if address in request.imports
+                          else "adopted: created by crane but not recorded")
             else:
                 drifted = _drift(rec, now)
                 if drifted:
@@ -125,8 +129,6 @@ def make_plan(
         after = want.properties
         if has_markers(after):
             after = resolve_outputs(after, known_outputs, pending)
-        if selected is not None and address not in selected:
-            continue
         if baseline is None:
             change = ResourceChange(address, want.kind, want.physical, Action.CREATE, after=after,
                                     dependencies=want.dependencies, protect=want.protect, reason=reason)
@@ -138,7 +140,7 @@ def make_plan(
             forced = address in request.replace
             if forced or any(f.forces_replacement for f in fields):
                 action = Action.CREATE_THEN_DELETE if want.create_before_destroy else Action.DELETE_THEN_CREATE
-                if rec is not None and (rec.protect or want.protect):
+                if rec is not None and (rec.protect or want.protect) and (selected is None or address in selected):
                     diagnostics.append(Diagnostic(
                         "is protected (protect=True) and cannot be replaced; "
                         f"changed: {', '.join(f.name for f in fields if f.forces_replacement) or '--replace'}",
@@ -153,6 +155,10 @@ def make_plan(
                 action = Action.NOOP
             change = ResourceChange(address, want.kind, want.physical, action, fields, baseline, after,
                                     want.dependencies, want.protect, reason)
+        if selected is not None and address not in selected:
+            if change.action is not Action.NOOP or change.reason:
+                plan.untargeted.append(address)
+            continue
         if change.action is Action.NOOP:
             plan.unchanged += 1
             if rec is None:  # adopted without differences: still needs recording
@@ -165,6 +171,7 @@ def make_plan(
     orphans = [a for a in (live or {}) if a not in desired_by_address and a not in recorded]
     for address in gone + orphans:
         if selected is not None and address not in selected:
+            plan.untargeted.append(address)
             continue
         old = recorded.get(address)
         seen = live.get(address) if live is not None else None
@@ -185,7 +192,11 @@ def make_plan(
 
     if outputs is not None and not request.targets:
         plan.outputs = {k: resolve_outputs(v, known_outputs, pending) for k, v in outputs.items()}
-        plan.outputs_changed = dict(recorded_outputs or {}) != plan.outputs
+        before = dict(recorded_outputs or {})
+        plan.output_changes = [FieldChange(k, before.get(k), plan.outputs.get(k))
+                               for k in sorted(set(before) | set(plan.outputs))
+                               if k not in before or k not in plan.outputs or before[k] != plan.outputs[k]]
+        plan.outputs_changed = bool(plan.output_changes)
     elif recorded_outputs is not None:
         plan.outputs = dict(recorded_outputs)
     return plan, diagnostics

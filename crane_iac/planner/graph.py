@@ -37,6 +37,24 @@ def with_dependencies(targets: Iterable[str], dependencies: Mapping[str, Iterabl
     return selected
 
 
+def with_dependents(targets: Iterable[str], dependencies: Mapping[str, Iterable[str]]) -> set[str]:
+    """Every address within a target, plus everything that depends on those, transitively: what destroying the
+    targets must destroy too (a VM goes before the network it is attached to, never the other way round)."""
+    wanted = list(targets)
+    dependents: dict[str, list[str]] = {}
+    for address, deps in dependencies.items():
+        for dep in deps:
+            dependents.setdefault(dep, []).append(address)
+    selected = {a for a in dependencies if any(is_within(a, t) for t in wanted)}
+    stack = list(selected)
+    while stack:
+        for user in dependents.get(stack.pop(), ()):
+            if user not in selected:
+                selected.add(user)
+                stack.append(user)
+    return selected
+
+
 def to_dot(dependencies: Mapping[str, Iterable[str]]) -> str:
     lines = ["digraph crane {", "  rankdir=LR;"]
     for address in sorted(dependencies):

@@ -121,14 +121,21 @@ class Plan:
     refreshed: bool = True
     targets: list[str] = field(default_factory=list)
     destroy: bool = False
+    #: with targets: addresses outside them that have changes pending (a plan without --target would show them)
+    untargeted: list[str] = field(default_factory=list)
+    #: records apply re-addresses first (``moved`` declarations): [old address, new address]
+    moves: list[list[str]] = field(default_factory=list)
     format_version: int = PLAN_FORMAT_VERSION
 
     @property
     def has_changes(self) -> bool:
         # a no-op with a reason is an adoption: nothing changes on the hypervisor, but state must record it
-        return any(c.action is not Action.NOOP or c.reason for c in self.changes) or bool(self.outputs_changed)
+        return (any(c.action is not Action.NOOP or c.reason for c in self.changes) or bool(self.outputs_changed)
+                or bool(self.moves))
 
     outputs_changed: bool = False
+    #: the stack outputs that change: before (None when new) and after (a marker when known after apply)
+    output_changes: list[FieldChange] = field(default_factory=list)
 
     def counts(self) -> dict[str, int]:
         result = {"create": 0, "update": 0, "replace": 0, "delete": 0}
@@ -167,4 +174,5 @@ class Plan:
             Drift(address=d["address"], fields=[FieldChange(**f) for f in d["fields"]], gone=d["gone"])
             for d in data.pop("drift")
         ]
+        data["output_changes"] = [FieldChange(**f) for f in data.get("output_changes", [])]
         return cls(changes=changes, drift=drift, **data)

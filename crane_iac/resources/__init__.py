@@ -1,23 +1,29 @@
 """Resource models (pydantic, no I/O): one kind per module."""
 
-from crane_iac.resources.base import Output, Registry, Resource, collecting, export, variable
+from crane_iac.resources.base import Output, Registry, Resource, collecting, export, import_, moved, variable
+from crane_iac.resources.cloudinit import CloudInit
 from crane_iac.resources.component import Component
 from crane_iac.resources.network import Network
+from crane_iac.resources.pool import StoragePool
 from crane_iac.resources.vm import VM
 from crane_iac.resources.volume import Volume
 
-KINDS: dict[str, type[Resource]] = {cls.kind: cls for cls in (VM, Network, Volume)}
+KINDS: dict[str, type[Resource]] = {cls.kind: cls for cls in (VM, Network, Volume, StoragePool, CloudInit)}
 
 __all__ = [
     "KINDS",
     "VM",
+    "CloudInit",
     "Component",
     "Network",
     "Output",
     "Registry",
     "Resource",
+    "StoragePool",
     "Volume",
     "collecting",
     "export",
+    "import_",
+    "moved",
     "variable",
 ]

@@ -8,18 +8,28 @@ records diagnostics instead of raising, so every error in a stack is reported in
 
 from __future__ import annotations
 
+import difflib
 import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    InstanceOf,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 
 from crane_iac.addresses import make_address
 from crane_iac.errors import Diagnostic
+from crane_iac.resources.messages import describe
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _PACKAGE_DIR = __file__.rsplit("/resources/", 1)[0]
@@ -35,6 +45,12 @@ class Registry:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     exports: dict[str, Any] = field(default_factory=dict)
     parents: list[Resource] = field(default_factory=list)
+    #: ``moved(from_, to)`` declarations: (old address, new address, file, line)
+    moves: list[tuple[str, str, str | None, int | None]] = field(default_factory=list)
+    #: ``import_(to, id)`` declarations: address → the object's name on the hypervisor (None: the address's)
+    imports: dict[str, str | None] = field(default_factory=dict)
+    #: hypervisor names recorded in state for addresses (after moves): a resource keeps the name it was created with
+    pinned: dict[str, str] = field(default_factory=dict)
 
     def location(self) -> tuple[str | None, int | None]:
         """The innermost line of the stack file (or a module outside crane) that is running now."""
@@ -106,14 +122,17 @@ def is_output_marker(value: Any) -> bool:
 
 
 class Resource(BaseModel):
-    """A piece of infrastructure declared in a stack; subclasses set ``kind`` and their fields."""
+    """A piece of infrastructure declared in a stack; subclasses set ``kind`` and their fields.
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, validate_assignment=False)
+    Fields are strict: ``vlan=True`` or ``vcpus="2"`` is an error, never coerced (an int is accepted for a float).
+    """
+
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, validate_assignment=False, strict=True)
 
     kind: ClassVar[str] = "resource"
     #: Fields whose values are resources or outputs the provider needs by physical name.
     name: str
-    depends_on: list[Resource] = Field(default_factory=list)
+    depends_on: list[InstanceOf[Resource]] = Field(default_factory=list)
     protect: bool = False
     ignore_changes: list[str] = Field(default_factory=list)
     create_before_destroy: bool = False
@@ -126,17 +145,15 @@ class Resource(BaseModel):
         where = registry.location() if registry else (None, None)
         parent = registry.parents[-1] if registry and registry.parents else None
         address = make_address(self.kind, str(name), parent.address if parent else None)
+        if any(type(v) is tuple for v in data.values()):
+            data = _tuples_as_lists(type(self), data)
         try:
             super().__init__(name=name, **data)
         except ValidationError as exc:
             if registry is None:
                 raise
-            for err in exc.errors():
-                loc = ".".join(str(p) for p in err["loc"]) or "value"
-                msg = err["msg"].removeprefix("Value error, ")
-                registry.diagnostics.append(
-                    Diagnostic(f"invalid {loc}: {msg}", where[0], where[1], address)
-                )
+            for message in describe(type(self), exc.errors()):
+                registry.diagnostics.append(Diagnostic(message, where[0], where[1], address))
             placeholder = type(self).model_construct(name=name, **data)
             object.__setattr__(self, "__dict__", placeholder.__dict__)
             object.__setattr__(self, "__pydantic_fields_set__", placeholder.__pydantic_fields_set__)
@@ -145,7 +162,8 @@ class Resource(BaseModel):
             valid = False
         else:
             valid = True
-        physical = f"{parent.physical_name}-{name}" if parent else str(name)
+        physical = (registry.pinned.get(address) if registry else None) or \
+            (f"{parent.physical_name}-{name}" if parent else str(name))
         self._meta = _Meta(address, physical, where[0], where[1], valid, parent)
         if registry is not None:
             registry.resources.append(self)
@@ -213,6 +231,18 @@ class Resource(BaseModel):
         return self is other
 
 
+def _tuples_as_lists(cls: type[Resource], data: dict[str, Any]) -> dict[str, Any]:
+    """Strict mode takes only a list for a list field; a tuple (``networks=(lan, wan)``) is as good a sequence."""
+    fields = cls.model_fields
+    return {k: list(v) if type(v) is tuple and k in fields and _is_list(fields[k].annotation) else v
+            for k, v in data.items()}
+
+
+def _is_list(annotation: Any) -> bool:
+    """Whether a field's type is ``list[...]``, or a union with one (``list[str] | None``)."""
+    return get_origin(annotation) is list or any(get_origin(a) is list for a in get_args(annotation))
+
+
 def _collect_refs(value: Any, found: list[Resource]) -> None:
     if isinstance(value, Resource):
         found.append(value)
@@ -251,5 +281,28 @@ def variable(name: str) -> Any:
     if registry is None or name not in registry.variables:
         from crane_iac.errors import CraneError
 
-        raise CraneError(f"stack variable {name!r} is not declared in crane.toml for this stack")
+        declared = registry.variables if registry else {}
+        close = difflib.get_close_matches(name, list(declared), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; it declares {', '.join(sorted(declared)) or 'none'}"
+        raise CraneError(f"stack variable {name!r} is not declared in crane.toml for this stack{hint}")
     return registry.variables[name]
+
+
+def moved(from_: str, to: Resource | str) -> None:
+    """Declare that the resource recorded at address ``from_`` is now ``to`` (a resource, or its address): the plan
+    re-addresses its record instead of destroying and creating it, and the object keeps its hypervisor name."""
+    registry = current_registry()
+    if registry is None:
+        return
+    file, line = registry.location()
+    target = to.address if isinstance(to, Resource) else str(to)
+    registry.moves.append((str(from_), target, file, line))
+
+
+def import_(to: Resource, id: str | None = None) -> None:
+    """Declare that ``to`` adopts the object that already exists on the hypervisor with its name (``id``, which may
+    only repeat that name, or POOL/NAME for a volume): the plan imports it instead of refusing the name clash."""
+    registry = current_registry()
+    if registry is None:
+        return
+    registry.imports[to.address] = id

@@ -5,9 +5,10 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, InstanceOf, field_validator, model_validator
 
 from crane_iac.resources.base import Output, Resource, plain
+from crane_iac.resources.cloudinit import CloudInit
 from crane_iac.resources.network import Network
 from crane_iac.resources.volume import Volume
 
@@ -35,14 +36,17 @@ class VM(Resource):
     memory_mib: int = Field(ge=16, le=4 * 1024 * 1024)
     max_vcpus: int | None = Field(default=None, ge=1, le=255)
     max_memory_mib: int | None = Field(default=None, ge=16, le=4 * 1024 * 1024)
-    networks: list[Network] = Field(default_factory=list)
-    volumes: list[Volume] = Field(default_factory=list)
+    #: InstanceOf: a dict here is an error, not a Network built from it (and registered nowhere)
+    networks: list[InstanceOf[Network]] = Field(default_factory=list)
+    volumes: list[InstanceOf[Volume]] = Field(default_factory=list)
     running: bool = True
     autostart: bool = False
     description: str | Output | None = None
     kernel: str | None = None
     initrd: str | None = None
     cmdline: str | None = Field(default=None, max_length=4096)
+    #: a cloud-init seed, attached as a read-only SATA CD-ROM; a seed whose contents change replaces the VM
+    cloud_init: InstanceOf[CloudInit] | None = None
 
     @field_validator("kernel", "initrd")
     @classmethod
@@ -78,8 +82,9 @@ class VM(Resource):
 
     @property
     def macs(self) -> list[str]:
-        """The MAC of each NIC, derived from the VM's address so it is stable across replacements."""
-        return [stable_mac(f"{self.address}#{i}") for i in range(len(self.networks))]
+        """The MAC of each NIC, derived from the VM's name so it is stable across replacements and moves."""
+        # keyed by kind and hypervisor name: a VM moved to a new address keeps its name and so its MACs
+        return [stable_mac(f"{self.kind}.{self.physical_name}#{i}") for i in range(len(self.networks))]
 
     def properties(self) -> dict[str, Any]:
         return {
@@ -91,11 +96,12 @@ class VM(Resource):
                 {"network": net.physical_name, "mac": mac}
                 for net, mac in zip(self.networks, self.macs, strict=True)
             ],
-            "disks": [f"{vol.pool}/{vol.physical_name}" for vol in self.volumes],
+            "disks": [vol.reference for vol in self.volumes],
             "running": self.running,
             "autostart": self.autostart,
             "description": plain(self.description),
             "kernel": self.kernel,
             "initrd": self.initrd,
             "cmdline": self.cmdline,
+            "cloud_init": self.cloud_init.reference if self.cloud_init is not None else None,
         }

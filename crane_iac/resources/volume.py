@@ -1,30 +1,46 @@
-"""Volume: a storage volume in a pool, optionally cloned from a base volume or image."""
+"""Volume: a storage volume in a pool, empty, backed by a base, uploaded from an image file, or copied."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, InstanceOf, field_validator, model_validator
 
-from crane_iac.resources.base import NAME_PATTERN, Resource
+from crane_iac.resources.base import Resource
+from crane_iac.resources.pool import StoragePool, pool_reference
 
 
 class Volume(Resource):
-    """A disk. ``base`` is another Volume or an image path the new volume is backed by (copy on write)."""
+    """A disk in ``pool`` (a ``StoragePool`` of the stack, or the name of a pool the host has).
+
+    Where its content comes from (at most one of):
+
+    * nothing: an empty volume of ``capacity_gib``;
+    * ``base``: another Volume or an image path on the hypervisor host that the new volume is backed by (copy on
+      write: the base must stay);
+    * ``source``: an image file (qcow2 or raw) **on the machine running crane**, uploaded through libvirt's
+      connection (``virStorageVolUpload``), so it works against remote hosts too. The volume takes the image's
+      format (``format``, when given, must match it: crane does not convert) and is at least the image's virtual
+      size: ``capacity_gib`` may be left out, and when given must not be smaller (the volume is grown to it);
+    * ``clone``: another Volume copied in full (``virStorageVolCreateXMLFrom``; independent of it afterwards), in
+      its format unless ``format`` asks for another (libvirt converts), at least its size.
+
+    Changing ``source`` or ``clone`` (the path, or which volume) replaces the volume; crane does not notice a
+    changed *file* at the same path (rename the file, or ``crane apply --replace`` the volume). libvirt cannot say
+    what a volume was made from: crane keeps ``source`` and ``clone`` in its state.
+    """
 
     kind = "volume"
 
-    capacity_gib: int = Field(ge=1, le=65536)
-    pool: str = "default"
-    format: Literal["qcow2", "raw"] = "qcow2"
-    base: Volume | str | None = None
+    capacity_gib: int | None = Field(default=None, ge=1, le=65536)
+    pool: InstanceOf[StoragePool] | str = "default"
+    format: Literal["qcow2", "raw"] | None = None
+    base: InstanceOf[Volume] | str | None = None
+    source: str | InstanceOf[Path] | None = None
+    clone: InstanceOf[Volume] | None = None
 
-    @field_validator("pool")
-    @classmethod
-    def _pool(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
-            raise ValueError(f"{value!r} is not a valid storage pool name")
-        return value
+    _pool = field_validator("pool")(classmethod(lambda _cls, value: pool_reference(value)))
 
     @field_validator("base")
     @classmethod
@@ -33,11 +49,51 @@ class Volume(Resource):
             raise ValueError(f"base image {value!r} must be an absolute path or a Volume")
         return value
 
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str | Path | None) -> str | None:
+        if value is None:
+            return None
+        text = str(value)
+        if not text.startswith("/"):
+            raise ValueError(f"source image {text!r} must be an absolute path (e.g. str(Path(__file__).parent / …))")
+        return text
+
+    @model_validator(mode="after")
+    def _content(self) -> Volume:
+        given = [name for name in ("base", "source", "clone") if getattr(self, name) is not None]
+        if len(given) > 1:
+            raise ValueError(f"give at most one of base, source and clone, not {' and '.join(given)}")
+        if self.capacity_gib is None and not (self.source or self.clone):
+            raise ValueError("capacity_gib is required (it may be left out only with source= or clone=)")
+        clone = self.clone
+        if clone is not None and self.capacity_gib is not None and clone.capacity_gib is not None \
+                and self.capacity_gib < clone.capacity_gib:
+            raise ValueError(f"capacity_gib ({self.capacity_gib}) is below that of {clone.address} "
+                             f"({clone.capacity_gib}), which it copies")
+        return self
+
+    @property
+    def pool_name(self) -> str:
+        """The pool's name on the hypervisor."""
+        pool = self.pool
+        return pool.physical_name if isinstance(pool, StoragePool) else pool
+
+    @property
+    def reference(self) -> str:
+        """``pool/volume``: how domains and other volumes name this one."""
+        return f"{self.pool_name}/{self.physical_name}"
+
     def properties(self) -> dict[str, Any]:
-        base = self.base
+        base, clone = self.base, self.clone
+        copied = self.source is not None or clone is not None
         return {
+            # None (with source or clone): the size of what it is made from
             "capacity_gib": self.capacity_gib,
-            "pool": self.pool,
-            "format": self.format,
-            "base": f"{base.pool}/{base.physical_name}" if isinstance(base, Volume) else base,
+            "pool": self.pool_name,
+            # None (with source or clone): the format of what it is made from
+            "format": self.format or (None if copied else "qcow2"),
+            "base": base.reference if isinstance(base, Volume) else base,
+            "source": self.source,
+            "clone": clone.reference if clone is not None else None,
         }

@@ -40,6 +40,9 @@ class StackState:
     resources: dict[str, Recorded]
     intents: dict[str, Intent]
     outputs: dict[str, Any]
+    #: objects removed from state with `crane state rm`: still on the hypervisor (perhaps with crane's owner
+    #: metadata), no longer crane's; refresh must neither adopt them nor delete them as orphans
+    forgotten: list[Recorded] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -57,6 +60,9 @@ class LockInfo:
     holder: str
     operation: str
     acquired_at: str
+    id: str = ""
+    host: str = ""
+    pid: int = 0
 
 
 class StateStore(ABC):
@@ -69,11 +75,32 @@ class StateStore(ABC):
     def read(self, stack: str) -> StackState: ...
 
     @abstractmethod
-    def acquire_lock(self, stack: str, operation: str, timeout: float = 0.0) -> None:
-        """Take the stack's lock, waiting up to ``timeout`` seconds; raise ``LockHeldError`` naming the holder."""
+    def acquire_lock(self, stack: str, operation: str, timeout: float = 0.0) -> str:
+        """Take the stack's lock, waiting up to ``timeout`` seconds, and return its ID; raise ``LockHeldError``
+        naming the holder and the lock's ID."""
 
     @abstractmethod
-    def release_lock(self, stack: str) -> None: ...
+    def release_lock(self, stack: str, lock_id: str) -> None:
+        """Release the lock this run holds (a lock someone broke and another run took is left alone)."""
+
+    @abstractmethod
+    def lock_info(self, stack: str) -> LockInfo | None: ...
+
+    @abstractmethod
+    def break_lock(self, stack: str, lock_id: str, by: str) -> LockInfo:
+        """Remove the lock with ``lock_id`` whoever holds it, and journal who broke which lock."""
+
+    @abstractmethod
+    def forget(self, stack: str, addresses: list[str]) -> int:
+        """Drop resources from state without touching them (`crane state rm`); returns the new serial."""
+
+    @abstractmethod
+    def unforget(self, stack: str, kind: str, physical: str) -> None:
+        """Let crane manage a forgotten object again (`crane import`)."""
+
+    @abstractmethod
+    def move(self, stack: str, moves: list[tuple[str, str]]) -> int:
+        """Re-address recorded resources (`crane state mv`, `moved(...)`); their objects keep their names."""
 
     @abstractmethod
     def record_intents(self, stack: str, intents: list[Intent]) -> None:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Engine, Table, delete, event, insert, select, text
+from sqlalchemy import Engine, Table, delete, event, insert, or_, select, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, SQLModel, create_engine
 
@@ -24,7 +24,7 @@ from crane_iac.errors import LockHeldError, StateError
 from crane_iac.planner.model import Recorded
 from crane_iac.state.base import Committed, HistoryEntry, Intent, LockInfo, StackState, StateStore
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class MetaRow(SQLModel, table=True):
@@ -84,21 +84,51 @@ class LockRow(SQLModel, table=True):
     pid: int
     operation: str
     acquired_at: str
+    lock_id: str = ""
+
+
+class ForgottenRow(SQLModel, table=True):
+    """An object `crane state rm` let go of: it stays on the hypervisor and crane leaves it alone."""
+
+    __tablename__ = "forgotten"
+    stack: str = Field(primary_key=True)
+    kind: str = Field(primary_key=True)
+    physical: str = Field(primary_key=True)
+    address: str
+    properties: str = "{}"
+    at: str
 
 
 def _table(model: type[SQLModel]) -> Table:
     return cast(Table, model.__table__)  # type: ignore[attr-defined]
 
 
-META, STACKS, RESOURCES, INTENTS, HISTORY, LOCKS = (
-    _table(m) for m in (MetaRow, StackRow, ResourceRow, IntentRow, HistoryRow, LockRow))
+META, STACKS, RESOURCES, INTENTS, HISTORY, LOCKS, FORGOTTEN = (
+    _table(m) for m in (MetaRow, StackRow, ResourceRow, IntentRow, HistoryRow, LockRow, ForgottenRow))
+
+
+def _v2_lock_ids(conn: Any) -> None:
+    """Version 2: locks carry an ID (force-unlock names it); the ``forgotten`` table is created by create_all."""
+    columns = {row[1] for row in conn.execute(text("PRAGMA table_info(locks)"))} if conn.dialect.name == "sqlite" \
+        else set()
+    if "lock_id" not in columns:
+        conn.execute(text("ALTER TABLE locks ADD COLUMN lock_id VARCHAR NOT NULL DEFAULT ''"))
+
 
 #: version → step that brings a database from the version before it.
-MIGRATIONS: dict[int, Callable[[Any], None]] = {}
+MIGRATIONS: dict[int, Callable[[Any], None]] = {2: _v2_lock_ids}
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _user() -> str:
+    return os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid())
+
+
+def _lock_info(row: Any) -> LockInfo:
+    return LockInfo(row.holder, row.operation, row.acquired_at, row.lock_id, row.host, row.pid)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -138,16 +168,17 @@ class SqlStateStore(StateStore):
     def _migrate(self) -> None:
         try:
             with self.engine.begin() as conn:
+                fresh = not conn.dialect.has_table(conn, "crane_meta")
                 SQLModel.metadata.create_all(conn)
                 row = conn.execute(select(META.c.value).where(META.c.key == "schema_version")).first()
-                version = int(row[0]) if row else 0
+                version = SCHEMA_VERSION if fresh else int(row[0]) if row else 0
                 if version > SCHEMA_VERSION:
                     raise StateError(f"{self.url}: state schema {version} is newer than this crane "
                                      f"({SCHEMA_VERSION}); upgrade crane")
                 for step in range(version + 1, SCHEMA_VERSION + 1):
                     if step in MIGRATIONS:
                         MIGRATIONS[step](conn)
-                if version != SCHEMA_VERSION:
+                if fresh or version != SCHEMA_VERSION:
                     conn.execute(delete(META).where(META.c.key == "schema_version"))
                     conn.execute(insert(META).values(key="schema_version", value=str(SCHEMA_VERSION)))
         except OperationalError as exc:
@@ -170,14 +201,17 @@ class SqlStateStore(StateStore):
             intent_rows = conn.execute(select(INTENTS.c.address, INTENTS.c.kind, INTENTS.c.physical,
                                               INTENTS.c.action, INTENTS.c.properties)
                                        .where(INTENTS.c.stack == stack)).all()
+            forgotten_rows = conn.execute(select(FORGOTTEN.c.address, FORGOTTEN.c.kind, FORGOTTEN.c.physical,
+                                                 FORGOTTEN.c.properties).where(FORGOTTEN.c.stack == stack)).all()
         loads = json.loads
         resources = {
             r[0]: Recorded(r[0], r[1], r[2], loads(r[3]), loads(r[4]), loads(r[5]), bool(r[6])) for r in rows
         }
         intents = {r[0]: Intent(r[0], r[1], r[2], r[3], loads(r[4])) for r in intent_rows}
+        forgotten = [Recorded(r[0], r[1], r[2], loads(r[3])) for r in forgotten_rows]
         if head is None:
-            return StackState(stack, 0, "", resources, intents, {})
-        return StackState(stack, head[0], head[1], resources, intents, loads(head[2]))
+            return StackState(stack, 0, "", resources, intents, {}, forgotten)
+        return StackState(stack, head[0], head[1], resources, intents, loads(head[2]), forgotten)
 
     def history(self, stack: str, limit: int = 100) -> list[HistoryEntry]:
         with self.engine.connect() as conn:
@@ -191,20 +225,21 @@ class SqlStateStore(StateStore):
     def lock_info(self, stack: str) -> LockInfo | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(LOCKS).where(LOCKS.c.stack == stack)).first()
-        return LockInfo(row.holder, row.operation, row.acquired_at) if row else None
+        return _lock_info(row) if row else None
 
     # locking
 
-    def acquire_lock(self, stack: str, operation: str, timeout: float = 0.0) -> None:
+    def acquire_lock(self, stack: str, operation: str, timeout: float = 0.0) -> str:
         host, pid = socket.gethostname(), os.getpid()
-        holder = f"{os.environ.get('USER', 'unknown')}@{host} pid {pid}"
+        holder = f"{_user()}@{host} pid {pid}"
+        lock_id = str(uuid.uuid4())
         deadline = time.monotonic() + timeout
         while True:
             try:
                 with self.engine.begin() as conn:
                     conn.execute(insert(LOCKS).values(stack=stack, holder=holder, host=host, pid=pid,
-                                                        operation=operation, acquired_at=_now()))
-                return
+                                                        operation=operation, acquired_at=_now(), lock_id=lock_id))
+                return lock_id
             except IntegrityError:
                 pass
             with self.engine.begin() as conn:
@@ -217,13 +252,32 @@ class SqlStateStore(StateStore):
                 continue
             if time.monotonic() >= deadline:
                 raise LockHeldError(
-                    f"stack {stack!r} is locked by {row.holder} ({row.operation} since {row.acquired_at}); "
-                    "wait for it, pass --lock-timeout SECONDS, or run `crane force-unlock` if that run is gone")
+                    f"stack {stack!r} is locked by {row.holder} ({row.operation} since {row.acquired_at}), "
+                    f"lock ID {row.lock_id}; wait for it, pass --lock-timeout SECONDS, or, if that run is gone, "
+                    f"run `crane force-unlock {row.lock_id}`")
             time.sleep(0.2)
 
-    def release_lock(self, stack: str) -> None:
+    def release_lock(self, stack: str, lock_id: str) -> None:
         with self.engine.begin() as conn:
-            conn.execute(delete(LOCKS).where(LOCKS.c.stack == stack))
+            conn.execute(delete(LOCKS).where(LOCKS.c.stack == stack, LOCKS.c.lock_id == lock_id))
+
+    def break_lock(self, stack: str, lock_id: str, by: str) -> LockInfo:
+        with self.engine.begin() as conn:
+            row = conn.execute(select(LOCKS).where(LOCKS.c.stack == stack)).first()
+            if row is None:
+                raise StateError(f"stack {stack!r} is not locked; nothing to unlock")
+            if row.lock_id != lock_id:
+                raise StateError(f"stack {stack!r} is locked with ID {row.lock_id}, not {lock_id} "
+                                 f"(held by {row.holder}, {row.operation} since {row.acquired_at})")
+            conn.execute(delete(LOCKS).where(LOCKS.c.stack == stack, LOCKS.c.lock_id == lock_id))
+            info = _lock_info(row)
+            head = conn.execute(select(STACKS.c.serial).where(STACKS.c.name == stack)).first()
+            conn.execute(insert(HISTORY).values(
+                stack=stack, serial=head[0] if head else 0, at=_now(), action="force-unlock", address=f"lock {lock_id}",
+                before=json.dumps({"holder": info.holder, "operation": info.operation,
+                                   "acquired_at": info.acquired_at}),
+                after=json.dumps({"broken_by": by})))
+        return info
 
     # writing
 
@@ -239,21 +293,26 @@ class SqlStateStore(StateStore):
                 {"stack": stack, "address": i.address, "kind": i.kind, "physical": i.physical, "action": i.action,
                  "properties": json.dumps(i.properties), "at": at} for i in intents])
 
+    @staticmethod
+    def _bump(conn: Any, stack: str, outputs: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+        """Advance the stack's serial (creating its head row) and set its outputs; returns the new serial and the
+        outputs it had before."""
+        head = conn.execute(select(STACKS.c.serial, STACKS.c.outputs).where(STACKS.c.name == stack)).first()
+        if head is None:
+            conn.execute(insert(STACKS).values(name=stack, serial=1, lineage=str(uuid.uuid4()),
+                                               outputs=json.dumps(outputs or {})))
+            return 1, {}
+        values: dict[str, Any] = {"serial": head[0] + 1}
+        if outputs is not None:
+            values["outputs"] = json.dumps(outputs)
+        conn.execute(STACKS.update().where(STACKS.c.name == stack).values(**values))
+        return head[0] + 1, json.loads(head[1])
+
     def commit(self, stack: str, committed: list[Committed], outputs: dict[str, Any] | None = None) -> int:
         at = _now()
         dumps = json.dumps
         with self.engine.begin() as conn:
-            head = conn.execute(select(STACKS.c.serial).where(STACKS.c.name == stack)).first()
-            if head is None:
-                serial = 1
-                conn.execute(insert(STACKS).values(name=stack, serial=serial, lineage=str(uuid.uuid4()),
-                                                     outputs=dumps(outputs or {})))
-            else:
-                serial = head[0] + 1
-                values: dict[str, Any] = {"serial": serial}
-                if outputs is not None:
-                    values["outputs"] = dumps(outputs)
-                conn.execute(STACKS.update().where(STACKS.c.name == stack).values(**values))
+            serial, old_outputs = self._bump(conn, stack, outputs)
             addresses = [c.address for c in committed]
             for start in range(0, len(addresses), 500):
                 chunk = addresses[start:start + 500]
@@ -277,9 +336,73 @@ class SqlStateStore(StateStore):
                  "after": dumps(c.record.properties) if c.record is not None else None}
                 for c in committed
             ]
-            if journal:
-                conn.execute(insert(HISTORY), journal)
+            if not journal:  # every serial leaves a line in the history, so a stale plan's serials can be found
+                journal.append({"stack": stack, "serial": serial, "at": at, "action": "outputs",
+                                "address": "(stack outputs)", "before": dumps(old_outputs),
+                                "after": dumps(outputs) if outputs is not None else None})
+            conn.execute(insert(HISTORY), journal)
             self.rows_written += 1 + len(rows) + len(journal) + len(addresses)
+        return serial
+
+    def forget(self, stack: str, addresses: list[str]) -> int:
+        at = _now()
+        with self.engine.begin() as conn:
+            rows = conn.execute(select(RESOURCES).where(RESOURCES.c.stack == stack,
+                                                        RESOURCES.c.address.in_(addresses))).all()
+            missing = sorted(set(addresses) - {r.address for r in rows})
+            if missing:
+                raise StateError(f"no resource {missing[0]!r} in the state of stack {stack!r}; see `crane state list`")
+            serial, _ = self._bump(conn, stack)
+            conn.execute(delete(RESOURCES).where(RESOURCES.c.stack == stack, RESOURCES.c.address.in_(addresses)))
+            conn.execute(delete(INTENTS).where(INTENTS.c.stack == stack, INTENTS.c.address.in_(addresses)))
+            for r in rows:
+                conn.execute(delete(FORGOTTEN).where(FORGOTTEN.c.stack == stack, FORGOTTEN.c.kind == r.kind,
+                                                     FORGOTTEN.c.physical == r.physical))
+            conn.execute(insert(FORGOTTEN), [
+                {"stack": stack, "kind": r.kind, "physical": r.physical, "address": r.address,
+                 "properties": r.properties, "at": at} for r in rows])
+            conn.execute(insert(HISTORY), [
+                {"stack": stack, "serial": serial, "at": at, "action": "forget", "address": r.address,
+                 "before": r.properties, "after": None} for r in rows])
+            self.rows_written += 1 + 3 * len(rows)
+        return serial
+
+    def unforget(self, stack: str, kind: str, physical: str) -> None:
+        """Let crane manage a forgotten object again (`crane import`)."""
+        with self.engine.begin() as conn:
+            conn.execute(delete(FORGOTTEN).where(FORGOTTEN.c.stack == stack, FORGOTTEN.c.kind == kind,
+                                                 FORGOTTEN.c.physical == physical))
+
+    def move(self, stack: str, moves: list[tuple[str, str]]) -> int:
+        at = _now()
+        with self.engine.begin() as conn:
+            present = {r[0] for r in conn.execute(select(RESOURCES.c.address).where(
+                RESOURCES.c.stack == stack, RESOURCES.c.address.in_([a for m in moves for a in m]))).all()}
+            for old, new in moves:
+                if old not in present:
+                    raise StateError(f"no resource {old!r} in the state of stack {stack!r}; see `crane state list`")
+                if new in present:
+                    raise StateError(f"{new!r} is already in the state of stack {stack!r}; "
+                                     f"`crane state rm {new}` first if that record is wrong")
+                present.discard(old)
+                present.add(new)
+            serial, _ = self._bump(conn, stack)
+            renames = dict(moves)
+            for old, new in moves:
+                for table in (RESOURCES, INTENTS):
+                    conn.execute(table.update().where(table.c.stack == stack, table.c.address == old)
+                                 .values(address=new))
+            # dependencies recorded by other resources follow the move
+            needles = [f'%"{old}"%' for old, _ in moves]
+            for row in conn.execute(select(RESOURCES.c.address, RESOURCES.c.dependencies).where(
+                    RESOURCES.c.stack == stack, or_(*(RESOURCES.c.dependencies.like(n) for n in needles)))).all():
+                deps = [renames.get(d, d) for d in json.loads(row[1])]
+                conn.execute(RESOURCES.update().where(RESOURCES.c.stack == stack, RESOURCES.c.address == row[0])
+                             .values(dependencies=json.dumps(deps)))
+            conn.execute(insert(HISTORY), [
+                {"stack": stack, "serial": serial, "at": at, "action": "move", "address": new,
+                 "before": json.dumps({"address": old}), "after": json.dumps({"address": new})} for old, new in moves])
+            self.rows_written += 1 + 3 * len(moves)
         return serial
 
     def close(self) -> None:

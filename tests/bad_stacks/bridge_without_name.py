@@ -1,4 +1,4 @@
-# expect: network.uplink: invalid value: mode='bridge' needs bridge=
+# expect: network.uplink: mode='bridge' needs bridge=
 # expect-line: 5
 from crane_iac import Network
 

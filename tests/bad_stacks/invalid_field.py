@@ -1,4 +1,4 @@
-# expect: vm.web: invalid memory_mib
+# expect: vm.web: memory_mib: must be at least 16, got -5
 # expect-line: 5
 from crane_iac import VM
 

@@ -1,6 +1,6 @@
-# expect: vm.a: invalid vcpus
-# expect: network.n: invalid vlan
-# expect: vm.b c: invalid name
+# expect: vm.a: vcpus: must be at least 1, got 0
+# expect: network.n: vlan: must be at most 4094, got 5000
+# expect: vm.b c: name: 'b c' is not a safe hypervisor name
 # expect-line: 8
 from crane_iac import VM, Network
 

@@ -1,4 +1,4 @@
-# expect: less than or equal to 255
+# expect: vm.big: vcpus: must be at most 255, got 256
 # expect-line: 5
 from crane_iac import VM
 

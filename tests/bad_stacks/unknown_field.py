@@ -1,4 +1,4 @@
-# expect: vm.web: invalid memory: Extra inputs are not permitted
+# expect: vm.web: memory: unknown field; did you mean memory_mib?
 # expect-line: 5
 from crane_iac import VM
 

@@ -1,4 +1,4 @@
-# expect: vm.web 1: invalid name
+# expect: vm.web 1: name: 'web 1' is not a safe hypervisor name
 # expect-line: 5
 from crane_iac import VM
 

@@ -1,4 +1,4 @@
-# expect: network.lan: invalid value: a VLAN tag needs mode='openvswitch'
+# expect: network.lan: a VLAN tag needs mode='openvswitch'
 # expect-line: 5
 from crane_iac import Network
 

@@ -23,14 +23,14 @@ def test_failure_skips_dependents_and_the_rest_goes_on(project: ProjectDir) -> N
     assert result.code == 1
     assert "volume.bad-disk: failed" in result.out and "refused by CRANE_FAILPOINT" in result.err
     assert "vm.needs-bad: skipped (0.00s): volume.bad-disk failed" in result.out
-    assert "Apply FAILED: 22 done, 1 failed, 1 skipped" in result.out
+    assert "Apply FAILED: 22 created, 1 failed, 1 skipped" in result.out
     assert "needs-bad" not in project.domains() and "needs-good" in project.domains()
     assert len(project.domains()) == 21
     state = project.crane("state", "list").out.split()
     assert "vm.needs-good" in state and "vm.needs-bad" not in state
     # fix the stack: the next apply does only what is left
     fixed = project.crane("apply", "--auto-approve")
-    assert fixed.code == 0 and "Apply complete: 2 done" in fixed.out
+    assert fixed.code == 0 and "Apply complete: 2 created" in fixed.out
 
 
 def test_missing_pool_and_kernel_are_caught_at_plan_time(project: ProjectDir) -> None:

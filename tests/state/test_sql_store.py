@@ -64,13 +64,12 @@ def test_intents_survive_until_the_final_half_of_a_replacement(tmp_path: Path) -
 
 def test_lock_held_by_a_live_process_fails_fast_and_dead_holder_is_cleared(tmp_path: Path) -> None:
     s = store(tmp_path)
-    s.acquire_lock("demo", "apply")
+    held = s.acquire_lock("demo", "apply")
     other = store(tmp_path)
     with pytest.raises(LockHeldError, match=f"pid {os.getpid()}"):
         other.acquire_lock("demo", "apply", timeout=0.3)
-    s.release_lock("demo")
-    other.acquire_lock("demo", "apply")
-    other.release_lock("demo")
+    s.release_lock("demo", held)
+    other.release_lock("demo", other.acquire_lock("demo", "apply"))
     # a holder killed with SIGKILL leaves its row; on the same host a dead pid does not block
     code = ("import sys, os, signal; sys.path.insert(0, sys.argv[1]);"
             "from crane_iac.state.sql import SqlStateStore;"
@@ -104,3 +103,42 @@ def test_migration_runs_from_an_older_version(tmp_path: Path, monkeypatch: pytes
 def test_unknown_backend_is_a_clear_error() -> None:
     with pytest.raises(StateError, match="'redis' is not supported"):
         open_store("redis://localhost/0")
+
+
+def test_a_version_1_database_gains_lock_ids_and_the_forgotten_table(tmp_path: Path) -> None:
+    with sqlite3.connect(tmp_path / "state.db") as db:  # the schema crane 0.1's first release wrote
+        db.executescript("""
+            CREATE TABLE crane_meta (key VARCHAR PRIMARY KEY, value VARCHAR NOT NULL);
+            INSERT INTO crane_meta VALUES ('schema_version', '1');
+            CREATE TABLE locks (stack VARCHAR PRIMARY KEY, holder VARCHAR NOT NULL, host VARCHAR NOT NULL,
+                                pid INTEGER NOT NULL, operation VARCHAR NOT NULL, acquired_at VARCHAR NOT NULL);
+        """)
+    s = store(tmp_path)
+    assert s.schema_version() == SCHEMA_VERSION == 2
+    lock_id = s.acquire_lock("demo", "apply")
+    assert s.lock_info("demo").id == lock_id  # type: ignore[union-attr]
+    assert s.read("demo").forgotten == []
+
+
+def test_forget_keeps_a_tombstone_and_move_follows_dependencies(tmp_path: Path) -> None:
+    s = store(tmp_path)
+    web = Recorded("vm.web", "vm", "web", {"memory_mib": 1}, {}, ["network.lan"])
+    lan = Recorded("network.lan", "network", "lan", {"mode": "nat"})
+    s.commit("d", [Committed("vm.web", "create", web), Committed("network.lan", "create", lan)])
+    assert s.move("d", [("network.lan", "network.front")]) == 2
+    state = s.read("d")
+    assert sorted(state.resources) == ["network.front", "vm.web"]
+    assert state.resources["network.front"].physical == "lan"  # the object keeps its name
+    assert state.resources["vm.web"].dependencies == ["network.front"]
+    with pytest.raises(StateError, match="already in the state"):
+        s.move("d", [("vm.web", "network.front")])
+    with pytest.raises(StateError, match=r"no resource 'vm\.nope'"):
+        s.forget("d", ["vm.nope"])
+    assert s.forget("d", ["vm.web"]) == 3
+    state = s.read("d")
+    assert list(state.resources) == ["network.front"]
+    assert [(f.address, f.kind, f.physical) for f in state.forgotten] == [("vm.web", "vm", "web")]
+    s.unforget("d", "vm", "web")
+    assert s.read("d").forgotten == []
+    assert [(h.serial, h.action, h.address) for h in s.history("d")][-2:] == [(2, "move", "network.front"),
+                                                                               (3, "forget", "vm.web")]

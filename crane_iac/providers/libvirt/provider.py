@@ -1,10 +1,13 @@
-"""LibvirtProvider: VMs as domains, Networks as libvirt networks, Volumes as storage volumes.
+"""LibvirtProvider: VMs as domains, Networks as libvirt networks, StoragePools as storage pools, Volumes and
+cloud-init seeds as storage volumes.
 
 Live state is read in bulk: one list call per kind (plus the active and autostart
 lists for domains), then XML parsing. Domains and networks carry a
-``<crane:owner stack=… address=…>`` element in their ``<metadata>``; storage volumes
-have no metadata in libvirt, so crane adopts them through the intents it records
-before each create.
+``<crane:owner stack=… address=…>`` element in their ``<metadata>``; storage pools and
+volumes have no metadata in libvirt, so crane adopts them through the intents it records
+before each create. What libvirt cannot report back (the image a volume was uploaded
+from, a seed's contents, whether crane made a pool's directory) is left out of the live
+properties, and the engine takes it from state.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import libvirt
 from crane_iac.errors import ProviderError
 from crane_iac.planner.model import FieldChange, Live
 from crane_iac.providers.base import LIVE, REPLACE, RESTART, MemoryUsage, Owner, Provider, changed_fields
+from crane_iac.providers.libvirt import images, storage
 from crane_iac.providers.libvirt import xml as lx
 from crane_iac.providers.libvirt.sandbox import Sandbox, domain_for_node_file
 
@@ -33,6 +37,7 @@ _NOT_FOUND = {
     libvirt.VIR_ERR_NO_DOMAIN,
     libvirt.VIR_ERR_NO_NETWORK,
     libvirt.VIR_ERR_NO_STORAGE_VOL,
+    libvirt.VIR_ERR_NO_STORAGE_POOL,
 }
 
 
@@ -64,14 +69,29 @@ CHANGE_RULES: dict[str, dict[str, Any]] = {
         # NICs and disks: a new domain
     },
     "network": {},
+    # the rest of a volume (pool, format, base, source, clone), a pool and a seed: a new object
     "volume": {"capacity_gib": _capacity},
 }
+#: a volume made from an image or a copy may leave these out (None): the size and format of what it is made from
+_FROM_ORIGIN = ("capacity_gib", "format")
+#: a seed's contents and pool; the rest of what its volume reports (size, format) follows from them
+_SEED_FIELDS = ("pool", "user_data", "meta_data", "network_config")
 #: in-place changes that change outputs: a VM started or stopped gains or loses its addresses
 OUTPUT_FIELDS: dict[str, frozenset[str]] = {"vm": frozenset({"running"})}
 
 
 def diff_properties(kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
-    """The libvirt provider's judgement of a change (pure: the planner's tests use it without a connection)."""
+    """The libvirt provider's judgement of a change (pure: the planner's tests use it without a connection).
+
+    What libvirt cannot report (a volume's ``source``/``clone``, a seed's contents) comes from state; missing from
+    ``before`` (an object adopted after a crash, whose upload may not have finished) it differs from what the stack
+    says, and the object is replaced."""
+    if kind == "volume":
+        after = {k: before[k] if v is None and k in _FROM_ORIGIN and k in before else v for k, v in after.items()}
+    elif kind == "cloudinit":
+        before, after = {k: before.get(k) for k in _SEED_FIELDS}, {k: after.get(k) for k in _SEED_FIELDS}
+    elif kind == "pool":
+        before = {k: v for k, v in before.items() if k != "built"}  # a fact about the past, not a setting
     return changed_fields(before, after, CHANGE_RULES.get(kind, {}), OUTPUT_FIELDS.get(kind, frozenset()))
 
 
@@ -80,7 +100,7 @@ def _ignore_errors(_ctx: object, _err: object) -> None:
 
 
 class LibvirtProvider(Provider):
-    kinds = ("network", "volume", "vm")
+    kinds = ("pool", "network", "volume", "cloudinit", "vm")
 
     def __init__(
         self,
@@ -108,12 +128,18 @@ class LibvirtProvider(Provider):
             if self.sandbox:
                 self.sandbox.release()
             raise ProviderError(f"cannot connect to {uri}: {exc.get_error_message()}") from None
-        self.domain_type = domain_type or ("test" if self.conn.getType().lower() == "test" else "qemu")
+        # libvirt's test driver (the sandbox, or a test:/// URI) holds no data: it cannot upload or resize
+        self._test_driver = self.conn.getType().lower() == "test"
+        self.domain_type = domain_type or ("test" if self._test_driver else "qemu")
         self.stats_period = stats_period
         self.address_timeout = address_timeout
         self.shutdown_timeout = shutdown_timeout
         self._range_cache: dict[str, tuple[int, int] | None] = {}
+        #: MAC → expiry of the lease it held when apply started its guest (an earlier boot's lease, not this one's)
+        self._stale_leases: dict[str, int] = {}
         self._pool_names: set[str] | None = None  # known after read_all
+        self._pool_paths: dict[str, str] = {}  # pool name → directory, known after read_all
+        self._planned_pools: set[str] = set()  # pools the plan being checked creates (see check)
         # a file path in a stack names a file on the hypervisor host: crane can look only when that is this machine
         self._local = self.sandbox is not None or not urlsplit(uri).hostname
         self._path_exists: dict[str, bool] = {}
@@ -155,7 +181,11 @@ class LibvirtProvider(Provider):
         result: list[Live] = []
         pools = self._pools()
         self._pool_names = {name for _, name, _ in pools}
+        self._pool_paths = {name: path for _, name, path in pools}
         pool_by_dir = {path: name for _, name, path in pools}
+        for pool, _, _ in pools:
+            props, outputs = lx.parse_pool(ET.fromstring(pool.XMLDesc(0)))
+            result.append(Live("pool", pool.name(), props, outputs))
         volume_by_path: dict[str, str] = {}
         for pool, pool_name, _ in pools:
             if not pool.isActive():
@@ -211,15 +241,16 @@ class LibvirtProvider(Provider):
 
     # -- guest addresses ---------------------------------------------------------------------------
 
-    def _leases(self, ranges: dict[str, tuple[int, int]], networks: set[str] | None = None) -> dict[str, str]:
-        """MAC → IPv4 address its network's DHCP server leased, for the networks with a DHCP range.
+    def _lease_entries(self, ranges: dict[str, tuple[int, int]],
+                       networks: set[str] | None = None) -> dict[str, tuple[str, int]]:
+        """MAC → (IPv4 address, expiry time) its network's DHCP server leased, for the networks with a DHCP range.
 
         The sandbox's test driver runs no DHCP server: there, a running guest's address is simulated, picked
         from its network's range by its MAC (the same every time), and this returns nothing.
         """
         if self.sandbox is not None:
             return {}
-        leases: dict[str, str] = {}
+        leases: dict[str, tuple[str, int]] = {}
         for name in ranges if networks is None else networks & set(ranges):
             try:
                 entries = self.conn.networkLookupByName(name).DHCPLeases()
@@ -227,8 +258,31 @@ class LibvirtProvider(Provider):
                 continue  # not running, or gone since it was listed
             for entry in entries:
                 if entry.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4 and entry.get("mac"):
-                    leases[entry["mac"].lower()] = entry["ipaddr"]
+                    leases[entry["mac"].lower()] = (entry["ipaddr"], int(entry.get("expirytime") or 0))
         return leases
+
+    def _leases(self, ranges: dict[str, tuple[int, int]], networks: set[str] | None = None, *,
+                fresh: bool = False) -> dict[str, str]:
+        """MAC → IPv4 address leased; ``fresh``: only leases taken since apply started the guest (see ``_start``)."""
+        stale = self._stale_leases
+        return {mac: ip for mac, (ip, expiry) in self._lease_entries(ranges, networks).items()
+                if not fresh or stale.get(mac) != expiry}
+
+    def _start(self, dom: Any, props: dict[str, Any]) -> None:
+        """Start the guest, first noting the leases its MACs hold now: MACs are stable across restarts and
+        replacements, so dnsmasq still holds the last boot's lease, and waiting for the address must wait for the
+        lease this boot takes (its expiry moves on) or `crane apply && curl $(crane output ip)` races the boot."""
+        if self.sandbox is None:
+            networks = {nic["network"] for nic in props["nics"] if nic.get("network")}
+            held = self._lease_entries(self._dhcp_ranges(networks)) if networks else {}
+            with self._lock:
+                for nic in props["nics"]:
+                    mac = nic["mac"].lower()
+                    if mac in held:
+                        self._stale_leases[mac] = held[mac][1]
+                    else:
+                        self._stale_leases.pop(mac, None)
+        dom.create()
 
     def _addresses(self, props: dict[str, Any], leases: dict[str, str],
                    ranges: dict[str, tuple[int, int]]) -> list[str | None]:
@@ -271,12 +325,16 @@ class LibvirtProvider(Provider):
         (or ``address_timeout`` passes: the addresses missing then are null, and the next refresh finds them)."""
         networks = {nic["network"] for nic in props["nics"] if nic.get("network")}
         ranges = self._dhcp_ranges(networks) if networks else {}
-        leases = self._leases(ranges)
+        leases = self._leases(ranges, fresh=wait)
         deadline = time.monotonic() + (self.address_timeout if wait and self.sandbox is None else 0)
         wanted = {nic["mac"].lower() for nic in props["nics"] if nic.get("network") in ranges}
         while props["running"] and not wanted <= leases.keys() and time.monotonic() < deadline:
             time.sleep(0.25)
-            leases = self._leases(ranges)
+            leases = self._leases(ranges, fresh=wait)
+        if wait:
+            with self._lock:
+                for mac in wanted & leases.keys():
+                    self._stale_leases.pop(mac, None)
         return self._vm_outputs(uuid, props, leases, ranges)
 
     def memory_usage(self, kind: str, physical: str) -> MemoryUsage | None:
@@ -293,11 +351,34 @@ class LibvirtProvider(Provider):
                            total_mib=stats["available"] / 1024, unused_mib=stats.get("unused", 0) / 1024)
 
     def check(self, kind: str, properties: dict[str, Any]) -> list[str]:
+        """Besides the kernel files and pools the host lacks: a pool on a directory another pool holds, and a volume's
+        source image (read here, where crane uploads it from: on every host) that is missing, of another format than
+        the stack says, or larger than its capacity.
+
+        A volume may live in a pool the same plan creates. The engine checks a plan's changes in dependency order,
+        and a volume given its ``StoragePool`` depends on it, so the pool's check comes first: it notes the pool's
+        name (a StoragePool's properties carry it, as libvirt's pool XML does), and the volume's check accepts it.
+        A volume naming such a pool by a string has no dependency on it (nothing orders the two at apply either);
+        it passes only if its check happens to come after the pool's, so pass the object."""
         problems = []
-        if kind == "volume" and self._pool_names is not None and properties["pool"] not in self._pool_names:
-            problems.append(f"storage pool {properties['pool']!r} does not exist on {self.uri}; define and start it "
-                            f"(virsh pool-define-as {properties['pool']} dir --target <directory>), or use one of: "
-                            f"{', '.join(sorted(self._pool_names)) or 'none'}")
+        if kind == "pool":
+            self._planned_pools.add(properties["name"])
+            holder = next((name for name, path in self._pool_paths.items()
+                           if path == properties["path"] and name != properties["name"]), None)
+            if holder is not None:
+                problems.append(f"directory {properties['path']!r} is already the storage pool {holder!r} on "
+                                f"{self.uri}; libvirt allows one pool per directory")
+            if self._local and os.path.exists(properties["path"]) and not os.path.isdir(properties["path"]):
+                problems.append(f"path {properties['path']!r} exists on this host and is not a directory")
+        pools = (self._pool_names or set()) | self._planned_pools
+        if kind in ("volume", "cloudinit") and self._pool_names is not None and properties["pool"] not in pools:
+            problems.append(f"storage pool {properties['pool']!r} does not exist on {self.uri}; declare it "
+                            f"(StoragePool({properties['pool']!r}, path=<directory>), passed to the volume as pool=), "
+                            f"define and start it (virsh pool-define-as {properties['pool']} dir --target "
+                            f"<directory>), or use one of: {', '.join(sorted(self._pool_names)) or 'none'}")
+        if kind == "volume" and properties.get("source"):
+            problems.extend(images.problems(properties["source"], properties.get("format"),
+                                            properties.get("capacity_gib")))
         if kind == "vm" and self._local:
             for field in ("kernel", "initrd"):
                 path = properties.get(field)
@@ -324,7 +405,8 @@ class LibvirtProvider(Provider):
             raise ProviderError(f"libvirt refused to {verb} {kind} {physical!r}: {exc.get_error_message()}") from None
 
     def create(self, kind: str, physical: str, properties: dict[str, Any], owner: Owner) -> Live:
-        creators = {"vm": self._create_vm, "network": self._create_network, "volume": self._create_volume}
+        creators = {"vm": self._create_vm, "network": self._create_network, "volume": self._create_volume,
+                    "pool": self._create_pool, "cloudinit": self._create_seed}
         return self._call("create", kind, physical, lambda: creators[kind](physical, properties, owner))
 
     def update(self, kind: str, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
@@ -334,7 +416,8 @@ class LibvirtProvider(Provider):
         return self._call("update", kind, physical, lambda: updaters[kind](physical, before, after))
 
     def delete(self, kind: str, physical: str, properties: dict[str, Any]) -> None:
-        deleters = {"vm": self._delete_vm, "network": self._delete_network, "volume": self._delete_volume}
+        deleters = {"vm": self._delete_vm, "network": self._delete_network, "volume": self._delete_volume,
+                    "pool": self._delete_pool, "cloudinit": self._delete_volume}
 
         def run() -> None:
             try:
@@ -376,7 +459,7 @@ class LibvirtProvider(Provider):
         if p["autostart"]:
             self._set_autostart(dom, physical, True)
         if p["running"]:
-            dom.create()
+            self._start(dom, p)
         if self.sandbox is not None:
             with self._lock:
                 self._node_xml[physical] = domain_for_node_file(dom.XMLDesc(0), bool(p["running"]))
@@ -404,7 +487,7 @@ class LibvirtProvider(Provider):
             self._set_autostart(dom, physical, after["autostart"])
         started = after["running"] and not dom.isActive()
         if started:
-            dom.create()
+            self._start(dom, after)
         elif not after["running"] and dom.isActive():
             self._stop(dom)
         return self._read_vm(dom, wait=started)
@@ -422,7 +505,7 @@ class LibvirtProvider(Provider):
         dom = self.conn.defineXML(xml)
         self._set_autostart(dom, physical, after["autostart"])
         if after["running"]:
-            dom.create()
+            self._start(dom, after)
         return self._read_vm(dom, wait=bool(after["running"]))
 
     def _set_autostart(self, dom: Any, physical: str, on: bool) -> None:
@@ -483,6 +566,12 @@ class LibvirtProvider(Provider):
 
     def _create_volume(self, physical: str, p: dict[str, Any], owner: Owner) -> Live:
         pool = self.conn.storagePoolLookupByName(p["pool"])
+        if p.get("source"):
+            vol = storage.from_image(self.conn, pool, physical, p, upload=not self._test_driver)
+            return self._read_volume(vol, p["pool"], p)
+        if p.get("clone"):
+            vol = storage.from_clone(self.conn, pool, physical, p, resize=not self._test_driver)
+            return self._read_volume(vol, p["pool"], p)
         base_path, base_format = None, "raw"
         if p["base"]:
             if p["base"].startswith("/"):
@@ -494,13 +583,16 @@ class LibvirtProvider(Provider):
                 base_path = base.path()
                 fmt = ET.fromstring(base.XMLDesc(0)).find("target/format")
                 base_format = fmt.get("type", "raw") if fmt is not None else "raw"
-        vol = pool.createXML(lx.render_volume(physical, p, base_path, base_format), 0)
-        return self._read_volume(vol, p["pool"])
+        vol = pool.createXML(lx.render_volume(physical, p["capacity_gib"] * storage.GIB, p["format"], base_path,
+                                              base_format), 0)
+        return self._read_volume(vol, p["pool"], p)
 
-    def _read_volume(self, vol: Any, pool_name: str) -> Live:
+    def _read_volume(self, vol: Any, pool_name: str, p: dict[str, Any], kind: str = "volume") -> Live:
+        """The volume as libvirt reports it, with what libvirt cannot report taken from ``p``."""
         pool_by_dir = {path: name for _, name, path in self._pools()}
         props, outputs = lx.parse_volume(ET.fromstring(vol.XMLDesc(0)), pool_name, pool_by_dir)
-        return Live("volume", vol.name(), props, outputs)
+        kept = ("source", "clone") if kind == "volume" else _SEED_FIELDS
+        return Live(kind, vol.name(), {**props, **{k: p.get(k) for k in kept}}, outputs)
 
     def _update_volume(self, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
         pool = self.conn.storagePoolLookupByName(after["pool"])
@@ -516,10 +608,28 @@ class LibvirtProvider(Provider):
             capacity.text = str(after["capacity_gib"])
             vol.delete(0)
             vol = pool.createXML(ET.tostring(xml, encoding="unicode"), 0)
-        return self._read_volume(vol, after["pool"])
+        return self._read_volume(vol, after["pool"], after)
 
     def _delete_volume(self, physical: str, p: dict[str, Any]) -> None:
         self.conn.storagePoolLookupByName(p["pool"]).storageVolLookupByName(physical).delete(0)
+
+    # cloud-init seeds
+
+    def _create_seed(self, physical: str, p: dict[str, Any], owner: Owner) -> Live:
+        pool = self.conn.storagePoolLookupByName(p["pool"])
+        vol = storage.seed_volume(self.conn, pool, physical, p, upload=not self._test_driver)
+        return self._read_volume(vol, p["pool"], p, kind="cloudinit")
+
+    # pools
+
+    def _create_pool(self, physical: str, p: dict[str, Any], owner: Owner) -> Live:
+        pool, built = storage.create_pool(self.conn, physical, p)
+        props, outputs = lx.parse_pool(ET.fromstring(pool.XMLDesc(0)))
+        # whether crane made the directory: libvirt cannot say later, and only such a directory is removed with it
+        return Live("pool", physical, {**props, "built": built}, outputs)
+
+    def _delete_pool(self, physical: str, p: dict[str, Any]) -> None:
+        storage.delete_pool(self.conn, physical, built=bool(p.get("built")))
 
     # durability --------------------------------------------------------------------------------
 

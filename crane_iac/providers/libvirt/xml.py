@@ -12,6 +12,9 @@ from crane_iac.providers.base import Owner
 
 OWNER_NS = "https://crane-iac.dev/xmlns/owner/1"
 _OWNER_TAG = f"{{{OWNER_NS}}}owner"
+#: a domain's cloud-init seed: which volume, and the digest of the contents it was defined with
+SEED_NS = "https://crane-iac.dev/xmlns/cloud-init/1"
+_SEED_TAG = f"{{{SEED_NS}}}cloud-init"
 _AUTO_BRIDGE = re.compile(r"^virbr\d+$")
 
 if TYPE_CHECKING:
@@ -32,12 +35,23 @@ def _templates() -> jinja2.Environment:
     )
 
 
+def seed_of(p: dict[str, Any]) -> dict[str, str] | None:
+    """A VM's ``cloud_init`` property (``pool/volume@digest``) as the template wants it, or None."""
+    ref = p.get("cloud_init")
+    if not ref:
+        return None
+    volume, _, digest = ref.partition("@")
+    pool, _, name = volume.partition("/")
+    return {"pool": pool, "volume": name, "digest": digest}
+
+
 def render_domain(name: str, p: dict[str, Any], owner: Owner, *, domain_type: str, disks: list[dict[str, str]],
                   stats_period: int, uuid: str | None = None) -> str:
     """Domain XML; with ``uuid``, a new definition of that existing domain."""
     return _templates().get_template("domain.xml.j2").render(
         name=name, p=p, owner={"stack": owner.stack, "address": owner.address}, ns=OWNER_NS,
-        domain_type=domain_type, disks=disks, stats_period=stats_period, uuid=uuid)
+        domain_type=domain_type, disks=disks, stats_period=stats_period, uuid=uuid, seed=seed_of(p),
+        seed_ns=SEED_NS)
 
 
 def _ip_blocks(p: dict[str, Any]) -> list[dict[str, Any]]:
@@ -64,9 +78,20 @@ def render_network(name: str, p: dict[str, Any], owner: Owner) -> str:
         ips=_ip_blocks(p))
 
 
-def render_volume(name: str, p: dict[str, Any], base_path: str | None, base_format: str) -> str:
+def render_volume(name: str, capacity: int, fmt: str, base_path: str | None = None, base_format: str = "raw") -> str:
+    """Volume XML: ``capacity`` in bytes, ``fmt`` the format of the volume, ``base_path`` its backing file."""
     return _templates().get_template("volume.xml.j2").render(
-        name=name, p=p, base_path=base_path, base_format=base_format)
+        name=name, capacity=capacity, format=fmt, base_path=base_path, base_format=base_format)
+
+
+def render_pool(name: str, p: dict[str, Any]) -> str:
+    return _templates().get_template("pool.xml.j2").render(name=name, p=p)
+
+
+def parse_pool(root: ET.Element) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pool XML → (StoragePool properties, outputs)."""
+    return ({"name": root.findtext("name"), "type": root.get("type"), "path": root.findtext("target/path")},
+            {"uuid": root.findtext("uuid")})
 
 
 def owner_of(root: ET.Element) -> Owner | None:
@@ -95,6 +120,7 @@ def parse_domain(root: ET.Element, *, running: bool, autostart: bool,
     max_vcpus = int(vcpu.text or 1) if vcpu is not None else 1
     nics = []
     disks = []
+    seed = None
     devices = root.find("devices")
     if devices is not None:
         for iface in devices.iterfind("interface"):
@@ -103,6 +129,8 @@ def parse_domain(root: ET.Element, *, running: bool, autostart: bool,
                          "mac": mac.get("address") if mac is not None else None})
         for disk in devices.iterfind("disk"):
             source = disk.find("source")
+            if source is not None and disk.get("device") == "cdrom" and source.get("pool"):
+                seed = f"{source.get('pool')}/{source.get('volume')}"
             if source is None or disk.get("device", "disk") != "disk":
                 continue
             if source.get("pool"):
@@ -123,7 +151,17 @@ def parse_domain(root: ET.Element, *, running: bool, autostart: bool,
         "kernel": root.findtext("os/kernel"),
         "initrd": root.findtext("os/initrd"),
         "cmdline": root.findtext("os/cmdline"),
+        "cloud_init": _seed_reference(root, seed),
     }
+
+
+def _seed_reference(root: ET.Element, volume: str | None) -> str | None:
+    """``pool/volume@digest`` of the seed CD-ROM; the digest is what the domain's metadata recorded for that volume."""
+    if volume is None:
+        return None
+    tag = root.find(f"metadata/{_SEED_TAG}")
+    digest = tag.get("digest", "") if tag is not None and tag.get("volume") == volume else ""
+    return f"{volume}@{digest}"
 
 
 def parse_network(root: ET.Element) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -169,17 +207,24 @@ def dhcp_range(root: ET.Element) -> tuple[int, int] | None:
     return None
 
 
-def parse_volume(root: ET.Element, pool: str, pool_by_dir: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+def capacity_bytes(root: ET.Element) -> int:
+    """A volume's capacity in bytes, from its XML."""
     capacity = root.find("capacity")
     size = int(capacity.text or 0) if capacity is not None else 0
     unit = capacity.get("unit", "bytes") if capacity is not None else "bytes"
-    size_bytes = size * {"bytes": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}.get(unit, 1)
+    return size * {"bytes": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}.get(unit, 1)
+
+
+def parse_volume(root: ET.Element, pool: str, pool_by_dir: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    size_bytes = capacity_bytes(root)
     fmt = root.find("target/format")
     base_path = root.findtext("backingStore/path")
     base = None
     if base_path:
         directory, _, vol = base_path.rpartition("/")
         base = f"{pool_by_dir[directory]}/{vol}" if directory in pool_by_dir else base_path
+    fmt_name = fmt.get("type", "raw") if fmt is not None else "raw"
     props = {"capacity_gib": -(-size_bytes // 1024**3), "pool": pool,
-             "format": fmt.get("type", "raw") if fmt is not None else "raw", "base": base}
+             # libvirt's probe calls a file holding an ISO 9660 image "iso": to crane (and QEMU) it is raw data
+             "format": "raw" if fmt_name == "iso" else fmt_name, "base": base}
     return props, {"path": root.findtext("target/path") or root.findtext("key")}

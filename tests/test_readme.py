@@ -1,0 +1,59 @@
+"""The README says what the repository does: its stack and crane.toml snippets are the real files, the tinyweb
+section loads as written, and the edit in the workflow example gives the plan lines it shows."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+from crane_iac.config import load_project
+from tests.conftest import REPO, ProjectDir
+
+README = (REPO / "README.md").read_text()
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README, re.S)
+
+
+def test_the_stack_snippet_is_stacks_demo_py() -> None:
+    assert (REPO / "stacks" / "demo.py").read_text() in blocks("python")
+
+
+def test_the_repository_crane_toml_is_shown_as_it_is() -> None:
+    assert (REPO / "crane.toml").read_text() in blocks("toml")
+
+
+def test_the_tinyweb_section_loads_and_validates_as_written(tmp_path: Path) -> None:
+    section = next(b for b in blocks("toml") if b.startswith("# tinyweb\n"))
+    (tmp_path / "crane.toml").write_text(section)
+    project = load_project(tmp_path / "crane.toml")
+    name, config = project.stack(None)
+    assert (name, config.uri, config.file) == ("tinyweb", "qemu:///system", "stacks/tinyweb.py")
+    # every variable the stack reads is declared, and it validates with the defaults shown
+    used = set(re.findall(r'variable\("(\w+)"\)', (REPO / "stacks" / "tinyweb.py").read_text()))
+    assert used == set(config.vars)
+    (tmp_path / "stacks").mkdir()
+    shutil.copy(REPO / "stacks" / "tinyweb.py", tmp_path / "stacks")
+    result = ProjectDir(tmp_path).crane("validate")
+    assert result.code == 0 and "is valid: 5 resources" in result.out, result.err
+
+
+def test_the_workflow_edit_maps_onto_the_demo(tmp_path: Path) -> None:
+    workflow = README[README.index("## The workflow"):README.index("Commands:")]
+    expected = [line.split("#", 1)[1].split("   ")[0].strip() for line in workflow.splitlines() if "~ vm." in line]
+    assert len(expected) == 2
+    shutil.copy(REPO / "crane.toml", tmp_path)
+    (tmp_path / "stacks").mkdir()
+    shutil.copy(REPO / "stacks" / "demo.py", tmp_path / "stacks")
+    project = ProjectDir(tmp_path)
+    assert project.crane("apply", "--auto-approve").code == 0
+    demo = tmp_path / "stacks" / "demo.py"
+    web_line = next(line for line in demo.read_text().splitlines() if 'VM(f"web-{i}"' in line)
+    assert "memory_mib=512" in web_line  # the line the README tells the reader to edit
+    demo.write_text(demo.read_text().replace(web_line, web_line.replace("memory_mib=512", "memory_mib=1024")))
+    planned = project.crane("plan", "--detailed-exitcode")
+    assert planned.code == 2
+    for line in expected:
+        assert line in planned.out, (line, planned.out)
