@@ -309,8 +309,9 @@ def _app() -> Any:
         except (ValueError, KeyError, TypeError) as exc:
             raise CraneError(f"{path}: not a crane plan file ({exc})") from None
 
-    def _apply(s: Session, saved: Path | None, *, auto_approve: bool, parallelism: int, lock_timeout: float,
-               refresh: bool, targets: list[str] | None, replace: list[str] | None, destroy: bool) -> int:
+    def _apply(s: Session, saved: "tuple[Path, Plan] | None", *, auto_approve: bool, parallelism: int,
+               lock_timeout: float, refresh: bool, targets: list[str] | None, replace: list[str] | None,
+               destroy: bool) -> int:
         import threading
 
         from crane_iac.engine.apply import Applier
@@ -322,8 +323,8 @@ def _app() -> Any:
         with s.locked("destroy" if destroy else "apply", lock_timeout) as name:
             state = s.store.read(name)
             if saved is not None:
-                the_plan = _read_plan(saved)
-                check_saved_plan(the_plan, state, str(saved))
+                source, the_plan = saved
+                check_saved_plan(the_plan, state, str(source))
             with s.provider(True, (lambda: s.load(state)) if saved is None else lambda: None, lock_timeout,
                             read=saved is None and refresh) as (provider, loaded, lives):
                 if saved is None:
@@ -384,18 +385,19 @@ def _app() -> Any:
         """Apply a saved plan, or plan and apply after confirmation."""
         from crane_iac.errors import CraneError
 
+        saved: tuple[Path, Plan] | None = None
         if plan_file is not None:
             given = [flag for flag, v in (("--var", var), ("--var-file", var_file), ("--target", target),
                                           ("--replace", replace), ("--refresh", refresh)) if v]
             if given:
                 raise CraneError(f"{', '.join(given)} cannot be given with a saved plan: the plan already fixes what "
                                  f"it does; make a new plan with them (crane plan {' '.join(given)} … --out FILE)")
-            saved_stack = _read_plan(plan_file).stack
-            if stack is not None and stack != saved_stack:
-                raise CraneError(f"{plan_file} was made for stack {saved_stack!r}, not {stack!r}; "
+            saved = (plan_file, _read_plan(plan_file))
+            if stack is not None and stack != saved[1].stack:
+                raise CraneError(f"{plan_file} was made for stack {saved[1].stack!r}, not {stack!r}; "
                                  "drop --stack or make a new plan")
-            stack = saved_stack
-        return _apply(session(chdir, stack, var, var_file), plan_file, auto_approve=auto_approve,
+            stack = saved[1].stack
+        return _apply(session(chdir, stack, var, var_file), saved, auto_approve=auto_approve,
                       parallelism=parallelism, lock_timeout=lock_timeout, refresh=truth(refresh), targets=target,
                       replace=replace, destroy=False)
 

@@ -14,7 +14,7 @@ from typing import Any
 from crane_iac.addresses import is_within
 from crane_iac.errors import Diagnostic, DiagnosticsError
 from crane_iac.planner.graph import find_cycle
-from crane_iac.planner.model import Desired
+from crane_iac.planner.model import Desired, identity
 from crane_iac.resources.base import Output, Registry, Resource, collecting, plain
 
 
@@ -118,10 +118,7 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
         if not meta.valid:
             continue
         props = res.properties()
-        in_pool = res.kind in ("volume", "cloudinit")  # names are unique per pool, seeds' and volumes' alike
-        pool = props.get("pool", "") if in_pool else ""
-        key = ("volume" if in_pool else res.kind, f"{pool}/{meta.physical}")
-        claims = [(key, f"hypervisor name {meta.physical!r}")]
+        claims = [(identity(res.kind, meta.physical, props), f"hypervisor name {meta.physical!r}")]
         claims += [((what, name), f"{what} {name!r}") for what, name in res.host_claims()]
         clash = next(((key, label) for key, label in claims if key in physical_seen), None)
         if clash is not None:
@@ -177,8 +174,8 @@ def _check_declarations(registry: Registry) -> list[Diagnostic]:
                                        "leaves its old address", file, line, old))
     for address, name in registry.imports.items():
         res = declared[address]
-        kind_name = f"{res.properties().get('pool', '')}/{res.physical_name}" if res.kind == "volume" else None
-        if name is not None and name not in (res.physical_name, kind_name):
+        if name is not None and name not in (res.physical_name, identity(res.kind, res.physical_name,
+                                                                          res.properties())[1]):
             problems.append(Diagnostic(f"import_(id={name!r}): crane names this {res.kind} {res.physical_name!r} "
                                        "after its address; rename the object or the resource", *res.location, address))
     return problems

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from crane_iac.engine import failpoints
 from crane_iac.errors import CraneError
 from crane_iac.planner.diff import Step, has_markers, order_changes, resolve_outputs
-from crane_iac.planner.model import Action, Plan, Recorded, ResourceChange
+from crane_iac.planner.model import POOLED_KINDS, Action, Plan, Recorded, ResourceChange
 from crane_iac.providers.base import Owner, Provider
 from crane_iac.state.base import Committed, Intent, StateStore
 
@@ -116,7 +116,7 @@ class Applier:
         action = _step_action(change, step.phase)
         if action == "forget":
             return Committed(change.address, "forget", None, change.before)
-        failpoints.refuse(change.address)
+        failpoints.before_step(change.address)
         if step.phase == "delete":
             self.provider.delete(change.kind, change.physical, change.before or {})
             failpoints.hit("after-mutation")
@@ -155,7 +155,7 @@ class Applier:
         # an intent carries what identifies the object on the host (kind, name, and a volume's pool)
         intents = [Intent(c.address, c.kind, c.physical, c.action.value,
                           {"pool": (c.after or c.before or {}).get("pool")}
-                          if c.kind in ("volume", "cloudinit") else {})
+                          if c.kind in POOLED_KINDS else {})
                    for c in self.plan.changes if c.address in stepped]
         self.store.record_intents(self.plan.stack, intents)
         failpoints.hit("after-intents")

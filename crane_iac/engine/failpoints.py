@@ -37,9 +37,9 @@ def hit(name: str) -> None:
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def refuse(address: str) -> None:
-    """Raise a provider refusal when ``CRANE_FAILPOINT=refuse:<address>`` names this resource; with
-    ``slow:<seconds>``, wait that long first."""
+def before_step(address: str) -> None:
+    """Called before each provider step: with ``CRANE_FAILPOINT=slow:<seconds>`` wait that long; raise a provider
+    refusal when ``CRANE_FAILPOINT=refuse:<address>`` names this resource."""
     spec = os.environ.get("CRANE_FAILPOINT")
     if spec and spec.startswith("slow:"):
         time.sleep(float(spec.removeprefix("slow:")))

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from crane_iac.addresses import is_within
-from crane_iac.engine.refresh import identity
 from crane_iac.errors import CraneError
 from crane_iac.loader import LoadedStack
-from crane_iac.planner.model import Live, Recorded
+from crane_iac.planner.model import Live, Recorded, identity
 from crane_iac.state.base import Committed, StackState
 
 
@@ -27,7 +26,7 @@ def import_record(address: str, name: str | None, loaded: LoadedStack, state: St
                          "`crane state rm` it first to import another object")
     key = identity(want.kind, want.physical, want.properties)
     expected = key[1]
-    if name is not None and name != expected and not (want.kind != "volume" and name == want.physical):
+    if name is not None and name not in (expected, want.physical):  # a pooled object: "pool/name" or "name"
         raise CraneError(f"{address} is named {expected!r} on the hypervisor, not {name!r}: crane names objects "
                          f"after their address, so rename the object or declare the resource with the name it has")
     found = next((live for live in lives if identity(live.kind, live.physical, live.properties) == key), None)

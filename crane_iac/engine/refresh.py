@@ -8,16 +8,8 @@ from typing import Any
 
 from crane_iac.errors import Diagnostic
 from crane_iac.planner.diff import resolve_outputs
-from crane_iac.planner.model import Desired, Live, Recorded
+from crane_iac.planner.model import Desired, Live, Recorded, identity
 from crane_iac.state.base import Committed, StackState
-
-
-def identity(kind: str, physical: str, properties: dict[str, Any]) -> tuple[str, str]:
-    """What names an object uniquely on a host: volumes are unique per pool, the rest per host. A cloud-init seed is a
-    volume too: it shares its pool's names with the volumes (the hypervisor lists it as one)."""
-    if kind in ("volume", "cloudinit"):
-        return "volume", f"{properties.get('pool', '')}/{physical}"
-    return kind, physical
 
 
 def match_live(
@@ -52,7 +44,7 @@ def match_live(
     # was uploaded from, a seed's contents) is what state recorded
     for address, now in matched.items():
         kept = state.resources.get(address)
-        if kept is not None and len(kept.properties) > len(now.properties):
+        if kept is not None and not kept.properties.keys() <= now.properties.keys():
             matched[address] = replace(now, properties={**kept.properties, **now.properties})
     importing = set(imports)
     diagnostics = []

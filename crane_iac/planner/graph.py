@@ -24,35 +24,32 @@ def find_cycle(dependencies: Mapping[str, Iterable[str]]) -> list[str] | None:
     return None
 
 
-def with_dependencies(targets: Iterable[str], dependencies: Mapping[str, Iterable[str]]) -> set[str]:
-    """Every address within a target, plus everything those depend on, transitively."""
+def _reach(targets: Iterable[str], addresses: Iterable[str], edges: Mapping[str, Iterable[str]]) -> set[str]:
+    """Every address within a target, plus everything reachable from those along ``edges``."""
     wanted = list(targets)
-    selected = {a for a in dependencies if any(is_within(a, t) for t in wanted)}
+    selected = {a for a in addresses if any(is_within(a, t) for t in wanted)}
     stack = list(selected)
     while stack:
-        for dep in dependencies.get(stack.pop(), ()):
-            if dep not in selected:
-                selected.add(dep)
-                stack.append(dep)
+        for nxt in edges.get(stack.pop(), ()):
+            if nxt not in selected:
+                selected.add(nxt)
+                stack.append(nxt)
     return selected
+
+
+def with_dependencies(targets: Iterable[str], dependencies: Mapping[str, Iterable[str]]) -> set[str]:
+    """Every address within a target, plus everything those depend on, transitively."""
+    return _reach(targets, dependencies, dependencies)
 
 
 def with_dependents(targets: Iterable[str], dependencies: Mapping[str, Iterable[str]]) -> set[str]:
     """Every address within a target, plus everything that depends on those, transitively: what destroying the
     targets must destroy too (a VM goes before the network it is attached to, never the other way round)."""
-    wanted = list(targets)
     dependents: dict[str, list[str]] = {}
     for address, deps in dependencies.items():
         for dep in deps:
             dependents.setdefault(dep, []).append(address)
-    selected = {a for a in dependencies if any(is_within(a, t) for t in wanted)}
-    stack = list(selected)
-    while stack:
-        for user in dependents.get(stack.pop(), ()):
-            if user not in selected:
-                selected.add(user)
-                stack.append(user)
-    return selected
+    return _reach(targets, dependencies, dependents)
 
 
 def to_dot(dependencies: Mapping[str, Iterable[str]]) -> str:

@@ -25,6 +25,18 @@ class Action(StrEnum):
         return self in (Action.DELETE_THEN_CREATE, Action.CREATE_THEN_DELETE)
 
 
+#: kinds whose objects live in a storage pool: their names are unique per pool (a cloud-init seed is a volume too,
+#: and shares its pool's names with the volumes), every other kind's per host
+POOLED_KINDS = frozenset({"volume", "cloudinit"})
+
+
+def identity(kind: str, physical: str, properties: dict[str, Any]) -> tuple[str, str]:
+    """What names an object uniquely on a host: ``("volume", "pool/name")`` for pooled kinds, else (kind, name)."""
+    if kind in POOLED_KINDS:
+        return "volume", f"{properties.get('pool', '')}/{physical}"
+    return kind, physical
+
+
 @dataclass(slots=True)
 class Desired:
     """A resource as the stack declares it."""

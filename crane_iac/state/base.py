@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +65,25 @@ class LockInfo:
     id: str = ""
     host: str = ""
     pid: int = 0
+
+    def holder_running_here(self) -> bool | None:
+        """Whether the holder is a process still running: True or False on this host; None for another host's
+        holder, which cannot be seen from here."""
+        if self.host != socket.gethostname() or self.pid <= 0:
+            return None
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+
+def this_process() -> str:
+    """Who holds or breaks a lock: ``user@host pid N``."""
+    user = os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid())
+    return f"{user}@{socket.gethostname()} pid {os.getpid()}"
 
 
 class StateStore(ABC):

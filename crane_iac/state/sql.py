@@ -22,7 +22,7 @@ from sqlmodel import Field, SQLModel, create_engine
 
 from crane_iac.errors import LockHeldError, StateError
 from crane_iac.planner.model import Recorded
-from crane_iac.state.base import Committed, HistoryEntry, Intent, LockInfo, StackState, StateStore
+from crane_iac.state.base import Committed, HistoryEntry, Intent, LockInfo, StackState, StateStore, this_process
 
 SCHEMA_VERSION = 2
 
@@ -123,22 +123,8 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _user() -> str:
-    return os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid())
-
-
 def _lock_info(row: Any) -> LockInfo:
     return LockInfo(row.holder, row.operation, row.acquired_at, row.lock_id, row.host, row.pid)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class SqlStateStore(StateStore):
@@ -231,7 +217,7 @@ class SqlStateStore(StateStore):
 
     def acquire_lock(self, stack: str, operation: str, timeout: float = 0.0) -> str:
         host, pid = socket.gethostname(), os.getpid()
-        holder = f"{_user()}@{host} pid {pid}"
+        holder = this_process()
         lock_id = str(uuid.uuid4())
         deadline = time.monotonic() + timeout
         while True:
@@ -244,7 +230,7 @@ class SqlStateStore(StateStore):
                 pass
             with self.engine.begin() as conn:
                 row = conn.execute(select(LOCKS).where(LOCKS.c.stack == stack)).first()
-                if row is not None and row.host == host and not _pid_alive(row.pid):
+                if row is not None and _lock_info(row).holder_running_here() is False:
                     # the holder died (crash, SIGKILL) on this host: its lock protects nothing
                     conn.execute(delete(LOCKS).where(LOCKS.c.stack == stack, LOCKS.c.pid == row.pid))
                     continue
@@ -267,8 +253,9 @@ class SqlStateStore(StateStore):
             if row is None:
                 raise StateError(f"stack {stack!r} is not locked; nothing to unlock")
             if row.lock_id != lock_id:
-                raise StateError(f"stack {stack!r} is locked with ID {row.lock_id}, not {lock_id} "
-                                 f"(held by {row.holder}, {row.operation} since {row.acquired_at})")
+                raise StateError(f"stack {stack!r} is locked with ID {row.lock_id}, not {lock_id} (held by "
+                                 f"{row.holder}, {row.operation} since {row.acquired_at}); copy the ID from the "
+                                 "'locked by' message")
             conn.execute(delete(LOCKS).where(LOCKS.c.stack == stack, LOCKS.c.lock_id == lock_id))
             info = _lock_info(row)
             head = conn.execute(select(STACKS.c.serial).where(STACKS.c.name == stack)).first()
