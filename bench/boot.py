@@ -32,10 +32,10 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 from tests.real.host import GUEST_DIR as GUEST  # noqa: E402  (the test helpers for the real host)
 from tests.real.host import REAL_URI as URI  # noqa: E402
-from tests.real.host import RealHost, ensure_pool, http_get, write_tinyweb  # noqa: E402
+from tests.real.host import RealHost, ensure_pool, http_get, remove_pool, write_tinyweb  # noqa: E402
 
 POOL = "crane-bench"
-POOL_DIR = Path("/var/lib/crane-bench/pool")
+POOL_DIR = Path("/var/lib/crane-bench-pool")
 
 
 def wait_http(addresses: list[str]) -> None:
@@ -46,7 +46,7 @@ def wait_http(addresses: list[str]) -> None:
 def crane_run(workdir: Path, n: int, prefix: str, net3: str) -> tuple[float, float]:
     project = workdir / f"crane-{prefix}"
     shutil.rmtree(project, ignore_errors=True)
-    write_tinyweb(project, prefix=prefix, subnet=f"{net3}.0/24", web_count=n, pool=POOL)
+    write_tinyweb(project, prefix=prefix, subnet=f"{net3}.0/24", web_count=n)
     crane = [sys.executable, "-m", "crane_iac"]
     started = time.monotonic()
     subprocess.run([*crane, "apply", "--auto-approve"], cwd=project, check=True, capture_output=True)
@@ -78,7 +78,7 @@ def main() -> None:
         subprocess.run(["bash", str(REPO / "tests" / "guest" / "build.sh"), str(GUEST)], check=True,
                        capture_output=True)
         conn = libvirt.open(URI)
-        ensure_pool(conn, POOL, POOL_DIR)
+        created_pool = ensure_pool(conn, POOL, POOL_DIR)  # the baseline script's; crane's stack declares its own
         host = RealHost(conn, GUEST / "vmlinuz", GUEST / "initrd.img", pool=POOL)
         rows = []
         with tempfile.TemporaryDirectory() as tmp:
@@ -99,6 +99,8 @@ def main() -> None:
                 b_lease = statistics.median(t[0] for t in base_times)
                 b_http = statistics.median(t[1] for t in base_times)
                 rows.append((n, c_apply, b_lease, c_http, b_http))
+        if created_pool:
+            remove_pool(conn, POOL, POOL_DIR)
         conn.close()
     finally:
         subprocess.run([str(REPO / "scripts" / "realhost.sh"), "stop"])

@@ -37,7 +37,7 @@ def test_the_tinyweb_section_loads_and_validates_as_written(tmp_path: Path) -> N
     (tmp_path / "stacks").mkdir()
     shutil.copy(REPO / "stacks" / "tinyweb.py", tmp_path / "stacks")
     result = ProjectDir(tmp_path).crane("validate")
-    assert result.code == 0 and "is valid: 5 resources" in result.out, result.err
+    assert result.code == 0 and "is valid: 6 resources" in result.out, result.err
 
 
 def test_the_workflow_edit_maps_onto_the_demo(tmp_path: Path) -> None:

@@ -4,7 +4,7 @@
 the session ends with ``scripts/realhost.sh stop``, which undoes exactly what that start did (its own state
 directory). The gate is honest: as root, and always under ``CI=true``, a real hypervisor that cannot be had fails
 every test here with the reason and the daemon log's last lines; only a non-root user whom no libvirtd answers
-gets a skip, whose reason says so. The ``crane-test`` pool is removed again if the session defined it.
+gets a skip, whose reason says so. stacks/tinyweb.py declares its own storage pool: crane makes and removes it.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import libvirt
 import pytest
 
 from tests.conftest import REPO, ProjectDir
-from tests.real.host import GUEST_DIR, POOL, REAL_URI, RealHost, ensure_pool, remove_pool, write_tinyweb
+from tests.real.host import GUEST_DIR, REAL_URI, RealHost, write_tinyweb
 
 
 def must_run() -> bool:
@@ -42,18 +42,14 @@ def real_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealHost]:
         pytest.fail(f"scripts/realhost.sh start failed (exit {started.returncode}); the real-hypervisor tests must "
                     f"run {'as root' if os.geteuid() == 0 else 'under CI'}:\n{why}", pytrace=False)
     conn = None
-    created_pool = False
     try:
         built = subprocess.run(["bash", str(REPO / "tests" / "guest" / "build.sh"), str(GUEST_DIR)],
                                capture_output=True, text=True, timeout=600)
         assert built.returncode == 0, built.stderr
         conn = libvirt.open(REAL_URI)
-        created_pool = ensure_pool(conn)
         yield RealHost(conn, GUEST_DIR / "vmlinuz", GUEST_DIR / "initrd.img")
     finally:
         if conn is not None:
-            if created_pool:
-                remove_pool(conn, POOL)
             conn.close()
         realhost("stop", state)
 
@@ -61,8 +57,8 @@ def real_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealHost]:
 def tinyweb_project(root: Path, host: RealHost, *, prefix: str, subnet: str, web_count: int = 2,
                     real: bool = True, mode: str = "open") -> ProjectDir:
     """A project running the repository's stacks/tinyweb.py on the real host (or on the sandbox)."""
-    write_tinyweb(root, prefix=prefix, subnet=subnet, web_count=web_count, pool=POOL if real else "default",
-                  real=real, mode=mode, kernel=host.kernel, initrd=host.initrd, address_timeout=90,
+    write_tinyweb(root, prefix=prefix, subnet=subnet, web_count=web_count, real=real, mode=mode, kernel=host.kernel,
+                  initrd=host.initrd, address_timeout=90,
                   # the test guest has no ACPI daemon: it never shuts down when asked, so do not wait long
                   shutdown_timeout=3)
     return ProjectDir(root)

@@ -14,8 +14,6 @@ import libvirt
 REPO = Path(__file__).resolve().parents[2]
 REAL_URI = "qemu:///system"
 GUEST_DIR = Path(os.environ.get("CRANE_GUEST_DIR", "/var/cache/crane/guest"))
-POOL = "crane-test"
-POOL_DIR = Path("/var/lib/crane-test/pool")
 
 
 @dataclass
@@ -24,20 +22,30 @@ class RealHost:
     kernel: Path
     initrd: Path
 
-    pool: str = POOL
+    #: a pool the stack does not declare whose volumes named with a prefix are also swept (bench/boot.py's baseline)
+    pool: str | None = None
+
+    def _pools(self, prefix: str) -> list[libvirt.virStoragePool]:
+        """The pools a stack with ``prefix`` declares (``<prefix>pool``), and ``pool``, as they are now."""
+        found = [p for p in self.conn.listAllStoragePools(0) if p.name().startswith(prefix) or p.name() == self.pool]
+        for pool in found:
+            if pool.isActive():
+                pool.refresh(0)
+        return found
 
     def names(self, prefix: str) -> dict[str, list[str]]:
-        """Everything on the host whose name starts with ``prefix``: domains, networks, volumes in the test pool."""
-        pool = self.conn.storagePoolLookupByName(self.pool)
-        pool.refresh(0)
+        """Everything on the host whose name starts with ``prefix``: domains, networks, pools and their volumes."""
+        pools = self._pools(prefix)
         return {
             "domains": sorted(d.name() for d in self.conn.listAllDomains(0) if d.name().startswith(prefix)),
             "networks": sorted(n.name() for n in self.conn.listAllNetworks(0) if n.name().startswith(prefix)),
-            "volumes": sorted(v.name() for v in pool.listAllVolumes(0) if v.name().startswith(prefix)),
+            "pools": sorted(p.name() for p in pools if p.name().startswith(prefix)),
+            "volumes": sorted(v.name() for p in pools if p.isActive() for v in p.listAllVolumes(0)
+                              if v.name().startswith(prefix)),
         }
 
     def sweep(self, prefix: str) -> None:
-        """Remove what a failed test left behind, so the next run starts clean."""
+        """Remove what a failed test left behind, so the next run starts clean (and the machine as it was)."""
         for dom in self.conn.listAllDomains(0):
             if dom.name().startswith(prefix):
                 if dom.isActive():
@@ -48,11 +56,17 @@ class RealHost:
                 if net.isActive():
                     net.destroy()
                 net.undefine()
-        pool = self.conn.storagePoolLookupByName(self.pool)
-        pool.refresh(0)
-        for vol in pool.listAllVolumes(0):
-            if vol.name().startswith(prefix):
-                vol.delete(0)
+        for pool in self._pools(prefix):
+            if pool.isActive() and not pool.name().startswith(prefix):
+                for vol in pool.listAllVolumes(0):
+                    if vol.name().startswith(prefix):
+                        vol.delete(0)
+        remove_pool(self.conn, f"{prefix}pool", tinyweb_pool_dir(prefix))
+
+
+def tinyweb_pool_dir(prefix: str) -> Path:
+    """Where stacks/tinyweb.py's pool keeps the data disks in the tests: a directory crane makes and removes."""
+    return Path(f"/var/lib/{prefix}pool")
 
 
 def _ignore(_ctx: object, _err: object) -> None:
@@ -62,7 +76,7 @@ def _ignore(_ctx: object, _err: object) -> None:
 libvirt.registerErrorHandler(_ignore, None)
 
 
-def ensure_pool(conn: libvirt.virConnect, name: str = POOL, directory: Path = POOL_DIR) -> bool:
+def ensure_pool(conn: libvirt.virConnect, name: str, directory: Path) -> bool:
     """A started directory pool ``name`` at ``directory``, defined if the host does not have it; True when this call
     defined it (so that the caller removes it again with ``remove_pool``)."""
     created = False
@@ -78,27 +92,25 @@ def ensure_pool(conn: libvirt.virConnect, name: str = POOL, directory: Path = PO
     return created
 
 
-def remove_pool(conn: libvirt.virConnect, name: str = POOL, directory: Path = POOL_DIR) -> None:
-    """Undo ``ensure_pool``: stop and undefine the pool, and remove its directory (and an empty parent)."""
+def remove_pool(conn: libvirt.virConnect, name: str, directory: Path) -> None:
+    """Undo ``ensure_pool`` (or what a failed test left of a stack's pool): stop and undefine the pool if it is still
+    defined, and remove its directory if it is empty (crane leaves the directory of a pool it adopted after a crash,
+    as it cannot tell that it made it)."""
     try:
         pool = conn.storagePoolLookupByName(name)
     except libvirt.libvirtError:
-        return
-    if pool.isActive():
-        pool.refresh(0)
-        for vol in pool.listAllVolumes(0):
-            vol.delete(0)
-        pool.destroy()
+        pool = None
+    if pool is not None:
+        if pool.isActive():
+            pool.refresh(0)
+            for vol in pool.listAllVolumes(0):
+                vol.delete(0)
+            pool.destroy()
+        pool.undefine()
     try:
-        pool.delete(0)  # removes the (now empty) directory
-    except libvirt.libvirtError:
+        directory.rmdir()
+    except FileNotFoundError:
         pass
-    pool.undefine()
-    for path in (directory, directory.parent):
-        try:
-            path.rmdir()
-        except OSError:
-            break
 
 
 def http_get(address: str, path: str = "/", timeout: float = 60.0) -> str:
@@ -129,7 +141,7 @@ def dnsmasq_for(network: str) -> list[str]:
     return found
 
 
-def write_tinyweb(root: Path, *, prefix: str, subnet: str, web_count: int, pool: str, real: bool = True,
+def write_tinyweb(root: Path, *, prefix: str, subnet: str, web_count: int, real: bool = True,
                   mode: str = "open", kernel: Path = GUEST_DIR / "vmlinuz", initrd: Path = GUEST_DIR / "initrd.img",
                   address_timeout: float = 120, shutdown_timeout: float = 30) -> None:
     """A crane project at ``root`` running the repository's stacks/tinyweb.py on the real host or the sandbox."""
@@ -150,7 +162,7 @@ memory_mib = {{ type = "int", default = 128 }}
 autostart = {{ type = "bool", default = false }}
 subnet = {{ type = "str", default = "{subnet}" }}
 mode = {{ type = "str", default = "{mode}" }}
-pool = {{ type = "str", default = "{pool}" }}
+pool_dir = {{ type = "str", default = "{tinyweb_pool_dir(prefix)}" }}
 kernel = {{ type = "str", default = "{kernel}" }}
 initrd = {{ type = "str", default = "{initrd}" }}
 cmdline = {{ type = "str", default = "console=ttyS0" }}

@@ -44,7 +44,7 @@ def web(real_host: RealHost, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 def test_every_web_vm_boots_leases_an_address_and_answers_http(web: ProjectDir, real_host: RealHost) -> None:
     found = real_host.names(PREFIX)
-    assert found == {"domains": ["crt-web-1", "crt-web-2"], "networks": ["crt-lan"],
+    assert found == {"domains": ["crt-web-1", "crt-web-2"], "networks": ["crt-lan"], "pools": ["crt-pool"],
                      "volumes": ["crt-web-1-data", "crt-web-2-data"]}
     addresses = outputs(web)
     assert sorted(addresses) == ["web-1-ipv4", "web-2-ipv4"]
@@ -55,9 +55,11 @@ def test_every_web_vm_boots_leases_an_address_and_answers_http(web: ProjectDir, 
     for i in (1, 2):
         dom = real_host.conn.lookupByName(f"crt-web-{i}")
         assert dom.isActive()
-        assert f"<source pool='crane-test' volume='crt-web-{i}-data'" in dom.XMLDesc(0)
+        assert f"<source pool='crt-pool' volume='crt-web-{i}-data'" in dom.XMLDesc(0)
         assert dom.blockInfo("vda")[0] == 1024**3  # QEMU opened it: capacity as the guest sees it
-    assert Path("/var/lib/crane-test/pool/crt-web-1-data").is_file()
+    # the pool is the stack's own: crane defined it and libvirt made its directory
+    assert real_host.conn.storagePoolLookupByName("crt-pool").isActive()
+    assert Path("/var/lib/crt-pool/crt-web-1-data").is_file()
 
 
 def test_the_applied_stack_shows_no_changes(web: ProjectDir) -> None:
@@ -181,8 +183,8 @@ def test_destroy_leaves_nothing_behind(web: ProjectDir, real_host: RealHost) -> 
     assert bridge and Path(f"/sys/class/net/{bridge}").exists()
     assert dnsmasq_for("crt-lan")
     ok(web, "destroy", "--auto-approve")
-    assert real_host.names(PREFIX) == {"domains": [], "networks": [], "volumes": []}
-    assert not Path("/var/lib/crane-test/pool/crt-web-1-data").exists()
+    assert real_host.names(PREFIX) == {"domains": [], "networks": [], "pools": [], "volumes": []}
+    assert not Path("/var/lib/crt-pool").exists()  # crane made the pool's directory, so destroy removed it
     assert not Path(f"/sys/class/net/{bridge}").exists()
     deadline = time.monotonic() + 10
     while dnsmasq_for("crt-lan"):
@@ -200,15 +202,15 @@ def test_sigkill_mid_apply_then_apply_converges(real_host: RealHost, tmp_path: P
         killed = project.crane("apply", "--auto-approve", "--parallelism", "1",
                                env={"CRANE_FAILPOINT": "after-mutation:4"})
         assert killed.code == -signal.SIGKILL
-        assert 0 < sum(len(v) for v in real_host.names(prefix).values()) < 7
+        assert 0 < sum(len(v) for v in real_host.names(prefix).values()) < 8
         ok(project, "apply", "--auto-approve")
         assert real_host.names(prefix) == {
-            "domains": ["crk-web-1", "crk-web-2", "crk-web-3"], "networks": ["crk-lan"],
+            "domains": ["crk-web-1", "crk-web-2", "crk-web-3"], "networks": ["crk-lan"], "pools": ["crk-pool"],
             "volumes": ["crk-web-1-data", "crk-web-2-data", "crk-web-3-data"]}
-        assert len(ok(project, "state", "list").split()) == 7
+        assert len(ok(project, "state", "list").split()) == 8
         assert project.crane("plan", "--detailed-exitcode").code == 0
         ok(project, "destroy", "--auto-approve")
-        assert real_host.names(prefix) == {"domains": [], "networks": [], "volumes": []}
+        assert real_host.names(prefix) == {"domains": [], "networks": [], "pools": [], "volumes": []}
     finally:
         real_host.sweep(prefix)
 
