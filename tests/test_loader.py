@@ -118,7 +118,7 @@ memory_mib = {{ type = "int", default = 128 }}
 autostart = {{ type = "bool", default = false }}
 subnet = {{ type = "str", default = "10.9.0.0/24" }}
 mode = {{ type = "str", default = "open" }}
-pool = {{ type = "str", default = "default" }}
+pool_dir = {{ type = "str", default = "/var/lib/t-pool" }}
 kernel = {{ type = "str", default = "/boot/vmlinuz" }}
 initrd = {{ type = "str", default = "/boot/initrd.img" }}
 cmdline = {{ type = "str", default = "console=ttyS0" }}
