@@ -190,7 +190,7 @@ def main() -> None:
 
         one = timed([*CRANE, "apply", "--auto-approve", "--var", "bump=1"], big, 1)
         rows_written = int(re.search(r"\((\d+) state rows written\)", one.stdout).group(1))  # type: ignore[union-attr]
-        assert "1 done" in one.stdout, one.stdout[-500:]
+        assert "Apply complete: 1 updated" in one.stdout, one.stdout[-500:]
         limit = plan.seconds + 1
         rows.append(row("apply changing one VM", f"{one.seconds:.2f} s ({rows_written} state rows written)",
                         f"≤ no-op plan + 1 s = {limit:.2f} s", "", "", one.seconds <= limit))
