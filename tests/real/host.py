@@ -92,6 +92,16 @@ def ensure_pool(conn: libvirt.virConnect, name: str, directory: Path) -> bool:
     return created
 
 
+def drop_pool(pool: libvirt.virStoragePool) -> None:
+    """Delete the pool's volumes, stop it and undefine it (its directory is the caller's)."""
+    if pool.isActive():
+        pool.refresh(0)
+        for vol in pool.listAllVolumes(0):
+            vol.delete(0)
+        pool.destroy()
+    pool.undefine()
+
+
 def remove_pool(conn: libvirt.virConnect, name: str, directory: Path) -> None:
     """Undo ``ensure_pool`` (or what a failed test left of a stack's pool): stop and undefine the pool if it is still
     defined, and remove its directory if it is empty (crane leaves the directory of a pool it adopted after a crash,
@@ -99,14 +109,9 @@ def remove_pool(conn: libvirt.virConnect, name: str, directory: Path) -> None:
     try:
         pool = conn.storagePoolLookupByName(name)
     except libvirt.libvirtError:
-        pool = None
+        pool = None  # not defined (any more)
     if pool is not None:
-        if pool.isActive():
-            pool.refresh(0)
-            for vol in pool.listAllVolumes(0):
-                vol.delete(0)
-            pool.destroy()
-        pool.undefine()
+        drop_pool(pool)
     try:
         directory.rmdir()
     except FileNotFoundError:

@@ -16,7 +16,7 @@ import pytest
 
 from crane_iac.providers.libvirt import seed
 from tests.conftest import ProjectDir
-from tests.real.host import REAL_URI, RealHost
+from tests.real.host import REAL_URI, RealHost, drop_pool
 
 PREFIX = "crs-"
 ROOT = Path("/var/lib/crs-storage")  # made by libvirt when crane builds the pool, removed by the fixture
@@ -59,12 +59,7 @@ def sweep(conn: libvirt.virConnect) -> None:
             dom.undefine()
     for pool in conn.listAllStoragePools(0):
         if pool.name().startswith(PREFIX):
-            if pool.isActive():
-                pool.refresh(0)
-                for vol in pool.listAllVolumes(0):
-                    vol.delete(0)
-                pool.destroy()
-            pool.undefine()
+            drop_pool(pool)
     shutil.rmtree(ROOT, ignore_errors=True)
 
 
