@@ -13,8 +13,8 @@ from typing import Any
 
 from crane_iac.addresses import is_within
 from crane_iac.errors import Diagnostic, DiagnosticsError
+from crane_iac.objects import Desired, identity
 from crane_iac.planner.graph import find_cycle
-from crane_iac.planner.model import Desired, identity
 from crane_iac.resources.base import Output, Registry, Resource, collecting, plain
 
 
@@ -87,7 +87,7 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
     diagnostics = list(registry.diagnostics)
     diagnostics.extend(_check_declarations(registry))
     seen: dict[str, Resource] = {}
-    physical_seen: dict[tuple[str, str], Resource] = {}
+    physical_seen: dict[tuple[str, ...], Resource] = {}
     members = {id(r) for r in registry.resources}
     desired: list[Desired] = []
     components: list[str] = []
@@ -175,7 +175,7 @@ def _check_declarations(registry: Registry) -> list[Diagnostic]:
     for address, name in registry.imports.items():
         res = declared[address]
         if name is not None and name not in (res.physical_name, identity(res.kind, res.physical_name,
-                                                                          res.properties())[1]):
+                                                                          res.properties())[-1]):
             problems.append(Diagnostic(f"import_(id={name!r}): crane names this {res.kind} {res.physical_name!r} "
                                        "after its address; rename the object or the resource", *res.location, address))
     return problems

@@ -6,17 +6,23 @@ import json
 import time
 from typing import Any, Protocol, TextIO
 
+from crane_iac.objects import Action
 from crane_iac.planner.diff import KNOWN_AFTER_APPLY
-from crane_iac.planner.model import Action, Plan, ResourceChange
+from crane_iac.planner.model import Plan, ResourceChange
 
 
 class StepEvent(Protocol):
     """What the apply engine reports about one step."""
 
-    address: str
-    verb: str
-    elapsed: float
-    detail: str
+    @property
+    def address(self) -> str: ...
+    @property
+    def verb(self) -> str: ...
+    @property
+    def elapsed(self) -> float: ...
+    @property
+    def detail(self) -> str: ...
+
 
 _SIGN = {
     Action.CREATE: ("+", "32"),
@@ -64,7 +70,7 @@ def _change_lines(change: ResourceChange, paint: _Paint) -> list[str]:
     if change.action is Action.UPDATE or change.action.is_replace:
         for f in change.fields:
             mark = (paint("  # forces replacement", "31") if f.forces_replacement
-                    else paint("  # restarts the guest", "33") if f.restarts and change.action is Action.UPDATE else "")
+                    else paint(f"  # {f.note}", "33") if f.note and change.action is Action.UPDATE else "")
             lines.append(f"  {head}  {f.name}: {value(f.before)} → {value(f.after)}{mark}")
     if note or not lines:
         lines.insert(0, f"  {head}{note}")

@@ -15,13 +15,15 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any, TypeVar
 
 from crane_iac.engine import failpoints
 from crane_iac.errors import CraneError
+from crane_iac.objects import Action, Outcome, Owner, Reason, Recorded, scope_properties
 from crane_iac.planner.diff import Step, has_markers, order_changes, resolve_outputs
-from crane_iac.planner.model import POOLED_KINDS, Action, Plan, Recorded, ResourceChange
-from crane_iac.providers.base import Owner, Provider
+from crane_iac.planner.model import Phase, Plan, ResourceChange
+from crane_iac.providers.base import Provider
 from crane_iac.state.base import Committed, Intent, StateStore
 
 T = TypeVar("T")
@@ -32,10 +34,31 @@ COMMIT_INTERVAL = 0.5
 CHECKPOINT_SHARE = 0.2
 
 
+class Verb(StrEnum):
+    """What a step event reports: a step starting, a step done, or a step that did not happen."""
+
+    CREATING = "creating"
+    UPDATING = "updating"
+    DELETING = "deleting"
+    ADOPTING = "adopting"
+    IMPORTING = "importing"
+    FORGETTING = "forgetting"
+    CREATED = "created"
+    UPDATED = "updated"
+    REPLACED = "replaced"
+    DELETED = "deleted"
+    ADOPTED = "adopted"
+    IMPORTED = "imported"
+    FORGOTTEN = "forgotten"
+    MOVED = "moved"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
 @dataclass
 class StepEvent:
     address: str
-    verb: str  # creating, updating, deleting, created, updated, deleted, adopted, failed, skipped
+    verb: Verb
     elapsed: float = 0.0
     detail: str = ""
 
@@ -56,10 +79,10 @@ class ApplyResult:
 
     def counts(self) -> dict[str, int]:
         """Resources by what happened to them: a replacement counts once, as replaced (not deleted and created)."""
-        replaced = {e.address for e in self.done if e.verb == "replaced"}
+        replaced = {e.address for e in self.done if e.verb is Verb.REPLACED}
         counts: dict[str, int] = {}
         for event in self.done:
-            if event.verb == "deleted" and event.address in replaced:
+            if event.verb is Verb.DELETED and event.address in replaced:
                 continue
             counts[event.verb] = counts.get(event.verb, 0) + 1
         return counts
@@ -80,18 +103,21 @@ class InlineExecutor(Executor):
         return future
 
 
-_VERBS = {"create": ("creating", "created"), "update": ("updating", "updated"), "delete": ("deleting", "deleted"),
-          "adopt": ("adopting", "adopted"), "forget": ("forgetting", "forgotten")}
+#: what a step of each outcome reports when it starts and when it is done
+_VERBS = {Outcome.CREATE: (Verb.CREATING, Verb.CREATED), Outcome.UPDATE: (Verb.UPDATING, Verb.UPDATED),
+          Outcome.REPLACE: (Verb.CREATING, Verb.REPLACED), Outcome.DELETE: (Verb.DELETING, Verb.DELETED),
+          Outcome.ADOPT: (Verb.ADOPTING, Verb.ADOPTED), Outcome.IMPORT: (Verb.IMPORTING, Verb.IMPORTED),
+          Outcome.FORGET: (Verb.FORGETTING, Verb.FORGOTTEN)}
 
 
-def _step_action(change: ResourceChange, phase: str) -> str:
-    if phase == "delete":
-        return "forget" if change.reason == "already gone: forget it" else "delete"
+def _step_outcome(change: ResourceChange, phase: Phase) -> Outcome:
+    if phase is Phase.DELETE:
+        return Outcome.FORGET if change.reason is Reason.FORGET else Outcome.DELETE
     if change.action is Action.NOOP:
-        return "adopt"
+        return Outcome.IMPORT if change.reason is Reason.IMPORTED else Outcome.ADOPT
     if change.action is Action.UPDATE:
-        return "update"
-    return "create"
+        return Outcome.UPDATE
+    return Outcome.REPLACE if change.action.is_replace else Outcome.CREATE
 
 
 class Applier:
@@ -113,33 +139,34 @@ class Applier:
 
     def _run_step(self, step: Step) -> Committed:
         change = self.changes[step.address]
-        action = _step_action(change, step.phase)
-        if action == "forget":
-            return Committed(change.address, "forget", None, change.before)
+        outcome = _step_outcome(change, step.phase)
+        if outcome is Outcome.FORGET:
+            return Committed(change.address, outcome, None, change.before)
         failpoints.before_step(change.address)
-        if step.phase == "delete":
+        if outcome is Outcome.DELETE:
             self.provider.delete(change.kind, change.physical, change.before or {})
             failpoints.hit("after-mutation")
-            return Committed(change.address, "delete", None, change.before, final=not change.action.is_replace)
+            return Committed(change.address, outcome, None, change.before, final=not change.action.is_replace)
         after = change.after or {}
         if has_markers(after):  # most resources use no outputs: skip the walk
             after = resolve_outputs(after, self.outputs, keep_unknown=False)
-        if action == "adopt":
+        if outcome in (Outcome.ADOPT, Outcome.IMPORT):
             live_props = change.before or {}
             record = Recorded(change.address, change.kind, change.physical, live_props,
-                              self.outputs.get(change.address, {}), change.dependencies, change.protect)
-            return Committed(change.address, "adopt", record, None)
+                              self.outputs.get(change.address, {}), change.dependencies, change.protect,
+                              change.endpoint)
+            return Committed(change.address, outcome, record, None)
         owner = Owner(self.plan.stack, change.address)
-        if action == "update":
+        if outcome is Outcome.UPDATE:
             live = self.provider.update(change.kind, change.physical, change.before or {}, after)
         else:
             live = self.provider.create(change.kind, change.physical, after, owner)
         failpoints.hit("after-mutation")
         self.outputs[change.address] = live.outputs
         record = Recorded(change.address, change.kind, change.physical, live.properties, live.outputs,
-                          change.dependencies, change.protect)
+                          change.dependencies, change.protect, change.endpoint)
         before = change.before if change.action is Action.UPDATE else None
-        return Committed(change.address, "replace" if change.action.is_replace else action, record, before)
+        return Committed(change.address, outcome, record, before)
 
     def run(self) -> ApplyResult:
         result = ApplyResult()
@@ -148,14 +175,12 @@ class Applier:
             for old, new in self.plan.moves:
                 if old in self.outputs:
                     self.outputs[new] = self.outputs.pop(old)
-                result.done.append(StepEvent(new, "moved", detail=f"from {old}"))
+                result.done.append(StepEvent(new, Verb.MOVED, detail=f"from {old}"))
                 self.report(result.done[-1])
         graph = order_changes(self.plan.changes)
         stepped = {s.address for s in graph}
         # an intent carries what identifies the object on the host (kind, name, and a volume's pool)
-        intents = [Intent(c.address, c.kind, c.physical, c.action.value,
-                          {"pool": (c.after or c.before or {}).get("pool")}
-                          if c.kind in POOLED_KINDS else {})
+        intents = [Intent(c.address, c.kind, c.physical, c.action, scope_properties(c.kind, c.after or c.before or {}))
                    for c in self.plan.changes if c.address in stepped]
         self.store.record_intents(self.plan.stack, intents)
         failpoints.hit("after-intents")
@@ -179,7 +204,7 @@ class Applier:
                 if nxt in blocked:
                     continue
                 blocked.add(nxt)
-                result.skipped.append(StepEvent(nxt.address, "skipped", detail=reason))
+                result.skipped.append(StepEvent(nxt.address, Verb.SKIPPED, detail=reason))
                 self.report(result.skipped[-1])
                 stack.extend(dependents[nxt])
 
@@ -204,7 +229,7 @@ class Applier:
                     while ready and len(running) < workers and not self.stop.is_set():
                         step = ready.pop()
                         change = self.changes[step.address]
-                        verb = _VERBS[_step_action(change, step.phase)][0]
+                        verb = _VERBS[_step_outcome(change, step.phase)][0]
                         self.report(StepEvent(step.address, verb))
                         launched.add(step)
                         future = pool.submit(self._run_step, step)
@@ -221,15 +246,12 @@ class Applier:
                         try:
                             committed = future.result()
                         except CraneError as exc:
-                            result.failed.append(StepEvent(step.address, "failed", elapsed, str(exc)))
+                            result.failed.append(StepEvent(step.address, Verb.FAILED, elapsed, str(exc)))
                             self.report(result.failed[-1])
                             skip_dependents(step, f"{step.address} failed")
                             continue
                         pending_commit.append(committed)
-                        event = StepEvent(step.address, _VERBS[committed.action if committed.action in _VERBS
-                                                               else "create"][1], elapsed)
-                        if committed.action == "replace":
-                            event.verb = "replaced"
+                        event = StepEvent(step.address, _VERBS[committed.action][1], elapsed)
                         result.done.append(event)
                         self.report(event)
                         for nxt in dependents[step]:

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from crane_iac.addresses import is_within
 from crane_iac.errors import CraneError
 from crane_iac.loader import LoadedStack
-from crane_iac.planner.model import Live, Recorded, identity
+from crane_iac.objects import Live, Outcome, Recorded, identity
 from crane_iac.state.base import Committed, StackState
 
 
@@ -25,7 +25,7 @@ def import_record(address: str, name: str | None, loaded: LoadedStack, state: St
         raise CraneError(f"{address} is already in state (as {state.resources[address].physical!r}); "
                          "`crane state rm` it first to import another object")
     key = identity(want.kind, want.physical, want.properties)
-    expected = key[1]
+    expected = key[-1]
     if name is not None and name not in (expected, want.physical):  # a pooled object: "pool/name" or "name"
         raise CraneError(f"{address} is named {expected!r} on the hypervisor, not {name!r}: crane names objects "
                          f"after their address, so rename the object or declare the resource with the name it has")
@@ -38,8 +38,9 @@ def import_record(address: str, name: str | None, loaded: LoadedStack, state: St
     other = next((a for a, r in state.resources.items() if identity(r.kind, r.physical, r.properties) == key), None)
     if other is not None:
         raise CraneError(f"{want.kind} {expected!r} is already managed as {other}")
-    return Committed(address, "import", Recorded(address, want.kind, want.physical, found.properties, found.outputs,
-                                                 want.dependencies, want.protect))
+    record = Recorded(address, want.kind, want.physical, found.properties, found.outputs, want.dependencies,
+                      want.protect, want.endpoint)
+    return Committed(address, Outcome.IMPORT, record)
 
 
 def expand_addresses(addresses: Iterable[str], state: StackState) -> list[str]:

@@ -10,8 +10,9 @@ from crane_iac.addresses import is_within
 from crane_iac.engine.refresh import match_live
 from crane_iac.errors import Diagnostic, DiagnosticsError, StalePlanError
 from crane_iac.loader import LoadedStack
+from crane_iac.objects import Action, Live
 from crane_iac.planner.diff import PlanRequest, make_plan
-from crane_iac.planner.model import Action, Live, Plan
+from crane_iac.planner.model import Plan
 from crane_iac.providers.base import Provider
 from crane_iac.state.base import StackState
 

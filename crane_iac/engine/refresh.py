@@ -7,8 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 from crane_iac.errors import Diagnostic
+from crane_iac.objects import Desired, Live, Outcome, Recorded, identity
 from crane_iac.planner.diff import resolve_outputs
-from crane_iac.planner.model import Desired, Live, Recorded, identity
 from crane_iac.state.base import Committed, StackState
 
 
@@ -80,9 +80,9 @@ def refreshed_records(lives: Iterable[Live], stack: str, state: StackState) -> l
     for address, rec in state.resources.items():
         now = live.get(address)
         if now is None:
-            committed.append(Committed(address, "forget", None, rec.properties))
+            committed.append(Committed(address, Outcome.FORGET, None, rec.properties))
         elif now.properties != rec.properties or now.outputs != rec.outputs:
-            committed.append(Committed(address, "refresh", Recorded(
+            committed.append(Committed(address, Outcome.REFRESH, Recorded(
                 address, rec.kind, rec.physical, now.properties, now.outputs, rec.dependencies, rec.protect),
                 rec.properties))
     return committed

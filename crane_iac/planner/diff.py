@@ -9,18 +9,9 @@ from typing import Any
 
 from crane_iac.addresses import is_within
 from crane_iac.errors import Diagnostic
+from crane_iac.objects import Action, Desired, FieldChange, Live, Reason, Recorded
 from crane_iac.planner.graph import topological, with_dependencies, with_dependents
-from crane_iac.planner.model import (
-    Action,
-    Desired,
-    Differ,
-    Drift,
-    FieldChange,
-    Live,
-    Plan,
-    Recorded,
-    ResourceChange,
-)
+from crane_iac.planner.model import Differ, Drift, Phase, Plan, ResourceChange
 
 KNOWN_AFTER_APPLY = "(known after apply)"
 
@@ -106,19 +97,18 @@ def make_plan(
         rec = recorded.get(address)
         now = live.get(address) if live is not None else None
         baseline: dict[str, Any] | None
-        reason = None
+        reason: Reason | None = None
         if live is None:
             baseline = rec.properties if rec else None
         elif now is None:
             baseline = None
             if rec is not None:
                 plan.drift.append(Drift(address=address, gone=True))
-                reason = "deleted outside crane"
+                reason = Reason.GONE
         else:
             baseline = now.properties
             if rec is None:
-                reason = ("import: it exists on the hypervisor; crane records it" if address in request.imports
-                          else "adopted: created by crane but not recorded")
+                reason = Reason.IMPORTED if address in request.imports else Reason.ADOPTED
             else:
                 drifted = _drift(rec, now)
                 if drifted:
@@ -131,7 +121,8 @@ def make_plan(
             after = resolve_outputs(after, known_outputs, pending)
         if baseline is None:
             change = ResourceChange(address, want.kind, want.physical, Action.CREATE, after=after,
-                                    dependencies=want.dependencies, protect=want.protect, reason=reason)
+                                    dependencies=want.dependencies, protect=want.protect, reason=reason,
+                                    endpoint=want.endpoint)
             pending.add(address)
         else:
             fields = [f for f in differ.diff(want.kind, baseline, after) if f.name not in want.ignore_changes]
@@ -146,7 +137,7 @@ def make_plan(
                         f"changed: {', '.join(f.name for f in fields if f.forces_replacement) or '--replace'}",
                         want.file, want.line, address))
                 pending.add(address)
-                reason = reason or ("--replace" if forced else None)
+                reason = reason or (Reason.FORCED if forced else None)
             elif fields:
                 action = Action.UPDATE
                 if any(f.changes_outputs for f in fields):
@@ -154,7 +145,7 @@ def make_plan(
             else:
                 action = Action.NOOP
             change = ResourceChange(address, want.kind, want.physical, action, fields, baseline, after,
-                                    want.dependencies, want.protect, reason)
+                                    want.dependencies, want.protect, reason, want.endpoint)
         if selected is not None and address not in selected:
             if change.action is not Action.NOOP or change.reason:
                 plan.untargeted.append(address)
@@ -177,7 +168,8 @@ def make_plan(
         seen = live.get(address) if live is not None else None
         if old is not None and live is not None and seen is None:
             plan.changes.append(ResourceChange(address, old.kind, old.physical, Action.DELETE, before=old.properties,
-                                               dependencies=old.dependencies, reason="already gone: forget it"))
+                                               dependencies=old.dependencies, reason=Reason.FORGET,
+                                               endpoint=old.endpoint))
             continue
         if old is not None and old.protect:
             diagnostics.append(Diagnostic(
@@ -188,7 +180,7 @@ def make_plan(
             address, source.kind, source.physical, Action.DELETE,
             before=seen.properties if seen is not None else source.properties,
             dependencies=old.dependencies if old else [],
-            reason=None if old else "orphan: created by crane but never recorded"))
+            reason=None if old else Reason.ORPHAN, endpoint=source.endpoint))
 
     if outputs is not None and not request.targets:
         plan.outputs = {k: resolve_outputs(v, known_outputs, pending) for k, v in outputs.items()}
@@ -207,7 +199,7 @@ class Step:
     """One provider operation in the apply graph: the delete or the create/update half of a change."""
 
     address: str
-    phase: str  # "delete" | "apply"
+    phase: Phase
 
 
 def order_changes(changes: Iterable[ResourceChange]) -> dict[Step, set[Step]]:
@@ -216,11 +208,11 @@ def order_changes(changes: Iterable[ResourceChange]) -> dict[Step, set[Step]]:
     graph: dict[Step, set[Step]] = {}
     for c in by_address.values():
         if c.action in (Action.DELETE, Action.DELETE_THEN_CREATE, Action.CREATE_THEN_DELETE):
-            graph.setdefault(Step(c.address, "delete"), set())
+            graph.setdefault(Step(c.address, Phase.DELETE), set())
         if c.action is not Action.DELETE:
-            graph.setdefault(Step(c.address, "apply"), set())
+            graph.setdefault(Step(c.address, Phase.APPLY), set())
     for c in by_address.values():
-        apply_step, delete_step = Step(c.address, "apply"), Step(c.address, "delete")
+        apply_step, delete_step = Step(c.address, Phase.APPLY), Step(c.address, Phase.DELETE)
         if c.action is Action.DELETE_THEN_CREATE:
             graph[apply_step].add(delete_step)
         elif c.action is Action.CREATE_THEN_DELETE:
@@ -229,11 +221,11 @@ def order_changes(changes: Iterable[ResourceChange]) -> dict[Step, set[Step]]:
             other = by_address.get(dep)
             if other is None:
                 continue
-            if apply_step in graph and Step(dep, "apply") in graph:
-                graph[apply_step].add(Step(dep, "apply"))
+            if apply_step in graph and Step(dep, Phase.APPLY) in graph:
+                graph[apply_step].add(Step(dep, Phase.APPLY))
             # a dependency is deleted only after its dependents are gone
-            if Step(dep, "delete") in graph and delete_step in graph:
-                graph[Step(dep, "delete")].add(delete_step)
-            elif Step(dep, "delete") in graph and c.action is Action.UPDATE:
-                graph[Step(dep, "delete")].add(apply_step)
+            if Step(dep, Phase.DELETE) in graph and delete_step in graph:
+                graph[Step(dep, Phase.DELETE)].add(delete_step)
+            elif Step(dep, Phase.DELETE) in graph and c.action is Action.UPDATE:
+                graph[Step(dep, Phase.DELETE)].add(apply_step)
     return graph

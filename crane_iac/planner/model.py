@@ -7,87 +7,16 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-PLAN_FORMAT_VERSION = 1
+from crane_iac.objects import DEFAULT_ENDPOINT, Action, FieldChange, Reach, Reason
+
+PLAN_FORMAT_VERSION = 2
 
 
-class Action(StrEnum):
-    """What apply will do to one resource."""
+class Phase(StrEnum):
+    """The half of a change one apply step does: remove the old object, or create/update the new one."""
 
-    CREATE = "create"
-    UPDATE = "update"
-    DELETE_THEN_CREATE = "delete-then-create"
-    CREATE_THEN_DELETE = "create-then-delete"
     DELETE = "delete"
-    NOOP = "no-op"
-
-    @property
-    def is_replace(self) -> bool:
-        return self in (Action.DELETE_THEN_CREATE, Action.CREATE_THEN_DELETE)
-
-
-#: kinds whose objects live in a storage pool: their names are unique per pool (a cloud-init seed is a volume too,
-#: and shares its pool's names with the volumes), every other kind's per host
-POOLED_KINDS = frozenset({"volume", "cloudinit"})
-
-
-def identity(kind: str, physical: str, properties: dict[str, Any]) -> tuple[str, str]:
-    """What names an object uniquely on a host: ``("volume", "pool/name")`` for pooled kinds, else (kind, name)."""
-    if kind in POOLED_KINDS:
-        return "volume", f"{properties.get('pool', '')}/{physical}"
-    return kind, physical
-
-
-@dataclass(slots=True)
-class Desired:
-    """A resource as the stack declares it."""
-
-    address: str
-    kind: str
-    physical: str
-    properties: dict[str, Any]
-    dependencies: list[str] = field(default_factory=list)
-    protect: bool = False
-    ignore_changes: list[str] = field(default_factory=list)
-    create_before_destroy: bool = False
-    file: str | None = None
-    line: int | None = None
-
-
-@dataclass(slots=True)
-class Recorded:
-    """A resource as the state store last recorded it."""
-
-    address: str
-    kind: str
-    physical: str
-    properties: dict[str, Any]
-    outputs: dict[str, Any] = field(default_factory=dict)
-    dependencies: list[str] = field(default_factory=list)
-    protect: bool = False
-
-
-@dataclass(slots=True)
-class Live:
-    """A resource as the hypervisor reports it now."""
-
-    kind: str
-    physical: str
-    properties: dict[str, Any]
-    outputs: dict[str, Any] = field(default_factory=dict)
-    owner_stack: str | None = None
-    owner_address: str | None = None
-
-
-@dataclass(slots=True)
-class FieldChange:
-    name: str
-    before: Any
-    after: Any
-    forces_replacement: bool = False
-    #: an in-place change of this field changes the resource's outputs too (starting a VM changes its address)
-    changes_outputs: bool = False
-    #: an in-place change that takes effect when apply restarts the guest (libvirt cannot make it live)
-    restarts: bool = False
+    APPLY = "apply"
 
 
 class Differ(Protocol):
@@ -107,7 +36,8 @@ class ResourceChange:
     after: dict[str, Any] | None = None
     dependencies: list[str] = field(default_factory=list)
     protect: bool = False
-    reason: str | None = None
+    reason: Reason | None = None
+    endpoint: str = DEFAULT_ENDPOINT
 
 
 @dataclass(slots=True)
@@ -163,10 +93,7 @@ class Plan:
         return result
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        for change in data["changes"]:
-            change["action"] = Action(change["action"]).value
-        return data
+        return asdict(self)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=True)
@@ -177,14 +104,17 @@ class Plan:
         if data.get("format_version") != PLAN_FORMAT_VERSION:
             raise ValueError(f"plan format {data.get('format_version')!r} is not {PLAN_FORMAT_VERSION}")
         changes = [
-            ResourceChange(
-                **{**c, "action": Action(c["action"]), "fields": [FieldChange(**f) for f in c["fields"]]}
-            )
+            ResourceChange(**{**c, "action": Action(c["action"]), "fields": [_field(f) for f in c["fields"]],
+                              "reason": Reason(c["reason"]) if c["reason"] else None})
             for c in data.pop("changes")
         ]
         drift = [
-            Drift(address=d["address"], fields=[FieldChange(**f) for f in d["fields"]], gone=d["gone"])
+            Drift(address=d["address"], fields=[_field(f) for f in d["fields"]], gone=d["gone"])
             for d in data.pop("drift")
         ]
-        data["output_changes"] = [FieldChange(**f) for f in data.get("output_changes", [])]
+        data["output_changes"] = [_field(f) for f in data.get("output_changes", [])]
         return cls(changes=changes, drift=drift, **data)
+
+
+def _field(data: dict[str, Any]) -> FieldChange:
+    return FieldChange(**{**data, "reach": Reach(data["reach"])})

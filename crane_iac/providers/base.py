@@ -8,16 +8,11 @@ where the hypervisor has a place for it, so that crane can adopt what it created
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from crane_iac.planner.model import FieldChange, Live
-
-
-@dataclass(frozen=True, slots=True)
-class Owner:
-    stack: str
-    address: str
+from crane_iac.objects import FieldChange, Live, Owner, Reach
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,26 +78,20 @@ class Provider(ABC):
         """Release the connection."""
 
 
-#: How a changed field reaches the hypervisor: ``live`` (in place, the guest keeps running), ``restart`` (in place
-#: in the persistent definition, which the guest picks up when apply restarts it) or ``replace`` (a new object).
-LIVE, RESTART, REPLACE = "live", "restart", "replace"
-
-
 def changed_fields(
-    before: dict[str, Any], after: dict[str, Any], rules: dict[str, Any],
-    output_fields: frozenset[str] = frozenset(),
+    before: dict[str, Any], after: dict[str, Any], rules: Mapping[str, Any],
+    output_fields: frozenset[str] = frozenset(), notes: Mapping[Reach, str] | None = None,
 ) -> list[FieldChange]:
-    """A generic diff. ``rules[field]`` is LIVE, RESTART or REPLACE, or a callable (before, after) returning one
-    of them; a field with no rule forces a replacement. Changing a field of ``output_fields`` in place, or any
-    field that restarts the guest, changes the resource's outputs."""
+    """A generic diff. ``rules[field]`` is a ``Reach`` or a callable (before, after) returning one; a field with no
+    rule forces a replacement. Changing a field of ``output_fields`` in place, or any field that needs a restart,
+    changes the resource's outputs. ``notes`` are the provider's words for the plan, by reach."""
     changes = []
     for key in sorted(set(before) | set(after)):
         old, new = before.get(key), after.get(key)
         if old == new:
             continue
-        rule = rules.get(key, REPLACE)
-        how = rule(old, new) if callable(rule) else rule
-        changes.append(FieldChange(key, old, new, forces_replacement=how == REPLACE,
-                                   changes_outputs=key in output_fields or how == RESTART,
-                                   restarts=how == RESTART))
+        rule = rules.get(key, Reach.REPLACE)
+        how = Reach(rule(old, new) if callable(rule) else rule)
+        changes.append(FieldChange(key, old, new, how, changes_outputs=key in output_fields or how is Reach.RESTART,
+                                   note=(notes or {}).get(how, "")))
     return changes

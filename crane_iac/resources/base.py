@@ -29,6 +29,7 @@ from pydantic import (
 
 from crane_iac.addresses import make_address
 from crane_iac.errors import Diagnostic
+from crane_iac.objects import Kind, register_kind
 from crane_iac.resources.messages import describe
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -130,6 +131,9 @@ class Resource(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, validate_assignment=False, strict=True)
 
     kind: ClassVar[str] = "resource"
+    #: the kind's identity rule and provider type, registered when the class is defined (default: the kind's name,
+    #: unique per endpoint, served by the endpoint's hypervisor)
+    kind_rule: ClassVar[Kind | None] = None
     #: Fields whose values are resources or outputs the provider needs by physical name.
     name: str
     depends_on: list[InstanceOf[Resource]] = Field(default_factory=list)
@@ -167,6 +171,12 @@ class Resource(BaseModel):
         self._meta = _Meta(address, physical, where[0], where[1], valid, parent)
         if registry is not None:
             registry.resources.append(self)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if "kind" in cls.__dict__:
+            register_kind(cls.kind_rule or Kind(cls.kind))
 
     @field_validator("name")
     @classmethod

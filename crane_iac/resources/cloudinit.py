@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import InstanceOf, field_validator
 
+from crane_iac.objects import Kind
 from crane_iac.resources.base import Resource
 from crane_iac.resources.pool import StoragePool, pool_reference
 
@@ -34,6 +35,8 @@ class CloudInit(Resource):
     """
 
     kind = "cloudinit"
+    #: a seed is a volume in its pool, sharing the volumes' names
+    kind_rule = Kind("cloudinit", scope="pool", namespace="volume")
 
     user_data: str | dict[str, Any]
     meta_data: dict[str, Any] | None = None

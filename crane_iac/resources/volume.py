@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, InstanceOf, field_validator, model_validator
 
+from crane_iac.objects import Kind
 from crane_iac.resources.base import Resource
 from crane_iac.resources.pool import StoragePool, pool_reference
 
@@ -32,6 +33,7 @@ class Volume(Resource):
     """
 
     kind = "volume"
+    kind_rule = Kind("volume", scope="pool")
 
     capacity_gib: int | None = Field(default=None, ge=1, le=65536)
     pool: InstanceOf[StoragePool] | str = "default"

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from crane_iac.planner.model import Recorded
+from crane_iac.objects import Action, Outcome, Recorded
 
 
 @dataclass(slots=True)
@@ -18,7 +18,7 @@ class Intent:
     address: str
     kind: str
     physical: str
-    action: str
+    action: Action
     properties: dict[str, Any] = field(default_factory=dict)
 
 
@@ -27,7 +27,7 @@ class Committed:
     """The outcome of one applied step: the new record, or None once the resource is gone."""
 
     address: str
-    action: str
+    action: Outcome
     record: Recorded | None
     before: dict[str, Any] | None = None
     #: False for the first half of a replacement: its intent stays until the second half is recorded

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, SQLModel, create_engine
 
 from crane_iac.errors import LockHeldError, StateError
-from crane_iac.planner.model import Recorded
+from crane_iac.objects import Action, Recorded
 from crane_iac.state.base import Committed, HistoryEntry, Intent, LockInfo, StackState, StateStore, this_process
 
 SCHEMA_VERSION = 2
@@ -193,7 +193,7 @@ class SqlStateStore(StateStore):
         resources = {
             r[0]: Recorded(r[0], r[1], r[2], loads(r[3]), loads(r[4]), loads(r[5]), bool(r[6])) for r in rows
         }
-        intents = {r[0]: Intent(r[0], r[1], r[2], r[3], loads(r[4])) for r in intent_rows}
+        intents = {r[0]: Intent(r[0], r[1], r[2], Action(r[3]), loads(r[4])) for r in intent_rows}
         forgotten = [Recorded(r[0], r[1], r[2], loads(r[3])) for r in forgotten_rows]
         if head is None:
             return StackState(stack, 0, "", resources, intents, {}, forgotten)
@@ -277,7 +277,7 @@ class SqlStateStore(StateStore):
                                                  INTENTS.c.address.in_([i.address for i in intents])))
             self.rows_written += len(intents)
             conn.execute(insert(INTENTS), [
-                {"stack": stack, "address": i.address, "kind": i.kind, "physical": i.physical, "action": i.action,
+                {"stack": stack, "address": i.address, "kind": i.kind, "physical": i.physical, "action": str(i.action),
                  "properties": json.dumps(i.properties), "at": at} for i in intents])
 
     @staticmethod
@@ -318,7 +318,7 @@ class SqlStateStore(StateStore):
             if rows:
                 conn.execute(insert(RESOURCES), rows)
             journal = [
-                {"stack": stack, "serial": serial, "at": at, "action": c.action, "address": c.address,
+                {"stack": stack, "serial": serial, "at": at, "action": str(c.action), "address": c.address,
                  "before": dumps(c.before) if c.before is not None else None,
                  "after": dumps(c.record.properties) if c.record is not None else None}
                 for c in committed

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from crane_iac.planner import Action, Desired, Live, Recorded, make_plan, order_changes
+from crane_iac.objects import Action, Desired, FieldChange, Live, Recorded
+from crane_iac.planner import Phase, Plan, ResourceChange, make_plan, order_changes
 from crane_iac.planner.diff import PlanRequest, Step
-from crane_iac.planner.model import FieldChange, Plan, ResourceChange
 from crane_iac.providers.libvirt.provider import diff_properties
 
 
@@ -61,6 +61,6 @@ def test_apply_graph_orders_creates_after_and_deletes_before_dependencies() -> N
         ResourceChange("vm.old", "vm", "old", Action.DELETE, dependencies=["network.n"]),
     ]
     graph = order_changes(changes)
-    assert graph[Step("vm.a", "apply")] == {Step("vm.a", "delete"), Step("network.n", "apply")}
-    assert graph[Step("network.n", "delete")] == {Step("vm.a", "delete"), Step("vm.old", "delete")}
-    assert graph[Step("network.n", "apply")] == {Step("network.n", "delete")}
+    assert graph[Step("vm.a", Phase.APPLY)] == {Step("vm.a", Phase.DELETE), Step("network.n", Phase.APPLY)}
+    assert graph[Step("network.n", Phase.DELETE)] == {Step("vm.a", Phase.DELETE), Step("vm.old", Phase.DELETE)}
+    assert graph[Step("network.n", Phase.APPLY)] == {Step("network.n", Phase.DELETE)}

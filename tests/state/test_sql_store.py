@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from crane_iac.errors import LockHeldError, StateError
-from crane_iac.planner.model import Recorded
+from crane_iac.objects import Recorded
 from crane_iac.state.backends import open_store
 from crane_iac.state.base import Committed, Intent
 from crane_iac.state.sql import SCHEMA_VERSION, SqlStateStore

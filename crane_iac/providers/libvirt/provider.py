@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 import libvirt
 
 from crane_iac.errors import ProviderError
-from crane_iac.planner.model import FieldChange, Live
-from crane_iac.providers.base import LIVE, REPLACE, RESTART, MemoryUsage, Owner, Provider, changed_fields
+from crane_iac.objects import FieldChange, Live, Owner, Reach
+from crane_iac.providers.base import MemoryUsage, Provider, changed_fields
 from crane_iac.providers.libvirt import images, storage
 from crane_iac.providers.libvirt import xml as lx
 from crane_iac.providers.libvirt.sandbox import Sandbox, domain_for_node_file
@@ -41,31 +41,31 @@ _NOT_FOUND = {
 }
 
 
-def _vcpus(before: Any, after: Any) -> str:
+def _vcpus(before: Any, after: Any) -> Reach:
     """More vCPUs (within the maximum) are hot-plugged; fewer wait for a restart, as libvirt 9.0 cannot unplug
     them cleanly from a running guest."""
-    return LIVE if isinstance(before, int) and isinstance(after, int) and after >= before else RESTART
+    return Reach.LIVE if isinstance(before, int) and isinstance(after, int) and after >= before else Reach.RESTART
 
 
-def _capacity(before: Any, after: Any) -> str:
+def _capacity(before: Any, after: Any) -> Reach:
     """A volume grows in place; it cannot shrink."""
-    return LIVE if isinstance(before, int) and isinstance(after, int) and after >= before else REPLACE
+    return Reach.LIVE if isinstance(before, int) and isinstance(after, int) and after >= before else Reach.REPLACE
 
 
 CHANGE_RULES: dict[str, dict[str, Any]] = {
     "vm": {
         # within the defined maximum these change on the running guest
         "vcpus": _vcpus,
-        "memory_mib": LIVE,
-        "running": LIVE,
-        "autostart": LIVE,
-        "description": LIVE,
+        "memory_mib": Reach.LIVE,
+        "running": Reach.LIVE,
+        "autostart": Reach.LIVE,
+        "description": Reach.LIVE,
         # the persistent definition changes now and the guest boots with it: apply restarts a running guest
-        "max_vcpus": RESTART,
-        "max_memory_mib": RESTART,
-        "kernel": RESTART,
-        "initrd": RESTART,
-        "cmdline": RESTART,
+        "max_vcpus": Reach.RESTART,
+        "max_memory_mib": Reach.RESTART,
+        "kernel": Reach.RESTART,
+        "initrd": Reach.RESTART,
+        "cmdline": Reach.RESTART,
         # NICs and disks: a new domain
     },
     "network": {},
@@ -78,6 +78,8 @@ _FROM_ORIGIN = ("capacity_gib", "format")
 _SEED_FIELDS = ("pool", "user_data", "meta_data", "network_config")
 #: in-place changes that change outputs: a VM started or stopped gains or loses its addresses
 OUTPUT_FIELDS: dict[str, frozenset[str]] = {"vm": frozenset({"running"})}
+#: what the plan says of a change that waits for apply to restart the guest
+NOTES = {Reach.RESTART: "restarts the guest"}
 
 
 def diff_properties(kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
@@ -92,7 +94,7 @@ def diff_properties(kind: str, before: dict[str, Any], after: dict[str, Any]) ->
         before, after = {k: before.get(k) for k in _SEED_FIELDS}, {k: after.get(k) for k in _SEED_FIELDS}
     elif kind == "pool":
         before = {k: v for k, v in before.items() if k != "built"}  # a fact about the past, not a setting
-    return changed_fields(before, after, CHANGE_RULES.get(kind, {}), OUTPUT_FIELDS.get(kind, frozenset()))
+    return changed_fields(before, after, CHANGE_RULES.get(kind, {}), OUTPUT_FIELDS.get(kind, frozenset()), NOTES)
 
 
 def _ignore_errors(_ctx: object, _err: object) -> None:
@@ -469,7 +471,7 @@ class LibvirtProvider(Provider):
 
     def _update_vm(self, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
         dom = self.conn.lookupByName(physical)
-        if any(f.restarts for f in diff_properties("vm", before, after)):
+        if any(f.reach is Reach.RESTART for f in diff_properties("vm", before, after)):
             return self._redefine_vm(dom, physical, after)
         # the persistent definition first, then the running domain (some drivers refuse both in one call)
         scopes = [libvirt.VIR_DOMAIN_AFFECT_CONFIG]

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
-from crane_iac.providers.base import Owner
+from crane_iac.objects import Owner
 
 OWNER_NS = "https://crane-iac.dev/xmlns/owner/1"
 _OWNER_TAG = f"{{{OWNER_NS}}}owner"
