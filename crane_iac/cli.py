@@ -5,26 +5,18 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Optional, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 from crane_iac import __version__
 
 if TYPE_CHECKING:
     import threading
 
-    from crane_iac.config import Project, StackConfig
-    from crane_iac.loader import LoadedStack
+    from crane_iac.engine.workspace import PlanOptions, Workspace
     from crane_iac.planner.model import Plan
-    from crane_iac.providers.libvirt import LibvirtProvider
-    from crane_iac.state.base import StackState
-    from crane_iac.state.sql import SqlStateStore
-
-
-T = TypeVar("T")
 
 
 def main() -> None:
@@ -57,123 +49,6 @@ def main() -> None:
         print("Interrupted.", file=sys.stderr)
         sys.exit(130)
     sys.exit(code if isinstance(code, int) else 0)
-
-
-@dataclass
-class Session:
-    """One CLI invocation's project, stack and lazily opened store and provider."""
-
-    directory: Path
-    stack_option: str | None
-    var_options: list[str] = field(default_factory=list)
-    var_files: list[Path] = field(default_factory=list)
-    _project: "Project | None" = None
-    _variables: dict[str, Any] = field(default_factory=dict)
-    _store: "SqlStateStore | None" = None
-
-    @property
-    def project(self) -> "Project":
-        if self._project is None:
-            from crane_iac.config import find_project, load_project
-
-            self._project = load_project(find_project(self.directory.resolve()))
-        return self._project
-
-    def stack(self) -> "tuple[str, StackConfig]":
-        return self.project.stack(self.stack_option)
-
-    def load(self, state: "StackState | None" = None) -> "LoadedStack":
-        """Run the stack file; with ``state``, recorded resources keep the hypervisor names they were created with
-        (a resource moved to a new address is the same object)."""
-        from crane_iac.config import read_var_file
-        from crane_iac.errors import ConfigError
-        from crane_iac.loader import load_stack, pinned_names
-
-        name, config = self.stack()
-        overrides: dict[str, Any] = {}
-        for var_file in self.var_files:
-            overrides.update(read_var_file(var_file))
-        for item in self.var_options:
-            key, sep, val = item.partition("=")
-            if not sep:
-                raise ConfigError(f"--var {item!r}: use --var name=value")
-            overrides[key.strip()] = val
-        variables = self.project.resolve_vars(config, overrides)
-        self._variables = variables
-        path = self.project.root / config.file
-        if not path.is_file():
-            raise ConfigError(f"{self.project.path}: stack {name!r} names {config.file}, which does not exist")
-        loaded = load_stack(path, variables)
-        if state is not None:
-            names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
-            if names is not None:  # a moved resource keeps its name: run the stack again with the names pinned
-                loaded = load_stack(path, variables, physical_names=names)
-        return loaded
-
-    def load_with_state(self) -> "tuple[LoadedStack, StackState]":
-        """The stack and its state; the stack file runs first (a broken stack creates no state database), and again
-        with pinned names only when a moved resource keeps a name its new address would not give it."""
-        from crane_iac.loader import load_stack, pinned_names
-
-        loaded = self.load()
-        state = self.store.read(self.stack()[0])
-        names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
-        if names is not None:
-            loaded = load_stack(Path(loaded.file), self._variables, physical_names=names)
-        return loaded, state
-
-    @property
-    def store(self) -> "SqlStateStore":
-        if self._store is None:
-            from crane_iac.state.backends import open_store
-
-            self._store = open_store(self.project.state_url())  # type: ignore[assignment]
-        assert self._store is not None
-        return self._store
-
-    @contextmanager
-    def provider(self, mutating: bool, meanwhile: Callable[[], T] = lambda: None,  # type: ignore[assignment,return-value]
-                 lock_timeout: float = 0.0, read: bool = False) -> "Iterator[tuple[LibvirtProvider, T, Any]]":
-        """Connect to the stack's hypervisor (and, with ``read``, read everything on it) in the background while
-        ``meanwhile`` runs: loading a big sandbox, or 10,000 round trips to a real host, take as long as running
-        a big stack file. Yields the provider, what ``meanwhile`` returned, and what was read (or None)."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        from crane_iac.providers.libvirt import LibvirtProvider
-
-        _, config = self.stack()
-        opened: list[LibvirtProvider] = []
-
-        def connect() -> Any:
-            opened.append(LibvirtProvider(config.uri, sandbox_dir=self.project.root / ".crane", mutating=mutating,
-                                          domain_type=config.domain_type, lock_timeout=lock_timeout,
-                                          address_timeout=config.address_timeout,
-                                          shutdown_timeout=config.shutdown_timeout))
-            return opened[0].read_all() if read else None
-
-        with ThreadPoolExecutor(1, thread_name_prefix="crane-connect") as pool:
-            background = pool.submit(connect)
-            try:
-                extra = meanwhile()
-                lives = background.result()
-            except BaseException:
-                background.exception()  # let the connection finish, then close it
-                for provider in opened:
-                    provider.close()
-                raise
-        try:
-            yield opened[0], extra, lives
-        finally:
-            opened[0].close()
-
-    @contextmanager
-    def locked(self, operation: str, timeout: float) -> Iterator[str]:
-        name, _ = self.stack()
-        lock_id = self.store.acquire_lock(name, operation, timeout)
-        try:
-            yield name
-        finally:
-            self.store.release_lock(name, lock_id)
 
 
 def _colour() -> bool:
@@ -244,9 +119,18 @@ def _app() -> Any:
             return False
         raise typer.BadParameter(f"{text!r} is not true or false", param_hint="--refresh")
 
-    def session(chdir: Path, stack: str | None, var: list[str] | None = None,
-                var_file: list[Path] | None = None) -> Session:
-        return Session(chdir, stack, list(var or []), list(var_file or []))
+    def workspace(chdir: Path, stack: str | None, var: list[str] | None = None,
+                  var_file: list[Path] | None = None) -> "Workspace":
+        from crane_iac.engine.workspace import Workspace
+        from crane_iac.errors import ConfigError
+
+        variables: dict[str, str] = {}
+        for item in var or []:
+            key, sep, val = item.partition("=")
+            if not sep:
+                raise ConfigError(f"--var {item!r}: use --var name=value")
+            variables[key.strip()] = val
+        return Workspace.open(chdir, stack, variables=variables, var_files=list(var_file or []))
 
     @app.callback(invoke_without_command=True)
     def root(version: Annotated[bool, typer.Option("--version", "-V", metavar="", help="Print the version.")] = False,
@@ -258,18 +142,15 @@ def _app() -> Any:
     @app.command()
     def validate(stack: Stack = None, var: Vars = None, var_file: VarFiles = None, chdir: Chdir = Path(".")) -> None:
         """Check a stack without contacting a hypervisor."""
-        s = session(chdir, stack, var, var_file)
-        loaded = s.load()
-        print(f"Stack {s.stack()[0]!r} is valid: {len(loaded.desired)} resources.")
+        ws = workspace(chdir, stack, var, var_file)
+        loaded = ws.load()
+        print(f"Stack {ws.name!r} is valid: {len(loaded.desired)} resources.")
 
-    def _plan(s: Session, *, refresh: bool, targets: list[str] | None, replace: list[str] | None,
-              destroy: bool, mutating: bool) -> "Plan":
-        from crane_iac.engine.planning import plan_stack
+    def options(refresh: str | None = None, target: list[str] | None = None, replace: list[str] | None = None,
+                destroy: bool = False) -> "PlanOptions":
+        from crane_iac.engine.workspace import PlanOptions
 
-        name, _ = s.stack()
-        with s.provider(mutating, s.load_with_state, read=refresh) as (provider, (loaded, state), lives):
-            return plan_stack(name, loaded, state, provider, refresh=refresh, targets=targets or [],
-                              replace=replace or [], destroy=destroy, lives=lives)
+        return PlanOptions(truth(refresh), tuple(target or ()), tuple(replace or ()), destroy)
 
     @app.command()
     def plan(
@@ -285,8 +166,8 @@ def _app() -> Any:
         """Show what apply would change."""
         from crane_iac.render import render_plan
 
-        s = session(chdir, stack, var, var_file)
-        result = _plan(s, refresh=truth(refresh), targets=target, replace=replace, destroy=destroy, mutating=False)
+        ws = workspace(chdir, stack, var, var_file)
+        result = ws.plan(options(refresh, target, replace, destroy))
         if as_json:
             print(result.to_json())
         else:
@@ -294,73 +175,57 @@ def _app() -> Any:
         if out is not None:
             out.write_text(result.to_json())
             if not as_json:
-                flag = "" if len(s.project.config.stacks) == 1 else f" (stack {result.stack!r}, recorded in the file)"
+                flag = "" if len(ws.project.config.stacks) == 1 else f" (stack {result.stack!r}, recorded in the file)"
                 print(f"\nSaved the plan to {out}{flag}; apply it with: crane apply {out}")
         return 2 if detailed_exitcode and result.has_changes else 0
 
     def _read_plan(path: Path) -> "Plan":
-        from crane_iac.errors import CraneError
-        from crane_iac.planner.model import Plan
+        from crane_iac.engine.workspace import read_plan
 
-        try:
-            return Plan.from_json(path.read_text())
-        except OSError as exc:
-            raise CraneError(f"{path}: cannot read the plan: {exc.strerror}") from None
-        except (ValueError, KeyError, TypeError) as exc:
-            raise CraneError(f"{path}: not a crane plan file ({exc})") from None
+        return read_plan(path)
 
-    def _apply(s: Session, saved: "tuple[Path, Plan] | None", *, auto_approve: bool, parallelism: int,
-               lock_timeout: float, refresh: bool, targets: list[str] | None, replace: list[str] | None,
-               destroy: bool) -> int:
+    def _apply(ws: "Workspace", saved: "tuple[Path, Plan] | None", *, auto_approve: bool, parallelism: int,
+               lock_timeout: float, wanted: "PlanOptions") -> int:
         import threading
 
-        from crane_iac.engine.apply import Applier
-        from crane_iac.engine.planning import check_saved_plan, plan_stack
         from crane_iac.errors import CraneError
         from crane_iac.render import Progress, render_plan, render_result
 
         colour = _colour()
-        with s.locked("destroy" if destroy else "apply", lock_timeout) as name:
-            state = s.store.read(name)
+        with ws.locked("destroy" if wanted.destroy else "apply", lock_timeout=lock_timeout,
+                       load=saved is None, read=wanted.refresh) as run:
             if saved is not None:
                 source, the_plan = saved
-                check_saved_plan(the_plan, state, str(source))
-            with s.provider(True, (lambda: s.load(state)) if saved is None else lambda: None, lock_timeout,
-                            read=saved is None and refresh) as (provider, loaded, lives):
-                if saved is None:
-                    assert loaded is not None
-                    the_plan = plan_stack(name, loaded, state, provider, refresh=refresh, targets=targets or [],
-                                          replace=replace or [], destroy=destroy, lives=lives)
-                    print(render_plan(the_plan, colour=colour), flush=True)
-                    if not the_plan.has_changes:
-                        return 0
-                    if not auto_approve:
-                        if not sys.stdin.isatty():
-                            raise CraneError("stdin is not a terminal, so crane cannot ask for confirmation: pass "
-                                             "--auto-approve to apply without asking, or save the plan (crane plan "
-                                             "--out FILE) and apply that file; nothing was changed")
-                        import typer as _typer
+                run.check_saved(the_plan, str(source))
+            else:
+                the_plan = run.plan(wanted)
+                print(render_plan(the_plan, colour=colour), flush=True)
+                if not the_plan.has_changes:
+                    return 0
+                if not auto_approve:
+                    if not sys.stdin.isatty():
+                        raise CraneError("stdin is not a terminal, so crane cannot ask for confirmation: pass "
+                                         "--auto-approve to apply without asking, or save the plan (crane plan "
+                                         "--out FILE) and apply that file; nothing was changed")
+                    import typer as _typer
 
-                        if not _typer.confirm("Apply these changes?", default=False):
-                            print("Nothing was changed.")
-                            return 1
-                started = time.monotonic()
-
-                progress = Progress(sys.stdout, live=colour)
-                outputs = {a: r.outputs for a, r in state.resources.items()}
-                stop = threading.Event()
-                with _interruptible(stop) as signals:
-                    try:
-                        result = Applier(the_plan, s.store, provider, parallelism=parallelism, outputs=outputs,
-                                         report=progress.report, stop=stop).run()
-                    finally:
-                        progress.finish()
+                    if not _typer.confirm("Apply these changes?", default=False):
+                        print("Nothing was changed.")
+                        return 1
+            started = time.monotonic()
+            progress = Progress(sys.stdout, live=colour)
+            stop = threading.Event()
+            with _interruptible(stop) as signals:
+                try:
+                    result = run.apply(the_plan, parallelism=parallelism, report=progress.report, stop=stop)
+                finally:
+                    progress.finish()
             elapsed = time.monotonic() - started
             verdict = "complete" if result.ok else "INTERRUPTED" if result.interrupted else "FAILED"
             failures = f", {len(result.failed)} failed, {len(result.skipped)} skipped" \
                 if result.failed or result.skipped else ""
             print(f"\nApply {verdict}: {render_result(result.counts())}{failures} in {elapsed:.1f}s "
-                  f"({s.store.rows_written} state rows written).")
+                  f"({ws.store.rows_written} state rows written).")
             for event in result.failed:
                 print(f"error: {event.address}: {event.detail}", file=sys.stderr)
             if the_plan.targets and the_plan.untargeted:
@@ -397,9 +262,8 @@ def _app() -> Any:
                 raise CraneError(f"{plan_file} was made for stack {saved[1].stack!r}, not {stack!r}; "
                                  "drop --stack or make a new plan")
             stack = saved[1].stack
-        return _apply(session(chdir, stack, var, var_file), saved, auto_approve=auto_approve,
-                      parallelism=parallelism, lock_timeout=lock_timeout, refresh=truth(refresh), targets=target,
-                      replace=replace, destroy=False)
+        return _apply(workspace(chdir, stack, var, var_file), saved, auto_approve=auto_approve,
+                      parallelism=parallelism, lock_timeout=lock_timeout, wanted=options(refresh, target, replace))
 
     @app.command()
     def destroy(
@@ -408,8 +272,8 @@ def _app() -> Any:
         parallelism: Parallelism = 10, lock_timeout: LockTimeout = 0.0, target: Targets = None,
     ) -> int:
         """Destroy everything the stack manages (with --target: the targets and everything that depends on them)."""
-        return _apply(session(chdir, stack, var, var_file), None, auto_approve=auto_approve, parallelism=parallelism,
-                      lock_timeout=lock_timeout, refresh=True, targets=target, replace=None, destroy=True)
+        return _apply(workspace(chdir, stack, var, var_file), None, auto_approve=auto_approve,
+                      parallelism=parallelism, lock_timeout=lock_timeout, wanted=options(target=target, destroy=True))
 
     @app.command()
     def show(
@@ -431,19 +295,11 @@ def _app() -> Any:
     def refresh(stack: Stack = None, var: Vars = None, var_file: VarFiles = None, chdir: Chdir = Path("."),
                 lock_timeout: LockTimeout = 0.0) -> None:
         """Update state (resources and stack outputs) from the hypervisor without changing infrastructure."""
-        from crane_iac.engine.refresh import refreshed_outputs, refreshed_records
-
-        s = session(chdir, stack, var, var_file)
-        with s.locked("refresh", lock_timeout) as name:
-            state = s.store.read(name)
-            with s.provider(False, lambda: s.load(state), read=True) as (_provider, loaded, lives):
-                committed = refreshed_records(lives, name, state)
-            outputs = refreshed_outputs(loaded.outputs, state, committed)
-            if committed or outputs != state.outputs:
-                s.store.commit(name, committed, outputs)
-            changed = sorted(k for k in set(outputs) | set(state.outputs) if outputs.get(k) != state.outputs.get(k))
-            print(f"Refreshed stack {name!r}: {len(committed)} of {len(state.resources)} records updated"
-                  + (f"; outputs changed: {', '.join(changed)}." if changed else "."))
+        ws = workspace(chdir, stack, var, var_file)
+        report = ws.refresh(lock_timeout=lock_timeout)
+        changed = report.outputs_changed
+        print(f"Refreshed stack {ws.name!r}: {len(report.committed)} of {report.resources} records updated"
+              + (f"; outputs changed: {', '.join(changed)}." if changed else "."))
 
     @app.command("import")
     def import_(
@@ -454,22 +310,13 @@ def _app() -> Any:
         lock_timeout: LockTimeout = 0.0,
     ) -> None:
         """Adopt an object that exists on the hypervisor into state, then show how it differs from the stack."""
-        from crane_iac.engine.imports import import_record
-        from crane_iac.engine.planning import plan_stack
         from crane_iac.render import render_plan
 
-        s = session(chdir, stack, var, var_file)
-        with s.locked("import", lock_timeout) as name:
-            state = s.store.read(name)
-            with s.provider(False, lambda: s.load(state), read=True) as (provider, loaded, lives):
-                committed = import_record(address, physical, loaded, state, lives, name)
-                assert committed.record is not None
-                s.store.unforget(name, committed.record.kind, committed.record.physical)
-                s.store.commit(name, [committed])
-                print(f"Imported {committed.record.kind} {committed.record.physical!r} as {address}.")
-                state = s.store.read(name)
-                planned = plan_stack(name, loaded, state, provider, targets=[address], lives=lives)
-            print(render_plan(planned, colour=_colour()))
+        report = workspace(chdir, stack, var, var_file).import_resource(address, physical, lock_timeout=lock_timeout)
+        record = report.committed.record
+        assert record is not None
+        print(f"Imported {record.kind} {record.physical!r} as {address}.")
+        print(render_plan(report.plan, colour=_colour()))
 
     @app.command()
     def output(
@@ -480,8 +327,7 @@ def _app() -> Any:
         from crane_iac.errors import CraneError
         from crane_iac.render import value
 
-        s = session(chdir, stack)
-        outputs = s.store.read(s.stack()[0]).outputs
+        outputs = workspace(chdir, stack).outputs()
         if name is not None:
             if name not in outputs:
                 raise CraneError(f"no output {name!r}; the stack has: {', '.join(sorted(outputs)) or 'none'}")
@@ -499,7 +345,7 @@ def _app() -> Any:
         """Print the stack's dependency graph in DOT."""
         from crane_iac.planner.graph import to_dot
 
-        print(to_dot(session(chdir, stack, var, var_file).load().dependencies()), end="")
+        print(to_dot(workspace(chdir, stack, var, var_file).load().dependencies()), end="")
 
     @app.command("force-unlock")
     def force_unlock(
@@ -509,19 +355,15 @@ def _app() -> Any:
                                             help="Break it even though its holder runs on this host.")] = False,
     ) -> None:
         """Remove a stack's lock left by a run that is gone (recorded in the history)."""
-        from crane_iac.engine.locks import break_lock
-
-        s = session(chdir, stack)
-        name, _ = s.stack()
-        info = break_lock(s.store, name, lock_id, force=force)
-        print(f"Unlocked stack {name!r}: broke lock {lock_id} held by {info.holder} ({info.operation} since "
+        ws = workspace(chdir, stack)
+        info = ws.break_lock(lock_id, force=force)
+        print(f"Unlocked stack {ws.name!r}: broke lock {lock_id} held by {info.holder} ({info.operation} since "
               f"{info.acquired_at}); recorded in `crane state history`.")
 
     @state_app.command("list")
     def state_list(stack: Stack = None, chdir: Chdir = Path(".")) -> None:
         """List recorded resources."""
-        s = session(chdir, stack)
-        for address in sorted(s.store.read(s.stack()[0]).resources):
+        for address in sorted(workspace(chdir, stack).state().resources):
             print(address)
 
     @state_app.command("show")
@@ -530,11 +372,10 @@ def _app() -> Any:
         """Show one recorded resource."""
         from crane_iac.errors import CraneError
 
-        s = session(chdir, stack)
-        rec = s.store.read(s.stack()[0]).resources.get(address)
+        rec = workspace(chdir, stack).state().resources.get(address)
         if rec is None:
             raise CraneError(f"no resource {address!r} in state; see `crane state list`")
-        print(json.dumps({"address": rec.address, "kind": rec.kind, "name": rec.physical,
+        print(json.dumps({"address": rec.address, "kind": rec.kind, "name": rec.physical, "endpoint": rec.endpoint,
                           "properties": rec.properties, "outputs": rec.outputs,
                           "dependencies": rec.dependencies, "protect": rec.protect}, indent=2, sort_keys=True))
 
@@ -542,33 +383,21 @@ def _app() -> Any:
     def state_history(stack: Stack = None, chdir: Chdir = Path("."),
                       limit: Annotated[int, typer.Option("--limit", metavar="N", min=1)] = 100) -> None:
         """Show the journal of recorded changes, with the serial each made."""
-        s = session(chdir, stack)
-        for entry in s.store.history(s.stack()[0], limit):
+        for entry in workspace(chdir, stack).history(limit):
             print(f"{entry.at}  serial {entry.serial:<5} {entry.action:<8} {entry.address}")
 
     @state_app.command("rm")
     def state_rm(addresses: Annotated[list[str], typer.Argument(metavar="ADDRESS...")], stack: Stack = None,
                  chdir: Chdir = Path("."), lock_timeout: LockTimeout = 0.0) -> None:
         """Forget resources (and everything nested under them) without destroying them."""
-        from crane_iac.engine.imports import expand_addresses
-
-        s = session(chdir, stack)
-        with s.locked("state rm", lock_timeout) as name:
-            found = expand_addresses(addresses, s.store.read(name))
-            s.store.forget(name, found)
-        for address in found:
+        for address in workspace(chdir, stack).forget(addresses, lock_timeout=lock_timeout):
             print(f"Removed {address} from state; its object stays on the hypervisor and crane leaves it alone.")
 
     @state_app.command("mv")
     def state_mv(old: Annotated[str, typer.Argument(metavar="OLD")], new: Annotated[str, typer.Argument(metavar="NEW")],
                  stack: Stack = None, chdir: Chdir = Path("."), lock_timeout: LockTimeout = 0.0) -> None:
         """Give a recorded resource a new address; its object keeps its name on the hypervisor."""
-        from crane_iac.engine.imports import check_move
-
-        s = session(chdir, stack)
-        with s.locked("state mv", lock_timeout) as name:
-            check_move(old, new)
-            s.store.move(name, [(old, new)])
+        workspace(chdir, stack).move(old, new, lock_timeout=lock_timeout)
         print(f"Moved {old} to {new}.")
 
     return app

@@ -1,10 +1,13 @@
 """crane.toml: the project's stacks, where their state lives, their provider and typed variables.
 
-    state = "sqlite:///.crane/state.db"     # default; relative paths are from the project root
+    state = "sqlite:///.crane/state.db"     # default; relative paths are from the project root;
+                                            # the environment's CRANE_STATE_URL overrides it
 
     [stacks.demo]
     file = "stacks/demo.py"
-    uri = "qemu:///system"                  # omit for the local sandbox hypervisor
+    uri = "qemu:///system"                  # the stack's default endpoint; omit for the local sandbox
+    [stacks.demo.providers.dc2]             # more endpoints (Terraform's provider aliases): resources
+    uri = "qemu+ssh://root@dc2/system"      # choose one with provider="dc2"; no uri: a sandbox of its own
     [stacks.demo.vars]
     web_count = { type = "int", default = 2 }
 """
@@ -12,14 +15,16 @@
 from __future__ import annotations
 
 import difflib
+import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crane_iac.errors import ConfigError
+from crane_iac.objects import DEFAULT_ENDPOINT
 
 CONFIG_NAME = "crane.toml"
 VarType = Literal["str", "int", "float", "bool"]
@@ -51,17 +56,57 @@ class VariableSpec(BaseModel):
             raise ValueError(f"{raw!r} is not a{'n' if self.type == 'int' else ''} {self.type}") from None
 
 
-class StackConfig(BaseModel):
+_ENDPOINT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+#: the stack's own keys that set up its default endpoint
+_STACK_ENDPOINT_FIELDS = frozenset({"provider", "uri", "domain_type", "address_timeout", "shutdown_timeout"})
+
+
+class EndpointConfig(BaseModel):
+    """One hypervisor endpoint: a provider type and where it is. With no ``uri``, a sandbox of its own."""
+
     model_config = ConfigDict(extra="forbid")
-    file: str
-    provider: Literal["libvirt"] = "libvirt"
+    type: str = "libvirt"
     uri: str | None = None
     domain_type: str | None = None
     #: seconds apply waits for a started VM to lease an address on each DHCP network (0: do not wait)
     address_timeout: float = Field(default=120.0, ge=0, le=3600)
     #: seconds a guest gets to shut down (ACPI) before it is powered off, when apply stops or restarts it
     shutdown_timeout: float = Field(default=30.0, ge=0, le=3600)
+
+
+class StackConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    file: str
+    #: the default endpoint's settings, written on the stack itself (``provider`` is its type)
+    provider: str = "libvirt"
+    uri: str | None = None
+    domain_type: str | None = None
+    address_timeout: float = Field(default=120.0, ge=0, le=3600)
+    shutdown_timeout: float = Field(default=30.0, ge=0, le=3600)
+    #: named endpoints besides the default one
+    providers: dict[str, EndpointConfig] = Field(default_factory=dict)
     vars: dict[str, VariableSpec] = Field(default_factory=dict)
+
+    @field_validator("providers")
+    @classmethod
+    def _endpoint_names(cls, value: dict[str, EndpointConfig]) -> dict[str, EndpointConfig]:
+        for name in value:
+            if not _ENDPOINT_NAME.match(name):
+                raise ValueError(f"endpoint name {name!r}: use a lower-case letter, then letters, digits, '-' or '_'")
+        return value
+
+    @model_validator(mode="after")
+    def _one_default(self) -> StackConfig:
+        if DEFAULT_ENDPOINT in self.providers and self.model_fields_set & _STACK_ENDPOINT_FIELDS:
+            raise ValueError("the default endpoint is declared twice: on the stack (uri, provider, ...) and as "
+                             "[providers.default]; keep one")
+        return self
+
+    def endpoints(self) -> dict[str, EndpointConfig]:
+        """Every endpoint by name: ``default`` (from the stack's own settings unless declared) and the named ones."""
+        default = EndpointConfig(type=self.provider, uri=self.uri, domain_type=self.domain_type,
+                                 address_timeout=self.address_timeout, shutdown_timeout=self.shutdown_timeout)
+        return {DEFAULT_ENDPOINT: default, **self.providers}
 
 
 class ProjectConfig(BaseModel):
@@ -91,7 +136,8 @@ class Project:
         return name, stacks[name]
 
     def state_url(self) -> str:
-        url = self.config.state
+        """Where state lives: ``CRANE_STATE_URL`` from the environment, else crane.toml's ``state``."""
+        url = os.environ.get("CRANE_STATE_URL") or self.config.state
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
             return "sqlite:///" + str(self.root / url.removeprefix("sqlite:///"))
         return url

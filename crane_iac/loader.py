@@ -118,8 +118,9 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
         if not meta.valid:
             continue
         props = res.properties()
-        claims = [(identity(res.kind, meta.physical, props), f"hypervisor name {meta.physical!r}")]
-        claims += [((what, name), f"{what} {name!r}") for what, name in res.host_claims()]
+        endpoint = res.endpoint
+        claims = [(identity(res.kind, meta.physical, props, endpoint), f"hypervisor name {meta.physical!r}")]
+        claims += [((endpoint, what, name), f"{what} {name!r}") for what, name in res.host_claims()]
         clash = next(((key, label) for key, label in claims if key in physical_seen), None)
         if clash is not None:
             other = physical_seen[clash[0]]
@@ -129,7 +130,7 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
         desired.append(Desired(
             address=address, kind=res.kind, physical=meta.physical, properties=props,
             dependencies=sorted(set(deps)), protect=res.protect, ignore_changes=list(res.ignore_changes),
-            create_before_destroy=res.create_before_destroy, file=file, line=line))
+            create_before_destroy=res.create_before_destroy, file=file, line=line, endpoint=endpoint))
     for res in registry.resources:
         if not res.ignore_changes or not res.valid:
             continue

@@ -12,7 +12,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -121,17 +121,23 @@ def _step_outcome(change: ResourceChange, phase: Phase) -> Outcome:
 
 
 class Applier:
-    """Applies one plan to one provider and one state store."""
+    """Applies one plan to its endpoints' providers and one state store."""
 
-    def __init__(self, plan: Plan, store: StateStore, provider: Provider, *, parallelism: int = 10,
+    def __init__(self, plan: Plan, store: StateStore, providers: Mapping[str, Provider], *, parallelism: int = 10,
                  outputs: dict[str, dict[str, Any]] | None = None,
                  report: Callable[[StepEvent], None] = lambda _e: None,
                  stop: threading.Event | None = None) -> None:
         """``stop``, once set (the first Ctrl-C), starts no new step: the ones in flight finish and are recorded."""
         self.plan = plan
         self.store = store
-        self.provider = provider
+        self.providers = providers
         self.parallelism = max(1, parallelism)
+        used = {c.endpoint for c in plan.changes} | {c.from_endpoint for c in plan.changes if c.from_endpoint}
+        #: calls at once per endpoint: a sandbox serialises its calls, a real host takes ``parallelism``
+        self.slots = {name: threading.BoundedSemaphore(providers[name].max_parallelism or self.parallelism)
+                      for name in used if name in providers}
+        self.workers = min(self.parallelism, sum(providers[name].max_parallelism or self.parallelism
+                                                 for name in self.slots) or 1)
         self.outputs: dict[str, dict[str, Any]] = dict(outputs or {})
         self.report = report
         self.stop = stop or threading.Event()
@@ -144,7 +150,9 @@ class Applier:
             return Committed(change.address, outcome, None, change.before)
         failpoints.before_step(change.address)
         if outcome is Outcome.DELETE:
-            self.provider.delete(change.kind, change.physical, change.before or {})
+            endpoint = change.from_endpoint or change.endpoint
+            with self.slots[endpoint]:
+                self.providers[endpoint].delete(change.kind, change.physical, change.before or {})
             failpoints.hit("after-mutation")
             return Committed(change.address, outcome, None, change.before, final=not change.action.is_replace)
         after = change.after or {}
@@ -157,10 +165,12 @@ class Applier:
                               change.endpoint)
             return Committed(change.address, outcome, record, None)
         owner = Owner(self.plan.stack, change.address)
-        if outcome is Outcome.UPDATE:
-            live = self.provider.update(change.kind, change.physical, change.before or {}, after)
-        else:
-            live = self.provider.create(change.kind, change.physical, after, owner)
+        provider = self.providers[change.endpoint]
+        with self.slots[change.endpoint]:
+            if outcome is Outcome.UPDATE:
+                live = provider.update(change.kind, change.physical, change.before or {}, after)
+            else:
+                live = provider.create(change.kind, change.physical, after, owner)
         failpoints.hit("after-mutation")
         self.outputs[change.address] = live.outputs
         record = Recorded(change.address, change.kind, change.physical, live.properties, live.outputs,
@@ -180,7 +190,8 @@ class Applier:
         graph = order_changes(self.plan.changes)
         stepped = {s.address for s in graph}
         # an intent carries what identifies the object on the host (kind, name, and a volume's pool)
-        intents = [Intent(c.address, c.kind, c.physical, c.action, scope_properties(c.kind, c.after or c.before or {}))
+        intents = [Intent(c.address, c.kind, c.physical, c.action, scope_properties(c.kind, c.after or c.before or {}),
+                          c.endpoint)
                    for c in self.plan.changes if c.address in stepped]
         self.store.record_intents(self.plan.stack, intents)
         failpoints.hit("after-intents")
@@ -212,7 +223,8 @@ class Applier:
             nonlocal last_commit, interval
             if pending_commit:
                 started = time.monotonic()
-                self.provider.checkpoint()
+                for name in self.slots:
+                    self.providers[name].checkpoint()
                 interval = max(COMMIT_INTERVAL, (time.monotonic() - started) / CHECKPOINT_SHARE)
                 failpoints.hit("after-checkpoint")
                 result.serial = self.store.commit(self.plan.stack, list(pending_commit))
@@ -221,7 +233,7 @@ class Applier:
             last_commit = time.monotonic()
 
         finished: queue.SimpleQueue[Future[Committed]] = queue.SimpleQueue()
-        workers = min(self.parallelism, self.provider.max_parallelism or self.parallelism)
+        workers = self.workers
         pool_type = InlineExecutor if workers == 1 else ThreadPoolExecutor
         with pool_type(max_workers=workers, thread_name_prefix="crane-apply") as pool:
             try:
@@ -271,7 +283,7 @@ class Applier:
         if self.stop.is_set():
             result.not_started = sorted({s.address for s in graph if s not in launched and s not in blocked})
             result.interrupted = bool(result.not_started)
-        if result.ok and not self.plan.targets:
+        if result.ok:  # a targeted apply updates the outputs too (what it did not touch resolves as before)
             outputs = resolve_outputs(self.plan.outputs, self.outputs, keep_unknown=False)
             result.serial = self.store.commit(self.plan.stack, [], outputs)
         return result

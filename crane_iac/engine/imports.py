@@ -24,18 +24,20 @@ def import_record(address: str, name: str | None, loaded: LoadedStack, state: St
     if address in state.resources:
         raise CraneError(f"{address} is already in state (as {state.resources[address].physical!r}); "
                          "`crane state rm` it first to import another object")
-    key = identity(want.kind, want.physical, want.properties)
+    key = identity(want.kind, want.physical, want.properties, want.endpoint)
     expected = key[-1]
     if name is not None and name not in (expected, want.physical):  # a pooled object: "pool/name" or "name"
         raise CraneError(f"{address} is named {expected!r} on the hypervisor, not {name!r}: crane names objects "
                          f"after their address, so rename the object or declare the resource with the name it has")
-    found = next((live for live in lives if identity(live.kind, live.physical, live.properties) == key), None)
+    found = next((live for live in lives
+                  if identity(live.kind, live.physical, live.properties, live.endpoint) == key), None)
     if found is None:
         raise CraneError(f"there is no {want.kind} named {expected!r} on the hypervisor to import as {address}")
     if found.owner_stack is not None and (found.owner_stack, found.owner_address) != (stack, address):
         raise CraneError(f"{want.kind} {expected!r} belongs to {found.owner_address} of stack "
                          f"{found.owner_stack!r}; crane will not take it from there")
-    other = next((a for a, r in state.resources.items() if identity(r.kind, r.physical, r.properties) == key), None)
+    other = next((a for a, r in state.resources.items()
+                  if identity(r.kind, r.physical, r.properties, r.endpoint) == key), None)
     if other is not None:
         raise CraneError(f"{want.kind} {expected!r} is already managed as {other}")
     record = Recorded(address, want.kind, want.physical, found.properties, found.outputs, want.dependencies,

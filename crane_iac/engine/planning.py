@@ -7,13 +7,13 @@ import difflib
 from collections.abc import Sequence
 
 from crane_iac.addresses import is_within
+from crane_iac.engine.endpoints import Endpoints
 from crane_iac.engine.refresh import match_live
 from crane_iac.errors import Diagnostic, DiagnosticsError, StalePlanError
 from crane_iac.loader import LoadedStack
-from crane_iac.objects import Action, Live
+from crane_iac.objects import Action, Live, kind_of
 from crane_iac.planner.diff import PlanRequest, make_plan
 from crane_iac.planner.model import Plan
-from crane_iac.providers.base import Provider
 from crane_iac.state.base import StackState
 
 
@@ -41,6 +41,30 @@ def _apply_moves(state: StackState, declared: Sequence[tuple[str, str]],
     return dataclasses.replace(state, resources=resources), moves
 
 
+def _check_endpoints(loaded: LoadedStack, state: StackState, endpoints: Endpoints) -> list[Diagnostic]:
+    """Every resource's endpoint is declared, and its provider type serves the resource's kind."""
+    problems = []
+    for want in loaded.desired:
+        provider = endpoints.get(want.endpoint)
+        if provider is None:
+            problems.append(Diagnostic(
+                f"provider={want.endpoint!r} is not an endpoint of this stack; declared: {', '.join(endpoints)} "
+                f"(add [stacks.{state.name}.providers.{want.endpoint}] to crane.toml)",
+                want.file, want.line, want.address))
+            continue
+        rule = kind_of(want.kind)
+        if want.kind not in provider.kinds or (rule.provider and rule.provider != endpoints.types[want.endpoint]):
+            problems.append(Diagnostic(
+                f"endpoint {want.endpoint!r} ({endpoints.types[want.endpoint]}) does not serve {want.kind} resources",
+                want.file, want.line, want.address))
+    for address, rec in state.resources.items():
+        if rec.endpoint not in endpoints:
+            problems.append(Diagnostic(
+                f"is recorded on endpoint {rec.endpoint!r}, which crane.toml no longer declares; declare it again "
+                "to change or destroy what is there, or `crane state rm` the record", address=address))
+    return problems
+
+
 def check_saved_plan(plan: Plan, state: StackState, source: str) -> None:
     """Refuse a saved plan made against other state, quoting serials ``crane state history`` shows."""
     if plan.stack != state.name:
@@ -60,7 +84,7 @@ def plan_stack(
     stack: str,
     loaded: LoadedStack,
     state: StackState,
-    provider: Provider,
+    endpoints: Endpoints,
     *,
     refresh: bool = True,
     targets: Sequence[str] = (),
@@ -69,7 +93,7 @@ def plan_stack(
     lives: list[Live] | None = None,
 ) -> Plan:
     """The plan for ``stack``; raises ``DiagnosticsError`` for anything that makes it impossible.
-    ``lives`` is the provider's ``read_all()`` when the caller fetched it already (in parallel with loading)."""
+    ``lives`` is the endpoints' ``read_all()`` when the caller fetched it already (in parallel with loading)."""
     diagnostics: list[Diagnostic] = []
     state, moves = _apply_moves(state, loaded.moves, diagnostics)
     known = set(loaded.dependencies()) | set(state.resources) | set(loaded.components)
@@ -77,16 +101,20 @@ def plan_stack(
         if not any(is_within(a, address) for a in known):
             hint = _suggest(address, known)
             diagnostics.append(Diagnostic(f"no resource {address!r} in the stack or its state{hint}", address=address))
+    diagnostics.extend(_check_endpoints(loaded, state, endpoints))
+    if diagnostics:
+        raise DiagnosticsError(diagnostics)
     live = None
     if refresh:
         if lives is None:
-            lives = provider.read_all()
-        live, conflicts = match_live(lives, stack, state, [] if destroy else loaded.desired, loaded.imports)
+            lives = endpoints.read_all()
+        listed = {name: provider.listed_kinds for name, provider in endpoints.items()}
+        live, conflicts = match_live(lives, stack, state, [] if destroy else loaded.desired, loaded.imports, listed)
         diagnostics.extend(conflicts)
     request = PlanRequest(stack=stack, lineage=state.lineage, serial=state.serial, refreshed=refresh,
                           targets=tuple(targets), replace=tuple(replace), destroy=destroy,
                           imports=tuple(loaded.imports))
-    plan, problems = make_plan(request, loaded.desired, state.resources, live, provider,
+    plan, problems = make_plan(request, loaded.desired, state.resources, live, endpoints,
                                outputs={} if destroy else loaded.outputs, recorded_outputs=state.outputs)
     diagnostics.extend(problems)
     plan.moves = [[old, new] for old, new in moves]
@@ -95,7 +123,7 @@ def plan_stack(
         for change in plan.changes:
             if change.action in (Action.CREATE, Action.UPDATE) or change.action.is_replace:
                 want = desired[change.address]
-                for problem in provider.check(change.kind, change.after or want.properties):
+                for problem in endpoints[change.endpoint].check(change.kind, change.after or want.properties):
                     diagnostics.append(Diagnostic(problem, want.file, want.line, change.address))
     for change in plan.changes:
         if change.action is Action.CREATE_THEN_DELETE:

@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import replace
 from typing import Any
 
 from crane_iac.errors import Diagnostic
-from crane_iac.objects import Desired, Live, Outcome, Recorded, identity
+from crane_iac.objects import DEFAULT_ENDPOINT, Desired, Live, Outcome, Recorded, identity
 from crane_iac.planner.diff import resolve_outputs
 from crane_iac.state.base import Committed, StackState
 
 
 def match_live(
-    lives: Iterable[Live], stack: str, state: StackState, desired: Iterable[Desired], imports: Iterable[str] = ()
+    lives: Iterable[Live], stack: str, state: StackState, desired: Iterable[Desired], imports: Iterable[str] = (),
+    listed: Mapping[str, AbstractSet[str]] | None = None,
 ) -> tuple[dict[str, Live], list[Diagnostic]]:
     """Live objects of this stack by address (including adopted, imported and orphaned ones), and name conflicts.
-    Objects forgotten with `crane state rm` are crane's no longer: neither adopted nor orphaned."""
-    by_key = {identity(live.kind, live.physical, live.properties): live for live in lives}
-    forgotten = {identity(r.kind, r.physical, r.properties): r.address for r in state.forgotten}
+    Objects forgotten with `crane state rm` are crane's no longer: neither adopted nor orphaned. ``listed`` says,
+    by endpoint, which kinds its provider lists completely; a recorded object of any other kind (state-only: a
+    lease, a configuration run) is as state recorded it."""
+    by_key = {identity(live.kind, live.physical, live.properties, live.endpoint): live for live in lives}
+    forgotten = {identity(r.kind, r.physical, r.properties, r.endpoint): r.address for r in state.forgotten}
     matched: dict[str, Live] = {}
     claimed: set[int] = set()
 
@@ -28,7 +32,10 @@ def match_live(
             claimed.add(id(live))
 
     for address, rec in state.resources.items():
-        take(address, by_key.get(identity(rec.kind, rec.physical, rec.properties)))
+        if listed is not None and rec.kind not in listed.get(rec.endpoint, ()):
+            take(address, Live(rec.kind, rec.physical, rec.properties, rec.outputs, stack, address, rec.endpoint))
+            continue
+        take(address, by_key.get(identity(rec.kind, rec.physical, rec.properties, rec.endpoint)))
     for key, live in by_key.items():
         if live.owner_stack == stack and live.owner_address and live.owner_address not in matched \
                 and key not in forgotten:
@@ -36,7 +43,7 @@ def match_live(
     for address, intent in state.intents.items():
         if address in matched:
             continue
-        key = identity(intent.kind, intent.physical, intent.properties)
+        key = identity(intent.kind, intent.physical, intent.properties, intent.endpoint)
         found = by_key.get(key)
         if found is not None and found.owner_stack in (None, stack) and key not in forgotten:
             take(address, found)
@@ -51,7 +58,7 @@ def match_live(
     for want in desired:
         if want.address in matched:
             continue
-        key = identity(want.kind, want.physical, want.properties)
+        key = identity(want.kind, want.physical, want.properties, want.endpoint)
         other = by_key.get(key)
         if other is None:
             continue
@@ -68,14 +75,19 @@ def match_live(
             owner = (f"crane did not create it; adopt it with `crane import {want.address}` or "
                      "import_(to=...) in the stack")
         diagnostics.append(Diagnostic(
-            f"a {want.kind} named {want.physical!r} already exists on the hypervisor and {owner}; "
+            f"a {want.kind} named {want.physical!r} already exists on {_where(want.endpoint)} and {owner}; "
             "or rename this resource, or remove the existing one", want.file, want.line, want.address))
     return matched, diagnostics
 
 
-def refreshed_records(lives: Iterable[Live], stack: str, state: StackState) -> list[Committed]:
+def _where(endpoint: str) -> str:
+    return "the hypervisor" if endpoint == DEFAULT_ENDPOINT else f"endpoint {endpoint!r}"
+
+
+def refreshed_records(lives: Iterable[Live], stack: str, state: StackState,
+                      listed: Mapping[str, AbstractSet[str]] | None = None) -> list[Committed]:
     """What `crane refresh` records: live values for recorded resources that changed, and forgets those gone."""
-    live, _ = match_live(lives, stack, state, [])
+    live, _ = match_live(lives, stack, state, [], listed=listed)
     committed = []
     for address, rec in state.resources.items():
         now = live.get(address)
@@ -83,7 +95,8 @@ def refreshed_records(lives: Iterable[Live], stack: str, state: StackState) -> l
             committed.append(Committed(address, Outcome.FORGET, None, rec.properties))
         elif now.properties != rec.properties or now.outputs != rec.outputs:
             committed.append(Committed(address, Outcome.REFRESH, Recorded(
-                address, rec.kind, rec.physical, now.properties, now.outputs, rec.dependencies, rec.protect),
+                address, rec.kind, rec.physical, now.properties, now.outputs, rec.dependencies, rec.protect,
+                rec.endpoint),
                 rec.properties))
     return committed
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from crane_iac.addresses import is_within
 from crane_iac.errors import Diagnostic
-from crane_iac.objects import Action, Desired, FieldChange, Live, Reason, Recorded
+from crane_iac.objects import Action, Desired, FieldChange, Live, Reach, Reason, Recorded
 from crane_iac.planner.graph import topological, with_dependencies, with_dependents
 from crane_iac.planner.model import Differ, Drift, Phase, Plan, ResourceChange
 
@@ -65,11 +65,12 @@ def make_plan(
     desired: Iterable[Desired],
     recorded: Mapping[str, Recorded],
     live: Mapping[str, Live] | None,
-    differ: Differ,
+    differs: Mapping[str, Differ],
     outputs: Mapping[str, Any] | None = None,
     recorded_outputs: Mapping[str, Any] | None = None,
 ) -> tuple[Plan, list[Diagnostic]]:
-    """Compute the plan. ``live`` is None when refresh is off; it may hold adopted and orphaned objects."""
+    """Compute the plan. ``live`` is None when refresh is off; it may hold adopted and orphaned objects. ``differs``
+    are the providers' judgements of changes, by endpoint."""
     desired_by_address = {} if request.destroy else {d.address: d for d in desired}
     diagnostics: list[Diagnostic] = []
     plan = Plan(
@@ -125,9 +126,12 @@ def make_plan(
                                     endpoint=want.endpoint)
             pending.add(address)
         else:
-            fields = [f for f in differ.diff(want.kind, baseline, after) if f.name not in want.ignore_changes]
+            fields = [f for f in differs[want.endpoint].diff(want.kind, baseline, after)
+                      if f.name not in want.ignore_changes]
             if want.ignore_changes:
                 after = {**after, **{k: baseline.get(k) for k in want.ignore_changes if k in baseline}}
+            if rec is not None and rec.endpoint != want.endpoint:  # a new endpoint: a new object there
+                fields.insert(0, FieldChange("provider", rec.endpoint, want.endpoint, Reach.REPLACE))
             forced = address in request.replace
             if forced or any(f.forces_replacement for f in fields):
                 action = Action.CREATE_THEN_DELETE if want.create_before_destroy else Action.DELETE_THEN_CREATE
@@ -145,7 +149,8 @@ def make_plan(
             else:
                 action = Action.NOOP
             change = ResourceChange(address, want.kind, want.physical, action, fields, baseline, after,
-                                    want.dependencies, want.protect, reason, want.endpoint)
+                                    want.dependencies, want.protect, reason, want.endpoint,
+                                    rec.endpoint if rec is not None and rec.endpoint != want.endpoint else None)
         if selected is not None and address not in selected:
             if change.action is not Action.NOOP or change.reason:
                 plan.untargeted.append(address)
@@ -182,8 +187,10 @@ def make_plan(
             dependencies=old.dependencies if old else [],
             reason=None if old else Reason.ORPHAN, endpoint=source.endpoint))
 
-    if outputs is not None and not request.targets:
-        plan.outputs = {k: resolve_outputs(v, known_outputs, pending) for k, v in outputs.items()}
+    if outputs is not None:
+        # a targeted plan leaves the rest as it is: only the targets' outputs are known after apply
+        changing = pending if selected is None else pending & selected
+        plan.outputs = {k: resolve_outputs(v, known_outputs, changing) for k, v in outputs.items()}
         before = dict(recorded_outputs or {})
         plan.output_changes = [FieldChange(k, before.get(k), plan.outputs.get(k))
                                for k in sorted(set(before) | set(plan.outputs))

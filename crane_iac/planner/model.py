@@ -38,6 +38,8 @@ class ResourceChange:
     protect: bool = False
     reason: Reason | None = None
     endpoint: str = DEFAULT_ENDPOINT
+    #: the endpoint the old object is deleted from, when a replacement moves the resource to another endpoint
+    from_endpoint: str | None = None
 
 
 @dataclass(slots=True)

@@ -42,6 +42,12 @@ class Provider(ABC):
     #: its calls gains nothing from threads and loses to their hand-offs.
     max_parallelism: int | None = None
 
+    @property
+    def listed_kinds(self) -> frozenset[str]:
+        """Kinds whose objects ``read_all`` reports completely: a recorded object of such a kind that is absent was
+        deleted outside crane. A kind not listed is state-only for this provider, and never counts as gone."""
+        return frozenset(self.kinds)
+
     @abstractmethod
     def read_all(self) -> list[Live]:
         """Every object of the managed kinds on the hypervisor, read in bulk."""

@@ -29,7 +29,7 @@ from pydantic import (
 
 from crane_iac.addresses import make_address
 from crane_iac.errors import Diagnostic
-from crane_iac.objects import Kind, register_kind
+from crane_iac.objects import DEFAULT_ENDPOINT, Kind, register_kind
 from crane_iac.resources.messages import describe
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -140,6 +140,9 @@ class Resource(BaseModel):
     protect: bool = False
     ignore_changes: list[str] = Field(default_factory=list)
     create_before_destroy: bool = False
+    #: the endpoint (crane.toml's ``[stacks.NAME.providers.ENDPOINT]``) that holds it; a component's children
+    #: inherit the component's; None: the stack's default endpoint
+    provider: str | None = None
 
     #: crane's bookkeeping, in one private attribute (pydantic private attributes are slow to set and read)
     _meta: _Meta | None = PrivateAttr(default=None)
@@ -201,6 +204,16 @@ class Resource(BaseModel):
     def physical_name(self) -> str:
         """The name the hypervisor knows this resource by (component names prefix their children)."""
         return self.meta.physical
+
+    @property
+    def endpoint(self) -> str:
+        """The endpoint this resource lives on: its own ``provider``, else its nearest parent's, else the default."""
+        node: Resource | None = self
+        while node is not None:
+            if node.provider is not None:
+                return node.provider
+            node = node.meta.parent
+        return DEFAULT_ENDPOINT
 
     @property
     def location(self) -> tuple[str | None, int | None]:

@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any
 
-from crane_iac.objects import Action, Outcome, Recorded
+from crane_iac.objects import DEFAULT_ENDPOINT, Action, Outcome, Recorded
 
 
 @dataclass(slots=True)
@@ -20,6 +20,7 @@ class Intent:
     physical: str
     action: Action
     properties: dict[str, Any] = field(default_factory=dict)
+    endpoint: str = DEFAULT_ENDPOINT
 
 
 @dataclass(slots=True)

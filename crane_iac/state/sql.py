@@ -21,10 +21,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, SQLModel, create_engine
 
 from crane_iac.errors import LockHeldError, StateError
-from crane_iac.objects import Action, Recorded
+from crane_iac.objects import DEFAULT_ENDPOINT, Action, Recorded
 from crane_iac.state.base import Committed, HistoryEntry, Intent, LockInfo, StackState, StateStore, this_process
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class MetaRow(SQLModel, table=True):
@@ -51,6 +51,7 @@ class ResourceRow(SQLModel, table=True):
     outputs: str = "{}"
     dependencies: str = "[]"
     protect: bool = False
+    endpoint: str = DEFAULT_ENDPOINT
 
 
 class IntentRow(SQLModel, table=True):
@@ -62,6 +63,7 @@ class IntentRow(SQLModel, table=True):
     action: str
     properties: str = "{}"
     at: str
+    endpoint: str = DEFAULT_ENDPOINT
 
 
 class HistoryRow(SQLModel, table=True):
@@ -97,6 +99,7 @@ class ForgottenRow(SQLModel, table=True):
     address: str
     properties: str = "{}"
     at: str
+    endpoint: str = DEFAULT_ENDPOINT
 
 
 def _table(model: type[SQLModel]) -> Table:
@@ -115,8 +118,17 @@ def _v2_lock_ids(conn: Any) -> None:
         conn.execute(text("ALTER TABLE locks ADD COLUMN lock_id VARCHAR NOT NULL DEFAULT ''"))
 
 
+def _v3_endpoints(conn: Any) -> None:
+    """Version 3: a stack may use several endpoints; what state recorded before was on the default one."""
+    for table in ("resources", "intents", "forgotten"):
+        columns = {row[1] for row in conn.execute(text(f"PRAGMA table_info({table})"))} \
+            if conn.dialect.name == "sqlite" else set()
+        if "endpoint" not in columns:
+            conn.execute(text(f"ALTER TABLE {table} ADD COLUMN endpoint VARCHAR NOT NULL DEFAULT '{DEFAULT_ENDPOINT}'"))
+
+
 #: version → step that brings a database from the version before it.
-MIGRATIONS: dict[int, Callable[[Any], None]] = {2: _v2_lock_ids}
+MIGRATIONS: dict[int, Callable[[Any], None]] = {2: _v2_lock_ids, 3: _v3_endpoints}
 
 
 def _now() -> str:
@@ -182,19 +194,20 @@ class SqlStateStore(StateStore):
             head = conn.execute(select(STACKS.c.serial, STACKS.c.lineage, STACKS.c.outputs)
                                 .where(STACKS.c.name == stack)).first()
             # the one hot query (a row per resource): textual SQL skips the expression compiler, stays portable
-            rows = conn.execute(text("SELECT address, kind, physical, properties, outputs, dependencies, protect "
-                                     "FROM resources WHERE stack = :stack"), {"stack": stack}).all()
+            rows = conn.execute(text("SELECT address, kind, physical, properties, outputs, dependencies, protect, "
+                                     "endpoint FROM resources WHERE stack = :stack"), {"stack": stack}).all()
             intent_rows = conn.execute(select(INTENTS.c.address, INTENTS.c.kind, INTENTS.c.physical,
-                                              INTENTS.c.action, INTENTS.c.properties)
+                                              INTENTS.c.action, INTENTS.c.properties, INTENTS.c.endpoint)
                                        .where(INTENTS.c.stack == stack)).all()
             forgotten_rows = conn.execute(select(FORGOTTEN.c.address, FORGOTTEN.c.kind, FORGOTTEN.c.physical,
-                                                 FORGOTTEN.c.properties).where(FORGOTTEN.c.stack == stack)).all()
+                                                 FORGOTTEN.c.properties, FORGOTTEN.c.endpoint)
+                                          .where(FORGOTTEN.c.stack == stack)).all()
         loads = json.loads
         resources = {
-            r[0]: Recorded(r[0], r[1], r[2], loads(r[3]), loads(r[4]), loads(r[5]), bool(r[6])) for r in rows
+            r[0]: Recorded(r[0], r[1], r[2], loads(r[3]), loads(r[4]), loads(r[5]), bool(r[6]), r[7]) for r in rows
         }
-        intents = {r[0]: Intent(r[0], r[1], r[2], Action(r[3]), loads(r[4])) for r in intent_rows}
-        forgotten = [Recorded(r[0], r[1], r[2], loads(r[3])) for r in forgotten_rows]
+        intents = {r[0]: Intent(r[0], r[1], r[2], Action(r[3]), loads(r[4]), r[5]) for r in intent_rows}
+        forgotten = [Recorded(r[0], r[1], r[2], loads(r[3]), endpoint=r[4]) for r in forgotten_rows]
         if head is None:
             return StackState(stack, 0, "", resources, intents, {}, forgotten)
         return StackState(stack, head[0], head[1], resources, intents, loads(head[2]), forgotten)
@@ -278,7 +291,7 @@ class SqlStateStore(StateStore):
             self.rows_written += len(intents)
             conn.execute(insert(INTENTS), [
                 {"stack": stack, "address": i.address, "kind": i.kind, "physical": i.physical, "action": str(i.action),
-                 "properties": json.dumps(i.properties), "at": at} for i in intents])
+                 "properties": json.dumps(i.properties), "at": at, "endpoint": i.endpoint} for i in intents])
 
     @staticmethod
     def _bump(conn: Any, stack: str, outputs: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
@@ -312,7 +325,8 @@ class SqlStateStore(StateStore):
             rows = [
                 {"stack": stack, "address": c.address, "kind": c.record.kind, "physical": c.record.physical,
                  "properties": dumps(c.record.properties), "outputs": dumps(c.record.outputs),
-                 "dependencies": dumps(c.record.dependencies), "protect": c.record.protect}
+                 "dependencies": dumps(c.record.dependencies), "protect": c.record.protect,
+                 "endpoint": c.record.endpoint}
                 for c in committed if c.record is not None
             ]
             if rows:
@@ -347,7 +361,7 @@ class SqlStateStore(StateStore):
                                                      FORGOTTEN.c.physical == r.physical))
             conn.execute(insert(FORGOTTEN), [
                 {"stack": stack, "kind": r.kind, "physical": r.physical, "address": r.address,
-                 "properties": r.properties, "at": at} for r in rows])
+                 "properties": r.properties, "at": at, "endpoint": r.endpoint} for r in rows])
             conn.execute(insert(HISTORY), [
                 {"stack": stack, "serial": serial, "at": at, "action": "forget", "address": r.address,
                  "before": r.properties, "after": None} for r in rows])

@@ -31,7 +31,7 @@ def run_case(case: dict[str, Any]) -> tuple[Plan, list[Any]]:
     live = None if case["live"] is None else {a: Live(**v) for a, v in case["live"].items()}
     request = PlanRequest(stack="s", lineage="l", serial=3, **{k: tuple(v) if isinstance(v, list) else v
                                                               for k, v in case.get("request", {}).items()})
-    return make_plan(request, desired, recorded, live, LibvirtRules())
+    return make_plan(request, desired, recorded, live, {"default": LibvirtRules()})
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
@@ -49,7 +49,7 @@ def test_protected_resource_refuses_replace_and_delete() -> None:
     desired = [Desired("vm.a", "vm", "a", {"disks": ["default/x"]}, protect=True, file="s.py", line=4)]
     recorded = {"vm.a": Recorded("vm.a", "vm", "a", {"disks": []}, protect=True),
                 "vm.b": Recorded("vm.b", "vm", "b", {"vcpus": 2}, protect=True)}
-    _, diagnostics = make_plan(PlanRequest("s", "l", 1), desired, recorded, None, LibvirtRules())
+    _, diagnostics = make_plan(PlanRequest("s", "l", 1), desired, recorded, None, {"default": LibvirtRules()})
     assert [(d.address, d.line) for d in diagnostics] == [("vm.a", 4), ("vm.b", None)]
     assert "cannot be replaced" in diagnostics[0].summary and "cannot be destroyed" in diagnostics[1].summary
 

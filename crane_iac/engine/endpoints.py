@@ -1,0 +1,88 @@
+"""A stack's endpoints opened for one run: a provider per endpoint name, connected and read in parallel."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from crane_iac.config import EndpointConfig
+from crane_iac.errors import CraneError
+from crane_iac.objects import DEFAULT_ENDPOINT, Live
+from crane_iac.providers.base import Provider
+from crane_iac.providers.registry import open_provider
+
+
+def sandbox_dir(state_dir: Path, name: str) -> Path:
+    """Where an endpoint without a uri keeps its sandbox: ``.crane/`` for the default, ``.crane/sandboxes/NAME``."""
+    return state_dir if name == DEFAULT_ENDPOINT else state_dir / "sandboxes" / name
+
+
+@dataclass
+class Endpoints(Mapping[str, Provider]):
+    """Providers by endpoint name."""
+
+    providers: dict[str, Provider]
+    types: dict[str, str]
+
+    def __getitem__(self, name: str) -> Provider:
+        return self.providers[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.providers)
+
+    def __len__(self) -> int:
+        return len(self.providers)
+
+    def read_all(self) -> list[Live]:
+        """Every endpoint's objects, read at once (one thread per endpoint), each tagged with its endpoint."""
+        def read(name: str) -> list[Live]:
+            lives = self.providers[name].read_all()
+            for live in lives:
+                live.endpoint = name
+            return lives
+
+        if len(self.providers) == 1:
+            return read(next(iter(self.providers)))
+        with ThreadPoolExecutor(len(self.providers), thread_name_prefix="crane-read") as pool:
+            return [live for lives in pool.map(read, self.providers) for live in lives]
+
+    def checkpoint(self) -> None:
+        for provider in self.providers.values():
+            provider.checkpoint()
+
+    def close(self) -> None:
+        for provider in self.providers.values():
+            provider.close()
+
+
+def open_endpoints(configs: Mapping[str, EndpointConfig], *, state_dir: Path, mutating: bool,
+                   lock_timeout: float = 0.0) -> Endpoints:
+    """Connect to every endpoint at once; if one fails, the others are closed and the error names the endpoint."""
+    def connect(name: str) -> Provider:
+        config = configs[name]
+        settings = config.model_dump(exclude={"type"})
+        try:
+            return open_provider(config.type, settings, sandbox_dir=sandbox_dir(state_dir, name), mutating=mutating,
+                                 lock_timeout=lock_timeout)
+        except CraneError as exc:
+            if len(configs) == 1:
+                raise
+            raise type(exc)(f"endpoint {name!r}: {exc}") from None
+
+    names = list(configs)
+    opened: dict[str, Provider] = {}
+    errors: list[BaseException] = []
+    with ThreadPoolExecutor(max(1, len(names)), thread_name_prefix="crane-connect") as pool:
+        futures = {name: pool.submit(connect, name) for name in names}
+        for name, future in futures.items():
+            try:
+                opened[name] = future.result()
+            except BaseException as exc:
+                errors.append(exc)
+    if errors:
+        for provider in opened.values():
+            provider.close()
+        raise errors[0]
+    return Endpoints(opened, {name: configs[name].type for name in names})

@@ -1,0 +1,285 @@
+"""The engine's one entry point, for every client: open a project's stack, lock it, refresh, plan, check a saved
+plan, apply, destroy, import, and read outputs and history. The CLI parses arguments, calls this, and prints; the
+autoscaler and a watch loop call it in-process.
+
+    ws = Workspace.open(Path("."), "demo")
+    plan = ws.plan()                                   # read-only: no lock, endpoints opened read-only
+    with ws.locked("apply") as run:                    # the lock, the state read under it, endpoints opened
+        plan = run.plan()                              # for changing them
+        result = run.apply(plan, report=print)
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from crane_iac.config import Project, StackConfig, find_project, load_project, read_var_file
+from crane_iac.engine.apply import Applier, ApplyResult, StepEvent
+from crane_iac.engine.endpoints import Endpoints, open_endpoints
+from crane_iac.engine.imports import check_move, expand_addresses, import_record
+from crane_iac.engine.locks import break_lock
+from crane_iac.engine.planning import check_saved_plan, plan_stack
+from crane_iac.engine.refresh import refreshed_outputs, refreshed_records
+from crane_iac.errors import ConfigError, CraneError
+from crane_iac.loader import LoadedStack, load_stack, pinned_names
+from crane_iac.objects import Live
+from crane_iac.planner.model import Plan
+from crane_iac.state.backends import open_store
+from crane_iac.state.base import Committed, HistoryEntry, LockInfo, StackState, StateStore
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """What a plan is asked for: Terraform's -refresh, -target, -replace and -destroy."""
+
+    refresh: bool = True
+    targets: tuple[str, ...] = ()
+    replace: tuple[str, ...] = ()
+    destroy: bool = False
+
+
+@dataclass
+class RefreshReport:
+    committed: list[Committed]
+    resources: int
+    outputs_changed: list[str]
+
+
+@dataclass
+class ImportReport:
+    committed: Committed
+    plan: Plan
+
+
+@dataclass
+class Workspace:
+    """A project's stack, its variables and its state store (opened on first use)."""
+
+    project: Project
+    name: str
+    config: StackConfig
+    overrides: dict[str, Any] = field(default_factory=dict)
+    _store: StateStore | None = None
+    _variables: dict[str, Any] | None = None
+
+    @classmethod
+    def open(cls, directory: Path, stack: str | None = None, *, variables: Mapping[str, Any] | None = None,
+             var_files: Sequence[Path] = ()) -> Workspace:
+        """The project whose crane.toml is in ``directory`` or above it; ``stack`` may be None when it has one.
+        ``variables`` (name → value, as on the command line) win over ``var_files``, which win over defaults."""
+        project = load_project(find_project(directory.resolve()))
+        name, config = project.stack(stack)
+        overrides: dict[str, Any] = {}
+        for var_file in var_files:
+            overrides.update(read_var_file(var_file))
+        overrides.update(variables or {})
+        return cls(project, name, config, overrides)
+
+    # the stack and its state
+
+    @property
+    def store(self) -> StateStore:
+        if self._store is None:
+            self._store = open_store(self.project.state_url())
+        return self._store
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        if self._variables is None:
+            self._variables = self.project.resolve_vars(self.config, self.overrides)
+        return self._variables
+
+    @property
+    def stack_file(self) -> Path:
+        path = self.project.root / self.config.file
+        if not path.is_file():
+            raise ConfigError(f"{self.project.path}: stack {self.name!r} names {self.config.file}, which does not "
+                              "exist")
+        return path
+
+    def load(self, state: StackState | None = None) -> LoadedStack:
+        """Run the stack file; with ``state``, recorded resources keep the hypervisor names they were created with
+        (a resource moved to a new address is the same object)."""
+        path, variables = self.stack_file, self.variables
+        loaded = load_stack(path, variables)
+        if state is not None:
+            names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
+            if names is not None:
+                loaded = load_stack(path, variables, physical_names=names)
+        return loaded
+
+    def state(self) -> StackState:
+        return self.store.read(self.name)
+
+    def outputs(self) -> dict[str, Any]:
+        return self.state().outputs
+
+    def history(self, limit: int = 100) -> list[HistoryEntry]:
+        return self.store.history(self.name, limit)
+
+    # reading and planning without the lock
+
+    @contextmanager
+    def endpoints(self, *, mutating: bool, lock_timeout: float = 0.0, read: bool = False,
+                  meanwhile: Callable[[], T] | None = None) -> Iterator[tuple[Endpoints, T | None, list[Live] | None]]:
+        """Connect to every endpoint (and, with ``read``, read everything on them) in the background while
+        ``meanwhile`` runs: loading a big sandbox, or 10,000 round trips to a real host, take as long as running
+        a big stack file. Yields the endpoints, what ``meanwhile`` returned, and what was read (or None)."""
+        opened: list[Endpoints] = []
+
+        def connect() -> list[Live] | None:
+            opened.append(open_endpoints(self.config.endpoints(), state_dir=self.project.root / ".crane",
+                                         mutating=mutating, lock_timeout=lock_timeout))
+            return opened[0].read_all() if read else None
+
+        with ThreadPoolExecutor(1, thread_name_prefix="crane-connect") as pool:
+            background = pool.submit(connect)
+            try:
+                extra = meanwhile() if meanwhile is not None else None
+                lives = background.result()
+            except BaseException:
+                background.exception()  # let the connections finish, then close them
+                for endpoints in opened:
+                    endpoints.close()
+                raise
+        try:
+            yield opened[0], extra, lives
+        finally:
+            opened[0].close()
+
+    def load_with_state(self) -> tuple[LoadedStack, StackState]:
+        """The stack and its state; the stack file runs first (a broken stack creates no state database)."""
+        loaded = self.load()
+        state = self.state()
+        names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
+        if names is not None:
+            loaded = load_stack(Path(loaded.file), self.variables, physical_names=names)
+        return loaded, state
+
+    def plan(self, options: PlanOptions = PlanOptions()) -> Plan:
+        """A plan made without the lock, reading the endpoints without changing them (``crane plan``)."""
+        with self.endpoints(mutating=False, read=options.refresh, meanwhile=self.load_with_state) as (
+                endpoints, loaded_state, lives):
+            assert loaded_state is not None
+            loaded, state = loaded_state
+            return plan_stack(self.name, loaded, state, endpoints, refresh=options.refresh, targets=options.targets,
+                              replace=options.replace, destroy=options.destroy, lives=lives)
+
+    # changing things: under the lock
+
+    @contextmanager
+    def locked(self, operation: str, *, lock_timeout: float = 0.0, connect: bool = True, load: bool = True,
+               read: bool = True, mutating: bool = True) -> Iterator[Run]:
+        """Take the stack's lock (waiting up to ``lock_timeout`` seconds), read state under it, and (``connect``)
+        open the endpoints for changing them while (``load``) the stack file runs and (``read``) the endpoints
+        are read. Released on the way out, whatever happens; only this run's lock is released."""
+        lock_id = self.store.acquire_lock(self.name, operation, lock_timeout)
+        try:
+            state = self.state()
+            if not connect:
+                yield Run(self, lock_id, state, None, self.load(state) if load else None, None)
+                return
+            with self.endpoints(mutating=mutating, lock_timeout=lock_timeout, read=load and read,
+                                meanwhile=(lambda: self.load(state)) if load else None) as (endpoints, loaded, lives):
+                yield Run(self, lock_id, state, endpoints, loaded, lives)
+        finally:
+            self.store.release_lock(self.name, lock_id)
+
+    def refresh(self, *, lock_timeout: float = 0.0) -> RefreshReport:
+        """Update state (records and stack outputs) from the endpoints without changing infrastructure."""
+        with self.locked("refresh", lock_timeout=lock_timeout, mutating=False) as run:
+            assert run.lives is not None and run.loaded is not None
+            state = run.state
+            assert run.endpoints is not None
+            listed = {name: provider.listed_kinds for name, provider in run.endpoints.items()}
+            committed = refreshed_records(run.lives, self.name, state, listed)
+            outputs = refreshed_outputs(run.loaded.outputs, state, committed)
+            if committed or outputs != state.outputs:
+                self.store.commit(self.name, committed, outputs)
+            changed = sorted(k for k in set(outputs) | set(state.outputs)
+                             if outputs.get(k) != state.outputs.get(k))
+            return RefreshReport(committed, len(state.resources), changed)
+
+    def import_resource(self, address: str, physical: str | None = None, *,
+                        lock_timeout: float = 0.0) -> ImportReport:
+        """Adopt an object that exists on an endpoint into state at ``address``; the plan shows how it differs."""
+        with self.locked("import", lock_timeout=lock_timeout, mutating=False) as run:
+            assert run.lives is not None and run.loaded is not None and run.endpoints is not None
+            committed = import_record(address, physical, run.loaded, run.state, run.lives, self.name)
+            assert committed.record is not None
+            self.store.unforget(self.name, committed.record.kind, committed.record.physical)
+            self.store.commit(self.name, [committed])
+            state = self.state()
+            plan = plan_stack(self.name, run.loaded, state, run.endpoints, targets=[address], lives=run.lives)
+            return ImportReport(committed, plan)
+
+    def forget(self, addresses: Sequence[str], *, lock_timeout: float = 0.0) -> list[str]:
+        """Drop resources (and everything nested under them) from state without touching them."""
+        with self.locked("state rm", lock_timeout=lock_timeout, connect=False, load=False) as run:
+            found = expand_addresses(addresses, run.state)
+            self.store.forget(self.name, found)
+            return found
+
+    def move(self, old: str, new: str, *, lock_timeout: float = 0.0) -> None:
+        """Give a recorded resource a new address; its object keeps its name."""
+        with self.locked("state mv", lock_timeout=lock_timeout, connect=False, load=False):
+            check_move(old, new)
+            self.store.move(self.name, [(old, new)])
+
+    def break_lock(self, lock_id: str, *, force: bool = False) -> LockInfo:
+        return break_lock(self.store, self.name, lock_id, force=force)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+@dataclass
+class Run:
+    """A locked stack: the state read under the lock, the stack as loaded against it, and the endpoints opened for
+    changing them (None for state-only operations)."""
+
+    workspace: Workspace
+    lock_id: str
+    state: StackState
+    endpoints: Endpoints | None
+    loaded: LoadedStack | None
+    lives: list[Live] | None
+
+    def plan(self, options: PlanOptions = PlanOptions()) -> Plan:
+        assert self.endpoints is not None and self.loaded is not None
+        return plan_stack(self.workspace.name, self.loaded, self.state, self.endpoints, refresh=options.refresh,
+                          targets=options.targets, replace=options.replace, destroy=options.destroy,
+                          lives=self.lives if options.refresh else None)
+
+    def check_saved(self, plan: Plan, source: str) -> None:
+        """Refuse a saved plan made against other state (StalePlanError naming the serials)."""
+        check_saved_plan(plan, self.state, source)
+
+    def apply(self, plan: Plan, *, parallelism: int = 10, report: Callable[[StepEvent], None] = lambda _e: None,
+              stop: threading.Event | None = None) -> ApplyResult:
+        """Walk the plan (intents, provider calls, state in batches). ``stop``, once set, starts nothing new; what
+        is in flight finishes and is recorded."""
+        assert self.endpoints is not None
+        outputs = {a: r.outputs for a, r in self.state.resources.items()}
+        return Applier(plan, self.workspace.store, self.endpoints, parallelism=parallelism, outputs=outputs,
+                       report=report, stop=stop).run()
+
+
+def read_plan(path: Path) -> Plan:
+    """A plan saved with ``crane plan --out``; an unreadable or foreign file is a CraneError naming it."""
+    try:
+        return Plan.from_json(path.read_text())
+    except OSError as exc:
+        raise CraneError(f"{path}: cannot read the plan: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CraneError(f"{path}: not a crane plan file ({exc})") from None

@@ -1,0 +1,17 @@
+"""Open a libvirt endpoint from its crane.toml settings (the provider registry's ``libvirt`` type)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from crane_iac.providers.libvirt.provider import LibvirtProvider
+
+
+def open_endpoint(settings: dict[str, Any], *, sandbox_dir: Path, mutating: bool,
+                  lock_timeout: float = 0.0) -> LibvirtProvider:
+    """A connection to ``settings["uri"]``, or to the sandbox in ``sandbox_dir`` when there is no uri."""
+    return LibvirtProvider(settings.get("uri"), sandbox_dir=sandbox_dir, mutating=mutating,
+                           domain_type=settings.get("domain_type"), lock_timeout=lock_timeout,
+                           address_timeout=settings.get("address_timeout", 120.0),
+                           shutdown_timeout=settings.get("shutdown_timeout", 30.0))

@@ -1,0 +1,48 @@
+"""Provider types by name: one factory maps an endpoint's ``type`` (``libvirt``; ``xenapi`` next) to the code that
+opens it, as SQLAlchemy maps a URL's scheme to a dialect. A third-party provider registers under the entry-point
+group ``crane_iac.providers`` (``name = "package.module:open_endpoint"``) and needs no change here.
+
+An opener is ``open_endpoint(settings, *, sandbox_dir, mutating, lock_timeout) -> Provider``: ``settings`` are the
+endpoint's keys from crane.toml (``uri`` and the type's own), ``sandbox_dir`` where a sandbox keeps its files.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from crane_iac.errors import ConfigError
+from crane_iac.providers.base import Provider
+
+#: built-in provider types, imported only when an endpoint of that type is opened
+BUILT_IN = {"libvirt": "crane_iac.providers.libvirt.endpoint:open_endpoint"}
+
+Opener = Callable[..., Provider]
+
+
+def provider_types() -> dict[str, str]:
+    """Every known provider type and where its opener lives."""
+    found = dict(BUILT_IN)
+    for ep in entry_points(group="crane_iac.providers"):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def opener(type_name: str) -> Opener:
+    """The opener for ``type_name``; an unknown type is a ConfigError listing the known ones."""
+    known = provider_types()
+    target = known.get(type_name)
+    if target is None:
+        raise ConfigError(f"provider type {type_name!r} is not known; known types: {', '.join(sorted(known))}")
+    module, _, attribute = target.partition(":")
+    found: Opener = getattr(importlib.import_module(module), attribute)
+    return found
+
+
+def open_provider(type_name: str, settings: Mapping[str, Any], *, sandbox_dir: Path, mutating: bool,
+                  lock_timeout: float = 0.0) -> Provider:
+    """Open one endpoint."""
+    return opener(type_name)(dict(settings), sandbox_dir=sandbox_dir, mutating=mutating, lock_timeout=lock_timeout)
