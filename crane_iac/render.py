@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any, Protocol, TextIO
 
-from crane_iac.objects import Action
+from crane_iac.objects import DEFAULT_ENDPOINT, Action
 from crane_iac.planner.diff import KNOWN_AFTER_APPLY
 from crane_iac.planner.model import Plan, ResourceChange
 
@@ -132,8 +132,19 @@ def render_plan(plan: Plan, *, colour: bool = False, limit: int = DETAIL_LIMIT) 
         return "\n".join(lines)
     if changes:
         lines.append(f"crane will make these changes to stack {paint(plan.stack, '1')}:")
-        for c in changes[:limit]:
-            lines.extend(_change_lines(c, paint))
+        shown = changes[:limit]
+        endpoints = sorted({c.endpoint for c in changes}, key=lambda e: (e != DEFAULT_ENDPOINT, e))  # default first
+        if len(endpoints) == 1:
+            for c in shown:
+                lines.extend(_change_lines(c, paint))
+        else:  # several endpoints: the changes grouped by where they happen
+            for endpoint in endpoints:
+                here = [c for c in shown if c.endpoint == endpoint]
+                if here:
+                    total = sum(1 for c in changes if c.endpoint == endpoint)
+                    lines.append(f" on endpoint {paint(endpoint, '1')} ({total} change{'s' if total != 1 else ''}):")
+                for c in here:
+                    lines.extend(_change_lines(c, paint))
         if len(changes) > limit:
             lines.append(f"  … and {len(changes) - limit} more changes not shown; `crane plan --json` (or "
                          "`crane show PLANFILE --json`) has every one")

@@ -1,0 +1,186 @@
+"""The workspace API in-process on sandboxes: what the CLI, the autoscaler and a watch loop all call."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from crane_iac.engine.workspace import PlanOptions, Workspace
+from crane_iac.errors import ConfigError, DiagnosticsError, LockHeldError, StalePlanError
+from crane_iac.objects import Action
+from crane_iac.providers import registry
+from crane_iac.render import render_plan
+from tests.engine import memo_provider
+
+TWO_ENDPOINTS = """
+    [stacks.main]
+    file = "stacks/main.py"
+    [stacks.main.providers.dc2]
+    # no uri: a sandbox of its own
+"""
+
+STACK = """
+from crane_iac import VM, Network, export
+
+lan = Network("lan", mode="nat", ipv4="10.70.0.0/24")
+web = VM("web", vcpus=1, memory_mib={memory}, networks=[lan])
+export("web-uuid", web.uuid)
+"""
+
+
+def project(tmp_path: Path, stack: str, config: str = '[stacks.main]\nfile = "stacks/main.py"\n') -> Path:
+    (tmp_path / "crane.toml").write_text(textwrap.dedent(config))
+    (tmp_path / "stacks").mkdir(exist_ok=True)
+    (tmp_path / "stacks" / "main.py").write_text(textwrap.dedent(stack))
+    return tmp_path
+
+
+def domains(node_file: Path) -> list[str]:
+    conn = libvirt.open(f"test://{node_file}")
+    try:
+        return sorted(d.name() for d in conn.listAllDomains(0))
+    finally:
+        conn.close()
+
+
+def apply(ws: Workspace, options: PlanOptions = PlanOptions()) -> int:
+    with ws.locked("apply") as run:
+        result = run.apply(run.plan(options))
+    assert result.ok, result.failed
+    return result.serial
+
+
+def test_plan_apply_and_no_op_in_process(tmp_path: Path) -> None:
+    ws = Workspace.open(project(tmp_path, STACK.format(memory=256)))
+    planned = ws.plan()
+    assert {c.address: c.action for c in planned.changes} == {"network.lan": Action.CREATE, "vm.web": Action.CREATE}
+    assert ws.state().serial == 0  # planning writes nothing
+    serial = apply(ws)
+    assert domains(tmp_path / ".crane" / "sandbox.xml") == ["web"]
+    assert len(ws.outputs()["web-uuid"]) == 36 and ws.state().serial == serial
+    assert not Workspace.open(tmp_path).plan().has_changes
+    assert sorted((e.action, e.address) for e in ws.history()) == [("create", "network.lan"), ("create", "vm.web"),
+                                                                  ("outputs", "(stack outputs)")]
+
+
+def test_a_held_lock_refuses_a_second_run_but_not_a_plan(tmp_path: Path) -> None:
+    ws = Workspace.open(project(tmp_path, STACK.format(memory=256)))
+    with ws.locked("apply", connect=False, load=False) as run:
+        with pytest.raises(LockHeldError, match=run.lock_id):
+            with Workspace.open(tmp_path).locked("apply", connect=False, load=False):
+                pass
+        assert Workspace.open(tmp_path).plan().has_changes  # reading needs no lock
+    with ws.locked("apply", connect=False, load=False):
+        pass  # released on the way out
+
+
+def test_a_saved_plan_is_refused_once_state_moved_on(tmp_path: Path) -> None:
+    root = project(tmp_path, STACK.format(memory=256))
+    ws = Workspace.open(root)
+    saved = ws.plan()
+    apply(Workspace.open(root))
+    with ws.locked("apply", load=False) as run, pytest.raises(StalePlanError, match="serial 0"):
+        run.check_saved(saved, "plan.crane")
+
+
+def test_variables_and_var_files_reach_the_stack(tmp_path: Path) -> None:
+    config = '[stacks.main]\nfile = "stacks/main.py"\n[stacks.main.vars]\nmemory = { type = "int", default = 128 }\n'
+    root = project(tmp_path, STACK.replace("{memory}", 'variable("memory")').replace(
+        "import VM, Network, export", "import VM, Network, export, variable"), config)
+    (root / "big.toml").write_text("memory = 512\n")
+    by_file = Workspace.open(root, var_files=[root / "big.toml"]).load().desired
+    assert next(d for d in by_file if d.address == "vm.web").properties["memory_mib"] == 512
+    by_option = Workspace.open(root, variables={"memory": "300"}, var_files=[root / "big.toml"]).load().desired
+    assert next(d for d in by_option if d.address == "vm.web").properties["memory_mib"] == 300
+
+
+def test_two_sandbox_endpoints_in_one_stack(tmp_path: Path) -> None:
+    # two resources may not share an address: the second pair lives in a component on dc2
+    stack = """
+    from crane_iac import VM, Component, Network
+
+    lan = Network("lan", mode="nat", ipv4="10.71.0.0/24")
+    VM("web", vcpus=1, memory_mib=256, networks=[lan])
+
+    class Site(Component):
+        kind = "site"
+        def build(self):
+            net = Network("lan", mode="nat", ipv4="10.72.0.0/24")
+            VM("web", vcpus=1, memory_mib=256, networks=[net])
+
+    Site("east", provider="dc2")
+    """
+    root = project(tmp_path, stack, TWO_ENDPOINTS)
+    ws = Workspace.open(root)
+    planned = ws.plan()
+    where = {c.address: c.endpoint for c in planned.changes}
+    assert where == {"network.lan": "default", "vm.web": "default",
+                     "site.east/network.lan": "dc2", "site.east/vm.web": "dc2"}
+    text = render_plan(planned)
+    assert " on endpoint default (2 changes):" in text and " on endpoint dc2 (2 changes):" in text
+    assert text.index("on endpoint dc2") > text.index("+ vm.web")  # grouped, default first
+    apply(ws)
+    assert domains(root / ".crane" / "sandbox.xml") == ["web"]
+    assert domains(root / ".crane" / "sandboxes" / "dc2" / "sandbox.xml") == ["east-web"]
+    state = ws.state()
+    assert state.resources["site.east/vm.web"].endpoint == "dc2" and state.resources["vm.web"].endpoint == "default"
+    assert not Workspace.open(root).plan().has_changes
+
+    # moving the component to the default endpoint replaces its resources there and removes them from dc2
+    (root / "stacks" / "main.py").write_text(textwrap.dedent(stack).replace('Site("east", provider="dc2")',
+                                                                            'Site("east")'))
+    moved = Workspace.open(root).plan()
+    vm = next(c for c in moved.changes if c.address == "site.east/vm.web")
+    assert vm.action is Action.DELETE_THEN_CREATE and (vm.from_endpoint, vm.endpoint) == ("dc2", "default")
+    assert vm.fields[0].name == "provider" and vm.fields[0].forces_replacement
+    apply(Workspace.open(root))
+    assert domains(root / ".crane" / "sandbox.xml") == ["east-web", "web"]
+    assert domains(root / ".crane" / "sandboxes" / "dc2" / "sandbox.xml") == []
+
+
+def test_an_undeclared_endpoint_names_the_line(tmp_path: Path) -> None:
+    root = project(tmp_path, 'from crane_iac import Network\nNetwork("lan", mode="nat", ipv4="10.73.0.0/24",'
+                             ' provider="dc9")\n')
+    with pytest.raises(DiagnosticsError) as caught:
+        Workspace.open(root).plan()
+    [problem] = caught.value.diagnostics
+    assert (problem.line, problem.address) == (2, "network.lan")
+    assert "provider='dc9' is not an endpoint of this stack; declared: default" in problem.summary
+
+
+def test_an_unknown_provider_type_is_a_config_error(tmp_path: Path) -> None:
+    root = project(tmp_path, STACK.format(memory=256), TWO_ENDPOINTS + 'type = "vmware"\n')
+    with pytest.raises(ConfigError, match="provider type 'vmware' is not known; known types: libvirt"):
+        Workspace.open(root).plan()
+
+
+def test_a_state_only_kind_is_not_recreated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(registry.BUILT_IN, "memo", "tests.engine.memo_provider:open_endpoint")
+    memo_provider.CREATED.clear()
+    config = '[stacks.main]\nfile = "stacks/main.py"\n[stacks.main.providers.notes]\ntype = "memo"\n'
+    stack = 'from tests.engine.memo_provider import Memo\nMemo("release", text="{text}", provider="notes")\n'
+    root = project(tmp_path, stack.format(text="v1"), config)
+    apply(Workspace.open(root))
+    assert memo_provider.CREATED == ["release"]
+    again = Workspace.open(root).plan()
+    assert not again.has_changes and not again.drift  # not listed live, yet not "deleted outside crane"
+    (root / "stacks" / "main.py").write_text(stack.format(text="v2"))
+    update = Workspace.open(root).plan()
+    assert [(c.address, c.action) for c in update.changes] == [("memo.release", Action.UPDATE)]
+
+    # a memo on the libvirt endpoint: that provider type does not serve the kind
+    (root / "stacks" / "main.py").write_text('from tests.engine.memo_provider import Memo\nMemo("x", text="a")\n')
+    with pytest.raises(DiagnosticsError, match=r"endpoint 'default' \(libvirt\) does not serve memo resources"):
+        Workspace.open(root).plan()
+
+
+def test_a_targeted_apply_updates_the_outputs(tmp_path: Path) -> None:
+    root = project(tmp_path, STACK.format(memory=256))
+    apply(Workspace.open(root))
+    first = Workspace.open(root).outputs()["web-uuid"]
+    ws = Workspace.open(root)
+    apply(ws, PlanOptions(replace=("vm.web",), targets=("vm.web",)))
+    assert ws.outputs()["web-uuid"] != first  # a new VM, a new UUID, recorded by the targeted apply
