@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sqlite3
 import subprocess
@@ -12,6 +14,8 @@ from pathlib import Path
 
 import libvirt
 import pytest
+
+from crane_iac.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 CRANE = [sys.executable, "-m", "crane_iac"]
@@ -37,12 +41,37 @@ class ProjectDir:
     def write_config(self, body: str) -> None:
         (self.root / "crane.toml").write_text(textwrap.dedent(body))
 
-    def crane(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> Result:
+    def crane(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300,
+              process: bool = False) -> Result:
+        """Run ``crane ARGS`` in this project: in this process (the CLI's own entry point, with its output and exit
+        code captured), or with ``process`` or ``env`` as a real child process (exit codes on signals, failpoints
+        that kill the process, an interpreter's start-up)."""
+        if not process and env is None:
+            return self._in_process(args)
         full_env = {**os.environ, "NO_COLOR": "1", **(env or {})}
         full_env.pop("CRANE_FAILPOINT", None) if "CRANE_FAILPOINT" not in (env or {}) else None
         proc = subprocess.run([*CRANE, *args], cwd=self.root, capture_output=True, text=True, env=full_env,
                               timeout=timeout, stdin=subprocess.DEVNULL)
         return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def _in_process(self, args: tuple[str, ...]) -> Result:
+        out, err = io.StringIO(), io.StringIO()
+        saved = os.getcwd(), sys.argv, sys.stdin, os.environ.get("CRANE_FAILPOINT")
+        os.environ.pop("CRANE_FAILPOINT", None)
+        os.chdir(self.root)
+        sys.argv, sys.stdin = ["crane", *args], io.StringIO("")
+        code: int = 0
+        try:
+            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                main()
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+        finally:
+            os.chdir(saved[0])
+            sys.argv, sys.stdin = saved[1], saved[2]
+            if saved[3] is not None:
+                os.environ["CRANE_FAILPOINT"] = saved[3]
+        return Result(code, out.getvalue(), err.getvalue())
 
     def sandbox(self) -> libvirt.virConnect:
         """A read-only look at the sandbox, as a separate libvirt-python client would see it."""

@@ -36,7 +36,7 @@ def test_the_tinyweb_section_loads_and_validates_as_written(tmp_path: Path) -> N
     assert used == set(config.vars)
     (tmp_path / "stacks").mkdir()
     shutil.copy(REPO / "stacks" / "tinyweb.py", tmp_path / "stacks")
-    result = ProjectDir(tmp_path).crane("validate")
+    result = ProjectDir(tmp_path).crane("validate", process=True)
     assert result.code == 0 and "is valid: 6 resources" in result.out, result.err
 
 
@@ -48,12 +48,12 @@ def test_the_workflow_edit_maps_onto_the_demo(tmp_path: Path) -> None:
     (tmp_path / "stacks").mkdir()
     shutil.copy(REPO / "stacks" / "demo.py", tmp_path / "stacks")
     project = ProjectDir(tmp_path)
-    assert project.crane("apply", "--auto-approve").code == 0
+    assert project.crane("apply", "--auto-approve", process=True).code == 0
     demo = tmp_path / "stacks" / "demo.py"
     web_line = next(line for line in demo.read_text().splitlines() if 'VM(f"web-{i}"' in line)
     assert "memory_mib=512" in web_line  # the line the README tells the reader to edit
     demo.write_text(demo.read_text().replace(web_line, web_line.replace("memory_mib=512", "memory_mib=1024")))
-    planned = project.crane("plan", "--detailed-exitcode")
+    planned = project.crane("plan", "--detailed-exitcode", process=True)
     assert planned.code == 2
     for line in expected:
         assert line in planned.out, (line, planned.out)

@@ -46,9 +46,9 @@ def domains(node_file: Path) -> list[str]:
         conn.close()
 
 
-def apply(ws: Workspace, options: PlanOptions = PlanOptions()) -> int:
+def apply(ws: Workspace, options: PlanOptions | None = None) -> int:
     with ws.locked("apply") as run:
-        result = run.apply(run.plan(options))
+        result = run.apply(run.plan(options or PlanOptions()))
     assert result.ok, result.failed
     return result.serial
 
@@ -69,9 +69,9 @@ def test_plan_apply_and_no_op_in_process(tmp_path: Path) -> None:
 def test_a_held_lock_refuses_a_second_run_but_not_a_plan(tmp_path: Path) -> None:
     ws = Workspace.open(project(tmp_path, STACK.format(memory=256)))
     with ws.locked("apply", connect=False, load=False) as run:
-        with pytest.raises(LockHeldError, match=run.lock_id):
-            with Workspace.open(tmp_path).locked("apply", connect=False, load=False):
-                pass
+        with pytest.raises(LockHeldError, match=run.lock_id), \
+                Workspace.open(tmp_path).locked("apply", connect=False, load=False):
+            pass
         assert Workspace.open(tmp_path).plan().has_changes  # reading needs no lock
     with ws.locked("apply", connect=False, load=False):
         pass  # released on the way out
