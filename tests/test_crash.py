@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -95,3 +96,44 @@ def test_sigkill_from_outside_at_any_moment(project: ProjectDir, delay: float) -
 
 def test_module_runs_as_crane() -> None:
     assert subprocess.run([*CRANE, "--version"], capture_output=True, text=True).stdout.startswith("crane ")
+
+
+CBD_STACK = """
+from crane_iac import VM, Network
+
+lan = Network("lan", mode="nat", ipv4="10.78.0.0/24")
+other = Network("other", mode="nat", ipv4="10.79.0.0/24")
+VM("web", vcpus=1, memory_mib=256, networks=[{net}], create_before_destroy=True)
+"""
+
+
+def test_killed_create_before_destroy_leaves_one_guest(project: ProjectDir) -> None:
+    project.write_stack(CBD_STACK.format(net="lan"))
+    assert project.crane("apply", "--auto-approve").code == 0
+    project.write_stack(CBD_STACK.format(net="other"))  # new NICs: a replacement, made first
+    killed = project.crane("apply", "--auto-approve", env={"CRANE_FAILPOINT": "after-mutation:2"})
+    assert killed.code == -signal.SIGKILL
+    resumed = project.crane("apply", "--auto-approve")
+    assert resumed.code == 0, resumed.err
+    assert project.domains() == ["web-r2"]
+    assert project.crane("plan", "--detailed-exitcode").code == 0
+
+
+def test_a_deposed_half_of_a_replacement_is_deleted(project: ProjectDir) -> None:
+    """A crash between a create_before_destroy's create and its delete leaves a second object that names the same
+    address as its owner: the next plan deletes it (deposed), whichever half state holds."""
+    from crane_iac.objects import Owner
+    from crane_iac.providers.libvirt import LibvirtProvider
+
+    project.write_stack(CBD_STACK.format(net="lan"))
+    assert project.crane("apply", "--auto-approve").code == 0
+    recorded = json.loads(project.crane("state", "show", "vm.web").out)["properties"]
+    provider = LibvirtProvider(None, sandbox_dir=project.root / ".crane", mutating=True)
+    provider.create("vm", "web-r2", {**recorded, "nics": []}, Owner("main", "vm.web"))
+    provider.checkpoint()
+    provider.close()
+    plan = project.crane("plan")
+    assert "- vm.web#deposed:web-r2  (orphan: created by crane but never recorded)" in plan.out, plan.out
+    assert project.crane("apply", "--auto-approve").code == 0
+    assert project.domains() == ["web"]
+    assert project.crane("plan", "--detailed-exitcode").code == 0

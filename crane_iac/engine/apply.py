@@ -142,6 +142,8 @@ class Applier:
         self.report = report
         self.stop = stop or threading.Event()
         self.changes = {c.address: c for c in plan.changes}
+        #: records made by this apply, by address (a create_before_destroy's second half records the new object)
+        self.records: dict[str, Recorded] = {}
 
     def _run_step(self, step: Step) -> Committed:
         change = self.changes[step.address]
@@ -152,8 +154,11 @@ class Applier:
         if outcome is Outcome.DELETE:
             endpoint = change.from_endpoint or change.endpoint
             with self.slots[endpoint]:
-                self.providers[endpoint].delete(change.kind, change.physical, change.before or {})
+                self.providers[endpoint].delete(change.kind, change.from_physical or change.physical,
+                                                change.before or {})
             failpoints.hit("after-mutation")
+            if change.action is Action.CREATE_THEN_DELETE:  # the old half goes; the record is the new object's
+                return Committed(change.address, outcome, self.records[change.address], change.before)
             return Committed(change.address, outcome, None, change.before, final=not change.action.is_replace)
         after = change.after or {}
         if has_markers(after):  # most resources use no outputs: skip the walk
@@ -176,6 +181,7 @@ class Applier:
         record = Recorded(change.address, change.kind, change.physical, live.properties, live.outputs,
                           change.dependencies, change.protect, change.endpoint)
         before = change.before if change.action is Action.UPDATE else None
+        self.records[change.address] = record
         return Committed(change.address, outcome, record, before)
 
     def run(self) -> ApplyResult:

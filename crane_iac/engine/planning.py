@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from crane_iac.addresses import is_within
 from crane_iac.engine.endpoints import Endpoints
 from crane_iac.engine.refresh import match_live
-from crane_iac.errors import Diagnostic, DiagnosticsError, StalePlanError
+from crane_iac.errors import Diagnostic, DiagnosticsError, ProviderError, StalePlanError
 from crane_iac.loader import LoadedStack
 from crane_iac.objects import Action, Live, kind_of
 from crane_iac.planner.diff import PlanRequest, make_plan
@@ -91,9 +91,40 @@ def plan_stack(
     replace: Sequence[str] = (),
     destroy: bool = False,
     lives: list[Live] | None = None,
+    reload: Callable[[dict[str, str]], LoadedStack] | None = None,
 ) -> Plan:
     """The plan for ``stack``; raises ``DiagnosticsError`` for anything that makes it impossible.
-    ``lives`` is the endpoints' ``read_all()`` when the caller fetched it already (in parallel with loading)."""
+    ``lives`` is the endpoints' ``read_all()`` when the caller fetched it already (in parallel with loading).
+    ``reload`` runs the stack again with some hypervisor names pinned: a ``create_before_destroy`` replacement
+    takes the name its provider gives it, and what is derived from the name (a guest's MACs) follows."""
+    if refresh and lives is None:
+        lives = endpoints.read_all()
+    renames: dict[str, str] = {}
+    for _ in range(_MAX_RENAMES):
+        plan, names = _plan_once(stack, loaded, state, endpoints, refresh=refresh, targets=targets, replace=replace,
+                                 destroy=destroy, lives=lives, renaming=reload is not None)
+        if not names:
+            return plan
+        assert reload is not None
+        pinned = {a: r.physical for a, r in state.resources.items()}
+        for old, new in loaded.moves:
+            if old in pinned and new not in pinned:
+                pinned[new] = pinned.pop(old)
+        renames.update(names)
+        loaded = reload({**pinned, **renames})
+    raise DiagnosticsError([Diagnostic(f"create_before_destroy: replacements still need new names after "
+                                       f"{_MAX_RENAMES} rounds; drop create_before_destroy")])
+
+
+#: rounds of renaming (a replacement's new name may force its dependents' replacements, which need names too)
+_MAX_RENAMES = 5
+
+
+def _plan_once(
+    stack: str, loaded: LoadedStack, state: StackState, endpoints: Endpoints, *, refresh: bool,
+    targets: Sequence[str], replace: Sequence[str], destroy: bool, lives: list[Live] | None, renaming: bool,
+) -> tuple[Plan, dict[str, str]]:
+    """One round: the plan, or the replacement names the stack must be run again with (address → name)."""
     diagnostics: list[Diagnostic] = []
     state, moves = _apply_moves(state, loaded.moves, diagnostics)
     known = set(loaded.dependencies()) | set(state.resources) | set(loaded.components)
@@ -106,8 +137,7 @@ def plan_stack(
         raise DiagnosticsError(diagnostics)
     live = None
     if refresh:
-        if lives is None:
-            lives = endpoints.read_all()
+        assert lives is not None
         listed = {name: provider.listed_kinds for name, provider in endpoints.items()}
         live, conflicts = match_live(lives, stack, state, [] if destroy else loaded.desired, loaded.imports, listed)
         diagnostics.extend(conflicts)
@@ -125,13 +155,19 @@ def plan_stack(
                 want = desired[change.address]
                 for problem in endpoints[change.endpoint].check(change.kind, change.after or want.properties):
                     diagnostics.append(Diagnostic(problem, want.file, want.line, change.address))
+    names: dict[str, str] = {}
     for change in plan.changes:
-        if change.action is Action.CREATE_THEN_DELETE:
+        if change.action is Action.CREATE_THEN_DELETE and change.from_physical is None:
             want = desired[change.address]
-            diagnostics.append(Diagnostic(
-                f"create_before_destroy cannot be honoured: the replacement would need the hypervisor name "
-                f"{change.physical!r}, which the old {change.kind} still holds; drop create_before_destroy or "
-                "rename the resource", want.file, want.line, change.address))
+            try:
+                names[change.address] = endpoints[change.endpoint].replacement_name(
+                    change.kind, change.physical, change.after or want.properties)
+            except ProviderError as exc:
+                diagnostics.append(Diagnostic(f"create_before_destroy cannot be honoured: {exc}", want.file,
+                                              want.line, change.address))
+    if names and not renaming:
+        diagnostics.append(Diagnostic("create_before_destroy needs the stack run again with new names; "
+                                      "plan through the workspace", address=next(iter(names))))
     if diagnostics:
         raise DiagnosticsError(diagnostics)
-    return plan
+    return plan, names

@@ -41,12 +41,16 @@ def match_live(
                 and key not in forgotten:
             take(live.owner_address, live)
     for address, intent in state.intents.items():
-        if address in matched:
-            continue
         key = identity(intent.kind, intent.physical, intent.properties, intent.endpoint)
         found = by_key.get(key)
         if found is not None and found.owner_stack in (None, stack) and key not in forgotten:
-            take(address, found)
+            take(deposed(address, found.physical) if address in matched else address, found)
+    # an object of this stack whose address another object holds is the other half of a create_before_destroy that
+    # a crash interrupted: deposed, and the plan deletes it
+    for key, live in by_key.items():
+        if live.owner_stack == stack and live.owner_address in matched and id(live) not in claimed \
+                and key not in forgotten:
+            take(deposed(live.owner_address, live.physical), live)
     # what the hypervisor cannot report (its provider leaves the key out of the live properties: the image a volume
     # was uploaded from, a seed's contents) is what state recorded
     for address, now in matched.items():
@@ -78,6 +82,11 @@ def match_live(
             f"a {want.kind} named {want.physical!r} already exists on {_where(want.endpoint)} and {owner}; "
             "or rename this resource, or remove the existing one", want.file, want.line, want.address))
     return matched, diagnostics
+
+
+def deposed(address: str, physical: str) -> str:
+    """The address a deposed object is planned under: its owner's, marked with its own name."""
+    return f"{address}#deposed:{physical}"
 
 
 def _where(endpoint: str) -> str:

@@ -116,6 +116,10 @@ class Workspace:
                 loaded = load_stack(path, variables, physical_names=names)
         return loaded
 
+    def reload(self, names: dict[str, str]) -> LoadedStack:
+        """The stack run again with these hypervisor names pinned (address → name)."""
+        return load_stack(self.stack_file, self.variables, physical_names=names)
+
     def state(self) -> StackState:
         return self.store.read(self.name)
 
@@ -171,7 +175,7 @@ class Workspace:
             assert loaded_state is not None
             loaded, state = loaded_state
             return plan_stack(self.name, loaded, state, endpoints, refresh=options.refresh, targets=options.targets,
-                              replace=options.replace, destroy=options.destroy, lives=lives)
+                              replace=options.replace, destroy=options.destroy, lives=lives, reload=self.reload)
 
     # changing things: under the lock
 
@@ -218,7 +222,8 @@ class Workspace:
             self.store.unforget(self.name, committed.record.kind, committed.record.physical)
             self.store.commit(self.name, [committed])
             state = self.state()
-            plan = plan_stack(self.name, run.loaded, state, run.endpoints, targets=[address], lives=run.lives)
+            plan = plan_stack(self.name, run.loaded, state, run.endpoints, targets=[address], lives=run.lives,
+                              reload=self.reload)
             return ImportReport(committed, plan)
 
     def forget(self, addresses: Sequence[str], *, lock_timeout: float = 0.0) -> list[str]:
@@ -259,7 +264,7 @@ class Run:
         assert self.endpoints is not None and self.loaded is not None
         return plan_stack(self.workspace.name, self.loaded, self.state, self.endpoints, refresh=options.refresh,
                           targets=options.targets, replace=options.replace, destroy=options.destroy,
-                          lives=self.lives if options.refresh else None)
+                          lives=self.lives if options.refresh else None, reload=self.workspace.reload)
 
     def check_saved(self, plan: Plan, source: str) -> None:
         """Refuse a saved plan made against other state (StalePlanError naming the serials)."""

@@ -132,6 +132,8 @@ def make_plan(
                 after = {**after, **{k: baseline.get(k) for k in want.ignore_changes if k in baseline}}
             if rec is not None and rec.endpoint != want.endpoint:  # a new endpoint: a new object there
                 fields.insert(0, FieldChange("provider", rec.endpoint, want.endpoint, Reach.REPLACE))
+            if rec is not None and rec.physical != want.physical:  # a replacement under its own name
+                fields.insert(0, FieldChange("name", rec.physical, want.physical, Reach.REPLACE))
             forced = address in request.replace
             if forced or any(f.forces_replacement for f in fields):
                 action = Action.CREATE_THEN_DELETE if want.create_before_destroy else Action.DELETE_THEN_CREATE
@@ -150,7 +152,8 @@ def make_plan(
                 action = Action.NOOP
             change = ResourceChange(address, want.kind, want.physical, action, fields, baseline, after,
                                     want.dependencies, want.protect, reason, want.endpoint,
-                                    rec.endpoint if rec is not None and rec.endpoint != want.endpoint else None)
+                                    rec.endpoint if rec is not None and rec.endpoint != want.endpoint else None,
+                                    rec.physical if rec is not None and rec.physical != want.physical else None)
         if selected is not None and address not in selected:
             if change.action is not Action.NOOP or change.reason:
                 plan.untargeted.append(address)

@@ -40,6 +40,8 @@ class ResourceChange:
     endpoint: str = DEFAULT_ENDPOINT
     #: the endpoint the old object is deleted from, when a replacement moves the resource to another endpoint
     from_endpoint: str | None = None
+    #: the old object's name, when its replacement has another (create_before_destroy: both exist for a while)
+    from_physical: str | None = None
 
 
 @dataclass(slots=True)

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from crane_iac.errors import ProviderError
 from crane_iac.objects import FieldChange, Live, Owner, Reach
 
 
@@ -72,6 +73,11 @@ class Provider(ABC):
         """What the hypervisor would refuse only when apply gets there (a missing storage pool, a kernel file that
         is not there), found before anything changes. Called after ``read_all`` for what a plan creates or updates."""
         return []
+
+    def replacement_name(self, kind: str, physical: str, properties: dict[str, Any]) -> str:
+        """The name under which a replacement can be created while the old object still exists
+        (``create_before_destroy``); raise ``ProviderError`` saying why when this provider cannot."""
+        raise ProviderError(f"this provider cannot create a new {kind} before destroying the old one")
 
     def memory_usage(self, kind: str, physical: str) -> MemoryUsage | None:
         """The running guest's memory use, or None while the hypervisor has no reading (stopped, no balloon)."""

@@ -322,12 +322,12 @@ class SqlStateStore(StateStore):
             for start in range(0, len(finished), 500):
                 conn.execute(delete(INTENTS).where(INTENTS.c.stack == stack, INTENTS.c.address.in_(
                     finished[start:start + 500])))
-            rows = [
+            rows = [  # a step of a batch is recorded over the one before it for the same address
                 {"stack": stack, "address": c.address, "kind": c.record.kind, "physical": c.record.physical,
                  "properties": dumps(c.record.properties), "outputs": dumps(c.record.outputs),
                  "dependencies": dumps(c.record.dependencies), "protect": c.record.protect,
                  "endpoint": c.record.endpoint}
-                for c in committed if c.record is not None
+                for c in {c.address: c for c in committed}.values() if c.record is not None
             ]
             if rows:
                 conn.execute(insert(RESOURCES), rows)

@@ -184,3 +184,50 @@ def test_a_targeted_apply_updates_the_outputs(tmp_path: Path) -> None:
     ws = Workspace.open(root)
     apply(ws, PlanOptions(replace=("vm.web",), targets=("vm.web",)))
     assert ws.outputs()["web-uuid"] != first  # a new VM, a new UUID, recorded by the targeted apply
+
+
+CBD = """
+from crane_iac import VM, Network, Volume
+
+lan = Network("lan", mode="nat", ipv4="10.74.0.0/24")
+other = Network("other", mode="nat", ipv4="10.75.0.0/24")
+VM("web", vcpus=1, memory_mib=256, networks=[{net}], create_before_destroy=True)
+Volume("data", capacity_gib={size}, format="{fmt}", create_before_destroy=True)
+"""
+
+
+def test_create_before_destroy_names_the_replacement(tmp_path: Path) -> None:
+    root = project(tmp_path, CBD.format(net="lan", size=1, fmt="qcow2"))
+    apply(Workspace.open(root))
+    (root / "stacks" / "main.py").write_text(CBD.format(net="other", size=1, fmt="raw"))
+    planned = Workspace.open(root).plan()
+    web = next(c for c in planned.changes if c.address == "vm.web")
+    assert web.action is Action.CREATE_THEN_DELETE and (web.from_physical, web.physical) == ("web", "web-r2")
+    assert web.after is not None and web.after["nics"][0]["mac"] != web.before["nics"][0]["mac"]  # new name: new MAC
+    text = render_plan(planned)
+    assert "+/- vm.web  name: web → web-r2  # forces replacement" in text, text
+    assert "+/- volume.data  name: data → data-r2  # forces replacement" in text, text
+    apply(Workspace.open(root))
+    assert domains(root / ".crane" / "sandbox.xml") == ["web-r2"]
+    state = Workspace.open(root).state()
+    assert (state.resources["vm.web"].physical, state.resources["volume.data"].physical) == ("web-r2", "data-r2")
+    assert not state.intents and not Workspace.open(root).plan().has_changes
+    # the next replacement takes the next generation
+    (root / "stacks" / "main.py").write_text(CBD.format(net="lan", size=1, fmt="raw"))
+    assert next(c for c in Workspace.open(root).plan().changes if c.address == "vm.web").physical == "web-r3"
+
+
+def test_create_before_destroy_is_refused_where_the_provider_cannot(tmp_path: Path) -> None:
+    stack = """
+    from crane_iac import VM, Network, Volume
+    lan = Network("lan", mode="nat", ipv4="10.76.0.0/24", create_before_destroy=True)
+    disk = Volume("disk", capacity_gib=1)
+    VM("db", vcpus=1, memory_mib=256, networks=[lan], volumes=[disk], create_before_destroy=True)
+    """
+    root = project(tmp_path, stack)
+    apply(Workspace.open(root))
+    with pytest.raises(DiagnosticsError) as caught:
+        Workspace.open(root).plan(PlanOptions(replace=("network.lan", "vm.db")))
+    messages = {d.address: d.summary for d in caught.value.diagnostics}
+    assert "would claim the same bridge" in messages["network.lan"]
+    assert "its disks (default/disk) would be used by two guests at once" in messages["vm.db"]

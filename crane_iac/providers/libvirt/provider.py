@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -351,6 +352,34 @@ class LibvirtProvider(Provider):
             return None  # the guest's balloon driver has not reported yet
         return MemoryUsage(used_mib=(stats["available"] - stats["usable"]) / 1024,
                            total_mib=stats["available"] / 1024, unused_mib=stats.get("unused", 0) / 1024)
+
+    def replacement_name(self, kind: str, physical: str, properties: dict[str, Any]) -> str:
+        """A generation suffix (``web`` → ``web-r2`` → ``web-r3``) for a guest without disks or a volume; the old
+        object keeps its name until it is deleted. A guest with disks would share them with its replacement, and a
+        network's replacement would claim the same bridge and addresses: those are refused."""
+        if kind == "vm" and properties.get("disks"):
+            raise ProviderError(f"its disks ({', '.join(properties['disks'])}) would be used by two guests at once; "
+                                "drop create_before_destroy, or let the replacement have disks of its own")
+        if kind not in ("vm", "volume"):
+            raise ProviderError(f"a second {kind} would claim the same bridge or directory as the one it replaces; "
+                                "drop create_before_destroy")
+        match = re.fullmatch(r"(.*)-r(\d+)", physical)
+        base, generation = (match.group(1), int(match.group(2))) if match else (physical, 1)
+        while True:
+            generation += 1
+            name = f"{base}-r{generation}"
+            if not self._exists(kind, name, properties):
+                return name
+
+    def _exists(self, kind: str, name: str, properties: dict[str, Any]) -> bool:
+        try:
+            if kind == "vm":
+                self.conn.lookupByName(name)
+            else:
+                self.conn.storagePoolLookupByName(properties.get("pool", "default")).storageVolLookupByName(name)
+        except libvirt.libvirtError:
+            return False
+        return True
 
     def check(self, kind: str, properties: dict[str, Any]) -> list[str]:
         """Besides the kernel files and pools the host lacks: a pool on a directory another pool holds, and a volume's
