@@ -204,7 +204,7 @@ def test_refresh_updates_the_stack_outputs(project: ProjectDir) -> None:
 
     provider = LibvirtProvider(None, sandbox_dir=project.root / ".crane", mutating=True)
     provider.conn.lookupByName("api").destroy()  # stopped behind crane's back: no address any more
-    provider._dirty = True
+    provider.host.changing("vm", "api")  # what crane's own mutations do: the sandbox saves it at close
     provider.close()
     refreshed = ok(project, "refresh")
     assert "outputs changed: api-ipv4" in refreshed
@@ -220,7 +220,7 @@ def _define_outside_crane(project: ProjectDir, name: str) -> None:
     provider = LibvirtProvider(None, sandbox_dir=project.root / ".crane", mutating=True)
     provider.conn.defineXML(f"<domain type='test'><name>{name}</name><memory unit='MiB'>256</memory>"
                             "<vcpu>1</vcpu><os><type>hvm</type></os></domain>").create()
-    provider._dirty = True
+    provider.host.changing("vm", name)
     provider.close()
 
 

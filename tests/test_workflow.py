@@ -117,7 +117,8 @@ def test_drift_is_shown_apart_and_corrected(project: ProjectDir) -> None:
     dom.setMemoryFlags(768 * 1024, 1)  # live
     provider.conn.lookupByName("web-2").destroy()
     provider.conn.lookupByName("web-2").undefine()
-    provider._dirty = True
+    provider.host.changing("vm", "web-1")  # what crane's own mutations do: the sandbox saves it at close
+    provider.host.changing("vm", "web-2")
     provider.close()
     plan = project.crane("plan", "--detailed-exitcode")
     assert plan.code == 2

@@ -1,16 +1,12 @@
-"""The provider contract: read everything in bulk, judge a diff, create, update, delete.
-
-Providers know nothing of the planner's decisions or the state store. Each object a
-provider creates carries its owner (stack and address) in the hypervisor's own metadata
-where the hypervisor has a place for it, so that crane can adopt what it created after a crash.
-"""
+"""The provider contract: read everything in bulk, judge a diff, create, update, delete; no planner, no state store.
+Objects carry their owner (stack, address) in the hypervisor's metadata where it has a place: crane adopts them."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Protocol
 
 from crane_iac.errors import ProviderError
 from crane_iac.objects import FieldChange, Live, Owner, Reach
@@ -18,15 +14,14 @@ from crane_iac.objects import FieldChange, Live, Owner, Reach
 
 @dataclass(frozen=True, slots=True)
 class MemoryUsage:
-    """A guest's memory as its balloon driver reports it, in MiB.
+    """A guest's memory as its balloon driver reports it, in MiB."""
 
-    ``total`` is the memory the guest sees (libvirt's ``available``, the guest's MemTotal); ``used`` is what the
-    guest could not hand to a new program without swapping: ``total`` minus libvirt's ``usable`` (MemAvailable,
-    which counts reclaimable page cache as free). ``unused`` is libvirt's ``unused`` (MemFree), for reference.
-    """
-
+    #: what the guest could not hand to a new program without swapping: ``total`` minus libvirt's ``usable``
+    #: (MemAvailable, which counts reclaimable page cache as free)
     used_mib: float
+    #: the memory the guest sees (libvirt's ``available``, the guest's MemTotal)
     total_mib: float
+    #: libvirt's ``unused`` (MemFree), for reference
     unused_mib: float
 
     @property
@@ -34,9 +29,29 @@ class MemoryUsage:
         return self.used_mib / self.total_mib if self.total_mib else 0.0
 
 
+class KindHandler(Protocol):
+    """One resource kind on one hypervisor: the shape of each per-kind module a provider dispatches to (the engine
+    sees only ``Provider``)."""
+
+    def create(self, physical: str, properties: dict[str, Any], owner: Owner) -> Live:
+        """Make the object and return it as read back."""
+
+    def read(self, physical: str, properties: dict[str, Any]) -> Live | None:
+        """The object as the hypervisor reports it now, or None when it is gone."""
+
+    def update(self, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
+        """Change the object in place; a kind that cannot raises ``ProviderError``."""
+
+    def delete(self, physical: str, properties: dict[str, Any]) -> None:
+        """Remove the object (the provider treats an object already gone as deleted)."""
+
+
 class Provider(ABC):
     """A hypervisor as crane sees it."""
 
+    #: The name a stack's configuration gives this kind of hypervisor (``libvirt``, ``xenapi``); empty for a
+    #: provider no configuration names.
+    provider_type: ClassVar[str] = ""
     #: Kinds this provider manages, in the order objects of a kind may be needed by the next.
     kinds: tuple[str, ...] = ()
     #: Calls worth making at once (None: as many as the user asks). An in-process hypervisor that serialises
@@ -94,9 +109,8 @@ def changed_fields(
     before: dict[str, Any], after: dict[str, Any], rules: Mapping[str, Any],
     output_fields: frozenset[str] = frozenset(), notes: Mapping[Reach, str] | None = None,
 ) -> list[FieldChange]:
-    """A generic diff. ``rules[field]`` is a ``Reach`` or a callable (before, after) returning one; a field with no
-    rule forces a replacement. Changing a field of ``output_fields`` in place, or any field that needs a restart,
-    changes the resource's outputs. ``notes`` are the provider's words for the plan, by reach."""
+    """A generic diff: ``rules[field]`` is a ``Reach`` or a callable (before, after) returning one, and a field with no
+    rule forces a replacement; ``notes`` are the provider's words for the plan, by reach."""
     changes = []
     for key in sorted(set(before) | set(after)):
         old, new = before.get(key), after.get(key)
@@ -104,6 +118,7 @@ def changed_fields(
             continue
         rule = rules.get(key, Reach.REPLACE)
         how = Reach(rule(old, new) if callable(rule) else rule)
+        # an in-place change of an output field, or any change that restarts the guest, changes the outputs
         changes.append(FieldChange(key, old, new, how, changes_outputs=key in output_fields or how is Reach.RESTART,
                                    note=(notes or {}).get(how, "")))
     return changes

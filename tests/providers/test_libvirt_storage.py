@@ -16,7 +16,7 @@ import pytest
 from crane_iac.errors import ProviderError
 from crane_iac.providers.base import Owner
 from crane_iac.providers.libvirt import LibvirtProvider, images, seed
-from crane_iac.providers.libvirt.provider import diff_properties
+from crane_iac.providers.libvirt.rules import diff_properties
 from crane_iac.providers.libvirt.xml import parse_domain
 
 MIB, GIB = 1024**2, 1024**3

@@ -1,23 +1,25 @@
-"""The embedded default hypervisor: libvirt's test driver, persisted to a node file under .crane/.
-
-The test driver keeps its state only inside one process. The sandbox loads it from
-``.crane/sandbox.xml`` on connect (``test:///<absolute path>``) and writes it back,
-atomically, at each checkpoint, so that it survives between crane runs like a host.
-What the node file cannot say (autostart flags) goes to a JSON file beside it.
-A file lock serialises crane runs that change the sandbox.
-"""
+"""The embedded default hypervisor: libvirt's in-process test driver, loaded from ``.crane/sandbox.xml`` and written
+back at each checkpoint (autostart flags beside it), so it outlives a run like a host; ``SandboxHost`` serves it."""
 
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import json
 import os
 import tempfile
+import threading
 import time
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
+
+import libvirt
 
 from crane_iac.errors import ProviderError
+from crane_iac.providers.libvirt.host import NOT_FOUND, DhcpRange, Host, ListedDomain, connect
+from crane_iac.providers.libvirt.pools import list_pools
 
 TEST_DOMAIN_NS = "http://libvirt.org/schemas/domain/test/1.0"
 SHUTOFF = 5
@@ -108,3 +110,137 @@ def domain_for_node_file(xml: str, running: bool) -> str:
     head, _, tail = xml.partition(">")
     body, _, _ = tail.rpartition("</domain>")
     return f"{head} xmlns:test='{TEST_DOMAIN_NS}'>{body}  <test:runstate>{SHUTOFF}</test:runstate>\n</domain>\n"
+
+
+class SandboxHost(Host):
+    """The sandbox as the provider's host: one in-process driver (calls in parallel gain nothing), a node file
+    written at checkpoints, simulated addresses, and volumes that hold no data."""
+
+    max_parallelism = 1  # the test driver runs in this process under one driver lock
+
+    def __init__(self, directory: Path, *, mutating: bool, lock_timeout: float = 0.0) -> None:
+        self.sandbox = Sandbox(directory)
+        uri = self.sandbox.prepare(exclusive=mutating, timeout=lock_timeout)
+        try:
+            conn = connect(uri)
+        except ProviderError:
+            self.sandbox.release()
+            raise
+        # the test driver keeps a domain's live and persistent definitions equal, and the node file wants the live
+        super().__init__(conn, uri, local=True, domain_xml_flags=0)
+        self.mutating = mutating
+        self._lock = threading.Lock()
+        # what the node file will say. Once filled by a full listing it is kept current by every mutation (crane
+        # holds the sandbox lock), so a checkpoint writes it without listing 10,000 domains.
+        self._node_xml: dict[str, str | None] = {}  # domain name → XML, or None when a mutation made it stale
+        self._autostart: set[str] = set()
+        self._node_complete = False
+        self._dirty = False
+        for name in self.sandbox.flags()["autostart_domains"]:
+            try:
+                self.conn.lookupByName(name).setAutostart(1)
+            except libvirt.libvirtError:
+                pass
+
+    def list_domains(self) -> tuple[list[ListedDomain], set[str]]:
+        autostart = {d.name() for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)}
+        if self.mutating:
+            self._node_xml.clear()
+            self._autostart = set(autostart)
+            self._node_complete = True
+        listed = []
+        for dom in self.conn.listAllDomains(0):
+            name, xml = dom.name(), dom.XMLDesc(self.domain_xml_flags)
+            root = ET.fromstring(xml)
+            running = root.get("id") is not None  # only a running domain's live XML has an id: no second list call
+            if self.mutating:  # kept for the node file written at checkpoints
+                self._node_xml[name] = domain_for_node_file(xml, running)
+            listed.append((name, root, running))
+        return listed, autostart
+
+    def dhcp_leases(self, networks: Iterable[str]) -> dict[str, tuple[str, int]]:
+        return {}  # the test driver runs no DHCP server
+
+    def address(self, mac: str, network: str | None, ranges: dict[str, DhcpRange],
+                leases: dict[str, str]) -> str | None:
+        """Simulated: picked from the network's DHCP range by the MAC, the same every time."""
+        if network not in ranges:
+            return None
+        first, last = ranges[network]
+        return str(ipaddress.IPv4Address(first + int(mac.replace(":", ""), 16) % (last - first + 1)))
+
+    def resize(self, pool: Any, vol: Any, capacity_gib: int) -> Any:
+        """The test driver cannot resize and holds no data: a volume of the new size is the same thing."""
+        xml = ET.fromstring(vol.XMLDesc(0))
+        capacity = xml.find("capacity")
+        assert capacity is not None
+        capacity.set("unit", "GiB")
+        capacity.text = str(capacity_gib)
+        vol.delete(0)
+        return pool.createXML(ET.tostring(xml, encoding="unicode"), 0)
+
+    def changing(self, kind: str, physical: str) -> None:
+        with self._lock:
+            self._dirty = True
+            if kind == "vm":  # re-read at the next checkpoint unless the mutation reads it again
+                self._node_xml[physical] = None
+
+    def domain_changed(self, dom: Any, running: bool, xml: str | None = None) -> None:
+        entry = domain_for_node_file(dom.XMLDesc(0) if xml is None else xml, running)
+        with self._lock:
+            self._node_xml[dom.name()] = entry
+
+    def domain_gone(self, name: str) -> None:
+        with self._lock:
+            self._node_xml.pop(name, None)
+            self._autostart.discard(name)
+
+    def set_autostart(self, dom: Any, name: str, on: bool) -> None:
+        """Set the flag, and keep the record of it (the node file cannot hold autostart) current."""
+        dom.setAutostart(int(on))
+        with self._lock:
+            (self._autostart.add if on else self._autostart.discard)(name)
+
+    def checkpoint(self) -> None:
+        """Write the test driver's whole state to the node file if anything changed."""
+        with self._lock:
+            if not self._dirty:
+                return
+            try:
+                self._save()
+            except libvirt.libvirtError as exc:
+                raise ProviderError(f"saving the sandbox failed: {exc.get_error_message()}") from None
+            self._dirty = False
+
+    def _save(self) -> None:
+        if not self._node_complete:  # a run that did not read everything first (a saved plan): list once
+            known = dict(self._node_xml)
+            self._node_xml = {d.name(): None for d in self.conn.listAllDomains(0)}
+            self._node_xml.update({k: v for k, v in known.items() if k in self._node_xml})
+            self._autostart = {d.name() for d in
+                               self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)}
+            self._node_complete = True
+        for name in [n for n, xml in self._node_xml.items() if xml is None]:
+            try:
+                dom = self.conn.lookupByName(name)
+                self._node_xml[name] = domain_for_node_file(dom.XMLDesc(0), bool(dom.isActive()))
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() not in NOT_FOUND:
+                    raise
+                del self._node_xml[name]  # deleted by a step still running while this snapshot was taken
+        domains = [xml for xml in self._node_xml.values() if xml is not None]
+        autostart = sorted(self._autostart & set(self._node_xml))
+        networks = [net.XMLDesc(0) for net in self.conn.listAllNetworks(0)]
+        pools = []
+        for pool, _, _ in list_pools(self.conn):
+            xml = pool.XMLDesc(0)
+            vols = "".join(v.XMLDesc(0) for v in pool.listAllVolumes(0)) if pool.isActive() else ""
+            head, _, _ = xml.rpartition("</pool>")
+            pools.append(f"{head}{vols}</pool>\n")
+        self.sandbox.save(domains, networks, pools, autostart)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.sandbox.release()

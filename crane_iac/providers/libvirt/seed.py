@@ -1,8 +1,5 @@
-"""cloud-init NoCloud seeds: an ISO 9660 image labelled ``cidata`` with user-data, meta-data and network-config.
-
-Built in memory with pycdlib (no system tools), with Rock Ridge and Joliet names so that a Linux guest sees the
-files under the names cloud-init looks for.
-"""
+"""cloud-init NoCloud seeds: an ISO 9660 image labelled ``cidata`` built in memory with pycdlib (no system tools),
+with Rock Ridge and Joliet names so that a Linux guest sees user-data, meta-data and network-config by name."""
 
 from __future__ import annotations
 

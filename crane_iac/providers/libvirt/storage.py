@@ -1,9 +1,5 @@
-"""Storage on a libvirt host: pools crane defines, and volumes made from an image file, a copy or a seed.
-
-Data reaches the host through libvirt's own connection (``virStorageVolUpload`` and a stream), so the files are
-read on the machine running crane and remote hosts need no other channel. libvirt's test driver cannot upload:
-``upload=False`` creates the volume at the right size and format and sends nothing.
-"""
+"""Volumes made from an image file, a copy or a seed, their data sent over libvirt's own connection (no other channel
+to a remote host); ``upload=False`` (the test driver) makes the volume at the right size and format, sending nothing."""
 
 from __future__ import annotations
 
@@ -105,39 +101,3 @@ def seed_volume(conn: Any, pool: Any, name: str, p: dict[str, Any], *, upload: b
     if not upload:
         return pool.createXML(lx.render_volume(name, len(data), "raw"), 0)
     return _fill(conn, pool, name, io.BytesIO(data).read, len(data))
-
-
-def create_pool(conn: Any, name: str, p: dict[str, Any]) -> tuple[Any, bool]:
-    """Define, start and autostart the pool; whether crane made its directory (libvirt builds it when missing)."""
-    pool = conn.storagePoolDefineXML(lx.render_pool(name, p), 0)
-    built = False
-    try:
-        try:
-            pool.create(0)
-        except libvirt.libvirtError:
-            pool.build(0)  # the directory is missing: the daemon makes it (it may be allowed where crane is not)
-            built = True
-            pool.create(0)
-        pool.setAutostart(1)
-    except BaseException:
-        with contextlib.suppress(libvirt.libvirtError):
-            if pool.isActive():
-                pool.destroy()
-            pool.undefine()
-        raise
-    return pool, built
-
-
-def delete_pool(conn: Any, name: str, *, built: bool) -> None:
-    """Stop and undefine the pool; remove its directory only when crane made it and it holds nothing."""
-    pool = conn.storagePoolLookupByName(name)
-    empty = False
-    if pool.isActive():
-        if built:
-            pool.refresh(0)
-            empty = pool.numOfVolumes() == 0
-        pool.destroy()
-    if empty:
-        with contextlib.suppress(libvirt.libvirtError):  # a hidden file: the directory stays
-            pool.delete(libvirt.VIR_STORAGE_POOL_DELETE_NORMAL)
-    pool.undefine()

@@ -1,0 +1,75 @@
+"""Pre-flight checks: what libvirt would refuse only when apply gets there, found before anything changes."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any
+
+from crane_iac.objects import Live
+from crane_iac.providers.libvirt import images
+from crane_iac.providers.libvirt.host import Host
+
+
+class Checks:
+    """Problems with what a plan creates or updates, judged against what the last ``read_all`` found and the pools
+    the same plan creates."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self._pool_names: set[str] | None = None  # known after read_all
+        self._pool_paths: dict[str, str] = {}  # pool name → directory, known after read_all
+        # A volume may live in a pool the same plan creates. The engine checks a plan's changes in dependency order,
+        # and a volume given its StoragePool depends on it, so the pool's check comes first and notes its name here.
+        # A volume naming such a pool by a string has no dependency on it (nothing orders the two at apply either):
+        # it passes only if its check happens to come after the pool's.
+        self._planned_pools: set[str] = set()
+        self._path_exists: dict[str, bool] = {}
+
+    def learn(self, lives: Iterable[Live]) -> None:
+        """Take note of the pools a bulk read found."""
+        pools = [live for live in lives if live.kind == "pool"]
+        self._pool_names = {live.physical for live in pools}
+        self._pool_paths = {live.physical: live.properties["path"] or "" for live in pools}
+
+    def problems(self, kind: str, properties: dict[str, Any]) -> list[str]:
+        """Kernel files and pools the host lacks, a pool on a directory another pool holds, and a volume's source
+        image (read where crane uploads it from) that is missing, of another format, or larger than its capacity."""
+        problems = []
+        uri = self.host.uri
+        if kind == "pool":
+            problems.extend(self._pool(properties))
+        pools = (self._pool_names or set()) | self._planned_pools
+        if kind in ("volume", "cloudinit") and self._pool_names is not None and properties["pool"] not in pools:
+            problems.append(f"storage pool {properties['pool']!r} does not exist on {uri}; declare it "
+                            f"(StoragePool({properties['pool']!r}, path=<directory>), passed to the volume as pool=), "
+                            f"define and start it (virsh pool-define-as {properties['pool']} dir --target "
+                            f"<directory>), or use one of: {', '.join(sorted(self._pool_names)) or 'none'}")
+        if kind == "volume" and properties.get("source"):
+            problems.extend(images.problems(properties["source"], properties.get("format"),
+                                            properties.get("capacity_gib")))
+        if kind == "vm" and self.host.local:
+            for field in ("kernel", "initrd"):
+                path = properties.get(field)
+                if isinstance(path, str) and not self._is_file(path):
+                    problems.append(f"{field} {path!r} is not a file on this host; QEMU could not boot it")
+        return problems
+
+    def _pool(self, properties: dict[str, Any]) -> list[str]:
+        """A pool's own problems; notes it as one the plan creates."""
+        problems = []
+        path = properties["path"]
+        self._planned_pools.add(properties["name"])
+        holder = next((name for name, held in self._pool_paths.items()
+                       if held == path and name != properties["name"]), None)
+        if holder is not None:
+            problems.append(f"directory {path!r} is already the storage pool {holder!r} on {self.host.uri}; "
+                            "libvirt allows one pool per directory")
+        if self.host.local and os.path.exists(path) and not os.path.isdir(path):
+            problems.append(f"path {path!r} exists on this host and is not a directory")
+        return problems
+
+    def _is_file(self, path: str) -> bool:
+        if path not in self._path_exists:
+            self._path_exists[path] = os.path.isfile(path)
+        return self._path_exists[path]

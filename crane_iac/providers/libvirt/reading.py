@@ -1,0 +1,49 @@
+"""The bulk read: every pool, volume, network and domain in one list call per kind, then XML parsing; what libvirt
+cannot report (a volume's origin, a seed's contents, a pool's ``built``) is left out: the engine has it in state."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from crane_iac.objects import Live
+from crane_iac.providers.libvirt import xml as lx
+from crane_iac.providers.libvirt.addresses import GuestAddresses, nic_networks
+from crane_iac.providers.libvirt.host import DhcpRange, Host
+from crane_iac.providers.libvirt.networks import network_live
+from crane_iac.providers.libvirt.pools import list_pools, read_pool
+
+
+def read_all(host: Host, addresses: GuestAddresses) -> list[Live]:
+    """Every object of the provider's kinds (a seed is a volume of its pool); VMs with the addresses they hold."""
+    result: list[Live] = []
+    pools = list_pools(host.conn)
+    pool_by_dir = {path: name for _, name, path in pools}
+    result.extend(read_pool(pool) for pool, _, _ in pools)
+    volume_by_path: dict[str, str] = {}
+    for pool, pool_name, _ in pools:
+        if not pool.isActive():
+            continue
+        for vol in pool.listAllVolumes(0):
+            props, outputs = lx.parse_volume(ET.fromstring(vol.XMLDesc(0)), pool_name, pool_by_dir)
+            volume_by_path[outputs["path"]] = f"{pool_name}/{vol.name()}"
+            result.append(Live("volume", vol.name(), props, outputs))
+    ranges: dict[str, DhcpRange] = {}
+    for net in host.conn.listAllNetworks(0):
+        root = ET.fromstring(net.XMLDesc(0))
+        dhcp = lx.dhcp_range(root)
+        if dhcp is not None:
+            ranges[net.name()] = dhcp
+        result.append(network_live(net.name(), root))
+    domains, autostart = host.list_domains()
+    parsed = []
+    lease_networks: set[str] = set()  # asked for leases only where a running guest has a NIC
+    for name, root, running in domains:
+        props = lx.parse_domain(root, running=running, autostart=name in autostart, volume_by_path=volume_by_path)
+        if running:
+            lease_networks |= nic_networks(props)
+        parsed.append((name, root.findtext("uuid"), props, lx.owner_of(root)))
+    leases = addresses.leases(ranges, lease_networks) if lease_networks else {}
+    for name, uuid, props, owner in parsed:
+        result.append(Live("vm", name, props, addresses.outputs(uuid, props, leases, ranges),
+                           owner.stack if owner else None, owner.address if owner else None))
+    return result

@@ -1,0 +1,88 @@
+"""The libvirt provider's change rules: which property changes reach a running guest, wait for a restart, or need a
+new object. Pure: the planner's tests use them without a connection."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Iterator
+from typing import Any
+
+from crane_iac.errors import ProviderError
+from crane_iac.objects import FieldChange, Reach
+from crane_iac.providers.base import changed_fields
+
+
+def _vcpus(before: Any, after: Any) -> Reach:
+    """More vCPUs (within the maximum) are hot-plugged; fewer wait for a restart, as libvirt 9.0 cannot unplug
+    them cleanly from a running guest."""
+    return Reach.LIVE if isinstance(before, int) and isinstance(after, int) and after >= before else Reach.RESTART
+
+
+def _capacity(before: Any, after: Any) -> Reach:
+    """A volume grows in place; it cannot shrink."""
+    return Reach.LIVE if isinstance(before, int) and isinstance(after, int) and after >= before else Reach.REPLACE
+
+
+CHANGE_RULES: dict[str, dict[str, Any]] = {
+    "vm": {
+        # within the defined maximum these change on the running guest
+        "vcpus": _vcpus,
+        "memory_mib": Reach.LIVE,
+        "running": Reach.LIVE,
+        "autostart": Reach.LIVE,
+        "description": Reach.LIVE,
+        # the persistent definition changes now and the guest boots with it: apply restarts a running guest
+        "max_vcpus": Reach.RESTART,
+        "max_memory_mib": Reach.RESTART,
+        "kernel": Reach.RESTART,
+        "initrd": Reach.RESTART,
+        "cmdline": Reach.RESTART,
+        # NICs and disks: a new domain
+    },
+    "network": {},
+    # the rest of a volume (pool, format, base, source, clone), a pool and a seed: a new object
+    "volume": {"capacity_gib": _capacity},
+}
+#: a volume made from an image or a copy may leave these out (None): the size and format of what it is made from
+FROM_ORIGIN = ("capacity_gib", "format")
+#: what libvirt cannot report of a volume (what it was made from): kept from state
+VOLUME_ORIGIN = ("source", "clone")
+#: a seed's contents and pool; the rest of what its volume reports (size, format) follows from them
+SEED_FIELDS = ("pool", "user_data", "meta_data", "network_config")
+#: in-place changes that change outputs: a VM started or stopped gains or loses its addresses
+OUTPUT_FIELDS: dict[str, frozenset[str]] = {"vm": frozenset({"running"})}
+#: what the plan says of a change that waits for apply to restart the guest
+NOTES = {Reach.RESTART: "restarts the guest"}
+
+
+def diff_properties(kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
+    """The libvirt provider's judgement of a change. What libvirt cannot report comes from state; missing there (an
+    object adopted after a crash, its upload perhaps unfinished) it differs from the stack: the object is replaced."""
+    if kind == "volume":
+        after = {k: before[k] if v is None and k in FROM_ORIGIN and k in before else v for k, v in after.items()}
+    elif kind == "cloudinit":
+        before, after = {k: before.get(k) for k in SEED_FIELDS}, {k: after.get(k) for k in SEED_FIELDS}
+    elif kind == "pool":
+        before = {k: v for k, v in before.items() if k != "built"}  # a fact about the past, not a setting
+    return changed_fields(before, after, CHANGE_RULES.get(kind, {}), OUTPUT_FIELDS.get(kind, frozenset()), NOTES)
+
+
+def restarts(before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether changing a VM from ``before`` to ``after`` needs the guest restarted (a new definition)."""
+    return any(f.reach is Reach.RESTART for f in diff_properties("vm", before, after))
+
+
+def replacement_names(kind: str, physical: str, properties: dict[str, Any]) -> Iterator[str]:
+    """Names for a replacement made before the old object goes (create_before_destroy): a generation suffix,
+    ``web`` → ``web-r2`` → ``web-r3``, for a guest without disks or a volume. A guest with disks would share them
+    with its replacement, and a second network or pool would claim the same bridge or directory: refused."""
+    if kind == "vm" and properties.get("disks"):
+        raise ProviderError(f"its disks ({', '.join(properties['disks'])}) would be used by two guests at once; "
+                            "drop create_before_destroy, or let the replacement have disks of its own")
+    if kind not in ("vm", "volume"):
+        raise ProviderError(f"a second {kind} would claim the same bridge or directory as the one it replaces; "
+                            "drop create_before_destroy")
+    match = re.fullmatch(r"(.*)-r(\d+)", physical)
+    base, generation = (match.group(1), int(match.group(2))) if match else (physical, 1)
+    return (f"{base}-r{n}" for n in itertools.count(generation + 1))
