@@ -1,0 +1,103 @@
+"""Two endpoints in one stack, for real: the embedded sandbox and qemu:///system. The plan groups the changes by
+endpoint, reads run on both, apply creates each resource where it belongs, a diskless guest is replaced
+create-before-destroy on the real host (the new one boots and answers before the old one goes), and destroy
+empties both."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import libvirt
+import pytest
+
+from tests.conftest import ProjectDir
+from tests.real.host import REAL_URI, RealHost, http_get
+
+PREFIX = "cre-"
+
+STACK = """
+from crane_iac import VM, Network, export
+
+# on the real host (the endpoint named "host" in crane.toml)
+wan = Network("cre-lan", mode="nat", ipv4="10.232.0.0/24", provider="host")
+guest = VM("cre-web", vcpus=1, memory_mib=128, networks=[wan], kernel="{kernel}", initrd="{initrd}",
+           cmdline="{cmdline}", create_before_destroy=True, provider="host")
+# on the sandbox (the default endpoint)
+lan = Network("cre-net", mode="nat", ipv4="10.233.0.0/24")
+VM("cre-app", vcpus=1, memory_mib=256, networks=[lan], description=guest.uuid)
+export("web-ipv4", guest.ipv4)
+"""
+
+
+def ok(project: ProjectDir, *args: str) -> str:
+    result = project.crane(*args)
+    assert result.code == 0, result.out + result.err
+    return result.out
+
+
+def sweep(conn: libvirt.virConnect) -> None:
+    for dom in conn.listAllDomains(0):
+        if dom.name().startswith(PREFIX):
+            if dom.isActive():
+                dom.destroy()
+            dom.undefine()
+    for net in conn.listAllNetworks(0):
+        if net.name().startswith(PREFIX):
+            if net.isActive():
+                net.destroy()
+            net.undefine()
+
+
+def names(conn: libvirt.virConnect) -> dict[str, list[str]]:
+    return {"domains": sorted(d.name() for d in conn.listAllDomains(0) if d.name().startswith(PREFIX)),
+            "networks": sorted(n.name() for n in conn.listAllNetworks(0) if n.name().startswith(PREFIX))}
+
+
+@pytest.fixture
+def two(real_host: RealHost, tmp_path: Path) -> Iterator[ProjectDir]:
+    sweep(real_host.conn)
+    project = ProjectDir(tmp_path)
+    project.write_config(f"""
+        [stacks.main]
+        file = "stacks/main.py"
+        [stacks.main.providers.host]
+        uri = "{REAL_URI}"
+        domain_type = "qemu"
+        address_timeout = 90
+        shutdown_timeout = 3
+    """)
+    yield project
+    project.crane("destroy", "--auto-approve")
+    sweep(real_host.conn)
+
+
+def write(project: ProjectDir, host: RealHost, cmdline: str) -> None:
+    project.write_stack(textwrap.dedent(STACK).format(kernel=host.kernel, initrd=host.initrd, cmdline=cmdline))
+
+
+def test_a_stack_on_the_sandbox_and_a_real_host(two: ProjectDir, real_host: RealHost) -> None:
+    write(two, real_host, "console=ttyS0")
+    plan = ok(two, "plan")
+    assert " on endpoint default (2 changes):" in plan and " on endpoint host (2 changes):" in plan, plan
+    ok(two, "apply", "--auto-approve")
+    assert names(real_host.conn) == {"domains": ["cre-web"], "networks": ["cre-lan"]}
+    assert two.domains() == ["cre-app"]  # the sandbox has its own network and the app guest
+    address = ok(two, "output", "web-ipv4").strip()
+    assert address.startswith("10.232.0.") and http_get(address, timeout=60).strip() == "crane test guest"
+    assert two.crane("plan", "--detailed-exitcode").code == 0
+
+    # a new kernel command line cannot reach a running guest live; with create_before_destroy the replacement
+    # boots under a generation name first, then the old guest goes
+    write(two, real_host, "console=ttyS0 quiet")
+    planned = ok(two, "plan", "--replace", "vm.cre-web")
+    assert "+/- vm.cre-web  name: cre-web → cre-web-r2  # forces replacement" in planned, planned
+    ok(two, "apply", "--auto-approve", "--replace", "vm.cre-web")
+    assert names(real_host.conn)["domains"] == ["cre-web-r2"]
+    new_address = ok(two, "output", "web-ipv4").strip()
+    assert http_get(new_address, timeout=60).strip() == "crane test guest"
+    assert two.crane("plan", "--detailed-exitcode").code == 0
+
+    ok(two, "destroy", "--auto-approve")
+    assert names(real_host.conn) == {"domains": [], "networks": []} and two.domains() == []
