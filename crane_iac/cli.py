@@ -109,6 +109,8 @@ def _app() -> Any:
     LockTimeout = Annotated[float, typer.Option("--lock-timeout", metavar="SECONDS", min=0,
                                                 help="Seconds to wait for the lock.")]
     AsJson = Annotated[bool, typer.Option("--json", metavar="", help="Print JSON.")]
+    Format = Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--format", metavar="text|json|markdown", help="How to print the plan (markdown: for a pull-request comment).")]
     AutoApprove = Annotated[bool, typer.Option("--auto-approve", metavar="",
                                                help="Apply without asking (needed when stdin is not a terminal).")]
 
@@ -157,27 +159,41 @@ def _app() -> Any:
         stack: Stack = None, var: Vars = None, var_file: VarFiles = None, chdir: Chdir = Path("."),
         out: Annotated[Optional[Path], typer.Option("--out", metavar="FILE",  # noqa: UP045
                                                     help="Save the plan for `crane apply FILE`.")] = None,
-        as_json: AsJson = False,
+        as_json: AsJson = False, format_: Format = None,
         target: Targets = None, replace: Replaces = None, refresh: Refresh = None,
         destroy: Annotated[bool, typer.Option("--destroy", metavar="", help="Plan to destroy everything.")] = False,
         detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", metavar="",
                                                         help="Exit 0: no changes, 1: error, 2: changes.")] = False,
     ) -> int:
         """Show what apply would change."""
-        from crane_iac.render import render_plan
-
+        how = output_format(format_, as_json)
         ws = workspace(chdir, stack, var, var_file)
         result = ws.plan(options(refresh, target, replace, destroy))
-        if as_json:
-            print(result.to_json())
-        else:
-            print(render_plan(result, colour=_colour()))
+        print(show_plan(result, how), end="")
         if out is not None:
             out.write_text(result.to_json())
-            if not as_json:
+            if how == "text":
                 flag = "" if len(ws.project.config.stacks) == 1 else f" (stack {result.stack!r}, recorded in the file)"
                 print(f"\nSaved the plan to {out}{flag}; apply it with: crane apply {out}")
         return 2 if detailed_exitcode and result.has_changes else 0
+
+    def output_format(given: str | None, as_json: bool) -> str:
+        how = "json" if as_json and given is None else (given or "text")
+        if how not in ("text", "json", "markdown") or (as_json and how != "json"):
+            raise typer.BadParameter(f"{given!r}: use text, json or markdown (--json is --format json)",
+                                     param_hint="--format")
+        return how
+
+    def show_plan(the_plan: "Plan", how: str) -> str:
+        if how == "json":
+            return the_plan.to_json() + "\n"
+        if how == "markdown":
+            from crane_iac.markdown import render_markdown
+
+            return render_markdown(the_plan)
+        from crane_iac.render import render_plan
+
+        return render_plan(the_plan, colour=_colour()) + "\n"
 
     def _read_plan(path: Path) -> "Plan":
         from crane_iac.engine.workspace import read_plan
@@ -278,18 +294,15 @@ def _app() -> Any:
     @app.command()
     def show(
         plan_file: Annotated[Path, typer.Argument(metavar="PLANFILE", help="A plan saved with `crane plan --out`.")],
-        as_json: AsJson = False,
+        as_json: AsJson = False, format_: Format = None,
     ) -> None:
         """Print a saved plan."""
-        from crane_iac.render import render_plan
-
+        how = output_format(format_, as_json)
         saved = _read_plan(plan_file)
-        if as_json:
-            print(saved.to_json())
-            return
-        print(f"Saved plan for stack {saved.stack!r}, made against state serial {saved.serial}"
-              f"{' (destroy)' if saved.destroy else ''}{'' if saved.refreshed else ', without refresh'}.\n")
-        print(render_plan(saved, colour=_colour()))
+        if how == "text":
+            print(f"Saved plan for stack {saved.stack!r}, made against state serial {saved.serial}"
+                  f"{' (destroy)' if saved.destroy else ''}{'' if saved.refreshed else ', without refresh'}.\n")
+        print(show_plan(saved, how), end="")
 
     @app.command()
     def refresh(stack: Stack = None, var: Vars = None, var_file: VarFiles = None, chdir: Chdir = Path("."),
