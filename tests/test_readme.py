@@ -7,6 +7,8 @@ import re
 import shutil
 from pathlib import Path
 
+import pytest
+
 from crane_iac.config import load_project
 from tests.conftest import REPO, ProjectDir
 
@@ -57,3 +59,16 @@ def test_the_workflow_edit_maps_onto_the_demo(tmp_path: Path) -> None:
     assert planned.code == 2
     for line in expected:
         assert line in planned.out, (line, planned.out)
+
+
+def test_the_workspace_api_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    section = README[README.index("### The workspace API"):]
+    example = next(b for b in re.findall(r"```python\n(.*?)```", section, re.S))
+    shutil.copy(REPO / "crane.toml", tmp_path)
+    (tmp_path / "stacks").mkdir()
+    shutil.copy(REPO / "stacks" / "demo.py", tmp_path / "stacks")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {"print": lambda *_a, **_k: None}
+    exec(example, namespace)
+    assert getattr(namespace["result"], "ok") is True  # noqa: B009 - the namespace's values are untyped
+    assert ProjectDir(tmp_path).domains() == ["db", "web-1", "web-2", "web-3"]  # web_count=3 reached the stack
