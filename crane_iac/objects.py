@@ -66,6 +66,35 @@ class Outcome(StrEnum):
     MOVE = "move"
 
 
+class Verb(StrEnum):
+    """What a step event reports: a step starting, a step done, or a step that did not happen."""
+
+    CREATING = "creating"
+    UPDATING = "updating"
+    DELETING = "deleting"
+    ADOPTING = "adopting"
+    IMPORTING = "importing"
+    FORGETTING = "forgetting"
+    CREATED = "created"
+    UPDATED = "updated"
+    REPLACED = "replaced"
+    DELETED = "deleted"
+    ADOPTED = "adopted"
+    IMPORTED = "imported"
+    FORGOTTEN = "forgotten"
+    MOVED = "moved"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+    @property
+    def starting(self) -> bool:
+        """A step under way (its outcome is reported later), not one that ended."""
+        return self in _STARTING
+
+
+_STARTING = frozenset({Verb.CREATING, Verb.UPDATING, Verb.DELETING, Verb.ADOPTING, Verb.IMPORTING, Verb.FORGETTING})
+
+
 @dataclass(frozen=True, slots=True)
 class Kind:
     """A resource kind's identity rule and who serves it.

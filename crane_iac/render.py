@@ -6,7 +6,7 @@ import json
 import time
 from typing import Any, Protocol, TextIO
 
-from crane_iac.objects import DEFAULT_ENDPOINT, Action
+from crane_iac.objects import DEFAULT_ENDPOINT, Action, Verb
 from crane_iac.planner.diff import KNOWN_AFTER_APPLY
 from crane_iac.planner.model import Plan, ResourceChange
 
@@ -17,7 +17,7 @@ class StepEvent(Protocol):
     @property
     def address(self) -> str: ...
     @property
-    def verb(self) -> str: ...
+    def verb(self) -> Verb: ...
     @property
     def elapsed(self) -> float: ...
     @property
@@ -172,7 +172,7 @@ class Progress:
     line (how many are done and which are running) redrawn under them. Plain writes: at 10,000 resources a
     rich-rendered line would cost more than the provider call it reports."""
 
-    _COLOURS = {"failed": "31", "skipped": "33"}
+    _COLOURS = {Verb.FAILED: "31", Verb.SKIPPED: "33"}
 
     def __init__(self, stream: TextIO, *, live: bool) -> None:
         self.stream = stream
@@ -184,7 +184,7 @@ class Progress:
         self.flushed_at = time.monotonic()
 
     def report(self, event: StepEvent) -> None:
-        if event.verb.endswith("ing"):
+        if event.verb.starting:
             self.running[event.address] = None
         else:
             self.running.pop(event.address, None)

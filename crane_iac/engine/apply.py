@@ -15,12 +15,11 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any, TypeVar
 
 from crane_iac.engine import failpoints
 from crane_iac.errors import CraneError
-from crane_iac.objects import Action, Outcome, Owner, Reason, Recorded, scope_properties
+from crane_iac.objects import Action, Outcome, Owner, Reason, Recorded, Verb, scope_properties
 from crane_iac.planner.diff import Step, has_markers, order_changes, resolve_outputs
 from crane_iac.planner.model import Phase, Plan, ResourceChange
 from crane_iac.providers.base import Provider
@@ -32,27 +31,6 @@ T = TypeVar("T")
 #: checkpoints (which may rewrite a whole sandbox) never take more than a fifth of the run.
 COMMIT_INTERVAL = 0.5
 CHECKPOINT_SHARE = 0.2
-
-
-class Verb(StrEnum):
-    """What a step event reports: a step starting, a step done, or a step that did not happen."""
-
-    CREATING = "creating"
-    UPDATING = "updating"
-    DELETING = "deleting"
-    ADOPTING = "adopting"
-    IMPORTING = "importing"
-    FORGETTING = "forgetting"
-    CREATED = "created"
-    UPDATED = "updated"
-    REPLACED = "replaced"
-    DELETED = "deleted"
-    ADOPTED = "adopted"
-    IMPORTED = "imported"
-    FORGOTTEN = "forgotten"
-    MOVED = "moved"
-    FAILED = "failed"
-    SKIPPED = "skipped"
 
 
 @dataclass
