@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = ["VM", "CloudInit", "Component", "CraneError", "Network", "Output", "StoragePool", "Volume", "__version__",
-           "export", "import_", "moved", "variable"]
+           "export", "import_", "moved", "setting", "variable"]
 
 if TYPE_CHECKING:
     from crane_iac.errors import CraneError
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
         export,
         import_,
         moved,
+        setting,
         variable,
     )
 

@@ -6,7 +6,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
@@ -28,7 +28,8 @@ def main() -> None:
     from crane_iac.errors import CraneError, DiagnosticsError
 
     try:
-        code = _app()(standalone_mode=False)
+        with ExitStack() as opened:  # every workspace a command opens is closed (its store's connections)
+            code = _app(opened)(standalone_mode=False)
     except DiagnosticsError as exc:
         for d in exc.diagnostics:
             print(f"error: {d}", file=sys.stderr)
@@ -83,13 +84,15 @@ def _interruptible(stop: "threading.Event") -> Iterator[list[int]]:
                 signal.signal(sig, old)
 
 
-def _app() -> Any:
+def _app(opened: ExitStack) -> Any:
     import typer
 
     app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                       help="crane: declarative infrastructure as code for libvirt and XenServer.")
     state_app = typer.Typer(help="Inspect and edit recorded state.", no_args_is_help=True)
     app.add_typer(state_app, name="state")
+    setting_app = typer.Typer(help="Durable settings a stack reads with setting(KEY, default).", no_args_is_help=True)
+    app.add_typer(setting_app, name="setting")
 
     Stack = Annotated[Optional[str], typer.Option("--stack", "-s", metavar="NAME",  # noqa: UP045
                                                   help="Stack name from crane.toml.")]
@@ -132,7 +135,9 @@ def _app() -> Any:
             if not sep:
                 raise ConfigError(f"--var {item!r}: use --var name=value")
             variables[key.strip()] = val
-        return Workspace.open(chdir, stack, variables=variables, var_files=list(var_file or []))
+        ws = Workspace.open(chdir, stack, variables=variables, var_files=list(var_file or []))
+        opened.callback(ws.close)
+        return ws
 
     @app.callback(invoke_without_command=True)
     def root(version: Annotated[bool, typer.Option("--version", "-V", metavar="", help="Print the version.")] = False,
@@ -397,7 +402,9 @@ def _app() -> Any:
                       limit: Annotated[int, typer.Option("--limit", metavar="N", min=1)] = 100) -> None:
         """Show the journal of recorded changes, with the serial each made."""
         for entry in workspace(chdir, stack).history(limit):
-            print(f"{entry.at}  serial {entry.serial:<5} {entry.action:<8} {entry.address}")
+            who = f"  by {entry.by}" if entry.by else ""
+            why = f": {entry.why}" if entry.why else ""
+            print(f"{entry.at}  serial {entry.serial:<5} {entry.action:<8} {entry.address}{who}{why}")
 
     @state_app.command("rm")
     def state_rm(addresses: Annotated[list[str], typer.Argument(metavar="ADDRESS...")], stack: Stack = None,
@@ -412,5 +419,62 @@ def _app() -> Any:
         """Give a recorded resource a new address; its object keeps its name on the hypervisor."""
         workspace(chdir, stack).move(old, new, lock_timeout=lock_timeout)
         print(f"Moved {old} to {new}.")
+
+    @state_app.command("migrate")
+    def state_migrate(
+        to: Annotated[str, typer.Option("--to", metavar="URL", help="The state store to copy every stack to.")],
+        chdir: Chdir = Path("."),
+    ) -> None:
+        """Copy every stack's state to another backend (e.g. SQLite to PostgreSQL), without loss."""
+        from crane_iac.config import find_project, load_project
+
+        project = load_project(find_project(chdir.resolve()))
+        ws = workspace(chdir, next(iter(project.config.stacks)))
+        for line in ws.migrate_state(to).lines():
+            print(line)
+
+    @setting_app.command("list")
+    def setting_list(stack: Stack = None, chdir: Chdir = Path("."), as_json: AsJson = False) -> None:
+        """The stack's settings, with who set each and why."""
+        found = workspace(chdir, stack).settings()
+        if as_json:
+            print(json.dumps({k: {"value": v.value, "by": v.by, "why": v.why, "at": v.at, "serial": v.serial}
+                              for k, v in found.items()}, indent=2, sort_keys=True))
+            return
+        for key, item in sorted(found.items()):
+            print(f"{key} = {json.dumps(item.value)}  (set by {item.by} at serial {item.serial}: {item.why})")
+
+    Why = Annotated[str, typer.Option("--why", metavar="TEXT", help="Why (kept in the history).")]
+
+    @setting_app.command("set")
+    def setting_set(
+        key: Annotated[str, typer.Argument(metavar="KEY")],
+        value: Annotated[str, typer.Argument(metavar="VALUE", help="A JSON value (3, true, \"text\"), else text.")],
+        why: Why, stack: Stack = None, chdir: Chdir = Path("."), lock_timeout: LockTimeout = 0.0,
+    ) -> None:
+        """Set a durable setting; the next plan reads it."""
+        from crane_iac.state.base import this_process
+
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        ws = workspace(chdir, stack)
+        serial = ws.set_setting(key, parsed, by=this_process(), why=why, lock_timeout=lock_timeout)
+        print(f"Set {key} = {json.dumps(parsed)} for stack {ws.name!r} (serial {serial}); `crane plan` shows what "
+              "it changes.")
+
+    @setting_app.command("unset")
+    def setting_unset(key: Annotated[str, typer.Argument(metavar="KEY")], why: Why, stack: Stack = None,
+                      chdir: Chdir = Path("."), lock_timeout: LockTimeout = 0.0) -> None:
+        """Remove a setting: the stack's default applies again."""
+        from crane_iac.errors import CraneError
+        from crane_iac.state.base import this_process
+
+        ws = workspace(chdir, stack)
+        if key not in ws.settings():
+            raise CraneError(f"stack {ws.name!r} has no setting {key!r}; see `crane setting list`")
+        serial = ws.set_setting(key, None, by=this_process(), why=why, lock_timeout=lock_timeout)
+        print(f"Unset {key} for stack {ws.name!r} (serial {serial}).")
 
     return app

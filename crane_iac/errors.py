@@ -8,7 +8,8 @@ exits non-zero, never a traceback::
     ├── ConfigError          crane.toml is missing or invalid
     ├── StateError           the state store cannot be opened or is newer than this crane
     │   ├── LockHeldError    another run holds the stack's lock
-    │   └── StalePlanError   a saved plan no longer matches the state or the stack
+    │   ├── StalePlanError   a saved plan no longer matches the state or the stack
+    │   └── StaleStateError  the stack's serial moved since this run read it (another writer won); nothing written
     └── ProviderError        the hypervisor refused a call or cannot be reached
 """
 
@@ -59,6 +60,11 @@ class LockHeldError(StateError):
 
 class StalePlanError(StateError):
     """A saved plan was made against other state or another stack."""
+
+
+class StaleStateError(StateError):
+    """A write expected the stack at one serial and found another: a concurrent writer got there first, so
+    nothing was written (optimistic concurrency; read the state again and retry)."""
 
 
 class ProviderError(CraneError):

@@ -43,9 +43,9 @@ def _stack_line(exc: BaseException, stack_file: str) -> int | None:
     return line
 
 
-def _run(path: Path, variables: dict[str, Any], pinned: dict[str, str]) -> Registry:
+def _run(path: Path, variables: dict[str, Any], pinned: dict[str, str], settings: dict[str, Any]) -> Registry:
     stack_file = str(path.resolve())
-    registry = Registry(stack_file=stack_file, variables=variables, pinned=pinned)
+    registry = Registry(stack_file=stack_file, variables=variables, pinned=pinned, settings=settings)
     try:
         source = path.read_text()
     except OSError as exc:
@@ -79,11 +79,11 @@ def _export_value(value: Any) -> Any:
 
 
 def load_stack(path: Path, variables: dict[str, Any] | None = None,
-               physical_names: dict[str, str] | None = None) -> LoadedStack:
+               physical_names: dict[str, str] | None = None, settings: dict[str, Any] | None = None) -> LoadedStack:
     """Execute the stack file at ``path`` and validate what it declared. ``physical_names`` (address → name, from
     state with moves applied: see ``pinned_names``) pins hypervisor names: a resource moved to a new address is the
     same object and keeps its name (and the MACs derived from it)."""
-    registry = _run(path, variables or {}, physical_names or {})
+    registry = _run(path, variables or {}, physical_names or {}, settings or {})
     diagnostics = list(registry.diagnostics)
     diagnostics.extend(_check_declarations(registry))
     seen: dict[str, Resource] = {}

@@ -163,9 +163,12 @@ class Applier:
         return Committed(change.address, outcome, record, before)
 
     def run(self) -> ApplyResult:
-        result = ApplyResult()
+        # every write says which serial it follows: if another writer got in (someone broke this run's lock), the
+        # store refuses it (StaleStateError) rather than record over theirs; objects made meanwhile carry their owner
+        result = ApplyResult(serial=self.plan.serial)
         if self.plan.moves:  # state only, before anything else: the plan's addresses are the new ones
-            result.serial = self.store.move(self.plan.stack, [(old, new) for old, new in self.plan.moves])
+            result.serial = self.store.move(self.plan.stack, [(old, new) for old, new in self.plan.moves],
+                                            expected_serial=result.serial)
             for old, new in self.plan.moves:
                 if old in self.outputs:
                     self.outputs[new] = self.outputs.pop(old)
@@ -211,7 +214,8 @@ class Applier:
                     self.providers[name].checkpoint()
                 interval = max(COMMIT_INTERVAL, (time.monotonic() - started) / CHECKPOINT_SHARE)
                 failpoints.hit("after-checkpoint")
-                result.serial = self.store.commit(self.plan.stack, list(pending_commit))
+                result.serial = self.store.commit(self.plan.stack, list(pending_commit),
+                                                  expected_serial=result.serial)
                 pending_commit.clear()
                 failpoints.hit("after-commit")
             last_commit = time.monotonic()
@@ -269,5 +273,5 @@ class Applier:
             result.interrupted = bool(result.not_started)
         if result.ok:  # a targeted apply updates the outputs too (what it did not touch resolves as before)
             outputs = resolve_outputs(self.plan.outputs, self.outputs, keep_unknown=False)
-            result.serial = self.store.commit(self.plan.stack, [], outputs)
+            result.serial = self.store.commit(self.plan.stack, [], outputs, expected_serial=result.serial)
         return result

@@ -31,7 +31,8 @@ from crane_iac.loader import LoadedStack, load_stack, pinned_names
 from crane_iac.objects import Live
 from crane_iac.planner.model import Plan
 from crane_iac.state.backends import open_store
-from crane_iac.state.base import Committed, HistoryEntry, LockInfo, StackState, StateStore
+from crane_iac.state.base import Committed, HistoryEntry, LockInfo, Setting, StackState, StateStore
+from crane_iac.state.migrate import MigrationReport, migrate
 
 T = TypeVar("T")
 
@@ -68,6 +69,8 @@ class Workspace:
     config: StackConfig
     overrides: dict[str, Any] = field(default_factory=dict)
     _store: StateStore | None = None
+    #: the settings the last load read from state, for a reload with pinned names
+    _settings: dict[str, Any] = field(default_factory=dict)
     _variables: dict[str, Any] | None = None
 
     @classmethod
@@ -109,16 +112,17 @@ class Workspace:
         """Run the stack file; with ``state``, recorded resources keep the hypervisor names they were created with
         (a resource moved to a new address is the same object)."""
         path, variables = self.stack_file, self.variables
-        loaded = load_stack(path, variables)
+        settings = self._settings = _values(state) if state is not None else {}
+        loaded = load_stack(path, variables, settings=settings)
         if state is not None:
             names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
             if names is not None:
-                loaded = load_stack(path, variables, physical_names=names)
+                loaded = load_stack(path, variables, physical_names=names, settings=settings)
         return loaded
 
     def reload(self, names: dict[str, str]) -> LoadedStack:
         """The stack run again with these hypervisor names pinned (address → name)."""
-        return load_stack(self.stack_file, self.variables, physical_names=names)
+        return load_stack(self.stack_file, self.variables, physical_names=names, settings=self._settings)
 
     def state(self) -> StackState:
         return self.store.read(self.name)
@@ -160,13 +164,24 @@ class Workspace:
             opened[0].close()
 
     def load_with_state(self) -> tuple[LoadedStack, StackState]:
-        """The stack and its state; the stack file runs first (a broken stack creates no state database)."""
+        """The stack and its state. The stack file runs first (a broken stack creates no state database), then again
+        when state holds settings it reads or names a moved resource keeps."""
         loaded = self.load()
         state = self.state()
         names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
-        if names is not None:
-            loaded = load_stack(Path(loaded.file), self.variables, physical_names=names)
+        if names is not None or state.settings:
+            self._settings = _values(state)
+            loaded = load_stack(Path(loaded.file), self.variables, physical_names=names, settings=self._settings)
         return loaded, state
+
+    def settings(self) -> dict[str, Setting]:
+        return self.store.settings(self.name)
+
+    def set_setting(self, key: str, value: Any, *, by: str, why: str, lock_timeout: float = 0.0) -> int:
+        """Set (or with None, unset) a durable setting under the stack's lock, journalled with who and why; the
+        stack reads it with ``setting(key, default)``. Returns the new serial."""
+        with self.locked(f"setting {key}", lock_timeout=lock_timeout, connect=False, load=False) as run:
+            return self.store.set_setting(self.name, key, value, by=by, why=why, expected_serial=run.state.serial)
 
     def plan(self, options: PlanOptions = PlanOptions()) -> Plan:
         """A plan made without the lock, reading the endpoints without changing them (``crane plan``)."""
@@ -207,7 +222,7 @@ class Workspace:
             committed = refreshed_records(run.lives, self.name, state, listed)
             outputs = refreshed_outputs(run.loaded.outputs, state, committed)
             if committed or outputs != state.outputs:
-                self.store.commit(self.name, committed, outputs)
+                self.store.commit(self.name, committed, outputs, expected_serial=state.serial)
             changed = sorted(k for k in set(outputs) | set(state.outputs)
                              if outputs.get(k) != state.outputs.get(k))
             return RefreshReport(committed, len(state.resources), changed)
@@ -220,7 +235,7 @@ class Workspace:
             committed = import_record(address, physical, run.loaded, run.state, run.lives, self.name)
             assert committed.record is not None
             self.store.unforget(self.name, committed.record.kind, committed.record.physical)
-            self.store.commit(self.name, [committed])
+            self.store.commit(self.name, [committed], expected_serial=run.state.serial)
             state = self.state()
             plan = plan_stack(self.name, run.loaded, state, run.endpoints, targets=[address], lives=run.lives,
                               reload=self.reload)
@@ -230,14 +245,22 @@ class Workspace:
         """Drop resources (and everything nested under them) from state without touching them."""
         with self.locked("state rm", lock_timeout=lock_timeout, connect=False, load=False) as run:
             found = expand_addresses(addresses, run.state)
-            self.store.forget(self.name, found)
+            self.store.forget(self.name, found, expected_serial=run.state.serial)
             return found
 
     def move(self, old: str, new: str, *, lock_timeout: float = 0.0) -> None:
         """Give a recorded resource a new address; its object keeps its name."""
-        with self.locked("state mv", lock_timeout=lock_timeout, connect=False, load=False):
+        with self.locked("state mv", lock_timeout=lock_timeout, connect=False, load=False) as run:
             check_move(old, new)
-            self.store.move(self.name, [(old, new)])
+            self.store.move(self.name, [(old, new)], expected_serial=run.state.serial)
+
+    def migrate_state(self, url: str) -> MigrationReport:
+        """Copy every stack of this project's state store to the store at ``url`` (`crane state migrate`)."""
+        target = open_store(url)
+        try:
+            return migrate(self.store, target)
+        finally:
+            target.close()
 
     def break_lock(self, lock_id: str, *, force: bool = False) -> LockInfo:
         return break_lock(self.store, self.name, lock_id, force=force)
@@ -246,6 +269,12 @@ class Workspace:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
 
 
 @dataclass
@@ -278,6 +307,10 @@ class Run:
         outputs = {a: r.outputs for a, r in self.state.resources.items()}
         return Applier(plan, self.workspace.store, self.endpoints, parallelism=parallelism, outputs=outputs,
                        report=report, stop=stop).run()
+
+
+def _values(state: StackState) -> dict[str, Any]:
+    return {key: s.value for key, s in state.settings.items()}
 
 
 def read_plan(path: Path) -> Plan:

@@ -1,6 +1,16 @@
 """Resource models (pydantic, no I/O): one kind per module."""
 
-from crane_iac.resources.base import Output, Registry, Resource, collecting, export, import_, moved, variable
+from crane_iac.resources.base import (
+    Output,
+    Registry,
+    Resource,
+    collecting,
+    export,
+    import_,
+    moved,
+    setting,
+    variable,
+)
 from crane_iac.resources.cloudinit import CloudInit
 from crane_iac.resources.component import Component
 from crane_iac.resources.network import Network
@@ -25,5 +35,6 @@ __all__ = [
     "export",
     "import_",
     "moved",
+    "setting",
     "variable",
 ]

@@ -42,6 +42,8 @@ class Registry:
 
     stack_file: str
     variables: dict[str, Any] = field(default_factory=dict)
+    #: the stack's durable settings from state (key → value): what a controller or a person set with who and why
+    settings: dict[str, Any] = field(default_factory=dict)
     resources: list[Resource] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
     exports: dict[str, Any] = field(default_factory=dict)
@@ -309,6 +311,16 @@ def variable(name: str) -> Any:
         hint = f"; did you mean {close[0]!r}?" if close else f"; it declares {', '.join(sorted(declared)) or 'none'}"
         raise CraneError(f"stack variable {name!r} is not declared in crane.toml for this stack{hint}")
     return registry.variables[name]
+
+
+def setting(key: str, default: Any) -> Any:
+    """A durable setting of this stack from its state (``crane setting set KEY VALUE --why ...``, or a controller
+    such as the autoscaler writing a tier's desired size), else ``default``. A human apply honours what was set
+    instead of undoing it; `crane setting unset KEY` hands the value back to the stack's default."""
+    registry = current_registry()
+    if registry is None:
+        return default
+    return registry.settings.get(key, default)
 
 
 def moved(from_: str, to: Resource | str) -> None:

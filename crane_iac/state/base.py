@@ -1,12 +1,18 @@
-"""The state store interface. Backends are chosen by URL (``sqlite:///…`` now; PostgreSQL drops in later)."""
+"""The state store interface: every method crane's engine, CLI, autoscaler and migration call.
+
+Backends are chosen by URL (``sqlite:///PATH``, ``postgresql://…``) in ``crane_iac.state.backends``; every backend
+passes one conformance suite (tests/state/test_conformance.py).
+"""
 
 from __future__ import annotations
 
 import os
 import socket
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, Outcome, Recorded
 
@@ -21,6 +27,8 @@ class Intent:
     action: Action
     properties: dict[str, Any] = field(default_factory=dict)
     endpoint: str = DEFAULT_ENDPOINT
+    #: when it was recorded (set by the store)
+    at: str = ""
 
 
 @dataclass(slots=True)
@@ -35,6 +43,18 @@ class Committed:
     final: bool = True
 
 
+@dataclass(slots=True)
+class Setting:
+    """A durable per-stack value set by someone for a reason (the autoscaler's desired size of a tier); apply
+    honours it. ``serial`` is the stack serial its last change made."""
+
+    value: Any
+    by: str
+    why: str
+    at: str
+    serial: int
+
+
 @dataclass
 class StackState:
     name: str
@@ -46,6 +66,8 @@ class StackState:
     #: objects removed from state with `crane state rm`: still on the hypervisor (perhaps with crane's owner
     #: metadata), no longer crane's; refresh must neither adopt them nor delete them as orphans
     forgotten: list[Recorded] = field(default_factory=list)
+    #: durable per-stack settings by key (``set_setting``)
+    settings: dict[str, Setting] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -56,6 +78,36 @@ class HistoryEntry:
     address: str
     before: dict[str, Any] | None
     after: dict[str, Any] | None
+    #: who made the change and why: filled for settings and lock breaks, empty for an ordinary applied step
+    by: str = ""
+    why: str = ""
+
+
+@dataclass(slots=True)
+class Forgotten:
+    """A forgotten object (`crane state rm`) and when it was let go, as a dump carries it."""
+
+    record: Recorded
+    at: str
+
+
+@dataclass
+class StackDump:
+    """Everything a store holds for one stack, to copy it to another store without loss (``migrate``)."""
+
+    name: str
+    serial: int
+    lineage: str
+    outputs: dict[str, Any]
+    #: by address
+    resources: list[Recorded]
+    #: by address
+    intents: list[Intent]
+    #: by kind, then name
+    forgotten: list[Forgotten]
+    #: oldest first, all of it
+    history: list[HistoryEntry]
+    settings: dict[str, Setting]
 
 
 @dataclass(slots=True)
@@ -87,14 +139,57 @@ def this_process() -> str:
     return f"{user}@{socket.gethostname()} pid {os.getpid()}"
 
 
+def mask_url(url: str) -> str:
+    """``url`` fit to print or store: a password (``user:secret@host`` or ``?password=secret``) becomes ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return url.split("://", 1)[0] + "://***"
+    if password is None and "password" not in parts.query:
+        return url
+    netloc = parts.netloc
+    if password is not None:
+        userinfo, _, hostinfo = netloc.rpartition("@")
+        netloc = f"{userinfo.partition(':')[0]}:***@{hostinfo}"
+    query = urlencode([(k, "***" if k == "password" else v) for k, v in parse_qsl(parts.query, keep_blank_values=True)],
+                      safe="/*")
+    return f"{parts.scheme}://{netloc}{parts.path}" + (f"?{query}" if query else "") + \
+        (f"#{parts.fragment}" if parts.fragment else "")
+
+
 class StateStore(ABC):
-    """Recorded state of every stack in a project."""
+    """Recorded state of every stack in a project.
+
+    Every write that changes a stack bumps its serial and leaves lines in its history. A write given
+    ``expected_serial`` checks it and writes in one transaction: when another writer moved the serial first, it
+    raises ``StaleStateError`` and writes nothing.
+    """
 
     #: rows this process inserted or deleted (intents, resources, journal, stack head), shown after an apply
     rows_written: int = 0
+    #: where the state lives, with any password masked: fit for messages
+    url: str = ""
+
+    # reading
 
     @abstractmethod
-    def read(self, stack: str) -> StackState: ...
+    def read(self, stack: str) -> StackState:
+        """The stack's resources, intents, outputs, forgotten objects and settings, as of one serial."""
+
+    @abstractmethod
+    def history(self, stack: str, limit: int = 100) -> list[HistoryEntry]:
+        """The last ``limit`` journal lines, oldest first."""
+
+    @abstractmethod
+    def settings(self, stack: str) -> dict[str, Setting]:
+        """The stack's durable settings by key."""
+
+    @abstractmethod
+    def stacks(self) -> list[str]:
+        """Every stack this store holds anything for, sorted."""
+
+    # locking
 
     @abstractmethod
     def acquire_lock(self, stack: str, operation: str, timeout: float = 0.0) -> str:
@@ -106,14 +201,27 @@ class StateStore(ABC):
         """Release the lock this run holds (a lock someone broke and another run took is left alone)."""
 
     @abstractmethod
-    def lock_info(self, stack: str) -> LockInfo | None: ...
+    def lock_info(self, stack: str) -> LockInfo | None:
+        """Who holds the stack's lock, or None when nobody (a dead holder's leftover counts as nobody where the
+        backend can tell)."""
 
     @abstractmethod
-    def break_lock(self, stack: str, lock_id: str, by: str) -> LockInfo:
-        """Remove the lock with ``lock_id`` whoever holds it, and journal who broke which lock."""
+    def break_lock(self, stack: str, lock_id: str, by: str, *, why: str = "crane force-unlock") -> LockInfo:
+        """Remove the lock with ``lock_id`` whoever holds it, and journal who broke which lock and why."""
+
+    # writing
 
     @abstractmethod
-    def forget(self, stack: str, addresses: list[str]) -> int:
+    def record_intents(self, stack: str, intents: list[Intent]) -> None:
+        """Durably record what is about to be done, before any provider call."""
+
+    @abstractmethod
+    def commit(self, stack: str, committed: list[Committed], outputs: dict[str, Any] | None = None, *,
+               expected_serial: int | None = None) -> int:
+        """Record outcomes (rows proportional to the change), clear their intents, bump and return the serial."""
+
+    @abstractmethod
+    def forget(self, stack: str, addresses: list[str], *, expected_serial: int | None = None) -> int:
         """Drop resources from state without touching them (`crane state rm`); returns the new serial."""
 
     @abstractmethod
@@ -121,20 +229,25 @@ class StateStore(ABC):
         """Let crane manage a forgotten object again (`crane import`)."""
 
     @abstractmethod
-    def move(self, stack: str, moves: list[tuple[str, str]]) -> int:
+    def move(self, stack: str, moves: list[tuple[str, str]], *, expected_serial: int | None = None) -> int:
         """Re-address recorded resources (`crane state mv`, `moved(...)`); their objects keep their names."""
 
     @abstractmethod
-    def record_intents(self, stack: str, intents: list[Intent]) -> None:
-        """Durably record what is about to be done, before any provider call."""
+    def set_setting(self, stack: str, key: str, value: Any, *, by: str, why: str,
+                    expected_serial: int | None = None) -> int:
+        """Set a durable setting to a JSON value (None deletes it); bumps and returns the serial and journals the
+        change as ``setting:<key>`` with who and why."""
+
+    # copying between stores
 
     @abstractmethod
-    def commit(self, stack: str, committed: list[Committed], outputs: dict[str, Any] | None = None) -> int:
-        """Record outcomes (rows proportional to the change), clear their intents, bump and return the serial."""
+    def export_stack(self, stack: str) -> StackDump:
+        """Everything held for ``stack``, in one consistent read."""
 
     @abstractmethod
-    def history(self, stack: str, limit: int = 100) -> list[HistoryEntry]: ...
+    def import_stacks(self, dumps: Sequence[StackDump]) -> None:
+        """Write whole stacks as dumped, all or nothing; refuse (``StateError``, nothing written) when this store
+        already holds any of them."""
 
     def close(self) -> None:
-        """Release connections."""
-
+        """Release connections (and any lock this store still holds)."""
