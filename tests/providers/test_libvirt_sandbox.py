@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -89,3 +90,17 @@ def test_network_modes_render(props: dict[str, Any], expected: list[str]) -> Non
     for needle in expected:
         assert needle in xml
     ET.fromstring(xml)
+
+
+def test_a_new_sandbox_leaves_no_temporary_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The empty node a new sandbox starts from is read at connect and removed at once: a run killed later (SIGKILL
+    skips every cleanup) leaves nothing in the temporary directory."""
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    p = LibvirtProvider(None, sandbox_dir=tmp_path / "sandbox", mutating=True)
+    try:
+        assert list(scratch.iterdir()) == []
+        assert [live.physical for live in p.read_all() if live.kind == "pool"] == ["default"]  # read from it
+    finally:
+        p.close()

@@ -93,6 +93,12 @@ class Sandbox:
             os.fsync(handle.fileno())
         os.replace(tmp, path)
 
+    def connected(self) -> None:
+        """The driver has read the empty node: its temporary file goes now, so a killed run leaves none behind."""
+        if self._empty is not None:
+            self._empty.close()
+            self._empty = None
+
     def release(self) -> None:
         if self._empty is not None:
             self._empty.close()
@@ -126,6 +132,7 @@ class SandboxHost(Host):
         except ProviderError:
             self.sandbox.release()
             raise
+        self.sandbox.connected()
         # the test driver keeps a domain's live and persistent definitions equal, and the node file wants the live
         super().__init__(conn, uri, local=True, domain_xml_flags=0)
         self.mutating = mutating
