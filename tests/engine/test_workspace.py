@@ -9,8 +9,8 @@ import libvirt
 import pytest
 
 from crane_iac.engine.workspace import PlanOptions, Workspace
-from crane_iac.errors import ConfigError, DiagnosticsError, LockHeldError, StalePlanError
-from crane_iac.objects import Action
+from crane_iac.errors import ConfigError, DiagnosticsError, LockHeldError, StalePlanError, StaleStateError
+from crane_iac.objects import Action, Reason
 from crane_iac.providers import registry
 from crane_iac.render import render_plan
 from tests.engine import memo_provider
@@ -231,3 +231,21 @@ def test_create_before_destroy_is_refused_where_the_provider_cannot(tmp_path: Pa
     messages = {d.address: d.summary for d in caught.value.diagnostics}
     assert "would claim the same bridge" in messages["network.lan"]
     assert "its disks (default/disk) would be used by two guests at once" in messages["vm.db"]
+
+
+def test_an_apply_whose_lock_was_broken_does_not_record_over_the_new_holder(tmp_path: Path) -> None:
+    """Someone broke this run's lock and changed the stack meanwhile: the run's writes carry the serial it read,
+    so the store refuses them instead of silently recording over the other's; what it made is adopted later."""
+    root = project(tmp_path, STACK.format(memory=256))
+    ws = Workspace.open(root)
+    with ws.locked("apply") as run:
+        plan = run.plan()
+        other = Workspace.open(root)
+        other.break_lock(run.lock_id, force=True)
+        other.set_setting("note", "taken over", by="ops", why="the first run looked stuck")
+        with pytest.raises(StaleStateError, match="serial"):
+            run.apply(plan)
+    again = Workspace.open(root).plan()
+    assert {c.address: c.reason for c in again.changes} == {"network.lan": Reason.ADOPTED, "vm.web": Reason.ADOPTED}
+    apply(Workspace.open(root))
+    assert domains(root / ".crane" / "sandbox.xml") == ["web"]  # one guest, not two
