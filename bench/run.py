@@ -187,6 +187,10 @@ def main() -> None:
         rows.append(row("peak memory of that plan", f"{plan.max_rss_mb:.0f} MB", "≤ 300 MB",
                         f"{base_plan.max_rss_mb:.0f} MB", f"{plan.max_rss_mb / base_plan.max_rss_mb:.2f}×",
                         plan.max_rss_mb <= 300))
+        # most of either peak is libvirt's test driver holding the domains in-process: what crane adds is the rest
+        share = plan.max_rss_mb - base_plan.max_rss_mb
+        rows.append(row("crane's own share of the plan's peak memory (crane peak − baseline peak)",
+                        f"{share:.0f} MB", "≤ 60 MB", f"{base_plan.max_rss_mb:.0f} MB", "", share <= 60))
 
         one = timed([*CRANE, "apply", "--auto-approve", "--var", "bump=1"], big, 1)
         rows_written = int(re.search(r"\((\d+) state rows written\)", one.stdout).group(1))  # type: ignore[union-attr]

@@ -86,21 +86,33 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
     registry = _run(path, variables or {}, physical_names or {}, settings or {})
     diagnostics = list(registry.diagnostics)
     diagnostics.extend(_check_declarations(registry))
-    seen: dict[str, Resource] = {}
-    physical_seen: dict[tuple[str, ...], Resource] = {}
-    members = {id(r) for r in registry.resources}
+    # each model is let go once it is a Desired value: 10,000 models and their Desired values at once would be
+    # the load's peak memory
+    pending, registry.resources = registry.resources, []
+    members = {id(r) for r in pending}
+    managed = [r.address for r in pending if r.managed]
+    pending.reverse()
+    seen: dict[str, tuple[str | None, int | None]] = {}  # address → where it was first declared
+    physical_seen: dict[tuple[str, ...], str] = {}  # what a resource claims → its address
     desired: list[Desired] = []
     components: list[str] = []
-    for res in registry.resources:
+    unknown_ignored: list[Diagnostic] = []
+    while pending:
+        res = pending.pop()
         meta = res.meta
         file, line, address = meta.file, meta.line, meta.address
+        if res.ignore_changes and meta.valid:
+            unknown = set(res.ignore_changes) - set(type(res).model_fields) - set(_safe_props(res))
+            if unknown:
+                unknown_ignored.append(Diagnostic(
+                    f"ignore_changes names unknown field(s) {sorted(unknown)}", file, line, address))
         if address in seen:
-            first = seen[address].location
+            first = seen[address]
             diagnostics.append(Diagnostic(
                 f"duplicate address (first declared at {first[0]}:{first[1]}); give each resource a unique name",
                 file, line, address))
             continue
-        seen[address] = res
+        seen[address] = file, line
         if not res.managed:
             components.append(address)
             continue
@@ -113,8 +125,7 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
             elif ref.managed:
                 deps.append(ref.address)
             else:  # depending on a component means depending on all of its children
-                deps.extend(r.address for r in registry.resources
-                            if r.managed and is_within(r.address, ref.address) and r is not ref)
+                deps.extend(a for a in managed if is_within(a, ref.address))
         if not meta.valid:
             continue
         props = res.properties()
@@ -123,21 +134,15 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
         claims += [((endpoint, what, name), f"{what} {name!r}") for what, name in res.host_claims()]
         clash = next(((key, label) for key, label in claims if key in physical_seen), None)
         if clash is not None:
-            other = physical_seen[clash[0]]
-            diagnostics.append(Diagnostic(f"{clash[1]} is already used by {other.address}", file, line, address))
+            diagnostics.append(Diagnostic(f"{clash[1]} is already used by {physical_seen[clash[0]]}", file, line,
+                                          address))
             continue
-        physical_seen.update((key, res) for key, _ in claims)
+        physical_seen.update((key, address) for key, _ in claims)
         desired.append(Desired(
             address=address, kind=res.kind, physical=meta.physical, properties=props,
             dependencies=sorted(set(deps)), protect=res.protect, ignore_changes=list(res.ignore_changes),
             create_before_destroy=res.create_before_destroy, file=file, line=line, endpoint=endpoint))
-    for res in registry.resources:
-        if not res.ignore_changes or not res.valid:
-            continue
-        unknown = set(res.ignore_changes) - set(type(res).model_fields) - set(_safe_props(res))
-        if unknown:
-            diagnostics.append(Diagnostic(
-                f"ignore_changes names unknown field(s) {sorted(unknown)}", *res.location, res.address))
+    diagnostics.extend(unknown_ignored)
     cycle = find_cycle({d.address: d.dependencies for d in desired})
     if cycle:
         by_address = {d.address: d for d in desired}

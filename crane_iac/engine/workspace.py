@@ -138,30 +138,26 @@ class Workspace:
     @contextmanager
     def endpoints(self, *, mutating: bool, lock_timeout: float = 0.0, read: bool = False,
                   meanwhile: Callable[[], T] | None = None) -> Iterator[tuple[Endpoints, T | None, list[Live] | None]]:
-        """Connect to every endpoint (and, with ``read``, read everything on them) in the background while
-        ``meanwhile`` runs: loading a big sandbox, or 10,000 round trips to a real host, take as long as running
-        a big stack file. Yields the endpoints, what ``meanwhile`` returned, and what was read (or None)."""
-        opened: list[Endpoints] = []
-
-        def connect() -> list[Live] | None:
-            opened.append(open_endpoints(self.config.endpoints(), state_dir=self.project.root / ".crane",
-                                         mutating=mutating, lock_timeout=lock_timeout))
-            return opened[0].read_all() if read else None
-
-        with ThreadPoolExecutor(1, thread_name_prefix="crane-connect") as pool:
-            background = pool.submit(connect)
-            try:
-                extra = meanwhile() if meanwhile is not None else None
-                lives = background.result()
-            except BaseException:
-                background.exception()  # let the connections finish, then close them
-                for endpoints in opened:
-                    endpoints.close()
-                raise
+        """Connect to every endpoint, then (with ``read``) read everything on them in the background while
+        ``meanwhile`` runs: 10,000 round trips to a real host take as long as running a big stack file. The stack
+        runs after the connections are open, not during: opening a big sandbox is the run's memory peak, and the
+        stack's values held through it would add to it. Yields the endpoints, what ``meanwhile`` returned, and
+        what was read (or None)."""
+        endpoints = open_endpoints(self.config.endpoints(), state_dir=self.project.root / ".crane",
+                                   mutating=mutating, lock_timeout=lock_timeout)
         try:
-            yield opened[0], extra, lives
+            with ThreadPoolExecutor(1, thread_name_prefix="crane-read") as pool:
+                reading = pool.submit(endpoints.read_all) if read else None
+                try:
+                    extra = meanwhile() if meanwhile is not None else None
+                    lives = reading.result() if reading is not None else None
+                except BaseException:
+                    if reading is not None:
+                        reading.exception()  # let the read finish before the connections close
+                    raise
+            yield endpoints, extra, lives
         finally:
-            opened[0].close()
+            endpoints.close()
 
     def load_with_state(self) -> tuple[LoadedStack, StackState]:
         """The stack and its state. The stack file runs first (a broken stack creates no state database), then again

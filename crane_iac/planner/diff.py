@@ -53,6 +53,8 @@ def has_markers(properties: dict[str, Any]) -> bool:
 
 
 def _drift(recorded: Recorded, live: Live) -> list[FieldChange]:
+    if recorded.properties == live.properties:  # the usual case, compared in C
+        return []
     return [
         FieldChange(key, recorded.properties.get(key), live.properties.get(key))
         for key in sorted(set(recorded.properties) | set(live.properties))
@@ -115,8 +117,7 @@ def make_plan(
                 if drifted:
                     plan.drift.append(Drift(address=address, fields=drifted))
         if baseline is not None:
-            base_outputs = dict(now.outputs if now is not None else rec.outputs if rec else {})
-            known_outputs[address] = base_outputs
+            known_outputs[address] = now.outputs if now is not None else rec.outputs if rec else {}
         after = want.properties
         if has_markers(after):
             after = resolve_outputs(after, known_outputs, pending)
@@ -148,6 +149,10 @@ def make_plan(
                 action = Action.UPDATE
                 if any(f.changes_outputs for f in fields):
                     pending.add(address)
+            elif rec is not None:  # unchanged and recorded: nothing to do, nothing to record
+                if selected is None or address in selected:
+                    plan.unchanged += 1
+                continue
             else:
                 action = Action.NOOP
             change = ResourceChange(address, want.kind, want.physical, action, fields, baseline, after,
@@ -158,13 +163,9 @@ def make_plan(
             if change.action is not Action.NOOP or change.reason:
                 plan.untargeted.append(address)
             continue
-        if change.action is Action.NOOP:
+        if change.action is Action.NOOP:  # adopted without differences: still needs recording
             plan.unchanged += 1
-            if rec is None:  # adopted without differences: still needs recording
-                change.reason = reason
-                plan.changes.append(change)
-        else:
-            plan.changes.append(change)
+        plan.changes.append(change)
 
     gone = [a for a in recorded if a not in desired_by_address]
     orphans = [a for a in (live or {}) if a not in desired_by_address and a not in recorded]
@@ -216,26 +217,32 @@ def order_changes(changes: Iterable[ResourceChange]) -> dict[Step, set[Step]]:
     """The apply graph: each step with the steps that must finish before it."""
     by_address = {c.address: c for c in changes if c.action is not Action.NOOP or c.reason}
     graph: dict[Step, set[Step]] = {}
+    # each address's steps, made once: 10,000 changes would otherwise make and hash ~60,000 Steps
+    applies: dict[str, Step] = {}
+    deletes: dict[str, Step] = {}
     for c in by_address.values():
         if c.action in (Action.DELETE, Action.DELETE_THEN_CREATE, Action.CREATE_THEN_DELETE):
-            graph.setdefault(Step(c.address, Phase.DELETE), set())
+            deletes[c.address] = step = Step(c.address, Phase.DELETE)
+            graph[step] = set()
         if c.action is not Action.DELETE:
-            graph.setdefault(Step(c.address, Phase.APPLY), set())
+            applies[c.address] = step = Step(c.address, Phase.APPLY)
+            graph[step] = set()
     for c in by_address.values():
-        apply_step, delete_step = Step(c.address, Phase.APPLY), Step(c.address, Phase.DELETE)
-        if c.action is Action.DELETE_THEN_CREATE:
-            graph[apply_step].add(delete_step)
-        elif c.action is Action.CREATE_THEN_DELETE:
-            graph[delete_step].add(apply_step)
+        apply_step, delete_step = applies.get(c.address), deletes.get(c.address)
+        if apply_step is not None and delete_step is not None:  # a replacement: one half waits for the other
+            if c.action is Action.DELETE_THEN_CREATE:
+                graph[apply_step].add(delete_step)
+            else:
+                graph[delete_step].add(apply_step)
         for dep in c.dependencies:
-            other = by_address.get(dep)
-            if other is None:
+            if dep not in by_address:
                 continue
-            if apply_step in graph and Step(dep, Phase.APPLY) in graph:
-                graph[apply_step].add(Step(dep, Phase.APPLY))
+            dep_apply, dep_delete = applies.get(dep), deletes.get(dep)
+            if apply_step is not None and dep_apply is not None:
+                graph[apply_step].add(dep_apply)
             # a dependency is deleted only after its dependents are gone
-            if Step(dep, Phase.DELETE) in graph and delete_step in graph:
-                graph[Step(dep, Phase.DELETE)].add(delete_step)
-            elif Step(dep, Phase.DELETE) in graph and c.action is Action.UPDATE:
-                graph[Step(dep, Phase.DELETE)].add(apply_step)
+            if dep_delete is not None and delete_step is not None:
+                graph[dep_delete].add(delete_step)
+            elif dep_delete is not None and apply_step is not None and c.action is Action.UPDATE:
+                graph[dep_delete].add(apply_step)
     return graph

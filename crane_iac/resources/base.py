@@ -195,8 +195,12 @@ class Resource(BaseModel):
 
     @property
     def meta(self) -> _Meta:
-        assert self._meta is not None
-        return self._meta
+        # read from pydantic's store of private attributes: ``self._meta`` goes through BaseModel.__getattr__, which
+        # costs more than the rest of loading a resource, and a load reads it several times per resource
+        private = self.__pydantic_private__
+        meta: _Meta | None = private["_meta"] if private is not None else None
+        assert meta is not None
+        return meta
 
     @property
     def address(self) -> str:
@@ -234,7 +238,9 @@ class Resource(BaseModel):
         """Resources this one depends on: passed as field values, used through outputs, or named in depends_on."""
         found: list[Resource] = []
         for fname in type(self).model_fields:
-            _collect_refs(getattr(self, fname, None), found)
+            value = getattr(self, fname, None)
+            if type(value) not in _PLAIN:
+                _collect_refs(value, found)
         parent = self.meta.parent
         if parent is not None:
             _collect_refs(parent.depends_on, found)
@@ -268,7 +274,13 @@ def _is_list(annotation: Any) -> bool:
     return get_origin(annotation) is list or any(get_origin(a) is list for a in get_args(annotation))
 
 
+#: field values that hold no reference, told apart by their exact type before any isinstance check
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def _collect_refs(value: Any, found: list[Resource]) -> None:
+    if type(value) in _PLAIN:
+        return
     if isinstance(value, Resource):
         found.append(value)
     elif isinstance(value, Output):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
@@ -52,8 +52,9 @@ class Host(ABC):
         self.test_driver = conn.getType().lower() == "test"
 
     @abstractmethod
-    def list_domains(self) -> tuple[list[ListedDomain], set[str]]:
-        """Every domain, and the names of those that start with the host, in as few calls as the host allows."""
+    def list_domains(self) -> tuple[Iterator[ListedDomain], set[str]]:
+        """Every domain, and the names of those that start with the host, in as few calls as the host allows.
+        The domains come one at a time, parsed as they are taken: 10,000 parsed trees at once would be ~150 MB."""
 
     @abstractmethod
     def dhcp_leases(self, networks: Iterable[str]) -> dict[str, tuple[str, int]]:
@@ -103,7 +104,7 @@ class LibvirtdHost(Host):
         super().__init__(connect(uri), uri, local=not urlsplit(uri).hostname,
                          domain_xml_flags=libvirt.VIR_DOMAIN_XML_INACTIVE)
 
-    def list_domains(self) -> tuple[list[ListedDomain], set[str]]:
+    def list_domains(self) -> tuple[Iterator[ListedDomain], set[str]]:
         autostart = {d.name() for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)}
         domains = self.conn.listAllDomains(0)
         active = {d.name() for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE)}
@@ -114,11 +115,13 @@ class LibvirtdHost(Host):
                 xmls = list(pool.map(lambda d: d.XMLDesc(flags), domains, chunksize=256))
         else:
             xmls = [d.XMLDesc(flags) for d in domains]
-        listed = []
-        for dom, xml in zip(domains, xmls, strict=True):
-            name = dom.name()
-            listed.append((name, ET.fromstring(xml), name in active))
-        return listed, autostart
+
+        def parsed() -> Iterator[ListedDomain]:
+            for dom, xml in zip(domains, xmls, strict=True):
+                name = dom.name()
+                yield name, ET.fromstring(xml), name in active
+
+        return parsed(), autostart
 
     def dhcp_leases(self, networks: Iterable[str]) -> dict[str, tuple[str, int]]:
         leases: dict[str, tuple[str, int]] = {}

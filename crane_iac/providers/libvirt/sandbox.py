@@ -4,14 +4,14 @@ back at each checkpoint (autostart flags beside it), so it outlives a run like a
 from __future__ import annotations
 
 import fcntl
-import ipaddress
 import json
 import os
+import socket
 import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -109,6 +109,19 @@ class Sandbox:
             self._lock = None
 
 
+def release_freed_memory() -> None:
+    """Hand the C heap's free pages back to the system. The test driver parses its whole node file into a DOM
+    (about 14 times the file's size) and frees it once the objects are defined, but glibc keeps freed pages: for
+    10,000 domains, ~145 MB resident that nothing uses, under everything the run allocates next."""
+    import ctypes
+
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        return
+    trim(0)
+
+
 def domain_for_node_file(xml: str, running: bool) -> str:
     """A domain's inactive XML as the node file wants it: with the test driver's run state."""
     if running:
@@ -133,6 +146,7 @@ class SandboxHost(Host):
             self.sandbox.release()
             raise
         self.sandbox.connected()
+        release_freed_memory()
         # the test driver keeps a domain's live and persistent definitions equal, and the node file wants the live
         super().__init__(conn, uri, local=True, domain_xml_flags=0)
         self.mutating = mutating
@@ -149,21 +163,26 @@ class SandboxHost(Host):
             except libvirt.libvirtError:
                 pass
 
-    def list_domains(self) -> tuple[list[ListedDomain], set[str]]:
+    def list_domains(self) -> tuple[Iterator[ListedDomain], set[str]]:
         autostart = {d.name() for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_AUTOSTART)}
         if self.mutating:
             self._node_xml.clear()
             self._autostart = set(autostart)
-            self._node_complete = True
-        listed = []
-        for dom in self.conn.listAllDomains(0):
-            name, xml = dom.name(), dom.XMLDesc(self.domain_xml_flags)
-            root = ET.fromstring(xml)
-            running = root.get("id") is not None  # only a running domain's live XML has an id: no second list call
-            if self.mutating:  # kept for the node file written at checkpoints
-                self._node_xml[name] = domain_for_node_file(xml, running)
-            listed.append((name, root, running))
-        return listed, autostart
+            self._node_complete = False
+        domains = self.conn.listAllDomains(0)
+
+        def parsed() -> Iterator[ListedDomain]:
+            for dom in domains:
+                name, xml = dom.name(), dom.XMLDesc(self.domain_xml_flags)
+                root = ET.fromstring(xml)
+                running = root.get("id") is not None  # only a running domain's live XML has an id: no second call
+                if self.mutating:  # kept for the node file written at checkpoints
+                    self._node_xml[name] = domain_for_node_file(xml, running)
+                yield name, root, running
+            if self.mutating:  # a listing given up half-way leaves the next checkpoint to list again
+                self._node_complete = True
+
+        return parsed(), autostart
 
     def dhcp_leases(self, networks: Iterable[str]) -> dict[str, tuple[str, int]]:
         return {}  # the test driver runs no DHCP server
@@ -174,7 +193,8 @@ class SandboxHost(Host):
         if network not in ranges:
             return None
         first, last = ranges[network]
-        return str(ipaddress.IPv4Address(first + int(mac.replace(":", ""), 16) % (last - first + 1)))
+        # inet_ntoa: what str(ipaddress.IPv4Address(n)) gives, a tenth of the cost for 10,000 guests
+        return socket.inet_ntoa((first + int(mac.replace(":", ""), 16) % (last - first + 1)).to_bytes(4, "big"))
 
     def resize(self, pool: Any, vol: Any, capacity_gib: int) -> Any:
         """The test driver cannot resize and holds no data: a volume of the new size is the same thing."""

@@ -104,18 +104,21 @@ def owner_of(root: ET.Element) -> Owner | None:
     return Owner(tag.get("stack", ""), tag.get("address", ""))
 
 
+#: a memory element's unit → KiB
+_KIB_PER_UNIT = {"b": 1 / 1024, "bytes": 1 / 1024, "KiB": 1, "k": 1, "MiB": 1024, "M": 1024, "GiB": 1024**2,
+                 "G": 1024**2}
+
+
 def _kib(elem: ET.Element | None) -> int:
     if elem is None or elem.text is None:
         return 0
-    value = int(elem.text)
-    unit = elem.get("unit", "KiB")
-    factor = {"b": 1 / 1024, "bytes": 1 / 1024, "KiB": 1, "k": 1, "MiB": 1024, "M": 1024, "GiB": 1024**2, "G": 1024**2}
-    return int(value * factor.get(unit, 1))
+    return int(int(elem.text) * _KIB_PER_UNIT.get(elem.get("unit", "KiB"), 1))
 
 
 def parse_domain(root: ET.Element, *, running: bool, autostart: bool,
                  volume_by_path: dict[str, str]) -> dict[str, Any]:
-    """Domain XML → VM properties (memory in MiB, disks as ``pool/volume``)."""
+    """Domain XML → VM properties (memory in MiB, disks as ``pool/volume``). Children are looked up by tag alone,
+    which ElementTree does in C; a path (``os/kernel``) or ``iterfind`` goes through its XPath, in Python."""
     vcpu = root.find("vcpu")
     max_vcpus = int(vcpu.text or 1) if vcpu is not None else 1
     nics = []
@@ -123,11 +126,11 @@ def parse_domain(root: ET.Element, *, running: bool, autostart: bool,
     seed = None
     devices = root.find("devices")
     if devices is not None:
-        for iface in devices.iterfind("interface"):
+        for iface in devices.findall("interface"):
             source, mac = iface.find("source"), iface.find("mac")
             nics.append({"network": source.get("network") if source is not None else None,
                          "mac": mac.get("address") if mac is not None else None})
-        for disk in devices.iterfind("disk"):
+        for disk in devices.findall("disk"):
             source = disk.find("source")
             if source is not None and disk.get("device") == "cdrom" and source.get("pool"):
                 seed = f"{source.get('pool')}/{source.get('volume')}"
@@ -138,19 +141,21 @@ def parse_domain(root: ET.Element, *, running: bool, autostart: bool,
             else:
                 path = source.get("file") or source.get("dev") or ""
                 disks.append(volume_by_path.get(path, path))
+    max_memory_mib = _kib(root.find("memory")) // 1024
+    boot = root.find("os")
     return {
         "vcpus": int(vcpu.get("current", max_vcpus)) if vcpu is not None else 1,
         "max_vcpus": max_vcpus,
-        "memory_mib": _kib(root.find("currentMemory")) // 1024 or _kib(root.find("memory")) // 1024,
-        "max_memory_mib": _kib(root.find("memory")) // 1024,
+        "memory_mib": _kib(root.find("currentMemory")) // 1024 or max_memory_mib,
+        "max_memory_mib": max_memory_mib,
         "nics": nics,
         "disks": disks,
         "running": running,
         "autostart": autostart,
         "description": root.findtext("description"),
-        "kernel": root.findtext("os/kernel"),
-        "initrd": root.findtext("os/initrd"),
-        "cmdline": root.findtext("os/cmdline"),
+        "kernel": boot.findtext("kernel") if boot is not None else None,
+        "initrd": boot.findtext("initrd") if boot is not None else None,
+        "cmdline": boot.findtext("cmdline") if boot is not None else None,
         "cloud_init": _seed_reference(root, seed),
     }
 
