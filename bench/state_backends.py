@@ -158,7 +158,7 @@ def main() -> None:
                    f"{sq[key] * 1000:.0f} ms", f"{ratio:.2f}×", ratio <= target if target else None)
 
     rows = [
-        "| state part of the no-op plan | PostgreSQL | target | SQLite (same run) | ratio | |",
+        "| measure | PostgreSQL | target | SQLite (same run) | ratio | |",
         "|---|---|---|---|---|---|",
         *([row(f"`crane plan`, no changes, {vms:,} VMs on the sandbox (a whole process)", f"{plan_pg:.2f} s",
                "≤ 1.5× SQLite", f"{plan_sq:.2f} s", f"{plan_pg / plan_sq:.2f}×", plan_pg / plan_sq <= 1.5)]
