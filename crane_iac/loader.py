@@ -116,6 +116,13 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
         if not res.managed:
             components.append(address)
             continue
+        endpoint = res.endpoint
+        for fname, ref in res.named_references():
+            if ref.managed and id(ref) in members and ref.endpoint != endpoint:
+                diagnostics.append(Diagnostic(
+                    f"{fname}: {ref.address} is on endpoint {ref.endpoint!r} and this {res.kind} on {endpoint!r}; "
+                    "a resource can use by name only what is on its own endpoint (an output, such as .uuid, may "
+                    "cross)", file, line, address))
         deps: list[str] = []
         refs = res.references()
         for ref in refs:
@@ -129,7 +136,6 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
         if not meta.valid:
             continue
         props = res.properties()
-        endpoint = res.endpoint
         claims = [(identity(res.kind, meta.physical, props, endpoint), f"hypervisor name {meta.physical!r}")]
         claims += [((endpoint, what, name), f"{what} {name!r}") for what, name in res.host_claims()]
         clash = next(((key, label) for key, label in claims if key in physical_seen), None)

@@ -246,6 +246,19 @@ class Resource(BaseModel):
             _collect_refs(parent.depends_on, found)
         return found
 
+    def named_references(self) -> list[tuple[str, Resource]]:
+        """Resources passed as field values (``networks=[lan]``), by field: the provider finds them by name on this
+        resource's endpoint. Outputs and ``depends_on`` are not among them (they may cross endpoints)."""
+        found: list[tuple[str, Resource]] = []
+        for fname in type(self).model_fields:
+            value = getattr(self, fname, None)
+            if fname == "depends_on" or type(value) in _PLAIN:
+                continue
+            refs: list[Resource] = []
+            _collect_refs(value, refs, outputs=False)
+            found.extend((fname, ref) for ref in refs)
+        return found
+
     def host_claims(self) -> list[tuple[str, str]]:
         """What this resource holds exclusively on its host besides its hypervisor name, as (what, name) pairs;
         two resources of one stack claiming the same thing is an error at plan time."""
@@ -278,19 +291,20 @@ def _is_list(annotation: Any) -> bool:
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
 
-def _collect_refs(value: Any, found: list[Resource]) -> None:
+def _collect_refs(value: Any, found: list[Resource], *, outputs: bool = True) -> None:
     if type(value) in _PLAIN:
         return
     if isinstance(value, Resource):
         found.append(value)
     elif isinstance(value, Output):
-        found.append(value.resource)
+        if outputs:
+            found.append(value.resource)
     elif isinstance(value, (list, tuple)):
         for item in value:
-            _collect_refs(item, found)
+            _collect_refs(item, found, outputs=outputs)
     elif isinstance(value, dict):
         for item in value.values():
-            _collect_refs(item, found)
+            _collect_refs(item, found, outputs=outputs)
 
 
 def plain(value: Any) -> Any:

@@ -249,3 +249,18 @@ def test_an_apply_whose_lock_was_broken_does_not_record_over_the_new_holder(tmp_
     assert {c.address: c.reason for c in again.changes} == {"network.lan": Reason.ADOPTED, "vm.web": Reason.ADOPTED}
     apply(Workspace.open(root))
     assert domains(root / ".crane" / "sandbox.xml") == ["web"]  # one guest, not two
+
+
+def test_a_resource_uses_by_name_only_what_is_on_its_own_endpoint(tmp_path: Path) -> None:
+    stack = """
+    from crane_iac import VM, Network
+    lan = Network("lan", mode="nat", ipv4="10.83.0.0/24")
+    web = VM("web", vcpus=1, memory_mib=256, networks=[lan], provider="dc2")
+    VM("app", vcpus=1, memory_mib=256, networks=[lan], description=web.uuid)  # an output may cross
+    """
+    root = project(tmp_path, stack, TWO_ENDPOINTS)
+    with pytest.raises(DiagnosticsError) as caught:
+        Workspace.open(root).load()
+    [problem] = caught.value.diagnostics
+    assert (problem.address, problem.line) == ("vm.web", 4)
+    assert "networks: network.lan is on endpoint 'default' and this vm on 'dc2'" in problem.summary
