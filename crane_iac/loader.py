@@ -165,11 +165,17 @@ def pinned_names(loaded: LoadedStack, recorded: dict[str, str]) -> dict[str, str
     """The names to load the stack again with (``load_stack(physical_names=...)``) when a recorded resource, after
     the stack's moves, has another name than its address derives; None when every name agrees (the usual case: the
     stack runs once)."""
+    names = names_after_moves(loaded, recorded)
+    return names if any(names.get(d.address, d.physical) != d.physical for d in loaded.desired) else None
+
+
+def names_after_moves(loaded: LoadedStack, recorded: dict[str, str]) -> dict[str, str]:
+    """Recorded hypervisor names (address → name) with the stack's ``moved(...)`` declarations applied."""
     names = dict(recorded)
     for old, new in loaded.moves:
         if old in names and new not in names:
             names[new] = names.pop(old)
-    return names if any(names.get(d.address, d.physical) != d.physical for d in loaded.desired) else None
+    return names
 
 
 def _check_declarations(registry: Registry) -> list[Diagnostic]:

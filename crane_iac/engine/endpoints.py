@@ -48,10 +48,6 @@ class Endpoints(Mapping[str, Provider]):
         with ThreadPoolExecutor(len(self.providers), thread_name_prefix="crane-read") as pool:
             return [live for lives in pool.map(read, self.providers) for live in lives]
 
-    def checkpoint(self) -> None:
-        for provider in self.providers.values():
-            provider.checkpoint()
-
     def close(self) -> None:
         for provider in self.providers.values():
             provider.close()

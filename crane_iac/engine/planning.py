@@ -10,7 +10,7 @@ from crane_iac.addresses import is_within
 from crane_iac.engine.endpoints import Endpoints
 from crane_iac.engine.refresh import match_live
 from crane_iac.errors import Diagnostic, DiagnosticsError, ProviderError, StalePlanError
-from crane_iac.loader import LoadedStack
+from crane_iac.loader import LoadedStack, names_after_moves
 from crane_iac.objects import Action, Live, kind_of
 from crane_iac.planner.diff import PlanRequest, make_plan
 from crane_iac.planner.model import Plan
@@ -106,10 +106,7 @@ def plan_stack(
         if not names:
             return plan
         assert reload is not None
-        pinned = {a: r.physical for a, r in state.resources.items()}
-        for old, new in loaded.moves:
-            if old in pinned and new not in pinned:
-                pinned[new] = pinned.pop(old)
+        pinned = names_after_moves(loaded, {a: r.physical for a, r in state.resources.items()})
         renames.update(names)
         loaded = reload({**pinned, **renames})
     raise DiagnosticsError([Diagnostic(f"create_before_destroy: replacements still need new names after "

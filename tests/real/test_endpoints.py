@@ -9,7 +9,6 @@ import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
-import libvirt
 import pytest
 
 from tests.conftest import ProjectDir
@@ -37,27 +36,9 @@ def ok(project: ProjectDir, *args: str) -> str:
     return result.out
 
 
-def sweep(conn: libvirt.virConnect) -> None:
-    for dom in conn.listAllDomains(0):
-        if dom.name().startswith(PREFIX):
-            if dom.isActive():
-                dom.destroy()
-            dom.undefine()
-    for net in conn.listAllNetworks(0):
-        if net.name().startswith(PREFIX):
-            if net.isActive():
-                net.destroy()
-            net.undefine()
-
-
-def names(conn: libvirt.virConnect) -> dict[str, list[str]]:
-    return {"domains": sorted(d.name() for d in conn.listAllDomains(0) if d.name().startswith(PREFIX)),
-            "networks": sorted(n.name() for n in conn.listAllNetworks(0) if n.name().startswith(PREFIX))}
-
-
 @pytest.fixture
 def two(real_host: RealHost, tmp_path: Path) -> Iterator[ProjectDir]:
-    sweep(real_host.conn)
+    real_host.sweep(PREFIX)
     project = ProjectDir(tmp_path)
     project.write_config(f"""
         [stacks.main]
@@ -70,7 +51,7 @@ def two(real_host: RealHost, tmp_path: Path) -> Iterator[ProjectDir]:
     """)
     yield project
     project.crane("destroy", "--auto-approve")
-    sweep(real_host.conn)
+    real_host.sweep(PREFIX)
 
 
 def write(project: ProjectDir, host: RealHost, cmdline: str) -> None:
@@ -82,7 +63,7 @@ def test_a_stack_on_the_sandbox_and_a_real_host(two: ProjectDir, real_host: Real
     plan = ok(two, "plan")
     assert " on endpoint default (2 changes):" in plan and " on endpoint host (2 changes):" in plan, plan
     ok(two, "apply", "--auto-approve")
-    assert names(real_host.conn) == {"domains": ["cre-web"], "networks": ["cre-lan"]}
+    assert real_host.names(PREFIX) == {"domains": ["cre-web"], "networks": ["cre-lan"], "pools": [], "volumes": []}
     assert two.domains() == ["cre-app"]  # the sandbox has its own network and the app guest
     address = ok(two, "output", "web-ipv4").strip()
     assert address.startswith("10.232.0.") and http_get(address, timeout=60).strip() == "crane test guest"
@@ -94,10 +75,11 @@ def test_a_stack_on_the_sandbox_and_a_real_host(two: ProjectDir, real_host: Real
     planned = ok(two, "plan", "--replace", "vm.cre-web")
     assert "+/- vm.cre-web  name: cre-web → cre-web-r2  # forces replacement" in planned, planned
     ok(two, "apply", "--auto-approve", "--replace", "vm.cre-web")
-    assert names(real_host.conn)["domains"] == ["cre-web-r2"]
+    assert real_host.names(PREFIX)["domains"] == ["cre-web-r2"]
     new_address = ok(two, "output", "web-ipv4").strip()
     assert http_get(new_address, timeout=60).strip() == "crane test guest"
     assert two.crane("plan", "--detailed-exitcode").code == 0
 
     ok(two, "destroy", "--auto-approve")
-    assert names(real_host.conn) == {"domains": [], "networks": []} and two.domains() == []
+    assert real_host.names(PREFIX) == {"domains": [], "networks": [], "pools": [], "volumes": []}
+    assert two.domains() == []

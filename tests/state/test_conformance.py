@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -197,6 +198,17 @@ def test_a_write_at_a_stale_serial_is_refused_and_writes_nothing(store: StateSto
     assert store.forget("demo", ["vm.z"], expected_serial=4) == 5
 
 
+
+def run_writers(write: Callable[[int], None], stores: list[StateStore]) -> None:
+    """``write(i)`` in a thread per store, all at once; then every store is closed."""
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(len(stores))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s in stores:
+        s.close()
+
 def test_concurrent_writers_at_one_serial_exactly_one_wins(state_url: str, store: StateStore) -> None:
     writers, rounds = 4, 5
     store.commit("race", [], {})
@@ -220,13 +232,7 @@ def test_concurrent_writers_at_one_serial_exactly_one_wins(state_url: str, store
             errors.append(exc)
             barrier.abort()
 
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for s in stores:
-        s.close()
+    run_writers(write, stores)
     assert not errors, errors
     assert sorted(r for r, _, _ in winners) == list(range(rounds))  # exactly one winner per round
     assert sorted(serial for _, _, serial in winners) == list(range(2, rounds + 2))
@@ -256,13 +262,7 @@ def test_concurrent_writers_retrying_lose_no_update(state_url: str, store: State
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=write, args=(i,)) for i in range(writers)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for s in stores:
-        s.close()
+    run_writers(write, stores)
     assert not errors, errors
     total = writers * (each + 1)
     state = store.read("race")
