@@ -8,10 +8,8 @@ from typing import Any
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action
 from crane_iac.planner.model import Plan, ResourceChange
-from crane_iac.render import value
+from crane_iac.render import SIGNS, endpoint_order, value
 
-_SIGN = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE_THEN_CREATE: "-/+", Action.CREATE_THEN_DELETE: "+/-",
-         Action.DELETE: "-", Action.NOOP: "="}
 _VERB = {Action.CREATE: "create", Action.UPDATE: "update in place", Action.DELETE_THEN_CREATE: "replace",
          Action.CREATE_THEN_DELETE: "replace (new one first)", Action.DELETE: "destroy", Action.NOOP: "record"}
 
@@ -56,7 +54,7 @@ def _body(change: ResourceChange) -> list[str]:
 
 
 def _change(change: ResourceChange) -> list[str]:
-    summary = f"<code>{_SIGN[change.action]} {change.address}</code> {_VERB[change.action]}"
+    summary = f"<code>{SIGNS[change.action]} {change.address}</code> {_VERB[change.action]}"
     if change.reason:
         summary += f" ({change.reason})"
     if change.from_endpoint:
@@ -93,7 +91,7 @@ def render_markdown(plan: Plan, *, limit: int = DETAIL_LIMIT) -> str:
     if plan.moves:
         lines += ["**Moved** (state only):", *[f"- {_code(old)} → {_code(new)}" for old, new in plan.moves], ""]
     changes = [c for c in plan.changes if c.action is not Action.NOOP or c.reason]
-    endpoints = sorted({c.endpoint for c in changes}, key=lambda e: (e != DEFAULT_ENDPOINT, e))
+    endpoints = endpoint_order(changes)
     shown = 0
     for endpoint in endpoints:
         here = [c for c in changes if c.endpoint == endpoint]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from typing import Any, Protocol, TextIO
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, Verb
@@ -24,14 +25,16 @@ class StepEvent(Protocol):
     def detail(self) -> str: ...
 
 
-_SIGN = {
-    Action.CREATE: ("+", "32"),
-    Action.UPDATE: ("~", "33"),
-    Action.DELETE_THEN_CREATE: ("-/+", "31"),
-    Action.CREATE_THEN_DELETE: ("+/-", "31"),
-    Action.DELETE: ("-", "31"),
-    Action.NOOP: ("=", "36"),
-}
+#: each action's sign in a plan (Terraform's), and its ANSI colour on a terminal
+SIGNS = {Action.CREATE: "+", Action.UPDATE: "~", Action.DELETE_THEN_CREATE: "-/+", Action.CREATE_THEN_DELETE: "+/-",
+         Action.DELETE: "-", Action.NOOP: "="}
+_COLOUR = {Action.CREATE: "32", Action.UPDATE: "33", Action.DELETE_THEN_CREATE: "31", Action.CREATE_THEN_DELETE: "31",
+           Action.DELETE: "31", Action.NOOP: "36"}
+
+
+def endpoint_order(changes: Iterable[ResourceChange]) -> list[str]:
+    """The endpoints the changes happen on, the default one first, the others by name."""
+    return sorted({c.endpoint for c in changes}, key=lambda e: (e != DEFAULT_ENDPOINT, e))
 
 
 def value(v: Any) -> str:
@@ -58,7 +61,7 @@ def _attribute_lines(values: dict[str, Any]) -> list[str]:
 
 
 def _change_lines(change: ResourceChange, paint: _Paint) -> list[str]:
-    sign, colour = _SIGN[change.action]
+    sign, colour = SIGNS[change.action], _COLOUR[change.action]
     head = paint(f"{sign} {change.address}", colour)
     note = ""
     if change.action.is_replace:
@@ -133,7 +136,7 @@ def render_plan(plan: Plan, *, colour: bool = False, limit: int = DETAIL_LIMIT) 
     if changes:
         lines.append(f"crane will make these changes to stack {paint(plan.stack, '1')}:")
         shown = changes[:limit]
-        endpoints = sorted({c.endpoint for c in changes}, key=lambda e: (e != DEFAULT_ENDPOINT, e))  # default first
+        endpoints = endpoint_order(changes)
         if len(endpoints) == 1:
             for c in shown:
                 lines.extend(_change_lines(c, paint))
