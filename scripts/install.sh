@@ -5,10 +5,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # libvirt-dev..python3-venv build crane; the rest is the real hypervisor the integration tests start
 # (scripts/realhost.sh): libvirtd with QEMU, qemu-img for qcow2 volumes, dnsmasq for DHCP, iptables for NAT networks, cpio for the test guest;
-# postgresql is the state backend's real server (the state tests start a throwaway one; the package's own cluster is not used).
+# postgresql is the state backend's real server (the state tests start a throwaway one; the package's own cluster is not used);
+# libvirt-daemon-driver-lxc runs app domains' containers, whose programs are this host's own: haproxy (the load balancer),
+# openssh-server (sshd, which Ansible configures them through) and postgresql (the storage server's database).
 DEB_PACKAGES=(libvirt-dev libvirt-clients pkg-config gcc python3-venv
               libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils dnsmasq-base iptables cpio
-              postgresql)
+              postgresql libvirt-daemon-driver-lxc haproxy openssh-server openssh-client)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
