@@ -59,6 +59,8 @@ def _change(change: ResourceChange) -> list[str]:
         summary += f" ({change.reason})"
     if change.from_endpoint:
         summary += f", moving from endpoint {change.from_endpoint}"
+    if change.note:
+        summary += f" — {_cell(change.note)}"
     body = _body(change)
     if not body:
         return [f"- {summary}"]

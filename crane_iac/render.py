@@ -69,6 +69,8 @@ def _change_lines(change: ResourceChange, paint: _Paint) -> list[str]:
         note = f"  (replace: {', '.join(forced)} cannot change in place)" if forced else "  (replace)"
     if change.reason:
         note += f"  ({change.reason})"
+    if change.note:
+        note += paint(f"  # {change.note}", "33")
     lines = []
     if change.action is Action.UPDATE or change.action.is_replace:
         for f in change.fields:

@@ -10,8 +10,8 @@ from pathlib import Path
 from crane_iac.config import EndpointConfig
 from crane_iac.errors import CraneError
 from crane_iac.objects import DEFAULT_ENDPOINT, Live
-from crane_iac.providers.base import Provider
-from crane_iac.providers.registry import open_provider
+from crane_iac.providers.endpoint import Endpoint
+from crane_iac.providers.registry import open_companions, open_provider
 
 
 def sandbox_dir(state_dir: Path, name: str) -> Path:
@@ -19,14 +19,19 @@ def sandbox_dir(state_dir: Path, name: str) -> Path:
     return state_dir if name == DEFAULT_ENDPOINT else state_dir / "sandboxes" / name
 
 
-@dataclass
-class Endpoints(Mapping[str, Provider]):
-    """Providers by endpoint name."""
+def companion_dir(state_dir: Path, name: str) -> Path:
+    """Where an endpoint's companions keep their files (an SSH key): ``.crane/endpoints/NAME/<companion>``."""
+    return state_dir / "endpoints" / name
 
-    providers: dict[str, Provider]
+
+@dataclass
+class Endpoints(Mapping[str, Endpoint]):
+    """Endpoints (a hypervisor with its companions) by name."""
+
+    providers: dict[str, Endpoint]
     types: dict[str, str]
 
-    def __getitem__(self, name: str) -> Provider:
+    def __getitem__(self, name: str) -> Endpoint:
         return self.providers[name]
 
     def __iter__(self) -> Iterator[str]:
@@ -56,19 +61,25 @@ class Endpoints(Mapping[str, Provider]):
 def open_endpoints(configs: Mapping[str, EndpointConfig], *, state_dir: Path, mutating: bool,
                    lock_timeout: float = 0.0) -> Endpoints:
     """Connect to every endpoint at once; if one fails, the others are closed and the error names the endpoint."""
-    def connect(name: str) -> Provider:
+    def connect(name: str) -> Endpoint:
         config = configs[name]
         settings = config.model_dump(exclude={"type"})
         try:
-            return open_provider(config.type, settings, sandbox_dir=sandbox_dir(state_dir, name), mutating=mutating,
-                                 lock_timeout=lock_timeout)
+            hypervisor = open_provider(config.type, settings, sandbox_dir=sandbox_dir(state_dir, name),
+                                       mutating=mutating, lock_timeout=lock_timeout)
+            try:
+                companions = open_companions(hypervisor, state_dir=companion_dir(state_dir, name), mutating=mutating)
+            except BaseException:
+                hypervisor.close()
+                raise
+            return Endpoint(hypervisor, companions)
         except CraneError as exc:
             if len(configs) == 1:
                 raise
             raise type(exc)(f"endpoint {name!r}: {exc}") from None
 
     names = list(configs)
-    opened: dict[str, Provider] = {}
+    opened: dict[str, Endpoint] = {}
     errors: list[BaseException] = []
     with ThreadPoolExecutor(max(1, len(names)), thread_name_prefix="crane-connect") as pool:
         futures = {name: pool.submit(connect, name) for name in names}

@@ -53,7 +53,9 @@ def _check_endpoints(loaded: LoadedStack, state: StackState, endpoints: Endpoint
                 want.file, want.line, want.address))
             continue
         rule = kind_of(want.kind)
-        if want.kind not in provider.kinds or (rule.provider and rule.provider != endpoints.types[want.endpoint]):
+        server = provider.provider_of(want.kind)
+        served_as = endpoints.types[want.endpoint] if server is provider.hypervisor else server.provider_type
+        if want.kind not in provider.kinds or (rule.provider and rule.provider != served_as):
             problems.append(Diagnostic(
                 f"endpoint {want.endpoint!r} ({endpoints.types[want.endpoint]}) does not serve {want.kind} resources",
                 want.file, want.line, want.address))
@@ -146,6 +148,9 @@ def _plan_once(
     diagnostics.extend(problems)
     plan.moves = [[old, new] for old, new in moves]
     desired = {d.address: d for d in loaded.desired}
+    for change in plan.changes:
+        if change.action is not Action.DELETE and change.after is not None:
+            change.note = endpoints[change.endpoint].remark(change.kind, change.after) or ""
     if refresh and not destroy:
         for change in plan.changes:
             if change.action in (Action.CREATE, Action.UPDATE) or change.action.is_replace:

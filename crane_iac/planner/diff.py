@@ -159,6 +159,8 @@ def make_plan(
                                     want.dependencies, want.protect, reason, want.endpoint,
                                     rec.endpoint if rec is not None and rec.endpoint != want.endpoint else None,
                                     rec.physical if rec is not None and rec.physical != want.physical else None)
+            if rec is not None and rec.dependencies != want.dependencies:
+                change.released = [d for d in rec.dependencies if d not in want.dependencies]
         if selected is not None and address not in selected:
             if change.action is not Action.NOOP or change.reason:
                 plan.untargeted.append(address)
@@ -244,5 +246,9 @@ def order_changes(changes: Iterable[ResourceChange]) -> dict[Step, set[Step]]:
             if dep_delete is not None and delete_step is not None:
                 graph[dep_delete].add(delete_step)
             elif dep_delete is not None and apply_step is not None and c.action is Action.UPDATE:
+                graph[dep_delete].add(apply_step)
+        for dep in c.released:  # what this resource used until now goes only once the change lets go of it
+            dep_delete = deletes.get(dep)
+            if dep_delete is not None and apply_step is not None:
                 graph[dep_delete].add(apply_step)
     return graph

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, FieldChange, Reach, Reason
 
-PLAN_FORMAT_VERSION = 2
+PLAN_FORMAT_VERSION = 3
 
 
 class Phase(StrEnum):
@@ -42,6 +42,11 @@ class ResourceChange:
     from_endpoint: str | None = None
     #: the old object's name, when its replacement has another (create_before_destroy: both exist for a while)
     from_physical: str | None = None
+    #: what the endpoint says of this change beyond its fields (a configuration run skipped where no guest runs)
+    note: str = ""
+    #: recorded dependencies the change no longer has: their deletion waits for it (a balancer lets a server go
+    #: before the server is destroyed)
+    released: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)

@@ -4,6 +4,10 @@ group ``crane_iac.providers`` (``name = "package.module:open_endpoint"``) and ne
 
 An opener is ``open_endpoint(settings, *, sandbox_dir, mutating, lock_timeout) -> Provider``: ``settings`` are the
 endpoint's keys from crane.toml (``uri`` and the type's own), ``sandbox_dir`` where a sandbox keeps its files.
+
+Companions (providers/endpoint.py) are found the same way, under the group ``crane_iac.companions``: an opener
+``open_companion(hypervisor, *, state_dir, mutating) -> Provider`` is called for every endpoint, with the endpoint's
+hypervisor provider and a directory of the project's own for that endpoint; it must be cheap (no connection).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from crane_iac.providers.base import Provider
 
 #: built-in provider types, imported only when an endpoint of that type is opened
 BUILT_IN = {"libvirt": "crane_iac.providers.libvirt.endpoint:open_endpoint"}
+#: built-in companions, opened beside every endpoint
+BUILT_IN_COMPANIONS: dict[str, str] = {}
 
 Opener = Callable[..., Provider]
 
@@ -31,18 +37,36 @@ def provider_types() -> dict[str, str]:
     return found
 
 
+def companion_types() -> dict[str, str]:
+    """Every known companion and where its opener lives."""
+    found = dict(BUILT_IN_COMPANIONS)
+    for ep in entry_points(group="crane_iac.companions"):
+        found.setdefault(ep.name, ep.value)
+    return found
+
+
+def _load(target: str) -> Opener:
+    module, _, attribute = target.partition(":")
+    found: Opener = getattr(importlib.import_module(module), attribute)
+    return found
+
+
 def opener(type_name: str) -> Opener:
     """The opener for ``type_name``; an unknown type is a ConfigError listing the known ones."""
     known = provider_types()
     target = known.get(type_name)
     if target is None:
         raise ConfigError(f"provider type {type_name!r} is not known; known types: {', '.join(sorted(known))}")
-    module, _, attribute = target.partition(":")
-    found: Opener = getattr(importlib.import_module(module), attribute)
-    return found
+    return _load(target)
 
 
 def open_provider(type_name: str, settings: Mapping[str, Any], *, sandbox_dir: Path, mutating: bool,
                   lock_timeout: float = 0.0) -> Provider:
     """Open one endpoint."""
     return opener(type_name)(dict(settings), sandbox_dir=sandbox_dir, mutating=mutating, lock_timeout=lock_timeout)
+
+
+def open_companions(hypervisor: Provider, *, state_dir: Path, mutating: bool) -> list[Provider]:
+    """Every companion for one endpoint, each with a directory of its own under ``state_dir``."""
+    return [_load(target)(hypervisor, state_dir=state_dir / name, mutating=mutating)
+            for name, target in sorted(companion_types().items()) if name != hypervisor.provider_type]

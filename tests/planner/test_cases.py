@@ -64,3 +64,19 @@ def test_apply_graph_orders_creates_after_and_deletes_before_dependencies() -> N
     assert graph[Step("vm.a", Phase.APPLY)] == {Step("vm.a", Phase.DELETE), Step("network.n", Phase.APPLY)}
     assert graph[Step("network.n", Phase.DELETE)] == {Step("vm.a", Phase.DELETE), Step("vm.old", Phase.DELETE)}
     assert graph[Step("network.n", Phase.APPLY)] == {Step("network.n", Phase.DELETE)}
+
+
+def test_a_server_the_balancer_lets_go_is_deleted_only_after_the_balancer_changed() -> None:
+    """Scale-in: the balancer's configuration drops web-3 first, then web-3 goes (no request sent to a dead one)."""
+    desired = [Desired("vm.web-1", "vm", "web-1", {"vcpus": 1}),
+               Desired("vm.lb", "vm", "lb", {"vcpus": 2}, dependencies=["vm.web-1"])]
+    recorded = {"vm.web-1": Recorded("vm.web-1", "vm", "web-1", {"vcpus": 1}),
+                "vm.web-3": Recorded("vm.web-3", "vm", "web-3", {"vcpus": 1}),
+                "vm.lb": Recorded("vm.lb", "vm", "lb", {"vcpus": 1}, dependencies=["vm.web-1", "vm.web-3"])}
+    plan, diagnostics = make_plan(PlanRequest("s", "l", 1), desired, recorded, None, {"default": LibvirtRules()})
+    assert diagnostics == []
+    lb = next(c for c in plan.changes if c.address == "vm.lb")
+    assert lb.action is Action.UPDATE and lb.released == ["vm.web-3"]
+    graph = order_changes(plan.changes)
+    assert graph[Step("vm.web-3", Phase.DELETE)] == {Step("vm.lb", Phase.APPLY)}
+    assert Plan.from_json(plan.to_json()) == plan
