@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import libvirt
 import pytest
 
 from crane_iac.cli import main
+from tests.state.postgresql_server import PostgresFailed, PostgresServer, PostgresUnavailable
 
 REPO = Path(__file__).resolve().parent.parent
 CRANE = [sys.executable, "-m", "crane_iac"]
@@ -117,3 +119,21 @@ def assert_clean_error(result: Result, *needles: str) -> None:
     assert "Traceback" not in result.err and "Traceback" not in result.out, result.err
     for needle in needles:
         assert needle in result.err, (needle, result.err)
+
+
+@pytest.fixture(scope="session")
+def postgresql_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server started for this test session (initdb in a temp dir, a Unix socket there, no TCP),
+    stopped and removed at the end. Where the server cannot be had, under CI or as root, that is a failure with
+    the reason or the server's log; a developer without the binaries (not root) gets a skip."""
+    try:
+        server = PostgresServer()
+    except PostgresUnavailable as exc:
+        if os.environ.get("CI") == "true" or os.geteuid() == 0:
+            pytest.fail(f"PostgreSQL is needed for the state tests: {exc}", pytrace=False)
+        pytest.skip(str(exc))
+    try:
+        with server:
+            yield server
+    except PostgresFailed as exc:
+        pytest.fail(f"the test PostgreSQL server failed: {exc}", pytrace=False)

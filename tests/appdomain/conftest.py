@@ -9,10 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.appdomain.processes import AppProcess, HAProxyProcess, check_system_python
-from tests.state.conftest import postgresql_server
 from tests.state.postgresql_server import PostgresServer
-
-__all__ = ["postgresql_server"]  # the state tests' session server, reused here
 
 StartApps = Callable[[int], list[AppProcess]]
 NewHAProxy = Callable[[], HAProxyProcess]

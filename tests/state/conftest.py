@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,28 +9,10 @@ import pytest
 
 from crane_iac.state.backends import open_store
 from crane_iac.state.base import StateStore
-from tests.state.postgresql_server import PostgresFailed, PostgresServer, PostgresUnavailable
+from tests.state.postgresql_server import PostgresServer
 
 #: every state backend the conformance suite runs against
 BACKENDS = ["sqlite", "postgresql"]
-
-
-@pytest.fixture(scope="session")
-def postgresql_server() -> Iterator[PostgresServer]:
-    """A PostgreSQL server started for this test session (initdb in a temp dir, a Unix socket there, no TCP),
-    stopped and removed at the end. Where the server cannot be had, under CI or as root, that is a failure with
-    the reason or the server's log; a developer without the binaries (not root) gets a skip."""
-    try:
-        server = PostgresServer()
-    except PostgresUnavailable as exc:
-        if os.environ.get("CI") == "true" or os.geteuid() == 0:
-            pytest.fail(f"PostgreSQL is needed for the state tests: {exc}", pytrace=False)
-        pytest.skip(str(exc))
-    try:
-        with server:
-            yield server
-    except PostgresFailed as exc:
-        pytest.fail(f"the test PostgreSQL server failed: {exc}", pytrace=False)
 
 
 @pytest.fixture
