@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 # (scripts/realhost.sh): libvirtd with QEMU, qemu-img for qcow2 volumes, dnsmasq for DHCP, iptables for NAT networks, cpio for the test guest;
 # postgresql is the state backend's real server (the state tests start a throwaway one; the package's own cluster is not used);
 # libvirt-daemon-driver-lxc runs app domains' containers, whose programs are this host's own: haproxy (the load balancer),
-# openssh-server (sshd, which Ansible configures them through) and postgresql (the storage server's database).
+# openssh-server (sshd, which Ansible configures them through) and postgresql (the storage server's database);
+# runit supervises their services (runsv) and is the containers' PID 1 (runsvdir, exec'd by appdomain/files/init.sh).
 DEB_PACKAGES=(libvirt-dev libvirt-clients pkg-config gcc python3-venv
               libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils dnsmasq-base iptables cpio
-              postgresql libvirt-daemon-driver-lxc haproxy openssh-server openssh-client)
+              postgresql libvirt-daemon-driver-lxc haproxy openssh-server openssh-client runit)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
