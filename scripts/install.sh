@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 # postgresql is the state backend's real server (the state tests start a throwaway one; the package's own cluster is not used);
 # libvirt-daemon-driver-lxc runs app domains' containers, whose programs are this host's own: haproxy (the load balancer),
 # openssh-server (sshd, which Ansible configures them through), postgresql (the storage server's database) and
-# python3-psycopg (the web app's PostgreSQL driver for the system Python, which runs it).
+# python3-psycopg (the web app's PostgreSQL driver for the system Python, which runs it); runit supervises their
+# services (runsv) and is the containers' PID 1 (runsvdir, exec'd by appdomain/files/init.sh).
 DEB_PACKAGES=(libvirt-dev libvirt-clients pkg-config gcc python3-venv
               libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils dnsmasq-base iptables cpio
-              postgresql libvirt-daemon-driver-lxc haproxy openssh-server openssh-client python3-psycopg)
+              postgresql libvirt-daemon-driver-lxc haproxy openssh-server openssh-client python3-psycopg runit)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
