@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["VM", "CloudInit", "Component", "CraneError", "Network", "Output", "StoragePool", "Volume", "__version__",
-           "export", "import_", "moved", "setting", "variable"]
+__all__ = ["VM", "CloudInit", "Component", "Container", "CraneError", "Network", "Output", "StoragePool", "Volume",
+           "__version__", "export", "import_", "moved", "setting", "variable"]
 
 if TYPE_CHECKING:
     from crane_iac.errors import CraneError
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
         VM,
         CloudInit,
         Component,
+        Container,
         Network,
         Output,
         StoragePool,

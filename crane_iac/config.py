@@ -58,7 +58,8 @@ class VariableSpec(BaseModel):
 
 _ENDPOINT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 #: the stack's own keys that set up its default endpoint
-_STACK_ENDPOINT_FIELDS = frozenset({"provider", "uri", "domain_type", "address_timeout", "shutdown_timeout"})
+_STACK_ENDPOINT_FIELDS = frozenset({"provider", "uri", "domain_type", "address_timeout", "shutdown_timeout",
+                                    "reach_guests"})
 
 
 class EndpointConfig(BaseModel):
@@ -72,6 +73,9 @@ class EndpointConfig(BaseModel):
     address_timeout: float = Field(default=120.0, ge=0, le=3600)
     #: seconds a guest gets to shut down (ACPI) before it is powered off, when apply stops or restarts it
     shutdown_timeout: float = Field(default=30.0, ge=0, le=3600)
+    #: whether the machine running crane reaches the guests' addresses (default: yes for a host without a remote
+    #: hostname in its uri, no for the sandbox and remote hosts)
+    reach_guests: bool | None = None
 
 
 class StackConfig(BaseModel):
@@ -83,6 +87,7 @@ class StackConfig(BaseModel):
     domain_type: str | None = None
     address_timeout: float = Field(default=120.0, ge=0, le=3600)
     shutdown_timeout: float = Field(default=30.0, ge=0, le=3600)
+    reach_guests: bool | None = None
     #: named endpoints besides the default one
     providers: dict[str, EndpointConfig] = Field(default_factory=dict)
     vars: dict[str, VariableSpec] = Field(default_factory=dict)
@@ -105,7 +110,8 @@ class StackConfig(BaseModel):
     def endpoints(self) -> dict[str, EndpointConfig]:
         """Every endpoint by name: ``default`` (from the stack's own settings unless declared) and the named ones."""
         default = EndpointConfig(type=self.provider, uri=self.uri, domain_type=self.domain_type,
-                                 address_timeout=self.address_timeout, shutdown_timeout=self.shutdown_timeout)
+                                 address_timeout=self.address_timeout, shutdown_timeout=self.shutdown_timeout,
+                                 reach_guests=self.reach_guests)
         return {DEFAULT_ENDPOINT: default, **self.providers}
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Starts (or stops) the real hypervisor the integration tests use: libvirtd with the QEMU driver, qemu:///system.
+# Starts (or stops) the real hypervisor the integration tests use: libvirtd with the QEMU driver (qemu:///system)
+# and the LXC driver (lxc:///system).
 #
-#   scripts/realhost.sh start   exit 0: qemu:///system answers
+#   scripts/realhost.sh start   exit 0: qemu:///system answers (and lxc:///system, when this script started libvirtd)
 #                               exit 3: not root and no daemon answers: cannot start one here (reason on stdout)
 #                               exit 1: it should have worked and did not (reason and the daemon log's tail on stdout)
 #   scripts/realhost.sh stop    undoes exactly what `start` did (with the same CRANE_REALHOST_STATE)
@@ -20,14 +21,27 @@
 # (as root) can open it and the QEMU user cannot, libvirt 9.0 judges its capability cache stale on every call
 # and re-probes QEMU, about 30 s per define. `start` gives the node the mode Debian's udev rule gives it
 # (root:kvm 0660) so both agree; `stop` puts back the mode it found.
+#
+# Containers (lxc:///system) on hybrid cgroups (v1 controllers, and cgroup2 mounted at /sys/fs/cgroup/unified):
+# libvirt 9.0 takes the v2 mount for a controller hierarchy and fails every container start with "Unable to create
+# directory /sys/fs/cgroup/unified/...". `start` then runs libvirtd in a mount namespace of its own in which that
+# one mount is unmounted (`unshare -m --propagation private`); the rest of the machine keeps it. The namespace
+# goes with the daemon and the containers' supervisors (libvirt_lxc): nothing to undo.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STATE_DIR=${CRANE_REALHOST_STATE:-/run/crane-realhost}
 URI=qemu:///system
-PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients qemu-system-x86 qemu-utils dnsmasq-base iptables
-          cpio)
+LXC_URI=lxc:///system
+PACKAGES=(libvirt-daemon libvirt-daemon-driver-qemu libvirt-daemon-driver-lxc libvirt-clients qemu-system-x86
+          qemu-utils dnsmasq-base iptables cpio)
 
-answers() { timeout 10 virsh -c "$URI" version >/dev/null 2>&1; }
+answers() { timeout 10 virsh -c "${1:-$URI}" version >/dev/null 2>&1; }
+
+# hybrid cgroups: v1 controllers beside a cgroup2 mount at /sys/fs/cgroup/unified (see the top of this file)
+hybrid_cgroups() {
+    [ "$(stat -f -c %T /sys/fs/cgroup/unified 2>/dev/null)" = cgroup2fs ] \
+        && [ "$(stat -f -c %T /sys/fs/cgroup 2>/dev/null)" != cgroup2fs ]
+}
 
 log_tail() {
     for f in "$STATE_DIR/libvirtd.log" "$STATE_DIR/virtlogd.log"; do
@@ -79,12 +93,29 @@ start() {
         pgrep -nx virtlogd > "$STATE_DIR/virtlogd.pid"
     fi
     if ! pgrep -x libvirtd >/dev/null; then
-        LIBVIRT_LOG_OUTPUTS="3:file:$STATE_DIR/libvirtd.log" libvirtd -d || fail "libvirtd did not start"
+        # the first container makes libvirt's /machine partition in each cgroup hierarchy: stop removes those
+        for hierarchy in /sys/fs/cgroup /sys/fs/cgroup/*/; do
+            hierarchy=${hierarchy%/}
+            [ "$(stat -f -c %T "$hierarchy")" = cgroup2fs ] || [ "$(stat -f -c %T "$hierarchy")" = cgroupfs ] \
+                || continue
+            [ -d "$hierarchy/machine" ] || created "cgroup:$hierarchy/machine"
+        done
+        export LIBVIRT_LOG_OUTPUTS="3:file:$STATE_DIR/libvirtd.log"
+        if hybrid_cgroups; then
+            unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified && exec libvirtd -d' \
+                || fail "libvirtd did not start (in a mount namespace without /sys/fs/cgroup/unified)"
+        else
+            libvirtd -d || fail "libvirtd did not start"
+        fi
+        unset LIBVIRT_LOG_OUTPUTS
         sleep 0.5
         pgrep -nx libvirtd > "$STATE_DIR/libvirtd.pid" || fail "libvirtd exited at once"
     fi
     for _ in $(seq 60); do answers && break; sleep 0.5; done
     answers || fail "libvirtd started but $URI does not answer"
+    if [ -s "$STATE_DIR/libvirtd.pid" ]; then
+        answers "$LXC_URI" || fail "libvirtd started but $LXC_URI does not answer (libvirt-daemon-driver-lxc?)"
+    fi
     # the first define makes libvirtd probe QEMU's capabilities (up to half a minute here): pay it now, once
     echo "<domain type='qemu'><name>crane-probe</name><memory unit='MiB'>32</memory><os><type>hvm</type></os></domain>" \
         > "$STATE_DIR/probe.xml"
@@ -111,6 +142,8 @@ stop() {
     fi
     rm -f "$STATE_DIR/kvm.mode"
     if [ -s "$STATE_DIR/created" ]; then
+        # libvirt's empty /machine cgroups (a container still running keeps its own: rmdir leaves a busy one)
+        grep '^cgroup:' "$STATE_DIR/created" | cut -d: -f2- | while read -r d; do rmdir "$d" 2>/dev/null; done
         # the user first: a group that is someone's primary group cannot be deleted
         grep -q '^user:libvirt-qemu$' "$STATE_DIR/created" && userdel libvirt-qemu 2>/dev/null
         tac "$STATE_DIR/created" | grep '^group:' | cut -d: -f2 | while read -r g; do groupdel "$g" 2>/dev/null; done

@@ -8,8 +8,8 @@ import crane_iac
 
 def test_public_names_are_pinned() -> None:
     assert sorted(crane_iac.__all__) == sorted(
-        ["VM", "CloudInit", "Component", "CraneError", "Network", "Output", "StoragePool", "Volume", "__version__",
-         "export", "import_", "moved", "setting", "variable"]
+        ["VM", "CloudInit", "Component", "Container", "CraneError", "Network", "Output", "StoragePool", "Volume",
+         "__version__", "export", "import_", "moved", "setting", "variable"]
     )
     from crane_iac import errors, resources
 

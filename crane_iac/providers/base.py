@@ -84,6 +84,12 @@ class Provider(ABC):
     def delete(self, kind: str, physical: str, properties: dict[str, Any]) -> None:
         """Remove the object; deleting one that is already gone is not an error."""
 
+    @property
+    def reaches_guests(self) -> bool:
+        """Whether the machine running crane can reach the guests' addresses (so that configuration, such as an
+        Ansible run over SSH, can run from it). False unless the provider knows better."""
+        return False
+
     def check(self, kind: str, properties: dict[str, Any]) -> list[str]:
         """What the hypervisor would refuse only when apply gets there (a missing storage pool, a kernel file that
         is not there), found before anything changes. Called after ``read_all`` for what a plan creates or updates."""

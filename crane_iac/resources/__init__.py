@@ -13,18 +13,21 @@ from crane_iac.resources.base import (
 )
 from crane_iac.resources.cloudinit import CloudInit
 from crane_iac.resources.component import Component
+from crane_iac.resources.container import Container
 from crane_iac.resources.network import Network
 from crane_iac.resources.pool import StoragePool
 from crane_iac.resources.vm import VM
 from crane_iac.resources.volume import Volume
 
-KINDS: dict[str, type[Resource]] = {cls.kind: cls for cls in (VM, Network, Volume, StoragePool, CloudInit)}
+KINDS: dict[str, type[Resource]] = {cls.kind: cls for cls in (VM, Container, Network, Volume, StoragePool,
+                                                                 CloudInit)}
 
 __all__ = [
     "KINDS",
     "VM",
     "CloudInit",
     "Component",
+    "Container",
     "Network",
     "Output",
     "Registry",

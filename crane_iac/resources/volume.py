@@ -1,4 +1,5 @@
-"""Volume: a storage volume in a pool, empty, backed by a base, uploaded from an image file, or copied."""
+"""Volume: a storage volume in a pool, empty, backed by a base, uploaded from an image file, or copied; or a
+directory (``format="dir"``) for containers to keep files in."""
 
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ class Volume(Resource):
     Changing ``source`` or ``clone`` (the path, or which volume) replaces the volume; crane does not notice a
     changed *file* at the same path (rename the file, or ``crane apply --replace`` the volume). libvirt cannot say
     what a volume was made from: crane keeps ``source`` and ``clone`` in its state.
+
+    ``format="dir"`` makes a directory in the pool (mode 0755) instead of a disk image, for ``Container(mounts=...)``:
+    it has no capacity (leave ``capacity_gib`` out) and no base, source or clone. Destroying it removes what is in it
+    when crane runs on the host itself; on a remote host the directory must be emptied first.
     """
 
     kind = "volume"
@@ -37,7 +42,7 @@ class Volume(Resource):
 
     capacity_gib: int | None = Field(default=None, ge=1, le=65536)
     pool: InstanceOf[StoragePool] | str = "default"
-    format: Literal["qcow2", "raw"] | None = None
+    format: Literal["qcow2", "raw", "dir"] | None = None
     base: InstanceOf[Volume] | str | None = None
     source: str | InstanceOf[Path] | None = None
     clone: InstanceOf[Volume] | None = None
@@ -66,6 +71,12 @@ class Volume(Resource):
         given = [name for name in ("base", "source", "clone") if getattr(self, name) is not None]
         if len(given) > 1:
             raise ValueError(f"give at most one of base, source and clone, not {' and '.join(given)}")
+        if self.format == "dir":
+            if given:
+                raise ValueError(f"a directory volume (format='dir') is made empty: drop {' and '.join(given)}")
+            if self.capacity_gib is not None:
+                raise ValueError("a directory volume (format='dir') has no capacity: drop capacity_gib")
+            return self
         if self.capacity_gib is None and not (self.source or self.clone):
             raise ValueError("capacity_gib is required (it may be left out only with source= or clone=)")
         clone = self.clone

@@ -1,4 +1,5 @@
-"""Helpers for the real hypervisor (qemu:///system) shared by the integration tests and bench/boot.py."""
+"""Helpers for the real hypervisor (qemu:///system, lxc:///system) shared by the integration tests and
+bench/boot.py."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import libvirt
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_URI = "qemu:///system"
+LXC_URI = "lxc:///system"
 GUEST_DIR = Path(os.environ.get("CRANE_GUEST_DIR", "/var/cache/crane/guest"))
 
 
@@ -62,6 +64,46 @@ class RealHost:
                     if vol.name().startswith(prefix):
                         vol.delete(0)
         remove_pool(self.conn, f"{prefix}pool", tinyweb_pool_dir(prefix))
+
+
+@dataclass
+class LxcHost:
+    """lxc:///system, and what containers leave on the machine: veths, cgroups, ``libvirt_lxc`` supervisors."""
+
+    conn: libvirt.virConnect
+
+    def names(self, prefix: str) -> dict[str, list[str]]:
+        """Domains, networks, pools and volumes whose names start with ``prefix`` (as RealHost.names)."""
+        return RealHost(self.conn, Path(), Path()).names(prefix)
+
+    def sweep(self, prefix: str) -> None:
+        """Remove what a failed test left behind; a directory pool's directory volumes may hold files."""
+        for pool in self.conn.listAllStoragePools(0):
+            if pool.name().startswith(prefix) and pool.isActive():
+                pool.refresh(0)
+                for vol in pool.listAllVolumes(0):
+                    if Path(vol.path()).is_dir():
+                        shutil.rmtree(vol.path())
+                        pool.refresh(0)
+        RealHost(self.conn, Path(), Path()).sweep(prefix)  # the pool <prefix>pool goes with its directory
+        for log in Path("/var/log/libvirt/lxc").glob(f"{prefix}*.log"):  # libvirt_lxc's, one per container
+            log.unlink()
+
+    @staticmethod
+    def leftovers(prefix: str, devices: list[str]) -> dict[str, list[str]]:
+        """What running containers named ``prefix...`` hold on the machine: their host-side veths (``devices``),
+        memory and other cgroups under libvirt's /machine partition, and their ``libvirt_lxc`` processes."""
+        cgroups = sorted(str(p) for p in Path("/sys/fs/cgroup").glob(f"*/machine/lxc-*-{prefix}*"))
+        supervisors = []
+        for proc in Path("/proc").iterdir():
+            try:
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv[0].endswith(b"libvirt_lxc") and any(a.startswith(prefix.encode()) for a in argv):
+                supervisors.append(proc.name)
+        return {"veths": sorted(d for d in devices if Path(f"/sys/class/net/{d}").exists()), "cgroups": cgroups,
+                "supervisors": supervisors}
 
 
 def tinyweb_pool_dir(prefix: str) -> Path:

@@ -45,6 +45,10 @@ def test_start_gives_a_daemon_that_answers_and_stop_leaves_the_machine_as_found(
         version = subprocess.run(["virsh", "-c", "qemu:///system", "version"], capture_output=True, text=True,
                                  timeout=30)
         assert version.returncode == 0, version.stderr
+        if not before["libvirtd"]:  # this start started libvirtd: with the LXC driver
+            lxc = subprocess.run(["virsh", "-c", "lxc:///system", "version"], capture_output=True, text=True,
+                                 timeout=30)
+            assert lxc.returncode == 0 and "Running hypervisor: LXC" in lxc.stdout, lxc.stderr
     finally:
         stopped = realhost("stop", tmp_path / "state")
     assert stopped.returncode == 0, stopped.stderr

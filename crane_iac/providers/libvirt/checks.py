@@ -9,6 +9,7 @@ from typing import Any
 from crane_iac.objects import Live
 from crane_iac.providers.libvirt import images
 from crane_iac.providers.libvirt.host import Host
+from crane_iac.resources.container import UNSAFE_ENV
 
 
 class Checks:
@@ -48,11 +49,52 @@ class Checks:
         if kind == "volume" and properties.get("source"):
             problems.extend(images.problems(properties["source"], properties.get("format"),
                                             properties.get("capacity_gib")))
+        if kind in ("vm", "container"):
+            problems.extend(self._driver(kind))
+        if kind == "container":
+            # an output's value is known only now: what the stack's own check could not see
+            unsafe = sorted(name for name, value in properties["init_env"].items()
+                            if isinstance(value, str) and UNSAFE_ENV.search(value))
+            if unsafe:
+                problems.append(f"init_env {', '.join(unsafe)}: libvirt 9.0 writes these values into its XML "
+                                "unescaped, so '<' and '&' break it; pass such a value in a file instead")
         if kind == "vm" and self.host.local:
             for field in ("kernel", "initrd"):
                 path = properties.get(field)
                 if isinstance(path, str) and not self._is_file(path):
                     problems.append(f"{field} {path!r} is not a file on this host; QEMU could not boot it")
+        if kind == "container" and self.host.local:
+            problems.extend(self._container(properties))
+        return problems
+
+    def _driver(self, kind: str) -> list[str]:
+        """A VM needs a hypervisor that boots machines, a container libvirt's LXC driver (the sandbox runs both)."""
+        driver, uri = self.host.driver, self.host.uri
+        if kind == "container" and driver not in ("lxc", "test"):
+            return [f"{uri} runs {driver} guests, not containers: declare an endpoint with uri = \"lxc:///system\" in "
+                    "crane.toml ([stacks.<stack>.providers.<name>]) and give the container provider=\"<name>\""]
+        if kind == "vm" and driver == "lxc":
+            return [f"{uri} runs containers, not VMs: give the VM an endpoint with a qemu:// uri (provider=...), or "
+                    "declare a Container instead"]
+        return []
+
+    def _container(self, p: dict[str, Any]) -> list[str]:
+        """What libvirt_lxc would fail on at start: the root, the init program, and mount points that cannot be made
+        in a read-only root (each must exist in it, or lie under a tmpfs or a mount mounted first)."""
+        root = p["root"]
+        if not os.path.isdir(root):
+            return [f"root {root!r} is not a directory on this host"]
+        problems = []
+        init = p["init"][0] if p["init"] else ""
+        program = os.path.join(root, init.lstrip("/"))
+        if not (os.path.isfile(program) and os.access(program, os.X_OK)):
+            problems.append(f"init program {init!r} is not an executable file in the container's root {root!r}")
+        made = sorted([*p["writable"], *p["mounts"]])
+        for target in made:
+            under = any(target.startswith(other.rstrip("/") + "/") for other in made if other != target)
+            if not under and not os.path.isdir(os.path.join(root, target.lstrip("/"))):
+                problems.append(f"mount point {target!r} is not a directory in the container's root {root!r}, which "
+                                "is read-only; create it there, or add a parent directory to writable=")
         return problems
 
     def _pool(self, properties: dict[str, Any]) -> list[str]:

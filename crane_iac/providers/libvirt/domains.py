@@ -43,17 +43,12 @@ class Domains:
                     owner.stack, owner.address)
 
     def read(self, physical: str, p: dict[str, Any]) -> Live | None:
-        try:
-            dom = self.host.conn.lookupByName(physical)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() in NOT_FOUND:
-                return None
-            raise
-        return self._read(dom, wait=False)
+        dom = lookup_domain(self.host.conn, physical)
+        return None if dom is None else self._read(dom, wait=False)
 
     def update(self, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
         dom = self.host.conn.lookupByName(physical)
-        if restarts(before, after):
+        if restarts("vm", before, after):
             return self._redefine(dom, physical, after)
         # the persistent definition first, then the running domain (some drivers refuse both in one call)
         scopes = [libvirt.VIR_DOMAIN_AFFECT_CONFIG]
@@ -144,13 +139,28 @@ class Domains:
         dom.create()
 
     def _stop(self, dom: Any) -> None:
-        """Ask the guest to shut down; power it off if it has not within ``shutdown_timeout`` seconds."""
-        try:
-            dom.shutdown()
-        except libvirt.libvirtError:
-            pass
-        deadline = time.monotonic() + self.shutdown_timeout
-        while dom.isActive() and time.monotonic() < deadline:
-            time.sleep(0.2)
-        if dom.isActive():
-            dom.destroy()
+        shut_down(dom, self.shutdown_timeout)
+
+
+def shut_down(dom: Any, timeout: float) -> None:
+    """Ask the domain to shut down (a guest's ACPI button, a container's init a SIGTERM); power it off if it has not
+    within ``timeout`` seconds."""
+    try:
+        dom.shutdown()
+    except libvirt.libvirtError:
+        pass
+    deadline = time.monotonic() + timeout
+    while dom.isActive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if dom.isActive():
+        dom.destroy()
+
+
+def lookup_domain(conn: Any, name: str) -> Any | None:
+    """The domain ``name``, or None when there is none."""
+    try:
+        return conn.lookupByName(name)
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() in NOT_FOUND:
+            return None
+        raise

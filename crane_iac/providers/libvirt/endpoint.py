@@ -14,4 +14,5 @@ def open_endpoint(settings: dict[str, Any], *, sandbox_dir: Path, mutating: bool
     return LibvirtProvider(settings.get("uri"), sandbox_dir=sandbox_dir, mutating=mutating,
                            domain_type=settings.get("domain_type"), lock_timeout=lock_timeout,
                            address_timeout=settings.get("address_timeout", 120.0),
-                           shutdown_timeout=settings.get("shutdown_timeout", 30.0))
+                           shutdown_timeout=settings.get("shutdown_timeout", 30.0),
+                           reach_guests=settings.get("reach_guests"))

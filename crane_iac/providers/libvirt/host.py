@@ -48,8 +48,10 @@ class Host(ABC):
         self.local = local
         #: the flags that read the domain XML crane manages
         self.domain_xml_flags = domain_xml_flags
+        #: the hypervisor driver behind the connection: ``qemu``, ``lxc``, ``test``, ...
+        self.driver = conn.getType().lower()
         #: libvirt's test driver: it runs nothing and holds no data (no uploads, no resizes)
-        self.test_driver = conn.getType().lower() == "test"
+        self.test_driver = self.driver == "test"
 
     @abstractmethod
     def list_domains(self) -> tuple[Iterator[ListedDomain], set[str]]:

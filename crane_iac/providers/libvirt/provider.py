@@ -1,5 +1,6 @@
 """LibvirtProvider, a facade: picks the host once (host.py, sandbox.py), reads with reading.py, judges with rules.py,
-checks with checks.py, and hands each kind's create/update/delete to its module (domains, networks, volumes, ...)."""
+checks with checks.py, and hands each kind's create/update/delete to its module (domains, containers, networks,
+volumes, ...)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from crane_iac.providers.base import KindHandler, MemoryUsage, Provider
 from crane_iac.providers.libvirt.addresses import GuestAddresses
 from crane_iac.providers.libvirt.checks import Checks
 from crane_iac.providers.libvirt.cloudinit import Seeds
+from crane_iac.providers.libvirt.containers import Containers
 from crane_iac.providers.libvirt.domains import Domains
 from crane_iac.providers.libvirt.host import NOT_FOUND, Host, LibvirtdHost
 from crane_iac.providers.libvirt.networks import Networks
@@ -37,7 +39,7 @@ class LibvirtProvider(Provider):
     """A libvirt host (``uri``), or with ``uri=None`` the embedded sandbox kept under ``sandbox_dir``."""
 
     provider_type = "libvirt"
-    kinds = ("pool", "network", "volume", "cloudinit", "vm")
+    kinds = ("pool", "network", "volume", "cloudinit", "vm", "container")
     #: read_all lists every pool, network, domain and the volumes of every running pool (a seed is one of them)
     listed_kinds = frozenset(kinds)
 
@@ -52,6 +54,7 @@ class LibvirtProvider(Provider):
         lock_timeout: float = 0.0,
         address_timeout: float = 120.0,
         shutdown_timeout: float = 30.0,
+        reach_guests: bool | None = None,
     ) -> None:
         libvirt.registerErrorHandler(_ignore_errors, None)
         self.host: Host = (SandboxHost(sandbox_dir, mutating=mutating, lock_timeout=lock_timeout) if uri is None
@@ -64,9 +67,21 @@ class LibvirtProvider(Provider):
         self.checks = Checks(self.host)
         self.domains = Domains(self.host, self.addresses, stats_period=stats_period, shutdown_timeout=shutdown_timeout,
                                domain_type=domain_type or ("test" if self.host.test_driver else "qemu"))
+        self.containers = Containers(self.host, shutdown_timeout=shutdown_timeout,
+                                     domain_type="test" if self.host.test_driver else "lxc")
         self.handlers: dict[str, KindHandler] = {
             "pool": Pools(self.host), "network": Networks(self.host, self.addresses), "volume": Volumes(self.host),
-            "cloudinit": Seeds(self.host), "vm": self.domains}
+            "cloudinit": Seeds(self.host), "vm": self.domains, "container": self.containers}
+        self._reach_guests = reach_guests
+
+    @property
+    def reaches_guests(self) -> bool:
+        """Whether the machine running crane reaches the guests' addresses: a real host it runs on (a libvirt URI
+        without a remote hostname), unless the endpoint's ``reach_guests`` says otherwise; never the sandbox, whose
+        guests run nowhere."""
+        if self.host.test_driver:
+            return False
+        return self.host.local if self._reach_guests is None else self._reach_guests
 
     def read_all(self) -> list[Live]:
         try:
@@ -114,6 +129,8 @@ class LibvirtProvider(Provider):
             raise ProviderError(f"libvirt refused to {verb} {kind} {physical!r}: {exc.get_error_message()}") from None
 
     def memory_usage(self, kind: str, physical: str) -> MemoryUsage | None:
+        if kind == "container":
+            return self.containers.memory_usage(physical)
         return self.domains.memory_usage(physical) if kind == "vm" else None
 
     def checkpoint(self) -> None:

@@ -8,13 +8,15 @@ import xml.etree.ElementTree as ET
 from crane_iac.objects import Live
 from crane_iac.providers.libvirt import xml as lx
 from crane_iac.providers.libvirt.addresses import GuestAddresses, nic_networks
+from crane_iac.providers.libvirt.containers import container_outputs
 from crane_iac.providers.libvirt.host import DhcpRange, Host
 from crane_iac.providers.libvirt.networks import network_live
 from crane_iac.providers.libvirt.pools import list_pools, read_pool
 
 
 def read_all(host: Host, addresses: GuestAddresses) -> list[Live]:
-    """Every object of the provider's kinds (a seed is a volume of its pool); VMs with the addresses they hold."""
+    """Every object of the provider's kinds (a seed is a volume of its pool); VMs with the addresses they hold, and
+    containers (``exe`` domains) with their fixed ones."""
     result: list[Live] = []
     pools = list_pools(host.conn)
     pool_by_dir = {path: name for _, name, path in pools}
@@ -38,10 +40,17 @@ def read_all(host: Host, addresses: GuestAddresses) -> list[Live]:
     parsed = []
     lease_networks: set[str] = set()  # asked for leases only where a running guest has a NIC
     for name, root, running in domains:
+        owner = lx.owner_of(root)
+        if lx.is_container(root):
+            props = lx.parse_container(root, running=running, autostart=name in autostart,
+                                       volume_by_path=volume_by_path)
+            result.append(Live("container", name, props, container_outputs(root.findtext("uuid"), props),
+                               owner.stack if owner else None, owner.address if owner else None))
+            continue
         props = lx.parse_domain(root, running=running, autostart=name in autostart, volume_by_path=volume_by_path)
         if running:
             lease_networks |= nic_networks(props)
-        parsed.append((name, root.findtext("uuid"), props, lx.owner_of(root)))
+        parsed.append((name, root.findtext("uuid"), props, owner))
     leases = addresses.leases(ranges, lease_networks) if lease_networks else {}
     for name, uuid, props, owner in parsed:
         result.append(Live("vm", name, props, addresses.outputs(uuid, props, leases, ranges),

@@ -40,6 +40,14 @@ CHANGE_RULES: dict[str, dict[str, Any]] = {
         "cmdline": Reach.RESTART,
         # NICs and disks: a new domain
     },
+    # a container's settings are its domain's definition: a new one (same UUID), which the restart brings in; its
+    # NICs too, as a container has no disks to share with a replacement and keeps its fixed addresses
+    "container": {
+        "running": Reach.LIVE,
+        "autostart": Reach.LIVE,
+        **dict.fromkeys(("vcpus", "memory_mib", "nics", "init", "init_env", "root", "writable", "mounts"),
+                        Reach.RESTART),
+    },
     "network": {},
     # the rest of a volume (pool, format, base, source, clone), a pool and a seed: a new object
     "volume": {"capacity_gib": _capacity},
@@ -53,7 +61,7 @@ SEED_FIELDS = ("pool", "user_data", "meta_data", "network_config")
 #: in-place changes that change outputs: a VM started or stopped gains or loses its addresses
 OUTPUT_FIELDS: dict[str, frozenset[str]] = {"vm": frozenset({"running"})}
 #: what the plan says of a change that waits for apply to restart the guest
-NOTES = {Reach.RESTART: "restarts the guest"}
+NOTES = {"vm": {Reach.RESTART: "restarts the guest"}, "container": {Reach.RESTART: "restarts the container"}}
 
 
 def diff_properties(kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
@@ -67,22 +75,33 @@ def diff_properties(kind: str, before: dict[str, Any], after: dict[str, Any]) ->
         before = {k: v for k, v in before.items() if k != "built"}  # a fact about the past, not a setting
     if before == after:  # the usual case, compared in C
         return []
-    return changed_fields(before, after, CHANGE_RULES.get(kind, {}), OUTPUT_FIELDS.get(kind, frozenset()), NOTES)
+    changes = changed_fields(before, after, CHANGE_RULES.get(kind, {}), OUTPUT_FIELDS.get(kind, frozenset()),
+                             NOTES.get(kind))
+    if kind == "container":
+        # a restart keeps the UUID and the addresses are fixed: only new NICs change what others may use
+        for change in changes:
+            change.changes_outputs = change.name == "nics"
+    return changes
 
 
-def restarts(before: dict[str, Any], after: dict[str, Any]) -> bool:
-    """Whether changing a VM from ``before`` to ``after`` needs the guest restarted (a new definition)."""
-    return any(f.reach is Reach.RESTART for f in diff_properties("vm", before, after))
+def restarts(kind: str, before: dict[str, Any], after: dict[str, Any]) -> bool:
+    """Whether changing a VM or container from ``before`` to ``after`` needs it restarted (a new definition)."""
+    return any(f.reach is Reach.RESTART for f in diff_properties(kind, before, after))
 
 
 def replacement_names(kind: str, physical: str, properties: dict[str, Any]) -> Iterator[str]:
     """Names for a replacement made before the old object goes (create_before_destroy): a generation suffix,
     ``web`` → ``web-r2`` → ``web-r3``, for a guest without disks or a volume. A guest with disks would share them
-    with its replacement, and a second network or pool would claim the same bridge or directory: refused."""
+    with its replacement, a container with fixed addresses or mounts would share those, and a second network or pool
+    would claim the same bridge or directory: refused."""
     if kind == "vm" and properties.get("disks"):
         raise ProviderError(f"its disks ({', '.join(properties['disks'])}) would be used by two guests at once; "
                             "drop create_before_destroy, or let the replacement have disks of its own")
-    if kind not in ("vm", "volume"):
+    if kind == "container" and (properties.get("nics") or properties.get("mounts")):
+        shared = "fixed addresses" if properties.get("nics") else "mounted directories"
+        raise ProviderError(f"its {shared} would be used by two containers at once; drop create_before_destroy "
+                            "(a container restarts in place for every change but its name)")
+    if kind not in ("vm", "volume", "container"):
         raise ProviderError(f"a second {kind} would claim the same bridge or directory as the one it replaces; "
                             "drop create_before_destroy")
     match = re.fullmatch(r"(.*)-r(\d+)", physical)

@@ -209,7 +209,7 @@ class SandboxHost(Host):
     def changing(self, kind: str, physical: str) -> None:
         with self._lock:
             self._dirty = True
-            if kind == "vm":  # re-read at the next checkpoint unless the mutation reads it again
+            if kind in ("vm", "container"):  # re-read at the next checkpoint unless the mutation reads it again
                 self._node_xml[physical] = None
 
     def domain_changed(self, dom: Any, running: bool, xml: str | None = None) -> None:

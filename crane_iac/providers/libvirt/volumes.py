@@ -1,13 +1,17 @@
 """Volumes as libvirt storage volumes (no metadata: crane adopts them through its intents): empty, on a backing file,
-from an image file, or a copy; what a volume was made from libvirt cannot say, so it comes from state."""
+from an image file, or a copy, or a directory; what a volume was made from libvirt cannot say, so it comes from
+state."""
 
 from __future__ import annotations
 
+import shutil
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 import libvirt
 
+from crane_iac.errors import ProviderError
 from crane_iac.objects import Live, Owner
 from crane_iac.providers.libvirt import storage
 from crane_iac.providers.libvirt import xml as lx
@@ -46,6 +50,8 @@ class Volumes:
             vol = storage.from_image(conn, pool, physical, p, upload=not self.host.test_driver)
         elif p.get("clone"):
             vol = storage.from_clone(conn, pool, physical, p, resize=not self.host.test_driver)
+        elif p.get("format") == "dir":
+            vol = pool.createXML(lx.render_volume(physical, 0, "dir", mode="0755"), 0)
         else:
             base_path, base_format = self._base(p["base"])
             vol = pool.createXML(lx.render_volume(physical, p["capacity_gib"] * storage.GIB, p["format"], base_path,
@@ -74,4 +80,35 @@ class Volumes:
         return read_volume(self.host.conn, vol, "volume", after, VOLUME_ORIGIN)
 
     def delete(self, physical: str, p: dict[str, Any]) -> None:
-        self.host.conn.storagePoolLookupByName(p["pool"]).storageVolLookupByName(physical).delete(0)
+        pool = self.host.conn.storagePoolLookupByName(p["pool"])
+        vol = pool.storageVolLookupByName(physical)
+        if p.get("format") != "dir" or self.host.test_driver:
+            vol.delete(0)
+            return
+        # libvirt removes a directory volume with rmdir(2): what is in it goes first, where crane can reach it
+        if self.host.local:
+            empty_directory(Path(vol.path()), Path(ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or "/"))
+        try:
+            vol.delete(0)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() in NOT_FOUND or self.host.local:
+                raise
+            raise ProviderError(f"directory volume {p['pool']}/{physical} on {self.host.uri} is not empty, and crane "
+                                f"empties directories only on the host it runs on; empty {vol.path()} there and "
+                                "apply again") from None
+
+
+def empty_directory(directory: Path, pool_dir: Path) -> None:
+    """Remove what ``directory`` (a directory volume, in ``pool_dir``) holds; symbolic links are removed, never
+    followed. Anything else at that path is left for libvirt's delete to refuse."""
+    if directory.is_symlink() or not directory.is_dir() or directory.parent != pool_dir:
+        return
+    for entry in directory.iterdir():
+        try:
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError as exc:
+            raise ProviderError(f"emptying directory volume {directory} failed: {exc.strerror} ({exc.filename}); "
+                                "remove what is in it and apply again") from None

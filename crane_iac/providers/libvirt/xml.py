@@ -1,4 +1,5 @@
-"""libvirt XML: render crane's properties into domain, network and volume XML, and parse them back."""
+"""libvirt XML: render crane's properties into domain (VM and container), network and volume XML, and parse them
+back."""
 
 from __future__ import annotations
 
@@ -54,6 +55,18 @@ def render_domain(name: str, p: dict[str, Any], owner: Owner, *, domain_type: st
         seed_ns=SEED_NS)
 
 
+def render_container(name: str, p: dict[str, Any], owner: Owner, *, domain_type: str, mount_dirs: dict[str, str],
+                     uuid: str | None = None) -> str:
+    """Container (``<os><type>exe``) domain XML; ``mount_dirs``: each mount point's host directory. The tmpfs and
+    mounts go in order of their paths, so that a parent is mounted before what lies in it."""
+    filesystems = sorted([{"target": path, "dir": None} for path in p["writable"]]
+                         + [{"target": path, "dir": mount_dirs[path]} for path in p["mounts"]],
+                         key=lambda fs: str(fs["target"]))
+    return _templates().get_template("container.xml.j2").render(
+        name=name, p=p, owner={"stack": owner.stack, "address": owner.address}, ns=OWNER_NS, domain_type=domain_type,
+        filesystems=filesystems, uuid=uuid)
+
+
 def _ip_blocks(p: dict[str, Any]) -> list[dict[str, Any]]:
     blocks = []
     for family in ("ipv4", "ipv6"):
@@ -78,10 +91,12 @@ def render_network(name: str, p: dict[str, Any], owner: Owner) -> str:
         ips=_ip_blocks(p))
 
 
-def render_volume(name: str, capacity: int, fmt: str, base_path: str | None = None, base_format: str = "raw") -> str:
-    """Volume XML: ``capacity`` in bytes, ``fmt`` the format of the volume, ``base_path`` its backing file."""
+def render_volume(name: str, capacity: int, fmt: str, base_path: str | None = None, base_format: str = "raw",
+                  mode: str | None = None) -> str:
+    """Volume XML: ``capacity`` in bytes, ``fmt`` the format of the volume, ``base_path`` its backing file, ``mode``
+    its permissions (octal)."""
     return _templates().get_template("volume.xml.j2").render(
-        name=name, capacity=capacity, format=fmt, base_path=base_path, base_format=base_format)
+        name=name, capacity=capacity, format=fmt, base_path=base_path, base_format=base_format, mode=mode)
 
 
 def render_pool(name: str, p: dict[str, Any]) -> str:
@@ -160,6 +175,63 @@ def parse_domain(root: ET.Element, *, running: bool, autostart: bool,
     }
 
 
+def is_container(root: ET.Element) -> bool:
+    """Whether domain XML is a container's (an ``exe`` domain: a program to run, not a machine to boot)."""
+    boot = root.find("os")
+    return boot is not None and (boot.findtext("type") or "").strip() == "exe"
+
+
+def parse_container(root: ET.Element, *, running: bool, autostart: bool,
+                    volume_by_path: dict[str, str]) -> dict[str, Any]:
+    """Container domain XML → Container properties (mounts as ``pool/volume`` where ``volume_by_path`` knows the
+    directory, else the directory itself)."""
+    boot = root.find("os")
+    init: list[str] = []
+    env: dict[str, str] = {}
+    if boot is not None:
+        init = [boot.findtext("init") or ""] + [arg.text or "" for arg in boot.findall("initarg")]
+        env = {var.get("name", ""): var.text or "" for var in boot.findall("initenv")}
+    vcpu = root.find("vcpu")
+    nics = []
+    root_dir = None
+    writable = []
+    mounts = {}
+    devices = root.find("devices")
+    if devices is not None:
+        for fs in devices.findall("filesystem"):
+            source, target = fs.find("source"), fs.find("target")
+            path = target.get("dir", "") if target is not None else ""
+            if fs.get("type") == "ram":
+                writable.append(path)
+            elif fs.get("type", "mount") == "mount" and source is not None:
+                if path == "/":
+                    root_dir = source.get("dir")
+                else:
+                    directory = source.get("dir", "")
+                    mounts[path] = volume_by_path.get(directory, directory)
+        for iface in devices.findall("interface"):
+            source, mac, ip = iface.find("source"), iface.find("mac"), iface.find("ip")
+            route, target = iface.find("route"), iface.find("target")
+            nics.append({"network": source.get("network") if source is not None else None,
+                         "mac": mac.get("address") if mac is not None else None,
+                         "ipv4": ip.get("address") if ip is not None else None,
+                         "prefix": int(ip.get("prefix", 0)) if ip is not None else None,
+                         "gateway": route.get("gateway") if route is not None else None,
+                         "device": target.get("dev") if target is not None else None})
+    return {
+        "vcpus": int(vcpu.text or 1) if vcpu is not None else 1,
+        "memory_mib": _kib(root.find("memory")) // 1024,
+        "nics": nics,
+        "init": init,
+        "init_env": env,
+        "root": root_dir,
+        "writable": sorted(writable),
+        "mounts": mounts,
+        "running": running,
+        "autostart": autostart,
+    }
+
+
 def _seed_reference(root: ET.Element, volume: str | None) -> str | None:
     """``pool/volume@digest`` of the seed CD-ROM; the digest is what the domain's metadata recorded for that volume."""
     if volume is None:
@@ -229,7 +301,7 @@ def parse_volume(root: ET.Element, pool: str, pool_by_dir: dict[str, str]) -> tu
         directory, _, vol = base_path.rpartition("/")
         base = f"{pool_by_dir[directory]}/{vol}" if directory in pool_by_dir else base_path
     fmt_name = fmt.get("type", "raw") if fmt is not None else "raw"
-    props = {"capacity_gib": -(-size_bytes // 1024**3), "pool": pool,
+    props = {"capacity_gib": None if fmt_name == "dir" else -(-size_bytes // 1024**3), "pool": pool,
              # libvirt's probe calls a file holding an ISO 9660 image "iso": to crane (and QEMU) it is raw data
              "format": "raw" if fmt_name == "iso" else fmt_name, "base": base}
     return props, {"path": root.findtext("target/path") or root.findtext("key")}

@@ -1,0 +1,161 @@
+"""Containers as libvirt ``exe`` domains (the LXC driver's; a ``test`` domain in the sandbox), with crane's owner in
+their metadata: define, start, stop, define anew for a change, undefine, and read their memory cgroup."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import libvirt
+
+from crane_iac.errors import ProviderError
+from crane_iac.objects import Live, Owner
+from crane_iac.providers.base import MemoryUsage
+from crane_iac.providers.libvirt import xml as lx
+from crane_iac.providers.libvirt.domains import lookup_domain, shut_down
+from crane_iac.providers.libvirt.host import NOT_FOUND, Host
+from crane_iac.providers.libvirt.rules import restarts
+
+#: where libvirt 9.0 puts a container's memory cgroup on a host without systemd (v1 controllers, then unified v2):
+#: ``machine/lxc-<controller pid>-<name>.libvirt-lxc`` under the ``/machine`` partition
+_CGROUP_DIRS = ("/sys/fs/cgroup/memory/machine/lxc-{id}-{name}.libvirt-lxc",
+                "/sys/fs/cgroup/machine/lxc-{id}-{name}.libvirt-lxc")
+
+
+def container_outputs(uuid: str | None, props: dict[str, Any]) -> dict[str, Any]:
+    """A container's outputs: its UUID and its NICs' fixed addresses (known whether it runs or not)."""
+    addresses = [nic.get("ipv4") for nic in props["nics"]]
+    return {"uuid": uuid, "ipv4": addresses[0] if addresses else None, "addresses": addresses}
+
+
+class Containers:
+    """The ``container`` kind."""
+
+    def __init__(self, host: Host, *, domain_type: str, shutdown_timeout: float) -> None:
+        self.host = host
+        self.domain_type = domain_type
+        self.shutdown_timeout = shutdown_timeout
+
+    def create(self, physical: str, p: dict[str, Any], owner: Owner) -> Live:
+        dom = self.host.conn.defineXML(lx.render_container(physical, p, owner, domain_type=self.domain_type,
+                                                           mount_dirs=self._mount_dirs(p)))
+        if p["autostart"]:
+            self.host.set_autostart(dom, physical, True)
+        if p["running"]:
+            dom.create()
+        self.host.domain_changed(dom, bool(p["running"]))
+        # what was defined is what a read returns (read_all parses to the same shape; drift would show if not)
+        return Live("container", physical, dict(p), container_outputs(dom.UUIDString(), p), owner.stack,
+                    owner.address)
+
+    def read(self, physical: str, p: dict[str, Any]) -> Live | None:
+        dom = lookup_domain(self.host.conn, physical)
+        return None if dom is None else self._read(dom)
+
+    def update(self, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
+        dom = self.host.conn.lookupByName(physical)
+        if restarts("container", before, after):
+            return self._redefine(dom, physical, after)
+        if after["autostart"] != before.get("autostart"):
+            self.host.set_autostart(dom, physical, after["autostart"])
+        if after["running"] and not dom.isActive():
+            dom.create()
+        elif not after["running"] and dom.isActive():
+            shut_down(dom, self.shutdown_timeout)
+        return self._read(dom)
+
+    def delete(self, physical: str, p: dict[str, Any]) -> None:
+        dom = self.host.conn.lookupByName(physical)
+        if dom.isActive():
+            dom.destroy()
+        dom.undefine()
+        self.host.domain_gone(physical)
+
+    def memory_usage(self, physical: str) -> MemoryUsage | None:
+        """The container's memory cgroup: ``total`` its limit, ``used`` what it holds less the page cache the kernel
+        can drop (read from the cgroup itself where crane runs on the host; else libvirt's figure, cache included).
+        None while it is stopped, and in the sandbox, which runs nothing."""
+        if self.host.test_driver:
+            return None
+        try:
+            dom = self.host.conn.lookupByName(physical)
+            if not dom.isActive():
+                return None
+            _, limit_kib, used_kib, _, _ = dom.info()
+            cgroup = self._cgroup_memory(dom, physical) if self.host.local else None
+        except libvirt.libvirtError as exc:
+            raise ProviderError(f"reading the memory of container {physical!r} failed: "
+                                f"{exc.get_error_message()}") from None
+        total = limit_kib / 1024
+        if cgroup is None:
+            used = used_kib / 1024
+            return MemoryUsage(used_mib=used, total_mib=total, unused_mib=max(total - used, 0.0))
+        usage, reclaimable = cgroup
+        return MemoryUsage(used_mib=max(usage - reclaimable, 0) / 1024**2, total_mib=total,
+                           unused_mib=max(total - usage / 1024**2, 0.0))
+
+    @staticmethod
+    def _cgroup_memory(dom: Any, physical: str) -> tuple[int, int] | None:
+        """(bytes charged, bytes of inactive page cache) from the container's memory cgroup, or None if not found."""
+        for pattern in _CGROUP_DIRS:
+            directory = Path(pattern.format(id=dom.ID(), name=physical))
+            try:
+                stat = dict(line.split() for line in (directory / "memory.stat").read_text().splitlines())
+                usage_file = "memory.usage_in_bytes" if (directory / "memory.usage_in_bytes").exists() \
+                    else "memory.current"
+                usage = int((directory / usage_file).read_text())
+            except (OSError, ValueError):
+                continue
+            return usage, int(stat.get("total_inactive_file", stat.get("inactive_file", 0)))
+        return None
+
+    def _mount_dirs(self, p: dict[str, Any]) -> dict[str, str]:
+        """Each mount point's host directory: the path of its ``pool/volume``."""
+        dirs = {}
+        for target, ref in p["mounts"].items():
+            pool, _, name = ref.partition("/")
+            dirs[target] = self.host.conn.storagePoolLookupByName(pool).storageVolLookupByName(name).path()
+        return dirs
+
+    def _read(self, dom: Any) -> Live:
+        """The container as libvirt reports it; its mounts named by the volumes whose directories they are."""
+        xml = dom.XMLDesc(self.host.domain_xml_flags)
+        root = ET.fromstring(xml)
+        active = bool(dom.isActive())
+        self.host.domain_changed(dom, active, xml)
+        owner = lx.owner_of(root)
+        props = lx.parse_container(root, running=active, autostart=bool(dom.autostart()),
+                                   volume_by_path=self._volumes_at(root))
+        return Live("container", dom.name(), props, container_outputs(root.findtext("uuid"), props),
+                    owner.stack if owner else None, owner.address if owner else None)
+
+    def _volumes_at(self, root: ET.Element) -> dict[str, str]:
+        """``pool/volume`` by directory, for the directories the container mounts."""
+        found = {}
+        for source in root.iterfind("devices/filesystem/source"):
+            directory = source.get("dir")
+            if not directory or directory == "/":
+                continue
+            try:
+                vol = self.host.conn.storageVolLookupByPath(directory)
+                found[directory] = f"{vol.storagePoolLookupByVolume().name()}/{vol.name()}"
+            except libvirt.libvirtError as exc:
+                if exc.get_error_code() not in NOT_FOUND:
+                    raise
+        return found
+
+    def _redefine(self, dom: Any, physical: str, after: dict[str, Any]) -> Live:
+        """A new definition (same UUID, same owner): stop the container, define it anew and start it again if it
+        should run (after a crash in between, the next plan starts it)."""
+        root = ET.fromstring(dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE))
+        owner = lx.owner_of(root) or Owner("", "")
+        if dom.isActive():
+            shut_down(dom, self.shutdown_timeout)
+        dom = self.host.conn.defineXML(lx.render_container(
+            physical, after, owner, domain_type=root.get("type") or self.domain_type,
+            mount_dirs=self._mount_dirs(after), uuid=dom.UUIDString()))
+        self.host.set_autostart(dom, physical, after["autostart"])
+        if after["running"]:
+            dom.create()
+        return self._read(dom)

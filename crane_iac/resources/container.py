@@ -1,0 +1,203 @@
+"""Container: a process tree in namespaces (libvirt's LXC driver) running one program of its host, on Networks with
+fixed addresses, with directory Volumes mounted read-write."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import posixpath
+import re
+from typing import Any
+
+from pydantic import Field, InstanceOf, field_validator, model_validator
+
+from crane_iac.objects import Kind
+from crane_iac.resources.base import Output, Resource, plain
+from crane_iac.resources.network import Network
+from crane_iac.resources.vm import stable_mac
+from crane_iac.resources.volume import Volume
+
+#: what a container may write by default: temporary files, run state, logs, and root's home (Ansible writes its
+#: temporary files under /root); each is a tmpfs, emptied when the container stops
+DEFAULT_WRITABLE = ("/tmp", "/run", "/var/log", "/var/tmp", "/root")
+#: network modes where the host has the subnet's first address and routes for the guests
+ROUTED_MODES = frozenset({"nat", "route", "open"})
+#: what libvirt 9.0 writes unescaped into a domain's XML when it formats an ``<initenv>`` value (and then cannot
+#: read back)
+UNSAFE_ENV = re.compile(r"[<&]")
+#: the names libvirt accepts for an init's environment variable
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _directory(value: str, what: str) -> str:
+    """An absolute directory path, normalised as libvirt stores it."""
+    if not value.startswith("/"):
+        raise ValueError(f"{what} {value!r} must be an absolute path")
+    normal = posixpath.normpath(value)
+    return normal[1:] if normal.startswith("//") else normal
+
+
+def nic_device(physical: str, index: int) -> str:
+    """The host side of a NIC's veth pair: ``cn`` + a digest of the container's name + the NIC's index, at most 15
+    characters (the kernel's limit) and the same on every run, so that no two daemons race for a ``vnetN``."""
+    return f"cn{hashlib.sha256(f'container.{physical}'.encode()).hexdigest()[:8]}-{index}"
+
+
+class Container(Resource):
+    """A container running ``init`` (an argv list; its first element an absolute path within ``root``) as its first
+    process, with ``init_env`` as its environment (values may be ``Output``s of other resources).
+
+    ``root`` (default ``/``: the host's own programs) is passed through read-only as the container's ``/``; each
+    directory in ``writable`` is a fresh tmpfs, and ``mounts`` maps a path in the container to a directory
+    ``Volume`` (``format="dir"``) passed through read-write: what the container keeps lives there. A path in
+    ``writable`` or ``mounts`` must exist in ``root``, or lie under another of them.
+
+    Each of ``networks`` gets one NIC with the fixed address of the same position in ``ipv4`` (``"10.80.0.12"``,
+    inside the network's ``ipv4`` subnet; ``"192.168.1.50/24"`` on a network without one); libvirt sets it inside
+    the container, with a default route through the host for the first NIC on a ``nat``, ``route`` or ``open``
+    network. ``memory_mib`` is the limit of the container's memory cgroup: a process that needs more is killed
+    (the container keeps running). A changed setting restarts the container (same UUID); only ``running`` and
+    ``autostart`` change without a restart. Needs an endpoint with ``uri = "lxc:///system"`` (or the sandbox).
+    """
+
+    kind = "container"
+    #: containers and VMs are libvirt domains: their names share one name space on an endpoint
+    kind_rule = Kind("container", namespace="vm")
+
+    memory_mib: int = Field(ge=16, le=4 * 1024 * 1024)
+    vcpus: int = Field(default=1, ge=1, le=255)
+    networks: list[InstanceOf[Network]] = Field(default_factory=list)
+    ipv4: list[str] = Field(default_factory=list)
+    init: list[str] = Field(min_length=1)
+    init_env: dict[str, str | Output] = Field(default_factory=dict)
+    root: str = "/"
+    writable: list[str] = Field(default_factory=lambda: list(DEFAULT_WRITABLE))
+    mounts: dict[str, InstanceOf[Volume]] = Field(default_factory=dict)
+    running: bool = True
+    autostart: bool = False
+
+    @field_validator("init")
+    @classmethod
+    def _init(cls, value: list[str]) -> list[str]:
+        if value and not value[0].startswith("/"):
+            raise ValueError(f"init program {value[0]!r} must be an absolute path within the container's root "
+                             "(e.g. '/usr/bin/python3')")
+        return value
+
+    @field_validator("init_env")
+    @classmethod
+    def _env(cls, value: dict[str, str | Output]) -> dict[str, str | Output]:
+        bad = [name for name in value if not _ENV_NAME.match(name)]
+        if bad:
+            raise ValueError(f"init_env name(s) {bad}: use letters, digits and '_', not starting with a digit")
+        unsafe = sorted(name for name, text in value.items() if isinstance(text, str) and UNSAFE_ENV.search(text))
+        if unsafe:
+            raise ValueError(f"init_env {', '.join(unsafe)}: libvirt 9.0 writes these values into its XML unescaped, "
+                             "so '<' and '&' break it; pass such a value in a file (under a mount) instead")
+        return value
+
+    @field_validator("root")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        return _directory(value, "root")
+
+    @field_validator("writable")
+    @classmethod
+    def _writable(cls, value: list[str]) -> list[str]:
+        paths = [_directory(path, "writable directory") for path in value]
+        if "/" in paths:
+            raise ValueError("the root cannot be writable: name the directories the container writes")
+        return paths
+
+    @field_validator("mounts")
+    @classmethod
+    def _mounts(cls, value: dict[str, Volume]) -> dict[str, Volume]:
+        mounts = {_directory(path, "mount point"): vol for path, vol in value.items()}
+        if "/" in mounts:
+            raise ValueError("a volume cannot be mounted on '/': the root is root=")
+        not_dirs = [f"{path} ({vol.address}, format {vol.format!r})" for path, vol in mounts.items()
+                    if vol.format != "dir"]
+        if not_dirs:
+            raise ValueError(f"a container mounts directory volumes only (Volume(..., format='dir')): "
+                             f"{', '.join(not_dirs)}")
+        return mounts
+
+    @model_validator(mode="after")
+    def _layout(self) -> Container:
+        both = sorted(set(self.writable) & set(self.mounts))
+        if both:
+            raise ValueError(f"{', '.join(both)}: both writable and mounted; keep one")
+        if len(self.ipv4) != len(self.networks):
+            raise ValueError(f"give one ipv4 address per network: {len(self.networks)} network(s), "
+                             f"{len(self.ipv4)} address(es) (libvirt sets them in the container; nothing in it asks "
+                             "DHCP)")
+        for net, text in zip(self.networks, self.ipv4, strict=True):
+            _address(net, text)
+        return self
+
+    @property
+    def uuid(self) -> Output:
+        """The hypervisor's UUID for the domain, known after apply."""
+        return Output(self, "uuid")
+
+    @property
+    def addresses(self) -> Output:
+        """Every NIC's fixed address, in NIC order, once the container exists (``ipv4`` holds them already, as
+        plain values: an output also orders what uses it after the container)."""
+        return Output(self, "addresses")
+
+    @property
+    def macs(self) -> list[str]:
+        """The MAC of each NIC, derived from the container's name as a VM's are."""
+        return [stable_mac(f"{self.kind}.{self.physical_name}#{i}") for i in range(len(self.networks))]
+
+    def host_claims(self) -> list[tuple[str, str]]:
+        # two NICs with one address on one network would answer for each other
+        return [("ipv4 address", f"{net.physical_name}/{_address(net, text)[0]}")
+                for net, text in zip(self.networks, self.ipv4, strict=True)]
+
+    def properties(self) -> dict[str, Any]:
+        nics = []
+        for index, (net, text, mac) in enumerate(zip(self.networks, self.ipv4, self.macs, strict=True)):
+            address, prefix = _address(net, text)
+            gateway = None
+            if index == 0 and net.ipv4 and net.mode in ROUTED_MODES:
+                gateway = str(ipaddress.IPv4Network(net.ipv4).network_address + 1)
+            nics.append({"network": net.physical_name, "mac": mac, "ipv4": address, "prefix": prefix,
+                         "gateway": gateway, "device": nic_device(self.physical_name, index)})
+        return {
+            "vcpus": self.vcpus,
+            "memory_mib": self.memory_mib,
+            "nics": nics,
+            "init": list(self.init),
+            "init_env": {name: plain(value) for name, value in self.init_env.items()},
+            "root": self.root,
+            "writable": sorted(set(self.writable)),  # as read back: the template mounts them in path order
+            "mounts": {path: vol.reference for path, vol in self.mounts.items()},
+            "running": self.running,
+            "autostart": self.autostart,
+        }
+
+
+def _address(net: Network, text: str) -> tuple[str, int]:
+    """A NIC's fixed address and prefix length on ``net``; ValueError saying what is wrong with it."""
+    try:
+        iface = ipaddress.IPv4Interface(text)
+    except ValueError:
+        raise ValueError(f"ipv4 {text!r} is not an IPv4 address") from None
+    if not net.ipv4:
+        if "/" not in text:
+            raise ValueError(f"{net.address} has no ipv4 subnet: give the address with its prefix "
+                             f"({text}/24, say)")
+        return str(iface.ip), iface.network.prefixlen
+    subnet = ipaddress.IPv4Network(net.ipv4)
+    if "/" in text and iface.network.prefixlen != subnet.prefixlen:
+        raise ValueError(f"ipv4 {text!r}: {net.address} is {subnet}; drop the prefix or give /{subnet.prefixlen}")
+    if iface.ip not in subnet:
+        raise ValueError(f"ipv4 {str(iface.ip)!r} is outside {net.address}'s subnet {subnet}")
+    reserved = {subnet.network_address: "the network's own address", subnet.broadcast_address: "its broadcast address",
+                subnet.network_address + 1: "the host's address on it"}
+    if iface.ip in reserved:
+        raise ValueError(f"ipv4 {str(iface.ip)!r} is {reserved[iface.ip]} ({net.address}, {subnet}); "
+                         "choose another")
+    return str(iface.ip), subnet.prefixlen
