@@ -10,18 +10,24 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["VM", "CloudInit", "Component", "Container", "CraneError", "Network", "Output", "StoragePool", "Volume",
-           "__version__", "export", "import_", "moved", "setting", "variable"]
+__all__ = ["VM", "AppDomain", "CloudInit", "Component", "Configuration", "Container", "CraneError", "LoadBalancer",
+           "Network", "Output", "SshKey", "Storage", "StoragePool", "Volume", "WebTier", "__version__", "export",
+           "import_", "moved", "setting", "variable"]
+#: the app domain component and its parts, from crane_iac.appdomain
+_APPDOMAIN = frozenset({"AppDomain", "LoadBalancer", "Storage", "WebTier"})
 
 if TYPE_CHECKING:
+    from crane_iac.appdomain.component import AppDomain, LoadBalancer, Storage, WebTier
     from crane_iac.errors import CraneError
     from crane_iac.resources import (
         VM,
         CloudInit,
         Component,
+        Configuration,
         Container,
         Network,
         Output,
+        SshKey,
         StoragePool,
         Volume,
         export,
@@ -37,6 +43,10 @@ def __getattr__(name: str) -> Any:
         from crane_iac.errors import CraneError
 
         return CraneError
+    if name in _APPDOMAIN:
+        from crane_iac.appdomain import component
+
+        return getattr(component, name)
     if name in __all__:
         from crane_iac import resources
 

@@ -8,14 +8,19 @@ import crane_iac
 
 def test_public_names_are_pinned() -> None:
     assert sorted(crane_iac.__all__) == sorted(
-        ["VM", "CloudInit", "Component", "Container", "CraneError", "Network", "Output", "StoragePool", "Volume",
-         "__version__", "export", "import_", "moved", "setting", "variable"]
+        ["VM", "AppDomain", "CloudInit", "Component", "Configuration", "Container", "CraneError", "LoadBalancer",
+         "Network", "Output", "SshKey", "Storage", "StoragePool", "Volume", "WebTier", "__version__", "export",
+         "import_", "moved", "setting", "variable"]
     )
     from crane_iac import errors, resources
+    from crane_iac.appdomain import component
 
     # each name is the object its home module defines (the lazy loader hands out the real thing)
-    for name in set(crane_iac.__all__) - {"__version__", "CraneError"}:
+    parts = {"AppDomain", "LoadBalancer", "Storage", "WebTier"}
+    for name in set(crane_iac.__all__) - {"__version__", "CraneError"} - parts:
         assert getattr(crane_iac, name) is getattr(resources, name), name
+    for name in parts:
+        assert getattr(crane_iac, name) is getattr(component, name), name
     assert crane_iac.CraneError is errors.CraneError
     namespace: dict[str, object] = {}
     exec("from crane_iac import *", namespace)

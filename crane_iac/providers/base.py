@@ -100,12 +100,6 @@ class Provider(ABC):
         (``create_before_destroy``); raise ``ProviderError`` saying why when this provider cannot."""
         raise ProviderError(f"this provider cannot create a new {kind} before destroying the old one")
 
-    @property
-    def reaches_guests(self) -> bool:
-        """Whether crane's machine can reach this endpoint's running guests over their networks (to configure
-        them): False where no guest runs (the embedded sandbox), or for a remote host whose networks are its own."""
-        return False
-
     def remark(self, kind: str, properties: dict[str, Any]) -> str | None:
         """What the plan should say of creating or changing this object beyond its fields (a configuration run
         that will be skipped because no host can be reached), or None."""

@@ -24,7 +24,7 @@ from crane_iac.providers.base import Provider
 #: built-in provider types, imported only when an endpoint of that type is opened
 BUILT_IN = {"libvirt": "crane_iac.providers.libvirt.endpoint:open_endpoint"}
 #: built-in companions, opened beside every endpoint
-BUILT_IN_COMPANIONS: dict[str, str] = {}
+BUILT_IN_COMPANIONS = {"ansible": "crane_iac.providers.ansible:open_companion"}
 
 Opener = Callable[..., Provider]
 

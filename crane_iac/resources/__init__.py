@@ -13,25 +13,29 @@ from crane_iac.resources.base import (
 )
 from crane_iac.resources.cloudinit import CloudInit
 from crane_iac.resources.component import Component
+from crane_iac.resources.configuration import Configuration
 from crane_iac.resources.container import Container
 from crane_iac.resources.network import Network
 from crane_iac.resources.pool import StoragePool
+from crane_iac.resources.ssh_key import SshKey
 from crane_iac.resources.vm import VM
 from crane_iac.resources.volume import Volume
 
 KINDS: dict[str, type[Resource]] = {cls.kind: cls for cls in (VM, Container, Network, Volume, StoragePool,
-                                                                 CloudInit)}
+                                                                 CloudInit, SshKey, Configuration)}
 
 __all__ = [
     "KINDS",
     "VM",
     "CloudInit",
     "Component",
+    "Configuration",
     "Container",
     "Network",
     "Output",
     "Registry",
     "Resource",
+    "SshKey",
     "StoragePool",
     "Volume",
     "collecting",

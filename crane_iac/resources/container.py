@@ -140,6 +140,12 @@ class Container(Resource):
         """The hypervisor's UUID for the domain, known after apply."""
         return Output(self, "uuid")
 
+    def reachable_address(self) -> str:
+        """Where crane reaches the container to configure it: its first fixed address (without a prefix)."""
+        if not self.ipv4:
+            raise ValueError(f"{self.address} has no fixed address crane could reach it at")
+        return self.ipv4[0].split("/", 1)[0]
+
     @property
     def addresses(self) -> Output:
         """Every NIC's fixed address, in NIC order, once the container exists (``ipv4`` holds them already, as

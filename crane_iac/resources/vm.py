@@ -75,6 +75,10 @@ class VM(Resource):
         """The first NIC's IPv4 address, leased by DHCP; known once the guest has booted and asked for it."""
         return Output(self, "ipv4")
 
+    def reachable_address(self) -> Output:
+        """Where crane reaches the guest to configure it: its first NIC's DHCP lease."""
+        return self.ipv4
+
     @property
     def addresses(self) -> Output:
         """Every NIC's leased address (or null), in NIC order."""

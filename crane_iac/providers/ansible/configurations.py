@@ -12,16 +12,16 @@ from typing import Any
 
 from crane_iac.errors import ProviderError
 from crane_iac.objects import FieldChange, Live, Owner, Reach
-from crane_iac.providers.ansible import playbooks
 from crane_iac.providers.ansible.inventory import inventory
 from crane_iac.providers.ansible.keys import SshKeys
 from crane_iac.providers.ansible.runs import Progress, run_playbook
+from crane_iac.resources import playbooks
 
 KIND = "configuration"
 #: the plan's note on any changed field
 RUNS_AGAIN = "runs the playbook again"
 #: why a configuration on an endpoint with no guests does nothing (the plan shows it, the outputs keep it)
-NO_GUESTS = "the endpoint runs no guests (the embedded sandbox), so no host can be reached"
+NO_GUESTS = "skipped: the endpoint runs no guests (the embedded sandbox), so no host can be reached"
 _VALIDATE_TIMEOUT = 60
 
 
@@ -83,7 +83,7 @@ class Configurations:
             path = playbooks.resolve(properties["playbook"], self.project_dir)
             if not path.is_file():
                 problems.append(f"playbook {properties['playbook']!r}: no such file {path}")
-        except ProviderError as exc:
+        except ValueError as exc:
             problems.append(str(exc))
         return problems + validate(properties)
 
@@ -105,7 +105,10 @@ class Configurations:
     def _run(self, physical: str, properties: dict[str, Any]) -> Live:
         if not self.reaches_guests:
             return Live(KIND, physical, properties, {"ran": False, "skipped": NO_GUESTS})
-        path = playbooks.resolve(properties["playbook"], self.project_dir)
+        try:
+            path = playbooks.resolve(properties["playbook"], self.project_dir)
+        except ValueError as exc:
+            raise ProviderError(f"configuration {physical!r}: {exc}") from None
         if not path.is_file():
             raise ProviderError(f"configuration {physical!r}: playbook {properties['playbook']!r} is not there "
                                 f"({path})")

@@ -28,11 +28,15 @@ class AnsibleProvider(Provider):
 
     def __init__(self, *, reaches_guests: bool, key_dir: Path, project_dir: Path, progress: Progress | None = None,
                  timeout: int = 900) -> None:
-        self.reaches_guests = reaches_guests
+        self._reaches_guests = reaches_guests
         self.keys = SshKeys(key_dir)
         self.configurations = Configurations(self.keys, reaches_guests=reaches_guests, project_dir=project_dir,
                                              progress=progress, timeout=timeout)
         self.handlers: dict[str, KindHandler] = {"ssh_key": self.keys, "configuration": self.configurations}
+
+    @property
+    def reaches_guests(self) -> bool:
+        return self._reaches_guests
 
     @property
     def listed_kinds(self) -> frozenset[str]:

@@ -14,7 +14,7 @@ import pytest
 
 from crane_iac.errors import ProviderError
 from crane_iac.objects import Owner
-from crane_iac.providers.ansible.playbooks import playbook_digest, resolve, shipped_dir
+from crane_iac.resources.playbooks import playbook_digest, resolve, shipped_dir
 from tests.providers.ansible.conftest import LoopbackHost, free_port
 
 ANSIBLE_PLAYBOOK = str(Path(sys.executable).with_name("ansible-playbook"))

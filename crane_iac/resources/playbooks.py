@@ -1,5 +1,6 @@
 """Where a configuration's playbook is (``crane:appdomain/lb.yml`` names one crane ships) and the digest that makes a
-changed playbook, role or shipped helper file show in the plan as a configuration to run again."""
+changed playbook, role or shipped helper file show in the plan as a configuration to run again. Read when a stack
+loads (no I/O but reading files); a bad name is a ValueError, which the resource reports as a load error."""
 
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from crane_iac.errors import ProviderError
 
 #: the prefix of a playbook shipped with crane: ``crane:<package>/<file>`` is crane_iac/<package>/playbooks/<file>
 SHIPPED = "crane:"
@@ -26,16 +25,16 @@ def shipped_dir(package: str = "appdomain") -> Path:
 
 def resolve(playbook: str, project_dir: Path) -> Path:
     """The playbook file: ``crane:<package>/<file>`` from crane's own, an absolute path as it is, a relative one from
-    the project's directory. A name that is neither is a ``ProviderError`` saying which forms there are."""
+    the project's directory. A name that is neither is a ``ValueError`` saying which forms there are."""
     if playbook.startswith(SHIPPED):
         package, _, name = playbook[len(SHIPPED):].partition("/")
         if not package.isidentifier() or not name or ".." in Path(name).parts:
-            raise ProviderError(f"playbook {playbook!r}: a playbook shipped with crane is named "
+            raise ValueError(f"playbook {playbook!r}: a playbook shipped with crane is named "
                                 f"'crane:<package>/<file>', as 'crane:appdomain/web.yml'")
         try:
             return shipped_dir(package) / "playbooks" / name
         except ModuleNotFoundError:
-            raise ProviderError(f"playbook {playbook!r}: crane has no package {package!r}") from None
+            raise ValueError(f"playbook {playbook!r}: crane has no package {package!r}") from None
     path = Path(playbook)
     return path if path.is_absolute() else project_dir / path
 
@@ -68,7 +67,7 @@ def _role_dirs(playbook: Path, text: str) -> list[Path]:
     try:
         names = _role_names(yaml.safe_load(text))
     except yaml.YAMLError as exc:
-        raise ProviderError(f"{playbook}: not a playbook: {exc}") from None
+        raise ValueError(f"{playbook}: not a playbook: {exc}") from None
     if names is None:
         return [roles]
     seen: set[str] = set()
@@ -94,7 +93,7 @@ def playbook_digest(playbook: str, project_dir: Path | None = None) -> str:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ProviderError(f"playbook {playbook!r}: cannot read {path}: {exc.strerror}") from None
+        raise ValueError(f"playbook {playbook!r}: cannot read {path}: {exc.strerror}") from None
     digest = hashlib.sha256()
     digest.update(b"playbook\0" + text.encode() + b"\0")
     dirs = [*_role_dirs(path, text), *(path.parent / d for d in _PLAYBOOK_DIRS)]

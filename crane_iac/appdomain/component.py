@@ -1,0 +1,210 @@
+"""AppDomain: CRANE's web PaaS unit, one component: a load balancer, N web servers and a storage server.
+
+``AppDomain("shop", network=lan)`` expands, under ``appdomain.shop``, into the hosts (LXC containers, or VMs),
+the SSH key crane configures them with, the storage server's data volume, and one configuration run per host:
+storage first, then each web server (its app talks to the database), then the load balancer (its backend lists
+the web servers that are configured). Changing one field changes only what it must: ``web.size`` 3 → 5 adds two
+web servers and their runs and runs the balancer's again, which adds them to the running HAProxy through its
+runtime API (no reload); 5 → 2 drains and removes three from HAProxy first, then destroys them.
+
+Addresses: the hosts take fixed IPv4 addresses of ``network``'s subnet, consecutive from its ``first_host``-th
+address: the balancer, the storage server, then web-1 … web-``max``, so a web server keeps its address whatever the
+size. Give an app domain a network of its own (or one whose DHCP clients cannot be handed these addresses).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, model_validator
+
+from crane_iac.appdomain import haproxy
+from crane_iac.resources.base import Resource
+from crane_iac.resources.cloudinit import CloudInit
+from crane_iac.resources.component import Component
+from crane_iac.resources.configuration import Configuration
+from crane_iac.resources.container import Container
+from crane_iac.resources.network import Network
+from crane_iac.resources.pool import StoragePool
+from crane_iac.resources.ssh_key import SshKey
+from crane_iac.resources.vm import VM
+from crane_iac.resources.volume import Volume
+
+_HERE = Path(__file__).resolve().parent
+#: the containers' init: sshd with the domain's key, as PID 1 (files/init.sh)
+INIT = str(_HERE / "files" / "init.sh")
+PLAYBOOKS = "crane:appdomain"
+SSH_PORT = 22
+#: the balancer's own page (/stats, and /healthz while HAProxy runs)
+STATS_PORT = 8404
+#: where the balancer's HAProxy keeps its admin socket and its servers' states (tmpfs in a container)
+RUNTIME_SOCKET = "/run/crane/haproxy/admin.sock"
+STATE_FILE = "/run/crane/haproxy/servers.state"
+
+
+R = TypeVar("R", bound=Resource)
+
+
+def make(cls: Callable[..., R], name: str, /, **fields: Any) -> R:
+    """``cls(name, **fields)``: a resource built positionally by name, as stack files do (the pydantic plugin of
+    mypy knows the fields, not the name-first constructor resources have)."""
+    return cls(name, **fields)
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class WebTier(_Part):
+    """The web servers: ``size`` of them, kept within [``min``, ``max``] (the autoscaler moves ``size``)."""
+
+    size: int = Field(default=2, ge=0)
+    min: int = Field(default=1, ge=0)
+    max: int = Field(default=8, ge=1, le=200)
+    memory_mib: int = Field(default=256, ge=32)
+    vcpus: int = Field(default=1, ge=1)
+    port: int = Field(default=8080, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _range(self) -> WebTier:
+        if self.min > self.max:
+            raise ValueError(f"web.min ({self.min}) is above web.max ({self.max})")
+        if not self.min <= self.size <= self.max:
+            raise ValueError(f"web.size {self.size} is outside [min {self.min}, max {self.max}]: "
+                             "change size, or widen min/max")
+        return self
+
+
+class Storage(_Part):
+    """The storage server: PostgreSQL, its files on a directory volume in ``pool`` that outlives the host."""
+
+    memory_mib: int = Field(default=512, ge=64)
+    vcpus: int = Field(default=1, ge=1)
+    port: int = Field(default=5432, ge=1, le=65535)
+    database: str = Field(default="app", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    pool: InstanceOf[StoragePool] | str = "default"
+
+
+class LoadBalancer(_Part):
+    """HAProxy in front of the web servers: ``balance`` is HAProxy's algorithm; ``health_check`` the path each
+    server must answer 200 on; a server being removed gets up to ``drain_timeout`` seconds to finish its requests."""
+
+    port: int = Field(default=80, ge=1, le=65535)
+    health_check: str = Field(default="/healthz", pattern=r"^/\S*$")
+    balance: str = "leastconn"
+    memory_mib: int = Field(default=128, ge=32)
+    vcpus: int = Field(default=1, ge=1)
+    drain_timeout: float = Field(default=30.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _algorithm(self) -> LoadBalancer:
+        haproxy.balance_line(self.balance)  # a ValueError naming the algorithms HAProxy takes
+        return self
+
+
+class AppDomain(Component):
+    """One customer's web application: ``AppDomain("shop", network=lan, web=WebTier(size=3))``.
+
+    ``hosts="container"`` (default) runs each host as an LXC container on the endpoint (``lxc:///system``; the
+    embedded sandbox plans and records them, and skips the configuration runs: nothing runs there);
+    ``hosts="vm"`` runs VMs booted from ``image`` (a Volume holding a cloud image with cloud-init and sshd), which
+    needs ``ssh_key``: the public key (``<ssh_key>.pub``) goes into their cloud-init seed. ``ssh_key`` names the
+    private key crane configures the hosts with; without it crane makes one under the project's ``.crane/``.
+    """
+
+    kind = "appdomain"
+
+    network: InstanceOf[Network]
+    web: WebTier = WebTier()
+    storage: Storage = Storage()
+    lb: LoadBalancer = LoadBalancer()
+    hosts: Literal["container", "vm"] = "container"
+    image: InstanceOf[Volume] | None = None
+    ssh_key: str | None = None
+    first_host: int = Field(default=10, ge=2)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AppDomain:
+        ports = {"lb.port": self.lb.port, "web.port": self.web.port, "storage.port": self.storage.port}
+        for name, port in ports.items():
+            if port == SSH_PORT:
+                raise ValueError(f"{name} {port} clashes with sshd, which crane configures the hosts through")
+            if port == STATS_PORT and name == "lb.port":
+                raise ValueError(f"lb.port {port} clashes with the balancer's own stats port {STATS_PORT}")
+        if self.network.ipv4 is None:
+            raise ValueError(f"network {self.network.name!r} has no ipv4 subnet to give the hosts addresses from")
+        subnet = ipaddress.ip_network(self.network.ipv4)
+        needed = self.first_host + 2 + self.web.max
+        if needed > subnet.num_addresses - 1:
+            raise ValueError(f"network {self.network.name!r} ({subnet}) has no room for {2 + self.web.max} hosts "
+                             f"from its address {self.first_host}: use a larger subnet, a lower first_host or a "
+                             "lower web.max")
+        if self.hosts == "vm" and (self.image is None or self.ssh_key is None):
+            raise ValueError("hosts='vm' needs image=<a Volume with a cloud image> and ssh_key=<a private key path "
+                             "whose .pub is beside it>")
+        return self
+
+    def host_address(self, index: int) -> str:
+        """The ``index``-th host address of the domain: 0 the balancer, 1 the storage server, 1+i web-i."""
+        assert self.network.ipv4 is not None
+        return str(ipaddress.ip_network(self.network.ipv4)[self.first_host + index])
+
+    def build(self) -> None:
+        key = make(SshKey, "key", path=self.ssh_key)
+        self.key = key
+        self.lb_host = self._host("lb", 0, self.lb.memory_mib, self.lb.vcpus, key)
+        self.storage_host = self._host("storage", 1, self.storage.memory_mib, self.storage.vcpus, key, data=True)
+        self.web_hosts = [self._host(f"web-{i}", 1 + i, self.web.memory_mib, self.web.vcpus, key)
+                          for i in range(1, self.web.size + 1)]
+        storage_address = self.host_address(1)
+        store = make(
+            Configuration, "storage", playbook=f"{PLAYBOOKS}/storage.yml", hosts=[self.storage_host],
+            addresses=[storage_address], group="storage", key=key,
+            vars={"pg_port": self.storage.port, "db_name": self.storage.database, "db_user": "app",
+                  "data_dir": "/srv/data", "subnet": self.network.ipv4})
+        dsn = f"host={storage_address} port={self.storage.port} dbname={self.storage.database} user=app " \
+              "connect_timeout=3"
+        webs = [make(Configuration, f"web-{i}", playbook=f"{PLAYBOOKS}/web.yml", hosts=[host],
+                     addresses=[self.host_address(1 + i)], group="web", key=key, depends_on=[store],
+                     vars={"app_port": self.web.port, "dsn": dsn})
+                for i, host in enumerate(self.web_hosts, start=1)]
+        servers = [haproxy.Server(host.physical_name, self.host_address(1 + i), self.web.port)
+                   for i, host in enumerate(self.web_hosts, start=1)]
+        config = haproxy.render_haproxy(
+            self.physical_name, bind=self.host_address(0), port=self.lb.port, balance=self.lb.balance,
+            health_check=self.lb.health_check, servers=servers, runtime_socket=RUNTIME_SOCKET,
+            state_file=STATE_FILE, stats_port=STATS_PORT)
+        make(Configuration, "lb", playbook=f"{PLAYBOOKS}/lb.yml", hosts=[self.lb_host],
+             addresses=[self.host_address(0)], group="lb", key=key, depends_on=webs,
+             files={"haproxy.cfg": config}, checks={"haproxy.cfg": ["haproxy", "-c", "-f", "{path}"]},
+             vars={"haproxy_backend": haproxy.BACKEND, "haproxy_socket": RUNTIME_SOCKET,
+                   "frontend_port": self.lb.port, "drain_timeout": self.lb.drain_timeout,
+                   "servers": [{"name": s.name, "address": s.address, "port": s.port} for s in servers]})
+
+    def _host(self, name: str, index: int, memory_mib: int, vcpus: int, key: SshKey, *,
+              data: bool = False) -> Resource:
+        """One host of the domain: a container running sshd with the domain's key, or a VM from ``image``; with
+        ``data``, storage that outlives it (a directory volume mounted at /srv, or a second disk)."""
+        if self.hosts == "container":
+            mounts = {"/srv": make(Volume, f"{name}-data", pool=self.storage.pool, format="dir")} if data else {}
+            return make(Container, name, memory_mib=memory_mib, vcpus=vcpus, networks=[self.network],
+                        ipv4=[self.host_address(index)], init=[INIT], init_env={"CRANE_AUTHORIZED_KEY": key.public_key},
+                        mounts=mounts)
+        assert self.image is not None and self.ssh_key is not None and self.network.ipv4 is not None
+        public = Path(self.ssh_key).expanduser().with_suffix(".pub").read_text().strip()
+        subnet = ipaddress.ip_network(self.network.ipv4)
+        seed = make(CloudInit, f"{name}-seed", user_data={"ssh_authorized_keys": [public], "disable_root": False},
+                    network_config={"version": 2, "ethernets": {"nic": {
+                        "match": {"name": "e*"}, "addresses": [f"{self.host_address(index)}/{subnet.prefixlen}"],
+                        "gateway4": str(subnet[1])}}})
+        disks = [make(Volume, f"{name}-root", base=self.image, pool=self.image.pool, capacity_gib=8)]
+        if data:
+            disks.append(make(Volume, f"{name}-data", pool=self.image.pool, capacity_gib=8))
+        return make(VM, name, vcpus=vcpus, memory_mib=memory_mib, networks=[self.network], volumes=disks,
+                    cloud_init=seed)
+
+    def properties(self) -> dict[str, Any]:
+        return {}

@@ -1,0 +1,93 @@
+"""Configuration: one run of an Ansible playbook against hosts of the stack, as a resource of its own.
+
+Its identity covers the playbook (by content), its variables and files, and the hosts: the plan says when the
+configuration will run again, and a no-op re-plan runs nothing. It is served by the ``ansible`` companion of the
+hosts' endpoint, which skips it (and says so in the plan) where no host can be reached.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from pydantic import Field, InstanceOf, field_validator, model_validator
+
+from crane_iac.objects import Kind
+from crane_iac.resources.base import Output, Resource, plain
+from crane_iac.resources.playbooks import playbook_digest
+from crane_iac.resources.ssh_key import SshKey
+
+
+@runtime_checkable
+class Reachable(Protocol):
+    """A host crane can configure: a VM (its DHCP lease, known after apply) or a container (its fixed address)."""
+
+    @property
+    def physical_name(self) -> str: ...
+
+    @property
+    def uuid(self) -> Output: ...
+
+    def reachable_address(self) -> str | Output: ...
+
+
+class Configuration(Resource):
+    """``Configuration("web-1", playbook="crane:appdomain/web.yml", hosts=[web_1], key=key,
+    vars={...})``: the hosts are VMs or containers of the stack (the run waits for them). ``files`` are texts crane
+    renders and the playbook writes on the hosts; ``checks`` holds, per file, a command crane runs on it locally at
+    plan time (``["haproxy", "-c", "-f", "{path}"]``): a file it rejects fails the plan."""
+
+    kind = "configuration"
+    kind_rule: ClassVar[Kind | None] = Kind("configuration", provider="ansible")
+
+    playbook: str
+    hosts: list[InstanceOf[Resource]] = Field(min_length=1)
+    #: where to reach each host, when not at its own address (a VM given a fixed one by its cloud-init seed)
+    addresses: list[str] | None = None
+    #: the inventory group the hosts are in (the playbook's ``hosts:``)
+    group: str = "all"
+    key: InstanceOf[SshKey]
+    user: str = "root"
+    vars: dict[str, Any] = Field(default_factory=dict)
+    files: dict[str, str] = Field(default_factory=dict)
+    checks: dict[str, list[str]] = Field(default_factory=dict)
+
+    @field_validator("playbook")
+    @classmethod
+    def _exists(cls, value: str) -> str:
+        playbook_digest(value)
+        return value
+
+    @field_validator("hosts")
+    @classmethod
+    def _reachable(cls, value: list[Resource]) -> list[Resource]:
+        for host in value:
+            if not isinstance(host, Reachable):
+                raise ValueError(f"{host.address} is not a host crane can configure (a VM or a Container)")
+            host.reachable_address()  # a container without an address: a ValueError saying so
+        return value
+
+    @model_validator(mode="after")
+    def _one_address_each(self) -> Configuration:
+        if self.addresses is not None and len(self.addresses) != len(self.hosts):
+            raise ValueError(f"{len(self.addresses)} addresses for {len(self.hosts)} hosts: give one per host")
+        return self
+
+    def _addresses(self) -> list[Any]:
+        if self.addresses is not None:
+            return list(self.addresses)
+        return [plain(host.reachable_address()) for host in self.hosts if isinstance(host, Reachable)]
+
+    def properties(self) -> dict[str, Any]:
+        # a host's UUID is in the run's identity: a host replaced or recreated (drift repaired) is configured again
+        return {
+            "playbook": self.playbook,
+            "digest": playbook_digest(self.playbook),
+            "hosts": [{"name": host.physical_name, "address": address, "groups": [self.group],
+                       "uuid": plain(host.uuid) if isinstance(host, Reachable) else None}
+                      for host, address in zip(self.hosts, self._addresses(), strict=True)],
+            "vars": self.vars,
+            "key": self.key.physical_name,
+            "user": self.user,
+            "files": self.files,
+            "validate": self.checks,
+        }

@@ -1,0 +1,138 @@
+"""The AppDomain component on the embedded sandbox: what it expands into, what a change of one field changes, the
+configuration runs planned and recorded as skipped (nothing runs there), and bad input as load errors."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from crane_iac.engine.workspace import PlanOptions, Workspace
+from crane_iac.errors import DiagnosticsError
+from crane_iac.objects import Action
+from crane_iac.planner.diff import Step, order_changes
+from crane_iac.planner.model import Phase
+from crane_iac.render import render_plan
+from tests.conftest import ProjectDir, assert_clean_error
+from tests.engine.test_workspace import apply, project
+
+STACK = """
+from crane_iac import AppDomain, LoadBalancer, Network, WebTier
+
+lan = Network("shop-net", mode="nat", ipv4="10.81.0.0/24", dhcp=False)
+AppDomain("shop", network=lan, web=WebTier(size={size}, min=1, max=6), lb=LoadBalancer(balance="{balance}"))
+"""
+
+
+def stack(size: int = 3, balance: str = "leastconn") -> str:
+    return STACK.format(size=size, balance=balance)
+
+
+def addresses(plan_changes: list[object]) -> dict[str, Action]:
+    return {c.address: c.action for c in plan_changes}  # type: ignore[attr-defined]
+
+
+def test_an_app_domain_expands_into_hosts_key_volume_and_configuration_runs(tmp_path: Path) -> None:
+    plan = Workspace.open(project(tmp_path, stack())).plan()
+    created = {a for a, action in addresses(plan.changes).items() if action is Action.CREATE}
+    children = {"ssh_key.key", "volume.storage-data", "container.lb", "container.storage", "configuration.storage",
+                "configuration.lb", *(f"{kind}.web-{i}" for kind in ("container", "configuration") for i in (1, 2, 3))}
+    assert created == {"network.shop-net", *(f"appdomain.shop/{child}" for child in children)}
+    by_address = {c.address: c for c in plan.changes}
+    web1 = by_address["appdomain.shop/container.web-1"].after
+    assert web1 is not None and web1["nics"][0]["ipv4"] == "10.81.0.12"  # lb .10, storage .11, web-i .11+i
+    lb = by_address["appdomain.shop/configuration.lb"]
+    assert sorted(lb.dependencies) >= ["appdomain.shop/configuration.web-1", "appdomain.shop/configuration.web-2",
+                                       "appdomain.shop/configuration.web-3"]
+    cfg = lb.after["files"]["haproxy.cfg"]  # type: ignore[index]
+    assert "balance leastconn" in cfg and "server shop-web-3 10.81.0.14:8080" in cfg
+    # the sandbox runs no guests: the plan says the runs will be skipped
+    assert "appdomain.shop/configuration.lb" in render_plan(plan) and "skipped" in lb.note
+
+
+def test_on_the_sandbox_the_runs_are_recorded_as_skipped_and_a_re_plan_is_a_no_op(tmp_path: Path) -> None:
+    root = project(tmp_path, stack())
+    apply(Workspace.open(root))
+    ws = Workspace.open(root)
+    record = ws.state().resources["appdomain.shop/configuration.lb"]
+    assert record.outputs["ran"] is False and "skipped" in record.outputs["skipped"]
+    assert not ws.plan().has_changes
+    key = next((tmp_path / ".crane").rglob("shop-key"))
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    state_text = "".join(str(r.properties) + str(r.outputs) for r in ws.state().resources.values())
+    assert "PRIVATE KEY" not in state_text and "PRIVATE KEY" in key.read_text()
+
+
+def test_growing_the_web_tier_adds_servers_and_runs_only_the_balancers_configuration_again(tmp_path: Path) -> None:
+    root = project(tmp_path, stack(size=3))
+    apply(Workspace.open(root))
+    (root / "stacks" / "main.py").write_text(stack(size=5))
+    plan = Workspace.open(root).plan()
+    assert addresses(plan.changes) == {
+        "appdomain.shop/container.web-4": Action.CREATE, "appdomain.shop/container.web-5": Action.CREATE,
+        "appdomain.shop/configuration.web-4": Action.CREATE, "appdomain.shop/configuration.web-5": Action.CREATE,
+        "appdomain.shop/configuration.lb": Action.UPDATE}
+    apply(Workspace.open(root))
+
+    (root / "stacks" / "main.py").write_text(stack(size=2))
+    plan = Workspace.open(root).plan()
+    gone = [f"appdomain.shop/{kind}.web-{i}" for kind in ("container", "configuration") for i in (3, 4, 5)]
+    lb = "appdomain.shop/configuration.lb"
+    assert addresses(plan.changes) == {**dict.fromkeys(gone, Action.DELETE), lb: Action.UPDATE}
+    graph = order_changes(plan.changes)
+    for i in (3, 4, 5):  # the balancer lets the server go before its run's record and its host are deleted
+        run, host = f"appdomain.shop/configuration.web-{i}", f"appdomain.shop/container.web-{i}"
+        assert Step(lb, Phase.APPLY) in graph[Step(run, Phase.DELETE)]
+        assert Step(run, Phase.DELETE) in graph[Step(host, Phase.DELETE)]
+
+
+def test_a_changed_balancing_algorithm_touches_only_the_balancer(tmp_path: Path) -> None:
+    root = project(tmp_path, stack())
+    apply(Workspace.open(root))
+    (root / "stacks" / "main.py").write_text(stack(balance="roundrobin"))
+    plan = Workspace.open(root).plan()
+    assert addresses(plan.changes) == {"appdomain.shop/configuration.lb": Action.UPDATE}
+    assert [f.note for f in plan.changes[0].fields] == ["runs the playbook again"] * len(plan.changes[0].fields)
+
+
+@pytest.mark.parametrize(("body", "needle"), [
+    ("web=WebTier(size=9, min=1, max=8)", "web.size 9 is outside [min 1, max 8]"),
+    ("web=WebTier(size=2, min=3, max=2)", "web.min (3) is above web.max (2)"),
+    ("lb=LoadBalancer(balance='fastest')", "unknown balance 'fastest'"),
+    ("lb=LoadBalancer(balance='static-rr')", "cannot take web servers added at runtime"),
+    ("lb=LoadBalancer(port=22)", "lb.port 22 clashes with sshd"),
+    ("lb=LoadBalancer(port=8404)", "clashes with the balancer's own stats port"),
+    ("web=WebTier(port=22)", "web.port 22 clashes with sshd"),
+])
+def test_bad_input_is_a_load_error_naming_the_line(project: ProjectDir, body: str, needle: str) -> None:
+    project.write_stack(f"""
+        from crane_iac import AppDomain, LoadBalancer, Network, WebTier
+        lan = Network("net", mode="nat", ipv4="10.82.0.0/24")
+        AppDomain("shop", network=lan, {body})
+    """)
+    result = project.crane("plan")
+    assert_clean_error(result, needle, "main.py:4")
+    assert not (project.root / ".crane" / "state.db").exists() or "shop" not in project.crane("state", "list").out
+
+
+def test_a_configuration_haproxy_rejects_fails_the_plan_naming_it(tmp_path: Path) -> None:
+    body = """
+from crane_iac import Configuration, Container, Network, SshKey
+
+lan = Network("net", mode="nat", ipv4="10.83.0.0/24")
+key = SshKey("key")
+host = Container("lb", memory_mib=64, networks=[lan], ipv4=["10.83.0.10"], init=["/bin/true"])
+Configuration("lb", playbook="crane:appdomain/lb.yml", hosts=[host], key=key,
+              files={"haproxy.cfg": "frontend x\\n  bind 300.1.1.1:80\\n"},
+              checks={"haproxy.cfg": ["haproxy", "-c", "-f", "{path}"]})
+"""
+    root = project(tmp_path, body)
+    with pytest.raises(DiagnosticsError) as caught:
+        Workspace.open(root).plan()
+    problem = caught.value.diagnostics[0]
+    assert problem.address == "configuration.lb" and problem.line == 7
+    assert "300.1.1.1" in problem.summary
+    with pytest.raises(DiagnosticsError):
+        apply(Workspace.open(root), PlanOptions())
+    assert Workspace.open(root).state().resources == {}  # nothing applied
