@@ -4,8 +4,10 @@ goes with them). ``check`` validates the files crane rendered (``haproxy -c``) b
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,24 @@ def validate(properties: dict[str, Any], run: Callable[..., subprocess.Completed
     return problems
 
 
+def wait_for_ssh(hosts: list[dict[str, Any]], *, timeout: float) -> None:
+    """Wait until every host accepts TCP connections on its SSH port: a container answers within a second of its
+    start, a VM once it has booted. A host that does not within ``timeout`` is a ProviderError naming it."""
+    deadline = time.monotonic() + timeout
+    for host in hosts:
+        port = int(host.get("port") or 22)
+        while True:
+            try:
+                with socket.create_connection((str(host["address"]), port), timeout=1.0):
+                    break
+            except OSError as exc:
+                if time.monotonic() >= deadline:
+                    raise ProviderError(f"configuration of {host['name']}: nothing answers on "
+                                        f"{host['address']}:{port} after {timeout:.0f} s ({exc.strerror or exc}); "
+                                        "is the host running, and reachable from this machine?") from None
+                time.sleep(0.05)
+
+
 class Configurations:
     """Runs configurations' playbooks, or when the endpoint reaches no guests records that nothing ran."""
 
@@ -75,6 +95,8 @@ class Configurations:
         self.project_dir = project_dir
         self.progress = progress
         self.timeout = timeout
+        #: seconds a host just started gets to answer on its SSH port before the run fails naming it
+        self.ssh_timeout = 60.0
 
     def problems(self, properties: dict[str, Any]) -> list[str]:
         """A playbook that is not there, and files their ``validate`` commands refuse."""
@@ -112,6 +134,7 @@ class Configurations:
         if not path.is_file():
             raise ProviderError(f"configuration {physical!r}: playbook {properties['playbook']!r} is not there "
                                 f"({path})")
+        wait_for_ssh(properties["hosts"], timeout=self.ssh_timeout)
         private_key = self.keys.private_key_path(properties["key"])
         hosts = inventory([properties], {properties["key"]: str(private_key)}, host_vars=True)
         extravars = {"crane_files_dir": str(playbooks.shipped_dir() / "files"), **(properties.get("vars") or {}),
