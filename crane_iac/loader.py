@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from crane_iac.addresses import is_within
-from crane_iac.errors import Diagnostic, DiagnosticsError
+from crane_iac.errors import CraneError, Diagnostic, DiagnosticsError
 from crane_iac.objects import Desired, identity
 from crane_iac.planner.graph import find_cycle
 from crane_iac.resources.base import Output, Registry, Resource, collecting, plain
@@ -58,6 +58,12 @@ def _run(path: Path, variables: dict[str, Any], pinned: dict[str, str], settings
     with collecting(registry):
         try:
             exec(code, namespace)
+        except DiagnosticsError as exc:  # crane's own words for what the stack got wrong (a WebTier's range)
+            line = _stack_line(exc, stack_file)
+            registry.diagnostics.extend(Diagnostic(d.summary, d.file or stack_file, d.line or line, d.address)
+                                        for d in exc.diagnostics)
+        except CraneError as exc:
+            registry.diagnostics.append(Diagnostic(str(exc), stack_file, _stack_line(exc, stack_file)))
         except Exception as exc:
             line = _stack_line(exc, stack_file)
             registry.diagnostics.append(

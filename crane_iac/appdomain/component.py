@@ -19,14 +19,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, InstanceOf, model_validator
+from pydantic import BaseModel, ConfigDict, Field, InstanceOf, ValidationError, model_validator
 
 from crane_iac.appdomain import haproxy
+from crane_iac.errors import Diagnostic, DiagnosticsError
 from crane_iac.resources.base import Resource
 from crane_iac.resources.cloudinit import CloudInit
 from crane_iac.resources.component import Component
 from crane_iac.resources.configuration import Configuration
 from crane_iac.resources.container import Container
+from crane_iac.resources.messages import describe
 from crane_iac.resources.network import Network
 from crane_iac.resources.pool import StoragePool
 from crane_iac.resources.ssh_key import SshKey
@@ -55,7 +57,16 @@ def make(cls: Callable[..., R], name: str, /, **fields: Any) -> R:
 
 
 class _Part(BaseModel):
+    """A part of an app domain: invalid fields are a ``DiagnosticsError`` in crane's words, at the stack's line."""
+
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise DiagnosticsError([Diagnostic(f"{type(self).__name__}: {line}")
+                                    for line in describe(type(self), exc.errors())]) from None
 
 
 class WebTier(_Part):
