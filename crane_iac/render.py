@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import json
 import time
 from collections.abc import Iterable
@@ -42,7 +43,55 @@ def value(v: Any) -> str:
         return KNOWN_AFTER_APPLY
     if isinstance(v, str):
         return v
-    return json.dumps(v, sort_keys=True)
+    return json.dumps(brief(v), sort_keys=True)
+
+
+#: a text longer than this, or of several lines (a rendered configuration file), is shown by its size
+LONG_TEXT = 120
+
+
+def _is_long(text: str) -> bool:
+    return len(text) > LONG_TEXT or "\n" in text.rstrip("\n")
+
+
+def brief(v: Any) -> Any:
+    """``v`` with every long text inside it replaced by its size: a plan lists what changes, not whole files."""
+    if isinstance(v, str) and _is_long(v):
+        return f"<text: {len(v.splitlines())} lines>"
+    if isinstance(v, dict) and "$output" in v:
+        return KNOWN_AFTER_APPLY
+    if isinstance(v, dict):
+        return {k: brief(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [brief(x) for x in v]
+    return v
+
+
+def field_changes(name: str, before: Any, after: Any, *, depth: int = 0) -> list[tuple[str, str]]:
+    """(what, how) pairs for a field's change: a dict field by its changed keys, a long text by the lines that
+    differ (``-``/``+``, at most ``TEXT_LINES``), anything else as ``before → after``."""
+    if depth < 2 and isinstance(before, dict) and isinstance(after, dict) and "$output" not in after:
+        pairs = []
+        for key in sorted(set(before) | set(after), key=str):
+            if before.get(key) != after.get(key):
+                pairs.extend(field_changes(f'{name}["{key}"]', before.get(key), after.get(key), depth=depth + 1))
+        return pairs
+    if depth < 2 and isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        return [pair for i, (old, new) in enumerate(zip(before, after, strict=True)) if old != new
+                for pair in field_changes(f"{name}[{i}]", old, new, depth=depth + 1)]
+    if isinstance(before, str) and isinstance(after, str) and (_is_long(before) or _is_long(after)):
+        diff = [line for line in difflib.ndiff(before.splitlines(), after.splitlines()) if line[:1] in "+-"]
+        shown = [f"      {line[0]} {line[2:]}" for line in diff[:TEXT_LINES]]
+        if len(diff) > TEXT_LINES:
+            shown.append(f"      … {len(diff) - TEXT_LINES} more lines")
+        added = sum(1 for line in diff if line[0] == "+")
+        head = f"{name}: text, +{added} −{len(diff) - added} lines"
+        return [(head, "\n".join(shown))]
+    return [(name, f"{value(before)} → {value(after)}")]
+
+
+#: the changed lines of a long text a plan shows
+TEXT_LINES = 12
 
 
 class _Paint:
@@ -76,7 +125,12 @@ def _change_lines(change: ResourceChange, paint: _Paint) -> list[str]:
         for f in change.fields:
             mark = (paint("  # forces replacement", "31") if f.forces_replacement
                     else paint(f"  # {f.note}", "33") if f.note and change.action is Action.UPDATE else "")
-            lines.append(f"  {head}  {f.name}: {value(f.before)} → {value(f.after)}{mark}")
+            for what, how in field_changes(f.name, f.before, f.after):
+                if how.startswith("      "):  # the lines of a long text
+                    lines.append(f"  {head}  {what}{mark}")
+                    lines.append(how)
+                else:
+                    lines.append(f"  {head}  {what}: {how}{mark}")
     if note or not lines:
         lines.insert(0, f"  {head}{note}")
     if change.action is Action.CREATE:

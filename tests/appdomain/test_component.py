@@ -73,6 +73,9 @@ def test_growing_the_web_tier_adds_servers_and_runs_only_the_balancers_configura
         "appdomain.shop/container.web-4": Action.CREATE, "appdomain.shop/container.web-5": Action.CREATE,
         "appdomain.shop/configuration.web-4": Action.CREATE, "appdomain.shop/configuration.web-5": Action.CREATE,
         "appdomain.shop/configuration.lb": Action.UPDATE}
+    shown = render_plan(plan)  # the configuration file by its changed lines, not twice in full
+    assert '~ appdomain.shop/configuration.lb  files["haproxy.cfg"]: text, +2 −0 lines' in shown
+    assert "+     server shop-web-5 10.81.0.16:8080 check" in shown and "balance leastconn" not in shown
     apply(Workspace.open(root))
 
     (root / "stacks" / "main.py").write_text(stack(size=2))
