@@ -340,11 +340,19 @@ def _app(opened: ExitStack) -> Any:
     def output(
         name: Annotated[Optional[str], typer.Argument(metavar="[NAME]", help="One output.")] = None,  # noqa: UP045
         stack: Stack = None, chdir: Chdir = Path("."), as_json: AsJson = False,
+        ansible_inventory: Annotated[bool, typer.Option(
+            "--ansible-inventory", help="An Ansible inventory (YAML) of the hosts the stack configures.")] = False,
     ) -> int:
         """Show the stack's outputs."""
         from crane_iac.errors import CraneError
         from crane_iac.render import value
 
+        if ansible_inventory:
+            import yaml
+
+            found = workspace(chdir, stack).ansible_inventory()
+            print(json.dumps(found, indent=2) if as_json else yaml.safe_dump(found, sort_keys=False), end="")
+            return 0
         outputs = workspace(chdir, stack).outputs()
         if name is not None:
             if name not in outputs:

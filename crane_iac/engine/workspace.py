@@ -130,6 +130,15 @@ class Workspace:
     def outputs(self) -> dict[str, Any]:
         return self.state().outputs
 
+    def ansible_inventory(self) -> dict[str, Any]:
+        """An Ansible inventory of every host the stack's configuration runs reach, as state recorded them (address,
+        groups, user, the private key's path): for the user's own playbooks, never a file someone edits."""
+        from crane_iac.providers.ansible.inventory import inventory
+
+        resources = self.state().resources.values()
+        keys = {r.physical: str(r.outputs.get("private_key_path") or "") for r in resources if r.kind == "ssh_key"}
+        return inventory([r.properties for r in resources if r.kind == "configuration"], keys)
+
     def history(self, limit: int = 100) -> list[HistoryEntry]:
         return self.store.history(self.name, limit)
 

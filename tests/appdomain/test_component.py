@@ -3,7 +3,10 @@ configuration runs planned and recorded as skipped (nothing runs there), and bad
 
 from __future__ import annotations
 
+import json
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -139,3 +142,21 @@ Configuration("lb", playbook="crane:appdomain/lb.yml", hosts=[host], key=key,
     with pytest.raises(DiagnosticsError):
         apply(Workspace.open(root), PlanOptions())
     assert Workspace.open(root).state().resources == {}  # nothing applied
+
+
+def test_the_ansible_inventory_is_derived_from_state_and_ansible_reads_it(project: ProjectDir) -> None:
+    project.write_stack(stack(size=2))
+    assert project.crane("apply", "--auto-approve").code == 0
+    result = project.crane("output", "--ansible-inventory")
+    assert result.code == 0, result.err
+    inventory = project.root / "inventory.yml"
+    inventory.write_text(result.out)
+    ansible_inventory = Path(sys.executable).parent / "ansible-inventory"
+    listed = subprocess.run([str(ansible_inventory), "-i", str(inventory), "--list"], capture_output=True, text=True,
+                            timeout=120, cwd=project.root)
+    assert listed.returncode == 0, listed.stderr
+    data = json.loads(listed.stdout)
+    assert sorted(data["web"]["hosts"]) == ["shop-web-1", "shop-web-2"] and data["lb"]["hosts"] == ["shop-lb"]
+    web1 = data["_meta"]["hostvars"]["shop-web-1"]
+    assert web1["ansible_host"] == "10.81.0.12" and web1["ansible_user"] == "root"
+    assert Path(web1["ansible_ssh_private_key_file"]).name == "shop-key"
