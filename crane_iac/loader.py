@@ -43,9 +43,11 @@ def _stack_line(exc: BaseException, stack_file: str) -> int | None:
     return line
 
 
-def _run(path: Path, variables: dict[str, Any], pinned: dict[str, str], settings: dict[str, Any]) -> Registry:
+def _run(path: Path, variables: dict[str, Any], pinned: dict[str, str], settings: dict[str, Any],
+         project_dir: Path | None) -> Registry:
     stack_file = str(path.resolve())
-    registry = Registry(stack_file=stack_file, variables=variables, pinned=pinned, settings=settings)
+    registry = Registry(stack_file=stack_file, variables=variables, pinned=pinned, settings=settings,
+                        project_dir=project_dir)
     try:
         source = path.read_text()
     except OSError as exc:
@@ -85,11 +87,13 @@ def _export_value(value: Any) -> Any:
 
 
 def load_stack(path: Path, variables: dict[str, Any] | None = None,
-               physical_names: dict[str, str] | None = None, settings: dict[str, Any] | None = None) -> LoadedStack:
+               physical_names: dict[str, str] | None = None, settings: dict[str, Any] | None = None,
+               project_dir: Path | None = None) -> LoadedStack:
     """Execute the stack file at ``path`` and validate what it declared. ``physical_names`` (address → name, from
     state with moves applied: see ``pinned_names``) pins hypervisor names: a resource moved to a new address is the
-    same object and keeps its name (and the MACs derived from it)."""
-    registry = _run(path, variables or {}, physical_names or {}, settings or {})
+    same object and keeps its name (and the MACs derived from it). ``project_dir`` is where relative paths a stack
+    names for crane (a playbook) are (default: the working directory)."""
+    registry = _run(path, variables or {}, physical_names or {}, settings or {}, project_dir)
     diagnostics = list(registry.diagnostics)
     diagnostics.extend(_check_declarations(registry))
     # each model is let go once it is a Desired value: 10,000 models and their Desired values at once would be

@@ -1,6 +1,6 @@
-"""The demo stack: a NAT network, an isolated backend network, two web servers and a database."""
+"""The demo stack: a NAT network, an isolated backend network, two web servers, a database and an app domain."""
 
-from crane_iac import VM, Network, Volume, export, variable
+from crane_iac import VM, AppDomain, Network, Volume, WebTier, export, variable
 
 lan = Network("lan", mode="nat", ipv4="10.77.0.0/24", ipv6="fd00:77::/64")
 backend = Network("backend", mode="isolated", ipv4="10.78.0.0/24")
@@ -16,3 +16,9 @@ for i in range(1, variable("web_count") + 1):
 db_disk = Volume("db-root", capacity_gib=20)
 db = VM("db", vcpus=2, memory_mib=1024, networks=[backend], volumes=[db_disk], autostart=True)
 export("db-uuid", db.uuid)
+
+# An app domain (CRANE's web PaaS): a load balancer, web servers and a PostgreSQL storage server, each a container,
+# configured by Ansible. On the sandbox the containers are recorded and the configuration runs are skipped (nothing
+# runs there); with uri = "lxc:///system" they run for real (README: App domains).
+shop_net = Network("shop-net", mode="isolated", ipv4="10.79.0.0/24", dhcp=False)
+shop = AppDomain("shop", network=shop_net, web=WebTier(size=variable("shop_web"), min=1, max=8))

@@ -251,7 +251,8 @@ class Applier:
                             skip_dependents(step, f"{step.address} failed")
                             continue
                         pending_commit.append(committed)
-                        event = StepEvent(step.address, _VERBS[committed.action][1], elapsed)
+                        note = self.changes[step.address].note if step.phase is Phase.APPLY else ""
+                        event = StepEvent(step.address, _VERBS[committed.action][1], elapsed, note)
                         result.done.append(event)
                         self.report(event)
                         for nxt in dependents[step]:

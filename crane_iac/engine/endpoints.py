@@ -68,7 +68,8 @@ def open_endpoints(configs: Mapping[str, EndpointConfig], *, state_dir: Path, mu
             hypervisor = open_provider(config.type, settings, sandbox_dir=sandbox_dir(state_dir, name),
                                        mutating=mutating, lock_timeout=lock_timeout)
             try:
-                companions = open_companions(hypervisor, state_dir=companion_dir(state_dir, name), mutating=mutating)
+                companions = open_companions(hypervisor, state_dir=companion_dir(state_dir, name), mutating=mutating,
+                                             project_dir=state_dir.parent)
             except BaseException:
                 hypervisor.close()
                 raise

@@ -113,16 +113,18 @@ class Workspace:
         (a resource moved to a new address is the same object)."""
         path, variables = self.stack_file, self.variables
         settings = self._settings = _values(state) if state is not None else {}
-        loaded = load_stack(path, variables, settings=settings)
+        root = self.project.root
+        loaded = load_stack(path, variables, settings=settings, project_dir=root)
         if state is not None:
             names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
             if names is not None:
-                loaded = load_stack(path, variables, physical_names=names, settings=settings)
+                loaded = load_stack(path, variables, physical_names=names, settings=settings, project_dir=root)
         return loaded
 
     def reload(self, names: dict[str, str]) -> LoadedStack:
         """The stack run again with these hypervisor names pinned (address → name)."""
-        return load_stack(self.stack_file, self.variables, physical_names=names, settings=self._settings)
+        return load_stack(self.stack_file, self.variables, physical_names=names, settings=self._settings,
+                          project_dir=self.project.root)
 
     def state(self) -> StackState:
         return self.store.read(self.name)

@@ -6,8 +6,9 @@ An opener is ``open_endpoint(settings, *, sandbox_dir, mutating, lock_timeout) -
 endpoint's keys from crane.toml (``uri`` and the type's own), ``sandbox_dir`` where a sandbox keeps its files.
 
 Companions (providers/endpoint.py) are found the same way, under the group ``crane_iac.companions``: an opener
-``open_companion(hypervisor, *, state_dir, mutating) -> Provider`` is called for every endpoint, with the endpoint's
-hypervisor provider and a directory of the project's own for that endpoint; it must be cheap (no connection).
+``open_companion(hypervisor, *, state_dir, mutating, project_dir) -> Provider`` is called for every endpoint, with
+the endpoint's hypervisor provider and a directory of the project's own for that endpoint; it must be cheap (no
+connection).
 """
 
 from __future__ import annotations
@@ -66,7 +67,8 @@ def open_provider(type_name: str, settings: Mapping[str, Any], *, sandbox_dir: P
     return opener(type_name)(dict(settings), sandbox_dir=sandbox_dir, mutating=mutating, lock_timeout=lock_timeout)
 
 
-def open_companions(hypervisor: Provider, *, state_dir: Path, mutating: bool) -> list[Provider]:
-    """Every companion for one endpoint, each with a directory of its own under ``state_dir``."""
-    return [_load(target)(hypervisor, state_dir=state_dir / name, mutating=mutating)
+def open_companions(hypervisor: Provider, *, state_dir: Path, mutating: bool, project_dir: Path) -> list[Provider]:
+    """Every companion for one endpoint, each with a directory of its own under ``state_dir``; ``project_dir`` is
+    where relative paths in properties (a playbook) are."""
+    return [_load(target)(hypervisor, state_dir=state_dir / name, mutating=mutating, project_dir=project_dir)
             for name, target in sorted(companion_types().items()) if name != hypervisor.provider_type]

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar, get_args, get_origin
 
 from pydantic import (
@@ -54,6 +55,8 @@ class Registry:
     imports: dict[str, str | None] = field(default_factory=dict)
     #: hypervisor names recorded in state for addresses (after moves): a resource keeps the name it was created with
     pinned: dict[str, str] = field(default_factory=dict)
+    #: the project's directory (where crane.toml is): relative paths a stack gives crane (a playbook) are from here
+    project_dir: Path | None = None
 
     def location(self) -> tuple[str | None, int | None]:
         """The innermost line of the stack file (or a module outside crane) that is running now."""

@@ -7,14 +7,21 @@ hosts' endpoint, which skips it (and says so in the plan) where no host can be r
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import Field, InstanceOf, field_validator, model_validator
 
 from crane_iac.objects import Kind
-from crane_iac.resources.base import Output, Resource, plain
+from crane_iac.resources.base import Output, Resource, current_registry, plain
 from crane_iac.resources.playbooks import playbook_digest
 from crane_iac.resources.ssh_key import SshKey
+
+
+def _project_dir() -> Path | None:
+    """The project a stack is loaded for: a relative playbook is its (None outside a load: the working directory)."""
+    registry = current_registry()
+    return registry.project_dir if registry is not None else None
 
 
 @runtime_checkable
@@ -54,7 +61,7 @@ class Configuration(Resource):
     @field_validator("playbook")
     @classmethod
     def _exists(cls, value: str) -> str:
-        playbook_digest(value)
+        playbook_digest(value, _project_dir())
         return value
 
     @field_validator("hosts")
@@ -81,7 +88,7 @@ class Configuration(Resource):
         # a host's UUID is in the run's identity: a host replaced or recreated (drift repaired) is configured again
         return {
             "playbook": self.playbook,
-            "digest": playbook_digest(self.playbook),
+            "digest": playbook_digest(self.playbook, _project_dir()),
             "hosts": [{"name": host.physical_name, "address": address, "groups": [self.group],
                        "uuid": plain(host.uuid) if isinstance(host, Reachable) else None}
                       for host, address in zip(self.hosts, self._addresses(), strict=True)],

@@ -61,5 +61,5 @@ class Notebook(Provider):
         CALLS.append(("delete", physical))
 
 
-def open_companion(hypervisor: Provider, *, state_dir: Path, mutating: bool) -> Notebook:
+def open_companion(hypervisor: Provider, *, state_dir: Path, mutating: bool, project_dir: Path) -> Notebook:
     return Notebook(hypervisor, state_dir)

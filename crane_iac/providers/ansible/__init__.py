@@ -17,7 +17,7 @@ __all__ = ["AnsibleProvider", "inventory", "open_companion", "playbook_digest"]
 
 
 def open_companion(hypervisor: Provider, *, state_dir: Path, mutating: bool = True,
-                   settings: dict[str, Any] | None = None,
+                   project_dir: Path | None = None, settings: dict[str, Any] | None = None,
                    progress: Callable[[str], None] | None = None) -> AnsibleProvider:
     """The companion of ``hypervisor``: its configurations run only when the hypervisor ``reaches_guests`` (a
     provider that does not say is taken to). ``state_dir`` is this endpoint's own directory for crane's files
@@ -28,7 +28,7 @@ def open_companion(hypervisor: Provider, *, state_dir: Path, mutating: bool = Tr
     return AnsibleProvider(
         reaches_guests=bool(getattr(hypervisor, "reaches_guests", True)),
         key_dir=Path(settings.get("key_dir") or state_dir / "keys"),
-        project_dir=Path(settings.get("project_dir") or Path.cwd()),
+        project_dir=Path(project_dir or settings.get("project_dir") or Path.cwd()),
         progress=progress or _to_stderr, timeout=int(settings.get("timeout", 900)))
 
 

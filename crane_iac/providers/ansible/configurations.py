@@ -89,14 +89,14 @@ class Configurations:
     """Runs configurations' playbooks, or when the endpoint reaches no guests records that nothing ran."""
 
     def __init__(self, keys: SshKeys, *, reaches_guests: bool, project_dir: Path, progress: Progress | None,
-                 timeout: int) -> None:
+                 timeout: int, ssh_timeout: float = 60.0) -> None:
         self.keys = keys
         self.reaches_guests = reaches_guests
         self.project_dir = project_dir
         self.progress = progress
         self.timeout = timeout
         #: seconds a host just started gets to answer on its SSH port before the run fails naming it
-        self.ssh_timeout = 60.0
+        self.ssh_timeout = ssh_timeout
 
     def problems(self, properties: dict[str, Any]) -> list[str]:
         """A playbook that is not there, and files their ``validate`` commands refuse."""

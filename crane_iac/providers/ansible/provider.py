@@ -27,11 +27,11 @@ class AnsibleProvider(Provider):
     max_parallelism = 4  # each run is an ansible-playbook process and its SSH connections, on a machine crane shares
 
     def __init__(self, *, reaches_guests: bool, key_dir: Path, project_dir: Path, progress: Progress | None = None,
-                 timeout: int = 900) -> None:
+                 timeout: int = 900, ssh_timeout: float = 60.0) -> None:
         self._reaches_guests = reaches_guests
         self.keys = SshKeys(key_dir)
         self.configurations = Configurations(self.keys, reaches_guests=reaches_guests, project_dir=project_dir,
-                                             progress=progress, timeout=timeout)
+                                             progress=progress, timeout=timeout, ssh_timeout=ssh_timeout)
         self.handlers: dict[str, KindHandler] = {"ssh_key": self.keys, "configuration": self.configurations}
 
     @property

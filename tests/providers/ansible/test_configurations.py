@@ -68,12 +68,16 @@ def test_no_private_key_reaches_outputs_errors_or_progress(sshd_on_loopback: Loo
     assert not any(line in seen for line in body)
 
 
-def test_an_unreachable_host_is_an_error_naming_it(sshd_on_loopback: LoopbackHost) -> None:
+def test_an_unreachable_host_is_an_error_naming_it(sshd_on_loopback: LoopbackHost, tmp_path: Path) -> None:
     props = sshd_on_loopback.configuration("write.yml", greeting="x", target_dir="/nonexistent")
     props["hosts"][0]["port"] = 1  # nothing listens there
-    with pytest.raises(ProviderError, match=r"^configuration of loop failed at task 'write the greeting': "
-                                            r"unreachable: .*Connection refused"):
-        sshd_on_loopback.provider.create("configuration", "loop-config", props, OWNER)
+    provider = AnsibleProvider(reaches_guests=True, key_dir=tmp_path / "keys", project_dir=tmp_path, ssh_timeout=0.5)
+    provider.create("ssh_key", props["key"], {"path": None, "type": "ed25519"}, OWNER)
+    started = time.monotonic()
+    with pytest.raises(ProviderError, match=r"^configuration of loop: nothing answers on 127\.0\.0\.1:1 after 0 s "
+                                            r"\(Connection refused\); is the host running"):
+        provider.create("configuration", "loop-config", props, OWNER)
+    assert time.monotonic() - started < 5  # it waited for the port, not for Ansible's own timeouts
 
 
 def test_a_run_killed_midway_leaves_nothing_a_rerun_cannot_converge(sshd_on_loopback: LoopbackHost,
