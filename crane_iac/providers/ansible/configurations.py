@@ -134,8 +134,8 @@ class Configurations:
         if not path.is_file():
             raise ProviderError(f"configuration {physical!r}: playbook {properties['playbook']!r} is not there "
                                 f"({path})")
-        wait_for_ssh(properties["hosts"], timeout=self.ssh_timeout)
         private_key = self.keys.private_key_path(properties["key"])
+        wait_for_ssh(properties["hosts"], timeout=self.ssh_timeout)
         hosts = inventory([properties], {properties["key"]: str(private_key)}, host_vars=True)
         extravars = {"crane_files_dir": str(playbooks.shipped_dir() / "files"), **(properties.get("vars") or {}),
                      "files": properties.get("files") or {}}
