@@ -45,6 +45,8 @@ STATS_PORT = 8404
 #: where the balancer's HAProxy keeps its admin socket and its servers' states (tmpfs in a container)
 RUNTIME_SOCKET = "/run/crane/haproxy/admin.sock"
 STATE_FILE = "/run/crane/haproxy/servers.state"
+#: seconds a new web server has to pass its health check before the balancer's run fails (it stays out of the pool)
+SERVER_READY_TIMEOUT = 120
 
 
 R = TypeVar("R", bound=Resource)
@@ -178,21 +180,25 @@ class AppDomain(Component):
                   "data_dir": "/srv/data", "subnet": self.network.ipv4})
         dsn = f"host={storage_address} port={self.storage.port} dbname={self.storage.database} user=app " \
               "connect_timeout=3"
-        webs = [make(Configuration, f"web-{i}", playbook=f"{PLAYBOOKS}/web.yml", hosts=[host],
-                     addresses=[self.host_address(1 + i)], group="web", key=key, depends_on=[store],
-                     vars={"app_port": self.web.port, "dsn": dsn})
-                for i, host in enumerate(self.web_hosts, start=1)]
+        for i, host in enumerate(self.web_hosts, start=1):
+            make(Configuration, f"web-{i}", playbook=f"{PLAYBOOKS}/web.yml", hosts=[host],
+                 addresses=[self.host_address(1 + i)], group="web", key=key, depends_on=[store],
+                 vars={"app_port": self.web.port, "dsn": dsn})
         servers = [haproxy.Server(host.physical_name, self.host_address(1 + i), self.web.port)
                    for i, host in enumerate(self.web_hosts, start=1)]
         config = haproxy.render_haproxy(
             self.physical_name, bind=self.host_address(0), port=self.lb.port, balance=self.lb.balance,
             health_check=self.lb.health_check, servers=servers, runtime_socket=RUNTIME_SOCKET,
             state_file=STATE_FILE, stats_port=STATS_PORT)
+        # the balancer's run waits for the web hosts, not for their runs: it adds a new server (in maintenance) at
+        # once and lets it take requests when it answers its health check, while the server's own run sets it up;
+        # a server it lets go (scale-in) is destroyed only once the run has drained it
         make(Configuration, "lb", playbook=f"{PLAYBOOKS}/lb.yml", hosts=[self.lb_host],
-             addresses=[self.host_address(0)], group="lb", key=key, depends_on=webs,
+             addresses=[self.host_address(0)], group="lb", key=key, depends_on=self.web_hosts,
              files={"haproxy.cfg": config}, checks={"haproxy.cfg": ["haproxy", "-c", "-f", "{path}"]},
              vars={"haproxy_backend": haproxy.BACKEND, "haproxy_socket": RUNTIME_SOCKET,
                    "frontend_port": self.lb.port, "drain_timeout": self.lb.drain_timeout,
+                   "ready_path": self.lb.health_check, "ready_timeout": SERVER_READY_TIMEOUT,
                    "servers": [{"name": s.name, "address": s.address, "port": s.port} for s in servers]})
 
     def _host(self, name: str, index: int, memory_mib: int, vcpus: int, key: SshKey, *,

@@ -61,9 +61,9 @@ def _stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
 class AppProcess:
     """files/app.py on 127.0.0.1:port, run by the system Python against the database ``dsn``."""
 
-    def __init__(self, name: str, dsn: str, log_dir: Path) -> None:
+    def __init__(self, name: str, dsn: str, log_dir: Path, port: int | None = None) -> None:
         self.name = name
-        self.port = free_port()
+        self.port = port or free_port()
         self.log = log_dir / f"{name}.log"
         with open(self.log, "wb") as log:
             self.proc = subprocess.Popen([SYSTEM_PYTHON, str(APP), "--bind", "127.0.0.1", "--port", str(self.port),

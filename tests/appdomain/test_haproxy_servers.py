@@ -5,14 +5,25 @@ killed app out, and the state file keeps the servers' states across a reload or 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections import Counter
+from pathlib import Path
 
 import psycopg
 
 from crane_iac.appdomain.haproxy import Server
 from tests.appdomain.conftest import NewHAProxy, StartApps
-from tests.appdomain.processes import AppProcess, HAProxyProcess, LoadGenerator, free_port, http_get, run_sync
+from tests.appdomain.processes import (
+    SYNC,
+    SYSTEM_PYTHON,
+    AppProcess,
+    HAProxyProcess,
+    LoadGenerator,
+    free_port,
+    http_get,
+    run_sync,
+)
 
 
 def balancer(haproxy_process: NewHAProxy, apps: list[AppProcess], **options: object) -> tuple[HAProxyProcess, int]:
@@ -182,3 +193,37 @@ def test_failures_are_clear_messages(haproxy_process: NewHAProxy) -> None:
     assert done.returncode == 1
     assert "HAProxy refused 'add server web/web-9 127.0.0.1:9 check bogus-option'" in done.stderr
     assert "bogus-option" in done.stderr.split(": ", 2)[-1]
+
+
+def test_a_new_server_joins_only_once_it_answers_its_health_check(app_processes: StartApps,
+                                                                  haproxy_process: NewHAProxy, app_dsn: str,
+                                                                  tmp_path: Path) -> None:
+    """The balancer's run may add a web server whose own run is still setting it up: it waits in maintenance, takes
+    no request until ``GET /healthz`` answers 200, then joins (and a server that never answers fails the sync)."""
+    apps = app_processes(2)
+    lb, port = balancer(haproxy_process, apps)
+    late = Server("web-3", "127.0.0.1", free_port())
+    with LoadGenerator(port) as load:
+        load.wait_requests(20)
+        syncing = subprocess.Popen(
+            [SYSTEM_PYTHON, str(SYNC), "--socket", lb.socket, "--backend", "web", "--state-file", str(lb.state_file),
+             "--ready-path", "/healthz", "--ready-timeout", "30", "--servers",
+             json.dumps([{"name": s.name, "address": s.address, "port": s.port} for s in [*of(apps), late]])],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.5)
+        assert syncing.poll() is None  # still waiting for web-3 to answer
+        assert lb.servers()["web-3"] == "MAINT"  # added, but taking no request
+        app = AppProcess("web-3", app_dsn, tmp_path, port=late.port)  # now the server's own run has set it up
+        try:
+            out, err = syncing.communicate(timeout=40)
+            assert syncing.returncode == 0, err
+            assert json.loads(out)["added"] == ["web-3"]
+            mark = load.snapshot()
+            load.wait_requests(40)
+            assert load.served_since(mark)[f"127.0.0.1:{late.port}"] > 0
+        finally:
+            app.stop()
+    assert load.failures == [], load.failures[:3]
+    never = Server("web-9", "127.0.0.1", free_port())
+    failed = run_sync(lb, [*of(apps), never], "--ready-path", "/healthz", "--ready-timeout", "1")
+    assert failed.returncode == 1 and "web-9 did not answer GET /healthz with 200 within 1 s" in failed.stderr

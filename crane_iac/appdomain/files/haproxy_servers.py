@@ -27,6 +27,7 @@ import re
 import socket
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 
 #: the options of every server line crane renders (crane_iac.appdomain.haproxy.SERVER_OPTIONS); a test keeps
@@ -130,11 +131,63 @@ def busy_servers(api: RuntimeAPI, backend: str, names: set[str]) -> dict[str, st
     return busy
 
 
-def add(api: RuntimeAPI, backend: str, server: Server, options: str) -> None:
+@dataclass(frozen=True)
+class Readiness:
+    """How a server proves it can take requests before it joins: ``GET path`` answered 200 within ``timeout`` s
+    (no path: it joins at once, as HAProxy would take it)."""
+
+    path: str | None = None
+    timeout: float = 60.0
+
+
+def wait_ready(server: Server, ready: Readiness) -> None:
+    """Until the server answers ``GET ready.path`` with 200; a SyncError when it has not within the timeout."""
+    if ready.path is None:
+        return
+    url = f"http://{server.endpoint}{ready.path}"
+    deadline = time.monotonic() + ready.timeout
+    why = ""
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+                why = f"answered {response.status}"
+        except (OSError, ValueError) as exc:
+            why = str(getattr(exc, "reason", exc))
+        if time.monotonic() >= deadline:
+            raise SyncError(f"{server.name} did not answer GET {ready.path} with 200 within {ready.timeout:.0f} s "
+                            f"({why}); it stays out of the pool (in maintenance) until it does")
+        time.sleep(0.1)
+
+
+def wait_up(api: RuntimeAPI, backend: str, names: set[str], ready: Readiness) -> None:
+    """With a readiness check, until HAProxy has every one of ``names`` UP (a server it has just started with, or
+    reloaded, is checked before it is trusted); a SyncError names those that are not within the timeout."""
+    if ready.path is None or not names:
+        return
+    deadline = time.monotonic() + ready.timeout
+    while True:
+        status = {row["svname"]: row.get("status", "") for row in
+                  csv.DictReader(api.command("show stat").lstrip("# ").splitlines())
+                  if row.get("pxname") == backend and row.get("svname") in names}
+        # "no check": a server HAProxy does not check is in as soon as it is enabled
+        down = sorted(name for name in names if not status.get(name, "").startswith(("UP", "no check")))
+        if not down:
+            return
+        if time.monotonic() >= deadline:
+            raise SyncError(f"not up after {ready.timeout:.0f} s: " + ", ".join(f"{n} ({status.get(n, 'absent')})"
+                                                                           for n in down))
+        time.sleep(0.1)
+
+
+def add(api: RuntimeAPI, backend: str, server: Server, options: str, ready: Readiness = Readiness()) -> None:
+    """Add a server (HAProxy adds it in maintenance), check it, and let it take requests once it is ready."""
     api.expect(f"add server {backend}/{server.name} {server.endpoint} {options}".strip(),
                answer="New server registered.")
     if re.search(r"(^|\s)check(\s|$)", options):
         api.expect(f"enable health {backend}/{server.name}")
+    wait_ready(server, ready)
     api.expect(f"enable server {backend}/{server.name}")
 
 
@@ -176,7 +229,7 @@ def save_state(api: RuntimeAPI, path: str) -> None:
 
 
 def sync(api: RuntimeAPI, backend: str, desired: list[Server], *, options: str, state_file: str,
-         drain_timeout: float) -> dict[str, object]:
+         drain_timeout: float, ready: Readiness = Readiness()) -> dict[str, object]:
     running = running_servers(api, backend)
     wanted = {s.name: s for s in desired}
     added: list[str] = []
@@ -185,7 +238,7 @@ def sync(api: RuntimeAPI, backend: str, desired: list[Server], *, options: str, 
     for server in desired:
         now = running.get(server.name)
         if now is None:
-            add(api, backend, server, options)
+            add(api, backend, server, options, ready)
             added.append(server.name)
             continue
         changed = False
@@ -197,11 +250,13 @@ def sync(api: RuntimeAPI, backend: str, desired: list[Server], *, options: str, 
                 raise SyncError(f"HAProxy refused {line!r}: {out or '(no answer)'}")
             changed = True
         if not now.ready:
+            wait_ready(server, ready)
             api.expect(f"set server {backend}/{server.name} state ready")
             changed = True
         (updated if changed else unchanged).append(server.name)
     removed = [name for name in running if name not in wanted]
     forced = remove(api, backend, removed, drain_timeout) if removed else []
+    wait_up(api, backend, set(wanted), ready)
     save_state(api, state_file)
     return {"backend": backend, "added": added, "removed": removed, "updated": updated, "unchanged": unchanged,
             "forced": forced, "servers": sorted(wanted), "state_file": state_file}
@@ -241,12 +296,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state-file", required=True, help="HAProxy's server-state-file, rewritten at the end")
     parser.add_argument("--servers", required=True, help='JSON: [{"name": ..., "address": ..., "port": ...}]')
     parser.add_argument("--server-options", default=SERVER_OPTIONS, help="options of added servers (as in the file)")
+    parser.add_argument("--ready-path", default=None,
+                        help="a new server joins once it answers GET PATH with 200 (default: at once)")
+    parser.add_argument("--ready-timeout", type=float, default=60.0,
+                        help="seconds a new server has to answer --ready-path")
     parser.add_argument("--drain-timeout", type=float, default=30.0,
                         help="seconds to wait for a removed server's sessions to end before shutting them")
     args = parser.parse_args(argv)
     try:
         summary = sync(RuntimeAPI(args.socket), args.backend, parse_servers(args.servers),
-                       options=args.server_options, state_file=args.state_file, drain_timeout=args.drain_timeout)
+                       options=args.server_options, state_file=args.state_file, drain_timeout=args.drain_timeout,
+                       ready=Readiness(args.ready_path or None, args.ready_timeout))
     except SyncError as exc:
         print(f"haproxy_servers: {exc}", file=sys.stderr)
         return 1

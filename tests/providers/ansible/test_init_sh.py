@@ -185,7 +185,8 @@ def test_the_lb_role_starts_haproxy_then_changes_servers_without_a_reload(contai
                                                                           tmp_path: Path) -> None:
     container = container_running_init_sh
     one = [{"name": "web-1", "address": "10.254.77.9", "port": 8080}]
-    lb = _configuration(container, "crane:appdomain/lb.yml", ["lb"], servers=one)
+    # these servers are addresses only (nothing answers): they join without a readiness check
+    lb = _configuration(container, "crane:appdomain/lb.yml", ["lb"], servers=one, ready_path="")
     lb["files"] = {"haproxy.cfg": HAPROXY_CFG.format(guest=GUEST, servers="    server web-1 10.254.77.9:8080\n")}
     owner = Owner("test", "appdomain.shop/configuration.lb")
     deadline = time.monotonic() + 20
