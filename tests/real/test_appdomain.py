@@ -188,6 +188,20 @@ def test_a_web_container_destroyed_behind_cranes_back_is_taken_out_then_repaired
     assert shop.crane("plan", "--detailed-exitcode", "--var", "web=2").code == 0
 
 
+def test_a_web_container_stopped_behind_cranes_back_is_started_and_configured_again(
+        shop: ProjectDir, lxc_host: LxcHost) -> None:
+    lxc_host.conn.lookupByName(web(1)).destroy()  # stopped: it will come back with empty tmpfs, no app running
+    plan = shop.crane("plan", "--detailed-exitcode", "--var", "web=2")
+    assert plan.code == 2, plan.out + plan.err
+    assert "~ appdomain.cra-shop/container.web-1  running: false → true" in plan.out, plan.out
+    assert "~ appdomain.cra-shop/configuration.web-1" in plan.out, plan.out  # its app must be set up again
+    ok(shop, "apply", "--auto-approve", "--var", "web=2")
+    deadline = time.monotonic() + 10
+    while stats(web(1)) != "UP" and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert stats(web(1)) == "UP" and set(served_by(20)) == {web(1), web(2)}
+
+
 def test_a_sigkill_during_the_configuration_run_converges_on_the_next_apply(shop: ProjectDir) -> None:
     child = subprocess.Popen([sys.executable, "-m", "crane_iac", "apply", "--auto-approve", "--var", "web=3"],
                              cwd=shop.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,

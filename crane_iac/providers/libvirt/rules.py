@@ -59,7 +59,9 @@ VOLUME_ORIGIN = ("source", "clone")
 #: a seed's contents and pool; the rest of what its volume reports (size, format) follows from them
 SEED_FIELDS = ("pool", "user_data", "meta_data", "network_config")
 #: in-place changes that change outputs: a VM started or stopped gains or loses its addresses
-OUTPUT_FIELDS: dict[str, frozenset[str]] = {"vm": frozenset({"running"})}
+#: A container (re)started keeps its UUID but comes up empty (its writable paths are tmpfs): what configured it
+#: (a configuration run names its hosts' UUIDs) must run again, so a start or restart changes its outputs too
+OUTPUT_FIELDS: dict[str, frozenset[str]] = {"vm": frozenset({"running"}), "container": frozenset({"running", "nics"})}
 #: what the plan says of a change that waits for apply to restart the guest
 NOTES = {"vm": {Reach.RESTART: "restarts the guest"}, "container": {Reach.RESTART: "restarts the container"}}
 
@@ -77,10 +79,6 @@ def diff_properties(kind: str, before: dict[str, Any], after: dict[str, Any]) ->
         return []
     changes = changed_fields(before, after, CHANGE_RULES.get(kind, {}), OUTPUT_FIELDS.get(kind, frozenset()),
                              NOTES.get(kind))
-    if kind == "container":
-        # a restart keeps the UUID and the addresses are fixed: only new NICs change what others may use
-        for change in changes:
-            change.changes_outputs = change.name == "nics"
     return changes
 
 
