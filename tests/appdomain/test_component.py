@@ -160,3 +160,29 @@ def test_the_ansible_inventory_is_derived_from_state_and_ansible_reads_it(projec
     web1 = data["_meta"]["hostvars"]["shop-web-1"]
     assert web1["ansible_host"] == "10.81.0.12" and web1["ansible_user"] == "root"
     assert Path(web1["ansible_ssh_private_key_file"]).name == "shop-key"
+
+
+def test_the_same_domain_on_vms_plans_and_applies_on_the_sandbox(tmp_path: Path) -> None:
+    """hosts="vm": VMs booted from an image, each with a cloud-init seed holding its fixed address and the key."""
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    body = f"""
+from crane_iac import AppDomain, Network, Volume, WebTier
+
+lan = Network("vm-net", mode="nat", ipv4="10.84.0.0/24", dhcp=False)
+image = Volume("cloud-image", capacity_gib=2)
+AppDomain("shop", network=lan, hosts="vm", image=image, ssh_key="{key}", web=WebTier(size=2))
+"""
+    root = project(tmp_path, body)
+    plan = Workspace.open(root).plan()
+    kinds = {c.address: c.kind for c in plan.changes}
+    assert kinds["appdomain.shop/vm.web-2"] == "vm" and kinds["appdomain.shop/volume.storage-data"] == "volume"
+    seed = next(c for c in plan.changes if c.address == "appdomain.shop/cloudinit.web-1-seed").after
+    assert seed is not None and seed["user_data"]["ssh_authorized_keys"] == [key.with_suffix(".pub").read_text()
+                                                                               .strip()]
+    assert seed["network_config"]["ethernets"]["nic"]["addresses"] == ["10.84.0.12/24"]
+    runs = {c.address: c.after for c in plan.changes if c.kind == "configuration"}
+    assert runs["appdomain.shop/configuration.web-1"]["hosts"][0]["address"] == "10.84.0.12"  # type: ignore[index]
+    apply(Workspace.open(root))
+    assert not Workspace.open(root).plan().has_changes
+    assert key.exists()  # the user's key: crane uses it and never deletes it
