@@ -10,8 +10,6 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 #: the prefix of a playbook shipped with crane: ``crane:<package>/<file>`` is crane_iac/<package>/playbooks/<file>
 SHIPPED = "crane:"
 #: Ansible's playbook-level search path: lookups and includes in a play or role find files here too
@@ -41,6 +39,8 @@ def resolve(playbook: str, project_dir: Path) -> Path:
 
 def _role_names(plays: Any) -> set[str] | None:
     """Roles a playbook's plays list, or None when it includes roles by name in its tasks (then all may be used)."""
+    import yaml
+
     if not isinstance(plays, list):
         return None
     names: set[str] = set()
@@ -64,6 +64,8 @@ def _role_dirs(playbook: Path, text: str) -> list[Path]:
     roles = playbook.parent / "roles"
     if not roles.is_dir():
         return []
+    import yaml  # only a stack with configurations reads a playbook: PyYAML is not imported for the others
+
     try:
         names = _role_names(yaml.safe_load(text))
     except yaml.YAMLError as exc:

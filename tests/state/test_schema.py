@@ -1,0 +1,338 @@
+"""The state tables are SQLAlchemy Core; up to this change they were SQLModel classes, and the schema must not move
+with them, so that every state database written before opens unchanged. SQLModel's DDL for SQLite and PostgreSQL is
+pinned here (emitted by crane at schema version 4, before the change) with the defaults an INSERT that leaves a column
+out writes; a database made with that DDL opens, plans and takes writes without a migration, its catalog unchanged."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import pytest
+import sqlalchemy
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from crane_iac.objects import Action, Outcome, Recorded
+from crane_iac.state.backends import open_store
+from crane_iac.state.base import Committed, Intent
+from crane_iac.state.sql import SCHEMA, SCHEMA_VERSION
+from tests.conftest import ProjectDir
+
+#: CreateTable/CreateIndex of SQLModel's tables for SQLite (what .crane/state.db's sqlite_master holds)
+SQLITE_DDL = """
+CREATE TABLE crane_meta (
+    "key" VARCHAR NOT NULL,
+    value VARCHAR NOT NULL,
+    PRIMARY KEY ("key")
+);
+CREATE TABLE stacks (
+    name VARCHAR NOT NULL,
+    serial INTEGER NOT NULL,
+    lineage VARCHAR NOT NULL,
+    outputs VARCHAR NOT NULL,
+    PRIMARY KEY (name)
+);
+CREATE TABLE resources (
+    stack VARCHAR NOT NULL,
+    address VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    physical VARCHAR NOT NULL,
+    properties VARCHAR NOT NULL,
+    outputs VARCHAR NOT NULL,
+    dependencies VARCHAR NOT NULL,
+    protect BOOLEAN NOT NULL,
+    endpoint VARCHAR NOT NULL,
+    PRIMARY KEY (stack, address)
+);
+CREATE TABLE intents (
+    stack VARCHAR NOT NULL,
+    address VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    physical VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,
+    properties VARCHAR NOT NULL,
+    at VARCHAR NOT NULL,
+    endpoint VARCHAR NOT NULL,
+    PRIMARY KEY (stack, address)
+);
+CREATE TABLE history (
+    id INTEGER NOT NULL,
+    stack VARCHAR NOT NULL,
+    serial INTEGER NOT NULL,
+    at VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,
+    address VARCHAR NOT NULL,
+    "before" VARCHAR,
+    "after" VARCHAR,
+    who VARCHAR NOT NULL,
+    why VARCHAR NOT NULL,
+    PRIMARY KEY (id)
+);
+CREATE INDEX ix_history_stack ON history (stack);
+CREATE TABLE locks (
+    stack VARCHAR NOT NULL,
+    holder VARCHAR NOT NULL,
+    host VARCHAR NOT NULL,
+    pid INTEGER NOT NULL,
+    operation VARCHAR NOT NULL,
+    acquired_at VARCHAR NOT NULL,
+    lock_id VARCHAR NOT NULL,
+    PRIMARY KEY (stack)
+);
+CREATE TABLE forgotten (
+    stack VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    physical VARCHAR NOT NULL,
+    address VARCHAR NOT NULL,
+    properties VARCHAR NOT NULL,
+    at VARCHAR NOT NULL,
+    endpoint VARCHAR NOT NULL,
+    PRIMARY KEY (stack, kind, physical)
+);
+CREATE TABLE settings (
+    stack VARCHAR NOT NULL,
+    "key" VARCHAR NOT NULL,
+    value VARCHAR NOT NULL,
+    who VARCHAR NOT NULL,
+    why VARCHAR NOT NULL,
+    at VARCHAR NOT NULL,
+    serial INTEGER NOT NULL,
+    PRIMARY KEY (stack, "key")
+);
+"""
+
+#: the same for PostgreSQL
+POSTGRESQL_DDL = """
+CREATE TABLE crane_meta (
+    key VARCHAR NOT NULL,
+    value VARCHAR NOT NULL,
+    PRIMARY KEY (key)
+);
+CREATE TABLE stacks (
+    name VARCHAR NOT NULL,
+    serial INTEGER NOT NULL,
+    lineage VARCHAR NOT NULL,
+    outputs VARCHAR NOT NULL,
+    PRIMARY KEY (name)
+);
+CREATE TABLE resources (
+    stack VARCHAR NOT NULL,
+    address VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    physical VARCHAR NOT NULL,
+    properties VARCHAR NOT NULL,
+    outputs VARCHAR NOT NULL,
+    dependencies VARCHAR NOT NULL,
+    protect BOOLEAN NOT NULL,
+    endpoint VARCHAR NOT NULL,
+    PRIMARY KEY (stack, address)
+);
+CREATE TABLE intents (
+    stack VARCHAR NOT NULL,
+    address VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    physical VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,
+    properties VARCHAR NOT NULL,
+    at VARCHAR NOT NULL,
+    endpoint VARCHAR NOT NULL,
+    PRIMARY KEY (stack, address)
+);
+CREATE TABLE history (
+    id SERIAL NOT NULL,
+    stack VARCHAR NOT NULL,
+    serial INTEGER NOT NULL,
+    at VARCHAR NOT NULL,
+    action VARCHAR NOT NULL,
+    address VARCHAR NOT NULL,
+    before VARCHAR,
+    after VARCHAR,
+    who VARCHAR NOT NULL,
+    why VARCHAR NOT NULL,
+    PRIMARY KEY (id)
+);
+CREATE INDEX ix_history_stack ON history (stack);
+CREATE TABLE locks (
+    stack VARCHAR NOT NULL,
+    holder VARCHAR NOT NULL,
+    host VARCHAR NOT NULL,
+    pid INTEGER NOT NULL,
+    operation VARCHAR NOT NULL,
+    acquired_at VARCHAR NOT NULL,
+    lock_id VARCHAR NOT NULL,
+    PRIMARY KEY (stack)
+);
+CREATE TABLE forgotten (
+    stack VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    physical VARCHAR NOT NULL,
+    address VARCHAR NOT NULL,
+    properties VARCHAR NOT NULL,
+    at VARCHAR NOT NULL,
+    endpoint VARCHAR NOT NULL,
+    PRIMARY KEY (stack, kind, physical)
+);
+CREATE TABLE settings (
+    stack VARCHAR NOT NULL,
+    key VARCHAR NOT NULL,
+    value VARCHAR NOT NULL,
+    who VARCHAR NOT NULL,
+    why VARCHAR NOT NULL,
+    at VARCHAR NOT NULL,
+    serial INTEGER NOT NULL,
+    PRIMARY KEY (stack, key)
+);
+"""
+
+#: table.column → the value an INSERT that leaves the column out writes (SQLModel's field defaults)
+DEFAULTS = {
+    "stacks.serial": 0, "stacks.outputs": "{}",
+    "resources.outputs": "{}", "resources.dependencies": "[]", "resources.protect": False,
+    "resources.endpoint": "default",
+    "intents.properties": "{}", "intents.endpoint": "default",
+    "history.who": "", "history.why": "",
+    "locks.lock_id": "",
+    "forgotten.properties": "{}", "forgotten.endpoint": "default",
+}
+
+
+def normal(ddl: str) -> list[str]:
+    """The statements of ``ddl``, whitespace collapsed (SQLAlchemy ends each column's line with a space)."""
+    return [" ".join(s.split()) for s in ddl.split(";") if s.strip()]
+
+
+def emitted(dialect: sqlalchemy.engine.Dialect) -> str:
+    statements = []
+    for table in SCHEMA.tables.values():
+        statements.append(str(CreateTable(table).compile(dialect=dialect)))
+        statements += [str(CreateIndex(index).compile(dialect=dialect))
+                       for index in sorted(table.indexes, key=lambda i: str(i.name))]
+    return ";".join(statements)
+
+
+@pytest.mark.parametrize(("dialect", "pinned"), [(sqlite.dialect(), SQLITE_DDL),
+                                                  (postgresql.dialect(), POSTGRESQL_DDL)], ids=["sqlite", "postgresql"])
+def test_core_emits_the_ddl_sqlmodel_did(dialect: sqlalchemy.engine.Dialect, pinned: str) -> None:
+    assert normal(emitted(dialect)) == normal(pinned)
+
+
+def test_columns_left_out_get_the_defaults_sqlmodel_gave() -> None:
+    found = {f"{t.name}.{c.name}": c.default.arg for t in SCHEMA.tables.values() for c in t.columns  # type: ignore[attr-defined]
+             if c.default is not None}
+    assert found == DEFAULTS and not [c for t in SCHEMA.tables.values() for c in t.columns if c.server_default]
+
+
+def describe(url: str) -> list[Any]:
+    """The database's catalog: every table, column (type, nullability, default), key and index."""
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                return [(*r[:3], r[3] and " ".join(r[3].split())) for r in conn.exec_driver_sql(
+                    "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name")]
+            columns = conn.exec_driver_sql(
+                "SELECT table_name, column_name, ordinal_position, data_type, is_nullable, column_default "
+                "FROM information_schema.columns WHERE table_schema = 'public' ORDER BY 1, 3").all()
+            indexes = conn.exec_driver_sql("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = 'public' "
+                                           "ORDER BY 1").all()
+            keys = conn.exec_driver_sql(
+                "SELECT conrelid::regclass::text, conname, contype, pg_get_constraintdef(oid) FROM pg_constraint "
+                "WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2").all()
+            return [*columns, *indexes, *keys]
+    finally:
+        engine.dispose()
+
+
+def run_script(url: str, ddl: str) -> None:
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.begin() as conn:
+            for statement in ddl.split(";"):
+                if statement.strip():
+                    conn.exec_driver_sql(statement)
+    finally:
+        engine.dispose()
+
+
+#: rows as crane at schema version 4 wrote them (the demo stack's first apply, abridged)
+OLD_ROWS = """
+INSERT INTO crane_meta VALUES ('schema_version', '4');
+INSERT INTO stacks VALUES ('demo', 1, '6c1e0a3e-1d4b-4f53-9a43-6c1b9b2f0c11', '{"lan": "10.60.0.0/24"}');
+INSERT INTO resources VALUES ('demo', 'network.lan', 'network', 'lan', '{"mode": "nat"}', '{"bridge": "virbr1"}',
+                              '[]', false, 'default');
+INSERT INTO resources VALUES ('demo', 'vm.web-1', 'vm', 'web-1', '{"memory_mib": 512}', '{"uuid": "u-1"}',
+                              '["network.lan"]', true, 'default');
+INSERT INTO history (stack, serial, at, action, address, "before", "after", who, why)
+    VALUES ('demo', 1, '2025-06-01T00:00:00+00:00', 'create', 'vm.web-1', NULL, '{"memory_mib": 512}', '', '');
+"""
+
+
+def test_a_database_with_the_old_schema_opens_unchanged_and_works(state_url: str) -> None:
+    run_script(state_url, SQLITE_DDL if state_url.startswith("sqlite") else POSTGRESQL_DDL)
+    run_script(state_url, OLD_ROWS)
+    old = describe(state_url)
+    store = open_store(state_url)
+    try:
+        assert store.schema_version() == SCHEMA_VERSION
+        state = store.read("demo")
+        assert (state.serial, state.outputs) == (1, {"lan": "10.60.0.0/24"})
+        assert state.resources["vm.web-1"] == Recorded("vm.web-1", "vm", "web-1", {"memory_mib": 512}, {"uuid": "u-1"},
+                                                      ["network.lan"], True, "default")
+        store.record_intents("demo", [Intent("vm.web-2", "vm", "web-2", Action.CREATE, {"memory_mib": 256})])
+        store.record_intents("demo", [Intent("vm.web-2", "vm", "web-2", Action.CREATE, {"memory_mib": 512})])
+        assert store.commit("demo", [Committed("vm.web-2", Outcome.CREATE,
+                                               Recorded("vm.web-2", "vm", "web-2", {"memory_mib": 512}))]) == 2
+        assert store.set_setting("demo", "web", 3, by="me", why="load") == 3
+        assert store.forget("demo", ["network.lan"]) == 4
+        store.release_lock("demo", store.acquire_lock("demo", "apply"))
+        state = store.read("demo")
+        assert sorted(state.resources) == ["vm.web-1", "vm.web-2"] and state.intents == {}
+        assert [f.address for f in state.forgotten] == ["network.lan"] and state.settings["web"].value == 3
+        assert [h.action for h in store.history("demo")] == ["create", "create", "setting", "forget"]
+    finally:
+        store.close()
+    assert describe(state_url) == old  # no migration ran: the catalog is as the old crane left it
+
+
+def test_a_new_database_gets_the_old_schema(state_url: str) -> None:
+    run_script(state_url, SQLITE_DDL if state_url.startswith("sqlite") else POSTGRESQL_DDL)
+    old = describe(state_url)
+    run_script(state_url, ";".join(f"DROP TABLE {name}" for name in SCHEMA.tables))
+    open_store(state_url).close()
+    assert describe(state_url) == old and len(old) >= len(SCHEMA.tables)
+
+
+def test_a_state_db_written_before_plans_as_a_no_op(project: ProjectDir) -> None:
+    """The sandbox project's state, written again into a file with the old DDL (as crane 0.1 kept it), plans with
+    no changes and applies the next change."""
+    project.write_stack(STACK.format(memory=512))
+    assert project.crane("apply", "--auto-approve").code == 0
+    path = project.root / ".crane" / "state.db"
+    with sqlite3.connect(path) as db:
+        rows = {t: db.execute(f"SELECT * FROM {t}").fetchall() for t in SCHEMA.tables}
+    db.close()
+    path.unlink()
+    with sqlite3.connect(path) as db:
+        db.executescript(SQLITE_DDL)
+        for table, values in rows.items():
+            if values:
+                db.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(values[0]))})", values)
+    db.close()
+    before = describe(f"sqlite:///{path}")
+    again = project.crane("plan", "--detailed-exitcode")
+    assert (again.code, again.out.strip()) == (0, "No changes. The infrastructure matches the stack."), again
+    project.write_stack(STACK.format(memory=1024))
+    assert project.crane("apply", "--auto-approve").code == 0
+    assert project.crane("plan", "--detailed-exitcode").code == 0
+    assert describe(f"sqlite:///{path}") == before
+
+
+STACK = """
+from crane_iac import VM, Network, Volume, export
+
+lan = Network("lan", mode="nat", ipv4="10.61.0.0/24")
+disk = Volume("web-1-root", capacity_gib=4)
+web = VM("web-1", vcpus=1, memory_mib={memory}, max_memory_mib=2048, networks=[lan], volumes=[disk])
+export("web-1-uuid", web.uuid)
+"""
