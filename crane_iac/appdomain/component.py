@@ -14,6 +14,7 @@ size. Give an app domain a network of its own (or one whose DHCP clients cannot 
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 from collections.abc import Callable
 from pathlib import Path
@@ -36,8 +37,15 @@ from crane_iac.resources.vm import VM
 from crane_iac.resources.volume import Volume
 
 _HERE = Path(__file__).resolve().parent
-#: the containers' init: sshd with the domain's key, as PID 1 (files/init.sh)
-INIT = str(_HERE / "files" / "init.sh")
+#: the containers' init, files/init.sh (sshd with the domain's key, then runsvdir as PID 1), passed in the
+#: container's environment and run by the host's /bin/sh: the container's definition names no path of crane's own
+#: installation (another checkout, or CI, would see it as a change), and the script's text is all it needs
+INIT = ["/bin/sh", "-c", 'eval "$(printf %s "$CRANE_INIT" | base64 -d)"']
+
+
+def init_script() -> str:
+    """files/init.sh in base64: an environment value without the characters libvirt 9.0 does not escape there."""
+    return base64.b64encode((_HERE / "files" / "init.sh").read_bytes()).decode()
 PLAYBOOKS = "crane:appdomain"
 SSH_PORT = 22
 #: the balancer's own page (/stats, and /healthz while HAProxy runs)
@@ -208,7 +216,8 @@ class AppDomain(Component):
         if self.hosts == "container":
             mounts = {"/srv": make(Volume, f"{name}-data", pool=self.storage.pool, format="dir")} if data else {}
             return make(Container, name, memory_mib=memory_mib, vcpus=vcpus, networks=[self.network],
-                        ipv4=[self.host_address(index)], init=[INIT], init_env={"CRANE_AUTHORIZED_KEY": key.public_key},
+                        ipv4=[self.host_address(index)], init=INIT,
+                        init_env={"CRANE_INIT": init_script(), "CRANE_AUTHORIZED_KEY": key.public_key},
                         mounts=mounts)
         assert self.image is not None and self.ssh_key is not None and self.network.ipv4 is not None
         public = Path(self.ssh_key).expanduser().with_suffix(".pub").read_text().strip()

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import crane_iac
 from crane_iac.engine.workspace import PlanOptions, Workspace
 from crane_iac.errors import DiagnosticsError
 from crane_iac.objects import Action
@@ -45,6 +46,9 @@ def test_an_app_domain_expands_into_hosts_key_volume_and_configuration_runs(tmp_
     by_address = {c.address: c for c in plan.changes}
     web1 = by_address["appdomain.shop/container.web-1"].after
     assert web1 is not None and web1["nics"][0]["ipv4"] == "10.81.0.12"  # lb .10, storage .11, web-i .11+i
+    # nothing names where crane is installed: a plan from another checkout (CI) sees no change
+    package = str(Path(crane_iac.__file__).parent)
+    assert not [c.address for c in plan.changes if package in json.dumps(c.after)]
     lb = by_address["appdomain.shop/configuration.lb"]
     # the balancer's run waits for the web hosts (it lets a new server in once its health check passes)
     assert {f"appdomain.shop/container.web-{i}" for i in (1, 2, 3)} <= set(lb.dependencies)

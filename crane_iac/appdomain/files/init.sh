@@ -17,7 +17,7 @@ fail() {
 ssh_dir=/run/crane/ssh
 init_dir=/run/crane/init  # runsvdir's services: sshd only
 key=${CRANE_AUTHORIZED_KEY:-}
-unset CRANE_AUTHORIZED_KEY
+unset CRANE_AUTHORIZED_KEY CRANE_INIT  # (crane passes this script itself in CRANE_INIT)
 [ -n "$key" ] || fail "CRANE_AUTHORIZED_KEY is empty: no one could log in, so the container stops here"
 
 # a fresh tmpfs may be open to all; sshd (StrictModes) wants root's directories closed to others
