@@ -57,6 +57,9 @@ class Registry:
     pinned: dict[str, str] = field(default_factory=dict)
     #: the project's directory (where crane.toml is): relative paths a stack gives crane (a playbook) are from here
     project_dir: Path | None = None
+    #: what one run of the stack computed once and may need again (a playbook's digest): files do not change
+    #: within a load, and a long-lived process (crane watch) loads again with a new registry
+    memo: dict[Any, Any] = field(default_factory=dict)
 
     def location(self) -> tuple[str | None, int | None]:
         """The innermost line of the stack file (or a module outside crane) that is running now."""

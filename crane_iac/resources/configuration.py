@@ -24,6 +24,18 @@ def _project_dir() -> Path | None:
     return registry.project_dir if registry is not None else None
 
 
+def _digest(playbook: str) -> str:
+    """``playbook_digest``, once per playbook in a load (an app domain's web servers share theirs)."""
+    registry = current_registry()
+    if registry is None:
+        return playbook_digest(playbook)
+    key = ("playbook_digest", playbook)
+    if key not in registry.memo:
+        registry.memo[key] = playbook_digest(playbook, registry.project_dir)
+    digest: str = registry.memo[key]
+    return digest
+
+
 @runtime_checkable
 class Reachable(Protocol):
     """A host crane can configure: a VM (its DHCP lease, known after apply) or a container (its fixed address)."""
@@ -61,7 +73,7 @@ class Configuration(Resource):
     @field_validator("playbook")
     @classmethod
     def _exists(cls, value: str) -> str:
-        playbook_digest(value, _project_dir())
+        _digest(value)
         return value
 
     @field_validator("hosts")
@@ -88,7 +100,7 @@ class Configuration(Resource):
         # a host's UUID is in the run's identity: a host replaced or recreated (drift repaired) is configured again
         return {
             "playbook": self.playbook,
-            "digest": playbook_digest(self.playbook, _project_dir()),
+            "digest": _digest(self.playbook),
             "hosts": [{"name": host.physical_name, "address": address, "groups": [self.group],
                        "uuid": plain(host.uuid) if isinstance(host, Reachable) else None}
                       for host, address in zip(self.hosts, self._addresses(), strict=True)],
