@@ -300,6 +300,8 @@ def sweep(prefix: str = PREFIX) -> list[str]:
                 removed.append(f"pool {pool.name()}")
     finally:
         conn.close()
+    for log in Path("/var/log/libvirt/lxc").glob(f"{prefix}*.log"):  # libvirt_lxc's, one per container
+        log.unlink()
     return removed
 
 
