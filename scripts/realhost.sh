@@ -83,7 +83,9 @@ start() {
         useradd -r -g kvm -G libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu \
             && created user:libvirt-qemu
     fi
-    if [ -c /dev/kvm ] && [ ! -e "$STATE_DIR/kvm.mode" ]; then
+    # only a change of this start's own is recorded: a node already root:kvm 0660 (another user's start, or udev)
+    # is left for whoever set it, so two users' stops never undo each other's
+    if [ -c /dev/kvm ] && [ ! -e "$STATE_DIR/kvm.mode" ] && [ "$(stat -c '%U:%G %a' /dev/kvm)" != "root:kvm 660" ]; then
         stat -c '%U:%G %a' /dev/kvm > "$STATE_DIR/kvm.mode"
         chown root:kvm /dev/kvm && chmod 0660 /dev/kvm
     fi
