@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -19,21 +20,24 @@ from typing import Any
 
 import pytest
 
+from crane_iac.appdomain.component import INIT as appdomain_init
+from crane_iac.appdomain.component import init_script
 from crane_iac.errors import ProviderError
 from crane_iac.objects import Owner
 from crane_iac.providers.ansible import AnsibleProvider
-from crane_iac.resources.playbooks import shipped_dir
 from tests.providers.ansible.conftest import OWNER, PLAYBOOKS, children_of
 from tests.providers.ansible.test_appdomain_playbooks import STAND_IN_APP
 
-INIT = shipped_dir() / "files" / "init.sh"
+#: the container's init as AppDomain gives it: the host's /bin/sh running init.sh's text from CRANE_INIT (a path of
+#: crane's checkout would not do: under /tmp it is hidden by the container's own tmpfs)
+INIT = shlex.join(appdomain_init)
 HOST_SIDE, GUEST, PEER = "crane-t-init", "10.254.77.2", "10.254.77.1"
 #: what libvirt-lxc does before it execs the container's init, done here by the first process of the namespaces
 STAGE0 = f"""set -e
 mount --make-rprivate /
 for d in /run /root /tmp /var/log /var/tmp; do mount -t tmpfs -o mode=1777 tmpfs "$d"; done
 mount -o remount,bind,ro /
-exec env -i CRANE_AUTHORIZED_KEY="$CRANE_AUTHORIZED_KEY" {INIT}
+exec env -i CRANE_AUTHORIZED_KEY="$CRANE_AUTHORIZED_KEY" CRANE_INIT="$CRANE_INIT" {INIT}
 """
 
 
@@ -70,7 +74,8 @@ def container_running_init_sh(tmp_path: Path) -> Iterator[Container]:
     console = tmp_path / "console.log"
     with console.open("w") as out:
         unshare = subprocess.Popen(["unshare", "--pid", "--fork", "--mount", "--net", "--mount-proc", "sh", "-c",
-                                    STAGE0], env={**os.environ, "CRANE_AUTHORIZED_KEY": key.outputs["public_key"]},
+                                    STAGE0], env={**os.environ, "CRANE_AUTHORIZED_KEY": key.outputs["public_key"],
+                                                  "CRANE_INIT": init_script()},
                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     init_pid = 0
     try:
