@@ -30,6 +30,8 @@ class LoadedStack:
     moves: list[tuple[str, str]] = field(default_factory=list)
     #: addresses declared with ``import_(...)``
     imports: list[str] = field(default_factory=list)
+    #: the durable settings the stack read (``setting(key, default)``)
+    settings_read: list[str] = field(default_factory=list)
 
     def dependencies(self) -> dict[str, list[str]]:
         return {d.address: d.dependencies for d in self.desired}
@@ -168,7 +170,8 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
         raise DiagnosticsError(diagnostics)
     outputs = {name: _export_value(value) for name, value in registry.exports.items()}
     return LoadedStack(file=registry.stack_file, desired=desired, components=components, outputs=outputs,
-                       moves=[(old, new) for old, new, _, _ in registry.moves], imports=sorted(registry.imports))
+                       moves=[(old, new) for old, new, _, _ in registry.moves], imports=sorted(registry.imports),
+                       settings_read=list(registry.settings_read))
 
 
 def pinned_names(loaded: LoadedStack, recorded: dict[str, str]) -> dict[str, str] | None:

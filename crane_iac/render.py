@@ -181,6 +181,12 @@ def render_plan(plan: Plan, *, colour: bool = False, limit: int = DETAIL_LIMIT) 
             lines.append(f"  … and {len(plan.drift) - limit} more resources drifted (the full list: --json)")
         lines.append("")
     changes = [c for c in plan.changes if c.action is not Action.NOOP or c.reason]
+    if plan.settings:
+        lines.append("Settings in effect (durable, honoured by every apply; `crane setting unset KEY` hands one back "
+                     "to the stack):")
+        lines.extend(f"  {s['key']} = {value(s['value'])}  # set by {s['by']} at {s['at']}: {s['why']}"
+                     for s in plan.settings)
+        lines.append("")
     if plan.moves:
         lines.append("Moved (state only: the objects keep their names on the hypervisor):")
         lines.extend(f"  {old} has moved to {new}" for old, new in plan.moves)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, InstanceOf, ValidationError, 
 
 from crane_iac.appdomain import haproxy
 from crane_iac.errors import Diagnostic, DiagnosticsError
-from crane_iac.resources.base import Resource
+from crane_iac.resources.base import Resource, setting
 from crane_iac.resources.cloudinit import CloudInit
 from crane_iac.resources.component import Component
 from crane_iac.resources.configuration import Configuration
@@ -168,6 +168,21 @@ class AppDomain(Component):
                              "whose .pub is beside it>")
         return self
 
+    @property
+    def size_setting(self) -> str:
+        """The durable setting that holds the web tier's desired size when someone set it (the autoscaler, or
+        ``crane setting set``): it wins over ``web.size``, kept within [``web.min``, ``web.max``]."""
+        return f"{self.address}/web.size"
+
+    @property
+    def web_size(self) -> int:
+        """The web tier's size in effect: the setting (clamped into the declared range, so a user who narrows
+        min/max is obeyed at once), else ``web.size``."""
+        wanted = setting(self.size_setting, None)
+        if not isinstance(wanted, int) or isinstance(wanted, bool):
+            return self.web.size
+        return min(max(wanted, self.web.min), self.web.max)
+
     def host_address(self, index: int) -> str:
         """The ``index``-th host address of the domain: 0 the balancer, 1 the storage server, 1+i web-i."""
         assert self.network.ipv4 is not None
@@ -179,7 +194,7 @@ class AppDomain(Component):
         self.lb_host = self._host("lb", 0, self.lb.memory_mib, self.lb.vcpus, key)
         self.storage_host = self._host("storage", 1, self.storage.memory_mib, self.storage.vcpus, key, data=True)
         self.web_hosts = [self._host(f"web-{i}", 1 + i, self.web.memory_mib, self.web.vcpus, key)
-                          for i in range(1, self.web.size + 1)]
+                          for i in range(1, self.web_size + 1)]
         storage_address = self.host_address(1)
         store = make(
             Configuration, "storage", playbook=f"{PLAYBOOKS}/storage.yml", hosts=[self.storage_host],

@@ -147,6 +147,9 @@ def _plan_once(
                                outputs={} if destroy else loaded.outputs, recorded_outputs=state.outputs)
     diagnostics.extend(problems)
     plan.moves = [[old, new] for old, new in moves]
+    plan.settings = [{"key": key, "value": state.settings[key].value, "by": state.settings[key].by,
+                      "why": state.settings[key].why, "at": state.settings[key].at}
+                     for key in loaded.settings_read if key in state.settings]
     desired = {d.address: d for d in loaded.desired}
     for change in plan.changes:
         if change.action is not Action.DELETE and change.after is not None:

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, FieldChange, Reach, Reason
 
-PLAN_FORMAT_VERSION = 3
+PLAN_FORMAT_VERSION = 4
 
 
 class Phase(StrEnum):
@@ -76,6 +76,9 @@ class Plan:
     untargeted: list[str] = field(default_factory=list)
     #: records apply re-addresses first (``moved`` declarations): [old address, new address]
     moves: list[list[str]] = field(default_factory=list)
+    #: the durable settings in effect that the stack read: {key, value, by, why, at} (a tier's size the autoscaler
+    #: set, with its reason): a human apply honours them
+    settings: list[dict[str, Any]] = field(default_factory=list)
     format_version: int = PLAN_FORMAT_VERSION
 
     @property

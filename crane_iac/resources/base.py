@@ -60,6 +60,9 @@ class Registry:
     #: what one run of the stack computed once and may need again (a playbook's digest): files do not change
     #: within a load, and a long-lived process (crane watch) loads again with a new registry
     memo: dict[Any, Any] = field(default_factory=dict)
+    #: the settings the stack read (``setting(key, default)``), in the order it read them: the plan says which of
+    #: them are in effect, who set them and why
+    settings_read: list[str] = field(default_factory=list)
 
     def location(self) -> tuple[str | None, int | None]:
         """The innermost line of the stack file (or a module outside crane) that is running now."""
@@ -352,6 +355,8 @@ def setting(key: str, default: Any) -> Any:
     registry = current_registry()
     if registry is None:
         return default
+    if key not in registry.settings_read:
+        registry.settings_read.append(key)
     return registry.settings.get(key, default)
 
 

@@ -190,3 +190,28 @@ AppDomain("shop", network=lan, hosts="vm", image=image, ssh_key="{key}", web=Web
     apply(Workspace.open(root))
     assert not Workspace.open(root).plan().has_changes
     assert key.exists()  # the user's key: crane uses it and never deletes it
+
+
+def test_a_size_set_by_a_controller_wins_is_clamped_into_the_range_and_shown_in_the_plan(tmp_path: Path) -> None:
+    root = project(tmp_path, stack(size=2))
+    apply(Workspace.open(root))
+    ws = Workspace.open(root)
+    ws.set_setting("appdomain.shop/web.size", 4, by="autoscaler", why="memory average 0.91 above upper 0.80")
+    plan = Workspace.open(root).plan()
+    assert {a for a, action in addresses(plan.changes).items() if action is Action.CREATE} == {
+        f"appdomain.shop/{kind}.web-{i}" for kind in ("container", "configuration") for i in (3, 4)}
+    assert plan.settings == [{"key": "appdomain.shop/web.size", "value": 4, "by": "autoscaler",
+                              "why": "memory average 0.91 above upper 0.80", "at": plan.settings[0]["at"]}]
+    shown = render_plan(plan)
+    assert "appdomain.shop/web.size = 4  # set by autoscaler at" in shown and "above upper 0.80" in shown
+    apply(Workspace.open(root))
+    assert not Workspace.open(root).plan().has_changes  # a human apply honours it: no change back to 2
+
+    (root / "stacks" / "main.py").write_text(STACK.format(size=2, balance="leastconn").replace("max=6", "max=3"))
+    narrowed = Workspace.open(root).plan()  # the user narrowed the range: obeyed at once, the setting clamped
+    assert addresses(narrowed.changes) == {"appdomain.shop/container.web-4": Action.DELETE,
+                                           "appdomain.shop/configuration.web-4": Action.DELETE,
+                                           "appdomain.shop/configuration.lb": Action.UPDATE}
+    Workspace.open(root).set_setting("appdomain.shop/web.size", None, by="me", why="back to the stack")
+    assert {a for a, action in addresses(Workspace.open(root).plan().changes).items()
+            if action is Action.DELETE} >= {"appdomain.shop/container.web-3", "appdomain.shop/container.web-4"}
