@@ -1,0 +1,91 @@
+"""ScalingPolicy: how the autoscaler sizes one app domain's web tier, checked when the stack loads.
+
+The signal is a utilisation in [0, 1] per web server: memory (the default) or CPU as the server reports it, or
+HAProxy's session rate per server divided by ``capacity`` (sessions per second one server carries). The tier scales
+out above ``upper`` and in below ``lower``; the rules are crane_iac.autoscaler.decision's. Problems are reported all
+at once, in crane's words (``lower (0.8) must be below upper (0.6)``), as a ``DiagnosticsError``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ErrorDetails
+
+from crane_iac.errors import Diagnostic, DiagnosticsError
+
+Signal = Literal["memory", "cpu", "sessions"]
+
+#: pydantic's bound errors in crane's words (the same as the stack's resources use)
+_BOUNDS = {"greater_than_equal": "must be at least {ge:g}", "greater_than": "must be greater than {gt:g}",
+           "less_than_equal": "must be at most {le:g}", "less_than": "must be less than {lt:g}"}
+
+
+class ScalingPolicy(BaseModel):
+    """``ScalingPolicy(upper=0.8, lower=0.4)``: when and by how much an app domain's web tier changes size.
+
+    Times are seconds. ``min_fresh`` is the fraction of the tier's warmed-up servers that must have a fresh
+    sample before the tier may scale in (at least one sample, always); with fewer it never scales in.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    signal: Signal = "memory"
+    upper: float = Field(default=0.8, gt=0, le=1)
+    lower: float = Field(default=0.4, ge=0, lt=1)
+    step: int = Field(default=1, ge=1)
+    max_step: int = Field(default=4, ge=1)
+    cooldown: float = Field(default=300.0, ge=0)
+    stabilisation: float = Field(default=300.0, ge=0)
+    warmup: float = Field(default=60.0, ge=0)
+    stale_after: float = Field(default=60.0, gt=0)
+    min_fresh: float = Field(default=0.5, gt=0, le=1)
+    capacity: float | None = Field(default=None, gt=0)
+
+    def __init__(self, **data: Any) -> None:
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise DiagnosticsError([Diagnostic(f"ScalingPolicy: {_message(e)}") for e in exc.errors()]) from None
+        problems = self._order()
+        if problems:
+            raise DiagnosticsError([Diagnostic(f"ScalingPolicy: {p}") for p in problems])
+
+    def _order(self) -> list[str]:
+        """The problems between fields, every one of them."""
+        problems = []
+        if self.lower >= self.upper:
+            problems.append(f"lower ({self.lower:g}) must be below upper ({self.upper:g})")
+        if self.max_step < self.step:
+            problems.append(f"max_step ({self.max_step}) must be at least step ({self.step})")
+        if self.signal == "sessions" and self.capacity is None:
+            problems.append("signal 'sessions' needs capacity: the sessions per second one web server carries")
+        if self.signal != "sessions" and self.capacity is not None:
+            problems.append(f"capacity is only for signal 'sessions' (signal {self.signal!r} is already a fraction)")
+        return problems
+
+    def utilisation(self, value: float) -> float:
+        """A sample's value as a utilisation: a session rate over ``capacity``; memory and CPU as they are."""
+        return value / self.capacity if self.capacity is not None else value
+
+
+def _message(err: ErrorDetails) -> str:
+    """``field: what is wrong, got <value>`` for one pydantic error."""
+    where = ".".join(str(part) for part in err["loc"])
+    kind, ctx, value = err["type"], err.get("ctx", {}), err["input"]
+    if kind == "extra_forbidden":
+        close = difflib.get_close_matches(where, list(ScalingPolicy.model_fields), n=1)
+        text = f"unknown field; did you mean {close[0]}?" if close else \
+            f"unknown field; ScalingPolicy takes {', '.join(ScalingPolicy.model_fields)}"
+    elif kind == "literal_error":
+        text = f"expected one of {ctx['expected']}, got {value!r}"
+    elif kind in _BOUNDS:
+        text = f"{_BOUNDS[kind].format(**ctx)}, got {value!r}"
+    elif kind.endswith("_type"):
+        text = f"expected {'an' if kind[0] in 'aeiou' else 'a'} {kind.removesuffix('_type')}, " \
+               f"got {type(value).__name__} {value!r}"
+    else:
+        text = err["msg"]
+    return f"{where}: {text}" if where else text

@@ -1,0 +1,69 @@
+"""ScalingPolicy: its defaults, and every mistake in it reported at once, in crane's words, when the stack loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crane_iac.autoscaler.policy import ScalingPolicy
+from crane_iac.errors import DiagnosticsError
+from crane_iac.loader import load_stack
+
+
+def problems(**fields: object) -> list[str]:
+    with pytest.raises(DiagnosticsError) as caught:
+        ScalingPolicy(**fields)
+    return [d.summary for d in caught.value.diagnostics]
+
+
+def test_the_defaults_are_a_valid_memory_policy() -> None:
+    policy = ScalingPolicy()
+    assert (policy.signal, policy.lower, policy.upper, policy.step, policy.max_step) == ("memory", 0.4, 0.8, 1, 4)
+    assert policy.capacity is None
+    assert policy.utilisation(0.5) == 0.5
+
+
+def test_thresholds_out_of_order_and_a_max_step_below_step_are_reported_together() -> None:
+    assert problems(lower=0.8, upper=0.6, step=3, max_step=2) == [
+        "ScalingPolicy: lower (0.8) must be below upper (0.6)",
+        "ScalingPolicy: max_step (2) must be at least step (3)",
+    ]
+    assert problems(lower=0.5, upper=0.5) == ["ScalingPolicy: lower (0.5) must be below upper (0.5)"]
+
+
+def test_bad_fields_are_named_with_what_was_given() -> None:
+    assert problems(step=0, upper=1.5, signal="disk", cooldown=-1) == [
+        "ScalingPolicy: signal: expected one of 'memory', 'cpu' or 'sessions', got 'disk'",
+        "ScalingPolicy: upper: must be at most 1, got 1.5",
+        "ScalingPolicy: step: must be at least 1, got 0",
+        "ScalingPolicy: cooldown: must be at least 0, got -1",
+    ]
+    assert problems(upper="0.8") == ["ScalingPolicy: upper: expected a float, got str '0.8'"]  # strict: no coercion
+    assert problems(step=True) == ["ScalingPolicy: step: expected an int, got bool True"]
+    assert problems(uper=0.7) == ["ScalingPolicy: uper: unknown field; did you mean upper?"]
+
+
+def test_sessions_need_a_capacity_and_only_sessions_take_one() -> None:
+    assert problems(signal="sessions") == [
+        "ScalingPolicy: signal 'sessions' needs capacity: the sessions per second one web server carries"]
+    assert problems(signal="cpu", capacity=50.0) == [
+        "ScalingPolicy: capacity is only for signal 'sessions' (signal 'cpu' is already a fraction)"]
+    policy = ScalingPolicy(signal="sessions", capacity=200.0)
+    assert policy.utilisation(150.0) == 0.75
+
+
+def test_the_policy_is_a_frozen_value() -> None:
+    policy = ScalingPolicy(upper=0.7)
+    with pytest.raises(Exception, match="frozen"):
+        policy.upper = 0.9  # type: ignore[misc]
+    assert policy == ScalingPolicy(upper=0.7)
+
+
+def test_a_bad_policy_is_a_load_error_at_the_stacks_line(tmp_path: Path) -> None:
+    stack = tmp_path / "stack.py"
+    stack.write_text("from crane_iac.autoscaler.policy import ScalingPolicy\n\n"
+                     "policy = ScalingPolicy(lower=0.8, upper=0.6)\n")
+    with pytest.raises(DiagnosticsError) as caught:
+        load_stack(stack)
+    assert str(caught.value) == f"error: {stack}:3: ScalingPolicy: lower (0.8) must be below upper (0.6)"
