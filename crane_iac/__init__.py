@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = ["VM", "AppDomain", "CloudInit", "Component", "Configuration", "Container", "CraneError", "LoadBalancer",
-           "Network", "Output", "SshKey", "Storage", "StoragePool", "Volume", "WebTier", "__version__", "export",
-           "import_", "moved", "setting", "variable"]
+           "Network", "Output", "ScalingPolicy", "SshKey", "Storage", "StoragePool", "Volume", "WebTier", "__version__",
+           "export", "import_", "moved", "setting", "variable"]
 #: the app domain component and its parts, from crane_iac.appdomain
 _APPDOMAIN = frozenset({"AppDomain", "LoadBalancer", "Storage", "WebTier"})
 
 if TYPE_CHECKING:
     from crane_iac.appdomain.component import AppDomain, LoadBalancer, Storage, WebTier
+    from crane_iac.autoscaler.policy import ScalingPolicy
     from crane_iac.errors import CraneError
     from crane_iac.resources import (
         VM,
@@ -43,6 +44,10 @@ def __getattr__(name: str) -> Any:
         from crane_iac.errors import CraneError
 
         return CraneError
+    if name == "ScalingPolicy":
+        from crane_iac.autoscaler.policy import ScalingPolicy
+
+        return ScalingPolicy
     if name in _APPDOMAIN:
         from crane_iac.appdomain import component
 

@@ -373,6 +373,46 @@ def _app(opened: ExitStack) -> Any:
 
         print(to_dot(workspace(chdir, stack, var, var_file).load().dependencies()), end="")
 
+    @app.command()
+    def autoscale(
+        stack: Stack = None, var: Vars = None, var_file: VarFiles = None, chdir: Chdir = Path("."),
+        once: Annotated[bool, typer.Option("--once", help="One period, then exit.")] = False,
+        period: Annotated[float, typer.Option("--period", min=0.1, help="Seconds between periods.")] = 15.0,
+        status: Annotated[bool, typer.Option("--status", help="The last decisions that changed a size.")] = False,
+    ) -> int:
+        """Resize the stack's autoscaled web tiers (AppDomain(autoscale=...)) from their servers' signal."""
+        import signal
+        import threading
+
+        from crane_iac.autoscaler.controller import BY, Autoscaler
+
+        ws = workspace(chdir, stack, var, var_file)
+        if status:
+            entries = [e for e in ws.history(limit=1000) if e.by == BY]
+            for entry in entries[:20]:
+                print(f"{entry.at}  serial {entry.serial}  {entry.address} = {(entry.after or {}).get('value')}  "
+                      f"{entry.why}")
+            if not entries:
+                print("The autoscaler has not changed a size of this stack.")
+            return 0
+        stopping = threading.Event()
+        if not once:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: stopping.set())
+        scaler = Autoscaler(ws, log=lambda line: print(line, flush=True))
+        while True:
+            try:
+                scaler.period()
+            except Exception as exc:  # a period's failure is logged; the loop goes on (once: the CLI reports it)
+                if once:
+                    raise
+                print(f"{type(exc).__name__}: {exc}", flush=True)
+            if once or stopping.wait(period):
+                break
+        if not once:
+            print("autoscale: stopped", flush=True)
+        return 0
+
     @app.command("force-unlock")
     def force_unlock(
         lock_id: Annotated[str, typer.Argument(metavar="LOCK_ID", help="The ID the 'locked by' message printed.")],

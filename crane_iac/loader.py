@@ -13,7 +13,7 @@ from typing import Any
 
 from crane_iac.addresses import is_within
 from crane_iac.errors import CraneError, Diagnostic, DiagnosticsError
-from crane_iac.objects import Desired, identity
+from crane_iac.objects import Desired, ScalableTier, identity
 from crane_iac.planner.graph import find_cycle
 from crane_iac.resources.base import Output, Registry, Resource, collecting, plain
 
@@ -32,6 +32,8 @@ class LoadedStack:
     imports: list[str] = field(default_factory=list)
     #: the durable settings the stack read (``setting(key, default)``)
     settings_read: list[str] = field(default_factory=list)
+    #: tiers a controller may resize (``AppDomain(autoscale=...)``)
+    tiers: list[ScalableTier] = field(default_factory=list)
 
     def dependencies(self) -> dict[str, list[str]]:
         return {d.address: d.dependencies for d in self.desired}
@@ -171,7 +173,7 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
     outputs = {name: _export_value(value) for name, value in registry.exports.items()}
     return LoadedStack(file=registry.stack_file, desired=desired, components=components, outputs=outputs,
                        moves=[(old, new) for old, new, _, _ in registry.moves], imports=sorted(registry.imports),
-                       settings_read=list(registry.settings_read))
+                       settings_read=list(registry.settings_read), tiers=list(registry.tiers))
 
 
 def pinned_names(loaded: LoadedStack, recorded: dict[str, str]) -> dict[str, str] | None:

@@ -241,3 +241,35 @@ class FieldChange:
     @property
     def forces_replacement(self) -> bool:
         return self.reach is Reach.REPLACE
+
+
+@dataclass(frozen=True, slots=True)
+class TierHost:
+    """One server of a scalable tier: its address in the stack, kind and name on its endpoint."""
+
+    address: str
+    kind: str
+    physical: str
+
+
+@dataclass(frozen=True, slots=True)
+class ScalableTier:
+    """A tier of servers a controller may resize, as a component declares it when the stack loads (an app domain's
+    web tier): the durable setting that holds its desired size, the size in effect, its range, its servers, and the
+    scaling policy's fields as plain values (the autoscaler builds its ``ScalingPolicy`` from them)."""
+
+    address: str
+    setting: str
+    size: int
+    declared: int
+    min: int
+    max: int
+    hosts: tuple[TierHost, ...]
+    policy: dict[str, Any]
+    endpoint: str = DEFAULT_ENDPOINT
+    #: the balancer's stats page in CSV (HAProxy's ``;csv``), for the session-rate signal
+    stats_url: str | None = None
+    #: what every server's address starts with (``appdomain.shop/container.web-``): recorded servers beyond
+    #: ``hosts`` (a tier not yet shrunk to its size) are counted by it
+    member_prefix: str = ""
+

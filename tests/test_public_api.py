@@ -9,15 +9,18 @@ import crane_iac
 def test_public_names_are_pinned() -> None:
     assert sorted(crane_iac.__all__) == sorted(
         ["VM", "AppDomain", "CloudInit", "Component", "Configuration", "Container", "CraneError", "LoadBalancer",
-         "Network", "Output", "SshKey", "Storage", "StoragePool", "Volume", "WebTier", "__version__", "export",
-         "import_", "moved", "setting", "variable"]
+         "Network", "Output", "ScalingPolicy", "SshKey", "Storage", "StoragePool", "Volume", "WebTier", "__version__",
+         "export", "import_", "moved", "setting", "variable"]
     )
     from crane_iac import errors, resources
     from crane_iac.appdomain import component
 
     # each name is the object its home module defines (the lazy loader hands out the real thing)
     parts = {"AppDomain", "LoadBalancer", "Storage", "WebTier"}
-    for name in set(crane_iac.__all__) - {"__version__", "CraneError"} - parts:
+    from crane_iac.autoscaler.policy import ScalingPolicy
+
+    assert crane_iac.ScalingPolicy is ScalingPolicy
+    for name in set(crane_iac.__all__) - {"__version__", "CraneError", "ScalingPolicy"} - parts:
         assert getattr(crane_iac, name) is getattr(resources, name), name
     for name in parts:
         assert getattr(crane_iac, name) is getattr(component, name), name

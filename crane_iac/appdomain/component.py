@@ -23,8 +23,10 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, InstanceOf, ValidationError, model_validator
 
 from crane_iac.appdomain import haproxy
+from crane_iac.autoscaler.policy import ScalingPolicy
 from crane_iac.errors import Diagnostic, DiagnosticsError
-from crane_iac.resources.base import Resource, setting
+from crane_iac.objects import ScalableTier, TierHost
+from crane_iac.resources.base import Resource, current_registry, setting
 from crane_iac.resources.cloudinit import CloudInit
 from crane_iac.resources.component import Component
 from crane_iac.resources.configuration import Configuration
@@ -146,6 +148,9 @@ class AppDomain(Component):
     image: InstanceOf[Volume] | None = None
     ssh_key: str | None = None
     first_host: int = Field(default=10, ge=2)
+    #: resize the web tier automatically (``crane autoscale``): the policy's thresholds on the servers' memory (or
+    #: CPU, or session rate); None: the size is the stack's (or a setting's) alone
+    autoscale: InstanceOf[ScalingPolicy] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> AppDomain:
@@ -195,6 +200,8 @@ class AppDomain(Component):
         self.storage_host = self._host("storage", 1, self.storage.memory_mib, self.storage.vcpus, key, data=True)
         self.web_hosts = [self._host(f"web-{i}", 1 + i, self.web.memory_mib, self.web.vcpus, key)
                           for i in range(1, self.web_size + 1)]
+        if self.autoscale is not None:
+            self._declare_tier(self.autoscale)
         storage_address = self.host_address(1)
         store = make(
             Configuration, "storage", playbook=f"{PLAYBOOKS}/storage.yml", hosts=[self.storage_host],
@@ -223,6 +230,18 @@ class AppDomain(Component):
                    "frontend_port": self.lb.port, "drain_timeout": self.lb.drain_timeout,
                    "ready_path": self.lb.health_check, "ready_timeout": SERVER_READY_TIMEOUT,
                    "servers": [{"name": s.name, "address": s.address, "port": s.port} for s in servers]})
+
+    def _declare_tier(self, policy: ScalingPolicy) -> None:
+        """Tell the loader the web tier may be resized, and how (the autoscaler reads it from the loaded stack)."""
+        registry = current_registry()
+        if registry is None:
+            return
+        hosts = tuple(TierHost(h.address, h.kind, h.physical_name) for h in self.web_hosts)
+        registry.tiers.append(ScalableTier(
+            address=self.address, setting=self.size_setting, size=self.web_size, declared=self.web.size,
+            min=self.web.min, max=self.web.max, hosts=hosts, policy=policy.model_dump(), endpoint=self.endpoint,
+            stats_url=f"http://{self.host_address(0)}:{STATS_PORT}/stats;csv",
+            member_prefix=f"{self.address}/{self.web_hosts[0].kind}.web-" if self.web_hosts else ""))
 
     def _host(self, name: str, index: int, memory_mib: int, vcpus: int, key: SshKey, *,
               data: bool = False) -> Resource:

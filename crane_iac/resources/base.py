@@ -30,7 +30,7 @@ from pydantic import (
 
 from crane_iac.addresses import make_address
 from crane_iac.errors import Diagnostic
-from crane_iac.objects import DEFAULT_ENDPOINT, Kind, register_kind
+from crane_iac.objects import DEFAULT_ENDPOINT, Kind, ScalableTier, register_kind
 from crane_iac.resources.messages import describe
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -63,6 +63,8 @@ class Registry:
     #: the settings the stack read (``setting(key, default)``), in the order it read them: the plan says which of
     #: them are in effect, who set them and why
     settings_read: list[str] = field(default_factory=list)
+    #: tiers a controller may resize, declared by components (``AppDomain(autoscale=...)``)
+    tiers: list[ScalableTier] = field(default_factory=list)
 
     def location(self) -> tuple[str | None, int | None]:
         """The innermost line of the stack file (or a module outside crane) that is running now."""

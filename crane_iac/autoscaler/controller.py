@@ -1,0 +1,144 @@
+"""The autoscaler's loop: a client of the engine, level-triggered, as Kubernetes' HPA controller is.
+
+Each period, for every tier the stack declares scalable (``AppDomain(autoscale=ScalingPolicy(...))``): read the
+servers' signal (metrics.py), decide (decision.py, pure), and when the size changes write it as the tier's durable
+setting with the decision's reason, by ``autoscaler`` (the state history keeps it), then converge that tier with a
+targeted plan and apply through the workspace — never a provider mutator. A period that finds the tier not yet at
+its size (a failed or interrupted apply, a loop killed mid-apply) converges it again; a size the stack's new range
+excludes is written back clamped, with the reason. Every error of a period (a source down, a lock a human apply
+holds, an apply that fails) is logged, and the next period tries again.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from crane_iac.autoscaler.decision import Decision, History, Host, decide
+from crane_iac.autoscaler.metrics import HAProxySessions, MetricsSource, ProviderMemory, SimulatedMetrics
+from crane_iac.autoscaler.policy import ScalingPolicy
+from crane_iac.engine.workspace import PlanOptions, Workspace
+from crane_iac.errors import CraneError, LockHeldError
+from crane_iac.objects import ScalableTier
+from crane_iac.state.base import StackState
+
+#: who the autoscaler's settings are by, in the state history
+BY = "autoscaler"
+
+
+@dataclass
+class TierReport:
+    """What one period did for one tier."""
+
+    tier: str
+    decision: Decision | None = None
+    converged: bool = False
+    error: str = ""
+
+
+@dataclass
+class Autoscaler:
+    """One stack's autoscaler; ``period()`` runs one period, ``run()`` them until ``stop()`` is set."""
+
+    workspace: Workspace
+    log: Callable[[str], None] = print
+    clock: Callable[[], float] = time.time
+    histories: dict[str, History] = field(default_factory=dict)
+    #: when this loop first saw each server: a server it saw at its first period counts as warmed up (the loop
+    #: was restarted, the server was not)
+    first_seen: dict[str, float] = field(default_factory=dict)
+    periods: int = 0
+
+    def period(self) -> list[TierReport]:
+        now = self.clock()
+        loaded, state = self.workspace.load_with_state()
+        reports: list[TierReport] = []
+        if loaded.tiers:
+            with self.workspace.endpoints(mutating=False) as (endpoints, _, _):
+                for tier in loaded.tiers:
+                    report = TierReport(tier.address)
+                    try:
+                        source = self._source(tier, endpoints[tier.endpoint].reaches_guests, endpoints)
+                        report.decision = self._decide(tier, state, source, now)
+                    except CraneError as exc:
+                        report.error = str(exc)
+                    reports.append(report)
+        for tier, report in zip(loaded.tiers, reports, strict=True):
+            if not report.error:
+                self._act(tier, state, report)
+            self.log(self._line(report))
+        self.periods += 1
+        return reports
+
+    def _source(self, tier: ScalableTier, reaches_guests: bool, endpoints: object) -> MetricsSource:
+        policy = ScalingPolicy(**tier.policy)
+        if not reaches_guests:  # the sandbox: nothing runs whose signal could be read
+            return SimulatedMetrics(self.workspace.project.root / ".crane")
+        if policy.signal == "sessions":
+            return HAProxySessions()
+        if policy.signal == "cpu":
+            raise CraneError(f"{tier.address}: no source reads CPU utilisation from this endpoint yet; use "
+                             "signal='memory' or 'sessions'")
+        return ProviderMemory(lambda name: endpoints[name])  # type: ignore[index]
+
+    def _decide(self, tier: ScalableTier, state: StackState, source: MetricsSource, now: float) -> Decision:
+        policy = ScalingPolicy(**tier.policy)
+        seen = [h for h in tier.hosts if h.address in state.resources]  # the servers that exist
+        hosts = [Host(h.physical, self.first_seen.setdefault(h.physical, -math.inf if not self.periods else now))
+                 for h in seen]
+        samples = source.read(tier, now)
+        decision, history = decide(policy, size=tier.size, min=tier.min, max=tier.max, hosts=hosts,
+                                   samples=samples, now=now, history=self.histories.get(tier.address, History()))
+        self.histories[tier.address] = history
+        return decision
+
+    def _act(self, tier: ScalableTier, state: StackState, report: TierReport) -> None:
+        """Write a new size (or one the stack's range clamped) with its reason, then converge the tier."""
+        decision = report.decision
+        assert decision is not None
+        recorded = state.settings.get(tier.setting)
+        try:
+            if decision.size != tier.size:
+                self.workspace.set_setting(tier.setting, decision.size, by=BY,
+                                           why=f"{decision.rule}: {decision.reason}")
+            elif recorded is not None and recorded.value != tier.size:
+                self.workspace.set_setting(tier.setting, tier.size, by=BY, why=(
+                    f"clamped: {recorded.value} is outside the stack's range [{tier.min}, {tier.max}] for "
+                    f"{tier.address}: {tier.size}"))
+            target = decision.size
+            prefix = tier.member_prefix
+            existing = (sum(1 for a in state.resources if a.startswith(prefix)) if prefix
+                        else sum(1 for h in tier.hosts if h.address in state.resources))
+            if target != tier.size or existing != tier.size:
+                report.converged = self._converge(tier)
+        except LockHeldError as exc:
+            report.error = f"waiting: {exc}"
+        except CraneError as exc:
+            report.error = str(exc)
+
+    def _converge(self, tier: ScalableTier) -> bool:
+        """A targeted plan and apply of the tier's component, under the stack's lock."""
+        with self.workspace.locked(f"autoscale {tier.address}") as run:
+            plan = run.plan(PlanOptions(targets=(tier.address,)))
+            if not plan.has_changes:
+                return False
+            result = run.apply(plan)
+        if not result.ok:
+            raise CraneError(f"converging {tier.address} failed: "
+                             + "; ".join(f"{e.address}: {e.detail}" for e in result.failed))
+        return True
+
+    @staticmethod
+    def _line(report: TierReport) -> str:
+        stamp = time.strftime("%H:%M:%S")
+        if report.decision is None:
+            return f"{stamp} {report.tier}: error: {report.error}"
+        d = report.decision
+        line = f"{stamp} {report.tier}: {d.direction} to {d.size} ({d.rule}): {d.reason}"
+        if report.converged:
+            line += "; applied"
+        if report.error:
+            line += f"; {report.error}"
+        return line

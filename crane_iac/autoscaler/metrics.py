@@ -1,0 +1,94 @@
+"""Where the autoscaler's samples come from: a source gives, for a tier's servers, timestamped readings of the
+policy's signal (a fraction for memory and CPU, sessions per second for the session rate).
+
+* ``ProviderMemory``: the endpoint's own reading of each guest (the container's cgroup, a VM's balloon), through
+  the same ``memory_usage`` the provider serves;
+* ``SimulatedMetrics``: values a test or the demo writes into ``.crane/simulated-metrics.json``
+  (``{"shop-web-1": 0.9, ...}``): the embedded sandbox runs nothing whose memory could be read;
+* ``HAProxySessions``: each server's session rate from the balancer's stats page (HAProxy's ``rate`` column).
+
+A server a source has no reading for is left out: the decision counts it as missing, never as idle or busy.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+from crane_iac.autoscaler.decision import Sample
+from crane_iac.errors import CraneError, ProviderError
+from crane_iac.objects import ScalableTier
+from crane_iac.providers.base import Provider
+
+#: the file the simulated source reads, in the project's .crane/
+SIMULATED = "simulated-metrics.json"
+
+
+class MetricsSource(Protocol):
+    """Readings of a tier's servers' signal at ``now``."""
+
+    def read(self, tier: ScalableTier, now: float) -> list[Sample]: ...
+
+
+class ProviderMemory:
+    """Each server's memory use as a fraction of what it has, read from its endpoint (``memory_usage``)."""
+
+    def __init__(self, provider_of: Callable[[str], Provider]) -> None:
+        self.provider_of = provider_of
+
+    def read(self, tier: ScalableTier, now: float) -> list[Sample]:
+        provider = self.provider_of(tier.endpoint)
+        samples = []
+        for host in tier.hosts:
+            try:
+                usage = provider.memory_usage(host.kind, host.physical)
+            except ProviderError:
+                continue  # gone or unreadable this period: missing
+            if usage is not None and usage.total_mib > 0:
+                samples.append(Sample(host.physical, usage.fraction, now))
+        return samples
+
+
+class SimulatedMetrics:
+    """Values from ``<state dir>/simulated-metrics.json``: ``{server: value}`` or ``{server: [value, at]}``."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / SIMULATED
+
+    def read(self, tier: ScalableTier, now: float) -> list[Sample]:
+        try:
+            values = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as exc:
+            raise CraneError(f"{self.path}: not a JSON object of server → value ({exc})") from None
+        samples = []
+        for host in tier.hosts:
+            found = values.get(host.physical) if isinstance(values, dict) else None
+            if isinstance(found, list) and len(found) == 2:
+                samples.append(Sample(host.physical, float(found[0]), float(found[1])))
+            elif isinstance(found, (int, float)) and not isinstance(found, bool):
+                samples.append(Sample(host.physical, float(found), now))
+        return samples
+
+
+class HAProxySessions:
+    """Each server's session rate (sessions per second over the last second) from the balancer's stats CSV."""
+
+    def read(self, tier: ScalableTier, now: float) -> list[Sample]:
+        if tier.stats_url is None:
+            return []
+        try:
+            with urllib.request.urlopen(tier.stats_url, timeout=3) as response:
+                text = response.read().decode()
+        except OSError as exc:
+            raise CraneError(f"the balancer's stats of {tier.address} ({tier.stats_url}) cannot be read: {exc}") \
+                from None
+        names = {h.physical for h in tier.hosts}
+        return [Sample(row["svname"], float(row.get("rate") or 0), now)
+                for row in csv.DictReader(text.lstrip("# ").splitlines())
+                if row.get("svname") in names]

@@ -1,0 +1,105 @@
+"""The autoscaler's loop on the embedded sandbox, driven by the simulated source (.crane/simulated-metrics.json):
+it writes the decision as the tier's durable setting with its reason, converges the tier with a targeted apply
+through the workspace, clamps a size the stack's new range excludes, and survives a lock a human apply holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from crane_iac.autoscaler.controller import BY, Autoscaler
+from crane_iac.engine.workspace import Workspace
+from tests.conftest import ProjectDir
+from tests.engine.test_workspace import apply, project
+
+STACK = """
+from crane_iac import AppDomain, Network, ScalingPolicy, WebTier
+
+lan = Network("shop-net", mode="isolated", ipv4="10.86.0.0/24", dhcp=False)
+AppDomain("shop", network=lan, web=WebTier(size=2, min=1, max={max}),
+          autoscale=ScalingPolicy(upper=0.8, lower=0.3, cooldown=0, stabilisation=0, warmup=0))
+"""
+
+
+def servers(ws: Workspace) -> list[str]:
+    return sorted(r.physical for a, r in ws.state().resources.items() if a.startswith("appdomain.shop/container.web"))
+
+
+def simulate(root: Path, **values: float) -> None:
+    (root / ".crane" / "simulated-metrics.json").write_text(json.dumps({f"shop-{k.replace('_', '-')}": v
+                                                                        for k, v in values.items()}))
+
+
+def test_high_memory_scales_out_through_a_setting_and_a_targeted_apply(tmp_path: Path) -> None:
+    root = project(tmp_path, STACK.format(max=6))
+    apply(Workspace.open(root))
+    simulate(root, web_1=0.95, web_2=0.9)
+    lines: list[str] = []
+    report = Autoscaler(Workspace.open(root), log=lines.append).period()[0]
+    assert report.decision is not None and report.decision.size == 3 and report.converged, lines
+    ws = Workspace.open(root)
+    assert servers(ws) == ["shop-web-1", "shop-web-2", "shop-web-3"]
+    setting = ws.settings()["appdomain.shop/web.size"]
+    assert (setting.value, setting.by) == (3, BY) and "scale-out" in setting.why and "0.93" in setting.why
+    assert "appdomain.shop: out to 3 (scale-out)" in lines[0] and lines[0].endswith("; applied")
+    assert not ws.plan().has_changes  # a human plan honours the autoscaler's size
+
+
+def test_low_memory_scales_in_by_one_and_a_quiet_tier_holds(tmp_path: Path) -> None:
+    root = project(tmp_path, STACK.format(max=6))
+    ws = Workspace.open(root)
+    apply(ws)
+    ws.set_setting("appdomain.shop/web.size", 3, by="me", why="start at three")
+    apply(Workspace.open(root))
+    ticks = iter(range(1000, 100_000, 60))  # a period a minute
+    scaler = Autoscaler(Workspace.open(root), log=lambda _line: None, clock=lambda: float(next(ticks)))
+    simulate(root, web_1=0.5, web_2=0.5, web_3=0.5)
+    held = scaler.period()[0]
+    assert held.decision is not None and held.decision.size == 3 and not held.converged
+    simulate(root, web_1=0.1, web_2=0.1, web_3=0.1)
+    first = scaler.period()[0]  # the window still holds the last period's "3": low must hold a period first
+    assert first.decision is not None and first.decision.rule == "stabilising" and not first.converged
+    shrunk = scaler.period()[0]
+    assert shrunk.decision is not None and shrunk.decision.size == 2 and shrunk.converged
+    assert servers(Workspace.open(root)) == ["shop-web-1", "shop-web-2"]
+
+
+def test_a_size_outside_the_stacks_new_range_is_clamped_with_its_reason(tmp_path: Path) -> None:
+    root = project(tmp_path, STACK.format(max=6))
+    ws = Workspace.open(root)
+    apply(ws)
+    ws.set_setting("appdomain.shop/web.size", 5, by=BY, why="earlier load")
+    apply(Workspace.open(root))
+    (root / "stacks" / "main.py").write_text(STACK.format(max=3))
+    simulate(root, web_1=0.5, web_2=0.5, web_3=0.5)
+    Autoscaler(Workspace.open(root), log=lambda _line: None).period()
+    ws = Workspace.open(root)
+    setting = ws.settings()["appdomain.shop/web.size"]
+    assert setting.value == 3 and setting.why.startswith("clamped: 5 is outside the stack's range [1, 3]")
+    assert servers(ws) == ["shop-web-1", "shop-web-2", "shop-web-3"]
+
+
+def test_a_lock_held_by_a_human_apply_is_waited_out_and_the_next_period_converges(tmp_path: Path) -> None:
+    root = project(tmp_path, STACK.format(max=6))
+    apply(Workspace.open(root))
+    simulate(root, web_1=0.95, web_2=0.95)
+    lines: list[str] = []
+    scaler = Autoscaler(Workspace.open(root), log=lines.append)
+    with Workspace.open(root).locked("apply", connect=False, load=False):
+        report = scaler.period()[0]
+    assert report.error.startswith("waiting:") and "locked" in report.error, report
+    assert servers(Workspace.open(root)) == ["shop-web-1", "shop-web-2"]  # nothing changed meanwhile
+    again = scaler.period()[0]
+    assert again.converged and servers(Workspace.open(root)) == ["shop-web-1", "shop-web-2", "shop-web-3"]
+
+
+def test_the_command_runs_one_period_and_shows_its_decisions(project: ProjectDir) -> None:
+    project.write_stack(STACK.format(max=6))
+    assert project.crane("apply", "--auto-approve").code == 0
+    simulate(project.root, web_1=0.95, web_2=0.95)
+    ran = project.crane("autoscale", "--once")
+    assert ran.code == 0 and "appdomain.shop: out to 3 (scale-out)" in ran.out, ran.out + ran.err
+    status = project.crane("autoscale", "--status")
+    assert status.code == 0 and "setting:appdomain.shop/web.size = 3" in status.out and "scale-out" in status.out
+    plan = project.crane("plan")
+    assert "appdomain.shop/web.size = 3  # set by autoscaler" in plan.out
