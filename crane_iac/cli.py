@@ -379,6 +379,10 @@ def _app(opened: ExitStack) -> Any:
         once: Annotated[bool, typer.Option("--once", help="One period, then exit.")] = False,
         period: Annotated[float, typer.Option("--period", min=0.1, help="Seconds between periods.")] = 15.0,
         status: Annotated[bool, typer.Option("--status", help="The last decisions that changed a size.")] = False,
+        metrics_port: Annotated[Optional[int], typer.Option(  # noqa: UP045
+            "--metrics-port", min=0, max=65535, help="Serve Prometheus metrics on this port.")] = None,
+        metrics_address: Annotated[str, typer.Option(
+            "--metrics-address", help="Address the metrics are served on.")] = "127.0.0.1",
     ) -> int:
         """Resize the stack's autoscaled web tiers (AppDomain(autoscale=...)) from their servers' signal."""
         import signal
@@ -400,6 +404,12 @@ def _app(opened: ExitStack) -> Any:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: stopping.set())
         scaler = Autoscaler(ws, log=lambda line: print(line, flush=True))
+        if metrics_port is not None:
+            from crane_iac.autoscaler.exporter import Exporter
+
+            scaler.exporter = Exporter()
+            scaler.exporter.serve(metrics_port, metrics_address)
+            print(f"metrics on http://{metrics_address}:{metrics_port}/metrics", flush=True)
         while True:
             try:
                 scaler.period()

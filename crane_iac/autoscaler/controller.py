@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from crane_iac.autoscaler.decision import Decision, History, Host, decide
+from crane_iac.autoscaler.exporter import Exporter
 from crane_iac.autoscaler.metrics import HAProxySessions, MetricsSource, ProviderMemory, SimulatedMetrics
 from crane_iac.autoscaler.policy import ScalingPolicy
 from crane_iac.engine.workspace import PlanOptions, Workspace
@@ -36,6 +37,9 @@ class TierReport:
     decision: Decision | None = None
     converged: bool = False
     error: str = ""
+    #: servers the tier had at the start of the period (recorded in state)
+    size: int = 0
+    apply_seconds: float | None = None
 
 
 @dataclass
@@ -50,6 +54,7 @@ class Autoscaler:
     #: was restarted, the server was not)
     first_seen: dict[str, float] = field(default_factory=dict)
     periods: int = 0
+    exporter: Exporter | None = None
 
     def period(self) -> list[TierReport]:
         now = self.clock()
@@ -66,9 +71,13 @@ class Autoscaler:
                         report.error = str(exc)
                     reports.append(report)
         for tier, report in zip(loaded.tiers, reports, strict=True):
+            report.size = self._existing(tier, state)
             if not report.error:
                 self._act(tier, state, report)
             self.log(self._line(report))
+            if self.exporter is not None:
+                self.exporter.record(tier.address, size=report.size, decision=report.decision,
+                                     apply_seconds=report.apply_seconds, error=bool(report.error))
         self.periods += 1
         return reports
 
@@ -107,16 +116,22 @@ class Autoscaler:
                 self.workspace.set_setting(tier.setting, tier.size, by=BY, why=(
                     f"clamped: {recorded.value} is outside the stack's range [{tier.min}, {tier.max}] for "
                     f"{tier.address}: {tier.size}"))
-            target = decision.size
-            prefix = tier.member_prefix
-            existing = (sum(1 for a in state.resources if a.startswith(prefix)) if prefix
-                        else sum(1 for h in tier.hosts if h.address in state.resources))
-            if target != tier.size or existing != tier.size:
+            if decision.size != tier.size or report.size != tier.size:
+                started = time.monotonic()
                 report.converged = self._converge(tier)
+                report.apply_seconds = time.monotonic() - started
         except LockHeldError as exc:
             report.error = f"waiting: {exc}"
         except CraneError as exc:
             report.error = str(exc)
+
+    @staticmethod
+    def _existing(tier: ScalableTier, state: StackState) -> int:
+        """Servers of the tier recorded in state, those beyond its size included (a tier not shrunk yet)."""
+        prefix = tier.member_prefix
+        if prefix:
+            return sum(1 for a in state.resources if a.startswith(prefix))
+        return sum(1 for h in tier.hosts if h.address in state.resources)
 
     def _converge(self, tier: ScalableTier) -> bool:
         """A targeted plan and apply of the tier's component, under the stack's lock."""

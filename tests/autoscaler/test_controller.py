@@ -5,7 +5,15 @@ through the workspace, clamps a size the stack's new range excludes, and survive
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
+
+import pytest
 
 from crane_iac.autoscaler.controller import BY, Autoscaler
 from crane_iac.engine.workspace import Workspace
@@ -103,3 +111,36 @@ def test_the_command_runs_one_period_and_shows_its_decisions(project: ProjectDir
     assert status.code == 0 and "setting:appdomain.shop/web.size = 3" in status.out and "scale-out" in status.out
     plan = project.crane("plan")
     assert "appdomain.shop/web.size = 3  # set by autoscaler" in plan.out
+
+
+def test_the_loop_serves_prometheus_metrics_and_stops_cleanly_on_sigterm(project: ProjectDir) -> None:
+    project.write_stack(STACK.format(max=6))
+    assert project.crane("apply", "--auto-approve").code == 0
+    simulate(project.root, web_1=0.95, web_2=0.95)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    loop = subprocess.Popen([sys.executable, "-m", "crane_iac", "autoscale", "--period", "0.5", "--metrics-port",
+                             str(port)], cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        text = ""
+        while "crane_autoscale_apply_seconds_count" not in text and time.monotonic() < deadline:
+            time.sleep(0.3)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
+                    text = response.read().decode()
+            except OSError:
+                continue
+        assert 'crane_autoscale_desired_size{domain="appdomain.shop"} 3.0' in text, text
+        assert 'crane_autoscale_decisions_total{direction="out",domain="appdomain.shop",rule="scale-out"} 1.0' \
+            in text, text
+        assert 'crane_autoscale_utilisation{domain="appdomain.shop"} 0.95' in text
+        assert 'crane_autoscale_apply_seconds_count{domain="appdomain.shop"} 1.0' in text
+    finally:
+        loop.send_signal(signal.SIGTERM)
+        out, _ = loop.communicate(timeout=30)
+    assert loop.returncode == 0, out
+    assert out.rstrip().endswith("autoscale: stopped") and "Traceback" not in out
+    with pytest.raises(OSError):  # the metrics went with the process
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
