@@ -92,7 +92,19 @@ def test_memory_reports_the_cgroup_and_the_process(app_processes: StartApps) -> 
     assert isinstance(container["usage_bytes"], int) and container["usage_bytes"] > 1024 * 1024
     assert str(container["source"]).startswith("/sys/fs/cgroup")
     assert isinstance(body["process_rss_mib"], float) and body["process_rss_mib"] > 5
-    assert get_json(app, "/memory?hold=10")[0] == 200  # the autoscaler's hold= is not there yet; ignored
+
+
+
+def test_memory_hold_keeps_memory_resident_until_freed(app_processes: StartApps) -> None:
+    """The load an autoscaler test drives: ?hold=MB raises the process's resident memory by MB, ?hold=0 frees it."""
+    (app,) = app_processes(1)
+    before = get_json(app, "/memory")[1]["process_rss_mib"]
+    status, held = get_json(app, "/memory?hold=64")
+    assert status == 200 and held["held_mib"] == 64
+    assert held["process_rss_mib"] > before + 60, (before, held)  # type: ignore[operator]
+    freed = get_json(app, "/memory?hold=0")[1]
+    assert freed["held_mib"] == 0 and freed["process_rss_mib"] < held["process_rss_mib"] - 50  # type: ignore[operator]
+    assert get_json(app, "/memory?hold=lots")[0] == 400 and get_json(app, "/memory?hold=-1")[0] == 400
 
 
 def test_sigterm_stops_the_app_cleanly(app_processes: StartApps) -> None:

@@ -8,7 +8,8 @@ Runs in a web server's container with the system Python 3 (the standard library 
 GET /          adds one to the counter and returns JSON {host, counter, rss_mib, served_by, pid}
                (?sleep=SECONDS first waits that long, at most 10 s: a slow request, to test draining)
 GET /healthz   200 "ok" when the database answers within the timeout, else 503 (the load balancer's check)
-GET /memory    this container's memory use (its cgroup) and this process's
+GET /memory    this container's memory use (its cgroup) and this process's; ?hold=MB keeps MB MiB allocated
+               until the next hold (0 frees it): the load an autoscaler test or demo drives
 """
 
 from __future__ import annotations
@@ -203,10 +204,20 @@ class AppHandler(BaseHTTPRequestHandler):
         self.reply(200, "ok\n")
 
     def memory(self, query: dict[str, list[str]]) -> None:
-        # GET /memory?hold=MB (the autoscaler's load) belongs here: allocate and keep MB until the next call,
-        # then report as below. Until then the query is ignored.
+        """``?hold=MB``: keep MB MiB allocated (touched, so resident) until the next ``hold`` (0 frees it): the
+        load an autoscaler test or demo drives. Then this container's memory and this process's."""
+        if "hold" in query:
+            try:
+                mib = int(query["hold"][0])
+            except ValueError:
+                self.reply(400, {"error": f"hold={query['hold'][0]!r} is not a whole number of MiB"})
+                return
+            if not 0 <= mib <= 65536:
+                self.reply(400, {"error": f"hold={mib} is not between 0 and 65536 MiB"})
+                return
+            self.server.hold(mib)
         self.reply(200, {"container": container_memory(), "process_rss_mib": process_rss_mib(),
-                         "host": socket.gethostname()})
+                         "held_mib": self.server.held_mib, "host": socket.gethostname()})
 
     def reply(self, status: int, body: dict[str, Any] | str) -> None:
         data = (json.dumps(body) + "\n" if isinstance(body, dict) else body).encode()
@@ -226,7 +237,20 @@ class AppServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], database: Database) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.database = database
+        self.held: list[bytearray] = []
+        self.held_lock = threading.Lock()
         super().__init__(address, AppHandler)
+
+    @property
+    def held_mib(self) -> int:
+        return len(self.held)
+
+    def hold(self, mib: int) -> None:
+        """Hold ``mib`` MiB from now on, in 1 MiB blocks each written to (so the kernel counts them)."""
+        with self.held_lock:
+            del self.held[mib:]
+            while len(self.held) < mib:
+                self.held.append(bytearray(b"\x01" * MIB))
 
 
 def main(argv: list[str] | None = None) -> int:
