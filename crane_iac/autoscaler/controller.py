@@ -116,7 +116,7 @@ class Autoscaler:
                 self.workspace.set_setting(tier.setting, tier.size, by=BY, why=(
                     f"clamped: {recorded.value} is outside the stack's range [{tier.min}, {tier.max}] for "
                     f"{tier.address}: {tier.size}"))
-            if decision.size != tier.size or report.size != tier.size:
+            if decision.size != tier.size or report.size != tier.size or self._pending(tier):
                 started = time.monotonic()
                 report.converged = self._converge(tier)
                 report.apply_seconds = time.monotonic() - started
@@ -132,6 +132,11 @@ class Autoscaler:
         if prefix:
             return sum(1 for a in state.resources if a.startswith(prefix))
         return sum(1 for h in tier.hosts if h.address in state.resources)
+
+    def _pending(self, tier: ScalableTier) -> bool:
+        """Whether the tier's component still differs from its state (a loop killed mid-apply, an apply that
+        failed): a targeted plan against state alone, without reading the endpoint."""
+        return self.workspace.plan(PlanOptions(refresh=False, targets=(tier.address,))).has_changes
 
     def _converge(self, tier: ScalableTier) -> bool:
         """A targeted plan and apply of the tier's component, under the stack's lock."""

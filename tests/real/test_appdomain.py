@@ -66,7 +66,8 @@ def served_by(count: int) -> Counter[str]:
 class Load:
     """A load generator on loopback: threads sending requests through HAProxy until stopped, counting failures."""
 
-    def __init__(self, threads: int = 3) -> None:
+    def __init__(self, threads: int = 3, url: str = f"http://{LB}/") -> None:
+        self.url = url
         self.ok: Counter[str] = Counter()
         self.failed: list[str] = []
         self.stopping = threading.Event()
@@ -75,7 +76,7 @@ class Load:
     def _run(self) -> None:
         while not self.stopping.is_set():
             try:
-                self.ok[str(get(f"http://{LB}/", timeout=15)["host"])] += 1
+                self.ok[str(get(self.url, timeout=15)["host"])] += 1
             except Exception as exc:  # every kind of failure counts: refused, reset, timeout, 5xx
                 self.failed.append(repr(exc))
 

@@ -1,0 +1,128 @@
+"""The autoscaler for real: an app domain in LXC containers on lxc:///system, `crane autoscale` reading each web
+server's memory from its cgroup, and the servers' memory driven up and down through the app (/memory?hold=MB):
+the tier scales out when the average crosses `upper` and back in when it falls, through real HAProxy and the real
+state store, with no failed request; SIGKILLing the loop after it wrote a decision and starting it again converges
+with no orphan and no lost decision. The history keeps both decisions with their reasons."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.conftest import ProjectDir
+from tests.real.host import LXC_URI, LxcHost
+from tests.real.test_appdomain import Load
+
+PREFIX = "cas-"
+NET = "10.236.0"
+LB = f"{NET}.10"
+STACK = f'''
+from crane_iac import AppDomain, Network, ScalingPolicy, Storage, StoragePool, WebTier
+
+net = Network("{PREFIX}net", mode="isolated", ipv4="{NET}.0/24", dhcp=False)
+pool = StoragePool("{PREFIX}pool", path="/var/lib/{PREFIX}pool")
+AppDomain("{PREFIX}shop", network=net, web=WebTier(size=2, min=2, max=4, memory_mib=256), storage=Storage(pool=pool),
+          autoscale=ScalingPolicy(upper=0.6, lower=0.35, cooldown=4, stabilisation=4, warmup=4, stale_after=30))
+'''
+
+
+def web_address(i: int) -> str:
+    return f"{NET}.{11 + i}:8080"
+
+
+def hold(i: int, mib: int) -> None:
+    with urllib.request.urlopen(f"http://{web_address(i)}/memory?hold={mib}", timeout=20) as response:
+        assert response.status == 200
+
+
+def servers(project: ProjectDir) -> int:
+    listed = project.crane("state", "list")
+    assert listed.code == 0, listed.err
+    return sum(1 for line in listed.out.splitlines() if "/container.web-" in line)
+
+
+def stats() -> str:
+    try:
+        with urllib.request.urlopen(f"http://{LB}:8404/stats;csv", timeout=5) as response:
+            return "\n".join(",".join(line.split(",")[:2] + line.split(",")[17:18])
+                             for line in response.read().decode().splitlines())
+    except OSError as exc:
+        return f"(stats: {exc})"
+
+
+def wait_for(what: str, test: Callable[[], bool], timeout: float, loop: subprocess.Popen[str],
+             load: Load | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not test():
+        assert loop.poll() is None, f"the autoscaler exited ({loop.returncode}) waiting for {what}"
+        seen = f"; load: {dict(load.ok)}, {len(load.failed)} failed {load.failed[-2:]}" if load else ""
+        assert time.monotonic() < deadline, f"no {what} within {timeout:.0f} s{seen}; HAProxy's servers:\n{stats()}"
+        time.sleep(0.5)
+
+
+def start_loop(project: ProjectDir) -> subprocess.Popen[str]:
+    with (project.root / "autoscale.log").open("a") as log:  # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, "-m", "crane_iac", "autoscale", "--period", "1"], cwd=project.root,
+                                stdout=log, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+@pytest.fixture(scope="module")
+def shop(lxc_host: LxcHost, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectDir]:
+    lxc_host.sweep(PREFIX)
+    project = ProjectDir(tmp_path_factory.mktemp("autoscale"))
+    project.write_config(f"""
+        [stacks.shop]
+        file = "stacks/shop.py"
+        uri = "{LXC_URI}"
+        shutdown_timeout = 5
+    """)
+    project.write_stack(STACK, "shop.py")
+    try:
+        applied = project.crane("apply", "--auto-approve")
+        assert applied.code == 0, applied.out + applied.err
+        yield project
+    finally:
+        project.crane("destroy", "--auto-approve")
+        lxc_host.sweep(PREFIX)
+
+
+def test_memory_up_scales_out_and_down_scales_in_with_no_failed_request(shop: ProjectDir) -> None:
+    loop = start_loop(shop)
+    try:
+        with Load(url=f"http://{LB}/") as load:
+            for i in (1, 2):
+                hold(i, 150)  # ~0.2 of 256 MiB in use, plus 150 MiB: above upper 0.6
+            wait_for("scale-out to 3", lambda: servers(shop) >= 3, 90, loop)
+            # SIGKILL the loop now and again: what it decided is in state, and a new loop carries on
+            loop.send_signal(signal.SIGKILL)
+            loop.wait(30)
+            loop = start_loop(shop)
+            wait_for("web-3 in the pool", lambda: "cas-shop-web-3" in load.ok, 60, loop, load)
+            for i in (1, 2):
+                hold(i, 0)
+            wait_for("scale-in to 2", lambda: servers(shop) == 2, 120, loop)
+            time.sleep(1)
+    finally:
+        loop.send_signal(signal.SIGTERM)
+        loop.wait(60)
+    log = (shop.root / "autoscale.log").read_text()
+    print(log[-3000:])
+    print(f"load: {sum(load.ok.values())} requests, {len(load.failed)} failed, by host {dict(load.ok)}")
+    assert load.failed == [], load.failed[:5]
+    status = shop.crane("autoscale", "--status")
+    assert status.code == 0
+    decisions = [line for line in status.out.splitlines() if "web.size" in line]
+    assert any("= 2" in line and "scale-in" in line for line in decisions), status.out  # newest first
+    assert any("= 3" in line and "scale-out" in line and "memory average" in line for line in decisions), status.out
+    plan = shop.crane("plan", "--detailed-exitcode")
+    assert plan.code == 0, plan.out + plan.err  # converged: nothing left to do, no orphan
+    with urllib.request.urlopen(f"http://{LB}/", timeout=5) as response:
+        assert response.status == 200
