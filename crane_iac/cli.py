@@ -297,6 +297,23 @@ def _app(opened: ExitStack) -> Any:
                       parallelism=parallelism, lock_timeout=lock_timeout, wanted=options(target=target, destroy=True))
 
     @app.command()
+    def watch(
+        stack: Stack = None, var: Vars = None, var_file: VarFiles = None, chdir: Chdir = Path("."),
+        apply_: Annotated[bool, typer.Option("--apply", metavar="",
+                                             help="Apply each plan without asking (as --auto-approve).")] = False,
+        debounce: Annotated[float, typer.Option("--debounce", metavar="SECONDS", min=0,
+                                                help="Saves this close together make one plan.")] = 0.3,
+        parallelism: Parallelism = 10, lock_timeout: LockTimeout = 0.0, refresh: Refresh = None,
+        target: Targets = None,
+    ) -> int:
+        """Plan again on every save of the stack's files and crane.toml (with --apply: and apply); Ctrl-C stops."""
+        from crane_iac.watch import WatchOptions, parse_vars
+        from crane_iac.watch import watch as watch_stack
+
+        return watch_stack(WatchOptions(chdir, stack, parse_vars(var or []), tuple(var_file or ()), apply_,
+                                        options(refresh, target), debounce, parallelism, lock_timeout, _colour()))
+
+    @app.command()
     def show(
         plan_file: Annotated[Path, typer.Argument(metavar="PLANFILE", help="A plan saved with `crane plan --out`.")],
         as_json: AsJson = False, format_: Format = None,
