@@ -1,0 +1,182 @@
+"""Autoscaling policies replayed through one simulated web tier: CRANE's plain two-threshold rule, an HPA-style
+rule and crane's controller (the real ``decide``), on five synthetic traces with fixed seeds.
+
+    python bench/autoscale.py [--markdown] [--what-if] [--seed 0] [--period 15] [--boot 90] [--hpa-target 0.6]
+
+Prints, per trace and policy, the time in SLO violation (the ready servers' average above upper, or any server
+above 95 %), the server-hours (a server counts from its creation, booting or not) and the scaling actions; then
+the issue's targets for crane's controller, met or not, trace by trace, with the figures that explain a miss;
+``--what-if`` adds crane's decision with one change at a time, to show what would meet them; last, the CPU time of
+one period for 1,000 app domains of 10 servers (bench/autoscale_decide.py). The model is bench/autoscale_sim.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.autoscale_sim.policies import CraneController, HpaRule, PlainRule, ScaleOutTo
+from bench.autoscale_sim.targets import Verdict, deadband_hours, judge, late_scale_outs
+from bench.autoscale_sim.traces import Trace, traces
+from bench.autoscale_sim.web_tier import Autoscaler, Noise, Run, WebTier, simulate
+from crane_iac.autoscaler.policy import ScalingPolicy
+
+HERE = Path(__file__).resolve().parent
+UPPER, LOWER = 0.8, 0.4
+
+
+def render(header: list[str], rows: list[list[str]], markdown: bool) -> str:
+    if markdown:
+        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    cells = [[c.replace("**", "") for c in r] for r in [header, *rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def verdict(v: Verdict) -> str:
+    return f"{v.figure}: " + ("—" if v.ok is None else "met" if v.ok else "**not met**")
+
+
+def crane_policy(tier: WebTier) -> ScalingPolicy:
+    """(iii)'s policy: the same upper and lower as (i), warmup = the boot delay, the rest crane's defaults."""
+    return ScalingPolicy(upper=UPPER, lower=LOWER, warmup=tier.boot)
+
+
+def policies(tier: WebTier, hpa_target: float) -> list[Autoscaler]:
+    return [PlainRule(upper=UPPER, lower=LOWER, min=tier.min, max=tier.max),
+            HpaRule(target=hpa_target, min=tier.min, max=tier.max),
+            CraneController(crane_policy(tier), min=tier.min, max=tier.max)]
+
+
+def what_ifs(tier: WebTier) -> list[Autoscaler]:
+    """crane's decision with one change, or two; the tier's SLO line stays at UPPER."""
+    base, mid, bounds = crane_policy(tier), (UPPER + LOWER) / 2, {"min": tier.min, "max": tier.max}
+    early = CraneController(base.model_copy(update={"upper": 0.7}), **bounds)
+    early.name = "crane, scale-out above 0.7 (what-if)"
+    higher = CraneController(base.model_copy(update={"lower": 0.5}), **bounds)
+    higher.name = "crane, lower 0.5 (what-if)"
+    both = ScaleOutTo(base.model_copy(update={"upper": 0.75}), mid, **bounds)
+    both.name = f"crane, scale-out above 0.75 sized to {mid:g} (what-if)"
+    three = ScaleOutTo(base.model_copy(update={"upper": 0.75, "lower": 0.5}), mid, **bounds)
+    three.name = f"crane, scale-out above 0.75 sized to {mid:g}, lower 0.5 (what-if)"
+    return [early, ScaleOutTo(base, mid, **bounds), higher, both, three]
+
+
+def figures(run: Run) -> list[str]:
+    return [run.trace.name, run.policy, f"{run.slo_minutes:.2f}",
+            f"{run.over_upper_minutes:.2f} / {run.over_server_minutes:.2f}", f"{run.server_hours:.1f}",
+            f"{run.actions} ({run.outs} out, {run.ins} in)"]
+
+
+RESULT_HEADER = ["trace", "policy", "SLO violation (min)", "avg > upper / server > 95 % (min)", "server-hours",
+                 "actions"]
+
+
+def explain(trace: Trace, runs: dict[str, Run], controller: CraneController, tier: WebTier,
+            verdicts: list[Verdict]) -> list[str]:
+    """A sentence per missed target, with the figures from this trace's runs."""
+    crane, hpa = runs["crane"], runs["HPA-style"]
+    rules = Counter(d.rule.value for d, m in zip(controller.decisions, crane.moments, strict=True)
+                    if m.over_upper or m.over_server)
+    lines = []
+    for v in verdicts:
+        if v.ok is not False:
+            continue
+        if v.target.startswith("SLO"):
+            late = late_scale_outs(crane, tier.boot)
+            lines.append(f"{trace.name}: SLO {crane.slo_minutes - hpa.slo_minutes:+.2f} min over (ii). crane scaled "
+                         f"out {late.outs} times, {late.decided_in_violation} of them on a period already in "
+                         f"violation (it acts only above upper, which is the SLO line); {late.waiting_minutes:.2f} "
+                         f"of its {late.minutes:.2f} violating minutes fall between such a decision and its servers "
+                         f"taking load {tier.boot:g} s later; crane's rules in its violating periods: "
+                         + ", ".join(f"{rule} {n}" for rule, n in rules.most_common()))
+        elif v.target.startswith("server-hours"):
+            mid = (UPPER + LOWER) / 2
+            extra = deadband_hours(crane, hpa, LOWER, mid)
+            lines.append(f"{trace.name}: server-hours {v.figure.split('(')[-1].rstrip(')')} over (ii). In the "
+                         f"periods where crane's average sat in [lower {LOWER:g}, {mid:g}), where no rule of its "
+                         f"scales in, it ran {extra:.1f} server-hours more than (ii) at the same moments")
+        elif v.target.startswith("fewer"):
+            lines.append(f"{trace.name}: crane took {crane.actions} actions ({crane.outs} out, {crane.ins} in)")
+        else:
+            lines.append(f"{trace.name}: {v.target}: {v.figure}")
+    return lines
+
+
+def cpu_figure() -> tuple[str, str, str, str]:
+    """bench/autoscale_decide.py's row: (what, figure, target, verdict)."""
+    out = subprocess.run([sys.executable, str(HERE / "autoscale_decide.py")], capture_output=True, text=True,
+                         check=True).stdout
+    line = next(line for line in out.splitlines() if line.startswith("| one period"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    return cells[0], cells[1], cells[2], cells[5]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for the README)")
+    parser.add_argument("--what-if", action="store_true", help="also run crane's decision with one change at a time")
+    parser.add_argument("--seed", type=int, default=0, help="shift every trace's seed (0: the README's run)")
+    parser.add_argument("--period", type=float, default=15.0, help="seconds between decisions (and samples)")
+    parser.add_argument("--boot", type=float, default=90.0, help="seconds from a server's creation to taking load")
+    parser.add_argument("--hpa-target", type=float, default=(UPPER + LOWER) / 2,
+                        help="the HPA-style rule's target utilisation (default: the midpoint of lower and upper)")
+    args = parser.parse_args()
+    tier = replace(WebTier(), boot=args.boot, upper=UPPER)
+    started = time.process_time()
+    results, verdict_rows, whatif_rows, notes = [], [], [], []
+    for trace in traces(args.period, seed=args.seed):
+        noise = Noise.draw(trace, tier)
+        compared = policies(tier, args.hpa_target)
+        runs = {p.name: simulate(trace, p, tier, noise) for p in compared}
+        controller = compared[-1]
+        assert isinstance(controller, CraneController)
+        results += [figures(run) for run in runs.values()]
+        verdicts = judge(runs["crane"], runs["plain two-threshold"], runs["HPA-style"])
+        by_target = {v.target: verdict(v) for v in verdicts}
+        verdict_rows.append([trace.name, by_target["fewer actions than (i)"], by_target["SLO time ≤ (ii)"],
+                             by_target["server-hours ≤ (ii) + 10 %"], by_target.get("≤ 1 action/h on noisy-flat", "")])
+        notes += explain(trace, runs, controller, tier, verdicts)
+        if args.what_if:
+            for p in what_ifs(tier):
+                run = simulate(trace, p, tier, noise)
+                missed = [v.target for v in judge(run, runs["plain two-threshold"], runs["HPA-style"]) if v.ok is False]
+                whatif_rows.append([*figures(run), ", ".join(missed) or "none"])
+    seconds = time.process_time() - started
+    policy = crane_policy(tier)
+    print(f"Simulated web tier: a decision every {args.period:g} s; a new server takes load {tier.boot:g} s after "
+          f"its creation (and costs from creation); a ready server's memory = {tier.base:g} + its share of the load "
+          f"× {tier.per_request:g} per req/s (share = load / ready servers × (1 + N(0, {tier.imbalance:g}))) + "
+          f"N(0, {tier.jitter:g}), clipped to [0, 1]; {tier.missed:.0%} of samples missed; sizes {tier.min}–"
+          f"{tier.max}, each run starting at the size for an average of {tier.start_level:g}. SLO violation: the "
+          f"ready servers' average above {tier.upper:g} or one server above {tier.server_slo:g}.\n"
+          f"(i) plain: above {UPPER:g} +1, below {LOWER:g} −1, every period. (ii) HPA-style: target "
+          f"{args.hpa_target:g}, tolerance 10 %, servers without a sample at 0 (out) / 100 % (in), scale-in to the "
+          f"highest recommendation of 300 s, scale-out at once (≤ max(2N, N+4) a period). (iii) crane: "
+          f"ScalingPolicy({', '.join(f'{k}={v!r}' for k, v in policy.model_dump().items() if v is not None)}).\n")
+    print(render(RESULT_HEADER, results, args.markdown))
+    print("\nTargets for crane's controller (iii)\n")
+    print(render(["trace", "fewer actions than (i)", "SLO time ≤ (ii)", "server-hours ≤ (ii) + 10 %",
+                  "≤ 1 action/h on noisy-flat"], verdict_rows, args.markdown))
+    if notes:
+        print("\nWhere crane misses:\n" + "\n".join(f"* {n}" for n in notes))
+    if whatif_rows:
+        print("\nWhat-ifs (not crane's decision as it is; the SLO line stays at upper 0.8)\n")
+        print(render([*RESULT_HEADER, "targets missed"], whatif_rows, args.markdown))
+    what, figure, target, met = cpu_figure()
+    print(f"\n{render(['measure', 'figure', 'target', ''], [[what, figure, target, met]], args.markdown)}")
+    print(f"\n(simulation: {seconds:.1f} s of CPU)")
+
+
+if __name__ == "__main__":
+    main()
