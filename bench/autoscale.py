@@ -26,21 +26,13 @@ from bench.autoscale_sim.policies import CraneController, HpaRule, PlainRule, Sc
 from bench.autoscale_sim.targets import Verdict, deadband_hours, judge, late_scale_outs
 from bench.autoscale_sim.traces import Trace, traces
 from bench.autoscale_sim.web_tier import Autoscaler, Noise, Run, WebTier, simulate
+from bench.tables import render
 from crane_iac.autoscaler.policy import ScalingPolicy
 
 HERE = Path(__file__).resolve().parent
 UPPER, LOWER = 0.8, 0.4
 
 
-def render(header: list[str], rows: list[list[str]], markdown: bool) -> str:
-    if markdown:
-        lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
-    cells = [[c.replace("**", "") for c in r] for r in [header, *rows]]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(out)
 
 
 def verdict(v: Verdict) -> str:
