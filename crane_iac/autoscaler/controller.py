@@ -65,8 +65,9 @@ class Autoscaler:
                 for tier in loaded.tiers:
                     report = TierReport(tier.address)
                     try:
-                        source = self._source(tier, endpoints[tier.endpoint].reaches_guests, endpoints)
-                        report.decision = self._decide(tier, state, source, now)
+                        policy = ScalingPolicy(**tier.policy)
+                        source = self._source(tier, policy, endpoints[tier.endpoint].reaches_guests, endpoints)
+                        report.decision = self._decide(tier, policy, state, source, now)
                     except CraneError as exc:
                         report.error = str(exc)
                     reports.append(report)
@@ -81,8 +82,8 @@ class Autoscaler:
         self.periods += 1
         return reports
 
-    def _source(self, tier: ScalableTier, reaches_guests: bool, endpoints: object) -> MetricsSource:
-        policy = ScalingPolicy(**tier.policy)
+    def _source(self, tier: ScalableTier, policy: ScalingPolicy, reaches_guests: bool,
+                endpoints: object) -> MetricsSource:
         if not reaches_guests:  # the sandbox: nothing runs whose signal could be read
             return SimulatedMetrics(self.workspace.project.root / ".crane")
         if policy.signal == "sessions":
@@ -92,8 +93,8 @@ class Autoscaler:
                              "signal='memory' or 'sessions'")
         return ProviderMemory(lambda name: endpoints[name])  # type: ignore[index]
 
-    def _decide(self, tier: ScalableTier, state: StackState, source: MetricsSource, now: float) -> Decision:
-        policy = ScalingPolicy(**tier.policy)
+    def _decide(self, tier: ScalableTier, policy: ScalingPolicy, state: StackState, source: MetricsSource,
+                now: float) -> Decision:
         seen = [h for h in tier.hosts if h.address in state.resources]  # the servers that exist
         hosts = [Host(h.physical, self.first_seen.setdefault(h.physical, -math.inf if not self.periods else now))
                  for h in seen]
