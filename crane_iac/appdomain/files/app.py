@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import mmap
 import os
 import signal
 import socket
@@ -237,7 +238,7 @@ class AppServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], database: Database) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.database = database
-        self.held: list[bytearray] = []
+        self.held: list[mmap.mmap] = []
         self.held_lock = threading.Lock()
         super().__init__(address, AppHandler)
 
@@ -246,11 +247,16 @@ class AppServer(ThreadingHTTPServer):
         return len(self.held)
 
     def hold(self, mib: int) -> None:
-        """Hold ``mib`` MiB from now on, in 1 MiB blocks each written to (so the kernel counts them)."""
+        """Hold ``mib`` MiB from now on, in 1 MiB anonymous mappings each written to (so the kernel counts them);
+        a freed block is unmapped at once (malloc's heap would keep it resident)."""
         with self.held_lock:
+            for block in self.held[mib:]:
+                block.close()
             del self.held[mib:]
             while len(self.held) < mib:
-                self.held.append(bytearray(b"\x01" * MIB))
+                block = mmap.mmap(-1, MIB)
+                block.write(b"\x01" * MIB)
+                self.held.append(block)
 
 
 def main(argv: list[str] | None = None) -> int:
