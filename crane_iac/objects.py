@@ -250,6 +250,8 @@ class TierHost:
     address: str
     kind: str
     physical: str
+    #: its number in the tier (web-3: 3), which the tier's members setting lists
+    number: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,4 +274,7 @@ class ScalableTier:
     #: what every server's address starts with (``appdomain.shop/container.web-``): recorded servers beyond
     #: ``hosts`` (a tier not yet shrunk to its size) are counted by it
     member_prefix: str = ""
+    #: the durable setting listing the servers that make up the tier, oldest first (``hosts`` is in that order):
+    #: a scale-in that removes a server other than the newest writes it
+    members_setting: str = ""
 

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, InstanceOf, ValidationError, 
 
 from crane_iac.appdomain import haproxy
 from crane_iac.autoscaler.policy import ScalingPolicy
-from crane_iac.errors import Diagnostic, DiagnosticsError
+from crane_iac.errors import CraneError, Diagnostic, DiagnosticsError
 from crane_iac.objects import ScalableTier, TierHost
 from crane_iac.resources.base import Resource, current_registry, setting
 from crane_iac.resources.cloudinit import CloudInit
@@ -188,6 +188,27 @@ class AppDomain(Component):
             return self.web.size
         return min(max(wanted, self.web.min), self.web.max)
 
+    @property
+    def members_setting(self) -> str:
+        """The durable setting that lists which web servers make up the tier, oldest first (``[1, 3]``: web-1 and
+        web-3): the autoscaler writes it when its scale-in removes a server other than the newest."""
+        return f"{self.address}/web.members"
+
+    def web_members(self) -> list[int]:
+        """The web servers' numbers, oldest first: those the members setting lists (within [1, ``web.max``], at
+        most ``size`` of them, the newest dropped first), then the lowest free numbers up to the size in effect.
+        Without the setting: 1 … size."""
+        size, listed = self.web_size, setting(self.members_setting, None)
+        if listed is None:
+            return list(range(1, size + 1))
+        if not isinstance(listed, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in listed):
+            raise CraneError(f"{self.address}: setting {self.members_setting} = {listed!r} is not a list of web "
+                             f"server numbers; `crane setting unset {self.members_setting} --why ...` hands the "
+                             "choice back")
+        members = list(dict.fromkeys(i for i in listed if 1 <= i <= self.web.max))[:size]
+        free = (i for i in range(1, self.web.max + 1) if i not in members)
+        return members + [next(free) for _ in range(size - len(members))]
+
     def host_address(self, index: int) -> str:
         """The ``index``-th host address of the domain: 0 the balancer, 1 the storage server, 1+i web-i."""
         assert self.network.ipv4 is not None
@@ -198,10 +219,10 @@ class AppDomain(Component):
         self.key = key
         self.lb_host = self._host("lb", 0, self.lb.memory_mib, self.lb.vcpus, key)
         self.storage_host = self._host("storage", 1, self.storage.memory_mib, self.storage.vcpus, key, data=True)
-        self.web_hosts = [self._host(f"web-{i}", 1 + i, self.web.memory_mib, self.web.vcpus, key)
-                          for i in range(1, self.web_size + 1)]
+        members = self.web_members()
+        self.web_hosts = [self._host(f"web-{i}", 1 + i, self.web.memory_mib, self.web.vcpus, key) for i in members]
         if self.autoscale is not None:
-            self._declare_tier(self.autoscale)
+            self._declare_tier(self.autoscale, members)
         storage_address = self.host_address(1)
         store = make(
             Configuration, "storage", playbook=f"{PLAYBOOKS}/storage.yml", hosts=[self.storage_host],
@@ -210,12 +231,12 @@ class AppDomain(Component):
                   "data_dir": "/srv/data", "subnet": self.network.ipv4})
         dsn = f"host={storage_address} port={self.storage.port} dbname={self.storage.database} user=app " \
               "connect_timeout=3"
-        for i, host in enumerate(self.web_hosts, start=1):
+        for i, host in zip(members, self.web_hosts, strict=True):
             make(Configuration, f"web-{i}", playbook=f"{PLAYBOOKS}/web.yml", hosts=[host],
                  addresses=[self.host_address(1 + i)], group="web", key=key, depends_on=[store],
                  vars={"app_port": self.web.port, "dsn": dsn})
         servers = [haproxy.Server(host.physical_name, self.host_address(1 + i), self.web.port)
-                   for i, host in enumerate(self.web_hosts, start=1)]
+                   for i, host in zip(members, self.web_hosts, strict=True)]
         config = haproxy.render_haproxy(
             self.physical_name, bind=self.host_address(0), port=self.lb.port, balance=self.lb.balance,
             health_check=self.lb.health_check, servers=servers, runtime_socket=RUNTIME_SOCKET,
@@ -231,14 +252,16 @@ class AppDomain(Component):
                    "ready_path": self.lb.health_check, "ready_timeout": SERVER_READY_TIMEOUT,
                    "servers": [{"name": s.name, "address": s.address, "port": s.port} for s in servers]})
 
-    def _declare_tier(self, policy: ScalingPolicy) -> None:
+    def _declare_tier(self, policy: ScalingPolicy, members: list[int]) -> None:
         """Tell the loader the web tier may be resized, and how (the autoscaler reads it from the loaded stack)."""
         registry = current_registry()
         if registry is None:
             return
-        hosts = tuple(TierHost(h.address, h.kind, h.physical_name) for h in self.web_hosts)
+        hosts = tuple(TierHost(h.address, h.kind, h.physical_name, number)
+                      for number, h in zip(members, self.web_hosts, strict=True))
         registry.tiers.append(ScalableTier(
-            address=self.address, setting=self.size_setting, size=self.web_size, declared=self.web.size,
+            address=self.address, setting=self.size_setting, members_setting=self.members_setting,
+            size=self.web_size, declared=self.web.size,
             min=self.web.min, max=self.web.max, hosts=hosts, policy=policy.model_dump(), endpoint=self.endpoint,
             stats_url=f"http://{self.host_address(0)}:{STATS_PORT}/stats;csv",
             member_prefix=f"{self.address}/{self.web_hosts[0].kind}.web-" if self.web_hosts else ""))

@@ -18,8 +18,15 @@ from dataclasses import dataclass, field
 
 from crane_iac.autoscaler.decision import Decision, History, Host, decide
 from crane_iac.autoscaler.exporter import Exporter
-from crane_iac.autoscaler.metrics import HAProxySessions, MetricsSource, ProviderMemory, SimulatedMetrics
+from crane_iac.autoscaler.metrics import (
+    HAProxySessions,
+    MetricsSource,
+    ProviderMemory,
+    SimulatedMetrics,
+    current_sessions,
+)
 from crane_iac.autoscaler.policy import ScalingPolicy
+from crane_iac.autoscaler.removal import Removal, choose
 from crane_iac.engine.workspace import PlanOptions, Workspace
 from crane_iac.errors import CraneError, LockHeldError
 from crane_iac.objects import ScalableTier
@@ -40,6 +47,8 @@ class TierReport:
     #: servers the tier had at the start of the period (recorded in state)
     size: int = 0
     apply_seconds: float | None = None
+    #: which servers a scale-in removes, and why those
+    removal: Removal | None = None
 
 
 @dataclass
@@ -68,6 +77,10 @@ class Autoscaler:
                         policy = ScalingPolicy(**tier.policy)
                         source = self._source(tier, policy, endpoints[tier.endpoint].reaches_guests, endpoints)
                         report.decision = self._decide(tier, policy, state, source, now)
+                        if report.decision.size < tier.size:
+                            reaches = endpoints[tier.endpoint].reaches_guests
+                            report.removal = choose(tier.hosts, current_sessions(tier) if reaches else None,
+                                                    tier.size - report.decision.size)
                     except CraneError as exc:
                         report.error = str(exc)
                     reports.append(report)
@@ -109,10 +122,15 @@ class Autoscaler:
         decision = report.decision
         assert decision is not None
         recorded = state.settings.get(tier.setting)
+        removal = report.removal
         try:
+            if removal is not None and not removal.newest and tier.members_setting:
+                # first which servers stay, then the size: a loop killed between the two leaves the tier as it is
+                self.workspace.set_setting(tier.members_setting, [h.number for h in removal.kept], by=BY,
+                                           why=f"{decision.rule}: {removal.reason}")
             if decision.size != tier.size:
-                self.workspace.set_setting(tier.setting, decision.size, by=BY,
-                                           why=f"{decision.rule}: {decision.reason}")
+                why = f"{decision.rule}: {decision.reason}" + (f"; {removal.reason}" if removal else "")
+                self.workspace.set_setting(tier.setting, decision.size, by=BY, why=why)
             elif recorded is not None and recorded.value != tier.size:
                 self.workspace.set_setting(tier.setting, tier.size, by=BY, why=(
                     f"clamped: {recorded.value} is outside the stack's range [{tier.min}, {tier.max}] for "
@@ -158,6 +176,8 @@ class Autoscaler:
             return f"{stamp} {report.tier}: error: {report.error}"
         d = report.decision
         line = f"{stamp} {report.tier}: {d.direction} to {d.size} ({d.rule}): {d.reason}"
+        if report.removal is not None:
+            line += f"; {report.removal.reason}"
         if report.converged:
             line += "; applied"
         if report.error:

@@ -82,13 +82,27 @@ class HAProxySessions:
     def read(self, tier: ScalableTier, now: float) -> list[Sample]:
         if tier.stats_url is None:
             return []
-        try:
-            with urllib.request.urlopen(tier.stats_url, timeout=3) as response:
-                text = response.read().decode()
-        except OSError as exc:
-            raise CraneError(f"the balancer's stats of {tier.address} ({tier.stats_url}) cannot be read: {exc}") \
-                from None
-        names = {h.physical for h in tier.hosts}
-        return [Sample(row["svname"], float(row.get("rate") or 0), now)
-                for row in csv.DictReader(text.lstrip("# ").splitlines())
-                if row.get("svname") in names]
+        return [Sample(name, float(row.get("rate") or 0), now) for name, row in _stats(tier).items()]
+
+
+def current_sessions(tier: ScalableTier) -> dict[str, int] | None:
+    """Each server's sessions in flight (HAProxy's ``scur``), or None when the balancer cannot be read."""
+    try:
+        return {name: int(row.get("scur") or 0) for name, row in _stats(tier).items()}
+    except (CraneError, ValueError):
+        return None
+
+
+def _stats(tier: ScalableTier) -> dict[str, dict[str, str]]:
+    """The balancer's stats rows of the tier's servers, by server name."""
+    if tier.stats_url is None:
+        raise CraneError(f"{tier.address} has no balancer stats to read")
+    try:
+        with urllib.request.urlopen(tier.stats_url, timeout=3) as response:
+            text = response.read().decode()
+    except OSError as exc:
+        raise CraneError(f"the balancer's stats of {tier.address} ({tier.stats_url}) cannot be read: {exc}") \
+            from None
+    names = {h.physical for h in tier.hosts}
+    return {row["svname"]: row for row in csv.DictReader(text.lstrip("# ").splitlines())
+            if row.get("svname") in names}

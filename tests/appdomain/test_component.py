@@ -215,3 +215,39 @@ def test_a_size_set_by_a_controller_wins_is_clamped_into_the_range_and_shown_in_
     Workspace.open(root).set_setting("appdomain.shop/web.size", None, by="me", why="back to the stack")
     assert {a for a, action in addresses(Workspace.open(root).plan().changes).items()
             if action is Action.DELETE} >= {"appdomain.shop/container.web-3", "appdomain.shop/container.web-4"}
+
+
+def test_the_members_setting_chooses_which_servers_stay_and_new_ones_take_the_lowest_free_numbers(
+        tmp_path: Path) -> None:
+    root = project(tmp_path, stack(size=3))
+    apply(Workspace.open(root))
+    ws = Workspace.open(root)
+    ws.set_setting("appdomain.shop/web.members", [1, 3], by="autoscaler", why="removes shop-web-2: fewest sessions")
+    ws.set_setting("appdomain.shop/web.size", 2, by="autoscaler", why="scale-in")
+    plan = Workspace.open(root).plan()  # web-2 goes, web-3 stays at its address
+    assert addresses(plan.changes) == {"appdomain.shop/container.web-2": Action.DELETE,
+                                       "appdomain.shop/configuration.web-2": Action.DELETE,
+                                       "appdomain.shop/configuration.lb": Action.UPDATE}
+    cfg = next(c for c in plan.changes if c.address.endswith("configuration.lb")).after["files"]["haproxy.cfg"]  # type: ignore[index]
+    assert "server shop-web-3 10.81.0.14:8080" in cfg and "shop-web-2" not in cfg
+    apply(Workspace.open(root))
+    assert not Workspace.open(root).plan().has_changes
+
+    Workspace.open(root).set_setting("appdomain.shop/web.size", 4, by="autoscaler", why="scale-out")
+    grown = Workspace.open(root).plan()  # the lowest free numbers: web-2 again, then web-4
+    assert {a for a, action in addresses(grown.changes).items() if action is Action.CREATE} == {
+        f"appdomain.shop/{kind}.web-{i}" for kind in ("container", "configuration") for i in (2, 4)}
+    apply(Workspace.open(root))
+    # back to 3 by size alone: the newest goes (web-4, the last joined), not the highest-numbered oldest
+    Workspace.open(root).set_setting("appdomain.shop/web.size", 3, by="me", why="one fewer")
+    assert {a for a, action in addresses(Workspace.open(root).plan().changes).items()
+            if action is Action.DELETE} == {"appdomain.shop/container.web-4", "appdomain.shop/configuration.web-4"}
+
+
+def test_a_members_setting_that_is_not_a_list_of_numbers_is_a_load_error_naming_it(tmp_path: Path) -> None:
+    root = project(tmp_path, stack(size=2))
+    Workspace.open(root).set_setting("appdomain.shop/web.members", "web-1", by="me", why="typo")
+    with pytest.raises(DiagnosticsError) as caught:
+        Workspace.open(root).plan()
+    assert "appdomain.shop: setting appdomain.shop/web.members = 'web-1' is not a list of web server numbers" \
+        in str(caught.value)

@@ -70,6 +70,10 @@ def test_low_memory_scales_in_by_one_and_a_quiet_tier_holds(tmp_path: Path) -> N
     shrunk = scaler.period()[0]
     assert shrunk.decision is not None and shrunk.decision.size == 2 and shrunk.converged
     assert servers(Workspace.open(root)) == ["shop-web-1", "shop-web-2"]
+    # the sandbox's balancer cannot be read: the newest server goes, which the size alone says (no members setting)
+    settings = Workspace.open(root).settings()
+    assert "removes shop-web-3: the newest" in settings["appdomain.shop/web.size"].why
+    assert "appdomain.shop/web.members" not in settings
 
 
 def test_a_size_outside_the_stacks_new_range_is_clamped_with_its_reason(tmp_path: Path) -> None:
