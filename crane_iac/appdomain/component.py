@@ -236,7 +236,7 @@ class AppDomain(Component):
                  addresses=[self.host_address(1 + i)], group="web", key=key, depends_on=[store],
                  vars={"app_port": self.web.port, "dsn": dsn})
         servers = [haproxy.Server(host.physical_name, self.host_address(1 + i), self.web.port)
-                   for i, host in zip(members, self.web_hosts, strict=True)]
+                   for i, host in sorted(zip(members, self.web_hosts, strict=True), key=lambda m: m[0])]
         config = haproxy.render_haproxy(
             self.physical_name, bind=self.host_address(0), port=self.lb.port, balance=self.lb.balance,
             health_check=self.lb.health_check, servers=servers, runtime_socket=RUNTIME_SOCKET,

@@ -251,3 +251,12 @@ def test_a_members_setting_that_is_not_a_list_of_numbers_is_a_load_error_naming_
         Workspace.open(root).plan()
     assert "appdomain.shop: setting appdomain.shop/web.members = 'web-1' is not a list of web server numbers" \
         in str(caught.value)
+
+
+def test_members_listed_in_another_order_change_nothing(tmp_path: Path) -> None:
+    """The members setting written before the size (a loop killed between the two): the same servers, so no change,
+    not even the balancer's run (its servers are listed by number, whatever their age)."""
+    root = project(tmp_path, stack(size=3))
+    apply(Workspace.open(root))
+    Workspace.open(root).set_setting("appdomain.shop/web.members", [1, 3], by="autoscaler", why="removes shop-web-2")
+    assert not Workspace.open(root).plan().has_changes
