@@ -90,6 +90,11 @@ def render_markdown(plan: Plan, *, limit: int = DETAIL_LIMIT) -> str:
                   f"{len(plan.untargeted)} other resource(s) have changes pending outside the targets.", ""]
     if plan.drift:
         lines += [*_drift(plan), ""]
+    if plan.tiers:
+        lines += ["**Scalable tiers** (`crane autoscale` sets their size within the declared range):",
+                  *[f"- {_code(t['address'])} web: size **{t['size']}** in [{t['min']}, {t['max']}], the stack says "
+                    f"{t['declared']}; " + (f"set by {t['owner']}: {t['why']}" if t["owner"] != "stack"
+                                            else "the stack's size") for t in plan.tiers], ""]
     if plan.moves:
         lines += ["**Moved** (state only):", *[f"- {_code(old)} → {_code(new)}" for old, new in plan.moves], ""]
     changes = [c for c in plan.changes if c.action is not Action.NOOP or c.reason]

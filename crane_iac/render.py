@@ -187,6 +187,13 @@ def render_plan(plan: Plan, *, colour: bool = False, limit: int = DETAIL_LIMIT) 
         lines.extend(f"  {s['key']} = {value(s['value'])}  # set by {s['by']} at {s['at']}: {s['why']}"
                      for s in plan.settings)
         lines.append("")
+    if plan.tiers:
+        lines.append("Scalable tiers (`crane autoscale` sets their size within the declared range):")
+        lines.extend(f"  {t['address']} web: size {t['size']} in [{t['min']}, {t['max']}], the stack says "
+                     f"{t['declared']}; " + (f"set by {t['owner']}: {t['why']}" if t["owner"] != "stack"
+                                             else "the stack's size")
+                     for t in plan.tiers)
+        lines.append("")
     if plan.moves:
         lines.append("Moved (state only: the objects keep their names on the hypervisor):")
         lines.extend(f"  {old} has moved to {new}" for old, new in plan.moves)

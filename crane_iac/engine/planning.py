@@ -5,16 +5,17 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from crane_iac.addresses import is_within
 from crane_iac.engine.endpoints import Endpoints
 from crane_iac.engine.refresh import match_live
 from crane_iac.errors import Diagnostic, DiagnosticsError, ProviderError, StalePlanError
 from crane_iac.loader import LoadedStack, names_after_moves
-from crane_iac.objects import Action, Live, kind_of
+from crane_iac.objects import Action, Live, ScalableTier, kind_of
 from crane_iac.planner.diff import PlanRequest, make_plan
 from crane_iac.planner.model import Plan
-from crane_iac.state.base import StackState
+from crane_iac.state.base import Setting, StackState
 
 
 def _suggest(address: str, known: set[str]) -> str:
@@ -150,6 +151,7 @@ def _plan_once(
     plan.settings = [{"key": key, "value": state.settings[key].value, "by": state.settings[key].by,
                       "why": state.settings[key].why, "at": state.settings[key].at}
                      for key in loaded.settings_read if key in state.settings]
+    plan.tiers = [_tier(tier, state.settings.get(tier.setting)) for tier in loaded.tiers]
     desired = {d.address: d for d in loaded.desired}
     for change in plan.changes:
         if change.action is not Action.DELETE and change.after is not None:
@@ -176,3 +178,9 @@ def _plan_once(
     if diagnostics:
         raise DiagnosticsError(diagnostics)
     return plan, names
+
+
+def _tier(tier: ScalableTier, setting: Setting | None) -> dict[str, Any]:
+    """A scalable tier as the plan shows it: the size in effect, the stack's, the range, and who owns the size."""
+    return {"address": tier.address, "size": tier.size, "declared": tier.declared, "min": tier.min, "max": tier.max,
+            "owner": setting.by if setting is not None else "stack", "why": setting.why if setting is not None else ""}

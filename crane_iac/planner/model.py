@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, FieldChange, Reach, Reason
 
-PLAN_FORMAT_VERSION = 4
+PLAN_FORMAT_VERSION = 5
 
 
 class Phase(StrEnum):
@@ -79,6 +79,10 @@ class Plan:
     #: the durable settings in effect that the stack read: {key, value, by, why, at} (a tier's size the autoscaler
     #: set, with its reason): a human apply honours them
     settings: list[dict[str, Any]] = field(default_factory=list)
+    #: the tiers a controller may resize (``AppDomain(autoscale=...)``): {address, size, declared, min, max, owner,
+    #: why}: the size in effect, the stack's own, the declared range, and who set the size (the stack, or the
+    #: setting's author) with why
+    tiers: list[dict[str, Any]] = field(default_factory=list)
     format_version: int = PLAN_FORMAT_VERSION
 
     @property

@@ -204,6 +204,7 @@ def test_a_size_set_by_a_controller_wins_is_clamped_into_the_range_and_shown_in_
                               "why": "memory average 0.91 above upper 0.80", "at": plan.settings[0]["at"]}]
     shown = render_plan(plan)
     assert "appdomain.shop/web.size = 4  # set by autoscaler at" in shown and "above upper 0.80" in shown
+    assert plan.tiers == []  # the stack declares no autoscale policy: no tier is the autoscaler's to own
     apply(Workspace.open(root))
     assert not Workspace.open(root).plan().has_changes  # a human apply honours it: no change back to 2
 

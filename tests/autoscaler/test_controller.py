@@ -17,6 +17,8 @@ import pytest
 
 from crane_iac.autoscaler.controller import BY, Autoscaler
 from crane_iac.engine.workspace import Workspace
+from crane_iac.markdown import render_markdown
+from crane_iac.render import render_plan
 from tests.conftest import ProjectDir
 from tests.engine.test_workspace import apply, project
 
@@ -50,7 +52,14 @@ def test_high_memory_scales_out_through_a_setting_and_a_targeted_apply(tmp_path:
     setting = ws.settings()["appdomain.shop/web.size"]
     assert (setting.value, setting.by) == (3, BY) and "scale-out" in setting.why and "0.93" in setting.why
     assert "appdomain.shop: out to 3 (scale-out)" in lines[0] and lines[0].endswith("; applied")
-    assert not ws.plan().has_changes  # a human plan honours the autoscaler's size
+    plan = ws.plan()
+    assert not plan.has_changes  # a human plan honours the autoscaler's size
+    # and shows who owns it: the size in effect, the declared range, the stack's size, the last decision's reason
+    (tier,) = plan.tiers
+    assert (tier["size"], tier["min"], tier["max"], tier["declared"], tier["owner"]) == (3, 1, 6, 2, BY)
+    shown = render_plan(plan)
+    assert "appdomain.shop web: size 3 in [1, 6], the stack says 2; set by autoscaler: scale-out:" in shown
+    assert "appdomain.shop` web: size **3** in [1, 6]" in render_markdown(plan)
 
 
 def test_low_memory_scales_in_by_one_and_a_quiet_tier_holds(tmp_path: Path) -> None:
