@@ -39,6 +39,7 @@ def choose(hosts: Sequence[TierHost], sessions: Mapping[str, int] | None, count:
         why = f"removes {names}: the newest (the balancer's sessions could not be read)"
     else:
         others = ", ".join(f"{h.physical} {counts.get(h.physical, 0)}" for h in kept)
-        why = (f"removes {names} ({', '.join(str(counts.get(h.physical, 0)) for h in removed)} sessions; "
+        mine = [counts.get(h.physical, 0) for h in removed]
+        why = (f"removes {names} ({', '.join(map(str, mine))} session{'' if mine == [1] else 's'}; "
                f"{others or 'none left'}): fewest sessions, newest first")
     return Removal(removed, kept, why, removed == tuple(hosts[len(kept):]))
