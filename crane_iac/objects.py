@@ -245,11 +245,13 @@ class FieldChange:
 
 @dataclass(frozen=True, slots=True)
 class TierHost:
-    """One server of a scalable tier: its address in the stack, kind and name on its endpoint."""
+    """One server of a scalable tier: its address in the stack, kind and name on its endpoint, and its IP address
+    (where its agent answers; None when the component does not know it)."""
 
     address: str
     kind: str
     physical: str
+    ip: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,4 +274,8 @@ class ScalableTier:
     #: what every server's address starts with (``appdomain.shop/container.web-``): recorded servers beyond
     #: ``hosts`` (a tier not yet shrunk to its size) are counted by it
     member_prefix: str = ""
+    #: where the autoscaler receives the servers' agents' pushes: the host's address on their network (None: the
+    #: servers have no agent to push, or nowhere to push to), and the port of both the receiver and the agents
+    agent_listen: str | None = None
+    agent_port: int | None = None
 
