@@ -10,7 +10,7 @@ Every ``--interval`` seconds (default 1; the first a quarter of a second after t
 difference of two readings) it samples. ``GET /sample`` answers the newest sample as JSON: ``{"host", "memory",
 "cpu", "at", "seq", "pushed"}``: memory and CPU as fractions (null while unreadable), ``at`` its clock's unix time,
 ``seq`` the sample's number since the agent started, ``pushed`` how many pushes the receiver has accepted. The
-same JSON is POSTed to ``--push`` at once when memory or CPU has moved by more than ``--step`` (default 0.05) since
+same JSON is POSTed to ``--push`` (from the ``--bind`` address, which the receiver knows the host by) at once when memory or CPU has moved by more than ``--step`` (default 0.05) since
 the last accepted push, and every ``--heartbeat`` seconds (default 30) regardless. A failed push is logged to
 stderr once per streak of failures and retried with the next sample that calls for one; it never stops the agent.
 SIGTERM or SIGINT: exit 0.
@@ -25,6 +25,7 @@ affinity, or fewer by the cgroup's CPU quota). Without a limit (a VM, a bare hos
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import signal
@@ -33,8 +34,6 @@ import socketserver
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -210,10 +209,13 @@ class Agent:
     """Samples every ``interval`` seconds, keeps the newest sample for pulls, and hands a push to the pusher
     thread when the values moved by more than ``step`` since the last accepted push or ``heartbeat`` passed."""
 
-    def __init__(self, name: str, meter: Meter, *, push: str | None, step: float, heartbeat: float) -> None:
+    def __init__(self, name: str, meter: Meter, *, push: str | None, step: float, heartbeat: float,
+                 source: str | None = None) -> None:
         self.name = name
         self.meter = meter
         self.push_url = push
+        #: the address pushes are sent from: the one the agent serves on, which the receiver knows the host by
+        self.source = source
         self.step = step
         self.heartbeat = heartbeat
         self.lock = threading.Condition()
@@ -224,7 +226,6 @@ class Agent:
         self.last_pushed: dict[str, Any] | None = None  # the last sample the receiver accepted
         self.failing = False
         self.stopping = threading.Event()
-        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
 
     def take_sample(self) -> None:
         memory, cpu = self.meter.memory(), self.meter.cpu()
@@ -253,15 +254,11 @@ class Agent:
                     return
                 sample, self.pending = self.pending, None
             assert sample is not None
-            request = urllib.request.Request(self.push_url, data=json.dumps(sample).encode(), method="POST",
-                                             headers={"Content-Type": "application/json"})
-            try:
-                with self.opener.open(request, timeout=PUSH_TIMEOUT) as response:
-                    response.read()
-            except (OSError, ValueError) as exc:
+            problem = self._post(sample)
+            if problem is not None:
                 if not self.failing:
-                    print(f"agent: push to {self.push_url} failed: {_why(exc)} (retrying while samples call for "
-                          "it; logged once until one succeeds)", file=sys.stderr, flush=True)
+                    print(f"agent: push to {self.push_url} failed: {problem} (retrying while samples call for it; "
+                          "logged once until one succeeds)", file=sys.stderr, flush=True)
                 self.failing = True
                 continue
             with self.lock:
@@ -270,6 +267,24 @@ class Agent:
             if self.failing:
                 print(f"agent: push to {self.push_url} works again", file=sys.stderr, flush=True)
             self.failing = False
+
+    def _post(self, sample: dict[str, Any]) -> str | None:
+        """POST ``sample`` to the push URL (directly: never through a proxy); what went wrong, or None."""
+        assert self.push_url is not None
+        url = urlsplit(self.push_url)
+        source = (self.source, 0) if self.source not in (None, "0.0.0.0", "::") else None
+        conn = http.client.HTTPConnection(url.hostname or "", url.port or 80, timeout=PUSH_TIMEOUT,
+                                          source_address=source)
+        try:
+            conn.request("POST", url.path or "/", body=json.dumps(sample).encode(),
+                         headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            text = response.read(200).decode(errors="replace").strip()
+        except (OSError, http.client.HTTPException) as exc:
+            return str(exc) or type(exc).__name__
+        finally:
+            conn.close()
+        return None if 200 <= response.status < 300 else f"HTTP {response.status}: {text}"
 
     def stop(self) -> None:
         with self.lock:
@@ -281,14 +296,6 @@ def _moved(before: float | None, now: float | None, step: float) -> bool:
     if before is None or now is None:
         return (before is None) != (now is None)
     return abs(now - before) > step
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, urllib.error.HTTPError):
-        return f"HTTP {exc.code} {exc.reason}"
-    if isinstance(exc, urllib.error.URLError):
-        return str(exc.reason)
-    return str(exc) or type(exc).__name__
 
 
 class SampleHandler(BaseHTTPRequestHandler):
@@ -385,7 +392,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    agent = Agent(args.name, Meter(), push=args.push, step=args.step, heartbeat=args.heartbeat)
+    agent = Agent(args.name, Meter(), push=args.push, step=args.step, heartbeat=args.heartbeat, source=args.bind)
     try:
         server = AgentServer((args.bind, args.port), agent)
     except OSError as exc:
