@@ -9,11 +9,11 @@ Runs beside the app with the system Python 3 and the standard library alone:
 Every ``--interval`` seconds (default 1; the first a quarter of a second after the start at most, CPU being the
 difference of two readings) it samples. ``GET /sample`` answers the newest sample as JSON: ``{"host", "memory",
 "cpu", "at", "seq", "pushed"}``: memory and CPU as fractions (null while unreadable), ``at`` its clock's unix time,
-``seq`` the sample's number since the agent started, ``pushed`` how many pushes the receiver has accepted. The
-same JSON is POSTed to ``--push`` (from the ``--bind`` address, which the receiver knows the host by) at once when memory or CPU has moved by more than ``--step`` (default 0.05) since
-the last accepted push, and every ``--heartbeat`` seconds (default 30) regardless. A failed push is logged to
-stderr once per streak of failures and retried with the next sample that calls for one; it never stops the agent.
-SIGTERM or SIGINT: exit 0.
+``seq`` the sample's number since the agent started, ``pushed`` how many pushes the receiver has accepted. The same
+JSON is POSTed to ``--push`` (from the ``--bind`` address, which the receiver knows the host by) at once when memory
+or CPU has moved by more than ``--step`` (default 0.05) since the last accepted push, and every ``--heartbeat``
+seconds (default 30) regardless. A failed push is logged to stderr once per streak of failures and retried with the
+next sample that calls for one; it never stops the agent. SIGTERM or SIGINT: exit 0.
 
 What it measures: the memory cgroup it runs in when that has a limit (a container): its charge less the inactive
 page cache the kernel can drop (the figure the provider reads from the host), over the limit; CPU from the same
