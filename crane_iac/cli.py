@@ -427,15 +427,18 @@ def _app(opened: ExitStack) -> Any:
             scaler.exporter = Exporter()
             scaler.exporter.serve(metrics_port, metrics_address)
             print(f"metrics on http://{metrics_address}:{metrics_port}/metrics", flush=True)
-        while True:
-            try:
-                scaler.period()
-            except Exception as exc:  # a period's failure is logged; the loop goes on (once: the CLI reports it)
-                if once:
-                    raise
-                print(f"{type(exc).__name__}: {exc}", flush=True)
-            if once or stopping.wait(period):
-                break
+        try:
+            while True:
+                try:
+                    scaler.period()
+                except Exception as exc:  # a period's failure is logged; the loop goes on (once: the CLI reports it)
+                    if once:
+                        raise
+                    print(f"{type(exc).__name__}: {exc}", flush=True)
+                if once or stopping.wait(period):
+                    break
+        finally:
+            scaler.close()  # the agents' receivers
         if not once:
             print("autoscale: stopped", flush=True)
         return 0

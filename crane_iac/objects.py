@@ -245,13 +245,16 @@ class FieldChange:
 
 @dataclass(frozen=True, slots=True)
 class TierHost:
-    """One server of a scalable tier: its address in the stack, kind and name on its endpoint."""
+    """One server of a scalable tier: its address in the stack, kind and name on its endpoint, and its IP address
+    (where its agent answers; None when the component does not know it)."""
 
     address: str
     kind: str
     physical: str
     #: its number in the tier (web-3: 3), which the tier's members setting lists
     number: int = 0
+    #: its address on the tier's network (the agent listens there)
+    ip: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,4 +280,8 @@ class ScalableTier:
     #: the durable setting listing the servers that make up the tier, oldest first (``hosts`` is in that order):
     #: a scale-in that removes a server other than the newest writes it
     members_setting: str = ""
+    #: where the autoscaler receives the servers' agents' pushes: the host's address on their network (None: the
+    #: servers have no agent to push, or nowhere to push to), and the port of both the receiver and the agents
+    agent_listen: str | None = None
+    agent_port: int | None = None
 

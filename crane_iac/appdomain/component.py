@@ -162,6 +162,10 @@ class AppDomain(Component):
                 raise ValueError(f"lb.port {port} clashes with the balancer's own stats port {STATS_PORT}")
         if self.network.ipv4 is None:
             raise ValueError(f"network {self.network.name!r} has no ipv4 subnet to give the hosts addresses from")
+        if self.autoscale is not None and self.autoscale.source == "agent" and \
+                self.autoscale.agent_port in (self.web.port, SSH_PORT):
+            raise ValueError(f"autoscale.agent_port {self.autoscale.agent_port} clashes with the web servers' "
+                             f"{'app' if self.autoscale.agent_port == self.web.port else 'sshd'}")
         subnet = ipaddress.ip_network(self.network.ipv4)
         needed = self.first_host + 2 + self.web.max
         if needed > subnet.num_addresses - 1:
@@ -231,10 +235,11 @@ class AppDomain(Component):
                   "data_dir": "/srv/data", "subnet": self.network.ipv4})
         dsn = f"host={storage_address} port={self.storage.port} dbname={self.storage.database} user=app " \
               "connect_timeout=3"
+        agent = self._agent_vars()
         for i, host in zip(members, self.web_hosts, strict=True):
             make(Configuration, f"web-{i}", playbook=f"{PLAYBOOKS}/web.yml", hosts=[host],
                  addresses=[self.host_address(1 + i)], group="web", key=key, depends_on=[store],
-                 vars={"app_port": self.web.port, "dsn": dsn})
+                 vars={"app_port": self.web.port, "dsn": dsn, **agent})
         servers = [haproxy.Server(host.physical_name, self.host_address(1 + i), self.web.port)
                    for i, host in sorted(zip(members, self.web_hosts, strict=True), key=lambda m: m[0])]
         config = haproxy.render_haproxy(
@@ -257,14 +262,31 @@ class AppDomain(Component):
         registry = current_registry()
         if registry is None:
             return
-        hosts = tuple(TierHost(h.address, h.kind, h.physical_name, number)
+        hosts = tuple(TierHost(h.address, h.kind, h.physical_name, number, ip=self.host_address(1 + number))
                       for number, h in zip(members, self.web_hosts, strict=True))
+        agent = policy.source == "agent"
         registry.tiers.append(ScalableTier(
             address=self.address, setting=self.size_setting, members_setting=self.members_setting,
             size=self.web_size, declared=self.web.size,
             min=self.web.min, max=self.web.max, hosts=hosts, policy=policy.model_dump(), endpoint=self.endpoint,
             stats_url=f"http://{self.host_address(0)}:{STATS_PORT}/stats;csv",
-            member_prefix=f"{self.address}/{self.web_hosts[0].kind}.web-" if self.web_hosts else ""))
+            member_prefix=f"{self.address}/{self.web_hosts[0].kind}.web-" if self.web_hosts else "",
+            agent_listen=self._network_host() if agent else None,
+            agent_port=policy.agent_port if agent else None))
+
+    def _network_host(self) -> str:
+        """The host's own address on the domain's network (its subnet's first: libvirt's bridge), where the web
+        servers' agents push to the autoscaler."""
+        assert self.network.ipv4 is not None
+        return str(ipaddress.ip_network(self.network.ipv4)[1])
+
+    def _agent_vars(self) -> dict[str, Any]:
+        """The web role's variables that install crane's agent beside the app (the policy reads the agents), or
+        none."""
+        if self.autoscale is None or self.autoscale.source != "agent":
+            return {}
+        port = self.autoscale.agent_port
+        return {"agent_port": port, "agent_push": f"http://{self._network_host()}:{port}/push"}
 
     def _host(self, name: str, index: int, memory_mib: int, vcpus: int, key: SshKey, *,
               data: bool = False) -> Resource:

@@ -7,6 +7,11 @@ targeted plan and apply through the workspace — never a provider mutator. A pe
 its size (a failed or interrupted apply, a loop killed mid-apply) converges it again; a size the stack's new range
 excludes is written back clamped, with the reason. Every error of a period (a source down, a lock a human apply
 holds, an apply that fails) is logged, and the next period tries again.
+
+The sources (``_source``): the sandbox's simulated values; HAProxy's session rate; else the policy's ``source``:
+the endpoint's readings (memory, or CPU from two readings of CPU time) or the agents'. What must outlive a period
+does: the agents' receivers (created at the first period that needs them, stopped by ``close()``) and the last CPU
+time readings.
 """
 
 from __future__ import annotations
@@ -16,11 +21,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from crane_iac.autoscaler.agents import AgentMetrics
 from crane_iac.autoscaler.decision import Decision, History, Host, decide
 from crane_iac.autoscaler.exporter import Exporter
 from crane_iac.autoscaler.metrics import (
     HAProxySessions,
     MetricsSource,
+    ProviderCpu,
     ProviderMemory,
     SimulatedMetrics,
     current_sessions,
@@ -30,6 +37,7 @@ from crane_iac.autoscaler.removal import Removal, choose
 from crane_iac.engine.workspace import PlanOptions, Workspace
 from crane_iac.errors import CraneError, LockHeldError
 from crane_iac.objects import ScalableTier
+from crane_iac.providers.base import CpuTime
 from crane_iac.state.base import StackState
 
 #: who the autoscaler's settings are by, in the state history
@@ -53,7 +61,8 @@ class TierReport:
 
 @dataclass
 class Autoscaler:
-    """One stack's autoscaler; ``period()`` runs one period, ``run()`` them until ``stop()`` is set."""
+    """One stack's autoscaler; ``period()`` runs one period (the CLI runs them until told to stop), ``close()``
+    stops what it keeps between periods."""
 
     workspace: Workspace
     log: Callable[[str], None] = print
@@ -64,6 +73,12 @@ class Autoscaler:
     first_seen: dict[str, float] = field(default_factory=dict)
     periods: int = 0
     exporter: Exporter | None = None
+    #: the agents' receivers and samples, for every tier whose policy reads the agents
+    agents: AgentMetrics | None = None
+    #: the last CPU time reading of each server (endpoint, name), for ProviderCpu
+    cpu_readings: dict[tuple[str, str], tuple[CpuTime, float]] = field(default_factory=dict)
+    #: receivers that could not be started, logged once until one starts
+    _deaf: set[tuple[str, int]] = field(default_factory=set, init=False, repr=False)
 
     def period(self) -> list[TierReport]:
         now = self.clock()
@@ -101,10 +116,34 @@ class Autoscaler:
             return SimulatedMetrics(self.workspace.project.root / ".crane")
         if policy.signal == "sessions":
             return HAProxySessions()
+        if policy.source == "agent":
+            return self._agents(tier)
         if policy.signal == "cpu":
-            raise CraneError(f"{tier.address}: no source reads CPU utilisation from this endpoint yet; use "
-                             "signal='memory' or 'sessions'")
+            return ProviderCpu(lambda name: endpoints[name], self.cpu_readings)  # type: ignore[index]
         return ProviderMemory(lambda name: endpoints[name])  # type: ignore[index]
+
+    def _agents(self, tier: ScalableTier) -> AgentMetrics:
+        """The agents' source, receiving pushes on the tier's network from now on; where it cannot (the address is
+        not this machine's, the port is taken) the servers are pulled alone, which is logged once."""
+        if self.agents is None:
+            self.agents = AgentMetrics()
+        if tier.agent_listen is not None and tier.agent_port is not None:
+            where = (tier.agent_listen, tier.agent_port)
+            try:
+                if self.agents.listen(*where):
+                    self.log(f"{tier.address}: receiving the agents' pushes on {where[0]}:{where[1]}")
+                self._deaf.discard(where)
+            except CraneError as exc:
+                if where not in self._deaf:
+                    self.log(f"{tier.address}: {exc}; pulling every server instead")
+                self._deaf.add(where)
+        return self.agents
+
+    def close(self) -> None:
+        """Stop the agents' receivers."""
+        if self.agents is not None:
+            self.agents.close()
+            self.agents = None
 
     def _decide(self, tier: ScalableTier, policy: ScalingPolicy, state: StackState, source: MetricsSource,
                 now: float) -> Decision:

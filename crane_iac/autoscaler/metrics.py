@@ -3,6 +3,9 @@ policy's signal (a fraction for memory and CPU, sessions per second for the sess
 
 * ``ProviderMemory``: the endpoint's own reading of each guest (the container's cgroup, a VM's balloon), through
   the same ``memory_usage`` the provider serves;
+* ``ProviderCpu``: each guest's CPU utilisation from two of the endpoint's readings of its CPU time (``cpu_time``):
+  Δcpu / (Δwall × vCPUs); a guest's first period has no sample (missing), nor does one restarted in between;
+* ``AgentMetrics`` (agents.py): the agent on each web server, pushing when its value moves and pulled otherwise;
 * ``SimulatedMetrics``: values a test or the demo writes into ``.crane/simulated-metrics.json``
   (``{"shop-web-1": 0.9, ...}``): the embedded sandbox runs nothing whose memory could be read;
 * ``HAProxySessions``: each server's session rate from the balancer's stats page (HAProxy's ``rate`` column).
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import json
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +26,7 @@ from typing import Protocol
 from crane_iac.autoscaler.decision import Sample
 from crane_iac.errors import CraneError, ProviderError
 from crane_iac.objects import ScalableTier
-from crane_iac.providers.base import Provider
+from crane_iac.providers.base import CpuTime, Provider
 
 #: the file the simulated source reads, in the project's .crane/
 SIMULATED = "simulated-metrics.json"
@@ -50,6 +54,46 @@ class ProviderMemory:
                 continue  # gone or unreadable this period: missing
             if usage is not None and usage.total_mib > 0:
                 samples.append(Sample(host.physical, usage.fraction, now))
+        return samples
+
+
+class ProviderCpu:
+    """Each server's CPU utilisation since the last period, from its endpoint's readings of its CPU time.
+
+    ``readings`` (server → (reading, wall clock)) is what the last period read: the loop keeps it across periods
+    while each period's endpoints are new. Wall time is this ``clock``'s at each reading, not the period's ``now``
+    (the reads of a period take time). On a vCPU count that changed or CPU time that went back (a restart), the
+    reading starts afresh: no sample that period. A container LXC does not confine to its vCPUs may read above 1."""
+
+    def __init__(self, provider_of: Callable[[str], Provider],
+                 readings: dict[tuple[str, str], tuple[CpuTime, float]] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.provider_of = provider_of
+        self.readings = {} if readings is None else readings
+        self.clock = clock
+
+    def read(self, tier: ScalableTier, now: float) -> list[Sample]:
+        provider = self.provider_of(tier.endpoint)
+        samples = []
+        for host in tier.hosts:
+            key = (tier.endpoint, host.physical)
+            try:
+                reading = provider.cpu_time(host.kind, host.physical)
+            except ProviderError:
+                reading = None
+            if reading is None:
+                self.readings.pop(key, None)  # gone, stopped or unreadable: missing, and afresh next time
+                continue
+            wall = self.clock()
+            last = self.readings.get(key)
+            self.readings[key] = (reading, wall)
+            if last is None:
+                continue
+            before, then = last
+            if wall <= then or reading.seconds < before.seconds or reading.vcpus != before.vcpus:
+                continue
+            samples.append(Sample(host.physical, (reading.seconds - before.seconds) / ((wall - then) * reading.vcpus),
+                                  now))
         return samples
 
 

@@ -29,6 +29,15 @@ class MemoryUsage:
         return self.used_mib / self.total_mib if self.total_mib else 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class CpuTime:
+    """A running guest's CPU time so far, as the hypervisor counts it (every vCPU and the guest's own threads),
+    and the vCPUs it has: two readings make a utilisation, Δseconds / (Δwall × vcpus)."""
+
+    seconds: float
+    vcpus: int
+
+
 class KindHandler(Protocol):
     """One resource kind on one hypervisor: the shape of each per-kind module a provider dispatches to (the engine
     sees only ``Provider``)."""
@@ -107,6 +116,11 @@ class Provider(ABC):
 
     def memory_usage(self, kind: str, physical: str) -> MemoryUsage | None:
         """The running guest's memory use, or None while the hypervisor has no reading (stopped, no balloon)."""
+        return None
+
+    def cpu_time(self, kind: str, physical: str) -> CpuTime | None:
+        """The running guest's cumulative CPU time, or None where the hypervisor cannot say (stopped, or a provider
+        that does not read it)."""
         return None
 
     def checkpoint(self) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from crane_iac.objects import FieldChange, Live, Owner
-from crane_iac.providers.base import MemoryUsage, Provider
+from crane_iac.providers.base import CpuTime, MemoryUsage, Provider
 
 
 class Endpoint(Provider):
@@ -68,6 +68,9 @@ class Endpoint(Provider):
 
     def memory_usage(self, kind: str, physical: str) -> MemoryUsage | None:
         return self.provider_of(kind).memory_usage(kind, physical)
+
+    def cpu_time(self, kind: str, physical: str) -> CpuTime | None:
+        return self.provider_of(kind).cpu_time(kind, physical)
 
     def checkpoint(self) -> None:
         self.hypervisor.checkpoint()

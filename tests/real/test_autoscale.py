@@ -2,10 +2,13 @@
 server's memory from its cgroup, and the servers' memory driven up and down through the app (/memory?hold=MB):
 the tier scales out when the average crosses `upper` and back in when it falls, through real HAProxy and the real
 state store, with no failed request; SIGKILLing the loop after it wrote a decision and starting it again converges
-with no orphan and no lost decision. The history keeps both decisions with their reasons."""
+with no orphan and no lost decision. The history keeps both decisions with their reasons. With source="agent", the
+same through crane's agent in each web server: pulled, and pushing to the loop's receiver on the network's host
+address."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -13,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -128,3 +132,60 @@ def test_memory_up_scales_out_and_down_scales_in_with_no_failed_request(shop: Pr
     assert plan.code == 0, plan.out + plan.err  # converged: nothing left to do, no orphan
     with urllib.request.urlopen(f"http://{LB}/", timeout=5) as response:
         assert response.status == 200
+
+
+AGENT_PREFIX = "caa-"
+AGENT_NET = "10.237.0"
+AGENT_STACK = STACK.replace(PREFIX, AGENT_PREFIX).replace(NET, AGENT_NET).replace(
+    "stale_after=30)", 'stale_after=30, source="agent")')
+
+
+@pytest.fixture(scope="module")
+def agent_shop(lxc_host: LxcHost, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectDir]:
+    lxc_host.sweep(AGENT_PREFIX)
+    project = ProjectDir(tmp_path_factory.mktemp("autoscale-agent"))
+    project.write_config(f"""
+        [stacks.shop]
+        file = "stacks/shop.py"
+        uri = "{LXC_URI}"
+        shutdown_timeout = 5
+    """)
+    project.write_stack(AGENT_STACK, "shop.py")
+    try:
+        applied = project.crane("apply", "--auto-approve")
+        assert applied.code == 0, applied.out + applied.err
+        yield project
+    finally:
+        project.crane("destroy", "--auto-approve")
+        lxc_host.sweep(AGENT_PREFIX)
+
+
+def agent_get(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=20) as response:
+        assert response.status == 200
+        data: dict[str, Any] = json.loads(response.read())
+        return data
+
+
+def test_the_agents_are_pulled_push_to_the_loop_and_scale_the_tier_out(agent_shop: ProjectDir) -> None:
+    def sample(i: int) -> dict[str, Any]:
+        return agent_get(f"http://{AGENT_NET}.{11 + i}:9465/sample")
+
+    first = sample(1)
+    assert first["host"] == f"{AGENT_PREFIX}shop-web-1" and first["cpu"] is not None, first
+    assert 0 < first["memory"] < 0.5, first  # the container's cgroup (256 MiB), not the host's memory
+    loop = start_loop(agent_shop)
+    try:
+        for i in (1, 2):
+            agent_get(f"http://{AGENT_NET}.{11 + i}:8080/memory?hold=150")
+        wait_for("the agent's memory above upper", lambda: sample(1)["memory"] > 0.6, 30, loop)
+        wait_for("scale-out to 3", lambda: servers(agent_shop) >= 3, 90, loop)
+        assert sample(1)["pushed"] >= 1  # the container reached the loop's receiver on the bridge
+    finally:
+        loop.send_signal(signal.SIGTERM)
+        loop.wait(60)
+    log = (agent_shop.root / "autoscale.log").read_text()
+    print(log[-3000:])
+    assert f"receiving the agents' pushes on {AGENT_NET}.1:9465" in log and "cannot receive" not in log, log
+    status = agent_shop.crane("autoscale", "--status")
+    assert any("= 3" in line and "scale-out" in line and "memory average" in line for line in status.out.splitlines())

@@ -12,7 +12,7 @@ import libvirt
 
 from crane_iac.errors import ProviderError
 from crane_iac.objects import FieldChange, Live, Owner
-from crane_iac.providers.base import KindHandler, MemoryUsage, Provider
+from crane_iac.providers.base import CpuTime, KindHandler, MemoryUsage, Provider
 from crane_iac.providers.libvirt.addresses import GuestAddresses
 from crane_iac.providers.libvirt.checks import Checks
 from crane_iac.providers.libvirt.cloudinit import Seeds
@@ -132,6 +132,21 @@ class LibvirtProvider(Provider):
         if kind == "container":
             return self.containers.memory_usage(physical)
         return self.domains.memory_usage(physical) if kind == "vm" else None
+
+    def cpu_time(self, kind: str, physical: str) -> CpuTime | None:
+        """``dom.info()``'s CPU time and vCPUs: for QEMU the guest process's, for LXC the container's cpuacct
+        cgroup. The test driver reports its own clock as every domain's CPU time (one CPU busy all along)."""
+        if kind not in ("vm", "container"):
+            return None
+        try:
+            dom = self.host.conn.lookupByName(physical)
+            if not dom.isActive():
+                return None
+            _, _, _, vcpus, cpu_ns = dom.info()
+        except libvirt.libvirtError as exc:
+            raise ProviderError(f"reading the CPU time of {kind} {physical!r} failed: {exc.get_error_message()}") \
+                from None
+        return CpuTime(seconds=cpu_ns / 1e9, vcpus=int(vcpus)) if vcpus > 0 else None
 
     def checkpoint(self) -> None:
         self.host.checkpoint()

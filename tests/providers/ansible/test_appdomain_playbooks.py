@@ -4,6 +4,8 @@ named fake: the real app.py needs the storage server; the lead proves the roles 
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 import urllib.request
@@ -65,17 +67,18 @@ def test_the_digest_follows_the_playbook_its_roles_and_shared_files(tmp_path: Pa
 
 @pytest.fixture
 def web_dirs(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """run_dir, log_dir and a files dir with the stand-in app; afterwards the runsv the role started is told to exit
-    (it stops the app first)."""
+    """run_dir, log_dir and a files dir with the stand-in app and crane's real agent; afterwards each runsv the role
+    started is told to exit (it stops its service first)."""
     files = tmp_path / "files"
     files.mkdir()
     (files / "app.py").write_text(STAND_IN_APP.replace("VERSION", "v1"))
+    shutil.copy(shipped_dir() / "files" / "agent.py", files / "agent.py")
     dirs = {"run_dir": str(tmp_path / "run"), "log_dir": str(tmp_path / "log"), "crane_files_dir": str(files)}
     yield dirs
-    service = tmp_path / "run" / "services" / "app"
-    if (service / "supervise").exists():
-        subprocess.run(["sv", "-w", "10", "force-stop", str(service)], capture_output=True, timeout=30)
-        subprocess.run(["sv", "exit", str(service)], capture_output=True, timeout=30)
+    for service in (tmp_path / "run" / "services").glob("*"):
+        if (service / "supervise").exists():
+            subprocess.run(["sv", "-w", "10", "force-stop", str(service)], capture_output=True, timeout=30)
+            subprocess.run(["sv", "exit", str(service)], capture_output=True, timeout=30)
 
 
 def test_the_web_role_starts_the_app_under_runsv_and_a_second_run_changes_nothing(
@@ -95,6 +98,32 @@ def test_the_web_role_starts_the_app_under_runsv_and_a_second_run_changes_nothin
     assert host.provider.update("configuration", "shop-web", props, props).outputs["changed"] == 1  # restarted
     assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read() == b"v2"
     assert host.provider.update("configuration", "shop-web", props, props).outputs["changed"] == 0
+
+
+def test_the_web_role_runs_the_agent_beside_the_app_and_removes_it_when_it_is_no_longer_wanted(
+        sshd_on_loopback: LoopbackHost, web_dirs: dict[str, str]) -> None:
+    host, port, agent_port, push = sshd_on_loopback, free_port(), free_port(), f"http://127.0.0.1:{free_port()}/push"
+    props = host.configuration("unused", app_port=port, app_user="root", dsn="host=127.0.0.1 dbname=shop",
+                               agent_port=agent_port, agent_push=push, **web_dirs)
+    props["playbook"], props["hosts"][0]["groups"] = "crane:appdomain/web.yml", ["web"]
+    assert host.provider.create("configuration", "shop-web", props, OWNER).outputs["changed"] == 1
+    with urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/sample", timeout=5) as response:
+        sample = json.loads(response.read())
+    assert sample["host"] == "loop" and 0 < sample["memory"] < 1  # named as the inventory names the host
+    agent = Path(web_dirs["run_dir"], "services", "agent")
+    status = subprocess.run(["sv", "status", str(agent)], capture_output=True, text=True)
+    assert status.stdout.startswith("run: ")
+    assert (agent / "run").read_text() == (  # the receiver is down: the agent runs all the same
+        f"#!/bin/sh\nexec 2>&1\nexec chpst -u root python3 {web_dirs['run_dir']}/agent/agent.py --bind 127.0.0.1 "
+        f"--port {agent_port} --name loop --push {push}\n")
+    assert host.provider.update("configuration", "shop-web", props, props).outputs["changed"] == 0
+    without = {**props, "vars": {k: v for k, v in props["vars"].items() if not k.startswith("agent_")}}
+    assert host.provider.update("configuration", "shop-web", props, without).outputs["changed"] == 1
+    assert not agent.exists()
+    with pytest.raises(OSError):
+        urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/sample", timeout=5)
+    assert host.provider.update("configuration", "shop-web", without, without).outputs["changed"] == 0
+    assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read() == b"v1"
 
 
 def test_a_web_server_that_never_answers_fails_naming_the_host_the_task_and_the_apps_words(

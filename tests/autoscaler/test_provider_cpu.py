@@ -1,0 +1,74 @@
+"""ProviderCpu against libvirt's test driver (the sandbox's hypervisor), whose ``dom.info()`` reports its own clock
+(gettimeofday, in ns) as every domain's CPU time: one CPU busy all along, so a 2-vCPU guest reads 0.5 and a 1-vCPU
+guest 1.0 when the source measures wall time on the same clock."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crane_iac.autoscaler.metrics import ProviderCpu
+from crane_iac.errors import ProviderError
+from crane_iac.objects import Owner, ScalableTier, TierHost
+from crane_iac.providers.base import CpuTime
+from crane_iac.providers.libvirt import LibvirtProvider
+from tests.providers.test_libvirt_sandbox import VM_PROPS
+
+
+def tier(*names: str) -> ScalableTier:
+    return ScalableTier("appdomain.shop", "appdomain.shop/web.size", len(names), len(names), 1, 8,
+                        tuple(TierHost(f"appdomain.shop/vm.{n}", "vm", n) for n in names), {"signal": "cpu"})
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[LibvirtProvider]:
+    provider = LibvirtProvider(None, sandbox_dir=tmp_path, mutating=True)
+    provider.create("vm", "two", {**VM_PROPS, "vcpus": 2}, Owner("s", "vm.two"))
+    provider.create("vm", "one", {**VM_PROPS, "vcpus": 1}, Owner("s", "vm.one"))
+    provider.create("vm", "off", {**VM_PROPS, "running": False}, Owner("s", "vm.off"))
+    try:
+        yield provider
+    finally:
+        provider.close()
+
+
+def test_the_provider_reads_cpu_time_and_vcpus_of_running_guests_only(sandbox: LibvirtProvider) -> None:
+    before = time.time()
+    reading = sandbox.cpu_time("vm", "two")
+    assert isinstance(reading, CpuTime) and reading.vcpus == 2
+    assert before - 1 <= reading.seconds <= time.time() + 1  # the test driver's clock
+    assert sandbox.cpu_time("vm", "off") is None
+    assert sandbox.cpu_time("network", "two") is None
+    with pytest.raises(ProviderError, match=r"reading the CPU time of vm 'nowhere' failed"):
+        sandbox.cpu_time("vm", "nowhere")
+
+
+def test_two_readings_make_a_utilisation_per_vcpu_and_the_first_period_has_none(sandbox: LibvirtProvider) -> None:
+    source = ProviderCpu(lambda _endpoint: sandbox, clock=time.time)
+    first = source.read(tier("two", "one", "off", "nowhere"), 1000.0)
+    assert first == []  # one reading each: missing, honestly
+    time.sleep(0.2)
+    second = {s.host: s for s in source.read(tier("two", "one", "off", "nowhere"), 1015.0)}
+    assert set(second) == {"two", "one"}  # the stopped and the missing guest have no sample
+    assert second["two"].value == pytest.approx(0.5, abs=0.02)
+    assert second["one"].value == pytest.approx(1.0, abs=0.04)
+    assert second["two"].at == 1015.0  # stamped with the period, as the other provider source
+    # the readings live in the dict the loop keeps: a new source with it carries on
+    again = ProviderCpu(lambda _endpoint: sandbox, source.readings, clock=time.time)
+    time.sleep(0.1)
+    assert {s.host for s in again.read(tier("two"), 1030.0)} == {"two"}
+
+
+def test_a_guest_restarted_with_other_vcpus_starts_afresh(sandbox: LibvirtProvider) -> None:
+    source = ProviderCpu(lambda _endpoint: sandbox, clock=time.time)
+    source.read(tier("two"), 0.0)
+    sandbox.update("vm", "two", {**VM_PROPS, "vcpus": 2}, {**VM_PROPS, "vcpus": 3})
+    assert source.read(tier("two"), 15.0) == []  # 2 → 3 vCPUs between the readings: no sample this period
+    time.sleep(0.1)
+    (sample,) = source.read(tier("two"), 30.0)
+    assert sample.value == pytest.approx(1 / 3, abs=0.02)
+    sandbox.update("vm", "two", {**VM_PROPS, "vcpus": 3}, {**VM_PROPS, "vcpus": 3, "running": False})
+    assert source.read(tier("two"), 45.0) == [] and ("default", "two") not in source.readings
