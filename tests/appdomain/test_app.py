@@ -69,7 +69,8 @@ def test_the_app_reconnects_after_its_connections_are_cut(app_processes: StartAp
     with psycopg.connect(app_dsn, autocommit=True) as conn:
         cut = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
                            "WHERE datname = current_database() AND pid <> pg_backend_pid()").fetchone()
-    assert cut is not None and cut[0] >= 3
+    # every pooled connection of the app is cut (how many the three requests opened depends on how they overlapped)
+    assert cut is not None and cut[0] >= 1
     status, body = get_json(app, "/")
     assert (status, body["counter"]) == (200, 4)
     assert http_get(app.port, "/healthz") == (200, "ok\n")
