@@ -29,13 +29,13 @@ class ScalingPolicy(BaseModel):
     Times are seconds. ``min_fresh`` is the fraction of the tier's warmed-up servers that must have a fresh
     sample before the tier may scale in (at least one sample, always); with fewer it never scales in.
 
-    ``source`` says where memory and CPU come from (the session rate always comes from HAProxy): ``"provider"``
-    (the default), the endpoint's own reading of each guest (a container's cgroup, a VM's balloon; CPU from two
-    readings of the guest's CPU time); or ``"agent"``, crane's agent on each web server (listening on
-    ``agent_port``), which pushes to the autoscaler (on the host's address on the domain's network, same port) as
-    soon as its value moves and is pulled when it has not pushed for ``pull_after`` seconds. The default stays
-    ``"provider"`` until the agent has been proven end to end in real LXC containers (the provider's reading has
-    been: tests/real/test_autoscale.py); on the sandbox both read the simulated values.
+    ``source`` says where memory and CPU come from (the session rate always comes from HAProxy): ``"agent"`` (the
+    default), crane's agent on each web server (listening on ``agent_port``), which pushes to the autoscaler (on
+    the host's address on the domain's network, same port) as soon as its value moves and is pulled when it has
+    not pushed for ``pull_after`` seconds: fast reaction without polling every server every second (proven in real
+    LXC containers by tests/real/test_autoscale.py; a VM's image needs python3 for it); or ``"provider"``, the
+    endpoint's own reading of each guest (a container's cgroup, a VM's balloon; CPU from two readings of the
+    guest's CPU time), read once a period. On the sandbox both read the simulated values.
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -51,7 +51,7 @@ class ScalingPolicy(BaseModel):
     stale_after: float = Field(default=60.0, gt=0)
     min_fresh: float = Field(default=0.5, gt=0, le=1)
     capacity: float | None = Field(default=None, gt=0)
-    source: Literal["provider", "agent"] = "provider"
+    source: Literal["agent", "provider"] = "agent"
     agent_port: int = Field(default=9465, ge=1, le=65535)
     pull_after: float = Field(default=10.0, gt=0)
 

@@ -77,7 +77,8 @@ def test_an_agent_port_that_clashes_is_a_load_error(tmp_path: Path, policy: str,
 def test_pull_after_must_be_below_stale_after_for_the_agents_alone() -> None:
     with pytest.raises(DiagnosticsError, match=r"pull_after \(10\) must be below stale_after \(5\)"):
         ScalingPolicy(source="agent", stale_after=5)
-    assert ScalingPolicy(stale_after=5).source == "provider"  # the default source never pulls
+    assert ScalingPolicy(stale_after=5, source="provider").stale_after == 5  # the provider's reading never pulls
+    assert ScalingPolicy().source == "agent"  # the default
 
 
 def test_the_loop_picks_the_source_by_endpoint_signal_and_policy(tmp_path: Path) -> None:

@@ -33,7 +33,8 @@ from crane_iac import AppDomain, Network, ScalingPolicy, Storage, StoragePool, W
 net = Network("{PREFIX}net", mode="isolated", ipv4="{NET}.0/24", dhcp=False)
 pool = StoragePool("{PREFIX}pool", path="/var/lib/{PREFIX}pool")
 AppDomain("{PREFIX}shop", network=net, web=WebTier(size=2, min=2, max=4, memory_mib=256), storage=Storage(pool=pool),
-          autoscale=ScalingPolicy(upper=0.6, lower=0.35, cooldown=4, stabilisation=4, warmup=4, stale_after=30))
+          autoscale=ScalingPolicy(upper=0.6, lower=0.35, cooldown=4, stabilisation=4, warmup=4, stale_after=30,
+                                  source="provider"))
 '''
 
 
@@ -137,7 +138,8 @@ def test_memory_up_scales_out_and_down_scales_in_with_no_failed_request(shop: Pr
 AGENT_PREFIX = "caa-"
 AGENT_NET = "10.237.0"
 AGENT_STACK = STACK.replace(PREFIX, AGENT_PREFIX).replace(NET, AGENT_NET).replace(
-    "stale_after=30)", 'stale_after=30, source="agent")')
+    ',\n                                  source="provider")', ")")  # the default: the agents
+assert "source=" not in AGENT_STACK
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +182,8 @@ def test_the_agents_are_pulled_push_to_the_loop_and_scale_the_tier_out(agent_sho
             agent_get(f"http://{AGENT_NET}.{11 + i}:8080/memory?hold=150")
         wait_for("the agent's memory above upper", lambda: sample(1)["memory"] > 0.6, 30, loop)
         wait_for("scale-out to 3", lambda: servers(agent_shop) >= 3, 90, loop)
-        assert sample(1)["pushed"] >= 1  # the container reached the loop's receiver on the bridge
+        pushed = sample(1)["pushed"]
+        assert pushed >= 1, (pushed, (agent_shop.root / "autoscale.log").read_text())  # the container reached the loop
     finally:
         loop.send_signal(signal.SIGTERM)
         loop.wait(60)
