@@ -58,7 +58,7 @@ def test_an_agent_policy_gives_the_tier_its_addresses_and_the_web_role_the_agent
 
 
 def test_a_provider_policy_installs_no_agent(tmp_path: Path) -> None:
-    root = project(tmp_path, stack("stale_after=60"))
+    root = project(tmp_path, stack('source="provider"'))
     tier = loaded_tier(root)
     assert (tier.agent_listen, tier.agent_port) == (None, None) and tier.hosts[0].ip == "10.87.0.12"
     assert set(web_vars(root)) == {"app_port", "dsn"}
@@ -90,8 +90,8 @@ def test_the_loop_picks_the_source_by_endpoint_signal_and_policy(tmp_path: Path)
     assert isinstance(pick(tier, ScalingPolicy(source="agent"), False, {}), SimulatedMetrics)  # the sandbox
     assert isinstance(pick(tier, ScalingPolicy(signal="sessions", capacity=50.0, source="agent"), True, {}),
                       HAProxySessions)
-    assert isinstance(pick(tier, ScalingPolicy(), True, {}), ProviderMemory)
-    cpu = pick(tier, ScalingPolicy(signal="cpu"), True, {})
+    assert isinstance(pick(tier, ScalingPolicy(source="provider"), True, {}), ProviderMemory)
+    cpu = pick(tier, ScalingPolicy(signal="cpu", source="provider"), True, {})
     assert isinstance(cpu, ProviderCpu) and cpu.readings is scaler.cpu_readings  # kept across periods
     try:
         agents = pick(tier, ScalingPolicy(source="agent"), True, {})

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -169,6 +170,17 @@ def agent_get(url: str) -> dict[str, Any]:
         return data
 
 
+def agent_log(i: int) -> str:
+    """What web-i's agent printed (its runit log in the container, read through the process's root)."""
+    found = subprocess.run(["pgrep", "-f", f"agent.py --bind {AGENT_NET}.{11 + i} "], capture_output=True, text=True)
+    for pid in found.stdout.split():
+        try:
+            return Path(f"/proc/{pid}/root/var/log/crane/agent.log").read_text()[-2000:]
+        except OSError as exc:
+            return f"(agent {pid}'s log: {exc})"
+    return "(no agent process)"
+
+
 def test_the_agents_are_pulled_push_to_the_loop_and_scale_the_tier_out(agent_shop: ProjectDir) -> None:
     def sample(i: int) -> dict[str, Any]:
         return agent_get(f"http://{AGENT_NET}.{11 + i}:9465/sample")
@@ -183,7 +195,8 @@ def test_the_agents_are_pulled_push_to_the_loop_and_scale_the_tier_out(agent_sho
         wait_for("the agent's memory above upper", lambda: sample(1)["memory"] > 0.6, 30, loop)
         wait_for("scale-out to 3", lambda: servers(agent_shop) >= 3, 90, loop)
         pushed = sample(1)["pushed"]
-        assert pushed >= 1, (pushed, (agent_shop.root / "autoscale.log").read_text())  # the container reached the loop
+        # the container reached the loop's receiver on the bridge
+        assert pushed >= 1, (pushed, agent_log(1), (agent_shop.root / "autoscale.log").read_text())
     finally:
         loop.send_signal(signal.SIGTERM)
         loop.wait(60)
