@@ -29,8 +29,9 @@ from crane_iac import AppDomain, Network, ScalingPolicy, Storage, StoragePool, W
 net = Network("{PREFIX}net", mode="isolated", ipv4="{NET}.0/24", dhcp=False)
 pool = StoragePool("{PREFIX}pool", path="/var/lib/{PREFIX}pool")
 AppDomain("{PREFIX}shop", network=net, web=WebTier(size=2, min=2, max=4, memory_mib=256), storage=Storage(pool=pool),
-          autoscale=ScalingPolicy(upper=0.6, lower=0.35, cooldown=4, stabilisation=4, warmup=4, stale_after=30))
-'''
+          autoscale=ScalingPolicy(upper=0.6, lower=0.35, target=0.59, cooldown=4, stabilisation=4, warmup=4,
+                                  stale_after=30))
+'''  # target 0.59: two servers at ~0.79 scale out by one (ceil(2 × 0.79 / 0.59) = 3), as the test expects
 
 
 def web_address(i: int) -> str:
