@@ -49,7 +49,8 @@ Rules, in this order (``Rule``; "above" and "below" are strict):
   scale-in            below lower past all of these: one server fewer
   scale-in-to-target  below *trim* (within the band, or below lower where scale-in does not apply), and without one
                       server the pessimistic average would still be at or below *trim*: one server fewer, past the
-                      same min_fresh, floor, projection, cooldown and stabilisation as a scale-in
+                      same min_fresh, floor, projection, cooldown and stabilisation as a scale-in (unless the
+                      policy's ``scale_in_to_target`` is False)
   in-range            within [lower, upper]: hold
 
 Why these rules (issue 10: better than CRANE's two thresholds, OpenStack's alarms and the HPA; bench/autoscale.py
@@ -74,7 +75,8 @@ average is above upper acts late by construction: every scale-out starts in viol
   servers its load needs, and no rule of the issue's sheds them: in the bench's spike trace, even a tier that held
   exactly the 14 servers 2,000 req/s need from the spike to the end would use more server-hours than the HPA + 10 %.
   It keeps every guard of a scale-in (one server per action, unread hosts counted full, min_fresh, the floor, the
-  projection, cooldown, stabilisation) and stops where one server fewer would put the tier above *trim*.
+  projection, cooldown, stabilisation) and stops where one server fewer would put the tier above *trim*;
+  ``scale_in_to_target=False`` leaves the issue's rules alone.
 """
 
 from __future__ import annotations
@@ -312,7 +314,8 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
                               f"{aim:.2f}) = {wanted}; step {policy.step}, max_step {policy.max_step}, max {max})")
     below = average < policy.lower
     within = f"{seen} is within [lower {policy.lower:.2f}, upper {policy.upper:.2f}]"
-    if not below and average >= trim:
+    trims = policy.scale_in_to_target and average < trim
+    if not below and not trims:
         return size, Rule.IN_RANGE, f"{within}: hold"
     full_load = load + unread
     floor = min if min > 1 else 1
@@ -321,7 +324,7 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
         """Whether this reading lets a tier of ``n`` servers lose one, by either scale-in rule."""
         if n <= floor or full_load / (n - 1) + rise * n / (n - 1) >= early:
             return False
-        return (below and full_load / n < policy.lower) or (average < trim and full_load / (n - 1) <= trim)
+        return (below and full_load / n < policy.lower) or (trims and full_load / (n - 1) <= trim)
 
     warmed = size - reading.warming
     needed = _at_least_one(math.ceil(policy.min_fresh * warmed - 1e-9))

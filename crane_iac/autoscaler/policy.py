@@ -36,7 +36,8 @@ class ScalingPolicy(BaseModel):
     the trend's early scale-out fires within it of ``upper``, a tier whose new servers are still warming scales out
     again only beyond it above ``target``, and a scale-in from within the band needs the tier to stay beyond it
     below ``target``. ``trend`` is how many seconds of readings the trend is fitted over (0: no early scale-out).
-    ``cooldown`` follows a scale-out, ``scale_in_cooldown`` a scale-in.
+    ``cooldown`` follows a scale-out, ``scale_in_cooldown`` a scale-in. ``scale_in_to_target=False`` keeps the
+    tier from scaling in above ``lower`` (the issue's two-threshold rule; a spike's servers may then stay).
     """
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
@@ -56,6 +57,7 @@ class ScalingPolicy(BaseModel):
     tolerance: float = Field(default=0.1, ge=0, lt=1)
     trend: float = Field(default=300.0, ge=0)
     scale_in_cooldown: float = Field(default=60.0, ge=0)
+    scale_in_to_target: bool = True
 
     def __init__(self, **data: Any) -> None:
         try:

@@ -233,6 +233,9 @@ def test_a_tier_larger_than_its_load_needs_comes_back_to_target_from_within_the_
                                     "it: hold")
     untrimmed = Tier(10, max=12, policy=POLICY.model_copy(update={"tolerance": 0.2}))
     assert {untrimmed.period(float(n * PERIOD), 0.45).rule for n in range(40)} == {Rule.IN_RANGE}  # not below 0.48
+    issue = Tier(10, max=12, policy=POLICY.model_copy(update={"scale_in_to_target": False}))
+    assert {issue.period(float(n * PERIOD), 0.45).rule for n in range(40)} == {Rule.IN_RANGE}  # above lower: hold
+    assert issue.history.recommendations[-1][1] == 10
 
 
 def test_a_scale_in_waits_cooldown_after_a_scale_out_and_scale_in_cooldown_after_a_scale_in() -> None:

@@ -24,6 +24,7 @@ def test_the_defaults_are_a_valid_memory_policy() -> None:
     assert policy.utilisation(0.5) == 0.5
     assert (policy.target, policy.sizing, policy.tolerance, policy.trend) == (None, pytest.approx(0.6), 0.1, 300.0)
     assert (policy.cooldown, policy.scale_in_cooldown, policy.stabilisation) == (300.0, 60.0, 300.0)
+    assert policy.scale_in_to_target is True
 
 
 def test_target_defaults_to_midway_between_lower_and_upper_and_must_lie_between_them() -> None:
