@@ -60,8 +60,8 @@ average is above upper acts late by construction: every scale-out starts in viol
 * sizes a scale-out to ``target``, not to just under upper, so one action buys headroom and a rising load does not
   cross the line again before the servers it asked for count;
 * scales out early on the *line*, not on the last period: the line averages the noise of single periods out, so a
-  tier whose average wanders around 0.6 (the bench's noisy-flat, 15 % noise) never reaches *early* although single
-  periods often do, while a tier heading for the SLO line scales out a warmup before it gets there. The HPA acts on
+  tier whose average wanders around 0.6 (the bench's noisy-flat, 15 % noise) does not reach *early* although
+  single periods do, while a tier heading for the SLO line scales out a warmup before it gets there. The HPA acts on
   the current average only, so it must hold every tier near its target (0.6) all the time; crane lets a tier sit
   anywhere in the band and acts when the average is heading for upper;
 * while new servers warm up, scales out again only if the load grew beyond *again*: the HPA's tolerance, which is
