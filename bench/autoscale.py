@@ -6,8 +6,9 @@ rule and crane's controller (the real ``decide``), on five synthetic traces with
 Prints, per trace and policy, the time in SLO violation (the ready servers' average above upper, or any server
 above 95 %), the server-hours (a server counts from its creation, booting or not) and the scaling actions; then
 the issue's targets for crane's controller, met or not, trace by trace, with the figures that explain a miss;
-``--what-if`` adds crane's decision with one change at a time, to show what would meet them; last, the CPU time of
-one period for 1,000 app domains of 10 servers (bench/autoscale_decide.py). The model is bench/autoscale_sim.
+``--what-if`` adds crane's decision with one of its choices changed at a time, to show what each buys; last, the
+CPU time of one period for 1,000 app domains of 10 servers (bench/autoscale_decide.py). The model is
+bench/autoscale_sim.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.autoscale_sim.policies import CraneController, HpaRule, PlainRule, ScaleOutTo
+from bench.autoscale_sim.policies import CraneController, Fixed, HpaRule, PlainRule
 from bench.autoscale_sim.targets import Verdict, deadband_hours, judge, late_scale_outs
 from bench.autoscale_sim.traces import Trace, traces
 from bench.autoscale_sim.web_tier import Autoscaler, Noise, Run, WebTier, simulate
@@ -31,8 +32,12 @@ from crane_iac.autoscaler.policy import ScalingPolicy
 
 HERE = Path(__file__).resolve().parent
 UPPER, LOWER = 0.8, 0.4
-
-
+#: crane's choices, one changed at a time (the SLO line stays at upper 0.8)
+WHAT_IFS = {"no early scale-out (trend 0)": {"trend": 0.0},
+            "no scale-in-to-target (the issue's rules)": {"scale_in_to_target": False},
+            "scale_in_cooldown = cooldown (300 s)": {"scale_in_cooldown": 300.0},
+            "target 0.55": {"target": 0.55},
+            "target 0.65": {"target": 0.65}}
 
 
 def verdict(v: Verdict) -> str:
@@ -51,17 +56,13 @@ def policies(tier: WebTier, hpa_target: float) -> list[Autoscaler]:
 
 
 def what_ifs(tier: WebTier) -> list[Autoscaler]:
-    """crane's decision with one change, or two; the tier's SLO line stays at UPPER."""
-    base, mid, bounds = crane_policy(tier), (UPPER + LOWER) / 2, {"min": tier.min, "max": tier.max}
-    early = CraneController(base.model_copy(update={"upper": 0.7}), **bounds)
-    early.name = "crane, scale-out above 0.7 (what-if)"
-    higher = CraneController(base.model_copy(update={"lower": 0.5}), **bounds)
-    higher.name = "crane, lower 0.5 (what-if)"
-    both = ScaleOutTo(base.model_copy(update={"upper": 0.75}), mid, **bounds)
-    both.name = f"crane, scale-out above 0.75 sized to {mid:g} (what-if)"
-    three = ScaleOutTo(base.model_copy(update={"upper": 0.75, "lower": 0.5}), mid, **bounds)
-    three.name = f"crane, scale-out above 0.75 sized to {mid:g}, lower 0.5 (what-if)"
-    return [early, ScaleOutTo(base, mid, **bounds), higher, both, three]
+    """crane's decision with one of WHAT_IFS' changes to its policy each."""
+    changed = []
+    for what, change in WHAT_IFS.items():
+        controller = CraneController(crane_policy(tier).model_copy(update=change), min=tier.min, max=tier.max)
+        controller.name = f"crane, {what} (what-if)"
+        changed.append(controller)
+    return changed
 
 
 def figures(run: Run) -> list[str]:
@@ -74,12 +75,13 @@ RESULT_HEADER = ["trace", "policy", "SLO violation (min)", "avg > upper / server
                  "actions"]
 
 
-def explain(trace: Trace, runs: dict[str, Run], controller: CraneController, tier: WebTier,
+def explain(trace: Trace, runs: dict[str, Run], controller: CraneController, tier: WebTier, noise: Noise,
             verdicts: list[Verdict]) -> list[str]:
     """A sentence per missed target, with the figures from this trace's runs."""
-    crane, hpa = runs["crane"], runs["HPA-style"]
+    crane, plain, hpa = runs["crane"], runs["plain two-threshold"], runs["HPA-style"]
     rules = Counter(d.rule.value for d, m in zip(controller.decisions, crane.moments, strict=True)
                     if m.over_upper or m.over_server)
+    trim = controller.policy.sizing * (1 - controller.policy.tolerance)
     lines = []
     for v in verdicts:
         if v.ok is not False:
@@ -88,18 +90,21 @@ def explain(trace: Trace, runs: dict[str, Run], controller: CraneController, tie
             late = late_scale_outs(crane, tier.boot)
             lines.append(f"{trace.name}: SLO {crane.slo_minutes - hpa.slo_minutes:+.2f} min over (ii). crane scaled "
                          f"out {late.outs} times, {late.decided_in_violation} of them on a period already in "
-                         f"violation (it acts only above upper, which is the SLO line); {late.waiting_minutes:.2f} "
-                         f"of its {late.minutes:.2f} violating minutes fall between such a decision and its servers "
-                         f"taking load {tier.boot:g} s later; crane's rules in its violating periods: "
-                         + ", ".join(f"{rule} {n}" for rule, n in rules.most_common()))
+                         f"violation; {late.waiting_minutes:.2f} of its {late.minutes:.2f} violating minutes fall "
+                         f"between such a decision and its servers taking load {tier.boot:g} s later; crane's rules "
+                         f"in its violating periods: " + ", ".join(f"{rule} {n}" for rule, n in rules.most_common()))
         elif v.target.startswith("server-hours"):
-            mid = (UPPER + LOWER) / 2
-            extra = deadband_hours(crane, hpa, LOWER, mid)
+            extra = deadband_hours(crane, hpa, 0.0, trim)
             lines.append(f"{trace.name}: server-hours {v.figure.split('(')[-1].rstrip(')')} over (ii). In the "
-                         f"periods where crane's average sat in [lower {LOWER:g}, {mid:g}), where no rule of its "
-                         f"scales in, it ran {extra:.1f} server-hours more than (ii) at the same moments")
+                         f"periods where crane's average sat below {trim:.2f} (target less tolerance: servers it "
+                         f"sheds one at a time), it ran {extra:.1f} server-hours more than (ii) at the same moments")
         elif v.target.startswith("fewer"):
-            lines.append(f"{trace.name}: crane took {crane.actions} actions ({crane.outs} out, {crane.ins} in)")
+            fixed = simulate(trace, Fixed(), tier, noise)
+            shed = "; a scale-in removes one server" if crane.ins else ""
+            lines.append(f"{trace.name}: crane took {crane.actions} action{'s' if crane.actions != 1 else ''} "
+                         f"({crane.outs} out, {crane.ins} in{shed}), (i) {plain.actions}; a tier that never acts "
+                         f"would have spent {fixed.slo_minutes:.2f} min in SLO violation here ((ii): "
+                         f"{hpa.slo_minutes:.2f})")
         else:
             lines.append(f"{trace.name}: {v.target}: {v.figure}")
     return lines
@@ -138,7 +143,7 @@ def main() -> None:
         by_target = {v.target: verdict(v) for v in verdicts}
         verdict_rows.append([trace.name, by_target["fewer actions than (i)"], by_target["SLO time ≤ (ii)"],
                              by_target["server-hours ≤ (ii) + 10 %"], by_target.get("≤ 1 action/h on noisy-flat", "")])
-        notes += explain(trace, runs, controller, tier, verdicts)
+        notes += explain(trace, runs, controller, tier, noise, verdicts)
         if args.what_if:
             for p in what_ifs(tier):
                 run = simulate(trace, p, tier, noise)
@@ -155,7 +160,8 @@ def main() -> None:
           f"(i) plain: above {UPPER:g} +1, below {LOWER:g} −1, every period. (ii) HPA-style: target "
           f"{args.hpa_target:g}, tolerance 10 %, servers without a sample at 0 (out) / 100 % (in), scale-in to the "
           f"highest recommendation of 300 s, scale-out at once (≤ max(2N, N+4) a period). (iii) crane: "
-          f"ScalingPolicy({', '.join(f'{k}={v!r}' for k, v in policy.model_dump().items() if v is not None)}).\n")
+          f"ScalingPolicy({', '.join(f'{k}={v!r}' for k, v in policy.model_dump().items() if v is not None)}), "
+          f"its target midway: {policy.sizing:g}.\n")
     print(render(RESULT_HEADER, results, args.markdown))
     print("\nTargets for crane's controller (iii)\n")
     print(render(["trace", "fewer actions than (i)", "SLO time ≤ (ii)", "server-hours ≤ (ii) + 10 %",
@@ -163,7 +169,7 @@ def main() -> None:
     if notes:
         print("\nWhere crane misses:\n" + "\n".join(f"* {n}" for n in notes))
     if whatif_rows:
-        print("\nWhat-ifs (not crane's decision as it is; the SLO line stays at upper 0.8)\n")
+        print("\nWhat-ifs (crane's policy with one choice changed; the SLO line stays at upper 0.8)\n")
         print(render([*RESULT_HEADER, "targets missed"], whatif_rows, args.markdown))
     what, figure, target, met = cpu_figure()
     print(f"\n{render(['measure', 'figure', 'target', ''], [[what, figure, target, met]], args.markdown)}")

@@ -3,10 +3,11 @@
     python bench/autoscale_decide.py [--domains 1000] [--servers 10] [--repeat 5]
 
 Each domain has its own level of memory use (from well below ``lower`` to above ``upper``, so every rule runs), a
-server in twenty without a sample and one in fifty stale, and a History of 20 earlier periods (a full
-stabilisation window, low enough to let a low domain scale in). The samples are built before the clock starts; the
-figure is the median over ``--repeat`` periods of the process's CPU time (time.process_time) for deciding every
-domain once. Prints bench/run.py's table.
+server in twenty without a sample and one in fifty stale, and a History of 20 earlier periods: a full
+stabilisation window (low enough to let a low domain scale in) and a full trend window (its level with noise, so
+every period fits a line through 20 readings). The samples are built before the clock starts; the figure is the
+median over ``--repeat`` periods of the process's CPU time (time.process_time) for deciding every domain once.
+Prints bench/run.py's table.
 """
 
 from __future__ import annotations
@@ -50,8 +51,10 @@ def main() -> None:
     policy = ScalingPolicy()
     hosts = [[Host(f"d{d}-web-{i}", -3600.0) for i in range(1, args.servers + 1)] for d in range(args.domains)]
     levels = [rng.uniform(0.05, 0.95) for _ in range(args.domains)]
-    histories = [History(recommendations=tuple((-PERIOD * k, args.servers - 1) for k in range(20, 0, -1)))
-                 for _ in range(args.domains)]
+    histories = [History(recommendations=tuple((-PERIOD * k, args.servers - 1) for k in range(20, 0, -1)),
+                         readings=tuple((-PERIOD * k, level + rng.uniform(-0.05, 0.05), args.servers)
+                                        for k in range(20, 0, -1)))
+                 for level in levels]
     figures: list[float] = []
     rules: Counter[str] = Counter()
     for n in range(args.repeat):

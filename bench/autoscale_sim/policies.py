@@ -107,20 +107,10 @@ class CraneController:
         return Counter(d.rule.value for d in self.decisions)
 
 
-class ScaleOutTo(CraneController):
-    """A what-if, not crane's decision: crane's ``decide``, but a scale-out sized to bring the tier's load to
-    ``level`` (below upper) instead of just under upper; within the same step, max_step and max."""
+class Fixed:
+    """Not a policy under test: a tier that never acts, to tell whether acting was needed at all."""
 
-    def __init__(self, policy: ScalingPolicy, level: float, *, min: int, max: int) -> None:
-        super().__init__(policy, min=min, max=max)
-        self.level = level
-        self.name = f"crane, scale-out sized to {level:g} (what-if)"
+    name = "fixed size"
 
     def decide(self, now: float, servers: Sequence[Host], samples: Sequence[Sample]) -> int:
-        size = super().decide(now, servers, samples)
-        reading = self.decisions[-1].reading
-        if size <= len(servers) or reading.average is None:
-            return size
-        wanted = math.ceil(reading.average * reading.fresh / self.level - 1e-9)
-        n = len(servers)
-        return _clamp(wanted, n + self.policy.step, min(n + self.policy.max_step, self.max))
+        return len(servers)

@@ -96,8 +96,8 @@ def late_scale_outs(run: Run, boot: float) -> LateScaleOut:
 
 
 def deadband_hours(crane: Run, hpa: Run, lower: float, level: float) -> float:
-    """crane's server-hours above the HPA-style rule's in the periods where crane's tier sat in range, its average
-    in [``lower``, ``level``): servers the two-threshold band keeps that a rule aiming at ``level`` would shed."""
+    """crane's server-hours above the HPA-style rule's in the periods where crane's average sat in [``lower``,
+    ``level``): servers a rule aiming at ``level`` would shed and crane had not (yet: it sheds one at a time)."""
     extra = 0
     for ours, theirs in zip(crane.moments, hpa.moments, strict=True):
         if lower <= ours.average < level and ours.servers > theirs.servers:

@@ -1,9 +1,12 @@
 """ScalingPolicy: how the autoscaler sizes one app domain's web tier, checked when the stack loads.
 
 The signal is a utilisation in [0, 1] per web server: memory (the default) or CPU as the server reports it, or
-HAProxy's session rate per server divided by ``capacity`` (sessions per second one server carries). The tier scales
-out above ``upper`` and in below ``lower``; the rules are crane_iac.autoscaler.decision's. Problems are reported all
-at once, in crane's words (``lower (0.8) must be below upper (0.6)``), as a ``DiagnosticsError``.
+HAProxy's session rate per server divided by ``capacity`` (sessions per second one server carries). ``upper`` is the
+line the tier's average must stay under (the SLO line): the tier scales out above it, or before it when its trend
+says it will be within ``tolerance`` of it by the time a new server counts; a scale-out sizes the tier to ``target``.
+The tier scales in below ``lower``, and from within [lower, upper] while it is larger than ``target`` needs; the
+rules are crane_iac.autoscaler.decision's. Problems are reported all at once, in crane's words (``lower (0.8) must be
+below upper (0.6)``), as a ``DiagnosticsError``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,14 @@ class ScalingPolicy(BaseModel):
     """``ScalingPolicy(upper=0.8, lower=0.4)``: when and by how much an app domain's web tier changes size.
 
     Times are seconds. ``min_fresh`` is the fraction of the tier's warmed-up servers that must have a fresh
-    sample before the tier may scale in (at least one sample, always); with fewer it never scales in.
+    sample before the tier may scale in (at least one sample, always); with fewer it never scales in. ``target``
+    (default: midway between lower and upper) is the average a scale-out sizes the tier to, and the one a tier
+    larger than its load needs is brought back to. ``tolerance`` is how near a line counts as on it, as the HPA's:
+    the trend's early scale-out fires within it of ``upper``, a tier whose new servers are still warming scales out
+    again only beyond it above ``target``, and a scale-in from within the band needs the tier to stay beyond it
+    below ``target``. ``trend`` is how many seconds of readings the trend is fitted over (0: no early scale-out).
+    ``cooldown`` follows a scale-out, ``scale_in_cooldown`` a scale-in. ``scale_in_to_target=False`` keeps the
+    tier from scaling in above ``lower`` (the issue's two-threshold rule; a spike's servers may then stay).
 
     ``source`` says where memory and CPU come from (the session rate always comes from HAProxy): ``"agent"`` (the
     default), crane's agent on each web server (listening on ``agent_port``), which pushes to the autoscaler (on
@@ -51,6 +61,11 @@ class ScalingPolicy(BaseModel):
     stale_after: float = Field(default=60.0, gt=0)
     min_fresh: float = Field(default=0.5, gt=0, le=1)
     capacity: float | None = Field(default=None, gt=0)
+    target: float | None = Field(default=None, gt=0, lt=1)
+    tolerance: float = Field(default=0.1, ge=0, lt=1)
+    trend: float = Field(default=300.0, ge=0)
+    scale_in_cooldown: float = Field(default=60.0, ge=0)
+    scale_in_to_target: bool = True
     source: Literal["agent", "provider"] = "agent"
     agent_port: int = Field(default=9465, ge=1, le=65535)
     pull_after: float = Field(default=10.0, gt=0)
@@ -69,6 +84,9 @@ class ScalingPolicy(BaseModel):
         problems = []
         if self.lower >= self.upper:
             problems.append(f"lower ({self.lower:g}) must be below upper ({self.upper:g})")
+        if self.target is not None and not self.lower < self.target < self.upper:
+            problems.append(f"target ({self.target:g}) must be between lower ({self.lower:g}) and upper "
+                            f"({self.upper:g})")
         if self.max_step < self.step:
             problems.append(f"max_step ({self.max_step}) must be at least step ({self.step})")
         if self.signal == "sessions" and self.capacity is None:
@@ -79,6 +97,11 @@ class ScalingPolicy(BaseModel):
             problems.append(f"pull_after ({self.pull_after:g}) must be below stale_after ({self.stale_after:g}): a "
                             "server that has not pushed is pulled before its last sample goes stale")
         return problems
+
+    @property
+    def sizing(self) -> float:
+        """The average a scale-out sizes the tier to: ``target``, or midway between lower and upper."""
+        return self.target if self.target is not None else (self.lower + self.upper) / 2
 
     def utilisation(self, value: float) -> float:
         """A sample's value as a utilisation: a session rate over ``capacity``; memory and CPU as they are."""

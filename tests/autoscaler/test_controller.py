@@ -27,8 +27,8 @@ from crane_iac import AppDomain, Network, ScalingPolicy, WebTier
 
 lan = Network("shop-net", mode="isolated", ipv4="10.86.0.0/24", dhcp=False)
 AppDomain("shop", network=lan, web=WebTier(size=2, min=1, max={max}),
-          autoscale=ScalingPolicy(upper=0.8, lower=0.3, cooldown=0, stabilisation=0, warmup=0))
-"""
+          autoscale=ScalingPolicy(upper=0.8, lower=0.3, target=0.7, cooldown=0, stabilisation=0, warmup=0))
+"""  # target 0.7: two servers at 0.9–0.95 scale out by one (ceil(2 × 0.93 / 0.7) = 3)
 
 
 def servers(ws: Workspace) -> list[str]:

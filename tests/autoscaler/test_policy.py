@@ -22,6 +22,21 @@ def test_the_defaults_are_a_valid_memory_policy() -> None:
     assert (policy.signal, policy.lower, policy.upper, policy.step, policy.max_step) == ("memory", 0.4, 0.8, 1, 4)
     assert policy.capacity is None
     assert policy.utilisation(0.5) == 0.5
+    assert (policy.target, policy.sizing, policy.tolerance, policy.trend) == (None, pytest.approx(0.6), 0.1, 300.0)
+    assert (policy.cooldown, policy.scale_in_cooldown, policy.stabilisation) == (300.0, 60.0, 300.0)
+    assert policy.scale_in_to_target is True
+
+
+def test_target_defaults_to_midway_between_lower_and_upper_and_must_lie_between_them() -> None:
+    assert ScalingPolicy(lower=0.3, upper=0.7).sizing == pytest.approx(0.5)
+    assert ScalingPolicy(lower=0.3, upper=0.7, target=0.65).sizing == 0.65
+    assert problems(target=0.9) == ["ScalingPolicy: target (0.9) must be between lower (0.4) and upper (0.8)"]
+    assert problems(target=0.4) == ["ScalingPolicy: target (0.4) must be between lower (0.4) and upper (0.8)"]
+    assert problems(lower=0.8, upper=0.6, target=0.7, step=3, max_step=2) == [
+        "ScalingPolicy: lower (0.8) must be below upper (0.6)",
+        "ScalingPolicy: target (0.7) must be between lower (0.8) and upper (0.6)",
+        "ScalingPolicy: max_step (2) must be at least step (3)",
+    ]
 
 
 def test_thresholds_out_of_order_and_a_max_step_below_step_are_reported_together() -> None:
@@ -39,6 +54,13 @@ def test_bad_fields_are_named_with_what_was_given() -> None:
         "ScalingPolicy: step: must be at least 1, got 0",
         "ScalingPolicy: cooldown: must be at least 0, got -1",
     ]
+    assert problems(target=0.0, tolerance=1.0, trend=-60.0, scale_in_cooldown=-1.0) == [
+        "ScalingPolicy: target: must be greater than 0, got 0.0",
+        "ScalingPolicy: tolerance: must be less than 1, got 1.0",
+        "ScalingPolicy: trend: must be at least 0, got -60.0",
+        "ScalingPolicy: scale_in_cooldown: must be at least 0, got -1.0",
+    ]
+    assert problems(taget=0.6) == ["ScalingPolicy: taget: unknown field; did you mean target?"]
     assert problems(upper="0.8") == ["ScalingPolicy: upper: expected a float, got str '0.8'"]  # strict: no coercion
     assert problems(step=True) == ["ScalingPolicy: step: expected an int, got bool True"]
     assert problems(uper=0.7) == ["ScalingPolicy: uper: unknown field; did you mean upper?"]

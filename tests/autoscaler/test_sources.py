@@ -151,7 +151,7 @@ def test_the_loops_agents_are_pulled_then_take_pushes_from_the_servers_addresses
     try:
         source = scaler._source(tier, policy, True, {})
         decision = scaler._decide(tier, policy, state, source, time.time())
-        assert decision.reading.fresh == 2 and decision.rule == "in-range", decision
+        assert (decision.reading.fresh, decision.reading.missing) == (2, 0), decision
         assert lines == [f"appdomain.shop: receiving the agents' pushes on 127.0.0.1:{port}"]
         assert isinstance(source, AgentMetrics) and source.listening == [("127.0.0.1", port)]
         pulled = {name: source.newest(name, ip) for name, ip in (("shop-web-1", "127.0.0.12"),

@@ -34,9 +34,9 @@ from crane_iac import AppDomain, Network, ScalingPolicy, Storage, StoragePool, W
 net = Network("{PREFIX}net", mode="isolated", ipv4="{NET}.0/24", dhcp=False)
 pool = StoragePool("{PREFIX}pool", path="/var/lib/{PREFIX}pool")
 AppDomain("{PREFIX}shop", network=net, web=WebTier(size=2, min=2, max=4, memory_mib=256), storage=Storage(pool=pool),
-          autoscale=ScalingPolicy(upper=0.6, lower=0.35, cooldown=4, stabilisation=4, warmup=4, stale_after=30,
-                                  source="provider"))
-'''
+          autoscale=ScalingPolicy(upper=0.6, lower=0.35, target=0.59, cooldown=4, stabilisation=4, warmup=4,
+                                  stale_after=30, source="provider"))
+'''  # target 0.59: two servers at ~0.79 scale out by one (ceil(2 × 0.79 / 0.59) = 3), as the test expects
 
 
 def web_address(i: int) -> str:
@@ -139,7 +139,7 @@ def test_memory_up_scales_out_and_down_scales_in_with_no_failed_request(shop: Pr
 AGENT_PREFIX = "caa-"
 AGENT_NET = "10.237.0"
 AGENT_STACK = STACK.replace(PREFIX, AGENT_PREFIX).replace(NET, AGENT_NET).replace(
-    ',\n                                  source="provider")', ")")  # the default: the agents
+    ', source="provider")', ")")  # the default: the agents
 assert "source=" not in AGENT_STACK
 
 
