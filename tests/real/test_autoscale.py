@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -126,9 +127,14 @@ def test_memory_up_scales_out_and_down_scales_in_with_no_failed_request(shop: Pr
     status = shop.crane("autoscale", "--status")
     assert status.code == 0
     decisions = [line for line in status.out.splitlines() if "web.size" in line]
-    # the scale-in chose its server from the real balancer's sessions in flight (the newest among equals)
-    assert any("= 2" in line and "scale-in" in line and "fewest sessions, newest first" in line
-               for line in decisions), status.out
+    # the scale-in chose its server from the real balancer's sessions in flight (the newest among equals), and that
+    # server is the one that went, whichever it was (web-3, the newest, or an idle older one: the members setting)
+    (scale_in,) = [line for line in decisions if "= 2" in line and "scale-in" in line]
+    assert "fewest sessions, newest first" in scale_in, status.out
+    removed = re.search(r"removes (\S+) \(", scale_in)
+    assert removed is not None, scale_in
+    left = shop.crane("state", "list").out
+    assert f"container.{removed[1].removeprefix(PREFIX + 'shop-')}" not in left and left.count("container.web-") == 2
     assert any("= 3" in line and "scale-out" in line and "memory average" in line for line in decisions), status.out
     plan = shop.crane("plan", "--detailed-exitcode")
     assert plan.code == 0, plan.out + plan.err  # converged: nothing left to do, no orphan
