@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import random
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -137,3 +139,18 @@ def postgresql_server() -> Iterator[PostgresServer]:
             yield server
     except PostgresFailed as exc:
         pytest.fail(f"the test PostgreSQL server failed: {exc}", pytrace=False)
+
+
+def free_port() -> int:
+    """A loopback port nothing is bound to, below the kernel's ephemeral range (32768 and up): a port the kernel
+    hands out for a bind to port 0 is in that range, and may be taken as the local port of an outgoing connection
+    (a health check, a client) before the process meant to listen on it has started."""
+    for _ in range(200):
+        port = random.randint(10_000, 32_000)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free loopback port between 10000 and 32000")

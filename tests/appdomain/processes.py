@@ -19,6 +19,7 @@ from typing import Any
 
 from crane_iac.appdomain import haproxy as lb
 from crane_iac.appdomain.haproxy_check import find_haproxy
+from tests.conftest import free_port
 
 FILES = Path(lb.__file__).parent / "files"
 APP = FILES / "app.py"
@@ -29,12 +30,6 @@ SYSTEM_PYTHON = "/usr/bin/python3"
 
 class ProcessFailed(Exception):
     """A process the test started did not come up; the message carries its output."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def http_get(port: int, path: str = "/", timeout: float = 10.0) -> tuple[int, str]:

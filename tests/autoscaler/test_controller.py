@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from crane_iac.autoscaler.controller import BY, Autoscaler
 from crane_iac.engine.workspace import Workspace
 from crane_iac.markdown import render_markdown
 from crane_iac.render import render_plan
-from tests.conftest import ProjectDir
+from tests.conftest import ProjectDir, free_port
 from tests.engine.test_workspace import apply, project
 
 STACK = """
@@ -130,9 +129,7 @@ def test_the_loop_serves_prometheus_metrics_and_stops_cleanly_on_sigterm(project
     project.write_stack(STACK.format(max=6))
     assert project.crane("apply", "--auto-approve").code == 0
     simulate(project.root, web_1=0.95, web_2=0.95)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     loop = subprocess.Popen([sys.executable, "-m", "crane_iac", "autoscale", "--period", "0.5", "--metrics-port",
                              str(port)], cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

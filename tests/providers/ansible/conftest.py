@@ -19,6 +19,7 @@ import pytest
 
 from crane_iac.objects import Owner
 from crane_iac.providers.ansible import AnsibleProvider
+from tests.conftest import free_port
 
 SSHD = "/usr/sbin/sshd"
 PLAYBOOKS = Path(__file__).parent / "playbooks"
@@ -53,13 +54,6 @@ def children_of(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry.name))
     return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_for_banner(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
