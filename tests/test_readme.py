@@ -73,3 +73,16 @@ def test_the_workspace_api_example_runs(tmp_path: Path, monkeypatch: pytest.Monk
     assert getattr(namespace["result"], "ok") is True  # noqa: B009 - the namespace's values are untyped
     vms = [d for d in ProjectDir(tmp_path).domains() if not d.startswith("shop-")]  # the app domain's containers
     assert vms == ["db", "web-1", "web-2", "web-3"]  # web_count=3 reached the stack
+
+
+def test_the_autoscaled_stack_scales_out_on_the_sandbox(project: ProjectDir) -> None:
+    """The Autoscaling section's stack as written, on the sandbox with simulated readings: one period scales it out,
+    and the plan shows the size as the autoscaler's."""
+    stack = next(b for b in blocks("python") if b.startswith("# autoscaled\n"))
+    project.write_stack(stack)
+    assert project.crane("apply", "--auto-approve").code == 0
+    (project.root / ".crane" / "simulated-metrics.json").write_text('{"shop-web-1": 0.95, "shop-web-2": 0.9}')
+    ran = project.crane("autoscale", "--once")
+    assert ran.code == 0 and "appdomain.shop: out to 4 (scale-out)" in ran.out, ran.out + ran.err
+    plan = project.crane("plan", "--detailed-exitcode")
+    assert plan.code == 0 and "appdomain.shop web: size 4 in [2, 8], the stack says 2; set by autoscaler" in plan.out
