@@ -162,7 +162,7 @@ class AppDomain(Component):
                 raise ValueError(f"lb.port {port} clashes with the balancer's own stats port {STATS_PORT}")
         if self.network.ipv4 is None:
             raise ValueError(f"network {self.network.name!r} has no ipv4 subnet to give the hosts addresses from")
-        if self.autoscale is not None and self.autoscale.source == "agent" and \
+        if self.autoscale is not None and self.autoscale.reads_agents and \
                 self.autoscale.agent_port in (self.web.port, SSH_PORT):
             raise ValueError(f"autoscale.agent_port {self.autoscale.agent_port} clashes with the web servers' "
                              f"{'app' if self.autoscale.agent_port == self.web.port else 'sshd'}")
@@ -264,7 +264,7 @@ class AppDomain(Component):
             return
         hosts = tuple(TierHost(h.address, h.kind, h.physical_name, number, ip=self.host_address(1 + number))
                       for number, h in zip(members, self.web_hosts, strict=True))
-        agent = policy.source == "agent"
+        agent = policy.reads_agents
         registry.tiers.append(ScalableTier(
             address=self.address, setting=self.size_setting, members_setting=self.members_setting,
             size=self.web_size, declared=self.web.size,
@@ -283,7 +283,7 @@ class AppDomain(Component):
     def _agent_vars(self) -> dict[str, Any]:
         """The web role's variables that install crane's agent beside the app (the policy reads the agents), or
         none."""
-        if self.autoscale is None or self.autoscale.source != "agent":
+        if self.autoscale is None or not self.autoscale.reads_agents:
             return {}
         port = self.autoscale.agent_port
         return {"agent_port": port, "agent_push": f"http://{self._network_host()}:{port}/push"}

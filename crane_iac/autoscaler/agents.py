@@ -12,6 +12,7 @@ signal: ``memory`` or ``cpu`` (a fraction; a reading the agent could not make is
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import socket
@@ -31,7 +32,7 @@ from crane_iac.objects import ScalableTier, TierHost
 PULL_TIMEOUT = 1.0
 #: the largest push accepted, in bytes (a sample is about 120)
 MAX_BODY = 4096
-#: hosts (name and sender) the receiver keeps a sample of; pushes for more are refused
+#: hosts (name and sender) the receiver keeps a sample of; a push for one more drops the oldest
 MAX_HOSTS = 4096
 #: the policy's pull_after when a tier's policy does not say
 PULL_AFTER = 10.0
@@ -109,9 +110,7 @@ class _PushHandler(BaseHTTPRequestHandler):
         except ValueError as exc:  # json's errors are ValueErrors too
             self._reply(400, f"not a sample: {exc}")
             return
-        if not self.server.store.keep(sample):
-            self._reply(503, f"the receiver keeps samples of at most {MAX_HOSTS} hosts")
-            return
+        self.server.store.keep(sample)
         self._reply(204, "")
 
     def do_GET(self) -> None:
@@ -162,17 +161,20 @@ class AgentMetrics:
         """The (address, port) each receiver is bound to (the port the system chose for port 0)."""
         return [(str(r.server_address[0]), int(r.server_address[1])) for r in self._receivers.values()]
 
-    def keep(self, sample: AgentSample) -> bool:
-        """Keep a pushed ``sample`` if it is the newest of its host from its sender; False when there is no room."""
+    def keep(self, sample: AgentSample) -> None:
+        """Keep a pushed ``sample`` if it is the newest of its host from its sender. With ``MAX_HOSTS`` kept, the
+        oldest goes: pushes under made-up names (anything on the bridge can send them) cannot lock real servers
+        out, and a real server that lost its entry is pulled until it pushes again."""
         key = (sample.host, sample.sender)
         with self._lock:
             known = self._samples.get(key)
             if known is None and len(self._samples) >= MAX_HOSTS:
-                return False
+                oldest = min(self._samples, key=lambda k: self._samples[k].at)
+                del self._samples[oldest]
+                self.pushes.pop(oldest[0], None)
             if known is None or (sample.at, sample.seq) > (known.at, known.seq):
                 self._samples[key] = sample
             self.pushes[sample.host] = self.pushes.get(sample.host, 0) + 1
-        return True
 
     def newest(self, host: str, sender: str) -> AgentSample | None:
         with self._lock:
@@ -205,7 +207,7 @@ class AgentMetrics:
         try:
             with self._opener.open(url, timeout=self.pull_timeout) as response:
                 sample = parse_sample(json.loads(response.read(MAX_BODY)), ip)
-        except (OSError, ValueError):
+        except (OSError, ValueError, http.client.HTTPException):  # no answer, or not HTTP, or not a sample
             return None
         return sample if sample.host == host.physical else None
 

@@ -68,9 +68,10 @@ class Autoscaler:
     log: Callable[[str], None] = print
     clock: Callable[[], float] = time.time
     histories: dict[str, History] = field(default_factory=dict)
-    #: when this loop first saw each server: a server it saw at its first period counts as warmed up (the loop
-    #: was restarted, the server was not)
-    first_seen: dict[str, float] = field(default_factory=dict)
+    #: when this loop first saw each server, by tier: a server it saw at its first period counts as warmed up (the
+    #: loop was restarted, the server was not); a server gone from state is forgotten, so one made again under its
+    #: number (new servers take the lowest free numbers) warms up anew
+    first_seen: dict[str, dict[str, float]] = field(default_factory=dict)
     periods: int = 0
     exporter: Exporter | None = None
     #: the agents' receivers and samples, for every tier whose policy reads the agents
@@ -148,8 +149,10 @@ class Autoscaler:
     def _decide(self, tier: ScalableTier, policy: ScalingPolicy, state: StackState, source: MetricsSource,
                 now: float) -> Decision:
         seen = [h for h in tier.hosts if h.address in state.resources]  # the servers that exist
-        hosts = [Host(h.physical, self.first_seen.setdefault(h.physical, -math.inf if not self.periods else now))
-                 for h in seen]
+        first = self.first_seen.setdefault(tier.address, {})
+        for gone in set(first) - {h.physical for h in seen}:  # a server removed: its number may come back anew
+            del first[gone]
+        hosts = [Host(h.physical, first.setdefault(h.physical, -math.inf if not self.periods else now)) for h in seen]
         samples = source.read(tier, now)
         decision, history = decide(policy, size=tier.size, min=tier.min, max=tier.max, hosts=hosts,
                                    samples=samples, now=now, history=self.histories.get(tier.address, History()))
@@ -163,13 +166,19 @@ class Autoscaler:
         recorded = state.settings.get(tier.setting)
         removal = report.removal
         try:
-            if removal is not None and not removal.newest and tier.members_setting:
-                # first which servers stay, then the size: a loop killed between the two leaves the tier as it is
-                self.workspace.set_setting(tier.members_setting, [h.number for h in removal.kept], by=BY,
-                                           why=f"{decision.rule}: {removal.reason}")
+            chosen = removal is not None and not removal.newest and bool(tier.members_setting)
+            if removal is not None and chosen:
+                # first the members with the chosen servers last (the same servers: nothing changes), then the size
+                # (which drops the last ones), then the members that stay: interrupted (a kill, a human apply taking
+                # the lock) between any two writes, the tier is what it was or what was decided
+                self.workspace.set_setting(tier.members_setting, [h.number for h in removal.kept + removal.removed],
+                                           by=BY, why=f"{decision.rule}: {removal.reason}")
             if decision.size != tier.size:
                 why = f"{decision.rule}: {decision.reason}" + (f"; {removal.reason}" if removal else "")
                 self.workspace.set_setting(tier.setting, decision.size, by=BY, why=why)
+            if removal is not None and chosen:
+                self.workspace.set_setting(tier.members_setting, [h.number for h in removal.kept], by=BY,
+                                           why=f"{decision.rule}: {removal.reason}")
             elif recorded is not None and recorded.value != tier.size:
                 self.workspace.set_setting(tier.setting, tier.size, by=BY, why=(
                     f"clamped: {recorded.value} is outside the stack's range [{tier.min}, {tier.max}] for "

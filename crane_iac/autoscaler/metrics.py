@@ -16,6 +16,7 @@ A server a source has no reading for is left out: the decision counts it as miss
 from __future__ import annotations
 
 import csv
+import http.client
 import json
 import time
 import urllib.request
@@ -133,7 +134,7 @@ def current_sessions(tier: ScalableTier) -> dict[str, int] | None:
     """Each server's sessions in flight (HAProxy's ``scur``), or None when the balancer cannot be read."""
     try:
         return {name: int(row.get("scur") or 0) for name, row in _stats(tier).items()}
-    except (CraneError, ValueError):
+    except (CraneError, ValueError, csv.Error):
         return None
 
 
@@ -144,9 +145,12 @@ def _stats(tier: ScalableTier) -> dict[str, dict[str, str]]:
     try:
         with urllib.request.urlopen(tier.stats_url, timeout=3) as response:
             text = response.read().decode()
-    except OSError as exc:
-        raise CraneError(f"the balancer's stats of {tier.address} ({tier.stats_url}) cannot be read: {exc}") \
-            from None
+    except (OSError, http.client.HTTPException) as exc:  # HAProxy reloading mid-answer: a truncated body
+        raise CraneError(f"the balancer's stats of {tier.address} ({tier.stats_url}) cannot be read: "
+                         f"{exc or type(exc).__name__}") from None
     names = {h.physical for h in tier.hosts}
-    return {row["svname"]: row for row in csv.DictReader(text.lstrip("# ").splitlines())
-            if row.get("svname") in names}
+    try:
+        return {row["svname"]: row for row in csv.DictReader(text.lstrip("# ").splitlines())
+                if row.get("svname") in names}
+    except csv.Error as exc:
+        raise CraneError(f"the balancer's stats of {tier.address} ({tier.stats_url}) are not CSV: {exc}") from None

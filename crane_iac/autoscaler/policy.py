@@ -103,6 +103,12 @@ class ScalingPolicy(BaseModel):
         """The average a scale-out sizes the tier to: ``target``, or midway between lower and upper."""
         return self.target if self.target is not None else (self.lower + self.upper) / 2
 
+    @property
+    def reads_agents(self) -> bool:
+        """Whether the servers' agents are the source: memory or CPU from ``source="agent"`` (the session rate is
+        HAProxy's, so a sessions policy installs no agent)."""
+        return self.source == "agent" and self.signal != "sessions"
+
     def utilisation(self, value: float) -> float:
         """A sample's value as a utilisation: a session rate over ``capacity``; memory and CPU as they are."""
         return value / self.capacity if self.capacity is not None else value

@@ -261,3 +261,18 @@ def test_members_listed_in_another_order_change_nothing(tmp_path: Path) -> None:
     apply(Workspace.open(root))
     Workspace.open(root).set_setting("appdomain.shop/web.members", [1, 3], by="autoscaler", why="removes shop-web-2")
     assert not Workspace.open(root).plan().has_changes
+
+
+def test_members_written_with_the_chosen_server_last_change_nothing_until_the_size_drops(tmp_path: Path) -> None:
+    """The autoscaler's three writes for a scale-in that removes web-2 of [1, 2, 3]: members [1, 3, 2] (the same
+    servers: no change, whoever applies next), the size 2 (web-2 goes, not web-3), members [1, 3] (no change)."""
+    root = project(tmp_path, stack(size=3))
+    apply(Workspace.open(root))
+    Workspace.open(root).set_setting("appdomain.shop/web.members", [1, 3, 2], by="autoscaler", why="removes web-2")
+    assert not Workspace.open(root).plan().has_changes
+    Workspace.open(root).set_setting("appdomain.shop/web.size", 2, by="autoscaler", why="scale-in")
+    assert {a for a, action in addresses(Workspace.open(root).plan().changes).items()
+            if action is Action.DELETE} == {"appdomain.shop/container.web-2", "appdomain.shop/configuration.web-2"}
+    apply(Workspace.open(root))
+    Workspace.open(root).set_setting("appdomain.shop/web.members", [1, 3], by="autoscaler", why="removes web-2")
+    assert not Workspace.open(root).plan().has_changes

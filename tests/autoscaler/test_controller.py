@@ -154,3 +154,28 @@ def test_the_loop_serves_prometheus_metrics_and_stops_cleanly_on_sigterm(project
     assert out.rstrip().endswith("autoscale: stopped") and "Traceback" not in out
     with pytest.raises(OSError):  # the metrics went with the process
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+def test_a_server_made_again_under_a_removed_number_warms_up_anew(tmp_path: Path) -> None:
+    """Scale-in removes web-3; the next scale-out makes web-3 again (the lowest free number): the loop forgets the
+    old one, so the new one is left out of the average while it warms up."""
+    root = project(tmp_path, STACK.format(max=6).replace("warmup=0", "warmup=600"))
+    ws = Workspace.open(root)
+    apply(ws)
+    ws.set_setting("appdomain.shop/web.size", 3, by="me", why="start at three")
+    apply(Workspace.open(root))
+    ticks = iter(range(1000, 100_000, 60))
+    scaler = Autoscaler(Workspace.open(root), log=lambda _line: None, clock=lambda: float(next(ticks)))
+    simulate(root, web_1=0.1, web_2=0.1, web_3=0.1)
+    for _ in range(5):  # one server a period at most, once the stabilisation window allows
+        scaler.period()
+        if len(servers(Workspace.open(root))) == 2:
+            break
+    assert servers(Workspace.open(root)) == ["shop-web-1", "shop-web-2"]
+    simulate(root, web_1=0.95, web_2=0.95)
+    grown = scaler.period()[0]
+    assert grown.decision is not None and grown.decision.size > 2 and grown.converged
+    assert "shop-web-3" in servers(Workspace.open(root))
+    simulate(root, web_1=0.5, web_2=0.5, web_3=0.5)
+    after = scaler.period()[0].decision
+    assert after is not None and after.reading.warming >= 1, after  # web-3 is new, not the one seen at the start

@@ -3,11 +3,18 @@ stats page (as the loop reads an app domain's), and the idle server is the one r
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
+from collections.abc import Iterator
 
-from crane_iac.autoscaler.metrics import current_sessions
+import pytest
+
+from crane_iac.autoscaler import agents
+from crane_iac.autoscaler.agents import AgentMetrics, AgentSample
+from crane_iac.autoscaler.metrics import HAProxySessions, current_sessions
 from crane_iac.autoscaler.removal import choose
+from crane_iac.errors import CraneError
 from crane_iac.objects import ScalableTier, TierHost
 from tests.appdomain.conftest import NewHAProxy, StartApps
 from tests.appdomain.processes import free_port, http_get
@@ -46,3 +53,52 @@ def test_the_server_with_a_request_in_flight_stays_and_an_idle_one_goes(app_proc
 
 def test_an_unreachable_balancer_gives_no_figures() -> None:
     assert current_sessions(tier(["a"], f"http://127.0.0.1:{free_port()}/stats;csv")) is None
+
+
+@pytest.fixture
+def garbage_server() -> Iterator[int]:
+    """A loopback server that answers every connection with a line that is not HTTP, then closes it (a balancer or
+    agent gone wrong, or something else on its port)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", free_port()))
+        listener.listen()
+        listener.settimeout(0.2)
+        stopping = threading.Event()
+
+        def serve() -> None:
+            while not stopping.is_set():
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    continue
+                with conn:
+                    conn.recv(4096)
+                    conn.sendall(b"certainly not HTTP\r\n\r\n")
+
+        thread = threading.Thread(target=serve, daemon=True)
+        thread.start()
+        try:
+            yield int(listener.getsockname()[1])
+        finally:
+            stopping.set()
+            thread.join()
+
+
+def test_a_balancer_or_agent_answering_garbage_is_no_figure_not_a_crash(garbage_server: int) -> None:
+    scalable = tier(["a"], f"http://127.0.0.1:{garbage_server}/stats;csv")
+    assert current_sessions(scalable) is None
+    with pytest.raises(CraneError, match="cannot be read"):
+        HAProxySessions().read(scalable, time.time())
+    host = TierHost("appdomain.t/container.a", "container", "a", 1, ip="127.0.0.1")
+    assert AgentMetrics().pull(host, garbage_server) is None
+
+
+def test_the_receiver_keeps_the_newest_hosts_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pushes under made-up names cannot lock real servers out: the oldest sample goes."""
+    monkeypatch.setattr(agents, "MAX_HOSTS", 3)
+    metrics = AgentMetrics()
+    for i, name in enumerate(["real", "fake-1", "fake-2", "fake-3"]):
+        metrics.keep(AgentSample(name, 0.5, 0.1, 1000.0 + i, i, "10.0.0.9"))
+    assert metrics.newest("real", "10.0.0.9") is None and metrics.newest("fake-3", "10.0.0.9") is not None
+    metrics.keep(AgentSample("real", 0.5, 0.1, 2000.0, 9, "10.0.0.9"))  # the real server pushes again: kept
+    assert metrics.newest("real", "10.0.0.9") is not None and metrics.newest("fake-1", "10.0.0.9") is None

@@ -57,8 +57,10 @@ def test_an_agent_policy_gives_the_tier_its_addresses_and_the_web_role_the_agent
                               "agent_push": "http://10.87.0.1:9700/push"}
 
 
-def test_a_provider_policy_installs_no_agent(tmp_path: Path) -> None:
-    root = project(tmp_path, stack('source="provider"'))
+@pytest.mark.parametrize("policy", ['source="provider"', 'signal="sessions", capacity=50.0'])
+def test_a_policy_that_does_not_read_the_agents_installs_none(tmp_path: Path, policy: str) -> None:
+    """The provider's reading, or HAProxy's session rate (whatever the source says): no agent would be listened to."""
+    root = project(tmp_path, stack(policy))
     tier = loaded_tier(root)
     assert (tier.agent_listen, tier.agent_port) == (None, None) and tier.hosts[0].ip == "10.87.0.12"
     assert set(web_vars(root)) == {"app_port", "dsn"}
