@@ -49,6 +49,22 @@ supervise() {
     changed "started $1"
 }
 
+# retire NAME: stops the service, lets its runsv go and removes $SERVICES/NAME; `sv exit` does not wait for runsv to
+# leave, and a runsv still writing its supervise/ files makes a plain rm fail, so the removal is tried until it holds
+retire() {
+    dir="$SERVICES/$1"
+    [ -d "$dir" ] || return 0
+    sv -w 10 force-stop "$dir" >/dev/null 2>&1 || true
+    sv exit "$dir" >/dev/null 2>&1 || true
+    i=0
+    until rm -rf "$dir" 2>/dev/null; do
+        i=$((i + 1))
+        [ "$i" -lt 200 ] || { echo "cannot remove $dir: its runsv did not leave" >&2; exit 1; }
+        sleep 0.05
+    done
+    changed "removed $1"
+}
+
 # log_tail NAME: the last lines the service printed (a crash loop's repeats once), to stderr: they say why it failed
 log_tail() {
     [ -f "$LOGS/$1.log" ] && tail -n 20 "$LOGS/$1.log" | uniq | tail -n 4 >&2 || true
