@@ -165,20 +165,21 @@ class Autoscaler:
         assert decision is not None
         recorded = state.settings.get(tier.setting)
         removal = report.removal
+        # a removal the size alone does not make (not the newest) also names the servers that stay
+        chosen = removal if removal is not None and not removal.newest and tier.members_setting else None
         try:
-            chosen = removal is not None and not removal.newest and bool(tier.members_setting)
-            if removal is not None and chosen:
+            if chosen is not None:
                 # first the members with the chosen servers last (the same servers: nothing changes), then the size
                 # (which drops the last ones), then the members that stay: interrupted (a kill, a human apply taking
                 # the lock) between any two writes, the tier is what it was or what was decided
-                self.workspace.set_setting(tier.members_setting, [h.number for h in removal.kept + removal.removed],
-                                           by=BY, why=f"{decision.rule}: {removal.reason}")
+                self.workspace.set_setting(tier.members_setting, [h.number for h in chosen.kept + chosen.removed],
+                                           by=BY, why=f"{decision.rule}: {chosen.reason}")
             if decision.size != tier.size:
                 why = f"{decision.rule}: {decision.reason}" + (f"; {removal.reason}" if removal else "")
                 self.workspace.set_setting(tier.setting, decision.size, by=BY, why=why)
-            if removal is not None and chosen:
-                self.workspace.set_setting(tier.members_setting, [h.number for h in removal.kept], by=BY,
-                                           why=f"{decision.rule}: {removal.reason}")
+                if chosen is not None:
+                    self.workspace.set_setting(tier.members_setting, [h.number for h in chosen.kept], by=BY,
+                                               why=f"{decision.rule}: {chosen.reason}")
             elif recorded is not None and recorded.value != tier.size:
                 self.workspace.set_setting(tier.setting, tier.size, by=BY, why=(
                     f"clamped: {recorded.value} is outside the stack's range [{tier.min}, {tier.max}] for "

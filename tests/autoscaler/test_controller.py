@@ -179,3 +179,18 @@ def test_a_server_made_again_under_a_removed_number_warms_up_anew(tmp_path: Path
     simulate(root, web_1=0.5, web_2=0.5, web_3=0.5)
     after = scaler.period()[0].decision
     assert after is not None and after.reading.warming >= 1, after  # web-3 is new, not the one seen at the start
+
+
+def test_a_decision_on_a_clamped_size_is_written_and_not_clamped_back(tmp_path: Path) -> None:
+    """A size setting outside the range (0, below min 1) is in effect as 1; high memory scales that out: the new size
+    is what the setting says afterwards, not the clamp of the old one written over it."""
+    root = project(tmp_path, STACK.format(max=6))
+    ws = Workspace.open(root)
+    apply(ws)
+    ws.set_setting("appdomain.shop/web.size", 0, by="me", why="too low on purpose")
+    apply(Workspace.open(root))
+    simulate(root, web_1=0.95)
+    report = Autoscaler(Workspace.open(root), log=lambda _line: None).period()[0]
+    assert report.decision is not None and report.decision.size > 1, report
+    setting = Workspace.open(root).settings()["appdomain.shop/web.size"]
+    assert setting.value == report.decision.size and "scale-out" in setting.why, setting
