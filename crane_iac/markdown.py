@@ -8,7 +8,7 @@ from typing import Any
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action
 from crane_iac.planner.model import Plan, ResourceChange
-from crane_iac.render import SIGNS, endpoint_order, value
+from crane_iac.render import SIGNS, TIERS_NOTE, endpoint_order, tier_line, value
 
 _VERB = {Action.CREATE: "create", Action.UPDATE: "update in place", Action.DELETE_THEN_CREATE: "replace",
          Action.CREATE_THEN_DELETE: "replace (new one first)", Action.DELETE: "destroy", Action.NOOP: "record"}
@@ -91,10 +91,9 @@ def render_markdown(plan: Plan, *, limit: int = DETAIL_LIMIT) -> str:
     if plan.drift:
         lines += [*_drift(plan), ""]
     if plan.tiers:
-        lines += ["**Scalable tiers** (`crane autoscale` sets their size within the declared range):",
-                  *[f"- {_code(t['address'])} web: size **{t['size']}** in [{t['min']}, {t['max']}], the stack says "
-                    f"{t['declared']}; " + (f"set by {t['owner']}: {t['why']}" if t["owner"] != "stack"
-                                            else "the stack's size") for t in plan.tiers], ""]
+        lines += [f"**Scalable tiers** ({TIERS_NOTE}):",
+                  *["- " + tier_line(t, address=_code(t["address"]), size=f"**{t['size']}**") for t in plan.tiers],
+                  ""]
     if plan.moves:
         lines += ["**Moved** (state only):", *[f"- {_code(old)} → {_code(new)}" for old, new in plan.moves], ""]
     changes = [c for c in plan.changes if c.action is not Action.NOOP or c.reason]

@@ -167,6 +167,18 @@ def _targeting_lines(plan: Plan) -> list[str]:
 DETAIL_LIMIT = 500
 
 
+#: what the plan's scalable tiers are, in the text plan and the Markdown comment alike
+TIERS_NOTE = "`crane autoscale` sets their size within the declared range"
+
+
+def tier_line(tier: dict[str, Any], *, address: str | None = None, size: str | None = None) -> str:
+    """One scalable tier of a plan: its size in effect, the range, the stack's own size and who set the size;
+    ``address`` and ``size`` as the caller shows them (Markdown marks them up)."""
+    owner = f"set by {tier['owner']}: {tier['why']}" if tier["owner"] != "stack" else "the stack's size"
+    return (f"{address or tier['address']} web: size {size or tier['size']} in [{tier['min']}, {tier['max']}], "
+            f"the stack says {tier['declared']}; {owner}")
+
+
 def render_plan(plan: Plan, *, colour: bool = False, limit: int = DETAIL_LIMIT) -> str:
     paint = _Paint(colour)
     lines: list[str] = _targeting_lines(plan) if plan.targets else []
@@ -188,11 +200,8 @@ def render_plan(plan: Plan, *, colour: bool = False, limit: int = DETAIL_LIMIT) 
                      for s in plan.settings)
         lines.append("")
     if plan.tiers:
-        lines.append("Scalable tiers (`crane autoscale` sets their size within the declared range):")
-        lines.extend(f"  {t['address']} web: size {t['size']} in [{t['min']}, {t['max']}], the stack says "
-                     f"{t['declared']}; " + (f"set by {t['owner']}: {t['why']}" if t["owner"] != "stack"
-                                             else "the stack's size")
-                     for t in plan.tiers)
+        lines.append(f"Scalable tiers ({TIERS_NOTE}):")
+        lines.extend(f"  {tier_line(t)}" for t in plan.tiers)
         lines.append("")
     if plan.moves:
         lines.append("Moved (state only: the objects keep their names on the hypervisor):")
