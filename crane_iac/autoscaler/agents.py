@@ -162,18 +162,9 @@ class AgentMetrics:
         return [(str(r.server_address[0]), int(r.server_address[1])) for r in self._receivers.values()]
 
     def keep(self, sample: AgentSample) -> None:
-        """Keep a pushed ``sample`` if it is the newest of its host from its sender. With ``MAX_HOSTS`` kept, the
-        oldest goes: pushes under made-up names (anything on the bridge can send them) cannot lock real servers
-        out, and a real server that lost its entry is pulled until it pushes again."""
-        key = (sample.host, sample.sender)
+        """Keep a pushed ``sample`` if it is the newest of its host from its sender, and count the push."""
         with self._lock:
-            known = self._samples.get(key)
-            if known is None and len(self._samples) >= MAX_HOSTS:
-                oldest = min(self._samples, key=lambda k: self._samples[k].at)
-                del self._samples[oldest]
-                self.pushes.pop(oldest[0], None)
-            if known is None or (sample.at, sample.seq) > (known.at, known.seq):
-                self._samples[key] = sample
+            self._store(sample)
             self.pushes[sample.host] = self.pushes.get(sample.host, 0) + 1
 
     def newest(self, host: str, sender: str) -> AgentSample | None:
@@ -213,11 +204,21 @@ class AgentMetrics:
 
     def _remember(self, sample: AgentSample) -> None:
         """A pulled sample, kept as the newest known of its host when it is (not counted as a push)."""
-        key = (sample.host, sample.sender)
         with self._lock:
-            known = self._samples.get(key)
-            if known is None or (sample.at, sample.seq) > (known.at, known.seq):
-                self._samples[key] = sample
+            self._store(sample)
+
+    def _store(self, sample: AgentSample) -> None:
+        """Keep ``sample`` if it is the newest of its host from its sender (the lock held). With ``MAX_HOSTS``
+        kept, the oldest goes: pushes under made-up names (anything on the bridge can send them) cannot lock real
+        servers out, and a real server that lost its entry is pulled until it pushes again."""
+        key = (sample.host, sample.sender)
+        known = self._samples.get(key)
+        if known is None and len(self._samples) >= MAX_HOSTS:
+            oldest = min(self._samples, key=lambda k: self._samples[k].at)
+            del self._samples[oldest]
+            self.pushes.pop(oldest[0], None)
+        if known is None or (sample.at, sample.seq) > (known.at, known.seq):
+            self._samples[key] = sample
 
     def close(self) -> None:
         """Stop every receiver (samples already kept stay readable)."""
