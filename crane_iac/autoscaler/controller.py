@@ -91,10 +91,10 @@ class Autoscaler:
                     report = TierReport(tier.address)
                     try:
                         policy = ScalingPolicy(**tier.policy)
-                        source = self._source(tier, policy, endpoints[tier.endpoint].reaches_guests, endpoints)
+                        reaches = endpoints[tier.endpoint].reaches_guests
+                        source = self._source(tier, policy, reaches, endpoints)
                         report.decision = self._decide(tier, policy, state, source, now)
                         if report.decision.size < tier.size:
-                            reaches = endpoints[tier.endpoint].reaches_guests
                             report.removal = choose(tier.hosts, current_sessions(tier) if reaches else None,
                                                     tier.size - report.decision.size)
                     except CraneError as exc:
