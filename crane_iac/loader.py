@@ -160,7 +160,7 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
         physical_seen.update((key, address) for key, _ in claims)
         desired.append(Desired(
             address=address, kind=res.kind, physical=meta.physical, properties=props,
-            dependencies=sorted(set(deps)), protect=res.protect, ignore_changes=list(res.ignore_changes),
+            dependencies=sorted(set(deps)), protect=res.protected, ignore_changes=list(res.ignore_changes),
             create_before_destroy=res.create_before_destroy, file=file, line=line, endpoint=endpoint))
     diagnostics.extend(unknown_ignored)
     cycle = find_cycle({d.address: d.dependencies for d in desired})

@@ -35,11 +35,13 @@ class Action(StrEnum):
 
 class Reach(StrEnum):
     """How a changed field reaches the object: ``live`` (in place, nothing restarts), ``restart`` (in place, taking
-    effect when apply restarts the object) or ``replace`` (a new object)."""
+    effect when apply restarts the object), ``replace`` (a new object) or ``state`` (crane's own record of it, such
+    as ``protect``: nothing on the endpoint changes)."""
 
     LIVE = "live"
     RESTART = "restart"
     REPLACE = "replace"
+    STATE = "state"
 
 
 class Reason(StrEnum):

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from crane_iac.engine import failpoints
 from crane_iac.errors import CraneError
-from crane_iac.objects import Action, Outcome, Owner, Reason, Recorded, Verb, scope_properties
+from crane_iac.objects import Action, Outcome, Owner, Reach, Reason, Recorded, Verb, scope_properties
 from crane_iac.planner.diff import Step, has_markers, order_changes, resolve_outputs
 from crane_iac.planner.model import Phase, Plan, ResourceChange
 from crane_iac.providers.base import Provider
@@ -147,6 +147,13 @@ class Applier:
                               self.outputs.get(change.address, {}), change.dependencies, change.protect,
                               change.endpoint)
             return Committed(change.address, outcome, record, None)
+        if outcome is Outcome.UPDATE and all(f.reach is Reach.STATE for f in change.fields):
+            # only crane's own record changes (protect): the endpoint is not called
+            record = Recorded(change.address, change.kind, change.physical, change.before or {},
+                              self.outputs.get(change.address, {}), change.dependencies, change.protect,
+                              change.endpoint)
+            self.records[change.address] = record
+            return Committed(change.address, outcome, record, change.before)
         owner = Owner(self.plan.stack, change.address)
         provider = self.providers[change.endpoint]
         with self.slots[change.endpoint]:

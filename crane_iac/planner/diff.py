@@ -73,7 +73,9 @@ def make_plan(
 ) -> tuple[Plan, list[Diagnostic]]:
     """Compute the plan. ``live`` is None when refresh is off; it may hold adopted and orphaned objects. ``differs``
     are the providers' judgements of changes, by endpoint."""
-    desired_by_address = {} if request.destroy else {d.address: d for d in desired}
+    # the stack's lifecycle options count even for a destroy: protect=True there refuses it
+    declared = {d.address: d for d in desired}
+    desired_by_address = {} if request.destroy else declared
     diagnostics: list[Diagnostic] = []
     plan = Plan(
         stack=request.stack,
@@ -135,14 +137,16 @@ def make_plan(
                 fields.insert(0, FieldChange("provider", rec.endpoint, want.endpoint, Reach.REPLACE))
             if rec is not None and rec.physical != want.physical:  # a replacement under its own name
                 fields.insert(0, FieldChange("name", rec.physical, want.physical, Reach.REPLACE))
+            if rec is not None and rec.protect != want.protect:  # the stack's protect is the one in force
+                fields.append(FieldChange("protect", rec.protect, want.protect, Reach.STATE, note=STATE_ONLY))
             forced = address in request.replace
             if forced or any(f.forces_replacement for f in fields):
                 action = Action.CREATE_THEN_DELETE if want.create_before_destroy else Action.DELETE_THEN_CREATE
-                if rec is not None and (rec.protect or want.protect) and (selected is None or address in selected):
+                if want.protect and (selected is None or address in selected):
                     diagnostics.append(Diagnostic(
                         "is protected (protect=True) and cannot be replaced; "
-                        f"changed: {', '.join(f.name for f in fields if f.forces_replacement) or '--replace'}",
-                        want.file, want.line, address))
+                        f"changed: {', '.join(f.name for f in fields if f.forces_replacement) or '--replace'}; "
+                        "remove protect=True from its declaration to allow it", want.file, want.line, address))
                 pending.add(address)
                 reason = reason or (Reason.FORCED if forced else None)
             elif fields:
@@ -182,9 +186,10 @@ def make_plan(
                                                dependencies=old.dependencies, reason=Reason.FORGET,
                                                endpoint=old.endpoint))
             continue
-        if old is not None and old.protect:
-            diagnostics.append(Diagnostic(
-                "is protected (protect=True) and cannot be destroyed; remove protect first and apply", address=address))
+        if old is not None:
+            problem = _protected(address, old, declared.get(address))
+            if problem is not None:
+                diagnostics.append(problem)
         source: Recorded | Live | None = old if old is not None else seen
         assert source is not None
         plan.changes.append(ResourceChange(
@@ -205,6 +210,27 @@ def make_plan(
     elif recorded_outputs is not None:
         plan.outputs = dict(recorded_outputs)
     return plan, diagnostics
+
+
+#: what the plan says of a change only crane's state records (``protect``)
+STATE_ONLY = "recorded in state only; nothing on the hypervisor changes"
+
+
+def _protected(address: str, recorded: Recorded, declared: Desired | None) -> Diagnostic | None:
+    """Why deleting a recorded resource is refused, or None. The stack's ``protect`` is the one in force (removing it
+    there lifts the protection, with no apply first); a resource the stack no longer declares keeps the protection
+    state recorded for it, so deleting its declaration does not delete a protected object."""
+    if declared is not None:
+        if not declared.protect:
+            return None
+        return Diagnostic("is protected (protect=True) and cannot be destroyed; remove protect=True from its "
+                          "declaration to allow it", declared.file, declared.line, address)
+    if not recorded.protect:
+        return None
+    return Diagnostic(
+        "was protected (protect=True) when last applied, and the stack no longer declares it, so crane will not "
+        "delete it: to delete it, declare it again without protect=True and apply, then remove it; to leave the "
+        f"object as it is and stop managing it, `crane state rm {address}`", address=address)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, FieldChange, Reach, Reason
 
-PLAN_FORMAT_VERSION = 5
+PLAN_FORMAT_VERSION = 6
 
 
 class Phase(StrEnum):

@@ -233,6 +233,16 @@ class Resource(BaseModel):
         return DEFAULT_ENDPOINT
 
     @property
+    def protected(self) -> bool:
+        """``protect=True`` on this resource or on a component it belongs to (Pulumi's rule: children inherit it)."""
+        node: Resource | None = self
+        while node is not None:
+            if node.protect:
+                return True
+            node = node.meta.parent
+        return False
+
+    @property
     def location(self) -> tuple[str | None, int | None]:
         return self.meta.file, self.meta.line
 

@@ -51,7 +51,7 @@ def test_protected_resource_refuses_replace_and_delete() -> None:
                 "vm.b": Recorded("vm.b", "vm", "b", {"vcpus": 2}, protect=True)}
     _, diagnostics = make_plan(PlanRequest("s", "l", 1), desired, recorded, None, {"default": LibvirtRules()})
     assert [(d.address, d.line) for d in diagnostics] == [("vm.a", 4), ("vm.b", None)]
-    assert "cannot be replaced" in diagnostics[0].summary and "cannot be destroyed" in diagnostics[1].summary
+    assert "cannot be replaced" in diagnostics[0].summary and "will not delete it" in diagnostics[1].summary
 
 
 def test_apply_graph_orders_creates_after_and_deletes_before_dependencies() -> None:
