@@ -167,8 +167,9 @@ def _app(opened: ExitStack) -> Any:
         as_json: AsJson = False, format_: Format = None,
         target: Targets = None, replace: Replaces = None, refresh: Refresh = None,
         destroy: Annotated[bool, typer.Option("--destroy", metavar="", help="Plan to destroy everything.")] = False,
-        detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", metavar="",
-                                                        help="Exit 0: no changes, 1: error, 2: changes.")] = False,
+        detailed_exitcode: Annotated[bool, typer.Option(
+            "--detailed-exitcode", metavar="",
+            help="Exit 0: no changes, 1: error, 2: changes (or a setting overrides the stack).")] = False,
     ) -> int:
         """Show what apply would change."""
         how = output_format(format_, as_json)
@@ -180,7 +181,8 @@ def _app(opened: ExitStack) -> Any:
             if how == "text":
                 flag = "" if len(ws.project.config.stacks) == 1 else f" (stack {result.stack!r}, recorded in the file)"
                 print(f"\nSaved the plan to {out}{flag}; apply it with: crane apply {out}")
-        return 2 if detailed_exitcode and result.has_changes else 0
+        # a setting that overrides the user's own value is not "no changes": the stack is not what is in effect
+        return 2 if detailed_exitcode and (result.has_changes or result.overrides) else 0
 
     def output_format(given: str | None, as_json: bool) -> str:
         how = "json" if as_json and given is None else (given or "text")

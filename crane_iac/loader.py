@@ -32,6 +32,8 @@ class LoadedStack:
     imports: list[str] = field(default_factory=list)
     #: the durable settings the stack read (``setting(key, default)``)
     settings_read: list[str] = field(default_factory=list)
+    #: the stack's own value of each setting it read (None: it has none)
+    setting_defaults: dict[str, Any] = field(default_factory=dict)
     #: tiers a controller may resize (``AppDomain(autoscale=...)``)
     tiers: list[ScalableTier] = field(default_factory=list)
 
@@ -173,7 +175,8 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
     outputs = {name: _export_value(value) for name, value in registry.exports.items()}
     return LoadedStack(file=registry.stack_file, desired=desired, components=components, outputs=outputs,
                        moves=[(old, new) for old, new, _, _ in registry.moves], imports=sorted(registry.imports),
-                       settings_read=list(registry.settings_read), tiers=list(registry.tiers))
+                       settings_read=list(registry.settings_read),
+                       setting_defaults=dict(registry.setting_defaults), tiers=list(registry.tiers))
 
 
 def pinned_names(loaded: LoadedStack, recorded: dict[str, str]) -> dict[str, str] | None:

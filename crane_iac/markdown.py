@@ -35,6 +35,9 @@ def _summary(plan: Plan) -> str:
     if plan.destroy:
         head += " (destroy)"
     if not plan.has_changes:
+        if plan.overrides:
+            return (f"{head}: no changes\n\nThe infrastructure matches the settings in effect, not the stack's own "
+                    "values.")
         return f"{head}: no changes\n\nThe infrastructure matches the stack."
     return f"{head}: {', '.join(parts)}"
 
@@ -88,6 +91,12 @@ def render_markdown(plan: Plan, *, limit: int = DETAIL_LIMIT) -> str:
     if plan.targets:
         lines += [f"> **Targeting is in effect** ({', '.join(_code(t) for t in plan.targets)}): "
                   f"{len(plan.untargeted)} other resource(s) have changes pending outside the targets.", ""]
+    if plan.overrides:
+        lines += ["> **Warning: durable settings override the stack's own values** (apply honours the settings):"]
+        lines += [f"> - {_code(o['key'])} = {_code(value(o['value']))}, not the stack's "
+                  f"{_code(value(o['stack_value']))}: set by {o['by']} at {o['at']} ({o['why']}); "
+                  f"`crane setting unset {o['key']} --why TEXT` hands it back" for o in plan.overrides]
+        lines.append("")
     if plan.drift:
         lines += [*_drift(plan), ""]
     if plan.tiers:
@@ -96,6 +105,10 @@ def render_markdown(plan: Plan, *, limit: int = DETAIL_LIMIT) -> str:
                   ""]
     if plan.moves:
         lines += ["**Moved** (state only):", *[f"- {_code(old)} → {_code(new)}" for old, new in plan.moves], ""]
+    if plan.settings_dropped:
+        lines += ["**Settings removed** with their components:",
+                  *[f"- {_code(d['key'])} = {_code(value(d['value']))} (set by {d['by']}), with {_code(d['component'])}"
+                    for d in plan.settings_dropped], ""]
     changes = [c for c in plan.changes if c.action is not Action.NOOP or c.reason]
     endpoints = endpoint_order(changes)
     shown = 0

@@ -179,9 +179,31 @@ def tier_line(tier: dict[str, Any], *, address: str | None = None, size: str | N
             f"the stack says {tier['declared']}; {owner}")
 
 
+def override_lines(plan: Plan) -> list[str]:
+    """The warning that durable settings beat the stack's own values: which value, which setting, who set it and
+    how to hand it back."""
+    if not plan.overrides:
+        return []
+    lines = ["Warning: durable settings override the stack's own values (apply honours the settings):"]
+    for o in plan.overrides:
+        lines.append(f"  {o['key']} = {value(o['value'])}, not the stack's {value(o['stack_value'])}: set by "
+                     f"{o['by']} at {o['at']} ({o['why']}); `crane setting unset {o['key']} --why TEXT` hands it "
+                     "back to the stack")
+    return lines
+
+
+def dropped_settings_lines(plan: Plan) -> list[str]:
+    """Settings that go with the components this plan removes."""
+    return [f"  - setting {d['key']} = {value(d['value'])} (set by {d['by']}), removed with {d['component']}"
+            for d in plan.settings_dropped]
+
+
 def render_plan(plan: Plan, *, colour: bool = False, limit: int = DETAIL_LIMIT) -> str:
     paint = _Paint(colour)
     lines: list[str] = _targeting_lines(plan) if plan.targets else []
+    if plan.overrides:
+        lines.extend(paint(line, "33") if i == 0 else line for i, line in enumerate(override_lines(plan)))
+        lines.append("")
     if plan.drift:
         lines.append(paint("Drift", "1") + " (changed outside crane since the last apply; the plan below corrects it):")
         for d in plan.drift[:limit]:
@@ -207,8 +229,14 @@ def render_plan(plan: Plan, *, colour: bool = False, limit: int = DETAIL_LIMIT) 
         lines.append("Moved (state only: the objects keep their names on the hypervisor):")
         lines.extend(f"  {old} has moved to {new}" for old, new in plan.moves)
         lines.append("")
-    if not changes and not plan.outputs_changed and not plan.moves:
+    if plan.settings_dropped:
+        lines.append("Settings removed with their components (each recorded in `crane state history`):")
+        lines.extend(dropped_settings_lines(plan))
+        lines.append("")
+    if not changes and not plan.outputs_changed and not plan.moves and not plan.settings_dropped:
         lines.append("No changes for the targets." if plan.targets
+                     else "No changes. The infrastructure matches the settings in effect, not the stack's own values "
+                          "(see the warning above)." if plan.overrides
                      else "No changes. The infrastructure matches the stack.")
         return "\n".join(lines)
     if changes:
@@ -237,7 +265,8 @@ def render_plan(plan: Plan, *, colour: bool = False, limit: int = DETAIL_LIMIT) 
     lines.append("")
     lines.append(f"Plan: {counts['create']} to create, {counts['update']} to update, {counts['replace']} to replace, "
                  f"{counts['delete']} to delete" + (f", {adopted} to adopt" if adopted else "")
-                 + (f", {len(plan.moves)} to move." if plan.moves else "."))
+                 + (f", {len(plan.moves)} to move" if plan.moves else "")
+                 + (f", {len(plan.settings_dropped)} setting(s) to remove." if plan.settings_dropped else "."))
     return "\n".join(lines)
 
 

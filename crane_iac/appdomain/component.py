@@ -187,7 +187,7 @@ class AppDomain(Component):
     def web_size(self) -> int:
         """The web tier's size in effect: the setting (clamped into the declared range, so a user who narrows
         min/max is obeyed at once), else ``web.size``."""
-        wanted = setting(self.size_setting, None)
+        wanted = setting(self.size_setting, self.web.size)
         if not isinstance(wanted, int) or isinstance(wanted, bool):
             return self.web.size
         return min(max(wanted, self.web.min), self.web.max)

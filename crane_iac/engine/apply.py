@@ -23,7 +23,7 @@ from crane_iac.objects import Action, Outcome, Owner, Reach, Reason, Recorded, V
 from crane_iac.planner.diff import Step, has_markers, order_changes, resolve_outputs
 from crane_iac.planner.model import Phase, Plan, ResourceChange
 from crane_iac.providers.base import Provider
-from crane_iac.state.base import Committed, Intent, StateStore
+from crane_iac.state.base import Committed, Intent, StateStore, this_process
 
 T = TypeVar("T")
 
@@ -282,4 +282,8 @@ class Applier:
         if result.ok:  # a targeted apply updates the outputs too (what it did not touch resolves as before)
             outputs = resolve_outputs(self.plan.outputs, self.outputs, keep_unknown=False)
             result.serial = self.store.commit(self.plan.stack, [], outputs, expected_serial=result.serial)
+            for dropped in self.plan.settings_dropped:  # a component's settings go with it, each in the history
+                result.serial = self.store.set_setting(
+                    self.plan.stack, dropped["key"], None, by=this_process(),
+                    why=f"{dropped['component']} destroyed: its settings go with it", expected_serial=result.serial)
         return result

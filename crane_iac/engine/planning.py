@@ -152,6 +152,9 @@ def _plan_once(
                       "why": state.settings[key].why, "at": state.settings[key].at}
                      for key in loaded.settings_read if key in state.settings]
     plan.tiers = [_tier(tier, state.settings.get(tier.setting)) for tier in loaded.tiers]
+    if not destroy:
+        plan.overrides = _overrides(loaded, state)
+    plan.settings_dropped = _settings_dropped(plan, state, set(loaded.components))
     desired = {d.address: d for d in loaded.desired}
     for change in plan.changes:
         if change.action is not Action.DELETE and change.after is not None:
@@ -184,3 +187,33 @@ def _tier(tier: ScalableTier, setting: Setting | None) -> dict[str, Any]:
     """A scalable tier as the plan shows it: the size in effect, the stack's, the range, and who owns the size."""
     return {"address": tier.address, "size": tier.size, "declared": tier.declared, "min": tier.min, "max": tier.max,
             "owner": setting.by if setting is not None else "stack", "why": setting.why if setting is not None else ""}
+
+
+def _overrides(loaded: LoadedStack, state: StackState) -> list[dict[str, Any]]:
+    """The settings in effect that differ from the stack's own value for them (``setting(key, default)``'s
+    default): the stack, or a ``--var`` the user gave, says one thing and the setting wins."""
+    found = []
+    for key in loaded.settings_read:
+        stack_value, held = loaded.setting_defaults.get(key), state.settings.get(key)
+        if held is not None and stack_value is not None and held.value != stack_value:
+            found.append({"key": key, "value": held.value, "stack_value": stack_value, "by": held.by,
+                          "why": held.why, "at": held.at})
+    return found
+
+
+def _settings_dropped(plan: Plan, state: StackState, declared: set[str]) -> list[dict[str, Any]]:
+    """Settings of components (``appdomain.shop/web.size`` belongs to ``appdomain.shop``) whose last recorded
+    resources this plan deletes, and which the stack no longer declares (or the plan destroys): they go with the
+    component, so a fresh apply after a destroy starts from the stack's values."""
+    deleted = {c.address for c in plan.changes if c.action is Action.DELETE}
+    if not deleted or not state.settings:
+        return []
+    staying = [a for a in state.resources if a not in deleted]
+    dropped = []
+    for key, held in sorted(state.settings.items()):
+        owner = key.rsplit("/", 1)[0] if "/" in key else ""
+        if not owner or (owner in declared and not plan.destroy):
+            continue
+        if any(is_within(a, owner) for a in deleted) and not any(is_within(a, owner) for a in staying):
+            dropped.append({"key": key, "value": held.value, "by": held.by, "component": owner})
+    return dropped

@@ -83,13 +83,18 @@ class Plan:
     #: why}: the size in effect, the stack's own, the declared range, and who set the size (the stack, or the
     #: setting's author) with why
     tiers: list[dict[str, Any]] = field(default_factory=list)
+    #: settings that override the stack's own value (a variable, a size in the stack): {key, value, stack_value,
+    #: by, why, at}; the plan warns of each, and ``--detailed-exitcode`` is 2 while one holds
+    overrides: list[dict[str, Any]] = field(default_factory=list)
+    #: settings of components this apply removes entirely, deleted with them: {key, value, by, component}
+    settings_dropped: list[dict[str, Any]] = field(default_factory=list)
     format_version: int = PLAN_FORMAT_VERSION
 
     @property
     def has_changes(self) -> bool:
         # a no-op with a reason is an adoption: nothing changes on the hypervisor, but state must record it
         return (any(c.action is not Action.NOOP or c.reason for c in self.changes) or bool(self.outputs_changed)
-                or bool(self.moves))
+                or bool(self.moves) or bool(self.settings_dropped))
 
     outputs_changed: bool = False
     #: the stack outputs that change: before (None when new) and after (a marker when known after apply)

@@ -63,6 +63,9 @@ class Registry:
     #: the settings the stack read (``setting(key, default)``), in the order it read them: the plan says which of
     #: them are in effect, who set them and why
     settings_read: list[str] = field(default_factory=list)
+    #: the stack's own value of each setting it read (``setting(key, default)``'s default, None when it has none):
+    #: the plan warns when a setting overrides it
+    setting_defaults: dict[str, Any] = field(default_factory=dict)
     #: tiers a controller may resize, declared by components (``AppDomain(autoscale=...)``)
     tiers: list[ScalableTier] = field(default_factory=list)
 
@@ -363,12 +366,14 @@ def variable(name: str) -> Any:
 def setting(key: str, default: Any) -> Any:
     """A durable setting of this stack from its state (``crane setting set KEY VALUE --why ...``, or a controller
     such as the autoscaler writing a tier's desired size), else ``default``. A human apply honours what was set
-    instead of undoing it; `crane setting unset KEY` hands the value back to the stack's default."""
+    instead of undoing it, and the plan warns that it does (naming the setting, who set it and why) whenever the
+    setting differs from ``default``, the stack's own value; `crane setting unset KEY` hands the value back."""
     registry = current_registry()
     if registry is None:
         return default
     if key not in registry.settings_read:
         registry.settings_read.append(key)
+        registry.setting_defaults[key] = default
     return registry.settings.get(key, default)
 
 
