@@ -85,4 +85,6 @@ def test_the_autoscaled_stack_scales_out_on_the_sandbox(project: ProjectDir) -> 
     ran = project.crane("autoscale", "--once")
     assert ran.code == 0 and "appdomain.shop: out to 4 (scale-out)" in ran.out, ran.out + ran.err
     plan = project.crane("plan", "--detailed-exitcode")
-    assert plan.code == 0 and "appdomain.shop web: size 4 in [2, 8], the stack says 2; set by autoscaler" in plan.out
+    # nothing to apply, but the stack's own size is not the one in effect: a warning, and exit 2 (as the README says)
+    assert plan.code == 2 and "appdomain.shop web: size 4 in [2, 8], the stack says 2; set by autoscaler" in plan.out
+    assert "appdomain.shop/web.size = 4, not the stack's 2: set by autoscaler" in plan.out
