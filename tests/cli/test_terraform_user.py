@@ -230,8 +230,9 @@ def test_import_adopts_an_existing_domain_and_plans_its_differences(project: Pro
     _define_outside_crane(project, "legacy")
     project.write_stack('from crane_iac import VM\nVM("seed", vcpus=1, memory_mib=128)\n'
                         'VM("legacy", vcpus=1, memory_mib=512)\n')
-    assert_clean_error(project.crane("plan"), "vm.legacy", "crane did not create it",
-                       "crane import vm.legacy")
+    unknown = project.crane("plan")
+    assert_clean_error(unknown, "vm.legacy", "crane did not create it. Adopt it with `crane import vm.legacy`")
+    assert "; or" not in unknown.err
     assert_clean_error(project.crane("import", "vm.nope"), "vm.nope is not declared in the stack")
     assert_clean_error(project.crane("import", "vm.legacy", "other-name"), "is named 'legacy' on the hypervisor")
     imported = ok(project, "import", "vm.legacy")
@@ -272,7 +273,9 @@ def test_state_rm_forgets_without_destroying_and_the_object_is_left_alone(projec
     assert project.domains() == ["gone", "keep"]
     project.write_stack('from crane_iac import VM\nVM("keep", vcpus=1, memory_mib=128)\n'
                         'VM("gone", vcpus=1, memory_mib=128)\n')
-    assert_clean_error(project.crane("plan"), "`crane state rm` removed it", "crane import vm.gone")
+    forgotten = project.crane("plan")
+    assert_clean_error(forgotten, "`crane state rm` removed it", "Manage it again with `crane import vm.gone`")
+    assert "; or" not in forgotten.err
     ok(project, "import", "vm.gone")
     assert ok(project, "plan", "--detailed-exitcode").startswith("No changes")
     assert "forget   vm.gone" in ok(project, "state", "history")
@@ -307,6 +310,26 @@ def test_state_mv_and_moved_re_address_without_destroying(project: ProjectDir) -
     except libvirt.libvirtError:
         pass
     conn.close()
+
+
+def test_a_state_mv_the_stack_has_not_followed_says_so_and_both_ways_out_work(project: ProjectDir) -> None:
+    worker = 'from crane_iac import VM\nVM("worker", vcpus=1, memory_mib=128)\n'
+    project.write_stack(worker)
+    ok(project, "apply", "--auto-approve")
+    ok(project, "state", "mv", "vm.worker", "vm.batch")
+    refused = project.crane("plan")
+    assert_clean_error(refused, "main.py:2: vm.worker: a vm named 'worker' already exists on the hypervisor: state "
+                       "records it at vm.batch", "the stack still declares it as vm.worker",
+                       "Declare it as vm.batch in the stack", "`crane state mv vm.batch vm.worker`")
+    assert "belongs to" not in refused.err and "; or" not in refused.err
+    # one way out: the record back where the stack has it
+    ok(project, "state", "mv", "vm.batch", "vm.worker")
+    assert ok(project, "plan", "--detailed-exitcode").startswith("No changes")
+    # the other: the stack follows the record (the object keeps its name)
+    ok(project, "state", "mv", "vm.worker", "vm.batch")
+    project.write_stack(worker.replace('VM("worker"', 'VM("batch"'))
+    assert ok(project, "plan", "--detailed-exitcode").startswith("No changes")
+    assert project.domains() == ["worker"]
 
 
 def test_var_files_and_command_line_vars(project: ProjectDir) -> None:
