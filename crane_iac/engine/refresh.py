@@ -70,12 +70,12 @@ def match_live(
         if want.address in importing and mine and id(other) not in claimed:
             take(want.address, other)
             continue
-        diagnostics.append(Diagnostic(_name_taken(want, key, other, stack, state, forgotten.get(key)),
+        diagnostics.append(Diagnostic(_name_taken(want, key, other, state, forgotten.get(key)),
                                       want.file, want.line, want.address))
     return matched, diagnostics
 
 
-def _name_taken(want: Desired, key: tuple[str, ...], other: Live, stack: str, state: StackState,
+def _name_taken(want: Desired, key: tuple[str, ...], other: Live, state: StackState,
                 forgotten: str | None) -> str:
     """Why ``want`` cannot have its name on its endpoint, and the ways out, in whole sentences."""
     exists = f"a {want.kind} named {want.physical!r} already exists on {_where(want.endpoint)}"
