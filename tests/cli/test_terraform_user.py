@@ -332,6 +332,49 @@ def test_a_state_mv_the_stack_has_not_followed_says_so_and_both_ways_out_work(pr
     assert project.domains() == ["worker"]
 
 
+def test_one_name_on_two_endpoints_is_two_addresses_and_a_hypervisor_name(project: ProjectDir) -> None:
+    project.write_config("""
+        [stacks.main]
+        file = "stacks/main.py"
+        [stacks.main.providers.lab]
+        # no uri: a sandbox of its own
+    """)
+    stack = """from crane_iac import VM, Network
+front = Network("front", mode="isolated", ipv4="10.64.0.0/24")
+lab = Network({lab}, mode="isolated", ipv4="10.65.0.0/24", provider="lab")
+VM("web", vcpus=1, memory_mib=128, networks=[front])
+VM("web-lab", hypervisor_name="web", vcpus=1, memory_mib=128, networks=[lab], provider="lab")
+"""
+    # what a Terraform user writes first: one address twice; the message names both places and the way
+    project.write_stack(stack.format(lab='"front"'))
+    refused = project.crane("plan")
+    assert_clean_error(refused, "main.py:3: network.front: duplicate address: network.front is also declared at "
+                       f"{project.root / 'stacks' / 'main.py'}:2, on endpoint 'default' (this one is on 'lab')",
+                       'Network("front-lab", hypervisor_name="front", ...)')
+    project.write_stack(stack.format(lab='"front-lab", hypervisor_name="front"'))
+    ok(project, "apply", "--auto-approve")
+    lab_sandbox = libvirt.open(f"test://{project.root / '.crane' / 'sandboxes' / 'lab' / 'sandbox.xml'}")
+    try:
+        assert [n.name() for n in lab_sandbox.listAllNetworks(0)] == ["front"]
+        assert [d.name() for d in lab_sandbox.listAllDomains(0)] == ["web"]
+    finally:
+        lab_sandbox.close()
+    assert networks(project) == ["front"] and project.domains() == ["web"]
+    assert sorted(ok(project, "state", "list").split()) == ["network.front", "network.front-lab", "vm.web",
+                                                            "vm.web-lab"]
+    shown = json.loads(ok(project, "state", "show", "network.front-lab"))
+    assert (shown["name"], shown["endpoint"]) == ("front", "lab")
+    assert ok(project, "plan", "--detailed-exitcode").startswith("No changes")
+    # an address picks one of them: the lab's network and its guest go, the default endpoint's stay
+    ok(project, "destroy", "--auto-approve", "--target", "network.front-lab")
+    assert sorted(ok(project, "state", "list").split()) == ["network.front", "vm.web"]
+    assert networks(project) == ["front"] and project.domains() == ["web"]
+    # one endpoint, one name: still an error
+    project.write_stack(stack.format(lab='"front-lab", hypervisor_name="front"').replace(', provider="lab")', ")"))
+    assert_clean_error(project.crane("plan"), "main.py:3: network.front-lab: hypervisor name 'front' is already "
+                       "used by network.front")
+
+
 def test_var_files_and_command_line_vars(project: ProjectDir) -> None:
     project.write_config("""
         [stacks.main]

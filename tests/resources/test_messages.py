@@ -65,8 +65,8 @@ Shop("t", colour=2)
 ''') == [
         "6: shop.s: size: expected an int, got str '3'",
         "6: shop.s: sise: unknown field; did you mean size?",
-        "7: shop.t: colour: unknown field; Shop takes create_before_destroy, depends_on, ignore_changes, protect, "
-        "provider, size",
+        "7: shop.t: colour: unknown field; Shop takes create_before_destroy, depends_on, hypervisor_name, "
+        "ignore_changes, protect, provider, size",
     ]
 
 
