@@ -2,6 +2,7 @@
 
     state = "sqlite:///.crane/state.db"     # default; relative paths are from the project root;
                                             # the environment's CRANE_STATE_URL overrides it
+    default_stack = "demo"                  # the stack without --stack (the environment's CRANE_STACK wins)
 
     [stacks.demo]
     file = "stacks/demo.py"
@@ -19,9 +20,10 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import ErrorDetails
 
 from crane_iac.errors import ConfigError
 from crane_iac.objects import DEFAULT_ENDPOINT
@@ -32,10 +34,20 @@ _CASTS: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": None}
 
 
 class VariableSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     type: VarType = "str"
     default: str | int | float | bool | None = None
     description: str = ""
+
+    def check_default(self) -> Any:
+        """The default as written, if it is of the declared type (an int does for a float), or raise ValueError:
+        crane.toml is typed, so ``default = "600"`` for an int is a mistake, not a value to convert."""
+        value = self.default
+        wanted: tuple[type, ...] = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}[self.type]
+        if isinstance(value, wanted) and not (isinstance(value, bool) and self.type != "bool"):
+            return float(value) if isinstance(value, (int, float)) and self.type == "float" else value
+        article = "an" if self.type == "int" else "a"
+        raise ValueError(f"the default {value!r} is {_toml_type(value)}, not {article} {self.type}")
 
     def cast(self, raw: Any) -> Any:
         """Convert ``raw`` (from TOML or ``--var``) to the declared type, or raise ValueError."""
@@ -56,6 +68,12 @@ class VariableSpec(BaseModel):
             raise ValueError(f"{raw!r} is not a{'n' if self.type == 'int' else ''} {self.type}") from None
 
 
+def _did_you_mean(name: str, known: Any) -> str:
+    """``; did you mean 'file'?``, or what is known, for an unknown ``name``."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; declared: {', '.join(sorted(known)) or 'none'}"
+
+
 _ENDPOINT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 #: the stack's own keys that set up its default endpoint
 _STACK_ENDPOINT_FIELDS = frozenset({"provider", "uri", "domain_type", "address_timeout", "shutdown_timeout",
@@ -65,7 +83,7 @@ _STACK_ENDPOINT_FIELDS = frozenset({"provider", "uri", "domain_type", "address_t
 class EndpointConfig(BaseModel):
     """One hypervisor endpoint: a provider type and where it is. With no ``uri``, a sandbox of its own."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     type: str = "libvirt"
     uri: str | None = None
     domain_type: str | None = None
@@ -79,7 +97,7 @@ class EndpointConfig(BaseModel):
 
 
 class StackConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     file: str
     #: the default endpoint's settings, written on the stack itself (``provider`` is its type)
     provider: str = "libvirt"
@@ -116,9 +134,19 @@ class StackConfig(BaseModel):
 
 
 class ProjectConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     state: str = "sqlite:///.crane/state.db"
     stacks: dict[str, StackConfig]
+    #: the stack a command uses without ``--stack`` (or ``CRANE_STACK``) when several are declared
+    default_stack: str | None = None
+
+    @field_validator("default_stack")
+    @classmethod
+    def _known_default(cls, value: str | None, info: ValidationInfo) -> str | None:
+        stacks = info.data.get("stacks", {})
+        if value is not None and stacks and value not in stacks:
+            raise ValueError(f"no stack {value!r}{_did_you_mean(value, stacks)}")
+        return value
 
 
 class Project:
@@ -130,15 +158,24 @@ class Project:
         self.path = path
 
     def stack(self, name: str | None) -> tuple[str, StackConfig]:
+        """The stack a command works on: ``name`` (``--stack``), else the environment's ``CRANE_STACK``, else
+        crane.toml's ``default_stack``, else the only one declared."""
         stacks = self.config.stacks
+        declared = ", ".join(sorted(stacks))
+        given = f"--stack {name}"
+        if name is None and os.environ.get("CRANE_STACK"):
+            name = os.environ["CRANE_STACK"]
+            given = f"CRANE_STACK={name}"
         if name is None:
+            if self.config.default_stack is not None:
+                return self.config.default_stack, stacks[self.config.default_stack]
             if len(stacks) == 1:
                 return next(iter(stacks.items()))
-            raise ConfigError(
-                f"{self.path}: several stacks are declared ({', '.join(sorted(stacks))}); choose one with --stack"
-            )
+            raise ConfigError(f"{self.path}: several stacks are declared ({declared}) and none is the default; "
+                              f"choose one with --stack NAME, or set default_stack = \"NAME\" at the top of "
+                              f"{CONFIG_NAME}")
         if name not in stacks:
-            raise ConfigError(f"{self.path}: no stack {name!r}; declared: {', '.join(sorted(stacks))}")
+            raise ConfigError(f"{given}: {self.path} declares no stack {name!r}{_did_you_mean(name, stacks)}")
         return name, stacks[name]
 
     def state_url(self) -> str:
@@ -174,7 +211,7 @@ class Project:
                 problems.append(f"{where}: variable {name!r} has no default; {fix}")
                 continue
             try:
-                values[name] = spec.cast(raw)
+                values[name] = spec.cast(raw) if name in overrides else spec.check_default()
             except ValueError as exc:
                 if name in overrides:
                     problems.append(f"{where}: variable {name!r}: {exc}, as given on the command line; {fix}")
@@ -192,6 +229,75 @@ def find_project(start: Path) -> Path:
         if (directory / CONFIG_NAME).is_file():
             return directory / CONFIG_NAME
     raise ConfigError(f"no {CONFIG_NAME} in {start} or any parent directory; create one (see the README)")
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model whose key ``loc`` ends at (``("stacks", "demo", "fiel")`` → StackConfig), or None."""
+    model: Any = ProjectConfig
+    annotation: Any = None
+    for part in loc[:-1]:
+        if model is not None:
+            field = model.model_fields.get(str(part))
+            annotation, model = (field.annotation if field else None), None
+        elif get_origin(annotation) is dict:
+            annotation = get_args(annotation)[1]
+        else:
+            return None
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+    return model if isinstance(model, type) else None
+
+
+def _close_keys(loc: tuple[int | str, ...]) -> list[str]:
+    model = _model_at(loc)
+    return difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1) if model else []
+
+
+def _config_message(err: ErrorDetails) -> str:
+    """A pydantic error in crane.toml's terms: an unknown key with the one meant, a value with its TOML type."""
+    kind, value, ctx = err["type"], err["input"], err.get("ctx", {})
+    if kind == "extra_forbidden":
+        close = _close_keys(err["loc"])
+        model = _model_at(err["loc"])
+        known = ", ".join(sorted(model.model_fields)) if model else ""
+        return f"unknown key; did you mean {close[0]!r}?" if close else f"unknown key; the keys here are {known}"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        return f"expected one of {ctx['expected']}, got {value!r}"
+    wanted = {"string_type": "a string", "int_type": "an integer", "float_type": "a number", "bool_type":
+              "a boolean (true or false)", "dict_type": "a table", "model_type": "a table"}.get(kind)
+    if wanted:
+        return f"expected {wanted}, got {_toml_type(value)} {value!r}"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _toml_type(value: Any) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", dict: "a table",
+             list: "an array"}
+    return next((n for t, n in names.items() if isinstance(value, t)), type(value).__name__)
+
+
+def _key_line(text: str, keys: list[str]) -> int | None:
+    """The line of crane.toml where the key at ``keys`` (``stacks.demo.fiel``) is written: ``fiel = ...`` under
+    ``[stacks.demo]``, or a table's header; else the first line that mentions the innermost key naming one."""
+    dotted = ".".join(keys)
+    table = ""
+    for number, line in enumerate(text.splitlines(), 1):
+        header = re.match(r"^\s*\[([^\[\]]+)\]", line)
+        if header:
+            table = re.sub(r"[\s\"']", "", header.group(1))
+            if table == dotted:
+                return number
+            continue
+        assigned = re.match(r"^\s*([A-Za-z0-9_.\"'-]+?)\s*=", line)
+        if assigned and ".".join(filter(None, (table, re.sub(r"[\s\"']", "", assigned.group(1))))) == dotted:
+            return number
+    for key in reversed(keys):
+        found = _line_of(text, key)
+        if found:
+            return found
+    return None
 
 
 def _line_of(text: str, key: str) -> int | None:
@@ -235,17 +341,19 @@ def load_project(path: Path) -> Project:
     try:
         config = ProjectConfig.model_validate(data)
     except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
+        errors = exc.errors()
+        # a key the suggestion for an unknown one names is not reported missing as well
+        suggested = {(*e["loc"][:-1], close) for e in errors if e["type"] == "extra_forbidden"
+                     for close in _close_keys(e["loc"])}
+        problems: list[tuple[int, str]] = []
+        for err in errors:
             keys = [str(p) for p in err["loc"]]
-            line = None
-            for key in reversed(keys):
-                line = _line_of(text, key)
-                if line:
-                    break
+            if err["type"] == "missing" and tuple(err["loc"]) in suggested:
+                continue
+            line = _key_line(text, keys)
             where = f"{path}:{line}" if line else str(path)
-            lines.append(f"{where}: {'.'.join(keys)}: {err['msg']}")
-        raise ConfigError("\n".join(lines)) from None
+            problems.append((line or 0, f"{where}: {'.'.join(keys) or 'top level'}: {_config_message(err)}"))
+        raise ConfigError("\n".join(text for _, text in sorted(problems, key=lambda p: p[0]))) from None
     return Project(path.parent.resolve(), config, path)
 
 

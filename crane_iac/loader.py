@@ -108,7 +108,7 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
     members = {id(r) for r in pending}
     managed = [r.address for r in pending if r.managed]
     pending.reverse()
-    seen: dict[str, tuple[str | None, int | None]] = {}  # address → where it was first declared
+    seen: dict[str, tuple[str | None, int | None, str]] = {}  # address → where it was first declared, its endpoint
     physical_seen: dict[tuple[str, ...], str] = {}  # what a resource claims → its address
     desired: list[Desired] = []
     components: list[str] = []
@@ -123,12 +123,9 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
                 unknown_ignored.append(Diagnostic(
                     f"ignore_changes names unknown field(s) {sorted(unknown)}", file, line, address))
         if address in seen:
-            first = seen[address]
-            diagnostics.append(Diagnostic(
-                f"duplicate address (first declared at {first[0]}:{first[1]}); give each resource a unique name",
-                file, line, address))
+            diagnostics.append(Diagnostic(_duplicate(res, *seen[address]), file, line, address))
             continue
-        seen[address] = file, line
+        seen[address] = file, line, res.endpoint
         if not res.managed:
             components.append(address)
             continue
@@ -215,6 +212,18 @@ def _check_declarations(registry: Registry) -> list[Diagnostic]:
             problems.append(Diagnostic(f"import_(id={name!r}): crane names this {res.kind} {res.physical_name!r} "
                                        "after its address; rename the object or the resource", *res.location, address))
     return problems
+
+
+def _duplicate(res: Resource, file: str | None, line: int | None, endpoint: str) -> str:
+    """A second resource at an address: where the first is, and (on another endpoint) how to have both."""
+    first = f"{file}:{line}" if line else str(file)
+    if endpoint == res.endpoint:
+        return f"duplicate address: {res.address} is also declared at {first}; give each resource a unique name"
+    return (f"duplicate address: {res.address} is also declared at {first}, on endpoint {endpoint!r} (this one is "
+            f"on {res.endpoint!r}); an address names one resource of the stack whatever its endpoint. For a "
+            f"{res.kind} named {res.physical_name!r} on each endpoint, give this one an address of its own and its "
+            f"name on the hypervisor: {type(res).__name__}(\"{res.name}-{res.endpoint}\", "
+            f"hypervisor_name=\"{res.physical_name}\", ...)")
 
 
 def _safe_props(res: Resource) -> dict[str, Any]:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from crane_iac.errors import DiagnosticsError
 from crane_iac.loader import load_stack
 
 STACK = '''
@@ -129,3 +132,31 @@ cmdline = {{ type = "str", default = "console=ttyS0" }}
     desired = {d.address: d for d in load_stack(Path(web.file), variables).desired}
     assert desired["vm.t-web-2"].properties["vcpus"] == 2 and desired["vm.t-web-2"].properties["autostart"] is True
     assert desired["network.t-lan"].properties["mode"] == "open"
+
+
+def test_a_hypervisor_name_replaces_the_derived_one_and_what_follows_from_it(tmp_path: Path) -> None:
+    path = tmp_path / "stack.py"
+    path.write_text('''from crane_iac import VM, Component, Network
+
+class Site(Component):
+    kind = "site"
+    def build(self) -> None:
+        self.lan = Network("lan", hypervisor_name="site-net", ipv4="10.81.0.0/24")
+        VM("web", vcpus=1, memory_mib=128, networks=[self.lan])
+
+Site("east", hypervisor_name="e")
+VM("db", hypervisor_name="pg", vcpus=1, memory_mib=128)
+''')
+    loaded = load_stack(path)
+    by_address = {d.address: d for d in loaded.desired}
+    assert by_address["vm.db"].physical == "pg"
+    # taken as it is, not prefixed; a component's is the prefix of its children's
+    assert by_address["site.east/network.lan"].physical == "site-net"
+    assert by_address["site.east/vm.web"].physical == "e-web"
+    assert by_address["site.east/vm.web"].properties["nics"][0]["network"] == "site-net"
+    # the recorded name wins (as after a move): an object keeps the name it was created with
+    assert load_stack(path, physical_names={"vm.db": "db"}).desired[-1].physical == "db"
+    path.write_text('from crane_iac import VM\nVM("db", hypervisor_name="my db", vcpus=1, memory_mib=128)\n')
+    with pytest.raises(DiagnosticsError) as caught:
+        load_stack(path)
+    assert "hypervisor_name: 'my db' is not a safe hypervisor name" in str(caught.value.diagnostics[0])

@@ -70,18 +70,30 @@ def match_live(
         if want.address in importing and mine and id(other) not in claimed:
             take(want.address, other)
             continue
-        if key in forgotten:
-            owner = (f"`crane state rm` removed it from crane's state (it was {forgotten[key]}); "
-                     f"`crane import {want.address}` manages it again")
-        elif other.owner_stack:
-            owner = f"it belongs to {other.owner_address} of stack {other.owner_stack!r}"
-        else:
-            owner = (f"crane did not create it; adopt it with `crane import {want.address}` or "
-                     "import_(to=...) in the stack")
-        diagnostics.append(Diagnostic(
-            f"a {want.kind} named {want.physical!r} already exists on {_where(want.endpoint)} and {owner}; "
-            "or rename this resource, or remove the existing one", want.file, want.line, want.address))
+        diagnostics.append(Diagnostic(_name_taken(want, key, other, state, forgotten.get(key)),
+                                      want.file, want.line, want.address))
     return matched, diagnostics
+
+
+def _name_taken(want: Desired, key: tuple[str, ...], other: Live, state: StackState,
+                forgotten: str | None) -> str:
+    """Why ``want`` cannot have its name on its endpoint, and the ways out, in whole sentences."""
+    exists = f"a {want.kind} named {want.physical!r} already exists on {_where(want.endpoint)}"
+    elsewhere = next((a for a, r in state.resources.items() if a != want.address
+                      and identity(r.kind, r.physical, r.properties, r.endpoint) == key), None)
+    if elsewhere is not None:  # a `crane state mv` the stack has not followed (the object's own metadata is stale)
+        return (f"{exists}: state records it at {elsewhere} (a `crane state mv`?), but the stack still declares "
+                f"it as {want.address}. Declare it as {elsewhere} in the stack (it keeps its name "
+                f"{want.physical!r}), or move the record back with `crane state mv {elsewhere} {want.address}` "
+                f"(or moved(from_={elsewhere!r}, to=...) in the stack).")
+    if forgotten is not None:
+        return (f"{exists}: `crane state rm` removed it from crane's state (it was {forgotten}). Manage it again "
+                f"with `crane import {want.address}`, or rename this resource, or remove the existing one.")
+    if other.owner_stack:
+        return (f"{exists}: it belongs to {other.owner_address} of stack {other.owner_stack!r}. Rename this "
+                "resource, or remove the existing one.")
+    return (f"{exists}, and crane did not create it. Adopt it with `crane import {want.address}` (or "
+            "import_(to=...) in the stack), or rename this resource, or remove the existing one.")
 
 
 def deposed(address: str, physical: str) -> str:

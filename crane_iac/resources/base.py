@@ -159,6 +159,10 @@ class Resource(BaseModel):
     #: the endpoint (crane.toml's ``[stacks.NAME.providers.ENDPOINT]``) that holds it; a component's children
     #: inherit the component's; None: the stack's default endpoint
     provider: str | None = None
+    #: the name on the hypervisor, when not the one derived from the address (the resource's name, prefixed with its
+    #: component's): ``Network("front-lab", hypervisor_name="front", provider="lab")`` beside ``Network("front")``.
+    #: Like any hypervisor name it is the object's for life: a recorded object keeps the name it was created with
+    hypervisor_name: str | None = None
 
     #: crane's bookkeeping, in one private attribute (pydantic private attributes are slow to set and read)
     _meta: _Meta | None = PrivateAttr(default=None)
@@ -185,7 +189,8 @@ class Resource(BaseModel):
             valid = False
         else:
             valid = True
-        physical = (registry.pinned.get(address) if registry else None) or \
+        chosen = self.hypervisor_name if valid else None
+        physical = (registry.pinned.get(address) if registry else None) or chosen or \
             (f"{parent.physical_name}-{name}" if parent else str(name))
         self._meta = _Meta(address, physical, where[0], where[1], valid, parent)
         if registry is not None:
@@ -197,10 +202,10 @@ class Resource(BaseModel):
         if "kind" in cls.__dict__:
             register_kind(cls.kind_rule or Kind(cls.kind))
 
-    @field_validator("name")
+    @field_validator("name", "hypervisor_name")
     @classmethod
-    def _safe_name(cls, value: str) -> str:
-        if not NAME_PATTERN.match(value):
+    def _safe_name(cls, value: str | None) -> str | None:
+        if value is not None and not NAME_PATTERN.match(value):
             raise ValueError(
                 f"{value!r} is not a safe hypervisor name: use 1-63 letters, digits, '-', '_' or '.', "
                 "starting with a letter or digit"

@@ -230,8 +230,9 @@ def test_import_adopts_an_existing_domain_and_plans_its_differences(project: Pro
     _define_outside_crane(project, "legacy")
     project.write_stack('from crane_iac import VM\nVM("seed", vcpus=1, memory_mib=128)\n'
                         'VM("legacy", vcpus=1, memory_mib=512)\n')
-    assert_clean_error(project.crane("plan"), "vm.legacy", "crane did not create it",
-                       "crane import vm.legacy")
+    unknown = project.crane("plan")
+    assert_clean_error(unknown, "vm.legacy", "crane did not create it. Adopt it with `crane import vm.legacy`")
+    assert "; or" not in unknown.err
     assert_clean_error(project.crane("import", "vm.nope"), "vm.nope is not declared in the stack")
     assert_clean_error(project.crane("import", "vm.legacy", "other-name"), "is named 'legacy' on the hypervisor")
     imported = ok(project, "import", "vm.legacy")
@@ -272,7 +273,9 @@ def test_state_rm_forgets_without_destroying_and_the_object_is_left_alone(projec
     assert project.domains() == ["gone", "keep"]
     project.write_stack('from crane_iac import VM\nVM("keep", vcpus=1, memory_mib=128)\n'
                         'VM("gone", vcpus=1, memory_mib=128)\n')
-    assert_clean_error(project.crane("plan"), "`crane state rm` removed it", "crane import vm.gone")
+    forgotten = project.crane("plan")
+    assert_clean_error(forgotten, "`crane state rm` removed it", "Manage it again with `crane import vm.gone`")
+    assert "; or" not in forgotten.err
     ok(project, "import", "vm.gone")
     assert ok(project, "plan", "--detailed-exitcode").startswith("No changes")
     assert "forget   vm.gone" in ok(project, "state", "history")
@@ -307,6 +310,69 @@ def test_state_mv_and_moved_re_address_without_destroying(project: ProjectDir) -
     except libvirt.libvirtError:
         pass
     conn.close()
+
+
+def test_a_state_mv_the_stack_has_not_followed_says_so_and_both_ways_out_work(project: ProjectDir) -> None:
+    worker = 'from crane_iac import VM\nVM("worker", vcpus=1, memory_mib=128)\n'
+    project.write_stack(worker)
+    ok(project, "apply", "--auto-approve")
+    ok(project, "state", "mv", "vm.worker", "vm.batch")
+    refused = project.crane("plan")
+    assert_clean_error(refused, "main.py:2: vm.worker: a vm named 'worker' already exists on the hypervisor: state "
+                       "records it at vm.batch", "the stack still declares it as vm.worker",
+                       "Declare it as vm.batch in the stack", "`crane state mv vm.batch vm.worker`")
+    assert "belongs to" not in refused.err and "; or" not in refused.err
+    # one way out: the record back where the stack has it
+    ok(project, "state", "mv", "vm.batch", "vm.worker")
+    assert ok(project, "plan", "--detailed-exitcode").startswith("No changes")
+    # the other: the stack follows the record (the object keeps its name)
+    ok(project, "state", "mv", "vm.worker", "vm.batch")
+    project.write_stack(worker.replace('VM("worker"', 'VM("batch"'))
+    assert ok(project, "plan", "--detailed-exitcode").startswith("No changes")
+    assert project.domains() == ["worker"]
+
+
+def test_one_name_on_two_endpoints_is_two_addresses_and_a_hypervisor_name(project: ProjectDir) -> None:
+    project.write_config("""
+        [stacks.main]
+        file = "stacks/main.py"
+        [stacks.main.providers.lab]
+        # no uri: a sandbox of its own
+    """)
+    stack = """from crane_iac import VM, Network
+front = Network("front", mode="isolated", ipv4="10.64.0.0/24")
+lab = Network({lab}, mode="isolated", ipv4="10.65.0.0/24", provider="lab")
+VM("web", vcpus=1, memory_mib=128, networks=[front])
+VM("web-lab", hypervisor_name="web", vcpus=1, memory_mib=128, networks=[lab], provider="lab")
+"""
+    # what a Terraform user writes first: one address twice; the message names both places and the way
+    project.write_stack(stack.format(lab='"front"'))
+    refused = project.crane("plan")
+    assert_clean_error(refused, "main.py:3: network.front: duplicate address: network.front is also declared at "
+                       f"{project.root / 'stacks' / 'main.py'}:2, on endpoint 'default' (this one is on 'lab')",
+                       'Network("front-lab", hypervisor_name="front", ...)')
+    project.write_stack(stack.format(lab='"front-lab", hypervisor_name="front"'))
+    ok(project, "apply", "--auto-approve")
+    lab_sandbox = libvirt.open(f"test://{project.root / '.crane' / 'sandboxes' / 'lab' / 'sandbox.xml'}")
+    try:
+        assert [n.name() for n in lab_sandbox.listAllNetworks(0)] == ["front"]
+        assert [d.name() for d in lab_sandbox.listAllDomains(0)] == ["web"]
+    finally:
+        lab_sandbox.close()
+    assert networks(project) == ["front"] and project.domains() == ["web"]
+    assert sorted(ok(project, "state", "list").split()) == ["network.front", "network.front-lab", "vm.web",
+                                                            "vm.web-lab"]
+    shown = json.loads(ok(project, "state", "show", "network.front-lab"))
+    assert (shown["name"], shown["endpoint"]) == ("front", "lab")
+    assert ok(project, "plan", "--detailed-exitcode").startswith("No changes")
+    # an address picks one of them: the lab's network and its guest go, the default endpoint's stay
+    ok(project, "destroy", "--auto-approve", "--target", "network.front-lab")
+    assert sorted(ok(project, "state", "list").split()) == ["network.front", "vm.web"]
+    assert networks(project) == ["front"] and project.domains() == ["web"]
+    # one endpoint, one name: still an error
+    project.write_stack(stack.format(lab='"front-lab", hypervisor_name="front"').replace(', provider="lab")', ")"))
+    assert_clean_error(project.crane("plan"), "main.py:3: network.front-lab: hypervisor name 'front' is already "
+                       "used by network.front")
 
 
 def test_var_files_and_command_line_vars(project: ProjectDir) -> None:

@@ -8,6 +8,8 @@ import stat
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import REPO, ProjectDir, assert_clean_error
 
 STACK = """
@@ -220,6 +222,39 @@ def test_stale_plan_for_another_stack(project: ProjectDir) -> None:
     assert project.crane("plan", "--stack", "main", "--out", "p.crane").code == 0
     assert_clean_error(project.crane("apply", "p.crane", "--stack", "other"), "was made for stack 'main'")
     assert_clean_error(project.crane("plan"), "several stacks are declared")
+
+
+def test_several_stacks_take_a_default_from_crane_toml_or_the_environment(project: ProjectDir,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    config = """
+        {top}
+        [stacks.main]
+        file = "stacks/main.py"
+        [stacks.other]
+        file = "stacks/other.py"
+    """
+    project.write_config(config.format(top=""))
+    project.write_stack('from crane_iac import VM\nVM("a", vcpus=1, memory_mib=128)\n')
+    project.write_stack('from crane_iac import VM\nVM("b", vcpus=1, memory_mib=128)\n', name="other.py")
+    for command in ("plan", "apply", "destroy"):
+        assert_clean_error(project.crane(command),
+                           "several stacks are declared (main, other) and none is the default",
+                           "--stack NAME", 'default_stack = "NAME"')
+    project.write_config(config.format(top='default_stack = "other"'))
+    assert "+ vm.b" in project.crane("plan").out
+    assert project.crane("apply", "--auto-approve").code == 0 and project.domains() == ["b"]
+    assert "+ vm.a" in project.crane("plan", "--stack", "main").out
+    # --stack, then CRANE_STACK, then default_stack
+    monkeypatch.setenv("CRANE_STACK", "main")
+    assert "+ vm.a" in project.crane("plan").out
+    assert project.crane("plan", "--stack", "other", "--detailed-exitcode").code == 0
+    monkeypatch.setenv("CRANE_STACK", "mian")
+    assert_clean_error(project.crane("plan"), "CRANE_STACK=mian:", "declares no stack 'mian'; did you mean 'main'?")
+    monkeypatch.delenv("CRANE_STACK")
+    assert project.crane("destroy", "--auto-approve").code == 0 and project.domains() == []
+    project.write_config(config.format(top='default_stack = "othre"'))
+    assert_clean_error(project.crane("plan", "--stack", "main"),
+                       "crane.toml:2: default_stack: no stack 'othre'; did you mean 'other'?")
 
 
 def test_no_terminal_needs_auto_approve(project: ProjectDir) -> None:

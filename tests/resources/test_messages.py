@@ -65,8 +65,8 @@ Shop("t", colour=2)
 ''') == [
         "6: shop.s: size: expected an int, got str '3'",
         "6: shop.s: sise: unknown field; did you mean size?",
-        "7: shop.t: colour: unknown field; Shop takes create_before_destroy, depends_on, ignore_changes, protect, "
-        "provider, size",
+        "7: shop.t: colour: unknown field; Shop takes create_before_destroy, depends_on, hypervisor_name, "
+        "ignore_changes, protect, provider, size",
     ]
 
 
@@ -98,7 +98,8 @@ def test_every_variable_problem_is_reported_at_once(tmp_path: Path) -> None:
         "5 problems with the stack's variables:",
         f"  --var debgu: not a variable of this stack in {toml}; did you mean debug?",
         f"  --var zzz: not a variable of this stack in {toml}; it declares count, debug, ratio, size",
-        f"  {toml}:11: variable 'size': 'big' is not an int; fix its default or pass --var size=VALUE (int)",
+        f"  {toml}:11: variable 'size': the default 'big' is a string, not an int; fix its default or pass "
+        "--var size=VALUE (int)",
         f"  {toml}:12: variable 'count' has no default; pass --var count=VALUE (int)",
         f"  {toml}:13: variable 'ratio': 'half' is not a float, as given on the command line; "
         "pass --var ratio=VALUE (float)",
@@ -122,3 +123,56 @@ def test_the_declaration_line_is_found_in_each_toml_form() -> None:
     assert [_var_line(text, "a", "web"), _var_line(text, "a", "db"), _var_line(text, "b", "web")] == [3, 3, 5]
     assert _var_line('[stacks.c]\nvars.web = { type = "int" }\n', "c", "web") == 2
     assert _var_line(text, "a", "file") is None and _var_line(text, "c", "web") is None
+
+
+def test_a_default_is_of_its_declared_type_as_written(tmp_path: Path) -> None:
+    (tmp_path / "crane.toml").write_text('[stacks.main]\nfile = "main.py"\n[stacks.main.vars]\n'
+                                         'timeout = { type = "int", default = "600" }\n'
+                                         'count = { type = "int", default = true }\n'
+                                         'ratio = { type = "float", default = 2 }\n'
+                                         'name = { type = "str", default = 7 }\n'
+                                         'debug = { type = "bool", default = 1 }\n')
+    project = load_project(tmp_path / "crane.toml")
+    _, main = project.stack("main")
+    with pytest.raises(ConfigError) as caught:
+        project.resolve_vars(main, {})
+    toml = tmp_path / "crane.toml"
+    assert str(caught.value).splitlines()[1:] == [
+        f"  {toml}:4: variable 'timeout': the default '600' is a string, not an int; fix its default or pass "
+        "--var timeout=VALUE (int)",
+        f"  {toml}:5: variable 'count': the default True is a boolean, not an int; fix its default or pass "
+        "--var count=VALUE (int)",
+        f"  {toml}:7: variable 'name': the default 7 is an integer, not a str; fix its default or pass "
+        "--var name=VALUE (str)",
+        f"  {toml}:8: variable 'debug': the default 1 is an integer, not a bool; fix its default or pass "
+        "--var debug=VALUE (bool)",
+    ]
+    # an int is as good as a float; the command line's text is still converted
+    values = project.resolve_vars(main, {"timeout": "600", "count": "3", "name": "x", "debug": "true"})
+    assert values == {"timeout": 600, "count": 3, "ratio": 2.0, "name": "x", "debug": True}
+    assert type(values["ratio"]) is float
+
+
+def test_an_unknown_key_in_crane_toml_names_the_line_and_the_key_meant(tmp_path: Path) -> None:
+    toml = tmp_path / "crane.toml"
+    toml.write_text('stat = "sqlite:///x.db"\n[stacks.web]\nfile = "web.py"\n[stacks.mine]\nfiel = "main.py"\n'
+                    'address_timeout = "5"\n[stacks.mine.providers.lab]\nurl = "qemu:///system"\n'
+                    '[stacks.mine.vars]\nsize = { type = "int", default = 1, descripton = "x" }\n')
+    with pytest.raises(ConfigError) as caught:
+        load_project(toml)
+    assert str(caught.value).splitlines() == [
+        f"{toml}:1: stat: unknown key; did you mean 'state'?",
+        f"{toml}:5: stacks.mine.fiel: unknown key; did you mean 'file'?",
+        f"{toml}:6: stacks.mine.address_timeout: expected a number, got a string '5'",
+        f"{toml}:8: stacks.mine.providers.lab.url: unknown key; did you mean 'uri'?",
+        f"{toml}:10: stacks.mine.vars.size.descripton: unknown key; did you mean 'description'?",
+    ]
+    assert "Extra inputs" not in str(caught.value) and "file: " not in str(caught.value)
+    toml.write_text('[stacks.web]\nfile = "web.py"\nreach_guests = 1\nqqq = 2\n')
+    with pytest.raises(ConfigError) as caught:
+        load_project(toml)
+    assert str(caught.value).splitlines() == [
+        f"{toml}:3: stacks.web.reach_guests: expected a boolean (true or false), got an integer 1",
+        f"{toml}:4: stacks.web.qqq: unknown key; the keys here are address_timeout, domain_type, file, provider, "
+        "providers, reach_guests, shutdown_timeout, uri, vars",
+    ]

@@ -1,5 +1,6 @@
-# expect: vm.web: duplicate address (first declared at
-# expect-line: 6
+# expect: vm.web: duplicate address: vm.web is also declared at
+# expect: main.py:6; give each resource a unique name
+# expect-line: 7
 from crane_iac import VM
 
 VM("web", vcpus=1, memory_mib=512)

@@ -8,7 +8,7 @@
 # expect: --var web_cont: not a variable of this stack in
 # expect: did you mean web_count?
 # expect: crane.toml:4: variable 'web_count' has no default; pass --var web_count=VALUE (int)
-# expect: crane.toml:5: variable 'memory': 'lots' is not an int; fix its default or pass --var memory=VALUE (int)
+# expect: crane.toml:5: variable 'memory': the default 'lots' is a string, not an int; fix its default or pass --var memory=VALUE (int)
 # expect: crane.toml:6: variable 'autostart': 'maybe' is not a bool (true/false), as given on the command line; pass --var autostart=VALUE (bool)
 from crane_iac import VM, variable
 
