@@ -10,6 +10,7 @@ from typing import Any
 from crane_iac.errors import Diagnostic
 from crane_iac.objects import DEFAULT_ENDPOINT, Desired, Live, Outcome, Recorded, identity
 from crane_iac.planner.diff import resolve_outputs
+from crane_iac.resources.messages import with_article
 from crane_iac.state.base import Committed, StackState
 
 
@@ -79,7 +80,7 @@ def match_live(
             owner = (f"crane did not create it; adopt it with `crane import {want.address}` or "
                      "import_(to=...) in the stack")
         diagnostics.append(Diagnostic(
-            f"a {want.kind} named {want.physical!r} already exists on {_where(want.endpoint)} and {owner}; "
+            f"{with_article(want.kind)} named {want.physical!r} already exists on {_where(want.endpoint)} and {owner}; "
             "or rename this resource, or remove the existing one", want.file, want.line, want.address))
     return matched, diagnostics
 
