@@ -8,7 +8,7 @@ from typing import Any
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action
 from crane_iac.planner.model import Plan, ResourceChange
-from crane_iac.render import SIGNS, TIERS_NOTE, endpoint_order, tier_line, value
+from crane_iac.render import SIGNS, TIERS_NOTE, endpoint_order, field_changes, tier_line, value
 
 _VERB = {Action.CREATE: "create", Action.UPDATE: "update in place", Action.DELETE_THEN_CREATE: "replace",
          Action.CREATE_THEN_DELETE: "replace (new one first)", Action.DELETE: "destroy", Action.NOOP: "record"}
@@ -51,8 +51,13 @@ def _body(change: ResourceChange) -> list[str]:
     else:
         for f in change.fields:
             note = "  # forces replacement" if f.forces_replacement else f"  # {f.note}" if f.note else ""
-            lines.append(f"- {f.name} = {value(f.before)}")
-            lines.append(f"+ {f.name} = {value(f.after)}{note}")
+            for shown in field_changes(f.name, f.before, f.after):
+                if shown.diff:  # a long text or a list: its head, then the lines or entries added and removed
+                    lines.append(f"~ {shown.what}{note}")
+                    lines.extend(shown.diff)
+                else:
+                    lines.append(f"- {shown.what} = {value(shown.before)}")
+                    lines.append(f"+ {shown.what} = {value(shown.after)}{note}")
     return lines
 
 

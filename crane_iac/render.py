@@ -6,7 +6,7 @@ import difflib
 import json
 import time
 from collections.abc import Iterable
-from typing import Any, Protocol, TextIO
+from typing import Any, NamedTuple, Protocol, TextIO
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, Verb
 from crane_iac.planner.diff import KNOWN_AFTER_APPLY
@@ -67,27 +67,56 @@ def brief(v: Any) -> Any:
     return v
 
 
-def field_changes(name: str, before: Any, after: Any, *, depth: int = 0) -> list[tuple[str, str]]:
-    """(what, how) pairs for a field's change: a dict field by its changed keys, a long text by the lines that
-    differ (``-``/``+``, at most ``TEXT_LINES``), anything else as ``before → after``."""
+class FieldLine(NamedTuple):
+    """One line of a field's change in a plan: ``what`` went from ``before`` to ``after``; or, for a long text or a
+    list, ``what`` said in a head (``text, +1 −0 lines``) and its ``-``/``+`` lines in ``diff``."""
+
+    what: str
+    before: Any = None
+    after: Any = None
+    diff: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        """The line as the text plan shows it (``what: before → after``, or the head alone)."""
+        return self.what if self.diff else f"{self.what}: {value(self.before)} → {value(self.after)}"
+
+
+def field_changes(name: str, before: Any, after: Any, *, depth: int = 0) -> list[FieldLine]:
+    """A field's change line by line: a dict field by its changed keys, a list of the same length by its changed
+    entries, a list that grows or shrinks by the entries added and removed (``-``/``+``), a long text by the lines
+    that differ (at most ``TEXT_LINES`` of either), anything else as ``before → after``."""
     if depth < 2 and isinstance(before, dict) and isinstance(after, dict) and "$output" not in after:
         pairs = []
         for key in sorted(set(before) | set(after), key=str):
             if before.get(key) != after.get(key):
                 pairs.extend(field_changes(f'{name}["{key}"]', before.get(key), after.get(key), depth=depth + 1))
         return pairs
-    if depth < 2 and isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
-        return [pair for i, (old, new) in enumerate(zip(before, after, strict=True)) if old != new
-                for pair in field_changes(f"{name}[{i}]", old, new, depth=depth + 1)]
+    if isinstance(before, list) and isinstance(after, list):
+        if depth < 2 and len(before) == len(after):
+            return [pair for i, (old, new) in enumerate(zip(before, after, strict=True)) if old != new
+                    for pair in field_changes(f"{name}[{i}]", old, new, depth=depth + 1)]
+        added = list(after)
+        removed = []
+        for entry in before:
+            if entry in added:
+                added.remove(entry)
+            else:
+                removed.append(entry)
+        changed = [f"- {value(e)}" for e in removed] + [f"+ {value(e)}" for e in added]
+        return [FieldLine(f"{name}: list, +{len(added)} −{len(removed)} entries", before, after,
+                          _capped(changed, "entries"))]
     if isinstance(before, str) and isinstance(after, str) and (_is_long(before) or _is_long(after)):
         diff = [line for line in difflib.ndiff(before.splitlines(), after.splitlines()) if line[:1] in "+-"]
-        shown = [f"      {line[0]} {line[2:]}" for line in diff[:TEXT_LINES]]
-        if len(diff) > TEXT_LINES:
-            shown.append(f"      … {len(diff) - TEXT_LINES} more lines")
-        added = sum(1 for line in diff if line[0] == "+")
-        head = f"{name}: text, +{added} −{len(diff) - added} lines"
-        return [(head, "\n".join(shown))]
-    return [(name, f"{value(before)} → {value(after)}")]
+        added_lines = sum(1 for line in diff if line[0] == "+")
+        return [FieldLine(f"{name}: text, +{added_lines} −{len(diff) - added_lines} lines", before, after,
+                          _capped([f"{line[0]} {line[2:]}" for line in diff], "lines"))]
+    return [FieldLine(name, before, after)]
+
+
+def _capped(lines: list[str], what: str) -> tuple[str, ...]:
+    if len(lines) <= TEXT_LINES:
+        return tuple(lines)
+    return (*lines[:TEXT_LINES], f"… {len(lines) - TEXT_LINES} more {what}")
 
 
 #: the changed lines of a long text a plan shows
@@ -125,12 +154,9 @@ def _change_lines(change: ResourceChange, paint: _Paint) -> list[str]:
         for f in change.fields:
             mark = (paint("  # forces replacement", "31") if f.forces_replacement
                     else paint(f"  # {f.note}", "33") if f.note and change.action is Action.UPDATE else "")
-            for what, how in field_changes(f.name, f.before, f.after):
-                if how.startswith("      "):  # the lines of a long text
-                    lines.append(f"  {head}  {what}{mark}")
-                    lines.append(how)
-                else:
-                    lines.append(f"  {head}  {what}: {how}{mark}")
+            for shown in field_changes(f.name, f.before, f.after):
+                lines.append(f"  {head}  {shown.text()}{mark}")
+                lines.extend(f"      {line}" for line in shown.diff)
     if note or not lines:
         lines.insert(0, f"  {head}{note}")
     if change.action is Action.CREATE:

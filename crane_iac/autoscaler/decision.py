@@ -380,14 +380,14 @@ def _hold_back(policy: ScalingPolicy, size: int, now: float, history: History,
         wait, name = (policy.cooldown, "cooldown") if out else (policy.scale_in_cooldown, "scale_in_cooldown")
         if now - history.last_action_at < wait:
             return Rule.COOLDOWN, (f"{why}; but the last action (scale {history.last_direction}) was "
-                                   f"{now - history.last_action_at:g} s ago, {name} {wait:g} s: hold"), size
+                                   f"{_tenths(now - history.last_action_at)} s ago, {name} {wait:g} s: hold"), size
     highest = max(recommended for _, recommended in window)
     if highest >= size:
         return Rule.STABILISING, (f"{why}; but a period of the last {policy.stabilisation:g} s asked for "
                                   f"{_servers(highest)}: hold"), size
     covered = now - window[0][0]
     if covered < policy.stabilisation:
-        return Rule.STABILISING, (f"{why}; but the history covers only {covered:g} s of stabilisation "
+        return Rule.STABILISING, (f"{why}; but the history covers only {_tenths(covered)} s of stabilisation "
                                   f"{policy.stabilisation:g} s: hold"), size
     return rule, f"{why} and low for {policy.stabilisation:g} s: scale in {size} → {size - 1}", size - 1
 
@@ -416,7 +416,12 @@ def _seen(policy: ScalingPolicy, reading: Reading, size: int) -> str:
 
 
 def _percent(fraction: float) -> str:
-    return f"{fraction * 100:g} %"
+    return f"{_tenths(fraction * 100)} %"
+
+
+def _tenths(value: float) -> str:
+    """A measured number as a reason shows it: to a tenth, whole without ``.0`` (``5.2``, ``15``, not 5.20222)."""
+    return f"{value:.1f}".removesuffix(".0")
 
 
 def _servers(n: int) -> str:

@@ -50,5 +50,6 @@ class Exporter:
             self.decisions.labels(domain, str(decision.direction), str(decision.rule)).inc()
         if apply_seconds is not None:
             self.apply_seconds.labels(domain).observe(apply_seconds)
+        errors = self.errors.labels(domain)  # from the domain's first period, as 0 until one ends in an error
         if error:
-            self.errors.labels(domain).inc()
+            errors.inc()

@@ -8,6 +8,7 @@ from crane_iac.addresses import is_within
 from crane_iac.errors import CraneError
 from crane_iac.loader import LoadedStack
 from crane_iac.objects import Live, Outcome, Recorded, identity
+from crane_iac.resources.messages import with_article
 from crane_iac.state.base import Committed, StackState
 
 
@@ -64,4 +65,4 @@ def check_move(old: str, new: str) -> None:
     if "." not in new.rsplit("/", 1)[-1]:
         raise CraneError(f"{new!r} is not an address (kind.name, e.g. vm.web)")
     if kind(old) != kind(new):
-        raise CraneError(f"cannot move {old} to {new}: a {kind(old)} stays a {kind(old)}")
+        raise CraneError(f"cannot move {old} to {new}: {with_article(kind(old))} stays {with_article(kind(old))}")

@@ -10,6 +10,7 @@ from typing import Any
 from crane_iac.errors import Diagnostic
 from crane_iac.objects import DEFAULT_ENDPOINT, Desired, Live, Outcome, Recorded, identity
 from crane_iac.planner.diff import resolve_outputs
+from crane_iac.resources.messages import with_article
 from crane_iac.state.base import Committed, StackState
 
 
@@ -78,7 +79,7 @@ def match_live(
 def _name_taken(want: Desired, key: tuple[str, ...], other: Live, state: StackState,
                 forgotten: str | None) -> str:
     """Why ``want`` cannot have its name on its endpoint, and the ways out, in whole sentences."""
-    exists = f"a {want.kind} named {want.physical!r} already exists on {_where(want.endpoint)}"
+    exists = f"{with_article(want.kind)} named {want.physical!r} already exists on {_where(want.endpoint)}"
     elsewhere = next((a for a, r in state.resources.items() if a != want.address
                       and identity(r.kind, r.physical, r.properties, r.endpoint) == key), None)
     if elsewhere is not None:  # a `crane state mv` the stack has not followed (the object's own metadata is stale)

@@ -11,7 +11,7 @@ from crane_iac.addresses import is_within
 from crane_iac.errors import Diagnostic
 from crane_iac.objects import Action, Desired, FieldChange, Live, Reach, Reason, Recorded
 from crane_iac.planner.graph import topological, with_dependencies, with_dependents
-from crane_iac.planner.model import Differ, Drift, Phase, Plan, ResourceChange
+from crane_iac.planner.model import Differ, Drift, KeepsOutputs, Phase, Plan, ResourceChange
 
 KNOWN_AFTER_APPLY = "(known after apply)"
 
@@ -31,13 +31,15 @@ class PlanRequest:
     imports: tuple[str, ...] = ()
 
 
-def resolve_outputs(value: Any, outputs: Mapping[str, Mapping[str, Any]], pending: AbstractSet[str] = frozenset(),
-                    *, keep_unknown: bool = True) -> Any:
-    """Substitute output markers whose values are known (not those of resources ``pending`` change). An unknown
-    one stays a marker (at plan time: known after apply) or, with ``keep_unknown=False`` (at apply), is None."""
+def resolve_outputs(value: Any, outputs: Mapping[str, Mapping[str, Any]],
+                    pending: Mapping[str, AbstractSet[str]] | None = None, *, keep_unknown: bool = True) -> Any:
+    """Substitute output markers whose values are known (not those of resources ``pending`` change, by address: the
+    outputs their change keeps). An unknown one stays a marker (at plan time: known after apply) or, with
+    ``keep_unknown=False`` (at apply), is None."""
     if isinstance(value, dict):
         if "$output" in value:
-            known = None if value["$output"] in pending else outputs.get(value["$output"])
+            kept = pending.get(value["$output"]) if pending else None
+            known = None if kept is not None and value["attribute"] not in kept else outputs.get(value["$output"])
             if known is not None and value["attribute"] in known:
                 return known[value["attribute"]]
             return value if keep_unknown else None
@@ -96,7 +98,8 @@ def make_plan(
             selected |= {a for a in live if any(is_within(a, t) for t in request.targets)}
 
     known_outputs: dict[str, dict[str, Any]] = {}
-    pending: set[str] = set()  # addresses whose outputs change in this apply
+    #: addresses whose outputs change in this apply, each with the outputs its change keeps (none: all change)
+    pending: dict[str, frozenset[str]] = {}
     for address in topological({a: d.dependencies for a, d in desired_by_address.items()}):
         want = desired_by_address[address]
         rec = recorded.get(address)
@@ -127,7 +130,7 @@ def make_plan(
             change = ResourceChange(address, want.kind, want.physical, Action.CREATE, after=after,
                                     dependencies=want.dependencies, protect=want.protect, reason=reason,
                                     endpoint=want.endpoint)
-            pending.add(address)
+            pending[address] = frozenset()
         else:
             fields = [f for f in differs[want.endpoint].diff(want.kind, baseline, after)
                       if f.name not in want.ignore_changes]
@@ -147,12 +150,14 @@ def make_plan(
                         "is protected (protect=True) and cannot be replaced; "
                         f"changed: {', '.join(f.name for f in fields if f.forces_replacement) or '--replace'}; "
                         "remove protect=True from its declaration to allow it", want.file, want.line, address))
-                pending.add(address)
+                pending[address] = frozenset()
                 reason = reason or (Reason.FORCED if forced else None)
             elif fields:
                 action = Action.UPDATE
                 if any(f.changes_outputs for f in fields):
-                    pending.add(address)
+                    differ = differs[want.endpoint]
+                    pending[address] = differ.kept_outputs(want.kind) if isinstance(differ, KeepsOutputs) \
+                        else frozenset()
             elif rec is not None:  # unchanged and recorded: nothing to do, nothing to record
                 if selected is None or address in selected:
                     plan.unchanged += 1
@@ -200,7 +205,7 @@ def make_plan(
 
     if outputs is not None:
         # a targeted plan leaves the rest as it is: only the targets' outputs are known after apply
-        changing = pending if selected is None else pending & selected
+        changing = pending if selected is None else {a: kept for a, kept in pending.items() if a in selected}
         plan.outputs = {k: resolve_outputs(v, known_outputs, changing) for k, v in outputs.items()}
         before = dict(recorded_outputs or {})
         plan.output_changes = [FieldChange(k, before.get(k), plan.outputs.get(k))

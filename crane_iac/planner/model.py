@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, FieldChange, Reach, Reason
 
@@ -23,6 +23,14 @@ class Differ(Protocol):
     """The provider's judgement of a change: which fields differ and which of them force a replacement."""
 
     def diff(self, kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]: ...
+
+
+@runtime_checkable
+class KeepsOutputs(Protocol):
+    """A differ that knows which outputs an in-place change leaves as they are (a restarted VM keeps its UUID): the
+    plan shows them, not "known after apply". A differ without it has every output of a changed object unknown."""
+
+    def kept_outputs(self, kind: str) -> frozenset[str]: ...
 
 
 @dataclass(slots=True)

@@ -81,6 +81,11 @@ class Provider(ABC):
     def diff(self, kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
         """Fields that differ, each saying whether the change forces a replacement."""
 
+    def kept_outputs(self, kind: str) -> frozenset[str]:
+        """Outputs an in-place change of ``kind`` leaves as they are, which the plan can show (a restarted VM keeps its
+        UUID); every other output of an object whose change ``changes_outputs`` is known only after apply."""
+        return frozenset()
+
     @abstractmethod
     def create(self, kind: str, physical: str, properties: dict[str, Any], owner: Owner) -> Live:
         """Create the object and return it as read back."""

@@ -48,6 +48,9 @@ class Endpoint(Provider):
     def diff(self, kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
         return self.provider_of(kind).diff(kind, before, after)
 
+    def kept_outputs(self, kind: str) -> frozenset[str]:
+        return self.provider_of(kind).kept_outputs(kind)
+
     def create(self, kind: str, physical: str, properties: dict[str, Any], owner: Owner) -> Live:
         return self.provider_of(kind).create(kind, physical, properties, owner)
 

@@ -37,20 +37,31 @@ def show(value: Any) -> str:
     return f"{type(value).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
 
 
-def _article(name: str) -> str:
-    return f"{'an' if name[0].lower() in 'aeiou' else 'a'} {name}"
+#: words read out letter by letter whose first letter sounds like a vowel (``an ssh_key``)
+_SPOKEN_AS_LETTERS = ("ssh", "lxc", "xml", "nfs", "rbd", "lvm", "mac")
+
+#: vowels read as "you" (``a uuid``, ``a user``, ``a URL``)
+_SOUNDS_LIKE_YOU = ("uuid", "uni", "us", "ur")
+
+
+def with_article(word: str) -> str:
+    """``word`` after the indefinite article it takes: ``an 'isolated'``, ``a 'nat'``, ``an ssh_key``, ``a vm``."""
+    bare = word.lstrip("'\"`(").lower()
+    vowel = (bare[:1] in tuple("aeiou") and not bare.startswith(_SOUNDS_LIKE_YOU)) or bare.startswith(
+        _SPOKEN_AS_LETTERS)
+    return f"{'an' if vowel else 'a'} {word}"
 
 
 def _expected(err: ErrorDetails) -> str | None:
     """What a type error wanted (``an int``, ``a Network``, ``one of 'nat', ...``), or None for other errors."""
     kind, ctx = err["type"], err.get("ctx", {})
     if kind in ("is_instance_of", "model_type"):
-        return _article(str(ctx.get("class") or ctx["class_name"]))
+        return with_article(str(ctx.get("class") or ctx["class_name"]))
     if kind == "literal_error":
         return f"one of {ctx['expected']}"
     if kind.endswith("_type"):
         name = kind.removesuffix("_type")
-        return _article(_NAMES.get(name, name))
+        return with_article(_NAMES.get(name, name))
     return None
 
 

@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from crane_iac.resources.base import Resource
+from crane_iac.resources.messages import with_article
 
 #: open: routed like ``route`` but libvirt adds no firewall rules (the host's own firewall decides).
 NetworkMode = Literal["nat", "isolated", "route", "open", "bridge", "openvswitch"]
@@ -45,7 +46,7 @@ class Network(Resource):
     def _mode_rules(self) -> Network:
         if self.vlan is not None and self.mode not in VLAN_MODES:
             raise ValueError(
-                f"a VLAN tag needs mode='openvswitch'; libvirt cannot tag a {self.mode!r} network"
+                f"a VLAN tag needs mode='openvswitch'; libvirt cannot tag {with_article(repr(self.mode))} network"
             )
         if self.mode in EXTERNAL_BRIDGE_MODES:
             if not self.bridge:

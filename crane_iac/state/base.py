@@ -7,6 +7,7 @@ passes one conformance suite (tests/state/test_conformance.py).
 from __future__ import annotations
 
 import os
+import pwd
 import socket
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -134,8 +135,13 @@ class LockInfo:
 
 
 def this_process() -> str:
-    """Who holds or breaks a lock: ``user@host pid N``."""
-    user = os.environ.get("USER") or os.environ.get("LOGNAME") or str(os.getuid())
+    """Who holds or breaks a lock: ``user@host pid N`` (the uid only when it has no passwd entry)."""
+    user = os.environ.get("USER") or os.environ.get("LOGNAME")
+    if not user:
+        try:
+            user = pwd.getpwuid(os.getuid()).pw_name
+        except KeyError:
+            user = str(os.getuid())
     return f"{user}@{socket.gethostname()} pid {os.getpid()}"
 
 

@@ -14,6 +14,7 @@ import pytest
 import crane_iac
 from crane_iac.engine.workspace import PlanOptions, Workspace
 from crane_iac.errors import DiagnosticsError
+from crane_iac.markdown import render_markdown
 from crane_iac.objects import Action
 from crane_iac.planner.diff import Step, order_changes
 from crane_iac.planner.model import Phase
@@ -95,6 +96,25 @@ def test_growing_the_web_tier_adds_servers_and_runs_only_the_balancers_configura
         run, host = f"appdomain.shop/configuration.web-{i}", f"appdomain.shop/container.web-{i}"
         assert Step(lb, Phase.APPLY) in graph[Step(host, Phase.DELETE)]
         assert Step(run, Phase.DELETE) in graph[Step(host, Phase.DELETE)]
+
+
+def test_the_balancers_server_list_shows_the_servers_added_and_removed_one_per_line(tmp_path: Path) -> None:
+    root = project(tmp_path, stack(size=2))
+    apply(Workspace.open(root))
+    (root / "stacks" / "main.py").write_text(stack(size=3))
+    grown = Workspace.open(root).plan()
+    for shown in (render_plan(grown), render_markdown(grown)):
+        servers = shown[shown.index('vars["servers"]'):].splitlines()
+        assert servers[0].startswith('vars["servers"]: list, +1 −0 entries'), shown
+        assert servers[1].strip() == '+ {"address": "10.81.0.14", "name": "shop-web-3", "port": 8080}', shown
+        assert not [line for line in shown.splitlines() if "servers" in line and len(line) > 160], shown
+    apply(Workspace.open(root))
+
+    Workspace.open(root).set_setting("appdomain.shop/web.members", [1, 3], by="me", why="web-2 goes")
+    Workspace.open(root).set_setting("appdomain.shop/web.size", 2, by="me", why="smaller")
+    shrunk = render_plan(Workspace.open(root).plan())
+    assert ('vars["servers"]: list, +0 −1 entries  # runs the playbook again\n'
+            '      - {"address": "10.81.0.13", "name": "shop-web-2", "port": 8080}\n') in shrunk, shrunk
 
 
 def test_a_changed_balancing_algorithm_touches_only_the_balancer(tmp_path: Path) -> None:

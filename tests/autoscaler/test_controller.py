@@ -13,8 +13,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 
 from crane_iac.autoscaler.controller import BY, Autoscaler
+from crane_iac.autoscaler.exporter import Exporter
 from crane_iac.engine.workspace import Workspace
 from crane_iac.markdown import render_markdown
 from crane_iac.render import render_plan
@@ -154,6 +156,17 @@ def test_the_loop_serves_prometheus_metrics_and_stops_cleanly_on_sigterm(project
     assert out.rstrip().endswith("autoscale: stopped") and "Traceback" not in out
     with pytest.raises(OSError):  # the metrics went with the process
         urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2)
+
+
+def test_the_error_counter_is_published_as_0_from_the_first_period_without_an_error(tmp_path: Path) -> None:
+    root = project(tmp_path, STACK.format(max=6))
+    apply(Workspace.open(root))
+    simulate(root, web_1=0.5, web_2=0.5)
+    exporter = Exporter()
+    (report,) = Autoscaler(Workspace.open(root), log=lambda _line: None, exporter=exporter).period()
+    assert not report.error and report.decision is not None and report.decision.rule == "in-range"
+    page = generate_latest(exporter.registry).decode()
+    assert 'crane_autoscale_errors_total{domain="appdomain.shop"} 0.0' in page, page
 
 
 def test_a_server_made_again_under_a_removed_number_warms_up_anew(tmp_path: Path) -> None:

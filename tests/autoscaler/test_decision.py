@@ -211,6 +211,17 @@ def test_below_lower_scales_in_one_at_a_time_after_stabilisation_and_the_scale_i
     assert decisions[-1].rule is Rule.AT_MIN
 
 
+def test_a_stabilising_reason_rounds_the_history_it_covers_to_a_tenth() -> None:
+    """Periods do not fall on whole seconds: a reason shows 5.2 s, not 5.20222 s."""
+    stabilising = Tier(4).run([(0.0, 0.1), (5.20222, 0.1)])
+    assert stabilising[1].reason.endswith("but the history covers only 5.2 s of stabilisation 60 s: hold")
+
+
+def test_a_cooldown_reason_rounds_the_time_since_the_last_action_to_a_tenth() -> None:
+    cooling = Tier(3, max=4).run([(0.0, 0.9), (15.333333, 0.1)])
+    assert cooling[1].reason.endswith("but the last action (scale out) was 15.3 s ago, cooldown 120 s: hold")
+
+
 def test_each_period_asks_for_the_size_its_reading_would_come_down_to() -> None:
     low = Tier(8)
     low.period(0.0, 0.1)

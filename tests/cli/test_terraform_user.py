@@ -140,6 +140,30 @@ def test_plan_lists_attributes_changed_outputs_and_counts_a_replace_once(project
     assert "cache-mac" not in outputs
 
 
+def test_a_restart_keeps_the_vms_uuid_known_and_only_its_address_is_known_after_apply(project: ProjectDir) -> None:
+    stack = """
+from crane_iac import VM, Network, export
+
+lan = Network("lan", mode="isolated", ipv4="10.63.0.0/24")
+db = VM("db", vcpus=1, memory_mib={memory}, networks=[lan])
+VM("app", vcpus=1, memory_mib=64, description=db.uuid)
+export("db-uuid", db.uuid)
+export("db-ipv4", db.ipv4)
+"""
+    project.write_stack(stack.format(memory=128))
+    ok(project, "apply", "--auto-approve")
+    uuid = ok(project, "output", "db-uuid").strip()
+    project.write_stack(stack.format(memory=256))  # a new maximum too: the guest restarts
+    plan = ok(project, "plan")
+    assert "~ vm.db  max_memory_mib: 128 → 256  # restarts the guest" in plan, plan
+    assert "vm.app" not in plan and "db-uuid" not in plan, plan  # the same UUID after the restart: nothing to do
+    assert f"  ~ db-ipv4: {ok(project, 'output', 'db-ipv4').strip()} → (known after apply)" in plan, plan
+    ok(project, "plan", "--out", "p.crane")
+    assert json.loads(ok(project, "show", "p.crane", "--json"))["outputs"]["db-uuid"] == uuid
+    ok(project, "apply", "p.crane")
+    assert ok(project, "output", "db-uuid").strip() == uuid
+
+
 def test_a_huge_plan_is_summarised_with_the_full_text_in_json(project: ProjectDir) -> None:
     project.write_stack('from crane_iac import VM\nfor i in range(520):\n    VM(f"v{i}", vcpus=1, memory_mib=16)\n')
     text = ok(project, "plan")

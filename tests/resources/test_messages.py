@@ -10,6 +10,7 @@ from crane_iac.config import _var_line, load_project
 from crane_iac.errors import ConfigError, DiagnosticsError
 from crane_iac.loader import load_stack
 from crane_iac.resources import VM
+from crane_iac.resources.messages import with_article
 
 
 def diagnostics(tmp_path: Path, body: str) -> list[str]:
@@ -53,6 +54,17 @@ VM("d", vcpus=1, memory_mib=64, networks={"name": "lan"}, depends_on=[{"name": "
         "5: vm.d: depends_on[0]: expected a Resource, got dict {'name': 'x'}",
         "5: vm.d: networks: expected a list, got dict {'name': 'lan'}",
     ]
+
+
+def test_a_word_after_an_article_takes_the_one_it_is_read_with(tmp_path: Path) -> None:
+    assert diagnostics(tmp_path, '''Network("i", mode="isolated", ipv4="10.2.0.0/24", vlan=7)
+Network("n", mode="nat", ipv4="10.3.0.0/24", vlan=7)
+''') == [
+        "2: network.i: a VLAN tag needs mode='openvswitch'; libvirt cannot tag an 'isolated' network",
+        "3: network.n: a VLAN tag needs mode='openvswitch'; libvirt cannot tag a 'nat' network",
+    ]
+    assert [with_article(w) for w in ("'open'", "ssh_key", "vm", "`uuid`", "Output", "unknown")] == [
+        "an 'open'", "an ssh_key", "a vm", "a `uuid`", "an Output", "an unknown"]
 
 
 def test_a_component_field_is_strict_too(tmp_path: Path) -> None:

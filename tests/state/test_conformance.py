@@ -4,6 +4,8 @@ are parametrized over the backends in conftest.BACKENDS). A new backend is added
 from __future__ import annotations
 
 import os
+import pwd
+import socket
 import subprocess
 import sys
 import threading
@@ -407,3 +409,16 @@ def test_a_version_2_database_opens_and_migrates(state_url: str, store: StateSto
         assert migrated.settings("demo")["k"].value == 1
     finally:
         migrated.close()
+
+
+def test_the_holder_is_named_by_user_name_without_user_in_the_environment(store: StateStore,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("USER", raising=False)
+    monkeypatch.delenv("LOGNAME", raising=False)
+    held = store.acquire_lock("demo", "apply")
+    try:
+        info = store.lock_info("demo")
+        assert info is not None
+        assert info.holder.startswith(f"{pwd.getpwuid(os.getuid()).pw_name}@{socket.gethostname()} pid ")
+    finally:
+        store.release_lock("demo", held)

@@ -22,7 +22,7 @@ from crane_iac.providers.libvirt.host import NOT_FOUND, Host, LibvirtdHost
 from crane_iac.providers.libvirt.networks import Networks
 from crane_iac.providers.libvirt.pools import Pools
 from crane_iac.providers.libvirt.reading import read_all
-from crane_iac.providers.libvirt.rules import diff_properties, replacement_names
+from crane_iac.providers.libvirt.rules import KEPT_OUTPUTS, diff_properties, replacement_names
 from crane_iac.providers.libvirt.sandbox import SandboxHost
 from crane_iac.providers.libvirt.volumes import Volumes
 
@@ -93,6 +93,9 @@ class LibvirtProvider(Provider):
 
     def diff(self, kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
         return diff_properties(kind, before, after)
+
+    def kept_outputs(self, kind: str) -> frozenset[str]:
+        return KEPT_OUTPUTS.get(kind, frozenset())
 
     def replacement_name(self, kind: str, physical: str, properties: dict[str, Any]) -> str:
         """The first free generation name (rules.replacement_names) for a create_before_destroy replacement."""
