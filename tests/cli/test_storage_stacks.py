@@ -130,9 +130,9 @@ def test_bad_storage_is_reported_with_file_line_and_address(project: ProjectDir,
 
 
 def test_a_volume_may_name_a_pool_the_same_plan_creates_through_the_object(project: ProjectDir) -> None:
-    project.write_stack("""
+    project.write_stack(f"""
         from crane_iac import StoragePool, Volume
-        fast = StoragePool("fast", path="/srv/crane-fast")
+        fast = StoragePool("fast", path="{project.root}/crane-fast")
         Volume("scratch", pool=fast, capacity_gib=2)
     """)
     applied = project.crane("apply", "--auto-approve")
@@ -171,3 +171,18 @@ def test_source_volume_adopted_after_a_crash_is_replaced(project: ProjectDir) ->
     assert project.crane("apply", "--auto-approve").code == 0
     assert project.crane("plan", "--detailed-exitcode").code == 0
 
+
+def test_destroy_removes_the_empty_directories_crane_made_for_a_pool(project: ProjectDir, tmp_path: Path) -> None:
+    """The directories crane made for a pool are recorded in state, so the run that destroys it (another process,
+    later) removes them, deepest first, and leaves the directory that was there before."""
+    parent = tmp_path / "existing"
+    parent.mkdir()
+    project.write_stack(f'from crane_iac import StoragePool\nStoragePool("deep", path="{parent}/a/b/pool")\n')
+    assert project.crane("apply", "--auto-approve").code == 0
+    assert (parent / "a" / "b" / "pool").is_dir()
+    made = [str(parent / "a"), str(parent / "a" / "b"), str(parent / "a" / "b" / "pool")]
+    assert show(project, "pool.deep")["properties"]["made_dirs"] == made
+    assert project.crane("plan", "--detailed-exitcode").code == 0  # a record of the past, not a change
+    destroyed = project.crane("destroy", "--auto-approve")
+    assert destroyed.code == 0, destroyed.err
+    assert not (parent / "a").exists() and parent.is_dir()

@@ -54,7 +54,9 @@ def test_pool_is_defined_started_read_back_persisted_and_deleted(tmp_path: Path)
     p = LibvirtProvider(None, sandbox_dir=tmp_path, mutating=True)
     props = {"name": "images", "type": "dir", "path": str(tmp_path / "images")}
     created = p.create("pool", "images", props, Owner("s", "pool.images"))
-    assert created.properties == {**props, "built": False}  # the test driver needs no directory: crane made none
+    # the sandbox makes the missing directory as libvirtd's build would, and records that crane made it
+    assert created.properties == {**props, "built": True, "made_dirs": [props["path"]]}
+    assert (tmp_path / "images").is_dir()
     pool = p.conn.storagePoolLookupByName("images")
     assert pool.isActive() and pool.autostart()
     p.create("volume", "disk", volume({"capacity_gib": 2, "pool": "images", "format": "raw"}), Owner("s", "v"))
@@ -68,6 +70,42 @@ def test_pool_is_defined_started_read_back_persisted_and_deleted(tmp_path: Path)
     again.delete("pool", "images", created.properties)  # already gone is not an error
     assert ("pool", "images") not in live_by_key(again)
     again.close()
+    assert not (tmp_path / "images").exists()
+
+
+def test_a_pool_removes_the_empty_directories_it_made_above_it_and_no_other(tmp_path: Path) -> None:
+    """tmp_path/x existed; crane made x/a, x/a/b and the pool's own x/a/b/pool, and removes them with the pool,
+    deepest first, while they are empty. A directory that holds anything stays, and so does every one above it."""
+    (tmp_path / "x").mkdir()
+    props = {"name": "deep", "type": "dir", "path": str(tmp_path / "x" / "a" / "b" / "pool")}
+    p = LibvirtProvider(None, sandbox_dir=tmp_path / "sandbox", mutating=True)
+    created = p.create("pool", "deep", props, Owner("s", "pool.deep"))
+    made = [str(tmp_path / "x" / "a"), str(tmp_path / "x" / "a" / "b"), props["path"]]
+    assert created.properties["made_dirs"] == made and Path(props["path"]).is_dir()
+    p.close()
+    again = LibvirtProvider(None, sandbox_dir=tmp_path / "sandbox", mutating=True)  # a later run, from state
+    again.delete("pool", "deep", created.properties)
+    again.close()
+    assert not (tmp_path / "x" / "a").exists() and (tmp_path / "x").is_dir()  # x was there before crane
+
+    # something else put a file beside the pool: x/a/b and x/a hold something, and stay
+    p = LibvirtProvider(None, sandbox_dir=tmp_path / "sandbox", mutating=True)
+    created = p.create("pool", "deep", props, Owner("s", "pool.deep"))
+    (tmp_path / "x" / "a" / "b" / "notes").write_text("mine")
+    p.delete("pool", "deep", created.properties)
+    p.close()
+    assert not Path(props["path"]).exists() and (tmp_path / "x" / "a" / "b" / "notes").read_text() == "mine"
+
+    # a pool in a directory that exists: crane made only the pool's own, and the one above it stays
+    props = {"name": "near", "type": "dir", "path": str(tmp_path / "x" / "a" / "near")}
+    p = LibvirtProvider(None, sandbox_dir=tmp_path / "sandbox", mutating=True)
+    created = p.create("pool", "near", props, Owner("s", "pool.near"))
+    assert created.properties["made_dirs"] == [props["path"]]
+    (tmp_path / "x" / "a" / "b" / "notes").unlink()
+    (tmp_path / "x" / "a" / "b").rmdir()
+    p.delete("pool", "near", created.properties)
+    p.close()
+    assert not Path(props["path"]).exists() and (tmp_path / "x" / "a").is_dir()
 
 
 def test_volume_from_an_image_takes_its_format_and_size(provider: LibvirtProvider, tmp_path: Path) -> None:
