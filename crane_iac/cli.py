@@ -480,11 +480,22 @@ def _app(opened: ExitStack) -> Any:
     @state_app.command("history")
     def state_history(stack: Stack = None, chdir: Chdir = Path("."),
                       limit: Annotated[int, typer.Option("--limit", metavar="N", min=1)] = 100) -> None:
-        """Show the journal of recorded changes, with the serial each made."""
-        for entry in workspace(chdir, stack).history(limit):
-            who = f"  by {entry.by}" if entry.by else ""
-            why = f": {entry.why}" if entry.why else ""
-            print(f"{entry.at}  serial {entry.serial:<5} {entry.action:<8} {entry.address}{who}{why}")
+        """Show the journal of recorded changes, with the serial each made, grouped by the run that made them."""
+        from itertools import groupby
+
+        entries = workspace(chdir, stack).history(limit)
+        for run, group in groupby(entries, key=lambda e: e.run):
+            lines = list(group)
+            indent = ""
+            if run is not None:  # one header per run: an apply commits in batches, then its outputs
+                first, last = lines[0].serial, lines[-1].serial
+                serials = f"serial {first}" if first == last else f"serials {first}-{last}"
+                print(f"run {run.id}  {run.operation}  by {run.by}  since {run.started_at}  {serials}")
+                indent = "  "
+            for entry in lines:
+                who = f"  by {entry.by}" if entry.by else ""
+                why = f": {entry.why}" if entry.why else ""
+                print(f"{indent}{entry.at}  serial {entry.serial:<5} {entry.action:<8} {entry.address}{who}{why}")
 
     @state_app.command("rm")
     def state_rm(addresses: Annotated[list[str], typer.Argument(metavar="ADDRESS...")], stack: Stack = None,

@@ -23,7 +23,7 @@ from crane_iac.objects import Action, Outcome, Owner, Reach, Reason, Recorded, V
 from crane_iac.planner.diff import Step, has_markers, order_changes, resolve_outputs
 from crane_iac.planner.model import Phase, Plan, ResourceChange
 from crane_iac.providers.base import Provider
-from crane_iac.state.base import Committed, Intent, StateStore, this_process
+from crane_iac.state.base import Committed, Intent, RunInfo, StateStore, this_process
 
 T = TypeVar("T")
 
@@ -104,8 +104,9 @@ class Applier:
     def __init__(self, plan: Plan, store: StateStore, providers: Mapping[str, Provider], *, parallelism: int = 10,
                  outputs: dict[str, dict[str, Any]] | None = None,
                  report: Callable[[StepEvent], None] = lambda _e: None,
-                 stop: threading.Event | None = None) -> None:
-        """``stop``, once set (the first Ctrl-C), starts no new step: the ones in flight finish and are recorded."""
+                 stop: threading.Event | None = None, run: RunInfo | None = None) -> None:
+        """``stop``, once set (the first Ctrl-C), starts no new step: the ones in flight finish and are recorded.
+        ``run`` names the locked run in every commit, so the history shows the apply's serials as one run."""
         self.plan = plan
         self.store = store
         self.providers = providers
@@ -119,6 +120,7 @@ class Applier:
         self.outputs: dict[str, dict[str, Any]] = dict(outputs or {})
         self.report = report
         self.stop = stop or threading.Event()
+        self.run_info = run
         self.changes = {c.address: c for c in plan.changes}
         #: records made by this apply, by address (a create_before_destroy's second half records the new object)
         self.records: dict[str, Recorded] = {}
@@ -175,7 +177,7 @@ class Applier:
         result = ApplyResult(serial=self.plan.serial)
         if self.plan.moves:  # state only, before anything else: the plan's addresses are the new ones
             result.serial = self.store.move(self.plan.stack, [(old, new) for old, new in self.plan.moves],
-                                            expected_serial=result.serial)
+                                            expected_serial=result.serial, run=self.run_info)
             for old, new in self.plan.moves:
                 if old in self.outputs:
                     self.outputs[new] = self.outputs.pop(old)
@@ -222,7 +224,7 @@ class Applier:
                 interval = max(COMMIT_INTERVAL, (time.monotonic() - started) / CHECKPOINT_SHARE)
                 failpoints.hit("after-checkpoint")
                 result.serial = self.store.commit(self.plan.stack, list(pending_commit),
-                                                  expected_serial=result.serial)
+                                                  expected_serial=result.serial, run=self.run_info)
                 pending_commit.clear()
                 failpoints.hit("after-commit")
             last_commit = time.monotonic()
@@ -281,9 +283,11 @@ class Applier:
             result.interrupted = bool(result.not_started)
         if result.ok:  # a targeted apply updates the outputs too (what it did not touch resolves as before)
             outputs = resolve_outputs(self.plan.outputs, self.outputs, keep_unknown=False)
-            result.serial = self.store.commit(self.plan.stack, [], outputs, expected_serial=result.serial)
+            result.serial = self.store.commit(self.plan.stack, [], outputs, expected_serial=result.serial,
+                                              run=self.run_info)
             for dropped in self.plan.settings_dropped:  # a component's settings go with it, each in the history
                 result.serial = self.store.set_setting(
                     self.plan.stack, dropped["key"], None, by=this_process(),
-                    why=f"{dropped['component']} destroyed: its settings go with it", expected_serial=result.serial)
+                    why=f"{dropped['component']} destroyed: its settings go with it", expected_serial=result.serial,
+                    run=self.run_info)
         return result

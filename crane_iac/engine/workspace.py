@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,7 +32,16 @@ from crane_iac.loader import LoadedStack, load_stack, pinned_names
 from crane_iac.objects import Live
 from crane_iac.planner.model import Plan
 from crane_iac.state.backends import open_store
-from crane_iac.state.base import Committed, HistoryEntry, LockInfo, Setting, StackState, StateStore
+from crane_iac.state.base import (
+    Committed,
+    HistoryEntry,
+    LockInfo,
+    RunInfo,
+    Setting,
+    StackState,
+    StateStore,
+    this_process,
+)
 from crane_iac.state.migrate import MigrationReport, migrate
 
 T = TypeVar("T")
@@ -188,7 +198,8 @@ class Workspace:
         """Set (or with None, unset) a durable setting under the stack's lock, journalled with who and why; the
         stack reads it with ``setting(key, default)``. Returns the new serial."""
         with self.locked(f"setting {key}", lock_timeout=lock_timeout, connect=False, load=False) as run:
-            return self.store.set_setting(self.name, key, value, by=by, why=why, expected_serial=run.state.serial)
+            return self.store.set_setting(self.name, key, value, by=by, why=why, expected_serial=run.state.serial,
+                                          run=run.info)
 
     def plan(self, options: PlanOptions = PlanOptions()) -> Plan:
         """A plan made without the lock, reading the endpoints without changing them (``crane plan``)."""
@@ -208,14 +219,16 @@ class Workspace:
         open the endpoints for changing them while (``load``) the stack file runs and (``read``) the endpoints
         are read. Released on the way out, whatever happens; only this run's lock is released."""
         lock_id = self.store.acquire_lock(self.name, operation, lock_timeout)
+        # the run's writes name it by the lock it holds, so the history shows them together
+        info = RunInfo(lock_id, this_process(), operation, datetime.now(UTC).isoformat(timespec="seconds"))
         try:
             state = self.state()
             if not connect:
-                yield Run(self, lock_id, state, None, self.load(state) if load else None, None)
+                yield Run(self, lock_id, state, None, self.load(state) if load else None, None, info)
                 return
             with self.endpoints(mutating=mutating, lock_timeout=lock_timeout, read=load and read,
                                 meanwhile=(lambda: self.load(state)) if load else None) as (endpoints, loaded, lives):
-                yield Run(self, lock_id, state, endpoints, loaded, lives)
+                yield Run(self, lock_id, state, endpoints, loaded, lives, info)
         finally:
             self.store.release_lock(self.name, lock_id)
 
@@ -229,7 +242,7 @@ class Workspace:
             committed = refreshed_records(run.lives, self.name, state, listed)
             outputs = refreshed_outputs(run.loaded.outputs, state, committed)
             if committed or outputs != state.outputs:
-                self.store.commit(self.name, committed, outputs, expected_serial=state.serial)
+                self.store.commit(self.name, committed, outputs, expected_serial=state.serial, run=run.info)
             changed = sorted(k for k in set(outputs) | set(state.outputs)
                              if outputs.get(k) != state.outputs.get(k))
             return RefreshReport(committed, len(state.resources), changed)
@@ -242,7 +255,7 @@ class Workspace:
             committed = import_record(address, physical, run.loaded, run.state, run.lives, self.name)
             assert committed.record is not None
             self.store.unforget(self.name, committed.record.kind, committed.record.physical)
-            self.store.commit(self.name, [committed], expected_serial=run.state.serial)
+            self.store.commit(self.name, [committed], expected_serial=run.state.serial, run=run.info)
             state = self.state()
             plan = plan_stack(self.name, run.loaded, state, run.endpoints, targets=[address], lives=run.lives,
                               reload=self.reload)
@@ -252,14 +265,14 @@ class Workspace:
         """Drop resources (and everything nested under them) from state without touching them."""
         with self.locked("state rm", lock_timeout=lock_timeout, connect=False, load=False) as run:
             found = expand_addresses(addresses, run.state)
-            self.store.forget(self.name, found, expected_serial=run.state.serial)
+            self.store.forget(self.name, found, expected_serial=run.state.serial, run=run.info)
             return found
 
     def move(self, old: str, new: str, *, lock_timeout: float = 0.0) -> None:
         """Give a recorded resource a new address; its object keeps its name."""
         with self.locked("state mv", lock_timeout=lock_timeout, connect=False, load=False) as run:
             check_move(old, new)
-            self.store.move(self.name, [(old, new)], expected_serial=run.state.serial)
+            self.store.move(self.name, [(old, new)], expected_serial=run.state.serial, run=run.info)
 
     def migrate_state(self, url: str) -> MigrationReport:
         """Copy every stack of this project's state store to the store at ``url`` (`crane state migrate`)."""
@@ -295,6 +308,8 @@ class Run:
     endpoints: Endpoints | None
     loaded: LoadedStack | None
     lives: list[Live] | None
+    #: who runs what under the lock: every write of the run names it in the history
+    info: RunInfo | None = None
 
     def plan(self, options: PlanOptions = PlanOptions()) -> Plan:
         assert self.endpoints is not None and self.loaded is not None
@@ -313,7 +328,7 @@ class Run:
         assert self.endpoints is not None
         outputs = {a: r.outputs for a, r in self.state.resources.items()}
         return Applier(plan, self.workspace.store, self.endpoints, parallelism=parallelism, outputs=outputs,
-                       report=report, stop=stop).run()
+                       report=report, stop=stop, run=self.info).run()
 
 
 def _values(state: StackState) -> dict[str, Any]:

@@ -12,9 +12,10 @@ from crane_iac.resources.base import NAME_PATTERN, Resource
 
 class StoragePool(Resource):
     """A ``dir`` storage pool at ``path`` (a directory on the hypervisor host). crane defines it, makes the directory
-    when it is missing, starts the pool and marks it autostart. Destroying it removes the directory only when crane
-    made it and it is empty; changing ``path`` replaces the pool. Pass the object to ``Volume(pool=...)`` (or
-    ``CloudInit(pool=...)``) so that the volume is created after the pool and deleted before it."""
+    (and those above it) when missing, starts the pool and marks it autostart. Destroying it removes the directories
+    crane made for it, deepest first, while they are empty; changing ``path`` replaces the pool. Pass the object to
+    ``Volume(pool=...)`` (or ``CloudInit(pool=...)``) so that the volume is created after the pool and deleted
+    before it."""
 
     kind = "pool"
 

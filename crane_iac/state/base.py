@@ -71,6 +71,18 @@ class StackState:
     settings: dict[str, Setting] = field(default_factory=dict)
 
 
+@dataclass(slots=True, frozen=True)
+class RunInfo:
+    """One locked run (an apply, a refresh, `crane state rm`…): the lock ID it held, who ran it, what command, when
+    it took the lock. Every journal line its writes leave names it, so the history shows one run's serials (an
+    apply commits in batches, then its outputs) under one header."""
+
+    id: str
+    by: str
+    operation: str
+    started_at: str
+
+
 @dataclass(slots=True)
 class HistoryEntry:
     serial: int
@@ -82,6 +94,8 @@ class HistoryEntry:
     #: who made the change and why: filled for settings and lock breaks, empty for an ordinary applied step
     by: str = ""
     why: str = ""
+    #: the run whose write left the line; None for a write outside a run (a lock break) or from before runs were kept
+    run: RunInfo | None = None
 
 
 @dataclass(slots=True)
@@ -223,11 +237,13 @@ class StateStore(ABC):
 
     @abstractmethod
     def commit(self, stack: str, committed: list[Committed], outputs: dict[str, Any] | None = None, *,
-               expected_serial: int | None = None) -> int:
-        """Record outcomes (rows proportional to the change), clear their intents, bump and return the serial."""
+               expected_serial: int | None = None, run: RunInfo | None = None) -> int:
+        """Record outcomes (rows proportional to the change), clear their intents, bump and return the serial.
+        ``run`` (here and in every write below) is the locked run making the write, named by its journal lines."""
 
     @abstractmethod
-    def forget(self, stack: str, addresses: list[str], *, expected_serial: int | None = None) -> int:
+    def forget(self, stack: str, addresses: list[str], *, expected_serial: int | None = None,
+               run: RunInfo | None = None) -> int:
         """Drop resources from state without touching them (`crane state rm`); returns the new serial."""
 
     @abstractmethod
@@ -235,12 +251,13 @@ class StateStore(ABC):
         """Let crane manage a forgotten object again (`crane import`)."""
 
     @abstractmethod
-    def move(self, stack: str, moves: list[tuple[str, str]], *, expected_serial: int | None = None) -> int:
+    def move(self, stack: str, moves: list[tuple[str, str]], *, expected_serial: int | None = None,
+             run: RunInfo | None = None) -> int:
         """Re-address recorded resources (`crane state mv`, `moved(...)`); their objects keep their names."""
 
     @abstractmethod
     def set_setting(self, stack: str, key: str, value: Any, *, by: str, why: str,
-                    expected_serial: int | None = None) -> int:
+                    expected_serial: int | None = None, run: RunInfo | None = None) -> int:
         """Set a durable setting to a JSON value (None deletes it); bumps and returns the serial and journals the
         change as ``setting:<key>`` with who and why."""
 

@@ -68,6 +68,7 @@ from crane_iac.state.base import (
     HistoryEntry,
     Intent,
     LockInfo,
+    RunInfo,
     Setting,
     StackDump,
     StackState,
@@ -76,7 +77,7 @@ from crane_iac.state.base import (
     this_process,
 )
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 #: every table of the state database; ``create_all`` makes those a database lacks
@@ -105,7 +106,8 @@ INTENTS = Table("intents", SCHEMA, _text("stack", primary_key=True), _text("addr
                 _text("endpoint", default=DEFAULT_ENDPOINT))
 HISTORY = Table("history", SCHEMA, Column("id", Integer(), primary_key=True), _text("stack", index=True),
                 _int("serial"), _text("at"), _text("action"), _text("address"), _text("before", nullable=True),
-                _text("after", nullable=True), _text("who", default=""), _text("why", default=""))
+                _text("after", nullable=True), _text("who", default=""), _text("why", default=""),
+                _text("run", default=""))
 LOCKS = Table("locks", SCHEMA, _text("stack", primary_key=True), _text("holder"), _text("host"), _int("pid"),
               _text("operation"), _text("acquired_at"), _text("lock_id", default=""))
 #: objects `crane state rm` let go of: they stay on the hypervisor and crane leaves them alone
@@ -115,9 +117,13 @@ FORGOTTEN = Table("forgotten", SCHEMA, _text("stack", primary_key=True), _text("
 #: durable per-stack settings (the autoscaler's desired size of a tier), with who set them and why
 SETTINGS = Table("settings", SCHEMA, _text("stack", primary_key=True), _text("key", primary_key=True),
                  _text("value"), _text("who"), _text("why"), _text("at"), _int("serial"))
+#: the locked runs (an apply, a refresh…) whose writes history lines name by ``run``: who ran what, since when
+RUNS = Table("runs", SCHEMA, _text("stack", primary_key=True), _text("id", primary_key=True), _text("who"),
+             _text("operation"), _text("started_at"))
 #: the tables that hold a stack's state (locks are not state)
 STATE_TABLES = {STACKS: STACKS.c.name, RESOURCES: RESOURCES.c.stack, INTENTS: INTENTS.c.stack,
-                HISTORY: HISTORY.c.stack, FORGOTTEN: FORGOTTEN.c.stack, SETTINGS: SETTINGS.c.stack}
+                HISTORY: HISTORY.c.stack, FORGOTTEN: FORGOTTEN.c.stack, SETTINGS: SETTINGS.c.stack,
+                RUNS: RUNS.c.stack}
 
 
 def _add_column(conn: Connection, table: str, column: str, ddl: str) -> None:
@@ -147,9 +153,15 @@ def _v4_intent_endpoints(conn: Connection) -> None:
     _add_column(conn, "intents", "endpoint", f"VARCHAR NOT NULL DEFAULT '{DEFAULT_ENDPOINT}'")
 
 
+def _v5_runs(conn: Connection) -> None:
+    """Version 5: a history line names the run that wrote it (lines written before say none); the ``runs`` table
+    is created by create_all."""
+    _add_column(conn, "history", "run", "VARCHAR NOT NULL DEFAULT ''")
+
+
 #: version → step that brings a database from the version before it.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_lock_ids, 3: _v3_settings_and_authors,
-                                                      4: _v4_intent_endpoints}
+                                                      4: _v4_intent_endpoints, 5: _v5_runs}
 
 
 def _now() -> str:
@@ -557,14 +569,21 @@ class SqlStateStore(StateStore):
             return StackState(stack, 0, "", resources, intents, {}, forgotten, settings)
         return StackState(stack, head[0], head[1], resources, intents, loads(head[2]), forgotten, settings)
 
+    #: history lines with the run each names (None where it names none)
+    JOURNAL = select(HISTORY, RUNS.c.who.label("run_by"), RUNS.c.operation.label("run_operation"),
+                     RUNS.c.started_at.label("run_started_at")).select_from(
+        HISTORY.outerjoin(RUNS, (RUNS.c.stack == HISTORY.c.stack) & (RUNS.c.id == HISTORY.c.run)))
+
     @staticmethod
     def _history_entry(r: Any) -> HistoryEntry:
-        return HistoryEntry(r.serial, r.at, r.action, r.address, _loads(r.before), _loads(r.after), r.who, r.why)
+        run = RunInfo(r.run, r.run_by, r.run_operation, r.run_started_at) if r.run and r.run_by is not None else None
+        return HistoryEntry(r.serial, r.at, r.action, r.address, _loads(r.before), _loads(r.after), r.who, r.why,
+                            run)
 
     @_db_errors
     def history(self, stack: str, limit: int = 100) -> list[HistoryEntry]:
         with self.engine.connect() as conn:
-            rows = conn.execute(select(HISTORY).where(HISTORY.c.stack == stack).order_by(HISTORY.c.id.desc())
+            rows = conn.execute(self.JOURNAL.where(HISTORY.c.stack == stack).order_by(HISTORY.c.id.desc())
                                 .limit(limit)).all()
         return [self._history_entry(r) for r in reversed(rows)]
 
@@ -643,13 +662,23 @@ class SqlStateStore(StateStore):
         conn.execute(STACKS.update().where(STACKS.c.name == stack).values(**values))
         return serial + 1, old_outputs
 
+    def _note_run(self, conn: Connection, stack: str, run: RunInfo | None) -> str:
+        """Record the run making a write (once per run) and return the ID its journal lines carry ("" for none)."""
+        if run is None:
+            return ""
+        conn.execute(self._insert(RUNS).values(stack=stack, id=run.id, who=run.by, operation=run.operation,
+                                               started_at=run.started_at)
+                     .on_conflict_do_nothing(index_elements=[RUNS.c.stack, RUNS.c.id]))
+        return run.id
+
     @_db_errors
     def commit(self, stack: str, committed: list[Committed], outputs: dict[str, Any] | None = None, *,
-               expected_serial: int | None = None) -> int:
+               expected_serial: int | None = None, run: RunInfo | None = None) -> int:
         at = _now()
         dumps = json.dumps
         with self.writing() as conn:
             serial, old_outputs = self._bump(conn, stack, outputs, expected_serial)
+            run_id = self._note_run(conn, stack, run)
             addresses = [c.address for c in committed]
             for start in range(0, len(addresses), 500):
                 chunk = addresses[start:start + 500]
@@ -671,22 +700,26 @@ class SqlStateStore(StateStore):
             journal = [
                 {"stack": stack, "serial": serial, "at": at, "action": str(c.action), "address": c.address,
                  "before": dumps(c.before) if c.before is not None else None,
-                 "after": dumps(c.record.properties) if c.record is not None else None, "who": "", "why": ""}
+                 "after": dumps(c.record.properties) if c.record is not None else None, "who": "", "why": "",
+                 "run": run_id}
                 for c in committed
             ]
             if not journal:  # every serial leaves a line in the history, so a stale plan's serials can be found
                 journal.append({"stack": stack, "serial": serial, "at": at, "action": "outputs",
                                 "address": "(stack outputs)", "before": dumps(old_outputs),
-                                "after": dumps(outputs) if outputs is not None else None, "who": "", "why": ""})
+                                "after": dumps(outputs) if outputs is not None else None, "who": "", "why": "",
+                                "run": run_id})
             conn.execute(insert(HISTORY), journal)
             self.rows_written += 1 + len(rows) + len(journal) + len(addresses)
         return serial
 
     @_db_errors
-    def forget(self, stack: str, addresses: list[str], *, expected_serial: int | None = None) -> int:
+    def forget(self, stack: str, addresses: list[str], *, expected_serial: int | None = None,
+               run: RunInfo | None = None) -> int:
         at = _now()
         with self.writing() as conn:
             serial, _ = self._bump(conn, stack, expected_serial=expected_serial)
+            run_id = self._note_run(conn, stack, run)
             rows = conn.execute(select(RESOURCES).where(RESOURCES.c.stack == stack,
                                                         RESOURCES.c.address.in_(addresses))).all()
             missing = sorted(set(addresses) - {r.address for r in rows})
@@ -702,7 +735,7 @@ class SqlStateStore(StateStore):
                  "properties": r.properties, "at": at, "endpoint": r.endpoint} for r in rows])
             conn.execute(insert(HISTORY), [
                 {"stack": stack, "serial": serial, "at": at, "action": "forget", "address": r.address,
-                 "before": r.properties, "after": None, "who": "", "why": ""} for r in rows])
+                 "before": r.properties, "after": None, "who": "", "why": "", "run": run_id} for r in rows])
             self.rows_written += 1 + 3 * len(rows)
         return serial
 
@@ -714,10 +747,12 @@ class SqlStateStore(StateStore):
                                                  FORGOTTEN.c.physical == physical))
 
     @_db_errors
-    def move(self, stack: str, moves: list[tuple[str, str]], *, expected_serial: int | None = None) -> int:
+    def move(self, stack: str, moves: list[tuple[str, str]], *, expected_serial: int | None = None,
+             run: RunInfo | None = None) -> int:
         at = _now()
         with self.writing() as conn:
             serial, _ = self._bump(conn, stack, expected_serial=expected_serial)
+            run_id = self._note_run(conn, stack, run)
             present = {r[0] for r in conn.execute(select(RESOURCES.c.address).where(
                 RESOURCES.c.stack == stack, RESOURCES.c.address.in_([a for m in moves for a in m]))).all()}
             for old, new in moves:
@@ -742,14 +777,15 @@ class SqlStateStore(StateStore):
                              .values(dependencies=json.dumps(deps)))
             conn.execute(insert(HISTORY), [
                 {"stack": stack, "serial": serial, "at": at, "action": "move", "address": new,
-                 "before": json.dumps({"address": old}), "after": json.dumps({"address": new}), "who": "", "why": ""}
+                 "before": json.dumps({"address": old}), "after": json.dumps({"address": new}), "who": "", "why": "",
+                 "run": run_id}
                 for old, new in moves])
             self.rows_written += 1 + 3 * len(moves)
         return serial
 
     @_db_errors
     def set_setting(self, stack: str, key: str, value: Any, *, by: str, why: str,
-                    expected_serial: int | None = None) -> int:
+                    expected_serial: int | None = None, run: RunInfo | None = None) -> int:
         try:
             encoded = None if value is None else json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -757,6 +793,7 @@ class SqlStateStore(StateStore):
         at = _now()
         with self.writing() as conn:
             serial, _ = self._bump(conn, stack, expected_serial=expected_serial)
+            run_id = self._note_run(conn, stack, run)
             old = conn.execute(select(SETTINGS.c.value).where(SETTINGS.c.stack == stack, SETTINGS.c.key == key)
                                ).first()
             conn.execute(delete(SETTINGS).where(SETTINGS.c.stack == stack, SETTINGS.c.key == key))
@@ -766,7 +803,7 @@ class SqlStateStore(StateStore):
             conn.execute(insert(HISTORY).values(
                 stack=stack, serial=serial, at=at, action="setting", address=f"setting:{key}",
                 before=None if old is None else json.dumps({"value": json.loads(old[0])}),
-                after=None if encoded is None else json.dumps({"value": value}), who=by, why=why))
+                after=None if encoded is None else json.dumps({"value": value}), who=by, why=why, run=run_id))
             self.rows_written += 3
         return serial
 
@@ -789,7 +826,7 @@ class SqlStateStore(StateStore):
                          for r in conn.execute(select(FORGOTTEN).where(FORGOTTEN.c.stack == stack)
                                                .order_by(FORGOTTEN.c.kind, FORGOTTEN.c.physical))]
             history = [self._history_entry(r) for r in conn.execute(
-                select(HISTORY).where(HISTORY.c.stack == stack).order_by(HISTORY.c.id))]
+                self.JOURNAL.where(HISTORY.c.stack == stack).order_by(HISTORY.c.id))]
             settings = self._settings(conn, stack)
         serial, lineage, outputs = (head.serial, head.lineage, json.loads(head.outputs)) if head else (0, "", {})
         return StackDump(stack, serial, lineage, outputs, resources, intents, forgotten, history, settings)
@@ -824,8 +861,11 @@ class SqlStateStore(StateStore):
             (FORGOTTEN, [{"stack": stack, "kind": f.record.kind, "physical": f.record.physical,
                           "address": f.record.address, "properties": dumps(f.record.properties), "at": f.at,
                           "endpoint": f.record.endpoint} for f in d.forgotten]),
+            (RUNS, [{"stack": stack, "id": r.id, "who": r.by, "operation": r.operation, "started_at": r.started_at}
+                    for r in {h.run.id: h.run for h in d.history if h.run is not None}.values()]),
             (HISTORY, [{"stack": stack, "serial": h.serial, "at": h.at, "action": h.action, "address": h.address,
-                        "before": _json(h.before), "after": _json(h.after), "who": h.by, "why": h.why}
+                        "before": _json(h.before), "after": _json(h.after), "who": h.by, "why": h.why,
+                        "run": h.run.id if h.run is not None else ""}
                        for h in d.history]),
             (SETTINGS, [{"stack": stack, "key": k, "value": dumps(s.value), "who": s.by, "why": s.why, "at": s.at,
                          "serial": s.serial} for k, s in d.settings.items()]),

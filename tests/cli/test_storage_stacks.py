@@ -130,9 +130,9 @@ def test_bad_storage_is_reported_with_file_line_and_address(project: ProjectDir,
 
 
 def test_a_volume_may_name_a_pool_the_same_plan_creates_through_the_object(project: ProjectDir) -> None:
-    project.write_stack("""
+    project.write_stack(f"""
         from crane_iac import StoragePool, Volume
-        fast = StoragePool("fast", path="/srv/crane-fast")
+        fast = StoragePool("fast", path="{project.root}/crane-fast")
         Volume("scratch", pool=fast, capacity_gib=2)
     """)
     applied = project.crane("apply", "--auto-approve")
@@ -171,3 +171,17 @@ def test_source_volume_adopted_after_a_crash_is_replaced(project: ProjectDir) ->
     assert project.crane("apply", "--auto-approve").code == 0
     assert project.crane("plan", "--detailed-exitcode").code == 0
 
+
+def test_the_sandbox_makes_no_directory_for_a_pool_and_records_none(project: ProjectDir, tmp_path: Path) -> None:
+    """The sandbox touches nothing on this machine's disks: a pool there has no directory, and its record says crane
+    made none (a real host records what libvirt built, and removes it: tests/real/test_storage.py)."""
+    parent = tmp_path / "existing"
+    parent.mkdir()
+    project.write_stack(f'from crane_iac import StoragePool\nStoragePool("deep", path="{parent}/a/b/pool")\n')
+    assert project.crane("apply", "--auto-approve").code == 0
+    assert not (parent / "a").exists()
+    assert show(project, "pool.deep")["properties"]["made_dirs"] == []
+    assert project.crane("plan", "--detailed-exitcode").code == 0
+    destroyed = project.crane("destroy", "--auto-approve")
+    assert destroyed.code == 0, destroyed.err
+    assert parent.is_dir()

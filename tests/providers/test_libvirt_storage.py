@@ -16,6 +16,7 @@ import pytest
 from crane_iac.errors import ProviderError
 from crane_iac.providers.base import Owner
 from crane_iac.providers.libvirt import LibvirtProvider, images, seed
+from crane_iac.providers.libvirt.pools import missing_dirs, remove_empty
 from crane_iac.providers.libvirt.rules import diff_properties
 from crane_iac.providers.libvirt.xml import parse_domain
 
@@ -54,7 +55,9 @@ def test_pool_is_defined_started_read_back_persisted_and_deleted(tmp_path: Path)
     p = LibvirtProvider(None, sandbox_dir=tmp_path, mutating=True)
     props = {"name": "images", "type": "dir", "path": str(tmp_path / "images")}
     created = p.create("pool", "images", props, Owner("s", "pool.images"))
-    assert created.properties == {**props, "built": False}  # the test driver needs no directory: crane made none
+    # the sandbox touches nothing on this machine's disks: the test driver needs no directory, and crane made none
+    assert created.properties == {**props, "built": False, "made_dirs": []}
+    assert not (tmp_path / "images").exists()
     pool = p.conn.storagePoolLookupByName("images")
     assert pool.isActive() and pool.autostart()
     p.create("volume", "disk", volume({"capacity_gib": 2, "pool": "images", "format": "raw"}), Owner("s", "v"))
@@ -68,6 +71,27 @@ def test_pool_is_defined_started_read_back_persisted_and_deleted(tmp_path: Path)
     again.delete("pool", "images", created.properties)  # already gone is not an error
     assert ("pool", "images") not in live_by_key(again)
     again.close()
+    assert not (tmp_path / "images").exists()
+
+
+def test_a_pools_directories_are_those_missing_and_go_deepest_first_while_empty(tmp_path: Path) -> None:
+    """What a real host's pool records (``missing_dirs`` before libvirt builds it) and removes with it: tmp_path/x
+    existed, so crane made x/a, x/a/b and the pool's own x/a/b/pool; they go deepest first while empty, and a
+    directory that holds anything stays, with every one above it. (tests/real/test_storage.py does it through a
+    real libvirtd.)"""
+    (tmp_path / "x").mkdir()
+    pool = tmp_path / "x" / "a" / "b" / "pool"
+    made = missing_dirs(str(pool))
+    assert made == [str(tmp_path / "x" / "a"), str(tmp_path / "x" / "a" / "b"), str(pool)]
+    pool.mkdir(parents=True)
+    remove_empty(made)
+    assert not (tmp_path / "x" / "a").exists() and (tmp_path / "x").is_dir()  # x was there before crane
+
+    pool.mkdir(parents=True)
+    (tmp_path / "x" / "a" / "b" / "notes").write_text("mine")  # something else put a file beside the pool
+    remove_empty(made)
+    assert not pool.exists() and (tmp_path / "x" / "a" / "b" / "notes").read_text() == "mine"
+    assert missing_dirs(str(pool)) == [str(pool)]  # a pool in a directory that exists: only its own is new
 
 
 def test_volume_from_an_image_takes_its_format_and_size(provider: LibvirtProvider, tmp_path: Path) -> None:

@@ -107,7 +107,9 @@ def test_crane_builds_starts_and_autostarts_the_pool(storage: ProjectDir, real_h
     assert pool.isActive() and pool.autostart()
     assert POOL_DIR.is_dir()  # the daemon made it: crane asked libvirt to build the pool
     shown = json.loads(ok(storage, "state", "show", "pool.crs-images"))
-    assert shown["properties"] == {"name": "crs-images", "type": "dir", "path": str(POOL_DIR), "built": True}
+    # ROOT was missing too: libvirt built both, and state records both as crane's
+    assert shown["properties"] == {"name": "crs-images", "type": "dir", "path": str(POOL_DIR), "built": True,
+                                   "made_dirs": [str(ROOT), str(POOL_DIR)]}
     assert sorted(v.name() for v in pool.listAllVolumes(0)) == ["crs-copy", "crs-gold", "crs-raw", "crs-seed"]
 
 
@@ -168,6 +170,7 @@ def test_destroy_removes_the_volumes_the_pool_and_the_directory_crane_made(stora
     assert not [d for d in real_host.conn.listAllDomains(0) if d.name().startswith(PREFIX)]
     assert not [p for p in real_host.conn.listAllStoragePools(0) if p.name().startswith(PREFIX)]
     assert not POOL_DIR.exists()
+    assert not ROOT.exists()  # the parent crane's pool made goes with it (nothing else was put there)
     assert ok(storage, "state", "list") == ""
 
 

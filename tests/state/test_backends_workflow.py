@@ -4,6 +4,7 @@ backend with nothing lost."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,18 @@ for i in range(setting("web.size", 1)):
     VM(f"web-{i + 1}", vcpus=1, memory_mib=256, networks=[lan])
 export("size", setting("web.size", 1))
 """
+
+
+def runs_of(history: str) -> list[tuple[str, list[str]]]:
+    """`crane state history` as (run header, its lines), in order; every line belongs to a run."""
+    runs: list[tuple[str, list[str]]] = []
+    for line in history.splitlines():
+        if line.startswith("run "):
+            runs.append((line, []))
+        else:
+            assert line.startswith("  ") and runs, history
+            runs[-1][1].append(line)
+    return runs
 
 
 def ok(project: ProjectDir, *args: str) -> str:
@@ -44,6 +57,15 @@ def test_a_project_on_each_backend_and_migrated_to_sqlite(project: ProjectDir, s
     assert "No changes" in ok(project, "plan")
     history = ok(project, "state", "history")
     assert "setting  setting:web.size  by " in history and ": average memory 82% > 75% for 2 periods" in history
+    # one apply is one run: its batches of steps and its outputs, under one header with the serials they made
+    runs = runs_of(history)
+    assert [header.split()[2] for header, _lines in runs] == ["apply", "setting", "apply"], history
+    header, lines = runs[-1]
+    assert re.search(r"^run \S+  apply  by \S+@\S+ pid \d+  since \S+  serials (\d+)-(\d+)$", header), header
+    first, last = map(int, re.findall(r"serials (\d+)-(\d+)", header)[0])
+    assert last > first and [int(line.split()[2]) for line in lines] == sorted(int(line.split()[2]) for line in lines)
+    assert {line.split()[2] for line in lines} == {str(n) for n in range(first, last + 1)}
+    assert any("create   vm.web-2" in line for line in lines) and any("outputs" in line for line in lines)
     assert "web.size = 3  (set by " in ok(project, "setting", "list")
 
     # every stack moves to a fresh SQLite file; pointed there, the project plans no change

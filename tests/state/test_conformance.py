@@ -18,7 +18,7 @@ import sqlalchemy
 from crane_iac.errors import LockHeldError, StaleStateError, StateError
 from crane_iac.objects import Action, Outcome, Recorded
 from crane_iac.state.backends import open_store
-from crane_iac.state.base import Committed, Intent, StateStore
+from crane_iac.state.base import Committed, Intent, RunInfo, StateStore
 from crane_iac.state.sql import SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[2]
@@ -304,6 +304,31 @@ def test_settings_are_durable_and_journal_who_and_why(state_url: str, store: Sta
     assert store.read("web").serial == 5
 
 
+# runs
+
+
+def test_a_runs_writes_name_it_in_the_history(store: StateStore) -> None:
+    """Every write a locked run makes (an apply's batches and its outputs, a move, a forget, a setting) names the
+    run; writes outside one (a lock break, a bare commit) name none."""
+    store.commit("demo", create("vm.z"))
+    lock_id = store.acquire_lock("demo", "apply")
+    run = RunInfo(lock_id, "alice@host pid 7", "apply", "2025-06-01T00:00:00+00:00")
+    assert store.move("demo", [("vm.z", "vm.zed")], expected_serial=1, run=run) == 2
+    assert store.commit("demo", create("vm.a"), expected_serial=2, run=run) == 3
+    assert store.commit("demo", create("vm.b"), expected_serial=3, run=run) == 4
+    assert store.forget("demo", ["vm.zed"], expected_serial=4, run=run) == 5
+    assert store.set_setting("demo", "size", 2, by="alice", why="more", expected_serial=5, run=run) == 6
+    assert store.commit("demo", [], {"ip": "10.0.0.1"}, expected_serial=6, run=run) == 7
+    store.break_lock("demo", lock_id, "ops", why="stuck")
+    other = RunInfo(store.acquire_lock("demo", "refresh"), "bob@host pid 8", "refresh", "2025-06-02T00:00:00+00:00")
+    assert store.commit("demo", [], {"ip": "10.0.0.2"}, run=other) == 8
+    assert [(h.serial, h.action, h.run) for h in store.history("demo")] == [
+        (1, "create", None), (2, "move", run), (3, "create", run), (4, "create", run), (5, "forget", run),
+        (6, "setting", run), (7, "outputs", run), (7, "force-unlock", None), (8, "outputs", other)]
+    assert store.history("demo", limit=1)[0].run == other
+    assert store.export_stack("demo").history == store.history("demo")
+
+
 # forget, unforget, move
 
 
@@ -341,8 +366,9 @@ def test_forget_keeps_a_tombstone_and_move_follows_dependencies(store: StateStor
 
 def populate(store: StateStore, stack: str) -> None:
     """A stack with something in every part of the state."""
-    store.commit(stack, create("vm.a", "vm.b", "vm.c"), {"ip": "10.0.0.1"})
-    store.commit(stack, [Committed("vm.a", Outcome.UPDATE, rec("vm.a", 512), {"memory_mib": 256})])
+    run = RunInfo("run-1", "alice@host pid 7", "apply", "2025-06-01T00:00:00+00:00")
+    store.commit(stack, create("vm.a", "vm.b", "vm.c"), {"ip": "10.0.0.1"}, run=run)
+    store.commit(stack, [Committed("vm.a", Outcome.UPDATE, rec("vm.a", 512), {"memory_mib": 256})], run=run)
     store.move(stack, [("vm.b", "vm.bee")])
     store.forget(stack, ["vm.c"])
     store.set_setting(stack, "tier.web.size", 4, by="autoscaler", why="load")
@@ -357,6 +383,7 @@ def test_export_and_import_copy_a_stack_whole(tmp_path: Path, store: StateStore)
     assert [d.name for d in dumps] == ["crashed", "demo"]
     demo = dumps[1]
     assert demo.serial == 5 and len(demo.history) == 8 and list(demo.settings) == ["tier.web.size"]
+    assert [h.run.operation if h.run else None for h in demo.history][:3] == ["apply"] * 3
     other = open_store(f"sqlite:///{tmp_path}/copy.db")
     try:
         other.import_stacks(dumps)
@@ -394,7 +421,8 @@ def test_a_version_2_database_opens_and_migrates(state_url: str, store: StateSto
     store.close()
     engine = raw_engine(state_url)  # back to the schema of version 2: no settings, no who/why, no endpoints
     with engine.begin() as conn:
-        for sql in ("DROP TABLE settings", "ALTER TABLE history DROP COLUMN who", "ALTER TABLE history DROP COLUMN why",
+        for sql in ("DROP TABLE settings", "DROP TABLE runs", "ALTER TABLE history DROP COLUMN run",
+                    "ALTER TABLE history DROP COLUMN who", "ALTER TABLE history DROP COLUMN why",
                     "ALTER TABLE resources DROP COLUMN endpoint", "ALTER TABLE forgotten DROP COLUMN endpoint",
                     "ALTER TABLE intents DROP COLUMN endpoint",
                     "UPDATE crane_meta SET value = '2' WHERE key = 'schema_version'"):
@@ -402,7 +430,7 @@ def test_a_version_2_database_opens_and_migrates(state_url: str, store: StateSto
     engine.dispose()
     migrated = open_store(state_url)
     try:
-        assert migrated.schema_version() == SCHEMA_VERSION == 4  # type: ignore[attr-defined]
+        assert migrated.schema_version() == SCHEMA_VERSION == 5  # type: ignore[attr-defined]
         assert [(h.action, h.by, h.why) for h in migrated.history("demo")] == [("create", "", ""), ("forget", "", "")]
         assert migrated.read("demo").forgotten[0].endpoint == "default"
         assert migrated.set_setting("demo", "k", 1, by="me", why="test") == 3

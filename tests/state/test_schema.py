@@ -1,7 +1,8 @@
-"""The state tables are SQLAlchemy Core; up to this change they were SQLModel classes, and the schema must not move
-with them, so that every state database written before opens unchanged. SQLModel's DDL for SQLite and PostgreSQL is
-pinned here (emitted by crane at schema version 4, before the change) with the defaults an INSERT that leaves a column
-out writes; a database made with that DDL opens, plans and takes writes without a migration, its catalog unchanged."""
+"""The state tables are SQLAlchemy Core; up to schema version 4 they were SQLModel classes, and the schema must not
+move with them, so that every state database written before opens. SQLModel's DDL for SQLite and PostgreSQL is pinned
+here (emitted by crane at schema version 4, before the change) with the defaults an INSERT that leaves a column out
+writes; version 5 adds only what the pinned additions below say (history lines name their run, a ``runs`` table). A
+database made with the version 4 DDL migrates to 5 in place, keeps every row, plans and takes writes."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from crane_iac.objects import Action, Outcome, Recorded
 from crane_iac.state.backends import open_store
-from crane_iac.state.base import Committed, Intent
+from crane_iac.state.base import Committed, Intent, RunInfo
 from crane_iac.state.sql import SCHEMA, SCHEMA_VERSION
 from tests.conftest import ProjectDir
 
@@ -185,13 +186,38 @@ CREATE TABLE settings (
 );
 """
 
+#: what version 5 adds to version 4's DDL (the same for both dialects): a history line names the run that wrote it,
+#: and the runs themselves
+V5_RUNS = """
+CREATE TABLE runs (
+    stack VARCHAR NOT NULL,
+    id VARCHAR NOT NULL,
+    who VARCHAR NOT NULL,
+    operation VARCHAR NOT NULL,
+    started_at VARCHAR NOT NULL,
+    PRIMARY KEY (stack, id)
+);
+"""
+
+
+def version_5(v4_ddl: str) -> str:
+    """Version 4's DDL with version 5's additions: the history's new column last, the runs table after the rest."""
+    head, marker, tail = v4_ddl.partition("why VARCHAR NOT NULL,\n    PRIMARY KEY (id)")
+    assert marker
+    return head + "why VARCHAR NOT NULL,\n    run VARCHAR NOT NULL,\n    PRIMARY KEY (id)" + tail + V5_RUNS
+
+
+SQLITE_V5_DDL = version_5(SQLITE_DDL)
+POSTGRESQL_V5_DDL = version_5(POSTGRESQL_DDL)
+
+
 #: table.column → the value an INSERT that leaves the column out writes (SQLModel's field defaults)
 DEFAULTS = {
     "stacks.serial": 0, "stacks.outputs": "{}",
     "resources.outputs": "{}", "resources.dependencies": "[]", "resources.protect": False,
     "resources.endpoint": "default",
     "intents.properties": "{}", "intents.endpoint": "default",
-    "history.who": "", "history.why": "",
+    "history.who": "", "history.why": "", "history.run": "",
     "locks.lock_id": "",
     "forgotten.properties": "{}", "forgotten.endpoint": "default",
 }
@@ -211,8 +237,9 @@ def emitted(dialect: sqlalchemy.engine.Dialect) -> str:
     return ";".join(statements)
 
 
-@pytest.mark.parametrize(("dialect", "pinned"), [(sqlite.dialect(), SQLITE_DDL),
-                                                  (postgresql.dialect(), POSTGRESQL_DDL)], ids=["sqlite", "postgresql"])
+@pytest.mark.parametrize(("dialect", "pinned"), [(sqlite.dialect(), SQLITE_V5_DDL),
+                                                  (postgresql.dialect(), POSTGRESQL_V5_DDL)],
+                         ids=["sqlite", "postgresql"])
 def test_core_emits_the_ddl_sqlmodel_did(dialect: sqlalchemy.engine.Dialect, pinned: str) -> None:
     assert normal(emitted(dialect)) == normal(pinned)
 
@@ -268,10 +295,20 @@ INSERT INTO history (stack, serial, at, action, address, "before", "after", who,
 """
 
 
-def test_a_database_with_the_old_schema_opens_unchanged_and_works(state_url: str) -> None:
+def columns(url: str) -> dict[str, list[str]]:
+    engine = sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            found = sqlalchemy.inspect(conn)
+            return {t: [c["name"] for c in found.get_columns(t)] for t in found.get_table_names()}
+    finally:
+        engine.dispose()
+
+
+def test_a_database_with_the_version_4_schema_migrates_and_works(state_url: str) -> None:
     run_script(state_url, SQLITE_DDL if state_url.startswith("sqlite") else POSTGRESQL_DDL)
     run_script(state_url, OLD_ROWS)
-    old = describe(state_url)
+    old = columns(state_url)
     store = open_store(state_url)
     try:
         assert store.schema_version() == SCHEMA_VERSION
@@ -290,13 +327,19 @@ def test_a_database_with_the_old_schema_opens_unchanged_and_works(state_url: str
         assert sorted(state.resources) == ["vm.web-1", "vm.web-2"] and state.intents == {}
         assert [f.address for f in state.forgotten] == ["network.lan"] and state.settings["web"].value == 3
         assert [h.action for h in store.history("demo")] == ["create", "create", "setting", "forget"]
+        assert store.history("demo")[0].run is None  # a line written before runs were kept names none
+        run = RunInfo(store.acquire_lock("demo", "apply"), "me@here pid 1", "apply", "2025-06-02T00:00:00+00:00")
+        assert store.commit("demo", [], {"lan": "10.60.1.0/24"}, run=run) == 5
+        assert store.history("demo")[-1].run == run
     finally:
         store.close()
-    assert describe(state_url) == old  # no migration ran: the catalog is as the old crane left it
+    # the migration only added: the history's run column and the runs table
+    assert columns(state_url) == {**{t: [*c, "run"] if t == "history" else c for t, c in old.items()},
+                                  "runs": ["stack", "id", "who", "operation", "started_at"]}
 
 
-def test_a_new_database_gets_the_old_schema(state_url: str) -> None:
-    run_script(state_url, SQLITE_DDL if state_url.startswith("sqlite") else POSTGRESQL_DDL)
+def test_a_new_database_gets_the_current_schema(state_url: str) -> None:
+    run_script(state_url, SQLITE_V5_DDL if state_url.startswith("sqlite") else POSTGRESQL_V5_DDL)
     old = describe(state_url)
     run_script(state_url, ";".join(f"DROP TABLE {name}" for name in SCHEMA.tables))
     open_store(state_url).close()
@@ -309,8 +352,11 @@ def test_a_state_db_written_before_plans_as_a_no_op(project: ProjectDir) -> None
     project.write_stack(STACK.format(memory=512))
     assert project.crane("apply", "--auto-approve").code == 0
     path = project.root / ".crane" / "state.db"
-    with sqlite3.connect(path) as db:
-        rows = {t: db.execute(f"SELECT * FROM {t}").fetchall() for t in SCHEMA.tables}
+    old_tables = [t for t in SCHEMA.tables if t != "runs"]
+    with sqlite3.connect(path) as db:  # the rows version 4 had room for
+        rows = {t: db.execute(f"SELECT * FROM {t}").fetchall() for t in old_tables}
+        rows["history"] = [r[:-1] for r in rows["history"]]
+        rows["crane_meta"] = [("schema_version", "4")]
     db.close()
     path.unlink()
     with sqlite3.connect(path) as db:
@@ -319,9 +365,9 @@ def test_a_state_db_written_before_plans_as_a_no_op(project: ProjectDir) -> None
             if values:
                 db.executemany(f"INSERT INTO {table} VALUES ({', '.join('?' * len(values[0]))})", values)
     db.close()
-    before = describe(f"sqlite:///{path}")
     again = project.crane("plan", "--detailed-exitcode")
     assert (again.code, again.out.strip()) == (0, "No changes. The infrastructure matches the stack."), again
+    before = describe(f"sqlite:///{path}")  # migrated to version 5 by that plan, once
     project.write_stack(STACK.format(memory=1024))
     assert project.crane("apply", "--auto-approve").code == 0
     assert project.crane("plan", "--detailed-exitcode").code == 0

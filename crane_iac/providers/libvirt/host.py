@@ -3,6 +3,7 @@ chosen once when the provider connects; the per-kind modules call it for whateve
 
 from __future__ import annotations
 
+import os
 import xml.etree.ElementTree as ET
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -70,6 +71,13 @@ class Host(ABC):
     @abstractmethod
     def resize(self, pool: Any, vol: Any, capacity_gib: int) -> Any:
         """The volume grown to ``capacity_gib``."""
+
+    def build_pool(self, pool: Any, missing: list[str]) -> list[str]:
+        """Make a pool's missing directory and the missing ones above it (``missing``, outermost first, as seen on
+        this machine); return those that were made. libvirtd's build makes them (the daemon may be allowed where crane
+        is not)."""
+        pool.build(0)
+        return [d for d in missing if os.path.isdir(d)]
 
     def changing(self, kind: str, physical: str) -> None:
         """Called before each mutation (the sandbox notes what to write at the next checkpoint)."""

@@ -1,9 +1,12 @@
-"""StoragePools as libvirt storage pools (no metadata: crane adopts them through its intents), and whether crane
-made a pool's directory, which libvirt cannot say later and which alone is removed with the pool."""
+"""StoragePools as libvirt storage pools (no metadata: crane adopts them through its intents), and which directories
+crane made for a pool (its own and those above it that were missing), which libvirt cannot say later and which alone
+are removed with the pool, when empty."""
 
 from __future__ import annotations
 
 import contextlib
+import os
+import posixpath
 import xml.etree.ElementTree as ET
 from typing import Any
 
@@ -30,6 +33,15 @@ def read_pool(pool: Any) -> Live:
     return Live("pool", pool.name(), props, outputs)
 
 
+def missing_dirs(path: str) -> list[str]:
+    """The directories of ``path`` (itself and those above it) that do not exist on this machine, outermost first."""
+    missing = []
+    while not os.path.isdir(path) and path != "/":
+        missing.append(path)
+        path = posixpath.dirname(path)
+    return missing[::-1]
+
+
 class Pools:
     """The ``pool`` kind."""
 
@@ -37,17 +49,23 @@ class Pools:
         self.host = host
 
     def create(self, physical: str, p: dict[str, Any], owner: Owner) -> Live:
-        """Define, start and autostart the pool; libvirt builds its directory when it is missing."""
+        """Define, start and autostart the pool; its directory, and the missing ones above it, are built first."""
         conn = self.host.conn
         pool = conn.storagePoolDefineXML(lx.render_pool(physical, p), 0)
-        built = False
+        made: list[str] = []
         try:
-            try:
+            if self.host.local:  # crane can look, and so knows which directories it made
+                missing = missing_dirs(p["path"])
+                if missing:
+                    made = self.host.build_pool(pool, missing)
                 pool.create(0)
-            except libvirt.libvirtError:
-                pool.build(0)  # the directory is missing: the daemon makes it (it may be allowed where crane is not)
-                built = True
-                pool.create(0)
+            else:
+                try:
+                    pool.create(0)
+                except libvirt.libvirtError:
+                    pool.build(0)  # the directory is missing: the daemon makes it (and any missing above it)
+                    made = [p["path"]]  # crane cannot look on another host: only the pool's own is known to be new
+                    pool.create(0)
             pool.setAutostart(1)
         except BaseException:
             with contextlib.suppress(libvirt.libvirtError):
@@ -56,8 +74,9 @@ class Pools:
                 pool.undefine()
             raise
         live = read_pool(pool)
-        # whether crane made the directory: libvirt cannot say later, and only such a directory is removed with it
-        return Live("pool", physical, {**live.properties, "built": built}, live.outputs)
+        # which directories crane made: libvirt cannot say later, and only those are removed with the pool
+        return Live("pool", physical, {**live.properties, "built": p["path"] in made, "made_dirs": made},
+                    live.outputs)
 
     def read(self, physical: str, p: dict[str, Any]) -> Live | None:
         try:
@@ -66,13 +85,15 @@ class Pools:
             if exc.get_error_code() in NOT_FOUND:
                 return None
             raise
-        return Live("pool", physical, {**live.properties, "built": p.get("built", False)}, live.outputs)
+        return Live("pool", physical, {**live.properties, "built": p.get("built", False),
+                                       "made_dirs": p.get("made_dirs", [])}, live.outputs)
 
     def update(self, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
         raise ProviderError(f"pool {physical!r} cannot be changed in place")
 
     def delete(self, physical: str, p: dict[str, Any]) -> None:
-        """Stop and undefine the pool; remove its directory only when crane made it and it holds nothing."""
+        """Stop and undefine the pool; remove its directory, and those above it crane made for it, only when crane
+        made them and they hold nothing."""
         pool = self.host.conn.storagePoolLookupByName(physical)
         empty = False
         if pool.isActive():
@@ -84,3 +105,17 @@ class Pools:
             with contextlib.suppress(libvirt.libvirtError):  # a hidden file: the directory stays
                 pool.delete(libvirt.VIR_STORAGE_POOL_DELETE_NORMAL)
         pool.undefine()
+        if empty and self.host.local:
+            remove_empty(p.get("made_dirs", []))
+
+
+def remove_empty(made: list[str]) -> None:
+    """Remove the directories crane made (outermost first in ``made``), deepest first, while they are empty: rmdir(2)
+    leaves a directory that holds anything, and then every one above it too."""
+    for directory in reversed(made):
+        try:
+            os.rmdir(directory)
+        except FileNotFoundError:
+            continue  # libvirt removed the pool's own
+        except OSError:
+            return

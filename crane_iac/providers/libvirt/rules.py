@@ -78,7 +78,8 @@ def diff_properties(kind: str, before: dict[str, Any], after: dict[str, Any]) ->
     elif kind == "cloudinit":
         before, after = {k: before.get(k) for k in SEED_FIELDS}, {k: after.get(k) for k in SEED_FIELDS}
     elif kind == "pool":
-        before = {k: v for k, v in before.items() if k != "built"}  # a fact about the past, not a setting
+        # facts about the past, not settings
+        before = {k: v for k, v in before.items() if k not in ("built", "made_dirs")}
     if before == after:  # the usual case, compared in C
         return []
     changes = changed_fields(before, after, CHANGE_RULES.get(kind, {}), OUTPUT_FIELDS.get(kind, frozenset()),

@@ -196,6 +196,12 @@ class SandboxHost(Host):
         # inet_ntoa: what str(ipaddress.IPv4Address(n)) gives, a tenth of the cost for 10,000 guests
         return socket.inet_ntoa((first + int(mac.replace(":", ""), 16) % (last - first + 1)).to_bytes(4, "big"))
 
+    def build_pool(self, pool: Any, missing: list[str]) -> list[str]:
+        """The sandbox touches nothing on this machine's disks: the test driver needs no directory for a pool, so
+        none is made (and none is removed); a real host makes them (``Host.build_pool``)."""
+        del pool, missing
+        return []
+
     def resize(self, pool: Any, vol: Any, capacity_gib: int) -> Any:
         """The test driver cannot resize and holds no data: a volume of the new size is the same thing."""
         xml = ET.fromstring(vol.XMLDesc(0))
