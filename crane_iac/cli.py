@@ -309,6 +309,9 @@ def _app(opened: ExitStack) -> Any:
         target: Targets = None,
     ) -> int:
         """Plan again on every save of the stack's files and crane.toml (with --apply: and apply); Ctrl-C stops."""
+        from crane_iac.extras import require
+
+        require("watchdog", "crane watch")
         from crane_iac.watch import WatchOptions, parse_vars
         from crane_iac.watch import watch as watch_stack
 
@@ -424,6 +427,9 @@ def _app(opened: ExitStack) -> Any:
                 signal.signal(sig, lambda *_: stopping.set())
         scaler = Autoscaler(ws, log=lambda line: print(line, flush=True))
         if metrics_port is not None:
+            from crane_iac.extras import require
+
+            require("prometheus_client", "crane autoscale --metrics-port")
             from crane_iac.autoscaler.exporter import Exporter
 
             scaler.exporter = Exporter()

@@ -24,5 +24,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+# the ranges in pyproject.toml, at the exact versions of requirements.lock (scripts/lock.sh writes it)
+.venv/bin/pip install -q --disable-pip-version-check -c requirements.lock -e '.[all,dev]'
 echo "crane installed in .venv ($(.venv/bin/crane --version))"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from crane_iac.errors import StateError
+from crane_iac.extras import require
 from crane_iac.state.base import StateStore, mask_url
 from crane_iac.state.sql import SqlStateStore
 
@@ -36,4 +37,6 @@ def open_store(url: str) -> StateStore:
         known = ", ".join(f"{s}://" for s in sorted(BACKENDS))
         raise StateError(f"state backend {scheme if sep else mask_url(url)!r} is not supported (state URL "
                          f"{mask_url(url)}); use one of {known}, e.g. sqlite:///PATH")
+    if scheme.lower().startswith("postgresql"):
+        require("psycopg", f"PostgreSQL state ({mask_url(url)})")
     return opener(url)

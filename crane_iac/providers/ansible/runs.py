@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from crane_iac.errors import ProviderError
+from crane_iac.extras import require
 
 Progress = Callable[[str], None]
 
@@ -188,7 +189,8 @@ def run_playbook(playbook: Path, *, inventory: dict[str, Any], extravars: dict[s
                  private_keys: Iterable[Path], progress: Progress | None = None, timeout: int = 900,
                  forks: int = 10) -> RunResult:
     """Runs ``playbook`` against ``inventory``; a failed host is a ``ProviderError`` naming it and its task."""
-    import ansible_runner  # a second of imports: only a run that happens pays for it
+    # a second of imports: only a run that happens pays for it
+    ansible_runner = require("ansible_runner", "a configuration run (Configuration, app domains)")
 
     sweep()
     run_dir = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
