@@ -31,9 +31,10 @@ def main() -> None:
         with ExitStack() as opened:  # every workspace a command opens is closed (its store's connections)
             code = _app(opened)(standalone_mode=False)
     except DiagnosticsError as exc:
-        for d in exc.diagnostics:
-            print(f"error: {d}", file=sys.stderr)
-        print(f"{len(exc.diagnostics)} error(s); nothing was changed.", file=sys.stderr)
+        from crane_iac.console import diagnostic_lines
+
+        for line in diagnostic_lines(exc):
+            print(line, file=sys.stderr)
         sys.exit(1)
     except CraneError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -61,27 +62,16 @@ def _colour() -> bool:
 def _interruptible(stop: "threading.Event") -> Iterator[list[int]]:
     """The first SIGINT/SIGTERM sets ``stop`` (apply starts nothing new, finishes and records what is in flight);
     a second exits at once, and crash safety (intents, owner metadata) takes over. Yields the signals seen."""
-    seen: list[int] = []
+    from crane_iac.console import stopping_on_signals
 
-    def handler(signum: int, _frame: object) -> None:
-        seen.append(signum)
-        name = signal.Signals(signum).name
-        if len(seen) == 1:
-            stop.set()
-            print(f"\n{name}: stopping: no new operation starts; those in flight finish and are recorded. "
-                  "Press Ctrl-C again to exit at once.", file=sys.stderr, flush=True)
-        else:
-            print(f"\n{name} again: exiting at once. The next plan adopts or removes what was in flight.",
-                  file=sys.stderr, flush=True)
-            os._exit(128 + signum)
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with stopping_on_signals(
+            stop, sys.stderr,
+            first=lambda name: (f"\n{name}: stopping: no new operation starts; those in flight finish and are "
+                                "recorded. Press Ctrl-C again to exit at once.\n"),
+            again=lambda name: (f"\n{name} again: exiting at once. The next plan adopts or removes what was in "
+                                "flight.\n"),
+            restore_after_signal=False) as seen:
         yield seen
-    finally:
-        if not seen:  # once interrupted, the process is winding down: a second signal still exits at once
-            for sig, old in previous.items():
-                signal.signal(sig, old)
 
 
 def _app(opened: ExitStack) -> Any:
@@ -126,16 +116,10 @@ def _app(opened: ExitStack) -> Any:
 
     def workspace(chdir: Path, stack: str | None, var: list[str] | None = None,
                   var_file: list[Path] | None = None) -> "Workspace":
+        from crane_iac.console import parse_vars
         from crane_iac.engine.workspace import Workspace
-        from crane_iac.errors import ConfigError
 
-        variables: dict[str, str] = {}
-        for item in var or []:
-            key, sep, val = item.partition("=")
-            if not sep:
-                raise ConfigError(f"--var {item!r}: use --var name=value")
-            variables[key.strip()] = val
-        ws = Workspace.open(chdir, stack, variables=variables, var_files=list(var_file or []))
+        ws = Workspace.open(chdir, stack, variables=parse_vars(var or []), var_files=list(var_file or []))
         opened.callback(ws.close)
         return ws
 
@@ -211,8 +195,9 @@ def _app(opened: ExitStack) -> Any:
                lock_timeout: float, wanted: "PlanOptions") -> int:
         import threading
 
+        from crane_iac.console import apply_verdict, failure_lines, interrupted_line
         from crane_iac.errors import CraneError
-        from crane_iac.render import Progress, render_plan, render_result
+        from crane_iac.render import Progress, render_plan
 
         colour = _colour()
         with ws.locked("destroy" if wanted.destroy else "apply", lock_timeout=lock_timeout,
@@ -243,21 +228,15 @@ def _app(opened: ExitStack) -> Any:
                     result = run.apply(the_plan, parallelism=parallelism, report=progress.report, stop=stop)
                 finally:
                     progress.finish()
-            elapsed = time.monotonic() - started
-            verdict = "complete" if result.ok else "INTERRUPTED" if result.interrupted else "FAILED"
-            failures = f", {len(result.failed)} failed, {len(result.skipped)} skipped" \
-                if result.failed or result.skipped else ""
-            print(f"\nApply {verdict}: {render_result(result.counts())}{failures} in {elapsed:.1f}s "
-                  f"({ws.store.rows_written} state rows written).")
-            for event in result.failed:
-                print(f"error: {event.address}: {event.detail}", file=sys.stderr)
+            print("\n" + apply_verdict(result, time.monotonic() - started, ws.store.rows_written))
+            for line in failure_lines(result):
+                print(line, file=sys.stderr)
             if the_plan.targets and the_plan.untargeted:
                 print(f"Targeting was in effect: {len(the_plan.untargeted)} other resource(s) still have changes "
                       "pending; run `crane plan` to see them.")
         if result.interrupted:
-            print(f"Interrupted: what finished is recorded; {len(result.not_started)} resource(s) were not started "
-                  f"({', '.join(result.not_started[:5])}{' …' if len(result.not_started) > 5 else ''}). The lock is "
-                  "released; run `crane apply` again to finish.", file=sys.stderr)
+            print(interrupted_line(result, "The lock is released; run `crane apply` again to finish."),
+                  file=sys.stderr)
             return 128 + (signals[0] if signals else signal.SIGINT)
         return 0 if result.ok else 1
 
@@ -312,7 +291,8 @@ def _app(opened: ExitStack) -> Any:
         from crane_iac.extras import require
 
         require("watchdog", "crane watch")
-        from crane_iac.watch import WatchOptions, parse_vars
+        from crane_iac.console import parse_vars
+        from crane_iac.watch import WatchOptions
         from crane_iac.watch import watch as watch_stack
 
         return watch_stack(WatchOptions(chdir, stack, parse_vars(var or []), tuple(var_file or ()), apply_,

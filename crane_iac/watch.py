@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,9 +31,10 @@ from watchdog.observers.api import BaseObserver
 
 import crane_iac
 from crane_iac.config import find_project
+from crane_iac.console import apply_verdict, diagnostic_lines, failure_lines, interrupted_line, stopping_on_signals
 from crane_iac.engine.workspace import PlanOptions, Workspace
-from crane_iac.errors import ConfigError, CraneError, DiagnosticsError, LockHeldError
-from crane_iac.render import Progress, render_plan, render_result
+from crane_iac.errors import CraneError, DiagnosticsError, LockHeldError
+from crane_iac.render import Progress, render_plan
 
 #: seconds between tries while another run holds the stack's lock (and no save came meanwhile)
 LOCK_RETRY = 3.0
@@ -58,17 +59,6 @@ class WatchOptions:
     parallelism: int = 10
     lock_timeout: float = 0.0
     colour: bool = False
-
-
-def parse_vars(given: Sequence[str]) -> dict[str, str]:
-    """``--var name=value`` items as a mapping, in the CLI's words when one has no ``=``."""
-    variables: dict[str, str] = {}
-    for item in given:
-        key, sep, val = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--var {item!r}: use --var name=value")
-        variables[key.strip()] = val
-    return variables
 
 
 @dataclass(frozen=True)
@@ -216,9 +206,8 @@ class Watcher:
                 else:
                     self._say(render_plan(ws.plan(self.options.plan), colour=self.options.colour))
         except DiagnosticsError as exc:
-            for d in exc.diagnostics:
-                self._error(f"error: {d}")
-            self._error(f"{len(exc.diagnostics)} error(s); nothing was changed.")
+            for line in diagnostic_lines(exc):
+                self._error(line)
         except LockHeldError as exc:
             self.lock_held = True
             self._error(f"error: {exc}")
@@ -245,17 +234,12 @@ class Watcher:
                                    stop=self.stop)
             finally:
                 progress.finish()
-        verdict = "complete" if result.ok else "INTERRUPTED" if result.interrupted else "FAILED"
-        failures = f", {len(result.failed)} failed, {len(result.skipped)} skipped" \
-            if result.failed or result.skipped else ""
-        self._say(f"Apply {verdict}: {render_result(result.counts())}{failures} in "
-                  f"{time.monotonic() - started:.1f}s.")
-        for event in result.failed:
-            self._error(f"error: {event.address}: {event.detail}")
+        self._say(apply_verdict(result, time.monotonic() - started))
+        for line in failure_lines(result):
+            self._error(line)
         if result.interrupted:
             self.interrupted = True
-            self._error(f"Interrupted: what finished is recorded; {len(result.not_started)} resource(s) were not "
-                        "started; run `crane apply` to finish.")
+            self._error(interrupted_line(result, "Run `crane apply` to finish."))
 
     def _follow(self, ws: Workspace) -> None:
         """Watch what this round's stack reads (crane.toml may name another file since the last round), from
@@ -302,34 +286,15 @@ class Watcher:
     @contextmanager
     def _signals(self) -> Iterator[None]:
         """The first SIGINT/SIGTERM stops the loop (an apply starts nothing new and records what is in flight);
-        a second during a round exits at once. The handler only sets ``stop`` and writes to the raw descriptor:
-        the loop may be printing, or hold a lock, when it runs."""
-
-        def handler(signum: int, _frame: object) -> None:
-            self.signals.append(signum)
-            name = signal.Signals(signum).name
-            if len(self.signals) == 1:
-                self.stop.set()
-                if self.busy:
-                    _raw(self.err, f"\n{name}: stopping after this round (an apply finishes and records what is in "
-                                   "flight). Press Ctrl-C again to exit at once.\n")
-            elif self.busy:  # idle, the loop ends within a tick anyway (a signal sent twice, to the group too)
-                _raw(self.err, f"\n{name} again: exiting at once.\n")
-                os._exit(128 + signum)
-
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        a second during a round exits at once. Idle, the loop ends within a tick anyway, so nothing is said (a
+        signal may come twice, sent to the group too)."""
+        with stopping_on_signals(
+                self.stop, self.err,
+                first=lambda name: (f"\n{name}: stopping after this round (an apply finishes and records what is in "
+                                    "flight). Press Ctrl-C again to exit at once.\n") if self.busy else None,
+                again=lambda name: f"\n{name} again: exiting at once.\n" if self.busy else None) as seen:
+            self.signals = seen
             yield
-        finally:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-
-
-def _raw(stream: TextIO, text: str) -> None:
-    try:
-        os.write(stream.fileno(), text.encode())
-    except (OSError, ValueError, AttributeError):  # not a real file (captured output): say nothing
-        pass
 
 
 def watch(options: WatchOptions) -> int:
