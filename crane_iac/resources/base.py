@@ -31,6 +31,7 @@ from pydantic import (
 from crane_iac.addresses import make_address
 from crane_iac.errors import Diagnostic
 from crane_iac.objects import DEFAULT_ENDPOINT, Kind, ScalableTier, register_kind
+from crane_iac.resources.internals import become_unvalidated, private_value
 from crane_iac.resources.messages import describe
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -181,11 +182,7 @@ class Resource(BaseModel):
                 raise
             for message in describe(type(self), exc.errors()):
                 registry.diagnostics.append(Diagnostic(message, where[0], where[1], address))
-            placeholder = type(self).model_construct(name=name, **data)
-            object.__setattr__(self, "__dict__", placeholder.__dict__)
-            object.__setattr__(self, "__pydantic_fields_set__", placeholder.__pydantic_fields_set__)
-            object.__setattr__(self, "__pydantic_extra__", None)
-            object.__setattr__(self, "__pydantic_private__", dict(placeholder.__pydantic_private__ or {}))
+            become_unvalidated(self, name=name, **data)
             valid = False
         else:
             valid = True
@@ -214,10 +211,9 @@ class Resource(BaseModel):
 
     @property
     def meta(self) -> _Meta:
-        # read from pydantic's store of private attributes: ``self._meta`` goes through BaseModel.__getattr__, which
-        # costs more than the rest of loading a resource, and a load reads it several times per resource
-        private = self.__pydantic_private__
-        meta: _Meta | None = private["_meta"] if private is not None else None
+        # read from pydantic's store of private attributes (see resources/internals.py): a load reads it several
+        # times per resource
+        meta: _Meta | None = private_value(self, "_meta")
         assert meta is not None
         return meta
 
