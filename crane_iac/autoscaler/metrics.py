@@ -27,7 +27,8 @@ from typing import Protocol
 from crane_iac.autoscaler.decision import Sample
 from crane_iac.errors import CraneError, ProviderError
 from crane_iac.objects import ScalableTier
-from crane_iac.providers.base import CpuTime, Provider
+from crane_iac.providers.base import Provider
+from crane_iac.providers.metrics import CpuTime, GuestMetrics
 
 #: the file the simulated source reads, in the project's .crane/
 SIMULATED = "simulated-metrics.json"
@@ -47,6 +48,8 @@ class ProviderMemory:
 
     def read(self, tier: ScalableTier, now: float) -> list[Sample]:
         provider = self.provider_of(tier.endpoint)
+        if not isinstance(provider, GuestMetrics):  # an endpoint that cannot read its guests: no samples
+            return []
         samples = []
         for host in tier.hosts:
             try:
@@ -75,6 +78,8 @@ class ProviderCpu:
 
     def read(self, tier: ScalableTier, now: float) -> list[Sample]:
         provider = self.provider_of(tier.endpoint)
+        if not isinstance(provider, GuestMetrics):
+            return []
         samples = []
         for host in tier.hosts:
             key = (tier.endpoint, host.physical)

@@ -5,37 +5,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from crane_iac.errors import ProviderError
 from crane_iac.objects import FieldChange, Live, Owner, Reach
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryUsage:
-    """A guest's memory as its balloon driver reports it, in MiB."""
-
-    #: what the guest could not hand to a new program without swapping: ``total`` minus libvirt's ``usable``
-    #: (MemAvailable, which counts reclaimable page cache as free)
-    used_mib: float
-    #: the memory the guest sees (libvirt's ``available``, the guest's MemTotal)
-    total_mib: float
-    #: libvirt's ``unused`` (MemFree), for reference
-    unused_mib: float
-
-    @property
-    def fraction(self) -> float:
-        return self.used_mib / self.total_mib if self.total_mib else 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class CpuTime:
-    """A running guest's CPU time so far, as the hypervisor counts it (every vCPU and the guest's own threads),
-    and the vCPUs it has: two readings make a utilisation, Δseconds / (Δwall × vcpus)."""
-
-    seconds: float
-    vcpus: int
 
 
 class KindHandler(Protocol):
@@ -117,15 +90,6 @@ class Provider(ABC):
     def remark(self, kind: str, properties: dict[str, Any]) -> str | None:
         """What the plan should say of creating or changing this object beyond its fields (a configuration run
         that will be skipped because no host can be reached), or None."""
-        return None
-
-    def memory_usage(self, kind: str, physical: str) -> MemoryUsage | None:
-        """The running guest's memory use, or None while the hypervisor has no reading (stopped, no balloon)."""
-        return None
-
-    def cpu_time(self, kind: str, physical: str) -> CpuTime | None:
-        """The running guest's cumulative CPU time, or None where the hypervisor cannot say (stopped, or a provider
-        that does not read it)."""
         return None
 
     def checkpoint(self) -> None:

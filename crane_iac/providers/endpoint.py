@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from crane_iac.objects import FieldChange, Live, Owner
-from crane_iac.providers.base import CpuTime, MemoryUsage, Provider
+from crane_iac.providers.base import Provider
+from crane_iac.providers.metrics import CpuTime, GuestMetrics, MemoryUsage
 
 
 class Endpoint(Provider):
@@ -69,11 +70,15 @@ class Endpoint(Provider):
     def remark(self, kind: str, properties: dict[str, Any]) -> str | None:
         return self.provider_of(kind).remark(kind, properties)
 
+    # GuestMetrics, answered by the provider serving the kind where it has the capability (else no reading)
+
     def memory_usage(self, kind: str, physical: str) -> MemoryUsage | None:
-        return self.provider_of(kind).memory_usage(kind, physical)
+        provider = self.provider_of(kind)
+        return provider.memory_usage(kind, physical) if isinstance(provider, GuestMetrics) else None
 
     def cpu_time(self, kind: str, physical: str) -> CpuTime | None:
-        return self.provider_of(kind).cpu_time(kind, physical)
+        provider = self.provider_of(kind)
+        return provider.cpu_time(kind, physical) if isinstance(provider, GuestMetrics) else None
 
     def checkpoint(self) -> None:
         self.hypervisor.checkpoint()

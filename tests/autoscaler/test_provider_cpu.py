@@ -13,8 +13,8 @@ import pytest
 from crane_iac.autoscaler.metrics import ProviderCpu
 from crane_iac.errors import ProviderError
 from crane_iac.objects import Owner, ScalableTier, TierHost
-from crane_iac.providers.base import CpuTime
 from crane_iac.providers.libvirt import LibvirtProvider
+from crane_iac.providers.metrics import CpuTime
 from tests.providers.test_libvirt_sandbox import VM_PROPS
 
 
@@ -72,3 +72,21 @@ def test_a_guest_restarted_with_other_vcpus_starts_afresh(sandbox: LibvirtProvid
     assert sample.value == pytest.approx(1 / 3, abs=0.02)
     sandbox.update("vm", "two", {**VM_PROPS, "vcpus": 3}, {**VM_PROPS, "vcpus": 3, "running": False})
     assert source.read(tier("two"), 45.0) == [] and ("default", "two") not in source.readings
+
+
+def test_guest_metrics_is_an_optional_capability(sandbox: LibvirtProvider, tmp_path: Path) -> None:
+    """libvirt reads its guests (GuestMetrics); a provider without the capability gives the autoscaler no samples
+    and no error, instead of every provider carrying empty methods."""
+    from crane_iac.autoscaler.metrics import ProviderMemory
+    from crane_iac.engine.workspace import Workspace
+    from crane_iac.providers.base import Provider
+    from crane_iac.providers.metrics import GuestMetrics
+    from tests.autoscaler.test_sources import stack
+    from tests.engine.test_workspace import project
+
+    assert isinstance(sandbox, GuestMetrics)
+    assert not hasattr(Provider, "memory_usage") and not hasattr(Provider, "cpu_time")
+    (tier,) = Workspace.open(project(tmp_path, stack())).load().tiers
+    blind = object()  # no memory_usage, no cpu_time
+    assert ProviderMemory(lambda _name: blind).read(tier, 0.0) == []  # type: ignore[arg-type,return-value]
+    assert ProviderCpu(lambda _name: blind).read(tier, 0.0) == []  # type: ignore[arg-type,return-value]

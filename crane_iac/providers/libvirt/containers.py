@@ -12,11 +12,11 @@ import libvirt
 
 from crane_iac.errors import ProviderError
 from crane_iac.objects import Live, Owner
-from crane_iac.providers.base import MemoryUsage
 from crane_iac.providers.libvirt import xml as lx
 from crane_iac.providers.libvirt.domains import lookup_domain, shut_down
 from crane_iac.providers.libvirt.host import NOT_FOUND, Host
 from crane_iac.providers.libvirt.rules import restarts
+from crane_iac.providers.metrics import MemoryUsage
 
 #: where libvirt 9.0 puts a container's memory cgroup on a host without systemd (v1 controllers, then unified v2):
 #: ``machine/lxc-<controller pid>-<name>.libvirt-lxc`` under the ``/machine`` partition

@@ -11,11 +11,11 @@ import libvirt
 
 from crane_iac.errors import ProviderError
 from crane_iac.objects import Live, Owner
-from crane_iac.providers.base import MemoryUsage
 from crane_iac.providers.libvirt import xml as lx
 from crane_iac.providers.libvirt.addresses import GuestAddresses
 from crane_iac.providers.libvirt.host import NOT_FOUND, Host
 from crane_iac.providers.libvirt.rules import restarts
+from crane_iac.providers.metrics import MemoryUsage
 
 
 class Domains:

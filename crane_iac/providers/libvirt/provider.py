@@ -12,7 +12,7 @@ import libvirt
 
 from crane_iac.errors import ProviderError
 from crane_iac.objects import FieldChange, Live, Owner
-from crane_iac.providers.base import CpuTime, KindHandler, MemoryUsage, Provider
+from crane_iac.providers.base import KindHandler, Provider
 from crane_iac.providers.libvirt.addresses import GuestAddresses
 from crane_iac.providers.libvirt.checks import Checks
 from crane_iac.providers.libvirt.cloudinit import Seeds
@@ -25,6 +25,7 @@ from crane_iac.providers.libvirt.reading import read_all
 from crane_iac.providers.libvirt.rules import KEPT_OUTPUTS, diff_properties, replacement_names
 from crane_iac.providers.libvirt.sandbox import SandboxHost
 from crane_iac.providers.libvirt.volumes import Volumes
+from crane_iac.providers.metrics import CpuTime, MemoryUsage
 
 __all__ = ["LibvirtProvider", "diff_properties"]
 
