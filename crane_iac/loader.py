@@ -13,9 +13,10 @@ from typing import Any
 
 from crane_iac.addresses import is_within
 from crane_iac.errors import CraneError, Diagnostic, DiagnosticsError
-from crane_iac.objects import Desired, ScalableTier, identity
+from crane_iac.objects import Desired, identity
 from crane_iac.planner.graph import find_cycle
 from crane_iac.resources.base import Output, Registry, Resource, collecting, plain
+from crane_iac.scaling import ScalableTier, ScalesTiers
 
 
 @dataclass
@@ -34,7 +35,7 @@ class LoadedStack:
     settings_read: list[str] = field(default_factory=list)
     #: the stack's own value of each setting it read (None: it has none)
     setting_defaults: dict[str, Any] = field(default_factory=dict)
-    #: tiers a controller may resize (``AppDomain(autoscale=...)``)
+    #: tiers a controller may resize, from the components that declare them (``ScalesTiers``)
     tiers: list[ScalableTier] = field(default_factory=list)
 
     def dependencies(self) -> dict[str, list[str]]:
@@ -112,6 +113,7 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
     physical_seen: dict[tuple[str, ...], str] = {}  # what a resource claims → its address
     desired: list[Desired] = []
     components: list[str] = []
+    tiers: list[ScalableTier] = []
     unknown_ignored: list[Diagnostic] = []
     while pending:
         res = pending.pop()
@@ -128,6 +130,8 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
         seen[address] = file, line, res.endpoint
         if not res.managed:
             components.append(address)
+            if isinstance(res, ScalesTiers) and meta.valid:
+                tiers.extend(res.scalable_tiers())
             continue
         endpoint = res.endpoint
         for fname, ref in res.named_references():
@@ -173,7 +177,7 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
     return LoadedStack(file=registry.stack_file, desired=desired, components=components, outputs=outputs,
                        moves=[(old, new) for old, new, _, _ in registry.moves], imports=sorted(registry.imports),
                        settings_read=list(registry.settings_read),
-                       setting_defaults=dict(registry.setting_defaults), tiers=list(registry.tiers))
+                       setting_defaults=dict(registry.setting_defaults), tiers=tiers)
 
 
 def pinned_names(loaded: LoadedStack, recorded: dict[str, str]) -> dict[str, str] | None:

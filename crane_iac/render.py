@@ -201,8 +201,8 @@ def tier_line(tier: dict[str, Any], *, address: str | None = None, size: str | N
     """One scalable tier of a plan: its size in effect, the range, the stack's own size and who set the size;
     ``address`` and ``size`` as the caller shows them (Markdown marks them up)."""
     owner = f"set by {tier['owner']}: {tier['why']}" if tier["owner"] != "stack" else "the stack's size"
-    return (f"{address or tier['address']} web: size {size or tier['size']} in [{tier['min']}, {tier['max']}], "
-            f"the stack says {tier['declared']}; {owner}")
+    return (f"{address or tier['address']} {tier.get('tier', 'web')}: size {size or tier['size']} in "
+            f"[{tier['min']}, {tier['max']}], the stack says {tier['declared']}; {owner}")
 
 
 def override_lines(plan: Plan) -> list[str]:

@@ -25,8 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, InstanceOf, ValidationError, 
 from crane_iac.appdomain import haproxy
 from crane_iac.autoscaler.policy import ScalingPolicy
 from crane_iac.errors import CraneError, Diagnostic, DiagnosticsError
-from crane_iac.objects import ScalableTier, TierHost
-from crane_iac.resources.base import Resource, current_registry, setting
+from crane_iac.resources.base import Resource, setting
 from crane_iac.resources.cloudinit import CloudInit
 from crane_iac.resources.component import Component
 from crane_iac.resources.configuration import Configuration
@@ -37,6 +36,7 @@ from crane_iac.resources.pool import StoragePool
 from crane_iac.resources.ssh_key import SshKey
 from crane_iac.resources.vm import VM
 from crane_iac.resources.volume import Volume
+from crane_iac.scaling import ScalableTier, TierHost
 
 _HERE = Path(__file__).resolve().parent
 #: the containers' init, files/init.sh (sshd with the domain's key, then runsvdir as PID 1), passed in the
@@ -219,6 +219,7 @@ class AppDomain(Component):
         return str(ipaddress.ip_network(self.network.ipv4)[self.first_host + index])
 
     def build(self) -> None:
+        self.declared_tiers: list[ScalableTier] = []
         key = make(SshKey, "key", path=self.ssh_key)
         self.key = key
         self.lb_host = self._host("lb", 0, self.lb.memory_mib, self.lb.vcpus, key)
@@ -257,15 +258,17 @@ class AppDomain(Component):
                    "ready_path": self.lb.health_check, "ready_timeout": SERVER_READY_TIMEOUT,
                    "servers": [{"name": s.name, "address": s.address, "port": s.port} for s in servers]})
 
+    def scalable_tiers(self) -> list[ScalableTier]:
+        """The web tier, when the domain is autoscaled (``ScalesTiers``: the loader collects it, the autoscaler reads
+        it from the loaded stack)."""
+        return list(getattr(self, "declared_tiers", []))
+
     def _declare_tier(self, policy: ScalingPolicy, members: list[int]) -> None:
-        """Tell the loader the web tier may be resized, and how (the autoscaler reads it from the loaded stack)."""
-        registry = current_registry()
-        if registry is None:
-            return
+        """Keep the web tier's declaration: it may be resized, and how."""
         hosts = tuple(TierHost(h.address, h.kind, h.physical_name, number, ip=self.host_address(1 + number))
                       for number, h in zip(members, self.web_hosts, strict=True))
         agent = policy.reads_agents
-        registry.tiers.append(ScalableTier(
+        self.declared_tiers.append(ScalableTier(
             address=self.address, setting=self.size_setting, members_setting=self.members_setting,
             size=self.web_size, declared=self.web.size,
             min=self.web.min, max=self.web.max, hosts=hosts, policy=policy.model_dump(), endpoint=self.endpoint,

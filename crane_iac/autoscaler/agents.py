@@ -26,7 +26,7 @@ from typing import Any
 
 from crane_iac.autoscaler.decision import Sample
 from crane_iac.errors import CraneError
-from crane_iac.objects import ScalableTier, TierHost
+from crane_iac.scaling import ScalableTier, TierHost
 
 #: seconds a pull may take before the host counts as not answering
 PULL_TIMEOUT = 1.0

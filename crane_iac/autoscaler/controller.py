@@ -36,8 +36,8 @@ from crane_iac.autoscaler.policy import ScalingPolicy
 from crane_iac.autoscaler.removal import Removal, choose
 from crane_iac.engine.workspace import PlanOptions, Workspace
 from crane_iac.errors import CraneError, LockHeldError
-from crane_iac.objects import ScalableTier
 from crane_iac.providers.metrics import CpuTime
+from crane_iac.scaling import ScalableTier
 from crane_iac.state.base import StackState
 
 #: who the autoscaler's settings are by, in the state history

@@ -26,9 +26,9 @@ from typing import Protocol
 
 from crane_iac.autoscaler.decision import Sample
 from crane_iac.errors import CraneError, ProviderError
-from crane_iac.objects import ScalableTier
 from crane_iac.providers.base import Provider
 from crane_iac.providers.metrics import CpuTime, GuestMetrics
+from crane_iac.scaling import ScalableTier
 
 #: the file the simulated source reads, in the project's .crane/
 SIMULATED = "simulated-metrics.json"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from crane_iac.objects import TierHost
+from crane_iac.scaling import TierHost
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from pydantic import (
 
 from crane_iac.addresses import make_address
 from crane_iac.errors import Diagnostic
-from crane_iac.objects import DEFAULT_ENDPOINT, Kind, ScalableTier, register_kind
+from crane_iac.objects import DEFAULT_ENDPOINT, Kind, register_kind
 from crane_iac.resources.internals import become_unvalidated, private_value
 from crane_iac.resources.messages import describe
 
@@ -67,8 +67,6 @@ class Registry:
     #: the stack's own value of each setting it read (``setting(key, default)``'s default, None when it has none):
     #: the plan warns when a setting overrides it
     setting_defaults: dict[str, Any] = field(default_factory=dict)
-    #: tiers a controller may resize, declared by components (``AppDomain(autoscale=...)``)
-    tiers: list[ScalableTier] = field(default_factory=list)
 
     def location(self) -> tuple[str | None, int | None]:
         """The innermost line of the stack file (or a module outside crane) that is running now."""

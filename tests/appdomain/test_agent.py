@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from crane_iac.autoscaler.agents import MAX_BODY, AgentMetrics
-from crane_iac.objects import ScalableTier, TierHost
+from crane_iac.scaling import ScalableTier, TierHost
 from tests.appdomain.processes import FILES, SYSTEM_PYTHON, free_port
 
 AGENT = FILES / "agent.py"

@@ -12,9 +12,10 @@ import pytest
 
 from crane_iac.autoscaler.metrics import ProviderCpu
 from crane_iac.errors import ProviderError
-from crane_iac.objects import Owner, ScalableTier, TierHost
+from crane_iac.objects import Owner
 from crane_iac.providers.libvirt import LibvirtProvider
 from crane_iac.providers.metrics import CpuTime
+from crane_iac.scaling import ScalableTier, TierHost
 from tests.providers.test_libvirt_sandbox import VM_PROPS
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from crane_iac.autoscaler.removal import choose
-from crane_iac.objects import TierHost
+from crane_iac.scaling import TierHost
 
 HOSTS = tuple(TierHost(f"appdomain.shop/container.web-{i}", "container", f"shop-web-{i}", i) for i in (1, 3, 2))
 

@@ -15,7 +15,7 @@ from crane_iac.autoscaler.agents import AgentMetrics, AgentSample
 from crane_iac.autoscaler.metrics import HAProxySessions, current_sessions
 from crane_iac.autoscaler.removal import choose
 from crane_iac.errors import CraneError
-from crane_iac.objects import ScalableTier, TierHost
+from crane_iac.scaling import ScalableTier, TierHost
 from tests.appdomain.conftest import NewHAProxy, StartApps
 from tests.appdomain.processes import free_port, http_get
 

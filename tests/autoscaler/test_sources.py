@@ -19,7 +19,7 @@ from crane_iac.autoscaler.metrics import HAProxySessions, ProviderCpu, ProviderM
 from crane_iac.autoscaler.policy import ScalingPolicy
 from crane_iac.engine.workspace import Workspace
 from crane_iac.errors import DiagnosticsError
-from crane_iac.objects import ScalableTier
+from crane_iac.scaling import ScalableTier
 from tests.appdomain.processes import FILES, SYSTEM_PYTHON, free_port
 from tests.engine.test_workspace import apply, project
 
