@@ -242,3 +242,30 @@ def test_make_plan_without_refresh_trusts_state(store: StateStore, provider: Mem
     no_refresh, problems = make_plan(PlanRequest(STACK, state.lineage, state.serial, refreshed=False),
                                      [thing("vm", size=3)], state.resources, None, {DEFAULT_ENDPOINT: provider})
     assert problems == [] and [(c.address, c.action) for c in no_refresh.changes] == [("thing.vm", Action.UPDATE)]
+
+
+def test_a_step_in_flight_when_the_loop_is_broken_off_is_reported_when_it_fails(store: StateStore,
+                                                                                provider: MemoryProvider) -> None:
+    """Ctrl-C where no signal handler sets ``stop`` (an engine driven from Python) raises KeyboardInterrupt in the
+    apply loop: what is in flight still finishes and is recorded, and one that fails says so, not silently."""
+    stop = threading.Event()
+    gate = provider.block("create", "b")
+    events: list[StepEvent] = []
+
+    def report(event: StepEvent) -> None:
+        events.append(event)
+        if (event.address, event.verb) == ("thing.a", Verb.CREATED):  # b is held at its gate meanwhile
+            assert gate.entered.wait(10)
+            stop.set()
+            provider.fail("create", "b", "b refused while stopping")
+            gate.release()
+            raise KeyboardInterrupt
+
+    applier = Applier(plan(store, provider, INTERRUPTED), store, {DEFAULT_ENDPOINT: provider}, parallelism=2,
+                      stop=stop, report=report)
+    with pytest.raises(KeyboardInterrupt):
+        applier.run()
+    assert [(e.address, e.verb, e.detail) for e in events if not e.verb.starting] == [
+        ("thing.a", Verb.CREATED, ""), ("thing.b", Verb.FAILED, "b refused while stopping")]
+    assert recorded(store) == {"thing.a": "a"}
+    assert sorted(provider.verbs()) == [("create", "a"), ("create", "b")]
