@@ -271,13 +271,23 @@ class Applier:
                     if time.monotonic() - last_commit >= interval:
                         flush()
             finally:
-                # whatever finished is recorded, even when interrupted
-                for future, (_step, _started) in list(running.items()):
-                    try:
-                        pending_commit.append(future.result())
-                    except Exception:
-                        pass
-                flush()
+                # the loop was left by an exception (a KeyboardInterrupt where no handler sets ``stop``, a state
+                # write refused): what is in flight still finishes, is recorded and reported, failures included
+                try:
+                    for future, (step, started) in list(running.items()):
+                        try:
+                            committed = future.result()
+                        except Exception as exc:  # a refusal or a bug: reported; the exception under way goes on
+                            failed = StepEvent(step.address, Verb.FAILED, time.monotonic() - started, str(exc))
+                            result.failed.append(failed)
+                            self.report(failed)
+                            continue
+                        pending_commit.append(committed)
+                        result.done.append(StepEvent(step.address, _VERBS[committed.action][1],
+                                                     time.monotonic() - started))
+                        self.report(result.done[-1])
+                finally:
+                    flush()
         if self.stop.is_set():
             result.not_started = sorted({s.address for s in graph if s not in launched and s not in blocked})
             result.interrupted = bool(result.not_started)

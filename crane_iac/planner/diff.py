@@ -276,7 +276,10 @@ def order_changes(changes: Iterable[ResourceChange]) -> dict[Step, set[Step]]:
             # a dependency is deleted only after its dependents are gone
             if dep_delete is not None and delete_step is not None:
                 graph[dep_delete].add(delete_step)
-            elif dep_delete is not None and apply_step is not None and c.action is Action.UPDATE:
+            elif dep_delete is not None and apply_step is not None and c.action is Action.UPDATE \
+                    and by_address[dep].action is not Action.DELETE_THEN_CREATE:
+                # the old object goes once its dependent uses the new one (create_before_destroy); a replacement
+                # deleted first cannot wait for that update, which waits for its new half: that would be a cycle
                 graph[dep_delete].add(apply_step)
         for dep in c.released:  # what this resource used until now goes only once the change lets go of it
             dep_delete = deletes.get(dep)

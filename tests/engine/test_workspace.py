@@ -13,7 +13,7 @@ from crane_iac.errors import ConfigError, DiagnosticsError, LockHeldError, Stale
 from crane_iac.objects import Action, Reason
 from crane_iac.providers import registry
 from crane_iac.render import render_plan
-from tests.engine import memo_provider
+from tests.engine import memory_provider
 
 TWO_ENDPOINTS = """
     [stacks.main]
@@ -158,13 +158,13 @@ def test_an_unknown_provider_type_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_a_state_only_kind_is_not_recreated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(registry.BUILT_IN, "memo", "tests.engine.memo_provider:open_endpoint")
-    memo_provider.CREATED.clear()
+    monkeypatch.setitem(registry.BUILT_IN, "memo", "tests.engine.memory_provider:open_endpoint")
+    memory_provider.MEMO_CALLS.clear()
     config = '[stacks.main]\nfile = "stacks/main.py"\n[stacks.main.providers.notes]\ntype = "memo"\n'
-    stack = 'from tests.engine.memo_provider import Memo\nMemo("release", text="{text}", provider="notes")\n'
+    stack = 'from tests.engine.memory_provider import Memo\nMemo("release", text="{text}", provider="notes")\n'
     root = project(tmp_path, stack.format(text="v1"), config)
     apply(Workspace.open(root))
-    assert memo_provider.CREATED == ["release"]
+    assert [(c.verb, c.physical) for c in memory_provider.MEMO_CALLS] == [("create", "release")]
     again = Workspace.open(root).plan()
     assert not again.has_changes and not again.drift  # not listed live, yet not "deleted outside crane"
     (root / "stacks" / "main.py").write_text(stack.format(text="v2"))
@@ -172,7 +172,7 @@ def test_a_state_only_kind_is_not_recreated(tmp_path: Path, monkeypatch: pytest.
     assert [(c.address, c.action) for c in update.changes] == [("memo.release", Action.UPDATE)]
 
     # a memo on the libvirt endpoint: that provider type does not serve the kind
-    (root / "stacks" / "main.py").write_text('from tests.engine.memo_provider import Memo\nMemo("x", text="a")\n')
+    (root / "stacks" / "main.py").write_text('from tests.engine.memory_provider import Memo\nMemo("x", text="a")\n')
     with pytest.raises(DiagnosticsError, match=r"endpoint 'default' \(libvirt\) does not serve memo resources"):
         Workspace.open(root).plan()
 

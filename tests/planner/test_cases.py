@@ -11,6 +11,7 @@ import pytest
 from crane_iac.objects import Action, Desired, FieldChange, Live, Recorded
 from crane_iac.planner import Phase, Plan, ResourceChange, make_plan, order_changes
 from crane_iac.planner.diff import PlanRequest, Step
+from crane_iac.planner.graph import find_cycle
 from crane_iac.providers.libvirt.provider import diff_properties
 
 
@@ -64,6 +65,19 @@ def test_apply_graph_orders_creates_after_and_deletes_before_dependencies() -> N
     assert graph[Step("vm.a", Phase.APPLY)] == {Step("vm.a", Phase.DELETE), Step("network.n", Phase.APPLY)}
     assert graph[Step("network.n", Phase.DELETE)] == {Step("vm.a", Phase.DELETE), Step("vm.old", Phase.DELETE)}
     assert graph[Step("network.n", Phase.APPLY)] == {Step("network.n", Phase.DELETE)}
+
+
+def test_a_dependency_replaced_delete_first_does_not_wait_for_its_updated_dependent() -> None:
+    """vm.a is updated in place while its disk is deleted and made again: the disk's delete cannot wait for the
+    update (which waits for the new disk), or the graph has a cycle and apply starts nothing."""
+    for disk_action, waits in ((Action.DELETE_THEN_CREATE, set()),
+                               (Action.CREATE_THEN_DELETE, {Step("vm.a", Phase.APPLY), Step("volume.d", Phase.APPLY)})):
+        graph = order_changes([ResourceChange("volume.d", "volume", "d", disk_action),
+                               ResourceChange("vm.a", "vm", "a", Action.UPDATE, dependencies=["volume.d"])])
+        assert graph[Step("volume.d", Phase.DELETE)] == waits
+        assert graph[Step("vm.a", Phase.APPLY)] == {Step("volume.d", Phase.APPLY)}
+        assert find_cycle({f"{s.address}:{s.phase}": [f"{p.address}:{p.phase}" for p in prereqs]
+                           for s, prereqs in graph.items()}) is None
 
 
 def test_a_server_the_balancer_lets_go_is_deleted_only_after_the_balancer_changed() -> None:
