@@ -62,7 +62,8 @@ def _command(command: Any, ctx: typer.Context) -> list[str]:
         lines += ["| argument | |", "|---|---|"]
         for a in arguments:
             required = "required" if a.required else "optional"
-            lines.append(f"| `{_cell(a.metavar or a.name.upper())}` | {_cell(getattr(a, 'help', None) or '')} ({required}) |")
+            text = _cell(getattr(a, "help", None) or "")
+            lines.append(f"| `{_cell(a.metavar or a.name.upper())}` | {text} ({required}) |")
         lines.append("")
     if options:
         lines += ["| option | | default |", "|---|---|---|"]
