@@ -9,5 +9,5 @@ echo "== ruff";          ruff check crane_iac tests bench scripts
 echo "== mypy";          mypy
 echo "== import-linter"; lint-imports --no-cache
 site=$(mktemp -d); trap 'rm -rf "$site"' EXIT       # the built site is thrown away: the build is the check
-echo "== docs";          NO_MKDOCS_2_WARNING=1 mkdocs build --strict --quiet --site-dir "$site"
+echo "== docs";          NO_MKDOCS_2_WARNING=1 mkdocs build --strict --site-dir "$site"   # not --quiet: it hides the warnings strict counts
 echo "== pytest";        python -m pytest -q -p no:cacheprovider "$@"
