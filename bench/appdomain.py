@@ -406,7 +406,7 @@ def breakdown(res: Results, markdown: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for the README)")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for docs/benchmarks.md)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/appdomain.py needs root: it starts libvirtd's LXC driver and runs containers")

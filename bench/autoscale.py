@@ -121,9 +121,9 @@ def cpu_figure() -> tuple[str, str, str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for the README)")
+    parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for docs/benchmarks.md)")
     parser.add_argument("--what-if", action="store_true", help="also run crane's decision with one change at a time")
-    parser.add_argument("--seed", type=int, default=0, help="shift every trace's seed (0: the README's run)")
+    parser.add_argument("--seed", type=int, default=0, help="shift every trace's seed (0: the docs' run)")
     parser.add_argument("--period", type=float, default=15.0, help="seconds between decisions (and samples)")
     parser.add_argument("--boot", type=float, default=90.0, help="seconds from a server's creation to taking load")
     parser.add_argument("--hpa-target", type=float, default=(UPPER + LOWER) / 2,

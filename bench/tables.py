@@ -1,4 +1,4 @@
-"""The benches' tables: Markdown for the README, or aligned plain text for a terminal."""
+"""The benches' tables: Markdown for docs/benchmarks.md, or aligned plain text for a terminal."""
 
 from __future__ import annotations
 

@@ -228,7 +228,8 @@ def find_project(start: Path) -> Path:
     for directory in (start, *start.parents):
         if (directory / CONFIG_NAME).is_file():
             return directory / CONFIG_NAME
-    raise ConfigError(f"no {CONFIG_NAME} in {start} or any parent directory; create one (see the README)")
+    raise ConfigError(f"no {CONFIG_NAME} in {start} or any parent directory; "
+                      "create one (see docs/reference/crane-toml.md)")
 
 
 def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:

@@ -19,6 +19,6 @@ export("db-uuid", db.uuid)
 
 # An app domain (CRANE's web PaaS): a load balancer, web servers and a PostgreSQL storage server, each a container,
 # configured by Ansible. On the sandbox the containers are recorded and the configuration runs are skipped (nothing
-# runs there); with uri = "lxc:///system" they run for real (README: App domains).
+# runs there); with uri = "lxc:///system" they run for real (docs/guides/app-domains.md).
 shop_net = Network("shop-net", mode="isolated", ipv4="10.79.0.0/24", dhcp=False)
 shop = AppDomain("shop", network=shop_net, web=WebTier(size=variable("shop_web"), min=1, max=8))

@@ -284,10 +284,10 @@ def test_a_start_that_lost_libvirt_lxcs_cgroup_race_is_tried_again() -> None:
     assert refused.calls == 1  # any other refusal is not retried
 
 
-def test_a_container_stopped_outside_crane_is_drift_the_plan_starts_as_the_readme_shows(project: ProjectDir) -> None:
-    """The README's example of a stopped container is what the plan prints, and the apply starts it again."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    shown = readme.split("the plan starts it again:\n\n", 1)[1].split("\n\nOne undefined", 1)[0]
+def test_a_container_stopped_outside_crane_is_drift_the_plan_starts_as_the_docs_show(project: ProjectDir) -> None:
+    """The containers guide's example of a stopped container is what the plan prints, and the apply starts it again."""
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "guides" / "containers.md").read_text()
+    shown = guide.split("the plan starts it again:\n\n", 1)[1].split("\n\nOne undefined", 1)[0]
     example = "\n".join(line.removeprefix("    ") for line in shown.splitlines())
     project.write_stack('from crane_iac import Container, Network\nlan = Network("lan", mode="nat", '
                         'ipv4="10.81.0.0/24")\nContainer("web", memory_mib=64, networks=[lan], ipv4=["10.81.0.12"], '
