@@ -39,7 +39,7 @@ def export_stack(conn: Connection, stack: str) -> StackDump:
     forgotten = [Forgotten(Recorded(r.address, r.kind, r.physical, json.loads(r.properties),
                                     endpoint=r.endpoint), r.at)
                  for r in conn.execute(select(FORGOTTEN).where(FORGOTTEN.c.stack == stack)
-                                       .order_by(FORGOTTEN.c.kind, FORGOTTEN.c.physical))]
+                                       .order_by(FORGOTTEN.c.kind, FORGOTTEN.c.physical, FORGOTTEN.c.endpoint))]
     history = [history_entry(r) for r in conn.execute(
         JOURNAL.where(HISTORY.c.stack == stack).order_by(HISTORY.c.id))]
     settings = read_settings(conn, stack)

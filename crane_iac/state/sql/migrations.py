@@ -7,7 +7,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, delete, insert, inspect, select, text
 
 from crane_iac.objects import DEFAULT_ENDPOINT
-from crane_iac.state.sql.schema import META, SCHEMA, SCHEMA_VERSION
+from crane_iac.state.sql.schema import FORGOTTEN, META, SCHEMA, SCHEMA_VERSION
 
 
 def _add_column(conn: Connection, table: str, column: str, ddl: str) -> None:
@@ -43,9 +43,25 @@ def _v5_runs(conn: Connection) -> None:
     _add_column(conn, "history", "run", "VARCHAR NOT NULL DEFAULT ''")
 
 
+def _v6_forgotten_per_endpoint(conn: Connection) -> None:
+    """Version 6: the ``forgotten`` table keys on the endpoint too, so one name forgotten on two endpoints is two
+    rows. PostgreSQL swaps the primary key in place; SQLite cannot, so the table is made again and its rows copied."""
+    if conn.dialect.name == "postgresql":
+        key = inspect(conn).get_pk_constraint("forgotten")["name"]
+        conn.execute(text(f'ALTER TABLE forgotten DROP CONSTRAINT "{key}"'))
+        conn.execute(text("ALTER TABLE forgotten ADD PRIMARY KEY (stack, kind, physical, endpoint)"))
+        return
+    conn.execute(text("ALTER TABLE forgotten RENAME TO forgotten_v5"))
+    FORGOTTEN.create(conn)
+    names = ", ".join(c.name for c in FORGOTTEN.columns)
+    conn.execute(text(f"INSERT INTO forgotten ({names}) SELECT {names} FROM forgotten_v5"))
+    conn.execute(text("DROP TABLE forgotten_v5"))
+
+
 #: version → step that brings a database from the version before it.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_lock_ids, 3: _v3_settings_and_authors,
-                                                      4: _v4_intent_endpoints, 5: _v5_runs}
+                                                      4: _v4_intent_endpoints, 5: _v5_runs,
+                                                      6: _v6_forgotten_per_endpoint}
 
 
 def stored_version(conn: Connection) -> int | None:

@@ -14,7 +14,7 @@ from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table
 
 from crane_iac.objects import DEFAULT_ENDPOINT
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 #: every table of the state database; ``create_all`` makes those a database lacks
@@ -47,10 +47,11 @@ HISTORY = Table("history", SCHEMA, Column("id", Integer(), primary_key=True), _t
                 _text("run", default=""))
 LOCKS = Table("locks", SCHEMA, _text("stack", primary_key=True), _text("holder"), _text("host"), _int("pid"),
               _text("operation"), _text("acquired_at"), _text("lock_id", default=""))
-#: objects `crane state rm` let go of: they stay on the hypervisor and crane leaves them alone
+#: objects `crane state rm` let go of: they stay on the hypervisor and crane leaves them alone; one name may be
+#: forgotten on several endpoints
 FORGOTTEN = Table("forgotten", SCHEMA, _text("stack", primary_key=True), _text("kind", primary_key=True),
                   _text("physical", primary_key=True), _text("address"), _text("properties", default="{}"),
-                  _text("at"), _text("endpoint", default=DEFAULT_ENDPOINT))
+                  _text("at"), _text("endpoint", default=DEFAULT_ENDPOINT, primary_key=True))
 #: durable per-stack settings (the autoscaler's desired size of a tier), with who set them and why
 SETTINGS = Table("settings", SCHEMA, _text("stack", primary_key=True), _text("key", primary_key=True),
                  _text("value"), _text("who"), _text("why"), _text("at"), _int("serial"))

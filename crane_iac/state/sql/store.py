@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from crane_iac.errors import StaleStateError, StateError
-from crane_iac.objects import Action, Recorded
+from crane_iac.objects import DEFAULT_ENDPOINT, Action, Recorded
 from crane_iac.state.base import (
     Committed,
     HistoryEntry,
@@ -375,7 +375,8 @@ class SqlStateStore(StateStore):
             conn.execute(delete(INTENTS).where(INTENTS.c.stack == stack, INTENTS.c.address.in_(addresses)))
             for r in rows:
                 conn.execute(delete(FORGOTTEN).where(FORGOTTEN.c.stack == stack, FORGOTTEN.c.kind == r.kind,
-                                                     FORGOTTEN.c.physical == r.physical))
+                                                     FORGOTTEN.c.physical == r.physical,
+                                                     FORGOTTEN.c.endpoint == r.endpoint))
             conn.execute(insert(FORGOTTEN), [
                 {"stack": stack, "kind": r.kind, "physical": r.physical, "address": r.address,
                  "properties": r.properties, "at": at, "endpoint": r.endpoint} for r in rows])
@@ -386,11 +387,11 @@ class SqlStateStore(StateStore):
         return serial
 
     @_db_errors
-    def unforget(self, stack: str, kind: str, physical: str) -> None:
+    def unforget(self, stack: str, kind: str, physical: str, *, endpoint: str = DEFAULT_ENDPOINT) -> None:
         """Let crane manage a forgotten object again (`crane import`)."""
         with self.writing() as conn:
             conn.execute(delete(FORGOTTEN).where(FORGOTTEN.c.stack == stack, FORGOTTEN.c.kind == kind,
-                                                 FORGOTTEN.c.physical == physical))
+                                                 FORGOTTEN.c.physical == physical, FORGOTTEN.c.endpoint == endpoint))
 
     @_db_errors
     def move(self, stack: str, moves: list[tuple[str, str]], *, expected_serial: int | None = None,
