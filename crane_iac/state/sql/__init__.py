@@ -5,6 +5,7 @@
 - ``locks``: a stack's lock, a row on SQLite, an advisory lock on PostgreSQL;
 - ``rows``: rows read back into crane's values;
 - ``dump``: a stack's whole state as a value and back (`crane state migrate`);
+- ``dialects``: what differs by dialect below the store (SQLite's file and transactions, the upserting INSERT);
 - ``store``: ``SqlStateStore``, which opens the database and reads and writes a stack's state.
 """
 

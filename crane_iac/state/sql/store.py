@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, insert, or_, select, text, union
@@ -43,6 +41,7 @@ from crane_iac.state.base import (
     mask_url,
 )
 from crane_iac.state.sql import dump
+from crane_iac.state.sql.dialects import dialect_insert, password_of, prepare_file, sqlite_begin, sqlite_connect
 from crane_iac.state.sql.locks import AdvisoryLocks, RowLocks, advisory_key
 from crane_iac.state.sql.migrations import migrate, stored_version
 from crane_iac.state.sql.rows import JOURNAL, history_entry, read_settings
@@ -82,7 +81,7 @@ class SqlStateStore(StateStore):
 
     def __init__(self, url: str) -> None:
         self.url = mask_url(url)
-        self._secret = _password(url)
+        self._secret = password_of(url)
         try:
             target = make_url(url)
         except ArgumentError:
@@ -96,11 +95,11 @@ class SqlStateStore(StateStore):
         self._writer: Engine
         self._reader: Engine
         if self.dialect == "sqlite":
-            self._prepare_file(target.database)
+            prepare_file(self.url, target.database)
             self.connect_args = {"timeout": 30}
             self.engine: Engine = create_engine(target, connect_args=self.connect_args)
-            event.listen(self.engine, "connect", self._sqlite_connect)
-            event.listen(self.engine, "begin", self._sqlite_begin)
+            event.listen(self.engine, "connect", sqlite_connect)
+            event.listen(self.engine, "begin", sqlite_begin)
             # a write transaction takes SQLite's write lock before it reads (the serial it then bumps)
             self._writer = self.engine.execution_options(crane_write=True)
             self._reader = self.engine
@@ -128,32 +127,6 @@ class SqlStateStore(StateStore):
             self.close()  # an open connection left to the garbage collector is a ResourceWarning
             raise
 
-    # dialect parts
-
-    def _prepare_file(self, database: str | None) -> None:
-        if not database or database == ":memory:":
-            raise StateError(f"{self.url}: SQLite state needs a file: use sqlite:///PATH")
-        path = Path(database)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if not path.exists():
-                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-            os.chmod(path, 0o600)
-        except OSError as exc:
-            raise StateError(f"cannot create the state database {path}: {exc.strerror}") from None
-
-    @staticmethod
-    def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.isolation_level = None  # crane says when a transaction begins (_sqlite_begin), not pysqlite
-        cursor = dbapi_conn.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @staticmethod
-    def _sqlite_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("crane_write") else "BEGIN")
-
     @contextmanager
     def writing(self) -> Iterator[Connection]:
         """A write transaction: committed at the end, rolled back (nothing written) on an exception."""
@@ -161,14 +134,7 @@ class SqlStateStore(StateStore):
             yield conn
 
     def _insert(self, table: Table) -> Any:
-        """The dialect's INSERT, which knows ON CONFLICT (imported here: only the backend in use loads its dialect)."""
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects import postgresql
-
-            return postgresql.insert(table)
-        from sqlalchemy.dialects import sqlite
-
-        return sqlite.insert(table)
+        return dialect_insert(self.dialect, table)
 
     def redact(self, reason: object) -> str:
         """A driver's message with the URL's password masked."""
@@ -474,13 +440,4 @@ class SqlStateStore(StateStore):
     def close(self) -> None:
         self._locks.close()
         self.engine.dispose()
-
-
-def _password(url: str) -> str:
-    """The password in ``url`` (to mask it wherever a driver repeats it), or ""."""
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        return ""
-    return str(parsed.password or parsed.query.get("password") or "")
 
