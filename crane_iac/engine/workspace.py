@@ -254,7 +254,8 @@ class Workspace:
             assert run.lives is not None and run.loaded is not None and run.endpoints is not None
             committed = import_record(address, physical, run.loaded, run.state, run.lives, self.name)
             assert committed.record is not None
-            self.store.unforget(self.name, committed.record.kind, committed.record.physical)
+            self.store.unforget(self.name, committed.record.kind, committed.record.physical,
+                                 endpoint=committed.record.endpoint)
             self.store.commit(self.name, [committed], expected_serial=run.state.serial, run=run.info)
             state = self.state()
             plan = plan_stack(self.name, run.loaded, state, run.endpoints, targets=[address], lives=run.lives,

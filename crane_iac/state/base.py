@@ -247,8 +247,8 @@ class StateStore(ABC):
         """Drop resources from state without touching them (`crane state rm`); returns the new serial."""
 
     @abstractmethod
-    def unforget(self, stack: str, kind: str, physical: str) -> None:
-        """Let crane manage a forgotten object again (`crane import`)."""
+    def unforget(self, stack: str, kind: str, physical: str, *, endpoint: str = DEFAULT_ENDPOINT) -> None:
+        """Let crane manage a forgotten object of ``endpoint`` again (`crane import`)."""
 
     @abstractmethod
     def move(self, stack: str, moves: list[tuple[str, str]], *, expected_serial: int | None = None,

@@ -361,6 +361,24 @@ def test_forget_keeps_a_tombstone_and_move_follows_dependencies(store: StateStor
                                                                                    (3, "forget", "vm.web")]
 
 
+def test_one_name_forgotten_on_two_endpoints_is_two_tombstones(store: StateStore) -> None:
+    """The forgotten objects key on the endpoint too: ``web`` let go of on host-a and on host-b are two objects."""
+    on_a = Recorded("vm.web-a", "vm", "web", {"memory_mib": 1}, endpoint="host-a")
+    on_b = Recorded("vm.web-b", "vm", "web", {"memory_mib": 2}, endpoint="host-b")
+    store.commit("d", [Committed(r.address, Outcome.CREATE, r) for r in (on_a, on_b)])
+    assert store.forget("d", ["vm.web-a"]) == 2
+    assert store.forget("d", ["vm.web-b"]) == 3
+    state = store.read("d")
+    assert state.resources == {}
+    assert sorted((f.endpoint, f.address, f.physical, f.properties) for f in state.forgotten) == [
+        ("host-a", "vm.web-a", "web", {"memory_mib": 1}), ("host-b", "vm.web-b", "web", {"memory_mib": 2})]
+    assert [(f.record.endpoint, f.record.address) for f in store.export_stack("d").forgotten] == [
+        ("host-a", "vm.web-a"), ("host-b", "vm.web-b")]
+    store.commit("d", [Committed("vm.web-a", Outcome.IMPORT, on_a)])
+    store.unforget("d", "vm", "web", endpoint="host-a")  # `crane import` on host-a leaves host-b's tombstone
+    assert [(f.endpoint, f.address) for f in store.read("d").forgotten] == [("host-b", "vm.web-b")]
+
+
 # copying
 
 
@@ -423,14 +441,19 @@ def test_a_version_2_database_opens_and_migrates(state_url: str, store: StateSto
     with engine.begin() as conn:
         for sql in ("DROP TABLE settings", "DROP TABLE runs", "ALTER TABLE history DROP COLUMN run",
                     "ALTER TABLE history DROP COLUMN who", "ALTER TABLE history DROP COLUMN why",
-                    "ALTER TABLE resources DROP COLUMN endpoint", "ALTER TABLE forgotten DROP COLUMN endpoint",
-                    "ALTER TABLE intents DROP COLUMN endpoint",
+                    "ALTER TABLE resources DROP COLUMN endpoint", "ALTER TABLE intents DROP COLUMN endpoint",
+                    # the endpoint is in the forgotten table's key since version 6: the table is made as it was
+                    "CREATE TABLE forgotten_v2 (stack VARCHAR NOT NULL, kind VARCHAR NOT NULL, physical VARCHAR "
+                    "NOT NULL, address VARCHAR NOT NULL, properties VARCHAR NOT NULL, at VARCHAR NOT NULL, "
+                    "PRIMARY KEY (stack, kind, physical))",
+                    "INSERT INTO forgotten_v2 SELECT stack, kind, physical, address, properties, at FROM forgotten",
+                    "DROP TABLE forgotten", "ALTER TABLE forgotten_v2 RENAME TO forgotten",
                     "UPDATE crane_meta SET value = '2' WHERE key = 'schema_version'"):
             conn.execute(sqlalchemy.text(sql))
     engine.dispose()
     migrated = open_store(state_url)
     try:
-        assert migrated.schema_version() == SCHEMA_VERSION == 5  # type: ignore[attr-defined]
+        assert migrated.schema_version() == SCHEMA_VERSION == 6  # type: ignore[attr-defined]
         assert [(h.action, h.by, h.why) for h in migrated.history("demo")] == [("create", "", ""), ("forget", "", "")]
         assert migrated.read("demo").forgotten[0].endpoint == "default"
         assert migrated.set_setting("demo", "k", 1, by="me", why="test") == 3

@@ -1,8 +1,9 @@
 """The state tables are SQLAlchemy Core; up to schema version 4 they were SQLModel classes, and the schema must not
 move with them, so that every state database written before opens. SQLModel's DDL for SQLite and PostgreSQL is pinned
 here (emitted by crane at schema version 4, before the change) with the defaults an INSERT that leaves a column out
-writes; version 5 adds only what the pinned additions below say (history lines name their run, a ``runs`` table). A
-database made with the version 4 DDL migrates to 5 in place, keeps every row, plans and takes writes."""
+writes; version 5 adds only what the pinned additions below say (history lines name their run, a ``runs`` table), and
+version 6 puts the endpoint into the forgotten objects' key. A database made with the version 4 or 5 DDL migrates in
+place, keeps every row, plans and takes writes."""
 
 from __future__ import annotations
 
@@ -211,6 +212,17 @@ SQLITE_V5_DDL = version_5(SQLITE_DDL)
 POSTGRESQL_V5_DDL = version_5(POSTGRESQL_DDL)
 
 
+def version_6(v5_ddl: str) -> str:
+    """Version 5's DDL with version 6's change: one name forgotten on two endpoints is two rows."""
+    head, marker, tail = v5_ddl.partition("endpoint VARCHAR NOT NULL,\n    PRIMARY KEY (stack, kind, physical)")
+    assert marker
+    return head + "endpoint VARCHAR NOT NULL,\n    PRIMARY KEY (stack, kind, physical, endpoint)" + tail
+
+
+SQLITE_V6_DDL = version_6(SQLITE_V5_DDL)
+POSTGRESQL_V6_DDL = version_6(POSTGRESQL_V5_DDL)
+
+
 #: table.column → the value an INSERT that leaves the column out writes (SQLModel's field defaults)
 DEFAULTS = {
     "stacks.serial": 0, "stacks.outputs": "{}",
@@ -237,8 +249,8 @@ def emitted(dialect: sqlalchemy.engine.Dialect) -> str:
     return ";".join(statements)
 
 
-@pytest.mark.parametrize(("dialect", "pinned"), [(sqlite.dialect(), SQLITE_V5_DDL),
-                                                  (postgresql.dialect(), POSTGRESQL_V5_DDL)],
+@pytest.mark.parametrize(("dialect", "pinned"), [(sqlite.dialect(), SQLITE_V6_DDL),
+                                                  (postgresql.dialect(), POSTGRESQL_V6_DDL)],
                          ids=["sqlite", "postgresql"])
 def test_core_emits_the_ddl_sqlmodel_did(dialect: sqlalchemy.engine.Dialect, pinned: str) -> None:
     assert normal(emitted(dialect)) == normal(pinned)
@@ -338,8 +350,50 @@ def test_a_database_with_the_version_4_schema_migrates_and_works(state_url: str)
                                   "runs": ["stack", "id", "who", "operation", "started_at"]}
 
 
+#: rows as crane at schema version 5 wrote them: a tombstone of `crane state rm` among them
+V5_ROWS = """
+INSERT INTO crane_meta VALUES ('schema_version', '5');
+INSERT INTO stacks VALUES ('demo', 1, '6c1e0a3e-1d4b-4f53-9a43-6c1b9b2f0c11', '{}');
+INSERT INTO resources VALUES ('demo', 'network.lan', 'network', 'lan', '{"mode": "nat"}', '{"bridge": "virbr1"}',
+                              '[]', false, 'default');
+INSERT INTO forgotten VALUES ('demo', 'volume', 'data', 'volume.data', '{"capacity_gib": 4}',
+                              '2025-06-01T00:00:00+00:00', 'host-a');
+INSERT INTO runs VALUES ('demo', 'r-1', 'me@here pid 1', 'apply', '2025-06-01T00:00:00+00:00');
+INSERT INTO history (stack, serial, at, action, address, "before", "after", who, why, run)
+    VALUES ('demo', 1, '2025-06-01T00:00:00+00:00', 'forget', 'volume.data', '{"capacity_gib": 4}', NULL, '', '',
+            'r-1');
+"""
+
+
+def test_a_database_with_the_version_5_schema_migrates_and_works(state_url: str) -> None:
+    """Version 6 keys the forgotten objects on the endpoint: the tombstone a version 5 database holds stays, the
+    catalog becomes exactly a new database's, and the same name can then be forgotten on a second endpoint."""
+    sqlite_url = state_url.startswith("sqlite")
+    run_script(state_url, SQLITE_V6_DDL if sqlite_url else POSTGRESQL_V6_DDL)
+    current = describe(state_url)  # what a database made at version 6 looks like
+    run_script(state_url, ";".join(f"DROP TABLE {name}" for name in SCHEMA.tables))
+    run_script(state_url, SQLITE_V5_DDL if sqlite_url else POSTGRESQL_V5_DDL)
+    run_script(state_url, V5_ROWS)
+    store = open_store(state_url)
+    try:
+        assert store.schema_version() == SCHEMA_VERSION == 6
+        (kept,) = store.read("demo").forgotten
+        assert kept == Recorded("volume.data", "volume", "data", {"capacity_gib": 4}, endpoint="host-a")
+        data_b = Recorded("volume.data-b", "volume", "data", {"capacity_gib": 8}, endpoint="host-b")
+        assert store.commit("demo", [Committed(data_b.address, Outcome.IMPORT, data_b)]) == 2
+        assert store.forget("demo", [data_b.address]) == 3
+        assert sorted((f.endpoint, f.address) for f in store.read("demo").forgotten) == [
+            ("host-a", "volume.data"), ("host-b", "volume.data-b")]
+        assert list(store.read("demo").resources) == ["network.lan"]
+        assert [(h.action, h.run and h.run.id) for h in store.history("demo")] == [
+            ("forget", "r-1"), ("import", None), ("forget", None)]
+    finally:
+        store.close()
+    assert describe(state_url) == current
+
+
 def test_a_new_database_gets_the_current_schema(state_url: str) -> None:
-    run_script(state_url, SQLITE_V5_DDL if state_url.startswith("sqlite") else POSTGRESQL_V5_DDL)
+    run_script(state_url, SQLITE_V6_DDL if state_url.startswith("sqlite") else POSTGRESQL_V6_DDL)
     old = describe(state_url)
     run_script(state_url, ";".join(f"DROP TABLE {name}" for name in SCHEMA.tables))
     open_store(state_url).close()
@@ -367,7 +421,7 @@ def test_a_state_db_written_before_plans_as_a_no_op(project: ProjectDir) -> None
     db.close()
     again = project.crane("plan", "--detailed-exitcode")
     assert (again.code, again.out.strip()) == (0, "No changes. The infrastructure matches the stack."), again
-    before = describe(f"sqlite:///{path}")  # migrated to version 5 by that plan, once
+    before = describe(f"sqlite:///{path}")  # migrated to the current version by that plan, once
     project.write_stack(STACK.format(memory=1024))
     assert project.crane("apply", "--auto-approve").code == 0
     assert project.crane("plan", "--detailed-exitcode").code == 0

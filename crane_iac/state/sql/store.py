@@ -1,0 +1,443 @@
+"""The SQL state store: one row per resource, a serial per stack, a journal, settings, a lock per stack.
+
+One class serves every SQL backend; what differs by dialect is small and kept apart:
+
+- SQLite (``sqlite:///PATH``): the file is created with mode 0600 and runs in WAL mode; a write transaction
+  starts with ``BEGIN IMMEDIATE`` so that reading the serial and writing the next one cannot interleave with
+  another writer; a lock is a row (``locks.RowLocks``).
+- PostgreSQL (``postgresql://…``, ``postgresql+psycopg://…``, psycopg 3): a write locks the stack's head row
+  (``SELECT … FOR UPDATE``); reads run in one REPEATABLE READ snapshot; a lock is a session advisory lock
+  (``locks.AdvisoryLocks``).
+
+A backend's dialect module (the INSERT that knows ON CONFLICT) is imported only when that backend is opened. The
+schema is migrated forward on open (``migrations``); a database from a newer crane is refused.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, insert, or_, select, text, union
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+
+from crane_iac.errors import StaleStateError, StateError
+from crane_iac.objects import DEFAULT_ENDPOINT, Action, Recorded
+from crane_iac.state.base import (
+    Committed,
+    HistoryEntry,
+    Intent,
+    LockInfo,
+    RunInfo,
+    Setting,
+    StackDump,
+    StackState,
+    StateStore,
+    mask_url,
+)
+from crane_iac.state.sql import dump
+from crane_iac.state.sql.dialects import dialect_insert, password_of, prepare_file, sqlite_begin, sqlite_connect
+from crane_iac.state.sql.locks import AdvisoryLocks, RowLocks, advisory_key
+from crane_iac.state.sql.migrations import migrate, stored_version
+from crane_iac.state.sql.rows import JOURNAL, history_entry, read_settings
+from crane_iac.state.sql.schema import (
+    FORGOTTEN,
+    HISTORY,
+    INTENTS,
+    RESOURCES,
+    RUNS,
+    SCHEMA_VERSION,
+    SETTINGS,
+    STACKS,
+    STATE_TABLES,
+    now,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _db_errors(method: Callable[Concatenate[SqlStateStore, P], R]) -> Callable[Concatenate[SqlStateStore, P], R]:
+    """A database failure (unreachable server, dropped connection, broken file) is a StateError naming the store
+    (its password masked), not a traceback."""
+
+    @functools.wraps(method)
+    def wrapper(self: SqlStateStore, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(self, *args, **kwargs)
+        except DBAPIError as exc:
+            raise StateError(f"{self.url}: the state database failed: {self.redact(exc.orig)}") from None
+
+    return wrapper
+
+
+class SqlStateStore(StateStore):
+    """The state store on SQLite or PostgreSQL, chosen by the URL's dialect."""
+
+    def __init__(self, url: str) -> None:
+        self.url = mask_url(url)
+        self._secret = password_of(url)
+        try:
+            target = make_url(url)
+        except ArgumentError:
+            raise StateError(f"{self.url} is not a database URL; use sqlite:///PATH or "
+                             "postgresql://USER@HOST/DATABASE") from None
+        self.dialect = target.get_backend_name()
+        #: rows inserted or deleted by this process (intents, resources, journal, stack head): benchmarks print it
+        self.rows_written = 0
+        self.connect_args: dict[str, Any] = {}
+        self._locks: RowLocks | AdvisoryLocks
+        self._writer: Engine
+        self._reader: Engine
+        if self.dialect == "sqlite":
+            prepare_file(self.url, target.database)
+            self.connect_args = {"timeout": 30}
+            self.engine: Engine = create_engine(target, connect_args=self.connect_args)
+            event.listen(self.engine, "connect", sqlite_connect)
+            event.listen(self.engine, "begin", sqlite_begin)
+            # a write transaction takes SQLite's write lock before it reads (the serial it then bumps)
+            self._writer = self.engine.execution_options(crane_write=True)
+            self._reader = self.engine
+            self._locks = RowLocks(self)
+        elif self.dialect == "postgresql":
+            if target.drivername not in ("postgresql", "postgresql+psycopg"):
+                raise StateError(f"{self.url}: crane's PostgreSQL state uses psycopg 3: write the URL as "
+                                 "postgresql://… or postgresql+psycopg://…")
+            target = target.set(drivername="postgresql+psycopg")
+            self.connect_args = {"connect_timeout": 15, "application_name": "crane"}
+            try:
+                self.engine = create_engine(target, connect_args=self.connect_args)
+            except ImportError as exc:
+                raise StateError(f"{self.url}: PostgreSQL state needs psycopg 3 ({exc}): pip install "
+                                 "'psycopg[binary]'") from None
+            self._writer = self.engine
+            # read() and export_stack() see one serial: their queries share a snapshot
+            self._reader = self.engine.execution_options(isolation_level="REPEATABLE READ")
+            self._locks = AdvisoryLocks(self)
+        else:
+            raise StateError(f"{self.url}: the SQL state store serves sqlite and postgresql, not {self.dialect!r}")
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()  # an open connection left to the garbage collector is a ResourceWarning
+            raise
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction: committed at the end, rolled back (nothing written) on an exception."""
+        with self._writer.begin() as conn:
+            yield conn
+
+    def _insert(self, table: Table) -> Any:
+        return dialect_insert(self.dialect, table)
+
+    def redact(self, reason: object) -> str:
+        """A driver's message with the URL's password masked."""
+        message = str(reason).strip()
+        return message.replace(self._secret, "***") if self._secret else message
+
+    def _migrate(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                version = stored_version(conn)
+            if version == SCHEMA_VERSION:
+                return
+            with self.writing() as conn:
+                if self.dialect == "postgresql":  # crane runs opening a new database at once create it once
+                    conn.execute(select(func.pg_advisory_xact_lock(advisory_key("schema"))))
+                version = stored_version(conn)
+                if version == SCHEMA_VERSION:
+                    return
+                if version is not None and version > SCHEMA_VERSION:
+                    raise StateError(f"{self.url}: state schema {version} is newer than this crane "
+                                     f"({SCHEMA_VERSION}); upgrade crane")
+                migrate(conn, version)
+        except DBAPIError as exc:
+            hint = ""
+            if self.dialect == "postgresql" and "does not exist" in str(exc.orig):
+                hint = "; create the database (createdb NAME) or fix the URL"
+            raise StateError(f"{self.url}: cannot open the state database: {self.redact(exc.orig)}{hint}") from None
+
+    @_db_errors
+    def schema_version(self) -> int:
+        with self.engine.connect() as conn:
+            return stored_version(conn) or 0
+
+    # reading
+
+    @_db_errors
+    def read(self, stack: str) -> StackState:
+        with self._reader.connect() as conn:
+            head = conn.execute(select(STACKS.c.serial, STACKS.c.lineage, STACKS.c.outputs)
+                                .where(STACKS.c.name == stack)).first()
+            # the one hot query (a row per resource): textual SQL skips the expression compiler, stays portable
+            rows = conn.execute(text("SELECT address, kind, physical, properties, outputs, dependencies, protect, "
+                                     "endpoint FROM resources WHERE stack = :stack"), {"stack": stack}).all()
+            intent_rows = conn.execute(select(INTENTS.c.address, INTENTS.c.kind, INTENTS.c.physical,
+                                              INTENTS.c.action, INTENTS.c.properties, INTENTS.c.at,
+                                              INTENTS.c.endpoint)
+                                       .where(INTENTS.c.stack == stack)).all()
+            forgotten_rows = conn.execute(select(FORGOTTEN.c.address, FORGOTTEN.c.kind, FORGOTTEN.c.physical,
+                                                 FORGOTTEN.c.properties, FORGOTTEN.c.endpoint)
+                                          .where(FORGOTTEN.c.stack == stack)).all()
+            settings = read_settings(conn, stack)
+        loads = json.loads
+        resources = {
+            r[0]: Recorded(r[0], r[1], r[2], loads(r[3]), loads(r[4]), loads(r[5]), bool(r[6]), r[7]) for r in rows
+        }
+        intents = {r[0]: Intent(r[0], r[1], r[2], Action(r[3]), loads(r[4]), endpoint=r[6], at=r[5])
+                   for r in intent_rows}
+        forgotten = [Recorded(r[0], r[1], r[2], loads(r[3]), endpoint=r[4]) for r in forgotten_rows]
+        if head is None:
+            return StackState(stack, 0, "", resources, intents, {}, forgotten, settings)
+        return StackState(stack, head[0], head[1], resources, intents, loads(head[2]), forgotten, settings)
+
+    @_db_errors
+    def history(self, stack: str, limit: int = 100) -> list[HistoryEntry]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(JOURNAL.where(HISTORY.c.stack == stack).order_by(HISTORY.c.id.desc())
+                                .limit(limit)).all()
+        return [history_entry(r) for r in reversed(rows)]
+
+    @_db_errors
+    def settings(self, stack: str) -> dict[str, Setting]:
+        with self.engine.connect() as conn:
+            return read_settings(conn, stack)
+
+    @_db_errors
+    def stacks(self) -> list[str]:
+        query = union(*(select(column.label("name")) for column in STATE_TABLES.values()))
+        with self.engine.connect() as conn:
+            return sorted(r[0] for r in conn.execute(query))
+
+    # locking
+
+    @_db_errors
+    def lock_info(self, stack: str) -> LockInfo | None:
+        return self._locks.info(stack)
+
+    @_db_errors
+    def acquire_lock(self, stack: str, operation: str, timeout: float = 0.0) -> str:
+        return self._locks.acquire(stack, operation, timeout)
+
+    @_db_errors
+    def release_lock(self, stack: str, lock_id: str) -> None:
+        self._locks.release(stack, lock_id)
+
+    @_db_errors
+    def break_lock(self, stack: str, lock_id: str, by: str, *, why: str = "crane force-unlock") -> LockInfo:
+        return self._locks.break_(stack, lock_id, by, why)
+
+    # writing
+
+    @_db_errors
+    def record_intents(self, stack: str, intents: list[Intent]) -> None:
+        if not intents:
+            return
+        at = now()
+        rows = [{"stack": stack, "address": i.address, "kind": i.kind, "physical": i.physical,
+                 "action": str(i.action), "properties": json.dumps(i.properties), "at": at, "endpoint": i.endpoint}
+                for i in intents]
+        statement = self._insert(INTENTS)
+        statement = statement.on_conflict_do_update(
+            index_elements=[INTENTS.c.stack, INTENTS.c.address],
+            set_={c: statement.excluded[c] for c in ("kind", "physical", "action", "properties", "at", "endpoint")})
+        with self.writing() as conn:
+            self.rows_written += len(intents)
+            conn.execute(statement, rows)
+
+    def _bump(self, conn: Connection, stack: str, outputs: dict[str, Any] | None = None,
+              expected_serial: int | None = None) -> tuple[int, dict[str, Any]]:
+        """Advance the stack's serial (creating its head row) and set its outputs; returns the new serial and the
+        outputs it had before. The head row stays locked until the transaction ends, so concurrent writers take
+        turns; with ``expected_serial``, a writer that lost the race raises StaleStateError."""
+        locked = select(STACKS.c.serial, STACKS.c.outputs).where(STACKS.c.name == stack).with_for_update()
+        head = conn.execute(locked).first()
+        if head is None:  # the first write: writers racing to create the head row all end up locking it
+            conn.execute(self._insert(STACKS).values(name=stack, serial=0, lineage=str(uuid.uuid4()), outputs="{}")
+                         .on_conflict_do_nothing(index_elements=[STACKS.c.name]))
+            head = conn.execute(locked).one()
+        serial, old_outputs = head[0], json.loads(head[1])
+        if expected_serial is not None and serial != expected_serial:
+            raise StaleStateError(
+                f"stack {stack!r} is at serial {serial}, not {expected_serial} as this run read it: another run "
+                f"changed its state meanwhile, and nothing was written; read the state again (`crane plan`) and "
+                "retry")
+        values: dict[str, Any] = {"serial": serial + 1}
+        if outputs is not None:
+            values["outputs"] = json.dumps(outputs)
+        conn.execute(STACKS.update().where(STACKS.c.name == stack).values(**values))
+        return serial + 1, old_outputs
+
+    def _note_run(self, conn: Connection, stack: str, run: RunInfo | None) -> str:
+        """Record the run making a write (once per run) and return the ID its journal lines carry ("" for none)."""
+        if run is None:
+            return ""
+        conn.execute(self._insert(RUNS).values(stack=stack, id=run.id, who=run.by, operation=run.operation,
+                                               started_at=run.started_at)
+                     .on_conflict_do_nothing(index_elements=[RUNS.c.stack, RUNS.c.id]))
+        return run.id
+
+    @_db_errors
+    def commit(self, stack: str, committed: list[Committed], outputs: dict[str, Any] | None = None, *,
+               expected_serial: int | None = None, run: RunInfo | None = None) -> int:
+        at = now()
+        dumps = json.dumps
+        with self.writing() as conn:
+            serial, old_outputs = self._bump(conn, stack, outputs, expected_serial)
+            run_id = self._note_run(conn, stack, run)
+            addresses = [c.address for c in committed]
+            for start in range(0, len(addresses), 500):
+                chunk = addresses[start:start + 500]
+                conn.execute(delete(RESOURCES).where(RESOURCES.c.stack == stack,
+                                                       RESOURCES.c.address.in_(chunk)))
+            finished = [c.address for c in committed if c.final]
+            for start in range(0, len(finished), 500):
+                conn.execute(delete(INTENTS).where(INTENTS.c.stack == stack, INTENTS.c.address.in_(
+                    finished[start:start + 500])))
+            rows = [  # a step of a batch is recorded over the one before it for the same address
+                {"stack": stack, "address": c.address, "kind": c.record.kind, "physical": c.record.physical,
+                 "properties": dumps(c.record.properties), "outputs": dumps(c.record.outputs),
+                 "dependencies": dumps(c.record.dependencies), "protect": c.record.protect,
+                 "endpoint": c.record.endpoint}
+                for c in {c.address: c for c in committed}.values() if c.record is not None
+            ]
+            if rows:
+                conn.execute(insert(RESOURCES), rows)
+            journal = [
+                {"stack": stack, "serial": serial, "at": at, "action": str(c.action), "address": c.address,
+                 "before": dumps(c.before) if c.before is not None else None,
+                 "after": dumps(c.record.properties) if c.record is not None else None, "who": "", "why": "",
+                 "run": run_id}
+                for c in committed
+            ]
+            if not journal:  # every serial leaves a line in the history, so a stale plan's serials can be found
+                journal.append({"stack": stack, "serial": serial, "at": at, "action": "outputs",
+                                "address": "(stack outputs)", "before": dumps(old_outputs),
+                                "after": dumps(outputs) if outputs is not None else None, "who": "", "why": "",
+                                "run": run_id})
+            conn.execute(insert(HISTORY), journal)
+            self.rows_written += 1 + len(rows) + len(journal) + len(addresses)
+        return serial
+
+    @_db_errors
+    def forget(self, stack: str, addresses: list[str], *, expected_serial: int | None = None,
+               run: RunInfo | None = None) -> int:
+        at = now()
+        with self.writing() as conn:
+            serial, _ = self._bump(conn, stack, expected_serial=expected_serial)
+            run_id = self._note_run(conn, stack, run)
+            rows = conn.execute(select(RESOURCES).where(RESOURCES.c.stack == stack,
+                                                        RESOURCES.c.address.in_(addresses))).all()
+            missing = sorted(set(addresses) - {r.address for r in rows})
+            if missing:
+                raise StateError(f"no resource {missing[0]!r} in the state of stack {stack!r}; see `crane state list`")
+            conn.execute(delete(RESOURCES).where(RESOURCES.c.stack == stack, RESOURCES.c.address.in_(addresses)))
+            conn.execute(delete(INTENTS).where(INTENTS.c.stack == stack, INTENTS.c.address.in_(addresses)))
+            for r in rows:
+                conn.execute(delete(FORGOTTEN).where(FORGOTTEN.c.stack == stack, FORGOTTEN.c.kind == r.kind,
+                                                     FORGOTTEN.c.physical == r.physical,
+                                                     FORGOTTEN.c.endpoint == r.endpoint))
+            conn.execute(insert(FORGOTTEN), [
+                {"stack": stack, "kind": r.kind, "physical": r.physical, "address": r.address,
+                 "properties": r.properties, "at": at, "endpoint": r.endpoint} for r in rows])
+            conn.execute(insert(HISTORY), [
+                {"stack": stack, "serial": serial, "at": at, "action": "forget", "address": r.address,
+                 "before": r.properties, "after": None, "who": "", "why": "", "run": run_id} for r in rows])
+            self.rows_written += 1 + 3 * len(rows)
+        return serial
+
+    @_db_errors
+    def unforget(self, stack: str, kind: str, physical: str, *, endpoint: str = DEFAULT_ENDPOINT) -> None:
+        """Let crane manage a forgotten object again (`crane import`)."""
+        with self.writing() as conn:
+            conn.execute(delete(FORGOTTEN).where(FORGOTTEN.c.stack == stack, FORGOTTEN.c.kind == kind,
+                                                 FORGOTTEN.c.physical == physical, FORGOTTEN.c.endpoint == endpoint))
+
+    @_db_errors
+    def move(self, stack: str, moves: list[tuple[str, str]], *, expected_serial: int | None = None,
+             run: RunInfo | None = None) -> int:
+        at = now()
+        with self.writing() as conn:
+            serial, _ = self._bump(conn, stack, expected_serial=expected_serial)
+            run_id = self._note_run(conn, stack, run)
+            present = {r[0] for r in conn.execute(select(RESOURCES.c.address).where(
+                RESOURCES.c.stack == stack, RESOURCES.c.address.in_([a for m in moves for a in m]))).all()}
+            for old, new in moves:
+                if old not in present:
+                    raise StateError(f"no resource {old!r} in the state of stack {stack!r}; see `crane state list`")
+                if new in present:
+                    raise StateError(f"{new!r} is already in the state of stack {stack!r}; "
+                                     f"`crane state rm {new}` first if that record is wrong")
+                present.discard(old)
+                present.add(new)
+            renames = dict(moves)
+            for old, new in moves:
+                for table in (RESOURCES, INTENTS):
+                    conn.execute(table.update().where(table.c.stack == stack, table.c.address == old)
+                                 .values(address=new))
+            # dependencies recorded by other resources follow the move
+            needles = [f'%"{old}"%' for old, _ in moves]
+            for row in conn.execute(select(RESOURCES.c.address, RESOURCES.c.dependencies).where(
+                    RESOURCES.c.stack == stack, or_(*(RESOURCES.c.dependencies.like(n) for n in needles)))).all():
+                deps = [renames.get(d, d) for d in json.loads(row[1])]
+                conn.execute(RESOURCES.update().where(RESOURCES.c.stack == stack, RESOURCES.c.address == row[0])
+                             .values(dependencies=json.dumps(deps)))
+            conn.execute(insert(HISTORY), [
+                {"stack": stack, "serial": serial, "at": at, "action": "move", "address": new,
+                 "before": json.dumps({"address": old}), "after": json.dumps({"address": new}), "who": "", "why": "",
+                 "run": run_id}
+                for old, new in moves])
+            self.rows_written += 1 + 3 * len(moves)
+        return serial
+
+    @_db_errors
+    def set_setting(self, stack: str, key: str, value: Any, *, by: str, why: str,
+                    expected_serial: int | None = None, run: RunInfo | None = None) -> int:
+        try:
+            encoded = None if value is None else json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise StateError(f"setting {key!r} of stack {stack!r}: {exc}; a setting is a JSON value") from None
+        at = now()
+        with self.writing() as conn:
+            serial, _ = self._bump(conn, stack, expected_serial=expected_serial)
+            run_id = self._note_run(conn, stack, run)
+            old = conn.execute(select(SETTINGS.c.value).where(SETTINGS.c.stack == stack, SETTINGS.c.key == key)
+                               ).first()
+            conn.execute(delete(SETTINGS).where(SETTINGS.c.stack == stack, SETTINGS.c.key == key))
+            if encoded is not None:
+                conn.execute(insert(SETTINGS).values(stack=stack, key=key, value=encoded, who=by, why=why, at=at,
+                                                     serial=serial))
+            conn.execute(insert(HISTORY).values(
+                stack=stack, serial=serial, at=at, action="setting", address=f"setting:{key}",
+                before=None if old is None else json.dumps({"value": json.loads(old[0])}),
+                after=None if encoded is None else json.dumps({"value": value}), who=by, why=why, run=run_id))
+            self.rows_written += 3
+        return serial
+
+    # copying between stores
+
+    @_db_errors
+    def export_stack(self, stack: str) -> StackDump:
+        with self._reader.connect() as conn:
+            return dump.export_stack(conn, stack)
+
+    @_db_errors
+    def import_stacks(self, dumps: Sequence[StackDump]) -> None:
+        with self.writing() as conn:
+            taken = dump.stacks_present(conn, [d.name for d in dumps])
+            if taken:
+                raise StateError(f"{self.url} already holds stack(s) {', '.join(map(repr, taken))}; nothing was "
+                                 "copied: migrate into a store without them")
+            for d in dumps:
+                self.rows_written += dump.import_stack(conn, d)
+
+    def close(self) -> None:
+        self._locks.close()
+        self.engine.dispose()
+
