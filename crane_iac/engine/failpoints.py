@@ -1,4 +1,5 @@
 """Failpoints for crash tests: ``CRANE_FAILPOINT=name[:n]`` SIGKILLs crane the n-th time it reaches ``name``.
+Several, comma-separated, all hold (``slow:0.2,after-commit``: batches that are sure to be several, then a kill).
 
 ``CRANE_FAILPOINT=slow:<seconds>`` makes every provider step take that much longer (for tests of interrupts).
 
@@ -9,6 +10,10 @@ Points: ``after-intents`` (intents recorded, nothing done), ``after-mutation`` (
 call returned, nothing durable yet), ``after-checkpoint`` (the hypervisor has it, state
 does not), ``after-commit`` (a batch is recorded, the rest is not). Unset, it costs one
 dictionary lookup per point.
+
+With ``CRANE_FAILPOINT_PAUSE=<file>`` as well, crane does not kill itself at the point: it writes its pid to that
+file and waits there to be killed from outside (a test that SIGKILLs from another process knows, by the file, that
+the apply is where it meant, whatever the machine's speed); the other apply threads go on meanwhile.
 """
 
 from __future__ import annotations
@@ -28,20 +33,33 @@ def hit(name: str) -> None:
     spec = os.environ.get("CRANE_FAILPOINT")
     if not spec:
         return
-    point, _, nth = spec.partition(":")
-    if point != name:
+    nth = next((n for point, _, n in (s.partition(":") for s in spec.split(",")) if point == name), None)
+    if nth is None:
         return
     with _lock:
         _counts[name] = _counts.get(name, 0) + 1
-        if _counts[name] >= int(nth or 1):
+        if _counts[name] < int(nth or 1):
+            return
+        marker = os.environ.get("CRANE_FAILPOINT_PAUSE")
+        if not marker:
             os.kill(os.getpid(), signal.SIGKILL)
+            return
+        _counts[name] = -(1 << 30)  # one pause: later passes go on
+    partial = f"{marker}.partial"
+    with open(partial, "w") as out:
+        out.write(f"{os.getpid()}\n")
+    os.replace(partial, marker)  # whole or absent: the test reads a pid once the file is there
+    threading.Event().wait()  # until the SIGKILL
 
 
 def before_step(address: str) -> None:
     """Called before each provider step: with ``CRANE_FAILPOINT=slow:<seconds>`` wait that long; raise a provider
     refusal when ``CRANE_FAILPOINT=refuse:<address>`` names this resource."""
-    spec = os.environ.get("CRANE_FAILPOINT")
-    if spec and spec.startswith("slow:"):
-        time.sleep(float(spec.removeprefix("slow:")))
-    if spec and spec == f"refuse:{address}":
-        raise ProviderError(f"the provider call for {address} was refused by CRANE_FAILPOINT")
+    specs = os.environ.get("CRANE_FAILPOINT")
+    if not specs:
+        return
+    for spec in specs.split(","):
+        if spec.startswith("slow:"):
+            time.sleep(float(spec.removeprefix("slow:")))
+        if spec == f"refuse:{address}":
+            raise ProviderError(f"the provider call for {address} was refused by CRANE_FAILPOINT")

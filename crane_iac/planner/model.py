@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+from functools import cache
 from typing import Any, Protocol, runtime_checkable
 
-from crane_iac.objects import DEFAULT_ENDPOINT, Action, FieldChange, Reach, Reason
+from pydantic import TypeAdapter, ValidationError
+
+from crane_iac.objects import DEFAULT_ENDPOINT, Action, FieldChange, Reason
 
 PLAN_FORMAT_VERSION = 6
 
@@ -129,21 +132,22 @@ class Plan:
 
     @classmethod
     def from_json(cls, text: str) -> Plan:
+        """A saved plan, read through the same types that give docs/plan.schema.json, strictly (crane wrote it: a
+        string where a number belongs is a damaged file, not a number); a ValueError names each wrong field."""
         data = json.loads(text)
-        if data.get("format_version") != PLAN_FORMAT_VERSION:
-            raise ValueError(f"plan format {data.get('format_version')!r} is not {PLAN_FORMAT_VERSION}")
-        changes = [
-            ResourceChange(**{**c, "action": Action(c["action"]), "fields": [_field(f) for f in c["fields"]],
-                              "reason": Reason(c["reason"]) if c["reason"] else None})
-            for c in data.pop("changes")
-        ]
-        drift = [
-            Drift(address=d["address"], fields=[_field(f) for f in d["fields"]], gone=d["gone"])
-            for d in data.pop("drift")
-        ]
-        data["output_changes"] = [_field(f) for f in data.get("output_changes", [])]
-        return cls(changes=changes, drift=drift, **data)
+        version = data.get("format_version") if isinstance(data, dict) else None
+        if version != PLAN_FORMAT_VERSION:
+            raise ValueError(f"plan format {version!r} is not {PLAN_FORMAT_VERSION}")
+        try:
+            return plan_type().validate_json(text, strict=True)
+        except ValidationError as exc:
+            problems = [f"{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in exc.errors()]
+            more = f"; and {len(problems) - 3} more" if len(problems) > 3 else ""
+            raise ValueError("; ".join(problems[:3]) + more) from None
 
 
-def _field(data: dict[str, Any]) -> FieldChange:
-    return FieldChange(**{**data, "reach": Reach(data["reach"])})
+@cache
+def plan_type() -> TypeAdapter[Plan]:
+    """The pydantic view of ``Plan``: its JSON schema (crane_iac/planner/schema.py) and the validation of a saved
+    plan are both this."""
+    return TypeAdapter(Plan)

@@ -7,14 +7,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from pydantic import TypeAdapter
-
-from crane_iac.planner.model import PLAN_FORMAT_VERSION, Plan
+from crane_iac.planner.model import PLAN_FORMAT_VERSION, Plan, plan_type
 
 
 def plan_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of a saved or printed plan."""
-    schema = TypeAdapter(Plan).json_schema(mode="serialization")
+    schema = plan_type().json_schema(mode="serialization")
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = f"https://crane.invalid/schemas/plan-v{PLAN_FORMAT_VERSION}.json"
     schema["title"] = f"crane plan, format {PLAN_FORMAT_VERSION}"
@@ -23,8 +21,9 @@ def plan_schema() -> dict[str, Any]:
 
 
 def validate_plan_json(text: str) -> Plan:
-    """Check a plan's JSON against the schema's types (raises pydantic's ValidationError) and return the plan."""
-    return TypeAdapter(Plan).validate_json(text)
+    """Check a plan's JSON against the schema's types, as strictly as ``Plan.from_json`` reads a saved plan (raises
+    pydantic's ValidationError), and return the plan."""
+    return plan_type().validate_json(text, strict=True)
 
 
 if __name__ == "__main__":

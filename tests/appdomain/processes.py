@@ -20,6 +20,7 @@ from typing import Any
 from crane_iac.appdomain import haproxy as lb
 from crane_iac.appdomain.haproxy_check import find_haproxy
 from tests.conftest import free_port
+from tests.waiting import wait_until
 
 FILES = Path(lb.__file__).parent / "files"
 APP = FILES / "app.py"
@@ -74,18 +75,15 @@ class AppProcess:
         return f"127.0.0.1:{self.port}"
 
     def wait_healthy(self, timeout: float = 15) -> None:
-        deadline = time.monotonic() + timeout
-        while True:
+        def healthy() -> bool:
             if self.proc.poll() is not None:
                 raise ProcessFailed(f"app {self.name} exited ({self.proc.returncode}):\n{self.log.read_text()}")
             try:
-                if http_get(self.port, "/healthz", timeout=3)[0] == 200:
-                    return
+                return http_get(self.port, "/healthz", timeout=3)[0] == 200
             except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise ProcessFailed(f"app {self.name} not healthy within {timeout} s:\n{self.log.read_text()}")
-            time.sleep(0.05)
+                return False
+
+        wait_until(healthy, timeout, f"app {self.name} healthy", detail=lambda: f"\n{self.log.read_text()}")
 
     def kill(self) -> None:
         """SIGKILL: the app dies as a crashed container would, mid-request."""
@@ -128,18 +126,16 @@ class HAProxyProcess:
         with open(log, "wb") as out:
             proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         self.procs.append(proc)
-        deadline = time.monotonic() + 15
-        while True:
+
+        def answers() -> bool:
             if proc.poll() is not None:
                 raise ProcessFailed(f"haproxy exited ({proc.returncode}):\n{log.read_text()}")
             try:
-                if f"Pid: {proc.pid}\n" in self.command("show info"):
-                    return
+                return f"Pid: {proc.pid}\n" in self.command("show info")
             except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise ProcessFailed(f"haproxy did not answer on {self.socket}:\n{log.read_text()}")
-            time.sleep(0.05)
+                return False
+
+        wait_until(answers, 15, f"haproxy answering on {self.socket}", detail=lambda: f"\n{log.read_text()}")
 
     def reload(self, config: str) -> None:
         self.start(config, takeover=True)
@@ -180,9 +176,8 @@ class HAProxyProcess:
     def wait_status(self, name: str, status: str, timeout: float = 10) -> float:
         """Seconds until server ``name`` has ``status``; AssertionError after ``timeout``."""
         start = time.monotonic()
-        while (now := self.servers().get(name)) != status:
-            assert time.monotonic() - start < timeout, f"{name} is {now}, not {status}, after {timeout} s"
-            time.sleep(0.05)
+        wait_until(lambda: self.servers().get(name) == status, timeout, f"{name} {status}",
+                   detail=lambda: f"it is {self.servers().get(name)}")
         return time.monotonic() - start
 
     def stop(self) -> None:
@@ -245,10 +240,8 @@ class LoadGenerator:
     def wait_requests(self, count: int, timeout: float = 30) -> None:
         """Until ``count`` more requests have been answered."""
         target = self.total() + count
-        deadline = time.monotonic() + timeout
-        while self.total() < target:
-            assert time.monotonic() < deadline, f"the load generator made {self.total()} of {target} requests"
-            time.sleep(0.02)
+        wait_until(lambda: self.total() >= target, timeout, f"{target} requests from the load generator",
+                   every=0.02, detail=lambda: f"it made {self.total()}")
 
     def served_since(self, mark: Counter[str]) -> Counter[str]:
         with self._lock:

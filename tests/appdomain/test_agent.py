@@ -24,6 +24,7 @@ import pytest
 from crane_iac.autoscaler.agents import MAX_BODY, AgentMetrics
 from crane_iac.scaling import ScalableTier, TierHost
 from tests.appdomain.processes import FILES, SYSTEM_PYTHON, free_port
+from tests.waiting import wait_until
 
 AGENT = FILES / "agent.py"
 
@@ -62,14 +63,15 @@ class AgentProcess:
 
     def wait_sample(self, test: Callable[[dict[str, Any]], bool] = lambda _: True,
                     timeout: float = 15) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
+        def wanted() -> dict[str, Any] | None:
             assert self.proc.poll() is None, f"the agent exited ({self.proc.returncode}): {self.log.read_text()}"
             sample = self.sample()
-            if sample is not None and test(sample):
-                return sample
-            assert time.monotonic() < deadline, f"no such sample within {timeout} s: {sample}; {self.log.read_text()}"
-            time.sleep(0.05)
+            return sample if sample is not None and test(sample) else None
+
+        found = wait_until(wanted, timeout, f"a sample from agent {self.name}",
+                           detail=lambda: f"{self.sample()}; {self.log.read_text()}")
+        assert found is not None
+        return found
 
     def terminate(self) -> int:
         if self.proc.poll() is None:
@@ -127,13 +129,6 @@ def post(port: int, body: bytes, path: str = "/push", method: str = "POST") -> t
         conn.close()
 
 
-def wait(test: Callable[[], bool], what: str, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not test():
-        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
-        time.sleep(0.05)
-
-
 def test_a_pull_returns_a_fresh_sample_of_memory_or_cpu(agents: Callable[..., AgentProcess]) -> None:
     agent = agents("web-a", "--interval", "0.2")
     first = agent.wait_sample()
@@ -157,7 +152,7 @@ def test_step_zero_pushes_every_move_and_a_large_step_only_the_first_sample(
     push = f"http://127.0.0.1:{port}/push"
     agents("eager", "--interval", "0.1", "--step", "0", "--heartbeat", "1000", "--push", push)
     calm = agents("calm", "--interval", "0.1", "--step", "2", "--heartbeat", "1000", "--push", push)
-    wait(lambda: metrics.pushes.get("eager", 0) >= 8, "eight pushes of the eager agent")
+    wait_until(lambda: metrics.pushes.get("eager", 0) >= 8, 15, "eight pushes of the eager agent")
     sample = calm.wait_sample(lambda s: s["seq"] >= 15)
     assert metrics.pushes.get("calm") == 1 and sample["pushed"] == 1, (metrics.pushes, sample)
     # the newest pushed sample is read without a pull (no agent listens on port 1)
@@ -172,7 +167,7 @@ def test_the_heartbeat_pushes_a_sample_that_did_not_move(
     metrics, port = receiver
     agent = agents("beat", "--interval", "0.1", "--step", "2", "--heartbeat", "0.3",
                    "--push", f"http://127.0.0.1:{port}/push")
-    wait(lambda: metrics.pushes.get("beat", 0) >= 4, "four heartbeats")
+    wait_until(lambda: metrics.pushes.get("beat", 0) >= 4, 15, "four heartbeats")
     sample = agent.wait_sample()
     assert metrics.pushes["beat"] * 2 <= sample["seq"], (metrics.pushes, sample)  # not every sample is pushed
 
@@ -206,12 +201,12 @@ def test_a_host_that_stopped_pushing_and_answering_gives_its_last_sample_with_it
         agents: Callable[..., AgentProcess], receiver: tuple[AgentMetrics, int]) -> None:
     metrics, port = receiver
     agent = agents("gone", "--interval", "0.1", "--push", f"http://127.0.0.1:{port}/push")
-    wait(lambda: metrics.pushes.get("gone", 0) >= 1, "a push")
+    wait_until(lambda: metrics.pushes.get("gone", 0) >= 1, 15, "a push")
     assert agent.terminate() == 0
     last = metrics.newest("gone", "127.0.0.1")
     assert last is not None
-    time.sleep(0.3)
-    read = metrics.read(tier(("gone", "127.0.0.1"), port=agent.port, pull_after=0.1), time.time())
+    # read a second after the last sample (an injected clock): past pull_after, so the gone agent is pulled first
+    read = metrics.read(tier(("gone", "127.0.0.1"), port=agent.port, pull_after=0.1), last.at + 1.0)
     assert [(s.host, s.at) for s in read] == [("gone", last.at)]  # the decision judges its age
 
 
@@ -224,11 +219,11 @@ def test_the_agent_survives_a_receiver_that_is_down_and_logs_each_failure_streak
     metrics = AgentMetrics()
     metrics.listen("127.0.0.1", port)
     try:
-        wait(lambda: metrics.pushes.get("lonely", 0) >= 2, "pushes once the receiver is up")
+        wait_until(lambda: metrics.pushes.get("lonely", 0) >= 2, 15, "pushes once the receiver is up")
     finally:
         metrics.close()
     agent.wait_sample(lambda s: s["seq"] >= 10 + s["pushed"] + 10)  # more samples, the receiver gone again
-    wait(lambda: len(agent.lines("failed")) == 2, "the second streak's line")
+    wait_until(lambda: len(agent.lines("failed")) == 2, 15, "the second streak's line")
     assert len(agent.lines("works again")) == 1
     agent.wait_sample(lambda s: True)
     assert "Traceback" not in agent.log.read_text()

@@ -8,7 +8,6 @@ import json
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from crane_iac.markdown import render_markdown
 from crane_iac.render import render_plan
 from tests.conftest import ProjectDir, free_port
 from tests.engine.test_workspace import apply, project
+from tests.waiting import wait_until
 
 STACK = """
 from crane_iac import AppDomain, Network, ScalingPolicy, WebTier
@@ -135,15 +135,15 @@ def test_the_loop_serves_prometheus_metrics_and_stops_cleanly_on_sigterm(project
     loop = subprocess.Popen([sys.executable, "-m", "crane_iac", "autoscale", "--period", "0.5", "--metrics-port",
                              str(port)], cwd=project.root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        text = ""
-        while "crane_autoscale_apply_seconds_count" not in text and time.monotonic() < deadline:
-            time.sleep(0.3)
+        def metrics_after_an_apply() -> str:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as response:
-                    text = response.read().decode()
+                    text: str = response.read().decode()
             except OSError:
-                continue
+                return ""
+            return text if "crane_autoscale_apply_seconds_count" in text else ""
+
+        text = wait_until(metrics_after_an_apply, 60, "the loop's metrics after its first apply", every=0.3)
         assert 'crane_autoscale_desired_size{domain="appdomain.shop"} 3.0' in text, text
         assert 'crane_autoscale_decisions_total{direction="out",domain="appdomain.shop",rule="scale-out"} 1.0' \
             in text, text

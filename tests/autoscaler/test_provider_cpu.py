@@ -7,12 +7,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from crane_iac.autoscaler.metrics import ProviderCpu
 from crane_iac.errors import ProviderError
 from crane_iac.objects import Owner
+from crane_iac.providers.base import Provider
 from crane_iac.providers.libvirt import LibvirtProvider
 from crane_iac.providers.metrics import CpuTime
 from crane_iac.scaling import ScalableTier, TierHost
@@ -47,30 +49,48 @@ def test_the_provider_reads_cpu_time_and_vcpus_of_running_guests_only(sandbox: L
         sandbox.cpu_time("vm", "nowhere")
 
 
+class DriverClock:
+    """The sandbox, read through, and the test driver's own clock injected as the source's: the CPU time it last
+    reported (it reports its clock as every domain's). Wall time and CPU time then come from one clock at one
+    moment, so a utilisation is exact however little time passed between two readings: no sleep, no tolerance
+    for a busy machine."""
+
+    def __init__(self, sandbox: LibvirtProvider) -> None:
+        self.sandbox = sandbox
+        self.now = 0.0
+
+    def cpu_time(self, kind: str, physical: str) -> CpuTime | None:
+        reading = self.sandbox.cpu_time(kind, physical)
+        if reading is not None:
+            self.now = reading.seconds
+        return reading
+
+    def source(self, readings: dict[tuple[str, str], tuple[CpuTime, float]] | None = None) -> ProviderCpu:
+        return ProviderCpu(lambda _endpoint: cast(Provider, self), readings, clock=lambda: self.now)
+
+
 def test_two_readings_make_a_utilisation_per_vcpu_and_the_first_period_has_none(sandbox: LibvirtProvider) -> None:
-    source = ProviderCpu(lambda _endpoint: sandbox, clock=time.time)
+    driver = DriverClock(sandbox)
+    source = driver.source()
     first = source.read(tier("two", "one", "off", "nowhere"), 1000.0)
     assert first == []  # one reading each: missing, honestly
-    time.sleep(0.2)
     second = {s.host: s for s in source.read(tier("two", "one", "off", "nowhere"), 1015.0)}
     assert set(second) == {"two", "one"}  # the stopped and the missing guest have no sample
-    assert second["two"].value == pytest.approx(0.5, abs=0.02)
-    assert second["one"].value == pytest.approx(1.0, abs=0.04)
+    assert second["two"].value == pytest.approx(0.5)
+    assert second["one"].value == pytest.approx(1.0)
     assert second["two"].at == 1015.0  # stamped with the period, as the other provider source
     # the readings live in the dict the loop keeps: a new source with it carries on
-    again = ProviderCpu(lambda _endpoint: sandbox, source.readings, clock=time.time)
-    time.sleep(0.1)
+    again = driver.source(source.readings)
     assert {s.host for s in again.read(tier("two"), 1030.0)} == {"two"}
 
 
 def test_a_guest_restarted_with_other_vcpus_starts_afresh(sandbox: LibvirtProvider) -> None:
-    source = ProviderCpu(lambda _endpoint: sandbox, clock=time.time)
+    source = DriverClock(sandbox).source()
     source.read(tier("two"), 0.0)
     sandbox.update("vm", "two", {**VM_PROPS, "vcpus": 2}, {**VM_PROPS, "vcpus": 3})
     assert source.read(tier("two"), 15.0) == []  # 2 → 3 vCPUs between the readings: no sample this period
-    time.sleep(0.1)
     (sample,) = source.read(tier("two"), 30.0)
-    assert sample.value == pytest.approx(1 / 3, abs=0.02)
+    assert sample.value == pytest.approx(1 / 3)
     sandbox.update("vm", "two", {**VM_PROPS, "vcpus": 3}, {**VM_PROPS, "vcpus": 3, "running": False})
     assert source.read(tier("two"), 45.0) == [] and ("default", "two") not in source.readings
 

@@ -18,6 +18,7 @@ from crane_iac.errors import CraneError
 from crane_iac.scaling import ScalableTier, TierHost
 from tests.appdomain.conftest import NewHAProxy, StartApps
 from tests.appdomain.processes import free_port, http_get
+from tests.waiting import wait_until
 
 
 def tier(names: list[str], stats_url: str) -> ScalableTier:
@@ -39,10 +40,12 @@ def test_the_server_with_a_request_in_flight_stays_and_an_idle_one_goes(app_proc
     slow = threading.Thread(target=http_get, args=(port, "/?sleep=4"))
     slow.start()
     try:
-        deadline = time.monotonic() + 3
-        while sum((seen := current_sessions(scalable) or {}).values()) < 1:
-            assert time.monotonic() < deadline, seen
-            time.sleep(0.05)
+        # the request sleeps 4 s in the app (what is tested: a session in flight); wait until HAProxy counts it
+        def in_flight() -> dict[str, int] | None:
+            found = current_sessions(scalable) or {}
+            return found if sum(found.values()) >= 1 else None
+
+        seen = wait_until(in_flight, 3, "the slow request's session", detail=lambda: current_sessions(scalable))
         busy = next(name for name, n in seen.items() if n == 1)
         removal = choose(scalable.hosts, seen, 1)
         assert [h.physical for h in removal.removed] != [busy] and [h.physical for h in removal.kept] == [busy]

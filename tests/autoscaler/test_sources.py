@@ -22,6 +22,7 @@ from crane_iac.errors import DiagnosticsError
 from crane_iac.scaling import ScalableTier
 from tests.appdomain.processes import FILES, SYSTEM_PYTHON, free_port
 from tests.engine.test_workspace import apply, project
+from tests.waiting import wait_until
 
 STACK = """
 from crane_iac import AppDomain, Network, ScalingPolicy, WebTier
@@ -123,19 +124,20 @@ def loopback_agents(tmp_path: Path) -> Iterator[tuple[Path, int]]:
                 stdout=subprocess.DEVNULL, stderr=log))
     try:
         for ip in ("127.0.0.12", "127.0.0.13"):
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://{ip}:{port}/sample", timeout=1):
-                        break  # its first sample is taken
-                except OSError:
-                    assert time.monotonic() < deadline, f"no agent's sample on {ip}:{port}"
-                    time.sleep(0.05)
+            wait_until(lambda ip=ip: _answers(f"http://{ip}:{port}/sample"), 15, f"an agent's sample on {ip}:{port}")
         yield root, port
     finally:
         for proc in procs:
             proc.terminate()
         assert [proc.wait(10) for proc in procs] == [0, 0]
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1):
+            return True  # the agent's first sample is taken
+    except OSError:
+        return False
 
 
 def test_the_loops_agents_are_pulled_then_take_pushes_from_the_servers_addresses(
@@ -164,10 +166,7 @@ def test_the_loops_agents_are_pulled_then_take_pushes_from_the_servers_addresses
             return all((s := source.newest(name, ip)) is not None and s.seq > pulled[name].seq  # type: ignore[union-attr]
                        for name, ip in (("shop-web-1", "127.0.0.12"), ("shop-web-2", "127.0.0.13")))
 
-        deadline = time.monotonic() + 30
-        while not pushed_since():
-            assert time.monotonic() < deadline, (source.pushes, pulled)
-            time.sleep(0.1)
+        wait_until(pushed_since, 30, "a push from each server's address", detail=lambda: (source.pushes, pulled))
         assert scaler._source(tier, policy, True, {}) is source and len(lines) == 1  # the same receiver
         again = scaler._decide(tier, policy, state, source, time.time())
         assert again.reading.fresh == 2, again

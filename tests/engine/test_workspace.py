@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import libvirt
 import pytest
 
-from crane_iac.engine.workspace import PlanOptions, Workspace
-from crane_iac.errors import ConfigError, DiagnosticsError, LockHeldError, StalePlanError, StaleStateError
+from crane_iac.engine.workspace import PlanOptions, Workspace, read_plan
+from crane_iac.errors import ConfigError, CraneError, DiagnosticsError, LockHeldError, StalePlanError, StaleStateError
 from crane_iac.objects import Action, Reason
+from crane_iac.planner.model import Plan, ResourceChange
 from crane_iac.providers import registry
 from crane_iac.render import render_plan
 from tests.engine import memory_provider
@@ -264,3 +268,39 @@ def test_a_resource_uses_by_name_only_what_is_on_its_own_endpoint(tmp_path: Path
     [problem] = caught.value.diagnostics
     assert (problem.address, problem.line) == ("vm.web", 4)
     assert "networks: network.lan is on endpoint 'default' and this vm on 'dc2'" in problem.summary
+
+
+def saved_plan(tmp_path: Path, damage: Callable[[dict[str, Any]], object]) -> Path:
+    plan = Plan("main", "lineage-1", 7, changes=[ResourceChange("vm.web", "vm", "web", Action.CREATE,
+                                                                after={"vcpus": 1})])
+    data = json.loads(plan.to_json())
+    damage(data)
+    path = tmp_path / "p.crane"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_saved_plan_reads_back_as_it_was_written(tmp_path: Path) -> None:
+    assert read_plan(saved_plan(tmp_path, lambda _: None)).changes[0].after == {"vcpus": 1}
+
+
+@pytest.mark.parametrize(("damage", "named"), [
+    # the hand-written reader took these as they were: a string serial, a string for a flag
+    (lambda d: d.update(serial="7"), "serial: Input should be a valid integer"),
+    (lambda d: d["changes"][0].update(protect="yes"), "changes.0.protect: Input should be a valid boolean"),
+    (lambda d: d["changes"][0].update(action="explode"), "changes.0.action: Input should be 'create'"),
+    (lambda d: d["changes"][0].pop("kind"), "changes.0.kind: Field required"),
+    (lambda d: d.update(format_version=5), "plan format 5 is not"),
+])
+def test_a_damaged_saved_plan_is_an_error_naming_the_file_and_the_field(
+        tmp_path: Path, damage: Callable[[dict[str, Any]], object], named: str) -> None:
+    path = saved_plan(tmp_path, damage)
+    with pytest.raises(CraneError) as caught:
+        read_plan(path)
+    assert str(caught.value).startswith(f"{path}: not a crane plan file (") and named in str(caught.value)
+
+
+def test_a_saved_plan_that_is_no_object_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    (tmp_path / "p.crane").write_text("[1, 2]")
+    with pytest.raises(CraneError, match=r"p\.crane: not a crane plan file \(plan format None"):
+        read_plan(tmp_path / "p.crane")

@@ -11,8 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import sqlalchemy
@@ -20,6 +18,7 @@ import sqlalchemy
 from crane_iac.state.backends import open_store
 from crane_iac.state.base import StateStore
 from tests.conftest import CRANE, ProjectDir
+from tests.waiting import wait_until
 
 VMS = 10
 STACK = """
@@ -55,13 +54,6 @@ def start(project: ProjectDir, *args: str, failpoint: str | None = None) -> subp
         env["CRANE_FAILPOINT"] = failpoint
     return subprocess.Popen([*CRANE, "apply", "--auto-approve", *args], cwd=project.root, env=env, text=True,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def lock_rows(url: str) -> dict[str, str]:
@@ -104,12 +96,12 @@ def test_concurrent_applies_lose_nothing_and_leave_no_lock(tmp_path: Path, postg
         crashing = start(gamma, failpoint="after-commit")
 
         # kill the slow runner mid-apply, holding its lock, once something of it is committed
-        wait_for(lambda: any(h.action == "create" for h in store.history("beta")), "beta's first commit")
+        wait_until(lambda: any(h.action == "create" for h in store.history("beta")), 30, "beta's first commit")
         info = store.lock_info("beta")
         assert info is not None and info.pid == slow.pid and info.operation == "apply"
         slow.send_signal(signal.SIGKILL)
         assert slow.wait(30) == -signal.SIGKILL
-        wait_for(lambda: store.lock_info("beta") is None, "the killed runner's advisory lock to go")
+        wait_until(lambda: store.lock_info("beta") is None, 30, "the killed runner's advisory lock to go")
         assert lock_rows(url).get("beta") == info.id  # its row is left behind, naming nobody: no lock
 
         assert crashing.wait(60) == -signal.SIGKILL

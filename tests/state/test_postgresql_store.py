@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from crane_iac.errors import StateError
 from crane_iac.state.backends import open_store
 from crane_iac.state.base import StateStore
 from crane_iac.state.sql import SCHEMA_VERSION
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 HOLD = ("import sys, time; sys.path.insert(0, sys.argv[1]);"
@@ -39,13 +39,6 @@ def lock_rows(url: str) -> list[str]:
     return rows
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 def test_a_sigkilled_holders_lock_goes_with_its_connection(postgresql_database: str, pg_store: StateStore) -> None:
     holder = subprocess.Popen([sys.executable, "-c", HOLD, str(REPO), postgresql_database], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True)
@@ -57,7 +50,7 @@ def test_a_sigkilled_holders_lock_goes_with_its_connection(postgresql_database: 
     holder.wait()
     holder.stdin.close()
     holder.stdout.close()
-    wait_for(lambda: pg_store.lock_info("demo") is None)
+    wait_until(lambda: pg_store.lock_info("demo") is None, 10, "the killed holder's lock to go")
     assert lock_rows(postgresql_database) == [lock_id]  # its row is left, and names nobody: no lock
     got = pg_store.acquire_lock("demo", "apply")
     assert lock_rows(postgresql_database) == [got]

@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ import pytest
 from crane_iac.objects import Owner
 from crane_iac.providers.ansible import AnsibleProvider
 from tests.conftest import free_port
+from tests.waiting import wait_until
 
 SSHD = "/usr/sbin/sshd"
 PLAYBOOKS = Path(__file__).parent / "playbooks"
@@ -57,16 +57,15 @@ def children_of(pid: int) -> list[int]:
 
 
 def wait_for_banner(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
+    def banner() -> bool:
         assert proc.poll() is None, f"sshd exited: {log.read_text()}"
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                if s.recv(64).startswith(b"SSH-"):
-                    return
+                return s.recv(64).startswith(b"SSH-")
         except OSError:
-            time.sleep(0.05)
-    raise AssertionError(f"sshd did not answer on port {port}: {log.read_text()}")
+            return False
+
+    wait_until(banner, 10, f"sshd's banner on port {port}", detail=log.read_text)
 
 
 @pytest.fixture
@@ -103,9 +102,8 @@ def sshd_on_loopback(tmp_path: Path) -> Iterator[LoopbackHost]:
         for child in children_of(proc.pid):  # sessions outlive their listener: end them first, it reaps them
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        while children_of(proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        with contextlib.suppress(AssertionError):  # sshd is stopped whether or not they went
+            wait_until(lambda: children_of(proc.pid) == [], 10, "sshd's sessions ending")
         proc.terminate()
         proc.wait(timeout=10)
         if made_privsep:

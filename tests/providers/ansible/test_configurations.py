@@ -20,6 +20,7 @@ from crane_iac.providers.ansible import AnsibleProvider
 from crane_iac.providers.ansible.configurations import NO_GUESTS, RUNS_AGAIN
 from tests.conftest import REPO
 from tests.providers.ansible.conftest import LoopbackHost
+from tests.waiting import wait_until
 
 OWNER = Owner("test", "configuration.loop")
 
@@ -94,10 +95,11 @@ def test_a_run_killed_midway_leaves_nothing_a_rerun_cannot_converge(sshd_on_loop
     crane = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "keys"), json.dumps(props)],
                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while not (target / "started").exists():
-            assert crane.poll() is None and time.monotonic() < deadline, "the run did not reach its second task"
-            time.sleep(0.05)
+        def started() -> bool:
+            assert crane.poll() is None, f"the run exited ({crane.returncode}) before its second task"
+            return (target / "started").exists()
+
+        wait_until(started, 60, "the run reaching its second task")
         left = next(Path(tempfile.gettempdir()).glob(f"crane-ansible-{crane.pid}-*"))
         crane.send_signal(signal.SIGKILL)
     finally:
@@ -109,10 +111,9 @@ def test_a_run_killed_midway_leaves_nothing_a_rerun_cannot_converge(sshd_on_loop
     assert rerun.outputs["changed"] == 1
     assert (target / "second.txt").read_text() == "two\n"
     assert not left.exists()
-    deadline = time.monotonic() + 10
-    while _processes_naming(left) and time.monotonic() < deadline:  # ansible-playbook's hang-up, the ssh master
-        time.sleep(0.1)
-    assert _processes_naming(left) == []
+    # ansible-playbook's hang-up, the ssh master
+    wait_until(lambda: _processes_naming(left) == [], 10, f"no process naming {left}",
+               detail=lambda: _processes_naming(left))
     assert host.provider.update("configuration", "loop-config", props, props).outputs["changed"] == 0
 
 

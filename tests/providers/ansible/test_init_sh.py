@@ -11,7 +11,6 @@ import shlex
 import signal
 import socket
 import subprocess
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from crane_iac.objects import Owner
 from crane_iac.providers.ansible import AnsibleProvider
 from tests.providers.ansible.conftest import OWNER, PLAYBOOKS, children_of
 from tests.providers.ansible.test_appdomain_playbooks import STAND_IN_APP
+from tests.waiting import wait_until
 
 #: the container's init as AppDomain gives it: the host's /bin/sh running init.sh's text from CRANE_INIT (a path of
 #: crane's checkout would not do: under /tmp it is hidden by the container's own tmpfs)
@@ -78,11 +78,11 @@ def container_running_init_sh(tmp_path: Path) -> Iterator[Container]:
                                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     init_pid = 0
     try:
-        deadline = time.monotonic() + 10
-        while not (children := children_of(unshare.pid)):
-            assert unshare.poll() is None and time.monotonic() < deadline, console.read_text()
-            time.sleep(0.02)
-        init_pid = children[0]
+        def children() -> list[int]:
+            assert unshare.poll() is None, console.read_text()
+            return children_of(unshare.pid)
+
+        init_pid = wait_until(children, 10, "the container's init", every=0.02, detail=console.read_text)[0]
         _ip("link", "add", HOST_SIDE, "type", "veth", "peer", "name", "eth0", "netns", str(init_pid))
         _ip("addr", "add", f"{PEER}/30", "dev", HOST_SIDE)
         _ip("link", "set", HOST_SIDE, "up")
@@ -127,11 +127,11 @@ def test_init_sh_lets_crane_in_runs_the_web_role_and_reaps_orphans(container_run
     # orphans: a task leaves a child behind that exits after its parent; PID 1 reaps it
     orphans = _configuration(container, str(PLAYBOOKS / "orphan.yml"), ["test"])
     container.provider.create("configuration", "orphans", orphans, owner)
-    deadline = time.monotonic() + 8  # runsvdir reaps in its loop, which may sleep 5 s between rounds
-    while (zombies := [pid for pid, (state, _) in container.processes().items() if state == "Z"]) and \
-            time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert zombies == []
+    def zombies() -> list[int]:
+        return [pid for pid, (state, _) in container.processes().items() if state == "Z"]
+
+    # runsvdir reaps in its loop, which may sleep 5 s between rounds
+    wait_until(lambda: zombies() == [], 8, "no zombie in the container", every=0.2, detail=zombies)
     # the root is read-only, the tmpfs not: what the roles wrote is in the container's /run only
     assert not Path("/run/crane/app/app.py").exists()
 
@@ -198,9 +198,8 @@ def test_the_lb_role_starts_haproxy_then_changes_servers_without_a_reload(contai
     assert _haproxy_pids(container) == haproxy  # neither restarted nor reloaded
     other = {**more, "files": {"haproxy.cfg": more["files"]["haproxy.cfg"].replace("5s", "6s")}}
     assert container.provider.update("configuration", "shop-lb", more, other).outputs["changed"] == 1
-    deadline = time.monotonic() + 10
-    while (now := _haproxy_pids(container))[1] == haproxy[1] and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(lambda: _haproxy_pids(container)[1] != haproxy[1], 10, "a new HAProxy worker", every=0.1)
+    now = _haproxy_pids(container)
     assert now[0] == haproxy[0] and now[1] != haproxy[1]  # reloaded: the master stays, a new worker serves
 
 
