@@ -16,7 +16,7 @@ from crane_iac.errors import ProviderError
 from crane_iac.objects import Owner
 from crane_iac.providers.base import Provider
 from crane_iac.providers.libvirt import LibvirtProvider
-from crane_iac.providers.metrics import CpuTime
+from crane_iac.providers.metrics import CpuTime, MemoryUsage
 from crane_iac.scaling import ScalableTier, TierHost
 from tests.providers.test_libvirt_sandbox import VM_PROPS
 
@@ -64,6 +64,9 @@ class DriverClock:
         if reading is not None:
             self.now = reading.seconds
         return reading
+
+    def memory_usage(self, kind: str, physical: str) -> MemoryUsage | None:  # the rest of GuestMetrics
+        return self.sandbox.memory_usage(kind, physical)
 
     def source(self, readings: dict[tuple[str, str], tuple[CpuTime, float]] | None = None) -> ProviderCpu:
         return ProviderCpu(lambda _endpoint: cast(Provider, self), readings, clock=lambda: self.now)
