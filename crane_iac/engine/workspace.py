@@ -27,10 +27,11 @@ from crane_iac.engine.imports import check_move, expand_addresses, import_record
 from crane_iac.engine.locks import break_lock
 from crane_iac.engine.planning import check_saved_plan, plan_stack
 from crane_iac.engine.refresh import refreshed_outputs, refreshed_records
-from crane_iac.errors import ConfigError, CraneError
+from crane_iac.errors import ConfigError, CraneError, Diagnostic, DiagnosticsError
 from crane_iac.loader import LoadedStack, load_stack, pinned_names
 from crane_iac.objects import Live
 from crane_iac.planner.model import Plan
+from crane_iac.providers.registry import ResourceRules, resource_rules
 from crane_iac.state.backends import open_store
 from crane_iac.state.base import (
     Committed,
@@ -129,12 +130,32 @@ class Workspace:
             names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
             if names is not None:
                 loaded = load_stack(path, variables, physical_names=names, settings=settings, project_dir=root)
-        return loaded
+        return self._validated(loaded)
 
     def reload(self, names: dict[str, str]) -> LoadedStack:
         """The stack run again with these hypervisor names pinned (address → name)."""
-        return load_stack(self.stack_file, self.variables, physical_names=names, settings=self._settings,
-                          project_dir=self.project.root)
+        return self._validated(load_stack(self.stack_file, self.variables, physical_names=names,
+                                          settings=self._settings, project_dir=self.project.root))
+
+    def _validated(self, loaded: LoadedStack) -> LoadedStack:
+        """``loaded``, once each resource passed the rules of the provider type of its endpoint (libvirt's vCPU cap,
+        what its networks need): every problem at once, with the resource's file:line and address."""
+        endpoints = self.config.endpoints()
+        rules: dict[str, ResourceRules | None] = {}
+        problems: list[Diagnostic] = []
+        for want in loaded.desired:
+            config = endpoints.get(want.endpoint)
+            if config is None:  # an endpoint crane.toml does not declare: the plan says so
+                continue
+            if config.type not in rules:
+                rules[config.type] = resource_rules(config.type)
+            check = rules[config.type]
+            if check is not None:
+                problems.extend(Diagnostic(p, want.file, want.line, want.address) for p in check(want.kind,
+                                                                                                 want.properties))
+        if problems:
+            raise DiagnosticsError(problems)
+        return loaded
 
     def state(self) -> StackState:
         return self.store.read(self.name)
@@ -189,7 +210,7 @@ class Workspace:
         if names is not None or state.settings:
             self._settings = _values(state)
             loaded = load_stack(Path(loaded.file), self.variables, physical_names=names, settings=self._settings)
-        return loaded, state
+        return self._validated(loaded), state
 
     def settings(self) -> dict[str, Setting]:
         return self.store.settings(self.name)

@@ -3,7 +3,9 @@ opens it, as SQLAlchemy maps a URL's scheme to a dialect. A third-party provider
 group ``crane_iac.providers`` (``name = "package.module:open_endpoint"``) and needs no change here.
 
 An opener is ``open_endpoint(settings, *, sandbox_dir, mutating, lock_timeout) -> Provider``: ``settings`` are the
-endpoint's keys from crane.toml (``uri`` and the type's own), ``sandbox_dir`` where a sandbox keeps its files.
+endpoint's keys from crane.toml (``uri`` and the type's own), ``sandbox_dir`` where a sandbox keeps its files. Beside
+it, the opener's module may define ``validate_resource(kind, properties) -> list[str]``: the type's own rules for the
+resources it serves (Terraform's ValidateResourceConfig), checked whenever a stack loads, with no connection.
 
 Companions (providers/endpoint.py) are found the same way, under the group ``crane_iac.companions``: an opener
 ``open_companion(hypervisor, *, state_dir, mutating, project_dir) -> Provider`` is called for every endpoint, with
@@ -28,6 +30,8 @@ BUILT_IN = {"libvirt": "crane_iac.providers.libvirt.endpoint:open_endpoint"}
 BUILT_IN_COMPANIONS = {"ansible": "crane_iac.providers.ansible:open_companion"}
 
 Opener = Callable[..., Provider]
+#: a provider type's own rules: the problems (plain sentences) of one resource of ``kind`` with these properties
+ResourceRules = Callable[[str, dict[str, Any]], list[str]]
 
 
 def provider_types() -> dict[str, str]:
@@ -72,3 +76,13 @@ def open_companions(hypervisor: Provider, *, state_dir: Path, mutating: bool, pr
     where relative paths in properties (a playbook) are."""
     return [_load(target)(hypervisor, state_dir=state_dir / name, mutating=mutating, project_dir=project_dir)
             for name, target in sorted(companion_types().items()) if name != hypervisor.provider_type]
+
+
+def resource_rules(type_name: str) -> ResourceRules | None:
+    """The rules of ``type_name`` for the resources it serves (``validate_resource`` beside its opener), or None for
+    a type that has none or that is not known (opening it reports that)."""
+    target = provider_types().get(type_name)
+    if target is None:
+        return None
+    rules: ResourceRules | None = getattr(importlib.import_module(target.partition(":")[0]), "validate_resource", None)
+    return rules

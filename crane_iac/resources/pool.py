@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import posixpath
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import field_validator
 
@@ -20,7 +20,8 @@ class StoragePool(Resource):
     kind = "pool"
 
     path: str
-    type: Literal["dir"] = "dir"
+    #: the pool's type; which types a provider makes is its rule (libvirt: ``dir``)
+    type: str = "dir"
 
     @field_validator("path")
     @classmethod

@@ -32,9 +32,9 @@ class VM(Resource):
 
     kind = "vm"
 
-    vcpus: int = Field(ge=1, le=255)  # QEMU's pc machine holds at most 255 (the test driver takes more)
+    vcpus: int = Field(ge=1)  # a provider's own cap (libvirt: 255, QEMU's pc machine) is its rule
     memory_mib: int = Field(ge=16, le=4 * 1024 * 1024)
-    max_vcpus: int | None = Field(default=None, ge=1, le=255)
+    max_vcpus: int | None = Field(default=None, ge=1)
     max_memory_mib: int | None = Field(default=None, ge=16, le=4 * 1024 * 1024)
     #: InstanceOf: a dict here is an error, not a Network built from it (and registered nowhere)
     networks: list[InstanceOf[Network]] = Field(default_factory=list)

@@ -9,7 +9,7 @@ from typing import Any
 from crane_iac.objects import Live
 from crane_iac.providers.libvirt import images
 from crane_iac.providers.libvirt.host import Host
-from crane_iac.resources.container import UNSAFE_ENV
+from crane_iac.providers.libvirt.validation import UNSAFE_ENV
 
 
 class Checks:

@@ -1,4 +1,5 @@
-"""Open a libvirt endpoint from its crane.toml settings (the provider registry's ``libvirt`` type)."""
+"""Open a libvirt endpoint from its crane.toml settings (the provider registry's ``libvirt`` type), and the type's
+own rules for the resources it serves (``validate_resource``, which the registry finds beside the opener)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ from pathlib import Path
 from typing import Any
 
 from crane_iac.providers.libvirt.provider import LibvirtProvider
+from crane_iac.providers.libvirt.validation import validate_resource
+
+__all__ = ["open_endpoint", "validate_resource"]
 
 
 def open_endpoint(settings: dict[str, Any], *, sandbox_dir: Path, mutating: bool,
