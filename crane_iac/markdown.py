@@ -106,7 +106,7 @@ def render_markdown(plan: Plan, *, limit: int = DETAIL_LIMIT) -> str:
         lines += [*_drift(plan), ""]
     if plan.tiers:
         lines += [f"**Scalable tiers** ({TIERS_NOTE}):",
-                  *["- " + tier_line(t, address=_code(t["address"]), size=f"**{t['size']}**") for t in plan.tiers],
+                  *["- " + tier_line(t, address=_code(t.address), size=f"**{t.size}**") for t in plan.tiers],
                   ""]
     if plan.moves:
         lines += ["**Moved** (state only):", *[f"- {_code(old)} → {_code(new)}" for old, new in plan.moves], ""]

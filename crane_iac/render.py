@@ -10,7 +10,7 @@ from typing import Any, NamedTuple, Protocol, TextIO
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, Verb
 from crane_iac.planner.diff import KNOWN_AFTER_APPLY
-from crane_iac.planner.model import Plan, ResourceChange
+from crane_iac.planner.model import Plan, ResourceChange, TierShown
 
 
 class StepEvent(Protocol):
@@ -197,12 +197,12 @@ DETAIL_LIMIT = 500
 TIERS_NOTE = "`crane autoscale` sets their size within the declared range"
 
 
-def tier_line(tier: dict[str, Any], *, address: str | None = None, size: str | None = None) -> str:
+def tier_line(tier: TierShown, *, address: str | None = None, size: str | None = None) -> str:
     """One scalable tier of a plan: its size in effect, the range, the stack's own size and who set the size;
     ``address`` and ``size`` as the caller shows them (Markdown marks them up)."""
-    owner = f"set by {tier['owner']}: {tier['why']}" if tier["owner"] != "stack" else "the stack's size"
-    return (f"{address or tier['address']} {tier.get('tier', 'web')}: size {size or tier['size']} in "
-            f"[{tier['min']}, {tier['max']}], the stack says {tier['declared']}; {owner}")
+    owner = f"set by {tier.owner}: {tier.why}" if tier.owner != "stack" else "the stack's size"
+    return (f"{address or tier.address} {tier.tier}: size {size or tier.size} in [{tier.min}, {tier.max}], the stack "
+            f"says {tier.declared}; {owner}")
 
 
 def override_lines(plan: Plan) -> list[str]:

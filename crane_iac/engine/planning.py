@@ -14,7 +14,7 @@ from crane_iac.errors import Diagnostic, DiagnosticsError, ProviderError, StaleP
 from crane_iac.loader import LoadedStack, names_after_moves
 from crane_iac.objects import Action, Live, kind_of
 from crane_iac.planner.diff import PlanRequest, make_plan
-from crane_iac.planner.model import Plan
+from crane_iac.planner.model import Plan, TierShown
 from crane_iac.scaling import ScalableTier
 from crane_iac.state.base import Setting, StackState
 
@@ -184,11 +184,10 @@ def _plan_once(
     return plan, names
 
 
-def _tier(tier: ScalableTier, setting: Setting | None) -> dict[str, Any]:
+def _tier(tier: ScalableTier, setting: Setting | None) -> TierShown:
     """A scalable tier as the plan shows it: the size in effect, the stack's, the range, and who owns the size."""
-    return {"address": tier.address, "tier": tier.name, "size": tier.size, "declared": tier.declared,
-            "min": tier.min, "max": tier.max, "owner": setting.by if setting is not None else "stack",
-            "why": setting.why if setting is not None else ""}
+    return TierShown(tier.address, tier.name, tier.size, tier.declared, tier.min, tier.max,
+                     setting.by if setting is not None else "stack", setting.why if setting is not None else "")
 
 
 def _overrides(loaded: LoadedStack, state: StackState) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, FieldChange, Reason
 
-PLAN_FORMAT_VERSION = 6
+PLAN_FORMAT_VERSION = 7
 
 
 class Phase(StrEnum):
@@ -61,6 +61,21 @@ class ResourceChange:
 
 
 @dataclass(slots=True)
+class TierShown:
+    """A scalable tier as a plan shows it: the size in effect, the declared range, the stack's own size, and who
+    set the size (``stack``, or the setting's author) with why."""
+
+    address: str
+    tier: str
+    size: int
+    declared: int
+    min: int
+    max: int
+    owner: str = "stack"
+    why: str = ""
+
+
+@dataclass(slots=True)
 class Drift:
     """A difference between what state recorded and what the hypervisor has, made outside crane."""
 
@@ -90,10 +105,8 @@ class Plan:
     #: the durable settings in effect that the stack read: {key, value, by, why, at} (a tier's size the autoscaler
     #: set, with its reason): a human apply honours them
     settings: list[dict[str, Any]] = field(default_factory=list)
-    #: the tiers a controller may resize (``AppDomain(autoscale=...)``): {address, size, declared, min, max, owner,
-    #: why}: the size in effect, the stack's own, the declared range, and who set the size (the stack, or the
-    #: setting's author) with why
-    tiers: list[dict[str, Any]] = field(default_factory=list)
+    #: the tiers a controller may resize (a component's ``ScalesTiers``, ``AppDomain(autoscale=...)``)
+    tiers: list[TierShown] = field(default_factory=list)
     #: settings that override the stack's own value (a variable, a size in the stack): {key, value, stack_value,
     #: by, why, at}; the plan warns of each, and ``--detailed-exitcode`` is 2 while one holds
     overrides: list[dict[str, Any]] = field(default_factory=list)

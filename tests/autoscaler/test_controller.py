@@ -57,7 +57,7 @@ def test_high_memory_scales_out_through_a_setting_and_a_targeted_apply(tmp_path:
     assert not plan.has_changes  # a human plan honours the autoscaler's size
     # and shows who owns it: the size in effect, the declared range, the stack's size, the last decision's reason
     (tier,) = plan.tiers
-    assert (tier["size"], tier["min"], tier["max"], tier["declared"], tier["owner"]) == (3, 1, 6, 2, BY)
+    assert (tier.tier, tier.size, tier.min, tier.max, tier.declared, tier.owner) == ("web", 3, 1, 6, 2, BY)
     shown = render_plan(plan)
     assert "appdomain.shop web: size 3 in [1, 6], the stack says 2; set by autoscaler: scale-out:" in shown
     assert "appdomain.shop` web: size **3** in [1, 6]" in render_markdown(plan)
