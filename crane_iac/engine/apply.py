@@ -291,6 +291,15 @@ class Applier:
         if self.stop.is_set():
             result.not_started = sorted({s.address for s in graph if s not in launched and s not in blocked})
             result.interrupted = bool(result.not_started)
+        else:
+            # every step ran, failed or was skipped; one that waits still waits on a cycle of the apply graph (a
+            # planner bug): it fails loudly rather than the run doing nothing and calling itself complete
+            stuck = sorted({s.address for s in graph if s not in launched and s not in blocked})
+            for address in stuck:
+                result.failed.append(StepEvent(address, Verb.FAILED, detail=(
+                    "never started: it waits on a cycle in the apply graph (a crane bug; please report it with "
+                    "`crane plan --json`); nothing was done to it")))
+                self.report(result.failed[-1])
         if result.ok:  # a targeted apply updates the outputs too (what it did not touch resolves as before)
             outputs = resolve_outputs(self.plan.outputs, self.outputs, keep_unknown=False)
             result.serial = self.store.commit(self.plan.stack, [], outputs, expected_serial=result.serial,

@@ -269,3 +269,23 @@ def test_a_step_in_flight_when_the_loop_is_broken_off_is_reported_when_it_fails(
         ("thing.a", Verb.CREATED, ""), ("thing.b", Verb.FAILED, "b refused while stopping")]
     assert recorded(store) == {"thing.a": "a"}
     assert sorted(provider.verbs()) == [("create", "a"), ("create", "b")]
+
+
+def test_a_cycle_in_the_apply_graph_fails_loudly_instead_of_reporting_success(store: StateStore,
+                                                                              provider: MemoryProvider) -> None:
+    """Two updates that wait for each other (no planner makes them today; one did until this issue) start
+    nothing: the run must say they failed, not return ok with nothing done."""
+    from crane_iac.planner.model import ResourceChange
+
+    cyclic = Plan(STACK, "", 0, changes=[
+        ResourceChange("thing.a", "thing", "a", Action.UPDATE, before={"size": 1}, after={"size": 2},
+                       dependencies=["thing.b"]),
+        ResourceChange("thing.b", "thing", "b", Action.UPDATE, before={"size": 1}, after={"size": 2},
+                       dependencies=["thing.a"]),
+    ])
+    events: list[StepEvent] = []
+    result = apply(cyclic, store, provider, events=events)
+    assert not result.ok and sorted(e.address for e in result.failed) == ["thing.a", "thing.b"]
+    assert all("cycle in the apply graph" in e.detail for e in result.failed)
+    assert [e.verb for e in events] == [Verb.FAILED, Verb.FAILED]
+    assert provider.calls == []
