@@ -81,6 +81,13 @@ class ProjectDir:
         """A read-only look at the sandbox, as a separate libvirt-python client would see it."""
         return libvirt.open(f"test://{self.root / '.crane' / 'sandbox.xml'}")
 
+    def networks(self) -> list[str]:
+        conn = self.sandbox()
+        try:
+            return sorted(n.name() for n in conn.listAllNetworks(0))
+        finally:
+            conn.close()
+
     def domains(self) -> list[str]:
         conn = self.sandbox()
         try:
@@ -114,6 +121,13 @@ def project(tmp_path: Path) -> ProjectDir:
         file = "stacks/main.py"
     """)
     return proj
+
+
+def ok(project: ProjectDir, *args: str) -> str:
+    """``crane ARGS`` in the project, which must succeed: its output."""
+    result = project.crane(*args)
+    assert result.code == 0, result.out + result.err
+    return result.out
 
 
 def assert_clean_error(result: Result, *needles: str) -> None:

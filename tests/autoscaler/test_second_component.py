@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import ProjectDir
+from tests.conftest import ProjectDir, ok
 
 STACK = '''
 from crane_iac import VM, Component, ScalingPolicy, setting
@@ -34,12 +34,6 @@ class Workers(Component):
 
 Workers("batch")
 '''
-
-
-def ok(project: ProjectDir, *args: str) -> str:
-    result = project.crane(*args)
-    assert result.code == 0, result.out + result.err
-    return result.out
 
 
 def test_a_second_component_kind_is_autoscaled_planned_and_shown(project: ProjectDir) -> None:

@@ -8,14 +8,6 @@ from tests.conftest import ProjectDir, assert_clean_error
 NET = 'from crane_iac import Network\nNetwork("front", mode="isolated"{opts})\n'
 
 
-def _networks(project: ProjectDir) -> list[str]:
-    conn = project.sandbox()
-    try:
-        return sorted(n.name() for n in conn.listAllNetworks(0))
-    finally:
-        conn.close()
-
-
 def test_protect_added_to_an_existing_resource_is_a_change_and_refuses_destroy(project: ProjectDir) -> None:
     project.write_stack(NET.format(opts=""))
     assert project.crane("apply", "--auto-approve").code == 0
@@ -29,7 +21,7 @@ def test_protect_added_to_an_existing_resource_is_a_change_and_refuses_destroy(p
     assert project.crane("plan", "--detailed-exitcode").code == 0
     assert_clean_error(project.crane("destroy", "--auto-approve"), "network.front: is protected",
                        "remove protect=True from its declaration")
-    assert "front" in _networks(project)
+    assert "front" in project.networks()
     assert '"protect": true' in project.crane("state", "show", "network.front").out
 
 
@@ -40,7 +32,7 @@ def test_protect_removed_from_the_stack_lifts_it_with_no_apply_first(project: Pr
     assert "~ network.front  protect: true → false" in project.crane("plan").out
     result = project.crane("destroy", "--auto-approve")
     assert result.code == 0, result
-    assert "front" not in _networks(project)
+    assert "front" not in project.networks()
 
 
 def test_a_protected_resource_dropped_from_the_stack_is_not_deleted(project: ProjectDir) -> None:
@@ -50,13 +42,13 @@ def test_a_protected_resource_dropped_from_the_stack_is_not_deleted(project: Pro
     result = project.crane("apply", "--auto-approve")
     assert_clean_error(result, "network.front: was protected (protect=True) when last applied",
                        "declare it again without protect=True and apply", "`crane state rm network.front`")
-    assert "front" in _networks(project)
+    assert "front" in project.networks()
     # the way out the message names works: declared again without protect, applied, then dropped
     project.write_stack(NET.format(opts=""))
     assert project.crane("apply", "--auto-approve").code == 0
     project.write_stack("")
     assert project.crane("apply", "--auto-approve").code == 0
-    assert "front" not in _networks(project)
+    assert "front" not in project.networks()
 
 
 def test_protect_added_later_refuses_a_replacement(project: ProjectDir) -> None:
@@ -77,7 +69,7 @@ def test_protect_on_a_component_protects_its_children(project: ProjectDir) -> No
                         'Lab("lab", protect=True)\n')
     assert project.crane("apply", "--auto-approve").code == 0
     assert_clean_error(project.crane("destroy", "--auto-approve"), "lab.lab/network.net: is protected")
-    assert "lab-net" in _networks(project)
+    assert "lab-net" in project.networks()
 
 
 def test_ignore_changes_added_and_removed_on_an_existing_resource(project: ProjectDir) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import ProjectDir
+from tests.conftest import ProjectDir, ok
 
 SHOP = """
 from crane_iac import AppDomain, Network, WebTier, variable
@@ -21,12 +21,6 @@ file = "stacks/main.py"
 web = { type = "int", default = 2 }
 """
 KEY = "appdomain.shop/web.size"
-
-
-def ok(project: ProjectDir, *args: str) -> str:
-    result = project.crane(*args)
-    assert result.code == 0, result.out + result.err
-    return result.out
 
 
 def autoscaled(project: ProjectDir) -> None:

@@ -9,7 +9,7 @@ import subprocess
 
 import libvirt
 
-from tests.conftest import CRANE, ProjectDir, assert_clean_error
+from tests.conftest import CRANE, ProjectDir, assert_clean_error, ok
 
 SHARED = """
 from crane_iac import VM, Component, Network, export
@@ -31,20 +31,6 @@ export("cache-mac", cache.macs[0])
 """
 
 
-def ok(project: ProjectDir, *args: str) -> str:
-    result = project.crane(*args)
-    assert result.code == 0, result.out + result.err
-    return result.out
-
-
-def networks(project: ProjectDir) -> list[str]:
-    conn = project.sandbox()
-    try:
-        return sorted(n.name() for n in conn.listAllNetworks(0))
-    finally:
-        conn.close()
-
-
 # 2. destroy --target takes the dependents, never the dependencies
 
 
@@ -58,11 +44,11 @@ def test_targeted_destroy_takes_dependents_not_dependencies(project: ProjectDir)
     assert "Plan: 0 to create, 0 to update, 0 to replace, 3 to delete." in the_network
     # one VM of a component: its sibling keeps the component's network
     ok(project, "destroy", "--auto-approve", "--target", "pair.duo/vm.a")
-    assert "duo-net" in networks(project) and "duo-b" in project.domains() and "duo-a" not in project.domains()
+    assert "duo-net" in project.networks() and "duo-b" in project.domains() and "duo-a" not in project.domains()
     ok(project, "destroy", "--auto-approve", "--target", "vm.cache")
-    assert "back" in networks(project) and "api" in project.domains() and "cache" not in project.domains()
+    assert "back" in project.networks() and "api" in project.domains() and "cache" not in project.domains()
     ok(project, "destroy", "--auto-approve", "--target", "network.back")
-    assert "back" not in networks(project) and "api" not in project.domains()
+    assert "back" not in project.networks() and "api" not in project.domains()
 
 
 def test_targeting_says_so_and_names_what_else_is_pending(project: ProjectDir) -> None:
@@ -383,7 +369,7 @@ VM("web-lab", hypervisor_name="web", vcpus=1, memory_mib=128, networks=[lab], pr
         assert [d.name() for d in lab_sandbox.listAllDomains(0)] == ["web"]
     finally:
         lab_sandbox.close()
-    assert networks(project) == ["front"] and project.domains() == ["web"]
+    assert project.networks() == ["front"] and project.domains() == ["web"]
     assert sorted(ok(project, "state", "list").split()) == ["network.front", "network.front-lab", "vm.web",
                                                             "vm.web-lab"]
     shown = json.loads(ok(project, "state", "show", "network.front-lab"))
@@ -392,7 +378,7 @@ VM("web-lab", hypervisor_name="web", vcpus=1, memory_mib=128, networks=[lab], pr
     # an address picks one of them: the lab's network and its guest go, the default endpoint's stay
     ok(project, "destroy", "--auto-approve", "--target", "network.front-lab")
     assert sorted(ok(project, "state", "list").split()) == ["network.front", "vm.web"]
-    assert networks(project) == ["front"] and project.domains() == ["web"]
+    assert project.networks() == ["front"] and project.domains() == ["web"]
     # one endpoint, one name: still an error
     project.write_stack(stack.format(lab='"front-lab", hypervisor_name="front"').replace(', provider="lab")', ")"))
     assert_clean_error(project.crane("plan"), "main.py:3: network.front-lab: hypervisor name 'front' is already "

@@ -17,7 +17,7 @@ from crane_iac.providers.libvirt.containers import start
 from crane_iac.providers.libvirt.endpoint import open_endpoint
 from crane_iac.resources import Container, Network, Registry, Volume, collecting
 from crane_iac.resources.container import nic_device
-from tests.conftest import ProjectDir, assert_clean_error
+from tests.conftest import ProjectDir, assert_clean_error, ok
 
 STACK = """
 from crane_iac import Container, Network, StoragePool, Volume, export
@@ -32,12 +32,6 @@ app = Container("app", memory_mib=32, networks=[lan], ipv4=["10.80.0.13"], init=
 export("web", web.ipv4[0])
 export("app-addresses", app.addresses)
 """
-
-
-def ok(project: ProjectDir, *args: str) -> str:
-    result = project.crane(*args)
-    assert result.code == 0, result.out + result.err
-    return result.out
 
 
 def write(project: ProjectDir, port: int = 8080) -> None:

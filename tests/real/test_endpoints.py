@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ProjectDir
+from tests.conftest import ProjectDir, ok
 from tests.real.host import REAL_URI, RealHost, http_get
 
 PREFIX = "cre-"
@@ -28,12 +28,6 @@ lan = Network("cre-net", mode="nat", ipv4="10.233.0.0/24")
 VM("cre-app", vcpus=1, memory_mib=256, networks=[lan], description=guest.uuid)
 export("web-ipv4", guest.ipv4)
 """
-
-
-def ok(project: ProjectDir, *args: str) -> str:
-    result = project.crane(*args)
-    assert result.code == 0, result.out + result.err
-    return result.out
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from crane_iac.providers.libvirt.endpoint import open_endpoint
 from crane_iac.resources.container import nic_device
-from tests.conftest import ProjectDir, assert_clean_error
+from tests.conftest import ProjectDir, assert_clean_error, ok
 from tests.real.host import LXC_URI, REAL_URI, LxcHost, http_get
 
 PREFIX = "crl-"
@@ -60,12 +60,6 @@ for i in range(1, {count} + 1):
                     mounts={{"/mnt": data}} if i == 1 else {{}})
     export(f"web-{{i}}", web.addresses)
 '''
-
-
-def ok(project: ProjectDir, *args: str) -> str:
-    result = project.crane(*args)
-    assert result.code == 0, result.out + result.err
-    return result.out
 
 
 def write(project: ProjectDir, prefix: str, net: str, count: int, memory: int = 64) -> None:

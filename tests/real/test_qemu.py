@@ -14,18 +14,12 @@ import libvirt
 import pytest
 
 from crane_iac.providers.libvirt import LibvirtProvider
-from tests.conftest import ProjectDir
+from tests.conftest import ProjectDir, ok
 from tests.real.conftest import tinyweb_project
 from tests.real.host import REAL_URI, RealHost, dnsmasq_for, http_get
 
 PREFIX = "crt-"
 SUBNET = "10.231.0.0/24"
-
-
-def ok(project: ProjectDir, *args: str) -> str:
-    result = project.crane(*args)
-    assert result.code == 0, result.out + result.err
-    return result.out
 
 
 def outputs(project: ProjectDir) -> dict[str, str]:

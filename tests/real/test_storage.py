@@ -15,7 +15,7 @@ import libvirt
 import pytest
 
 from crane_iac.providers.libvirt import seed
-from tests.conftest import ProjectDir
+from tests.conftest import ProjectDir, ok
 from tests.real.host import REAL_URI, RealHost, drop_pool
 
 PREFIX = "crs-"
@@ -35,12 +35,6 @@ seed = CloudInit("crs-seed", pool=images, user_data={{"users": [{{"name": "{user
 VM("crs-vm", vcpus=1, memory_mib=128, volumes=[copy], cloud_init=seed,
    kernel="{kernel}", initrd="{initrd}", cmdline="console=ttyS0")
 """
-
-
-def ok(project: ProjectDir, *args: str) -> str:
-    result = project.crane(*args)
-    assert result.code == 0, result.out + result.err
-    return result.out
 
 
 def qemu_img_info(path: Path) -> dict[str, object]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ProjectDir
+from tests.conftest import ProjectDir, ok
 
 STACK = """
 from crane_iac import VM, Network, export, setting
@@ -31,12 +31,6 @@ def runs_of(history: str) -> list[tuple[str, list[str]]]:
             assert line.startswith("  ") and runs, history
             runs[-1][1].append(line)
     return runs
-
-
-def ok(project: ProjectDir, *args: str) -> str:
-    result = project.crane(*args)
-    assert result.code == 0, result.out + result.err
-    return result.out
 
 
 def test_a_project_on_each_backend_and_migrated_to_sqlite(project: ProjectDir, state_url: str, tmp_path: Path,
