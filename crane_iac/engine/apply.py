@@ -204,6 +204,10 @@ class Applier:
         blocked: set[Step] = set()
         launched: set[Step] = set()
 
+        def fail(address: str, elapsed: float, detail: str) -> None:
+            result.failed.append(StepEvent(address, Verb.FAILED, elapsed, detail))
+            self.report(result.failed[-1])
+
         def skip_dependents(step: Step, reason: str) -> None:
             stack = list(dependents[step])
             while stack:
@@ -255,8 +259,7 @@ class Applier:
                         try:
                             committed = future.result()
                         except CraneError as exc:
-                            result.failed.append(StepEvent(step.address, Verb.FAILED, elapsed, str(exc)))
-                            self.report(result.failed[-1])
+                            fail(step.address, elapsed, str(exc))
                             skip_dependents(step, f"{step.address} failed")
                             continue
                         pending_commit.append(committed)
@@ -278,9 +281,7 @@ class Applier:
                         try:
                             committed = future.result()
                         except Exception as exc:  # a refusal or a bug: reported; the exception under way goes on
-                            failed = StepEvent(step.address, Verb.FAILED, time.monotonic() - started, str(exc))
-                            result.failed.append(failed)
-                            self.report(failed)
+                            fail(step.address, time.monotonic() - started, str(exc))
                             continue
                         pending_commit.append(committed)
                         result.done.append(StepEvent(step.address, _VERBS[committed.action][1],
@@ -288,18 +289,16 @@ class Applier:
                         self.report(result.done[-1])
                 finally:
                     flush()
+        unstarted = sorted({s.address for s in graph if s not in launched and s not in blocked})
         if self.stop.is_set():
-            result.not_started = sorted({s.address for s in graph if s not in launched and s not in blocked})
-            result.interrupted = bool(result.not_started)
+            result.not_started = unstarted
+            result.interrupted = bool(unstarted)
         else:
             # every step ran, failed or was skipped; one that waits still waits on a cycle of the apply graph (a
             # planner bug): it fails loudly rather than the run doing nothing and calling itself complete
-            stuck = sorted({s.address for s in graph if s not in launched and s not in blocked})
-            for address in stuck:
-                result.failed.append(StepEvent(address, Verb.FAILED, detail=(
-                    "never started: it waits on a cycle in the apply graph (a crane bug; please report it with "
-                    "`crane plan --json`); nothing was done to it")))
-                self.report(result.failed[-1])
+            for address in unstarted:
+                fail(address, 0.0, "never started: it waits on a cycle in the apply graph (a crane bug; please "
+                                   "report it with `crane plan --json`); nothing was done to it")
         if result.ok:  # a targeted apply updates the outputs too (what it did not touch resolves as before)
             outputs = resolve_outputs(self.plan.outputs, self.outputs, keep_unknown=False)
             result.serial = self.store.commit(self.plan.stack, [], outputs, expected_serial=result.serial,
