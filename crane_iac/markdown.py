@@ -8,7 +8,18 @@ from typing import Any
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action
 from crane_iac.planner.model import Plan, ResourceChange
-from crane_iac.render import SIGNS, TIERS_NOTE, endpoint_order, field_changes, tier_line, value
+from crane_iac.render import (
+    OVERRIDES_HEAD,
+    OVERRIDES_NOTE,
+    SIGNS,
+    TIERS_NOTE,
+    dropped_line,
+    endpoint_order,
+    field_changes,
+    override_line,
+    tier_line,
+    value,
+)
 
 _VERB = {Action.CREATE: "create", Action.UPDATE: "update in place", Action.DELETE_THEN_CREATE: "replace",
          Action.CREATE_THEN_DELETE: "replace (new one first)", Action.DELETE: "destroy", Action.NOOP: "record"}
@@ -97,10 +108,8 @@ def render_markdown(plan: Plan, *, limit: int = DETAIL_LIMIT) -> str:
         lines += [f"> **Targeting is in effect** ({', '.join(_code(t) for t in plan.targets)}): "
                   f"{len(plan.untargeted)} other resource(s) have changes pending outside the targets.", ""]
     if plan.overrides:
-        lines += ["> **Warning: durable settings override the stack's own values** (apply honours the settings):"]
-        lines += [f"> - {_code(o['key'])} = {_code(value(o['value']))}, not the stack's "
-                  f"{_code(value(o['stack_value']))}: set by {o['by']} at {o['at']} ({o['why']}); "
-                  f"`crane setting unset {o['key']} --why TEXT` hands it back" for o in plan.overrides]
+        lines += [f"> **Warning: {OVERRIDES_HEAD}** ({OVERRIDES_NOTE}):",
+                  *[f"> - {override_line(o, mark=_code)}" for o in plan.overrides]]
         lines.append("")
     if plan.drift:
         lines += [*_drift(plan), ""]
@@ -112,8 +121,7 @@ def render_markdown(plan: Plan, *, limit: int = DETAIL_LIMIT) -> str:
         lines += ["**Moved** (state only):", *[f"- {_code(old)} → {_code(new)}" for old, new in plan.moves], ""]
     if plan.settings_dropped:
         lines += ["**Settings removed** with their components:",
-                  *[f"- {_code(d['key'])} = {_code(value(d['value']))} (set by {d['by']}), with {_code(d['component'])}"
-                    for d in plan.settings_dropped], ""]
+                  *[f"- {dropped_line(d, mark=_code)}" for d in plan.settings_dropped], ""]
     changes = [c for c in plan.changes if c.action is not Action.NOOP or c.reason]
     endpoints = endpoint_order(changes)
     shown = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple, Protocol, TextIO
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, Verb
@@ -205,30 +205,32 @@ def tier_line(tier: TierShown, *, address: str | None = None, size: str | None =
             f"says {tier.declared}; {owner}")
 
 
-def override_lines(plan: Plan) -> list[str]:
-    """The warning that durable settings beat the stack's own values: which value, which setting, who set it and
-    how to hand it back."""
-    if not plan.overrides:
-        return []
-    lines = ["Warning: durable settings override the stack's own values (apply honours the settings):"]
-    for o in plan.overrides:
-        lines.append(f"  {o['key']} = {value(o['value'])}, not the stack's {value(o['stack_value'])}: set by "
-                     f"{o['by']} at {o['at']} ({o['why']}); `crane setting unset {o['key']} --why TEXT` hands it "
-                     "back to the stack")
-    return lines
+def override_line(override: dict[str, Any], *, mark: Callable[[str], str] = str) -> str:
+    """A durable setting that beats the stack's own value: which value, which setting, who set it and how to hand it
+    back; ``mark`` sets off keys and values as the caller shows them (Markdown puts them in code)."""
+    key = override["key"]
+    return (f"{mark(key)} = {mark(value(override['value']))}, not the stack's {mark(value(override['stack_value']))}: "
+            f"set by {override['by']} at {override['at']} ({override['why']}); `crane setting unset {key} --why "
+            "TEXT` hands it back to the stack")
 
 
-def dropped_settings_lines(plan: Plan) -> list[str]:
-    """Settings that go with the components this plan removes."""
-    return [f"  - setting {d['key']} = {value(d['value'])} (set by {d['by']}), removed with {d['component']}"
-            for d in plan.settings_dropped]
+#: what heads the plan's warning of the settings that beat the stack, and what it adds
+OVERRIDES_HEAD = "durable settings override the stack's own values"
+OVERRIDES_NOTE = "apply honours the settings"
+
+
+def dropped_line(dropped: dict[str, Any], *, mark: Callable[[str], str] = str) -> str:
+    """A setting that goes with the component this plan removes."""
+    return (f"setting {mark(dropped['key'])} = {mark(value(dropped['value']))} (set by {dropped['by']}), removed "
+            f"with {mark(dropped['component'])}")
 
 
 def render_plan(plan: Plan, *, colour: bool = False, limit: int = DETAIL_LIMIT) -> str:
     paint = _Paint(colour)
     lines: list[str] = _targeting_lines(plan) if plan.targets else []
     if plan.overrides:
-        lines.extend(paint(line, "33") if i == 0 else line for i, line in enumerate(override_lines(plan)))
+        lines.append(paint(f"Warning: {OVERRIDES_HEAD} ({OVERRIDES_NOTE}):", "33"))
+        lines.extend(f"  {override_line(o)}" for o in plan.overrides)
         lines.append("")
     if plan.drift:
         lines.append(paint("Drift", "1") + " (changed outside crane since the last apply; the plan below corrects it):")
@@ -257,7 +259,7 @@ def render_plan(plan: Plan, *, colour: bool = False, limit: int = DETAIL_LIMIT) 
         lines.append("")
     if plan.settings_dropped:
         lines.append("Settings removed with their components (each recorded in `crane state history`):")
-        lines.extend(dropped_settings_lines(plan))
+        lines.extend(f"  - {dropped_line(d)}" for d in plan.settings_dropped)
         lines.append("")
     if not changes and not plan.outputs_changed and not plan.moves and not plan.settings_dropped:
         lines.append("No changes for the targets." if plan.targets
