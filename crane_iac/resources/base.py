@@ -224,25 +224,22 @@ class Resource(BaseModel):
         """The name the hypervisor knows this resource by (component names prefix their children)."""
         return self.meta.physical
 
+    def lineage(self) -> Iterator[Resource]:
+        """This resource, then the components it belongs to, innermost first: what a child inherits comes from here."""
+        node: Resource | None = self
+        while node is not None:
+            yield node
+            node = node.meta.parent
+
     @property
     def endpoint(self) -> str:
         """The endpoint this resource lives on: its own ``provider``, else its nearest parent's, else the default."""
-        node: Resource | None = self
-        while node is not None:
-            if node.provider is not None:
-                return node.provider
-            node = node.meta.parent
-        return DEFAULT_ENDPOINT
+        return next((node.provider for node in self.lineage() if node.provider is not None), DEFAULT_ENDPOINT)
 
     @property
     def protected(self) -> bool:
         """``protect=True`` on this resource or on a component it belongs to (Pulumi's rule: children inherit it)."""
-        node: Resource | None = self
-        while node is not None:
-            if node.protect:
-                return True
-            node = node.meta.parent
-        return False
+        return any(node.protect for node in self.lineage())
 
     @property
     def location(self) -> tuple[str | None, int | None]:
