@@ -167,6 +167,10 @@ class AppHandler(BaseHTTPRequestHandler):
     """The app's three pages; HTTP/1.0, so each connection carries one request and closes."""
 
     server: AppServer
+    #: a buffered response, flushed once the request is handled: headers and body leave in one write, so a server
+    #: killed mid-request sends nothing (HAProxy retries that elsewhere: retry-on empty-response), never headers
+    #: without their body (which no proxy can retry)
+    wbufsize = -1
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
