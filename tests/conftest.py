@@ -155,16 +155,23 @@ def postgresql_server() -> Iterator[PostgresServer]:
         pytest.fail(f"the test PostgreSQL server failed: {exc}", pytrace=False)
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
     """A loopback port nothing is bound to, below the kernel's ephemeral range (32768 and up): a port the kernel
     hands out for a bind to port 0 is in that range, and may be taken as the local port of an outgoing connection
-    (a health check, a client) before the process meant to listen on it has started."""
+    (a health check, a client) before the process meant to listen on it has started. A port is handed out once per
+    test run, so two processes started one after the other (neither listening yet) never get the same one."""
     for _ in range(200):
         port = random.randint(10_000, 32_000)
+        if port in _HANDED_OUT:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _HANDED_OUT.add(port)
+        return port
     raise RuntimeError("no free loopback port between 10000 and 32000")
