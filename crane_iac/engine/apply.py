@@ -22,7 +22,7 @@ from crane_iac.errors import CraneError
 from crane_iac.objects import Action, Outcome, Owner, Reach, Reason, Recorded, Verb, scope_properties
 from crane_iac.planner.diff import Step, has_markers, order_changes, resolve_outputs
 from crane_iac.planner.model import Phase, Plan, ResourceChange
-from crane_iac.providers.base import Provider
+from crane_iac.providers.base import CreateRequest, DeleteRequest, Provider, UpdateRequest
 from crane_iac.state.base import Committed, Intent, RunInfo, StateStore, this_process
 
 T = TypeVar("T")
@@ -134,8 +134,8 @@ class Applier:
         if outcome is Outcome.DELETE:
             endpoint = change.from_endpoint or change.endpoint
             with self.slots[endpoint]:
-                self.providers[endpoint].delete(change.kind, change.from_physical or change.physical,
-                                                change.before or {})
+                self.providers[endpoint].delete(DeleteRequest(change.kind, change.from_physical or change.physical,
+                                                              change.before or {}))
             failpoints.hit("after-mutation")
             if change.action is Action.CREATE_THEN_DELETE:  # the old half goes; the record is the new object's
                 return Committed(change.address, outcome, self.records[change.address], change.before)
@@ -160,9 +160,9 @@ class Applier:
         provider = self.providers[change.endpoint]
         with self.slots[change.endpoint]:
             if outcome is Outcome.UPDATE:
-                live = provider.update(change.kind, change.physical, change.before or {}, after)
+                live = provider.update(UpdateRequest(change.kind, change.physical, change.before or {}, after))
             else:
-                live = provider.create(change.kind, change.physical, after, owner)
+                live = provider.create(CreateRequest(change.kind, change.physical, after, owner))
         failpoints.hit("after-mutation")
         self.outputs[change.address] = live.outputs
         record = Recorded(change.address, change.kind, change.physical, live.properties, live.outputs,

@@ -1,14 +1,53 @@
 """The provider contract: read everything in bulk, judge a diff, create, update, delete; no planner, no state store.
-Objects carry their owner (stack, address) in the hypervisor's metadata where it has a place: crane adopts them."""
+Objects carry their owner (stack, address) in the hypervisor's metadata where it has a place: crane adopts them.
+
+The mutating calls take one typed request each (``CreateRequest``, ``UpdateRequest``, ``DeleteRequest``) and return
+the object as read back (``Live``), as Terraform's providers.Interface does: what a later provider needs is a new
+field with a default, not a new parameter in every provider. The plan-time questions (``diff``, ``check``,
+``remark``, ``replacement_name``) stay plain calls: they ask about properties, and change nothing."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 from crane_iac.errors import ProviderError
 from crane_iac.objects import FieldChange, Live, Owner, Reach
+
+
+@dataclass(frozen=True, slots=True)
+class CreateRequest:
+    """Make one object (Terraform's ApplyResourceChange for a create). A field a later provider needs (a placement
+    host, a progress callback for a long task) is added here with a default, and no signature changes."""
+
+    kind: str
+    #: the object's name on the hypervisor
+    physical: str
+    #: its properties as the plan resolved them (outputs of other objects filled in)
+    properties: dict[str, Any]
+    #: the stack and address that own it, which the provider writes into the object's metadata
+    owner: Owner
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateRequest:
+    """Change one object in place, from the properties state recorded to the ones the plan wants."""
+
+    kind: str
+    physical: str
+    before: dict[str, Any]
+    after: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteRequest:
+    """Remove one object, with the properties state recorded for it (where it lives: a volume's pool)."""
+
+    kind: str
+    physical: str
+    properties: dict[str, Any]
 
 
 class KindHandler(Protocol):
@@ -60,15 +99,15 @@ class Provider(ABC):
         return frozenset()
 
     @abstractmethod
-    def create(self, kind: str, physical: str, properties: dict[str, Any], owner: Owner) -> Live:
+    def create(self, request: CreateRequest) -> Live:
         """Create the object and return it as read back."""
 
     @abstractmethod
-    def update(self, kind: str, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
+    def update(self, request: UpdateRequest) -> Live:
         """Change the object in place (only fields ``diff`` did not mark as forcing a replacement)."""
 
     @abstractmethod
-    def delete(self, kind: str, physical: str, properties: dict[str, Any]) -> None:
+    def delete(self, request: DeleteRequest) -> None:
         """Remove the object; deleting one that is already gone is not an error."""
 
     @property

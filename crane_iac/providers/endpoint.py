@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from crane_iac.objects import FieldChange, Live, Owner
-from crane_iac.providers.base import Provider
+from crane_iac.objects import FieldChange, Live
+from crane_iac.providers.base import CreateRequest, DeleteRequest, Provider, UpdateRequest
 from crane_iac.providers.metrics import CpuTime, GuestMetrics, MemoryUsage
 
 
@@ -52,14 +52,14 @@ class Endpoint(Provider):
     def kept_outputs(self, kind: str) -> frozenset[str]:
         return self.provider_of(kind).kept_outputs(kind)
 
-    def create(self, kind: str, physical: str, properties: dict[str, Any], owner: Owner) -> Live:
-        return self.provider_of(kind).create(kind, physical, properties, owner)
+    def create(self, request: CreateRequest) -> Live:
+        return self.provider_of(request.kind).create(request)
 
-    def update(self, kind: str, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
-        return self.provider_of(kind).update(kind, physical, before, after)
+    def update(self, request: UpdateRequest) -> Live:
+        return self.provider_of(request.kind).update(request)
 
-    def delete(self, kind: str, physical: str, properties: dict[str, Any]) -> None:
-        self.provider_of(kind).delete(kind, physical, properties)
+    def delete(self, request: DeleteRequest) -> None:
+        self.provider_of(request.kind).delete(request)
 
     def check(self, kind: str, properties: dict[str, Any]) -> list[str]:
         return self.provider_of(kind).check(kind, properties)

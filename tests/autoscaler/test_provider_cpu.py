@@ -14,7 +14,7 @@ import pytest
 from crane_iac.autoscaler.metrics import ProviderCpu
 from crane_iac.errors import ProviderError
 from crane_iac.objects import Owner
-from crane_iac.providers.base import Provider
+from crane_iac.providers.base import CreateRequest, Provider, UpdateRequest
 from crane_iac.providers.libvirt import LibvirtProvider
 from crane_iac.providers.metrics import CpuTime, MemoryUsage
 from crane_iac.scaling import ScalableTier, TierHost
@@ -29,9 +29,9 @@ def tier(*names: str) -> ScalableTier:
 @pytest.fixture
 def sandbox(tmp_path: Path) -> Iterator[LibvirtProvider]:
     provider = LibvirtProvider(None, sandbox_dir=tmp_path, mutating=True)
-    provider.create("vm", "two", {**VM_PROPS, "vcpus": 2}, Owner("s", "vm.two"))
-    provider.create("vm", "one", {**VM_PROPS, "vcpus": 1}, Owner("s", "vm.one"))
-    provider.create("vm", "off", {**VM_PROPS, "running": False}, Owner("s", "vm.off"))
+    provider.create(CreateRequest("vm", "two", {**VM_PROPS, "vcpus": 2}, Owner("s", "vm.two")))
+    provider.create(CreateRequest("vm", "one", {**VM_PROPS, "vcpus": 1}, Owner("s", "vm.one")))
+    provider.create(CreateRequest("vm", "off", {**VM_PROPS, "running": False}, Owner("s", "vm.off")))
     try:
         yield provider
     finally:
@@ -90,11 +90,11 @@ def test_two_readings_make_a_utilisation_per_vcpu_and_the_first_period_has_none(
 def test_a_guest_restarted_with_other_vcpus_starts_afresh(sandbox: LibvirtProvider) -> None:
     source = DriverClock(sandbox).source()
     source.read(tier("two"), 0.0)
-    sandbox.update("vm", "two", {**VM_PROPS, "vcpus": 2}, {**VM_PROPS, "vcpus": 3})
+    sandbox.update(UpdateRequest("vm", "two", {**VM_PROPS, "vcpus": 2}, {**VM_PROPS, "vcpus": 3}))
     assert source.read(tier("two"), 15.0) == []  # 2 → 3 vCPUs between the readings: no sample this period
     (sample,) = source.read(tier("two"), 30.0)
     assert sample.value == pytest.approx(1 / 3)
-    sandbox.update("vm", "two", {**VM_PROPS, "vcpus": 3}, {**VM_PROPS, "vcpus": 3, "running": False})
+    sandbox.update(UpdateRequest("vm", "two", {**VM_PROPS, "vcpus": 3}, {**VM_PROPS, "vcpus": 3, "running": False}))
     assert source.read(tier("two"), 45.0) == [] and ("default", "two") not in source.readings
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from crane_iac.objects import FieldChange, Kind, Live, Owner
-from crane_iac.providers.base import Provider, changed_fields
+from crane_iac.objects import FieldChange, Kind, Live
+from crane_iac.providers.base import CreateRequest, DeleteRequest, Provider, UpdateRequest, changed_fields
 from crane_iac.resources.base import Resource
 
 #: (verb, physical) of every call that changed something, in this process
@@ -49,16 +49,16 @@ class Notebook(Provider):
     def remark(self, kind: str, properties: dict[str, Any]) -> str | None:
         return None if self.hypervisor.reaches_guests else "kept only: no guest to tell"
 
-    def create(self, kind: str, physical: str, properties: dict[str, Any], owner: Owner) -> Live:
-        CALLS.append(("create", physical))
-        return Live(kind, physical, dict(properties), {"told": self.hypervisor.reaches_guests})
+    def create(self, request: CreateRequest) -> Live:
+        CALLS.append(("create", request.physical))
+        return Live(request.kind, request.physical, dict(request.properties), {"told": self.hypervisor.reaches_guests})
 
-    def update(self, kind: str, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
-        CALLS.append(("update", physical))
-        return Live(kind, physical, dict(after), {"told": self.hypervisor.reaches_guests})
+    def update(self, request: UpdateRequest) -> Live:
+        CALLS.append(("update", request.physical))
+        return Live(request.kind, request.physical, dict(request.after), {"told": self.hypervisor.reaches_guests})
 
-    def delete(self, kind: str, physical: str, properties: dict[str, Any]) -> None:
-        CALLS.append(("delete", physical))
+    def delete(self, request: DeleteRequest) -> None:
+        CALLS.append(("delete", request.physical))
 
 
 def open_companion(hypervisor: Provider, *, state_dir: Path, mutating: bool, project_dir: Path) -> Notebook:

@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 from crane_iac.errors import ProviderError
 from crane_iac.objects import FieldChange, Kind, Live, Owner, Reach
-from crane_iac.providers.base import Provider, changed_fields
+from crane_iac.providers.base import CreateRequest, DeleteRequest, Provider, UpdateRequest, changed_fields
 from crane_iac.resources.base import Resource
 
 #: how long a blocked call waits for its release before it fails (a test that forgets to release must not hang)
@@ -108,7 +108,8 @@ class MemoryProvider(Provider):
         rules = {key: Reach.REPLACE if key in self.replaces else Reach.LIVE for key in {*before, *after}}
         return changed_fields(before, after, rules)
 
-    def create(self, kind: str, physical: str, properties: dict[str, Any], owner: Owner) -> Live:
+    def create(self, request: CreateRequest) -> Live:
+        kind, physical, properties, owner = request.kind, request.physical, request.properties, request.owner
         self._enter("create", kind, physical)
         live = self._make(kind, physical, properties, owner)
         with self._lock:
@@ -117,7 +118,8 @@ class MemoryProvider(Provider):
             self.objects[kind, physical] = live
         return replace(live)
 
-    def update(self, kind: str, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
+    def update(self, request: UpdateRequest) -> Live:
+        kind, physical, after = request.kind, request.physical, request.after
         self._enter("update", kind, physical)
         with self._lock:
             old = self.objects.get((kind, physical))
@@ -127,10 +129,10 @@ class MemoryProvider(Provider):
             self.objects[kind, physical] = live
         return replace(live)
 
-    def delete(self, kind: str, physical: str, properties: dict[str, Any]) -> None:
-        self._enter("delete", kind, physical)
+    def delete(self, request: DeleteRequest) -> None:
+        self._enter("delete", request.kind, request.physical)
         with self._lock:
-            self.objects.pop((kind, physical), None)
+            self.objects.pop((request.kind, request.physical), None)
 
     # -- inside
 

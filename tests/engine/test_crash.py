@@ -153,13 +153,14 @@ def test_a_deposed_half_of_a_replacement_is_deleted(project: ProjectDir) -> None
     """A crash between a create_before_destroy's create and its delete leaves a second object that names the same
     address as its owner: the next plan deletes it (deposed), whichever half state holds."""
     from crane_iac.objects import Owner
+    from crane_iac.providers.base import CreateRequest
     from crane_iac.providers.libvirt import LibvirtProvider
 
     project.write_stack(CBD_STACK.format(net="lan"))
     assert project.crane("apply", "--auto-approve").code == 0
     recorded = json.loads(project.crane("state", "show", "vm.web").out)["properties"]
     provider = LibvirtProvider(None, sandbox_dir=project.root / ".crane", mutating=True)
-    provider.create("vm", "web-r2", {**recorded, "nics": []}, Owner("main", "vm.web"))
+    provider.create(CreateRequest("vm", "web-r2", {**recorded, "nics": []}, Owner("main", "vm.web")))
     provider.checkpoint()
     provider.close()
     plan = project.crane("plan")

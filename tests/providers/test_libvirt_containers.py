@@ -12,6 +12,7 @@ import pytest
 
 from crane_iac.config import EndpointConfig
 from crane_iac.objects import Owner
+from crane_iac.providers.base import CreateRequest
 from crane_iac.providers.libvirt import LibvirtProvider
 from crane_iac.providers.libvirt.containers import start
 from crane_iac.providers.libvirt.endpoint import open_endpoint
@@ -218,7 +219,7 @@ def test_directory_volumes_survive_the_sandbox_node_file_and_need_no_capacity(tm
         ("10.83.0.5", 24, None), ("192.168.1.50", 24, None)]  # no way out of an isolated network; one route only
     assert two.host_claims() == [("ipv4 address", "iso/10.83.0.5"), ("ipv4 address", "br/192.168.1.50")]
     sandbox = LibvirtProvider(None, sandbox_dir=tmp_path / "sb", mutating=True)
-    made = sandbox.create("volume", "d", vol.properties(), owner=Owner("s", "x"))
+    made = sandbox.create(CreateRequest("volume", "d", vol.properties(), owner=Owner("s", "x")))
     assert made.properties == vol.properties()
     sandbox.close()
     again = LibvirtProvider(None, sandbox_dir=tmp_path / "sb", mutating=False)
@@ -236,9 +237,9 @@ def test_the_sandbox_reaches_no_guest_and_reads_no_container_memory(tmp_path: Pa
     sandbox = open_endpoint({"uri": None, "reach_guests": True}, sandbox_dir=tmp_path, mutating=True)
     try:
         assert sandbox.reaches_guests is False  # its guests run nowhere, whatever crane.toml says
-        sandbox.create("container", "c", {"vcpus": 1, "memory_mib": 64, "nics": [], "init": ["/bin/sh"],
+        sandbox.create(CreateRequest("container", "c", {"vcpus": 1, "memory_mib": 64, "nics": [], "init": ["/bin/sh"],
                                           "init_env": {}, "root": "/", "writable": [], "mounts": {},
-                                          "running": True, "autostart": False}, owner=Owner("s", "x"))
+                                          "running": True, "autostart": False}, owner=Owner("s", "x")))
         assert sandbox.conn.lookupByName("c").isActive()
         assert sandbox.memory_usage("container", "c") is None  # running, but nothing runs in a test domain
     finally:

@@ -10,7 +10,7 @@ import pytest
 
 from crane_iac.errors import ProviderError
 from crane_iac.objects import Owner
-from crane_iac.providers.base import Provider
+from crane_iac.providers.base import CreateRequest, DeleteRequest, Provider, UpdateRequest
 from crane_iac.providers.libvirt import LibvirtProvider
 from crane_iac.providers.libvirt.host import LibvirtdHost
 from crane_iac.providers.libvirt.sandbox import SandboxHost
@@ -53,12 +53,12 @@ def test_no_uri_is_the_sandbox_and_a_uri_a_libvirtd_host(sandbox: LibvirtProvide
 
 
 def test_the_sandbox_simulates_a_running_guests_address_the_same_every_time(sandbox: LibvirtProvider) -> None:
-    sandbox.create("network", "lan", NETWORK, Owner("s", "network.lan"))
-    made = sandbox.create("vm", "web", VM, Owner("s", "vm.web"))
+    sandbox.create(CreateRequest("network", "lan", NETWORK, Owner("s", "network.lan")))
+    made = sandbox.create(CreateRequest("vm", "web", VM, Owner("s", "vm.web")))
     (address,) = made.outputs["addresses"]
     assert address.startswith("10.9.0.") and made.outputs["ipv4"] == address
     assert [x.outputs["ipv4"] for x in sandbox.read_all() if x.kind == "vm"] == [address]
-    stopped = sandbox.update("vm", "web", VM, {**VM, "running": False})
+    stopped = sandbox.update(UpdateRequest("vm", "web", VM, {**VM, "running": False}))
     assert stopped.outputs["addresses"] == [None]
 
 
@@ -69,18 +69,18 @@ def test_the_sandbox_simulates_a_running_guests_address_the_same_every_time(sand
 def test_each_kind_reads_back_what_it_made_until_it_is_deleted(sandbox: LibvirtProvider, kind: str, physical: str,
                                                                 props: dict[str, Any]) -> None:
     if kind in ("volume", "cloudinit"):
-        sandbox.create("pool", "images", POOL, Owner("s", "pool.images"))
-    made = sandbox.create(kind, physical, props, Owner("s", f"{kind}.{physical}"))
+        sandbox.create(CreateRequest("pool", "images", POOL, Owner("s", "pool.images")))
+    made = sandbox.create(CreateRequest(kind, physical, props, Owner("s", f"{kind}.{physical}")))
     handler = sandbox.handlers[kind]
     assert handler.read(physical, made.properties) == made
-    sandbox.delete(kind, physical, made.properties)
+    sandbox.delete(DeleteRequest(kind, physical, made.properties))
     assert handler.read(physical, made.properties) is None
 
 
 @pytest.mark.parametrize("kind", ["pool", "network", "cloudinit"])
 def test_kinds_without_in_place_changes_refuse_an_update(sandbox: LibvirtProvider, kind: str) -> None:
     with pytest.raises(ProviderError, match=f"{kind} 'x' cannot be changed in place"):
-        sandbox.update(kind, "x", {}, {})
+        sandbox.update(UpdateRequest(kind, "x", {}, {}))
 
 
 def test_the_node_file_is_written_only_once_something_changed(tmp_path: Path) -> None:
@@ -88,7 +88,7 @@ def test_the_node_file_is_written_only_once_something_changed(tmp_path: Path) ->
     p.read_all()
     p.checkpoint()
     assert not (tmp_path / "sandbox.xml").exists()
-    p.create("network", "lan", NETWORK, Owner("s", "network.lan"))
+    p.create(CreateRequest("network", "lan", NETWORK, Owner("s", "network.lan")))
     p.checkpoint()
     assert "<name>lan</name>" in (tmp_path / "sandbox.xml").read_text()
     p.close()

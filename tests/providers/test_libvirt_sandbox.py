@@ -11,7 +11,7 @@ import libvirt
 import pytest
 
 from crane_iac.errors import ProviderError
-from crane_iac.providers.base import Owner
+from crane_iac.providers.base import CreateRequest, DeleteRequest, Owner, UpdateRequest
 from crane_iac.providers.libvirt import LibvirtProvider
 from crane_iac.providers.libvirt.xml import render_network
 
@@ -25,13 +25,14 @@ def open_sandbox(path: Path, mutating: bool = True) -> LibvirtProvider:
 
 def test_sandbox_persists_domains_run_state_and_autostart(tmp_path: Path) -> None:
     p = open_sandbox(tmp_path)
-    p.create("network", "lan", {"mode": "nat", "bridge": None, "vlan": None, "ipv4": "10.1.0.0/24",
-                                "ipv6": "fd00:1::/64", "dhcp": True}, Owner("s", "network.lan"))
-    p.create("volume", "root", {"capacity_gib": 3, "pool": "default", "format": "qcow2", "base": None},
-             Owner("s", "volume.root"))
-    p.create("vm", "on", {**VM_PROPS, "autostart": True, "nics": [{"network": "lan", "mac": "52:54:00:00:00:01"}],
-                          "disks": ["default/root"]}, Owner("s", "vm.on"))
-    p.create("vm", "off", {**VM_PROPS, "running": False}, Owner("s", "vm.off"))
+    p.create(CreateRequest("network", "lan", {"mode": "nat", "bridge": None, "vlan": None, "ipv4": "10.1.0.0/24",
+                                "ipv6": "fd00:1::/64", "dhcp": True}, Owner("s", "network.lan")))
+    p.create(CreateRequest("volume", "root", {"capacity_gib": 3, "pool": "default", "format": "qcow2", "base": None},
+             Owner("s", "volume.root")))
+    p.create(CreateRequest("vm", "on", {**VM_PROPS, "autostart": True,
+                                        "nics": [{"network": "lan", "mac": "52:54:00:00:00:01"}],
+                                        "disks": ["default/root"]}, Owner("s", "vm.on")))
+    p.create(CreateRequest("vm", "off", {**VM_PROPS, "running": False}, Owner("s", "vm.off")))
     p.close()
     again = open_sandbox(tmp_path, mutating=False)
     live = {(x.kind, x.physical): x for x in again.read_all()}
@@ -55,12 +56,12 @@ def test_sandbox_persists_domains_run_state_and_autostart(tmp_path: Path) -> Non
 
 def test_update_in_place_and_delete(tmp_path: Path) -> None:
     p = open_sandbox(tmp_path)
-    p.create("vm", "a", VM_PROPS, Owner("s", "vm.a"))
+    p.create(CreateRequest("vm", "a", VM_PROPS, Owner("s", "vm.a")))
     after = {**VM_PROPS, "memory_mib": 768, "vcpus": 3, "description": "web", "running": False}
-    live = p.update("vm", "a", VM_PROPS, after)
+    live = p.update(UpdateRequest("vm", "a", VM_PROPS, after))
     assert {k: live.properties[k] for k in after} == after
-    p.delete("vm", "a", after)
-    p.delete("vm", "a", after)  # already gone is not an error
+    p.delete(DeleteRequest("vm", "a", after))
+    p.delete(DeleteRequest("vm", "a", after))  # already gone is not an error
     assert [x.physical for x in p.read_all() if x.kind == "vm"] == []
     p.close()
 
@@ -68,7 +69,8 @@ def test_update_in_place_and_delete(tmp_path: Path) -> None:
 def test_refused_call_names_the_object(tmp_path: Path) -> None:
     p = open_sandbox(tmp_path)
     with pytest.raises(ProviderError, match=r"refused to create volume 'v'.*nopool"):
-        p.create("volume", "v", {"capacity_gib": 1, "pool": "nopool", "format": "raw", "base": None}, Owner("s", "x"))
+        p.create(CreateRequest("volume", "v", {"capacity_gib": 1, "pool": "nopool", "format": "raw", "base": None},
+                               Owner("s", "x")))
     p.close()
 
 

@@ -14,7 +14,7 @@ import libvirt
 import pytest
 
 from crane_iac.errors import ProviderError
-from crane_iac.providers.base import Owner
+from crane_iac.providers.base import CreateRequest, DeleteRequest, Owner
 from crane_iac.providers.libvirt import LibvirtProvider, images, seed
 from crane_iac.providers.libvirt.pools import missing_dirs, remove_empty
 from crane_iac.providers.libvirt.rules import diff_properties
@@ -54,21 +54,22 @@ def live_by_key(provider: LibvirtProvider) -> dict[tuple[str, str], Any]:
 def test_pool_is_defined_started_read_back_persisted_and_deleted(tmp_path: Path) -> None:
     p = LibvirtProvider(None, sandbox_dir=tmp_path, mutating=True)
     props = {"name": "images", "type": "dir", "path": str(tmp_path / "images")}
-    created = p.create("pool", "images", props, Owner("s", "pool.images"))
+    created = p.create(CreateRequest("pool", "images", props, Owner("s", "pool.images")))
     # the sandbox touches nothing on this machine's disks: the test driver needs no directory, and crane made none
     assert created.properties == {**props, "built": False, "made_dirs": []}
     assert not (tmp_path / "images").exists()
     pool = p.conn.storagePoolLookupByName("images")
     assert pool.isActive() and pool.autostart()
-    p.create("volume", "disk", volume({"capacity_gib": 2, "pool": "images", "format": "raw"}), Owner("s", "v"))
+    p.create(CreateRequest("volume", "disk", volume({"capacity_gib": 2, "pool": "images", "format": "raw"}),
+                           Owner("s", "v")))
     p.close()
     again = LibvirtProvider(None, sandbox_dir=tmp_path, mutating=True)  # from the node file
     live = live_by_key(again)
     assert live[("pool", "images")].properties == props
     assert live[("volume", "disk")].properties["pool"] == "images"
-    again.delete("volume", "disk", {"pool": "images"})
-    again.delete("pool", "images", created.properties)
-    again.delete("pool", "images", created.properties)  # already gone is not an error
+    again.delete(DeleteRequest("volume", "disk", {"pool": "images"}))
+    again.delete(DeleteRequest("pool", "images", created.properties))
+    again.delete(DeleteRequest("pool", "images", created.properties))  # already gone is not an error
     assert ("pool", "images") not in live_by_key(again)
     again.close()
     assert not (tmp_path / "images").exists()
@@ -96,12 +97,13 @@ def test_a_pools_directories_are_those_missing_and_go_deepest_first_while_empty(
 
 def test_volume_from_an_image_takes_its_format_and_size(provider: LibvirtProvider, tmp_path: Path) -> None:
     image = qcow2(tmp_path / "img.qcow2", 3 * GIB + 5)
-    made = provider.create("volume", "up", volume({"source": str(image)}), Owner("s", "volume.up"))
+    made = provider.create(CreateRequest("volume", "up", volume({"source": str(image)}), Owner("s", "volume.up")))
     assert made.properties == {"capacity_gib": 4, "pool": "default", "format": "qcow2", "base": None,
                                "source": str(image), "clone": None}
     raw = tmp_path / "disk.img"
     raw.write_bytes(b"x" * 3 * MIB)
-    bigger = provider.create("volume", "raw", volume({"source": str(raw), "capacity_gib": 2}), Owner("s", "v.r"))
+    bigger = provider.create(CreateRequest("volume", "raw", volume({"source": str(raw), "capacity_gib": 2}),
+                                           Owner("s", "v.r")))
     assert (bigger.properties["format"], bigger.properties["capacity_gib"]) == ("raw", 2)
     # libvirt cannot say what a volume was made from: the live read leaves it out and the engine keeps it from state
     assert "source" not in live_by_key(provider)[("volume", "up")].properties
@@ -110,28 +112,32 @@ def test_volume_from_an_image_takes_its_format_and_size(provider: LibvirtProvide
 def test_volume_from_an_image_the_volume_cannot_hold_is_refused(provider: LibvirtProvider, tmp_path: Path) -> None:
     image = qcow2(tmp_path / "img.qcow2", 3 * GIB)
     with pytest.raises(ProviderError, match=r"capacity_gib=2 is smaller than the image's virtual size \(3\.00 GiB\)"):
-        provider.create("volume", "up", volume({"source": str(image), "capacity_gib": 2}), Owner("s", "v"))
+        provider.create(CreateRequest("volume", "up", volume({"source": str(image), "capacity_gib": 2}),
+                                      Owner("s", "v")))
     assert ("volume", "up") not in live_by_key(provider)
 
 
 def test_clone_copies_a_volume_at_least_its_size(provider: LibvirtProvider) -> None:
-    provider.create("volume", "gold", volume({"capacity_gib": 2, "format": "qcow2"}), Owner("s", "volume.gold"))
-    copy = provider.create("volume", "copy", volume({"clone": "default/gold", "capacity_gib": 5}), Owner("s", "v"))
+    provider.create(CreateRequest("volume", "gold", volume({"capacity_gib": 2, "format": "qcow2"}),
+                                  Owner("s", "volume.gold")))
+    copy = provider.create(CreateRequest("volume", "copy", volume({"clone": "default/gold",
+                                         "capacity_gib": 5}), Owner("s", "v")))
     assert copy.properties == {"capacity_gib": 5, "pool": "default", "format": "qcow2", "base": None, "source": None,
                                "clone": "default/gold"}
-    same = provider.create("volume", "same", volume({"clone": "default/gold", "format": "raw"}), Owner("s", "v2"))
+    same = provider.create(CreateRequest("volume", "same", volume({"clone": "default/gold",
+                                         "format": "raw"}), Owner("s", "v2")))
     assert (same.properties["capacity_gib"], same.properties["format"]) == (2, "raw")
 
 
 def test_seed_volume_and_the_vm_cdrom(provider: LibvirtProvider) -> None:
-    made = provider.create("cloudinit", "web-1", SEED_PROPS, Owner("s", "cloudinit.web-1"))
+    made = provider.create(CreateRequest("cloudinit", "web-1", SEED_PROPS, Owner("s", "cloudinit.web-1")))
     assert {k: made.properties[k] for k in SEED_PROPS} == SEED_PROPS
     assert made.properties["format"] == "raw" and made.properties["capacity_gib"] == 1
     size = len(seed.build(SEED_PROPS))
     vol = provider.conn.storagePoolLookupByName("default").storageVolLookupByName("web-1")
     assert vol.info()[1] == size  # sized to the ISO image it holds on a real host
     vm = {**VM_PROPS, "cloud_init": "default/web-1@0123456789ab"}
-    provider.create("vm", "web-1", vm, Owner("s", "vm.web-1"))
+    provider.create(CreateRequest("vm", "web-1", vm, Owner("s", "vm.web-1")))
     root = ET.fromstring(provider.conn.lookupByName("web-1").XMLDesc(0))
     cdrom = root.find("devices/disk[@device='cdrom']")
     assert cdrom is not None and cdrom.get("type") == "volume"

@@ -7,13 +7,13 @@ from pathlib import Path
 from typing import Any
 
 from crane_iac.errors import ProviderError
-from crane_iac.objects import FieldChange, Live, Owner
+from crane_iac.objects import FieldChange, Live
 from crane_iac.providers.ansible import configurations
 from crane_iac.providers.ansible.configurations import Configurations
 from crane_iac.providers.ansible.inventory import inventory
 from crane_iac.providers.ansible.keys import SshKeys
 from crane_iac.providers.ansible.runs import Progress
-from crane_iac.providers.base import KindHandler, Provider, changed_fields
+from crane_iac.providers.base import CreateRequest, DeleteRequest, KindHandler, Provider, UpdateRequest, changed_fields
 
 
 class AnsibleProvider(Provider):
@@ -60,14 +60,14 @@ class AnsibleProvider(Provider):
         """What the plan should say beside a change of this resource: why a configuration will not run."""
         return self.configurations.remark(properties) if kind == "configuration" else None
 
-    def create(self, kind: str, physical: str, properties: dict[str, Any], owner: Owner) -> Live:
-        return self.handlers[kind].create(physical, properties, owner)
+    def create(self, request: CreateRequest) -> Live:
+        return self.handlers[request.kind].create(request.physical, request.properties, request.owner)
 
-    def update(self, kind: str, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
-        return self.handlers[kind].update(physical, before, after)
+    def update(self, request: UpdateRequest) -> Live:
+        return self.handlers[request.kind].update(request.physical, request.before, request.after)
 
-    def delete(self, kind: str, physical: str, properties: dict[str, Any]) -> None:
-        self.handlers[kind].delete(physical, properties)
+    def delete(self, request: DeleteRequest) -> None:
+        self.handlers[request.kind].delete(request.physical, request.properties)
 
     def inventory(self, configurations: list[dict[str, Any]]) -> dict[str, Any]:
         """The inventory of the configurations' hosts, each with its key's private key path as this key directory

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 import libvirt
 
 from crane_iac.errors import ProviderError
-from crane_iac.objects import FieldChange, Live, Owner
-from crane_iac.providers.base import KindHandler, Provider
+from crane_iac.objects import FieldChange, Live
+from crane_iac.providers.base import CreateRequest, DeleteRequest, KindHandler, Provider, UpdateRequest
 from crane_iac.providers.libvirt.addresses import GuestAddresses
 from crane_iac.providers.libvirt.checks import Checks
 from crane_iac.providers.libvirt.cloudinit import Seeds
@@ -108,21 +108,25 @@ class LibvirtProvider(Provider):
     def check(self, kind: str, properties: dict[str, Any]) -> list[str]:
         return self.checks.problems(kind, properties)
 
-    def create(self, kind: str, physical: str, properties: dict[str, Any], owner: Owner) -> Live:
-        return self._call("create", kind, physical, lambda: self.handlers[kind].create(physical, properties, owner))
+    def create(self, request: CreateRequest) -> Live:
+        handler = self.handlers[request.kind]
+        return self._call("create", request.kind, request.physical,
+                          lambda: handler.create(request.physical, request.properties, request.owner))
 
-    def update(self, kind: str, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
-        return self._call("update", kind, physical, lambda: self.handlers[kind].update(physical, before, after))
+    def update(self, request: UpdateRequest) -> Live:
+        handler = self.handlers[request.kind]
+        return self._call("update", request.kind, request.physical,
+                          lambda: handler.update(request.physical, request.before, request.after))
 
-    def delete(self, kind: str, physical: str, properties: dict[str, Any]) -> None:
+    def delete(self, request: DeleteRequest) -> None:
         def run() -> None:
             try:
-                self.handlers[kind].delete(physical, properties)
+                self.handlers[request.kind].delete(request.physical, request.properties)
             except libvirt.libvirtError as exc:
                 if exc.get_error_code() not in NOT_FOUND:
                     raise
 
-        self._call("delete", kind, physical, run)
+        self._call("delete", request.kind, request.physical, run)
 
     def _call(self, verb: str, kind: str, physical: str, fn: Callable[[], T]) -> T:
         """Run a mutation, telling the host first; libvirt's refusal becomes a ``ProviderError`` naming the object."""

@@ -18,6 +18,7 @@ import pytest
 
 from crane_iac.objects import Owner
 from crane_iac.providers.ansible import AnsibleProvider
+from crane_iac.providers.base import CreateRequest
 from tests.conftest import free_port
 from tests.waiting import wait_until
 
@@ -79,7 +80,7 @@ def sshd_on_loopback(tmp_path: Path) -> Iterator[LoopbackHost]:
     progress: list[str] = []
     provider = AnsibleProvider(reaches_guests=True, key_dir=tmp_path / "keys", project_dir=tmp_path,
                                progress=progress.append)
-    key = provider.create("ssh_key", "test-key", {"path": None, "type": "ed25519"}, OWNER)
+    key = provider.create(CreateRequest("ssh_key", "test-key", {"path": None, "type": "ed25519"}, OWNER))
     (ssh_dir / "authorized_keys").write_text(key.outputs["public_key"] + "\n")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(ssh_dir / "host_key")], check=True)
     port = free_port()

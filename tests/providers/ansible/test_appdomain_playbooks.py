@@ -16,6 +16,7 @@ import pytest
 
 from crane_iac.errors import ProviderError
 from crane_iac.objects import Owner
+from crane_iac.providers.base import CreateRequest, UpdateRequest
 from crane_iac.resources.playbooks import playbook_digest, resolve, shipped_dir
 from tests.providers.ansible.conftest import LoopbackHost, free_port
 
@@ -87,17 +88,18 @@ def test_the_web_role_starts_the_app_under_runsv_and_a_second_run_changes_nothin
     props = host.configuration("unused", app_port=port, app_user="root", dsn="host=127.0.0.1 dbname=shop",
                                **web_dirs)
     props["playbook"], props["hosts"][0]["groups"] = "crane:appdomain/web.yml", ["web"]
-    first = host.provider.create("configuration", "shop-web", props, OWNER)
+    first = host.provider.create(CreateRequest("configuration", "shop-web", props, OWNER))
     assert first.outputs == {"ran": True, "changed": 1, "hosts": ["loop"]}
     assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read() == b"v1"
     status = subprocess.run(["sv", "status", f"{web_dirs['run_dir']}/services/app"], capture_output=True, text=True)
     assert status.stdout.startswith("run: ")
-    assert host.provider.update("configuration", "shop-web", props, props).outputs["changed"] == 0
+    assert host.provider.update(UpdateRequest("configuration", "shop-web", props, props)).outputs["changed"] == 0
     assert "loop: converge the web server: ok" in host.progress
     Path(web_dirs["crane_files_dir"], "app.py").write_text(STAND_IN_APP.replace("VERSION", "v2"))
-    assert host.provider.update("configuration", "shop-web", props, props).outputs["changed"] == 1  # restarted
+    # restarted
+    assert host.provider.update(UpdateRequest("configuration", "shop-web", props, props)).outputs["changed"] == 1
     assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read() == b"v2"
-    assert host.provider.update("configuration", "shop-web", props, props).outputs["changed"] == 0
+    assert host.provider.update(UpdateRequest("configuration", "shop-web", props, props)).outputs["changed"] == 0
 
 
 def test_the_web_role_runs_the_agent_beside_the_app_and_removes_it_when_it_is_no_longer_wanted(
@@ -106,7 +108,7 @@ def test_the_web_role_runs_the_agent_beside_the_app_and_removes_it_when_it_is_no
     props = host.configuration("unused", app_port=port, app_user="root", dsn="host=127.0.0.1 dbname=shop",
                                agent_port=agent_port, agent_push=push, **web_dirs)
     props["playbook"], props["hosts"][0]["groups"] = "crane:appdomain/web.yml", ["web"]
-    assert host.provider.create("configuration", "shop-web", props, OWNER).outputs["changed"] == 1
+    assert host.provider.create(CreateRequest("configuration", "shop-web", props, OWNER)).outputs["changed"] == 1
     with urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/sample", timeout=5) as response:
         sample = json.loads(response.read())
     assert sample["host"] == "loop" and 0 < sample["memory"] < 1  # named as the inventory names the host
@@ -116,13 +118,13 @@ def test_the_web_role_runs_the_agent_beside_the_app_and_removes_it_when_it_is_no
     assert (agent / "run").read_text() == (  # the receiver is down: the agent runs all the same
         f"#!/bin/sh\nexec 2>&1\nexec chpst -u root python3 {web_dirs['run_dir']}/agent/agent.py --bind 127.0.0.1 "
         f"--port {agent_port} --name loop --push {push}\n")
-    assert host.provider.update("configuration", "shop-web", props, props).outputs["changed"] == 0
+    assert host.provider.update(UpdateRequest("configuration", "shop-web", props, props)).outputs["changed"] == 0
     without = {**props, "vars": {k: v for k, v in props["vars"].items() if not k.startswith("agent_")}}
-    assert host.provider.update("configuration", "shop-web", props, without).outputs["changed"] == 1
+    assert host.provider.update(UpdateRequest("configuration", "shop-web", props, without)).outputs["changed"] == 1
     assert not agent.exists()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/sample", timeout=5)
-    assert host.provider.update("configuration", "shop-web", without, without).outputs["changed"] == 0
+    assert host.provider.update(UpdateRequest("configuration", "shop-web", without, without)).outputs["changed"] == 0
     assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read() == b"v1"
 
 
@@ -133,7 +135,7 @@ def test_a_web_server_that_never_answers_fails_naming_the_host_the_task_and_the_
                                            ready_timeout=2, **web_dirs)
     props["playbook"], props["hosts"][0]["groups"] = "crane:appdomain/web.yml", ["web"]
     with pytest.raises(ProviderError) as caught:
-        sshd_on_loopback.provider.create("configuration", "shop-web", props, OWNER)
+        sshd_on_loopback.provider.create(CreateRequest("configuration", "shop-web", props, OWNER))
     message = str(caught.value)
     assert message.startswith("configuration of loop failed at task 'converge the web server': exit status 1: ")
     assert "did not answer within 2 s" in message and "no database at host=192.0.2.9" in message

@@ -18,6 +18,7 @@ from crane_iac.errors import ProviderError
 from crane_iac.objects import Owner, Reach
 from crane_iac.providers.ansible import AnsibleProvider
 from crane_iac.providers.ansible.configurations import NO_GUESTS, RUNS_AGAIN
+from crane_iac.providers.base import CreateRequest, UpdateRequest
 from tests.conftest import REPO
 from tests.providers.ansible.conftest import LoopbackHost
 from tests.waiting import wait_until
@@ -31,18 +32,18 @@ def test_a_run_changes_the_host_once_and_a_second_run_changes_nothing(sshd_on_lo
     target.mkdir()
     props = host.configuration("write.yml", greeting="hello", target_dir=str(target))
     props["files"] = {"motd": "rendered by crane\n"}
-    first = host.provider.create("configuration", "loop-config", props, OWNER)
+    first = host.provider.create(CreateRequest("configuration", "loop-config", props, OWNER))
     assert first.outputs == {"ran": True, "changed": 2, "hosts": ["loop"]}
     assert (target / "greeting.txt").read_text() == "hello\n"
     assert (target / "motd").read_text() == "rendered by crane\n"
     assert "loop: write the greeting: started" in host.progress
     assert "loop: write the greeting: changed" in host.progress
     host.progress.clear()
-    again = host.provider.update("configuration", "loop-config", props, props)
+    again = host.provider.update(UpdateRequest("configuration", "loop-config", props, props))
     assert again.outputs == {"ran": True, "changed": 0, "hosts": ["loop"]}
     assert "loop: write the greeting: ok" in host.progress
     changed = {**props, "vars": {**props["vars"], "greeting": "bonjour"}}
-    assert host.provider.update("configuration", "loop-config", props, changed).outputs["changed"] == 1
+    assert host.provider.update(UpdateRequest("configuration", "loop-config", props, changed)).outputs["changed"] == 1
     assert (target / "greeting.txt").read_text() == "bonjour\n"
     assert not list(Path(tempfile.gettempdir()).glob(f"crane-ansible-{os.getpid()}-*"))  # its directory is gone
 
@@ -50,7 +51,7 @@ def test_a_run_changes_the_host_once_and_a_second_run_changes_nothing(sshd_on_lo
 def test_a_failing_task_names_the_host_and_the_task(sshd_on_loopback: LoopbackHost) -> None:
     props = sshd_on_loopback.configuration("fail.yml", leak="")
     with pytest.raises(ProviderError) as caught:
-        sshd_on_loopback.provider.create("configuration", "loop-config", props, OWNER)
+        sshd_on_loopback.provider.create(CreateRequest("configuration", "loop-config", props, OWNER))
     assert str(caught.value) == "configuration of loop failed at task 'refuse on purpose': exit status 3: disk on fire"
     assert "loop: refuse on purpose: failed" in sshd_on_loopback.progress
 
@@ -61,8 +62,8 @@ def test_no_private_key_reaches_outputs_errors_or_progress(sshd_on_loopback: Loo
     body = [line for line in secret.splitlines() if "PRIVATE KEY" not in line]
     key = sshd_on_loopback.provider.read_all()[0]
     with pytest.raises(ProviderError) as caught:  # a task that prints the private key to stderr
-        sshd_on_loopback.provider.create("configuration", "loop-config",
-                                         sshd_on_loopback.configuration("fail.yml", leak=str(key_file)), OWNER)
+        sshd_on_loopback.provider.create(CreateRequest("configuration", "loop-config",
+                                         sshd_on_loopback.configuration("fail.yml", leak=str(key_file)), OWNER))
     seen = "\n".join([str(caught.value), *sshd_on_loopback.progress, repr(key.outputs), repr(key.properties)])
     assert "disk on fire" in str(caught.value)
     assert "PRIVATE KEY" not in seen
@@ -73,11 +74,11 @@ def test_an_unreachable_host_is_an_error_naming_it(sshd_on_loopback: LoopbackHos
     props = sshd_on_loopback.configuration("write.yml", greeting="x", target_dir="/nonexistent")
     props["hosts"][0]["port"] = 1  # nothing listens there
     provider = AnsibleProvider(reaches_guests=True, key_dir=tmp_path / "keys", project_dir=tmp_path, ssh_timeout=0.5)
-    provider.create("ssh_key", props["key"], {"path": None, "type": "ed25519"}, OWNER)
+    provider.create(CreateRequest("ssh_key", props["key"], {"path": None, "type": "ed25519"}, OWNER))
     started = time.monotonic()
     with pytest.raises(ProviderError, match=r"^configuration of loop: nothing answers on 127\.0\.0\.1:1 after 0 s "
                                             r"\(Connection refused\); is the host running"):
-        provider.create("configuration", "loop-config", props, OWNER)
+        provider.create(CreateRequest("configuration", "loop-config", props, OWNER))
     assert time.monotonic() - started < 5  # it waited for the port, not for Ansible's own timeouts
 
 
@@ -90,8 +91,9 @@ def test_a_run_killed_midway_leaves_nothing_a_rerun_cannot_converge(sshd_on_loop
     props = host.configuration("slow.yml", target_dir=str(target))
     script = ("import json, sys; from pathlib import Path; from crane_iac.objects import Owner; "
               "from crane_iac.providers.ansible import AnsibleProvider; "
+              "from crane_iac.providers.base import CreateRequest; "
               "p = AnsibleProvider(reaches_guests=True, key_dir=Path(sys.argv[1]), project_dir=Path(sys.argv[1])); "
-              "p.create('configuration', 'loop-config', json.loads(sys.argv[2]), Owner('test', 'c'))")
+              "p.create(CreateRequest('configuration', 'loop-config', json.loads(sys.argv[2]), Owner('test', 'c')))")
     crane = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "keys"), json.dumps(props)],
                              env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.DEVNULL)
     try:
@@ -107,14 +109,14 @@ def test_a_run_killed_midway_leaves_nothing_a_rerun_cannot_converge(sshd_on_loop
         (target / "release").touch()  # the remote loop the killed run left behind ends
     assert (target / "first.txt").exists() and not (target / "second.txt").exists()
     assert left.is_dir()
-    rerun = host.provider.create("configuration", "loop-config", props, OWNER)
+    rerun = host.provider.create(CreateRequest("configuration", "loop-config", props, OWNER))
     assert rerun.outputs["changed"] == 1
     assert (target / "second.txt").read_text() == "two\n"
     assert not left.exists()
     # ansible-playbook's hang-up, the ssh master
     wait_until(lambda: _processes_naming(left) == [], 10, f"no process naming {left}",
                detail=lambda: _processes_naming(left))
-    assert host.provider.update("configuration", "loop-config", props, props).outputs["changed"] == 0
+    assert host.provider.update(UpdateRequest("configuration", "loop-config", props, props)).outputs["changed"] == 0
 
 
 def _processes_naming(path: Path) -> list[str]:
@@ -136,13 +138,15 @@ def test_without_guests_a_configuration_records_that_it_did_not_run(tmp_path: Pa
              "vars": {}, "files": {}, "validate": {}}
     assert provider.remark("configuration", props) == NO_GUESTS
     assert provider.remark("ssh_key", {"path": None, "type": "ed25519"}) is None
-    live = provider.create("configuration", "shop-web", props, OWNER)  # no key, no host: nothing is tried
+    # no key, no host: nothing is tried
+    live = provider.create(CreateRequest("configuration", "shop-web", props, OWNER))
     assert live.outputs == {"ran": False, "skipped": NO_GUESTS}
-    assert provider.update("configuration", "shop-web", props, {**props, "digest": "y"}).outputs["ran"] is False
+    assert provider.update(UpdateRequest("configuration", "shop-web", props, {**props,
+                                         "digest": "y"})).outputs["ran"] is False
     reaching = AnsibleProvider(reaches_guests=True, key_dir=tmp_path / "keys", project_dir=tmp_path)
     assert reaching.remark("configuration", props) is None
     with pytest.raises(ProviderError, match="ssh key 'missing-key' is not in"):
-        reaching.create("configuration", "shop-web", props, OWNER)
+        reaching.create(CreateRequest("configuration", "shop-web", props, OWNER))
 
 
 def test_any_change_runs_the_playbook_again_and_nothing_replaces_it(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from crane_iac.appdomain.component import INIT as appdomain_init
 from crane_iac.appdomain.component import init_script
 from crane_iac.objects import Owner
 from crane_iac.providers.ansible import AnsibleProvider
+from crane_iac.providers.base import CreateRequest, UpdateRequest
 from tests.providers.ansible.conftest import OWNER, PLAYBOOKS, children_of
 from tests.providers.ansible.test_appdomain_playbooks import STAND_IN_APP
 from tests.waiting import wait_until
@@ -69,7 +70,7 @@ def container_running_init_sh(tmp_path: Path) -> Iterator[Container]:
     if os.geteuid() != 0:
         pytest.skip("needs root: the test makes namespaces, mounts and a veth pair")
     provider = AnsibleProvider(reaches_guests=True, key_dir=tmp_path / "keys", project_dir=tmp_path)
-    key = provider.create("ssh_key", "init-key", {"path": None, "type": "ed25519"}, OWNER)
+    key = provider.create(CreateRequest("ssh_key", "init-key", {"path": None, "type": "ed25519"}, OWNER))
     console = tmp_path / "console.log"
     with console.open("w") as out:
         unshare = subprocess.Popen(["unshare", "--pid", "--fork", "--mount", "--net", "--mount-proc", "sh", "-c",
@@ -115,10 +116,10 @@ def test_init_sh_lets_crane_in_runs_the_web_role_and_reaps_orphans(container_run
     web = _configuration(container, "crane:appdomain/web.yml", ["web"], crane_files_dir=str(files),
                          dsn="host=10.254.77.3 dbname=shop user=shop")
     owner = Owner("test", "appdomain.shop/configuration.web")
-    live = container.provider.create("configuration", "shop-web", web, owner)  # the run waits for sshd
+    live = container.provider.create(CreateRequest("configuration", "shop-web", web, owner))  # the run waits for sshd
     assert live.outputs == {"ran": True, "changed": 1, "hosts": ["shop-web-1"]}
     assert urllib.request.urlopen(f"http://{GUEST}:8080/", timeout=5).read() == b"in the container"
-    assert container.provider.update("configuration", "shop-web", web, web).outputs["changed"] == 0
+    assert container.provider.update(UpdateRequest("configuration", "shop-web", web, web)).outputs["changed"] == 0
     # the app runs as nobody under runsv, which runs detached under PID 1 (runsvdir, which init.sh became)
     assert Path(f"/proc/{container.init_pid}/cmdline").read_bytes().split(b"\0")[0] == b"runsvdir"
     processes = container.processes()
@@ -126,7 +127,7 @@ def test_init_sh_lets_crane_in_runs_the_web_role_and_reaps_orphans(container_run
     assert len(app) == 1 and Path(f"/proc/{app[0]}/status").read_text().count("\t65534\t") >= 1
     # orphans: a task leaves a child behind that exits after its parent; PID 1 reaps it
     orphans = _configuration(container, str(PLAYBOOKS / "orphan.yml"), ["test"])
-    container.provider.create("configuration", "orphans", orphans, owner)
+    container.provider.create(CreateRequest("configuration", "orphans", orphans, owner))
     def zombies() -> list[int]:
         return [pid for pid, (state, _) in container.processes().items() if state == "Z"]
 
@@ -145,13 +146,15 @@ def test_the_storage_role_makes_the_cluster_and_the_apps_database_once(container
     storage = _configuration(container, "crane:appdomain/storage.yml", ["storage"], data_dir="/var/tmp/data",
                              db_name="shop", db_user="shop", subnet=f"{PEER}/30")
     owner = Owner("test", "appdomain.shop/configuration.storage")
-    live = container.provider.create("configuration", "shop-storage", storage, owner)  # the run waits for sshd
+    # the run waits for sshd
+    live = container.provider.create(CreateRequest("configuration", "shop-storage", storage, owner))
     assert live.outputs["changed"] == 1
     with psycopg.connect(host=GUEST, dbname="shop", user="shop", connect_timeout=5) as conn:
         assert conn.execute("SELECT current_user, current_database()").fetchone() == ("shop", "shop")
         conn.execute("CREATE TABLE orders (id int)")
         conn.commit()
-    assert container.provider.update("configuration", "shop-storage", storage, storage).outputs["changed"] == 0
+    assert container.provider.update(UpdateRequest("configuration", "shop-storage", storage,
+                                                   storage)).outputs["changed"] == 0
     with pytest.raises(psycopg.OperationalError, match=r"no pg_hba\.conf entry"):
         psycopg.connect(host=GUEST, dbname="postgres", user="postgres", connect_timeout=5)
 
@@ -177,16 +180,17 @@ def test_the_lb_role_starts_haproxy_then_changes_servers_without_a_reload(contai
     lb = _configuration(container, "crane:appdomain/lb.yml", ["lb"], servers=one, ready_path="")
     lb["files"] = {"haproxy.cfg": HAPROXY_CFG.format(guest=GUEST, servers="    server web-1 10.254.77.9:8080\n")}
     owner = Owner("test", "appdomain.shop/configuration.lb")
-    live = container.provider.create("configuration", "shop-lb", lb, owner)  # the run waits for the host's sshd itself
+    # the run waits for the host's sshd itself
+    live = container.provider.create(CreateRequest("configuration", "shop-lb", lb, owner))
     assert live.outputs["changed"] == 1
     with socket.create_connection((GUEST, 80), timeout=5):
         pass
     haproxy = _haproxy_pids(container)
-    assert container.provider.update("configuration", "shop-lb", lb, lb).outputs["changed"] == 0
+    assert container.provider.update(UpdateRequest("configuration", "shop-lb", lb, lb)).outputs["changed"] == 0
     two = [*one, {"name": "web-2", "address": "10.254.77.10", "port": 8080}]
     more = {**lb, "vars": {**lb["vars"], "servers": two},
             "files": {"haproxy.cfg": lb["files"]["haproxy.cfg"] + "    server web-2 10.254.77.10:8080\n"}}
-    assert container.provider.update("configuration", "shop-lb", lb, more).outputs["changed"] == 1
+    assert container.provider.update(UpdateRequest("configuration", "shop-lb", lb, more)).outputs["changed"] == 1
     # the running HAProxy has web-2 through its runtime API (haproxy_servers.py), and wrote the state file
     admin = f"/proc/{container.init_pid}/root/run/crane/haproxy/admin.sock"
     with socket.socket(socket.AF_UNIX) as sock:
@@ -197,7 +201,7 @@ def test_the_lb_role_starts_haproxy_then_changes_servers_without_a_reload(contai
     assert Path(f"/proc/{container.init_pid}/root/run/crane/haproxy/servers.state").is_file()
     assert _haproxy_pids(container) == haproxy  # neither restarted nor reloaded
     other = {**more, "files": {"haproxy.cfg": more["files"]["haproxy.cfg"].replace("5s", "6s")}}
-    assert container.provider.update("configuration", "shop-lb", more, other).outputs["changed"] == 1
+    assert container.provider.update(UpdateRequest("configuration", "shop-lb", more, other)).outputs["changed"] == 1
     wait_until(lambda: _haproxy_pids(container)[1] != haproxy[1], 10, "a new HAProxy worker", every=0.1)
     now = _haproxy_pids(container)
     assert now[0] == haproxy[0] and now[1] != haproxy[1]  # reloaded: the master stays, a new worker serves
