@@ -19,6 +19,7 @@ import difflib
 import os
 import re
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
@@ -27,6 +28,7 @@ from pydantic_core import ErrorDetails
 
 from crane_iac.errors import ConfigError
 from crane_iac.objects import DEFAULT_ENDPOINT
+from crane_iac.providers.registry import settings_model
 
 CONFIG_NAME = "crane.toml"
 VarType = Literal["str", "int", "float", "bool"]
@@ -75,37 +77,31 @@ def _did_you_mean(name: str, known: Any) -> str:
 
 
 _ENDPOINT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
-#: the stack's own keys that set up its default endpoint
-_STACK_ENDPOINT_FIELDS = frozenset({"provider", "uri", "domain_type", "address_timeout", "shutdown_timeout",
-                                    "reach_guests"})
 
 
 class EndpointConfig(BaseModel):
-    """One hypervisor endpoint: a provider type and where it is. With no ``uri``, a sandbox of its own."""
+    """One hypervisor endpoint: a provider type and where it is (no ``uri``: a sandbox of its own). Every other key
+    is the type's own (libvirt: domain_type, address_timeout, shutdown_timeout, reach_guests), checked by the type's
+    ``Settings`` model when the project loads (providers/registry.py)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="allow", strict=True)
     type: str = "libvirt"
     uri: str | None = None
-    domain_type: str | None = None
-    #: seconds apply waits for a started VM to lease an address on each DHCP network (0: do not wait)
-    address_timeout: float = Field(default=120.0, ge=0, le=3600)
-    #: seconds a guest gets to shut down (ACPI) before it is powered off, when apply stops or restarts it
-    shutdown_timeout: float = Field(default=30.0, ge=0, le=3600)
-    #: whether the machine running crane reaches the guests' addresses (default: yes for a host without a remote
-    #: hostname in its uri, no for the sandbox and remote hosts)
-    reach_guests: bool | None = None
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The type's own keys, as crane.toml writes them."""
+        return dict(self.model_extra or {})
 
 
 class StackConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    """One stack. Its default endpoint is written on the stack itself: ``provider`` is its type, ``uri`` where it is,
+    and a key the stack does not know is that type's own (as on an endpoint)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
     file: str
-    #: the default endpoint's settings, written on the stack itself (``provider`` is its type)
     provider: str = "libvirt"
     uri: str | None = None
-    domain_type: str | None = None
-    address_timeout: float = Field(default=120.0, ge=0, le=3600)
-    shutdown_timeout: float = Field(default=30.0, ge=0, le=3600)
-    reach_guests: bool | None = None
     #: named endpoints besides the default one
     providers: dict[str, EndpointConfig] = Field(default_factory=dict)
     vars: dict[str, VariableSpec] = Field(default_factory=dict)
@@ -120,16 +116,14 @@ class StackConfig(BaseModel):
 
     @model_validator(mode="after")
     def _one_default(self) -> StackConfig:
-        if DEFAULT_ENDPOINT in self.providers and self.model_fields_set & _STACK_ENDPOINT_FIELDS:
+        if DEFAULT_ENDPOINT in self.providers and (self.model_fields_set & {"provider", "uri"} or self.model_extra):
             raise ValueError("the default endpoint is declared twice: on the stack (uri, provider, ...) and as "
                              "[providers.default]; keep one")
         return self
 
     def endpoints(self) -> dict[str, EndpointConfig]:
         """Every endpoint by name: ``default`` (from the stack's own settings unless declared) and the named ones."""
-        default = EndpointConfig(type=self.provider, uri=self.uri, domain_type=self.domain_type,
-                                 address_timeout=self.address_timeout, shutdown_timeout=self.shutdown_timeout,
-                                 reach_guests=self.reach_guests)
+        default = EndpointConfig(type=self.provider, uri=self.uri, **(self.model_extra or {}))
         return {DEFAULT_ENDPOINT: default, **self.providers}
 
 
@@ -337,25 +331,77 @@ def _read_toml(path: Path, label: str) -> tuple[str, dict[str, Any]]:
 
 
 def load_project(path: Path) -> Project:
-    """Read and validate crane.toml; errors name the file, the line and the key."""
+    """Read and validate crane.toml, each endpoint's own keys by its provider type's model; every problem at once,
+    each naming the file, the line and the key."""
     text, data = _read_toml(path, str(path))
+    problems: list[tuple[int, str]] = []
+    suggested: set[tuple[int | str, ...]] = set()  # a key the suggestion for an unknown one names is not missing too
+
+    def report(loc: tuple[int | str, ...], message: str) -> None:
+        line = _key_line(text, [str(p) for p in loc])
+        where = f"{path}:{line}" if line else str(path)
+        problems.append((line or 0, f"{where}: {'.'.join(str(p) for p in loc) or 'top level'}: {message}"))
+
+    for loc, type_name, settings, own in _endpoint_settings(data):
+        for key, message, close in _settings_problems(type_name, settings, own):
+            report((*loc, key), message)
+            suggested.update((*loc, c) for c in close)
+    config: ProjectConfig | None = None
     try:
         config = ProjectConfig.model_validate(data)
     except ValidationError as exc:
         errors = exc.errors()
-        # a key the suggestion for an unknown one names is not reported missing as well
-        suggested = {(*e["loc"][:-1], close) for e in errors if e["type"] == "extra_forbidden"
-                     for close in _close_keys(e["loc"])}
-        problems: list[tuple[int, str]] = []
+        suggested |= {(*e["loc"][:-1], close) for e in errors if e["type"] == "extra_forbidden"
+                      for close in _close_keys(e["loc"])}
         for err in errors:
-            keys = [str(p) for p in err["loc"]]
             if err["type"] == "missing" and tuple(err["loc"]) in suggested:
                 continue
-            line = _key_line(text, keys)
-            where = f"{path}:{line}" if line else str(path)
-            problems.append((line or 0, f"{where}: {'.'.join(keys) or 'top level'}: {_config_message(err)}"))
-        raise ConfigError("\n".join(text for _, text in sorted(problems, key=lambda p: p[0]))) from None
+            report(tuple(err["loc"]), _config_message(err))
+    if problems or config is None:
+        raise ConfigError("\n".join(text for _, text in sorted(problems, key=lambda p: p[0])))
     return Project(path.parent.resolve(), config, path)
+
+
+def _endpoint_settings(data: dict[str, Any]) -> Iterator[tuple[tuple[str, ...], str, dict[str, Any], set[str]]]:
+    """Every endpoint crane.toml writes, from the raw table (so that its keys are checked even where the rest does
+    not validate): where it is, its provider type, the keys that are the type's own, and the keys crane knows
+    there (a stack's default endpoint is written on the stack)."""
+    stacks = data.get("stacks")
+    for name, stack in (stacks.items() if isinstance(stacks, dict) else ()):
+        if not isinstance(stack, dict):
+            continue
+        known = set(StackConfig.model_fields)
+        yield (("stacks", name), str(stack.get("provider", "libvirt")),
+               {k: v for k, v in stack.items() if k not in known}, known)
+        endpoints = stack.get("providers")
+        for endpoint, table in (endpoints.items() if isinstance(endpoints, dict) else ()):
+            if isinstance(table, dict):
+                known = set(EndpointConfig.model_fields)
+                yield (("stacks", name, "providers", endpoint), str(table.get("type", "libvirt")),
+                       {k: v for k, v in table.items() if k not in known}, known)
+
+
+def _settings_problems(type_name: str, settings: dict[str, Any], own: set[str]) -> list[tuple[str, str, list[str]]]:
+    """What is wrong with an endpoint's own keys for its provider type: (key, message, the keys suggested)."""
+    try:
+        model = settings_model(type_name)
+    except ConfigError as exc:
+        return [("type" if "type" in own and "provider" not in own else "provider", str(exc), [])]
+    fields = set(model.model_fields) if model is not None else set()
+    problems: list[tuple[str, str, list[str]]] = []
+    suggested: set[str] = set()
+    for key in sorted(set(settings) - fields):
+        close = difflib.get_close_matches(key, sorted(fields | own), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"the keys here are {', '.join(sorted(fields | own))}"
+        problems.append((key, f"unknown key; {hint}", close))
+        suggested.update(close)
+    if model is not None:
+        try:
+            model.model_validate({k: v for k, v in settings.items() if k in fields})
+        except ValidationError as exc:
+            problems.extend((".".join(str(p) for p in err["loc"]), _config_message(err), [])
+                            for err in exc.errors() if not (err["type"] == "missing" and err["loc"][0] in suggested))
+    return problems
 
 
 def read_var_file(path: Path) -> dict[str, Any]:

@@ -4,8 +4,16 @@ group ``crane_iac.providers`` (``name = "package.module:open_endpoint"``) and ne
 
 An opener is ``open_endpoint(settings, *, sandbox_dir, mutating, lock_timeout) -> Provider``: ``settings`` are the
 endpoint's keys from crane.toml (``uri`` and the type's own), ``sandbox_dir`` where a sandbox keeps its files. Beside
-it, the opener's module may define ``validate_resource(kind, properties) -> list[str]``: the type's own rules for the
-resources it serves (Terraform's ValidateResourceConfig), checked whenever a stack loads, with no connection.
+it, the opener's module may define
+
+* ``Settings``, a pydantic model of the type's own crane.toml keys (every key of an endpoint but ``type`` and
+  ``uri``): crane.toml's loader validates them with it, so an unknown key is reported at its file:line with the
+  one meant; a type without it takes no keys of its own;
+* ``validate_resource(kind, properties) -> list[str]``: the type's own rules for the resources it serves
+  (Terraform's ValidateResourceConfig), checked whenever a stack loads, with no connection.
+
+Both are read without opening anything, so the opener's module should import its hypervisor's SDK only in the
+opener.
 
 Companions (providers/endpoint.py) are found the same way, under the group ``crane_iac.companions``: an opener
 ``open_companion(hypervisor, *, state_dir, mutating, project_dir) -> Provider`` is called for every endpoint, with
@@ -15,11 +23,14 @@ connection).
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 from crane_iac.errors import ConfigError
 from crane_iac.providers.base import Provider
@@ -56,13 +67,28 @@ def _load(target: str) -> Opener:
     return found
 
 
-def opener(type_name: str) -> Opener:
-    """The opener for ``type_name``; an unknown type is a ConfigError listing the known ones."""
+def _target(type_name: str) -> str:
+    """Where ``type_name``'s opener lives; an unknown type is a ConfigError naming the one meant or the known ones."""
     known = provider_types()
     target = known.get(type_name)
     if target is None:
-        raise ConfigError(f"provider type {type_name!r} is not known; known types: {', '.join(sorted(known))}")
-    return _load(target)
+        close = difflib.get_close_matches(type_name, list(known), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else f"known types: {', '.join(sorted(known))}"
+        raise ConfigError(f"provider type {type_name!r} is not known; {hint}")
+    return target
+
+
+def opener(type_name: str) -> Opener:
+    """The opener for ``type_name``; an unknown type is a ConfigError."""
+    return _load(_target(type_name))
+
+
+def settings_model(type_name: str) -> type[BaseModel] | None:
+    """The model of ``type_name``'s own endpoint keys (``Settings`` beside its opener), or None for a type that takes
+    none; an unknown type is a ConfigError."""
+    module = importlib.import_module(_target(type_name).partition(":")[0])
+    model = getattr(module, "Settings", None)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
 
 
 def open_provider(type_name: str, settings: Mapping[str, Any], *, sandbox_dir: Path, mutating: bool,

@@ -233,7 +233,8 @@ def test_directory_volumes_survive_the_sandbox_node_file_and_need_no_capacity(tm
 
 
 def test_the_sandbox_reaches_no_guest_and_reads_no_container_memory(tmp_path: Path) -> None:
-    assert EndpointConfig.model_validate({"uri": "lxc:///system", "reach_guests": False}).reach_guests is False
+    assert EndpointConfig.model_validate({"uri": "lxc:///system", "reach_guests": False}).settings == {
+        "reach_guests": False}
     sandbox = open_endpoint({"uri": None, "reach_guests": True}, sandbox_dir=tmp_path, mutating=True)
     try:
         assert sandbox.reaches_guests is False  # its guests run nowhere, whatever crane.toml says

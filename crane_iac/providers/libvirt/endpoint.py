@@ -1,22 +1,28 @@
-"""Open a libvirt endpoint from its crane.toml settings (the provider registry's ``libvirt`` type), and the type's
-own rules for the resources it serves (``validate_resource``, which the registry finds beside the opener)."""
+"""The libvirt type as the provider registry sees it: the opener (``open_endpoint``), the endpoint's own crane.toml
+keys (``Settings``) and the rules for the resources it serves (``validate_resource``). Loading a project reads the
+last two, so this module imports libvirt itself only when an endpoint is opened."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from crane_iac.providers.libvirt.provider import LibvirtProvider
+from crane_iac.providers.libvirt.settings import LibvirtSettings as Settings
 from crane_iac.providers.libvirt.validation import validate_resource
 
-__all__ = ["open_endpoint", "validate_resource"]
+if TYPE_CHECKING:
+    from crane_iac.providers.libvirt.provider import LibvirtProvider
+
+__all__ = ["Settings", "open_endpoint", "validate_resource"]
 
 
 def open_endpoint(settings: dict[str, Any], *, sandbox_dir: Path, mutating: bool,
                   lock_timeout: float = 0.0) -> LibvirtProvider:
     """A connection to ``settings["uri"]``, or to the sandbox in ``sandbox_dir`` when there is no uri."""
+    from crane_iac.providers.libvirt.provider import LibvirtProvider
+
+    own = Settings.model_validate({k: v for k, v in settings.items() if k != "uri"})
     return LibvirtProvider(settings.get("uri"), sandbox_dir=sandbox_dir, mutating=mutating,
-                           domain_type=settings.get("domain_type"), lock_timeout=lock_timeout,
-                           address_timeout=settings.get("address_timeout", 120.0),
-                           shutdown_timeout=settings.get("shutdown_timeout", 30.0),
-                           reach_guests=settings.get("reach_guests"))
+                           domain_type=own.domain_type, lock_timeout=lock_timeout,
+                           address_timeout=own.address_timeout, shutdown_timeout=own.shutdown_timeout,
+                           reach_guests=own.reach_guests)
