@@ -13,8 +13,8 @@ from pydantic import Field, InstanceOf, field_validator, model_validator
 
 from crane_iac.objects import Kind
 from crane_iac.resources.base import Output, Resource, plain
+from crane_iac.resources.macs import nic_macs
 from crane_iac.resources.network import Network
-from crane_iac.resources.vm import stable_mac
 from crane_iac.resources.volume import Volume
 
 #: what a container may write by default: temporary files, run state, logs, and root's home (Ansible writes its
@@ -148,7 +148,7 @@ class Container(Resource):
     @property
     def macs(self) -> list[str]:
         """The MAC of each NIC, derived from the container's name as a VM's are."""
-        return [stable_mac(f"{self.kind}.{self.physical_name}#{i}") for i in range(len(self.networks))]
+        return nic_macs(self.kind, self.physical_name, len(self.networks))
 
     def host_claims(self) -> list[tuple[str, str]]:
         # two NICs with one address on one network would answer for each other

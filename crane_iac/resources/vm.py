@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 from pydantic import Field, InstanceOf, field_validator, model_validator
 
 from crane_iac.resources.base import Output, Resource, plain
 from crane_iac.resources.cloudinit import CloudInit
+from crane_iac.resources.macs import nic_macs
 from crane_iac.resources.network import Network
 from crane_iac.resources.volume import Volume
-
-
-def stable_mac(key: str) -> str:
-    """A locally administered MAC in QEMU's 52:54:00 range derived from ``key``, the same on every run."""
-    digest = hashlib.sha256(key.encode()).digest()
-    return "52:54:00:{:02x}:{:02x}:{:02x}".format(*digest[:3])
 
 
 class VM(Resource):
@@ -88,7 +82,7 @@ class VM(Resource):
     def macs(self) -> list[str]:
         """The MAC of each NIC, derived from the VM's name so it is stable across replacements and moves."""
         # keyed by kind and hypervisor name: a VM moved to a new address keeps its name and so its MACs
-        return [stable_mac(f"{self.kind}.{self.physical_name}#{i}") for i in range(len(self.networks))]
+        return nic_macs(self.kind, self.physical_name, len(self.networks))
 
     def properties(self) -> dict[str, Any]:
         return {
