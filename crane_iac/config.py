@@ -18,7 +18,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
@@ -29,6 +28,7 @@ from pydantic_core import ErrorDetails
 from crane_iac.errors import ConfigError
 from crane_iac.objects import DEFAULT_ENDPOINT
 from crane_iac.providers.registry import settings_model
+from crane_iac.tomlfile import key_line, line_of, read_toml, toml_type, var_line
 
 CONFIG_NAME = "crane.toml"
 VarType = Literal["str", "int", "float", "bool"]
@@ -49,7 +49,7 @@ class VariableSpec(BaseModel):
         if isinstance(value, wanted) and not (isinstance(value, bool) and self.type != "bool"):
             return float(value) if isinstance(value, (int, float)) and self.type == "float" else value
         article = "an" if self.type == "int" else "a"
-        raise ValueError(f"the default {value!r} is {_toml_type(value)}, not {article} {self.type}")
+        raise ValueError(f"the default {value!r} is {toml_type(value)}, not {article} {self.type}")
 
     def cast(self, raw: Any) -> Any:
         """Convert ``raw`` (from TOML or ``--var``) to the declared type, or raise ValueError."""
@@ -197,7 +197,7 @@ class Project:
             problems.append(f"--var {name}: not a variable of this stack in {self.path}; {hint}")
         values: dict[str, Any] = {}
         for name, spec in stack.vars.items():
-            line = _var_line(text, name_of_stack, name)
+            line = var_line(text, name_of_stack, name)
             where = f"{self.path}:{line}" if line else str(self.path)
             raw = overrides.get(name, spec.default)
             fix = f"pass --var {name}=VALUE ({spec.type})"
@@ -263,82 +263,19 @@ def _config_message(err: ErrorDetails) -> str:
     wanted = {"string_type": "a string", "int_type": "an integer", "float_type": "a number", "bool_type":
               "a boolean (true or false)", "dict_type": "a table", "model_type": "a table"}.get(kind)
     if wanted:
-        return f"expected {wanted}, got {_toml_type(value)} {value!r}"
+        return f"expected {wanted}, got {toml_type(value)} {value!r}"
     return str(err["msg"]).removeprefix("Value error, ")
-
-
-def _toml_type(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", dict: "a table",
-             list: "an array"}
-    return next((n for t, n in names.items() if isinstance(value, t)), type(value).__name__)
-
-
-def _key_line(text: str, keys: list[str]) -> int | None:
-    """The line of crane.toml where the key at ``keys`` (``stacks.demo.fiel``) is written: ``fiel = ...`` under
-    ``[stacks.demo]``, or a table's header; else the first line that mentions the innermost key naming one."""
-    dotted = ".".join(keys)
-    table = ""
-    for number, line in enumerate(text.splitlines(), 1):
-        header = re.match(r"^\s*\[([^\[\]]+)\]", line)
-        if header:
-            table = re.sub(r"[\s\"']", "", header.group(1))
-            if table == dotted:
-                return number
-            continue
-        assigned = re.match(r"^\s*([A-Za-z0-9_.\"'-]+?)\s*=", line)
-        if assigned and ".".join(filter(None, (table, re.sub(r"[\s\"']", "", assigned.group(1))))) == dotted:
-            return number
-    for key in reversed(keys):
-        found = _line_of(text, key)
-        if found:
-            return found
-    return None
-
-
-def _line_of(text: str, key: str) -> int | None:
-    pattern = re.compile(rf"^\s*(\[[^\]]*\b{re.escape(key)}\b[^\]]*\]|\"?{re.escape(key)}\"?\s*=)", re.M)
-    match = pattern.search(text)
-    return text.count("\n", 0, match.start()) + 1 if match else None
-
-
-def _var_line(text: str, stack: str, var: str) -> int | None:
-    """The line of crane.toml declaring variable ``var`` of ``stack``: ``var = ...`` in ``[stacks.<stack>.vars]``,
-    or ``vars.var = ...`` or ``vars = { var = ... }`` in ``[stacks.<stack>]``."""
-    name = rf"(?:{re.escape(var)}|\"{re.escape(var)}\")\s*="
-    in_vars = re.compile(rf"^\s*{name}")
-    in_stack = re.compile(rf"^\s*vars\s*(?:\.\s*|=\s*\{{(?:.*[,{{])?\s*){name}")
-    table = ""
-    for number, line in enumerate(text.splitlines(), 1):
-        header = re.match(r"^\s*\[([^\[\]]+)\]", line)
-        if header:
-            table = re.sub(r"[\s\"']", "", header.group(1))
-        elif (table == f"stacks.{stack}.vars" and in_vars.match(line)) or (
-                table == f"stacks.{stack}" and in_stack.match(line)):
-            return number
-    return None
-
-
-def _read_toml(path: Path, label: str) -> tuple[str, dict[str, Any]]:
-    """The text and the table of a TOML file; an unreadable or malformed one is a ConfigError naming it."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{label}: cannot read: {exc.strerror}") from None
-    try:
-        return text, tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
 
 
 def load_project(path: Path) -> Project:
     """Read and validate crane.toml, each endpoint's own keys by its provider type's model; every problem at once,
     each naming the file, the line and the key."""
-    text, data = _read_toml(path, str(path))
+    text, data = read_toml(path, str(path))
     problems: list[tuple[int, str]] = []
     suggested: set[tuple[int | str, ...]] = set()  # a key the suggestion for an unknown one names is not missing too
 
     def report(loc: tuple[int | str, ...], message: str) -> None:
-        line = _key_line(text, [str(p) for p in loc])
+        line = key_line(text, [str(p) for p in loc])
         where = f"{path}:{line}" if line else str(path)
         problems.append((line or 0, f"{where}: {'.'.join(str(p) for p in loc) or 'top level'}: {message}"))
 
@@ -406,9 +343,9 @@ def _settings_problems(type_name: str, settings: dict[str, Any], own: set[str]) 
 
 def read_var_file(path: Path) -> dict[str, Any]:
     """Variables from a TOML file of ``name = value`` lines (``--var-file``); typed as crane.toml declares them."""
-    text, data = _read_toml(path, f"--var-file {path}")
+    text, data = read_toml(path, f"--var-file {path}")
     nested = [k for k, v in data.items() if isinstance(v, (dict, list))]
     if nested:
-        raise ConfigError(f"{path}:{_line_of(text, nested[0])}: {nested[0]}: a variable's value is a string, number "
+        raise ConfigError(f"{path}:{line_of(text, nested[0])}: {nested[0]}: a variable's value is a string, number "
                           "or boolean")
     return data

@@ -122,8 +122,8 @@ class Container(Resource):
             raise ValueError(f"{', '.join(both)}: both writable and mounted; keep one")
         if len(self.ipv4) != len(self.networks):
             raise ValueError(f"give one ipv4 address per network: {len(self.networks)} network(s), "
-                             f"{len(self.ipv4)} address(es) (libvirt sets them in the container; nothing in it asks "
-                             "DHCP)")
+                             f"{len(self.ipv4)} address(es) (they are set from outside the container; nothing in "
+                             "it asks DHCP)")
         for net, text in zip(self.networks, self.ipv4, strict=True):
             _address(net, text)
         return self

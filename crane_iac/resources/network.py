@@ -8,18 +8,16 @@ from typing import Any, Literal
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from crane_iac.resources.base import Resource
-from crane_iac.resources.messages import with_article
 
 #: open: routed like ``route`` but libvirt adds no firewall rules (the host's own firewall decides).
 NetworkMode = Literal["nat", "isolated", "route", "open", "bridge", "openvswitch"]
-#: Only Open vSwitch bridges carry a VLAN tag in libvirt's network XML.
-VLAN_MODES = frozenset({"openvswitch"})
 #: Modes where the host bridge exists already and libvirt manages no addresses.
 EXTERNAL_BRIDGE_MODES = frozenset({"bridge", "openvswitch"})
 
 
 class Network(Resource):
-    """A libvirt network. ``ipv4``/``ipv6`` are subnets in CIDR form; the host takes the first address."""
+    """A virtual network. ``ipv4``/``ipv6`` are subnets in CIDR form; the host takes the first address. ``vlan``
+    tags its traffic where the provider can (libvirt: an Open vSwitch bridge only)."""
 
     kind = "network"
 
@@ -44,10 +42,6 @@ class Network(Resource):
 
     @model_validator(mode="after")
     def _mode_rules(self) -> Network:
-        if self.vlan is not None and self.mode not in VLAN_MODES:
-            raise ValueError(
-                f"a VLAN tag needs mode='openvswitch'; libvirt cannot tag {with_article(repr(self.mode))} network"
-            )
         if self.mode in EXTERNAL_BRIDGE_MODES:
             if not self.bridge:
                 raise ValueError(f"mode={self.mode!r} needs bridge=<name of the existing host bridge>")

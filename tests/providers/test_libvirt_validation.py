@@ -21,6 +21,9 @@ from tests.conftest import ProjectDir, assert_clean_error
     ("network", {"mode": "nat", "ipv4": None, "ipv6": "fd00::/64", "dhcp": True}, "mode='nat' needs an ipv4"),
     ("network", {"mode": "isolated", "ipv4": None, "ipv6": "fd00::/48", "dhcp": True}, "DHCPv6 needs a /64"),
     ("pool", {"type": "logical", "path": "/srv/x"}, "not 'logical'"),
+    ("network", {"mode": "isolated", "ipv4": "10.2.0.0/24", "vlan": 7},
+     "a VLAN tag needs mode='openvswitch'; libvirt cannot tag an 'isolated' network"),
+    ("network", {"mode": "nat", "ipv4": "10.3.0.0/24", "vlan": 7}, "libvirt cannot tag a 'nat' network"),
 ])
 def test_libvirt_refuses_what_it_cannot_make(kind: str, properties: dict[str, object], problem: str) -> None:
     (found,) = validate_resource(kind, properties)
@@ -42,11 +45,12 @@ def test_the_models_are_provider_neutral(tmp_path: Path) -> None:
     stack.write_text(textwrap.dedent("""
         from crane_iac import VM, Network, StoragePool
         Network("v6", mode="nat", ipv6="fd00:1::/64")
+        Network("tagged", mode="isolated", ipv4="10.2.0.0/24", vlan=7)
         VM("big", vcpus=300, memory_mib=512)
         StoragePool("lv", path="/srv/lv", type="logical")
     """))
     loaded = load_stack(stack)
-    assert {d.address for d in loaded.desired} == {"network.v6", "vm.big", "pool.lv"}
+    assert {d.address for d in loaded.desired} == {"network.v6", "network.tagged", "vm.big", "pool.lv"}
 
 
 def test_a_libvirt_endpoint_reports_every_problem_with_its_place(project: ProjectDir) -> None:

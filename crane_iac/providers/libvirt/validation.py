@@ -11,8 +11,12 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from crane_iac.resources.messages import with_article
+
 #: the vCPUs QEMU's pc machine holds (the test driver takes more; a real host refuses them)
 MAX_VCPUS = 255
+#: the network modes whose bridge carries a VLAN tag in libvirt's network XML
+VLAN_MODES = ("openvswitch",)
 #: the storage pool types crane defines through libvirt
 POOL_TYPES = ("dir",)
 #: what libvirt 9.0 writes unescaped into a domain's XML when it formats an ``<initenv>`` value (and then cannot
@@ -45,6 +49,9 @@ def _network(p: dict[str, Any]) -> list[str]:
         # libvirt 9.0 masquerades IPv4 only, and refuses a nat network with no IPv4 address (both drivers)
         problems.append("mode='nat' needs an ipv4 subnet to masquerade (libvirt masquerades IPv4 only); add "
                         "ipv4=… or use mode='isolated'")
+    mode = p.get("mode")
+    if p.get("vlan") is not None and mode not in VLAN_MODES:
+        problems.append(f"a VLAN tag needs mode='openvswitch'; libvirt cannot tag {with_article(repr(mode))} network")
     return problems
 
 
