@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 # libvirt-daemon-driver-lxc runs app domains' containers, whose programs are this host's own: haproxy (the load balancer),
 # openssh-server (sshd, which Ansible configures them through), postgresql (the storage server's database) and
 # python3-psycopg (the web app's PostgreSQL driver for the system Python, which runs it); runit supervises their
-# services (runsv) and is the containers' PID 1 (runsvdir, exec'd by appdomain/files/init.sh).
-DEB_PACKAGES=(libvirt-dev libvirt-clients pkg-config gcc python3-venv
+# services (runsv) and is the containers' PID 1 (runsvdir, exec'd by appdomain/files/init.sh); libxml2-utils is
+# xmllint, which libvirt-clients' virt-xml-validate runs (tests validate crane's XML against libvirt's schemas).
+DEB_PACKAGES=(libvirt-dev libvirt-clients libxml2-utils pkg-config gcc python3-venv
               libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils dnsmasq-base iptables cpio
               postgresql libvirt-daemon-driver-lxc haproxy openssh-server openssh-client python3-psycopg runit)
 missing=()

@@ -16,14 +16,18 @@ EXTERNAL_BRIDGE_MODES = frozenset({"bridge", "openvswitch"})
 
 
 class Network(Resource):
-    """A virtual network. ``ipv4``/``ipv6`` are subnets in CIDR form; the host takes the first address. ``vlan``
-    tags its traffic where the provider can (libvirt: an Open vSwitch bridge only)."""
+    """A virtual network. ``ipv4``/``ipv6`` are subnets in CIDR form; the host takes the first address.
+
+    ``vlan`` tags the network's ports where the provider can (libvirt: an Open vSwitch bridge; XenServer: a VLAN
+    network on a PIF): one tag (``vlan=100``, an access port), or a list of tags (``vlan=[100, 200]``), a trunk that
+    carries each of them to the NICs on it. A tag is 1 to 4094; two networks of a stack cannot put one tag on one
+    bridge (a trunk may carry a tag another network gives its ports)."""
 
     kind = "network"
 
     mode: NetworkMode = "nat"
     bridge: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{1,15}$")
-    vlan: int | None = Field(default=None, ge=1, le=4094)
+    vlan: int | list[int] | None = None
     ipv4: str | None = None
     ipv6: str | None = None
     dhcp: bool = True
@@ -40,6 +44,19 @@ class Network(Resource):
             raise ValueError(f"{value!r} is not an IPv{version} subnet of prefix /{longest} or shorter")
         return str(net)
 
+    @field_validator("vlan")
+    @classmethod
+    def _tags(cls, value: int | list[int] | None) -> int | list[int] | None:
+        tags = value if isinstance(value, list) else [] if value is None else [value]
+        if isinstance(value, list) and not value:
+            raise ValueError("a trunk needs at least one tag: vlan=[100, 200], or vlan=None for no tag")
+        for tag in tags:
+            if not 1 <= tag <= 4094:
+                raise ValueError(f"a VLAN tag is 1 to 4094 (0 means untagged, 4095 is reserved), got {tag}")
+        if len(set(tags)) < len(tags):
+            raise ValueError(f"a trunk carries each tag once: {value}")
+        return sorted(value) if isinstance(value, list) else value
+
     @model_validator(mode="after")
     def _mode_rules(self) -> Network:
         if self.mode in EXTERNAL_BRIDGE_MODES:
@@ -55,6 +72,9 @@ class Network(Resource):
         # a bridge libvirt creates for the network is the network's own; real libvirtd refuses a second one
         if self.bridge and self.mode not in EXTERNAL_BRIDGE_MODES:
             return [("bridge", self.bridge)]
+        # an access tag on a shared bridge is the network's own: a second network with it would take its traffic
+        if self.bridge and isinstance(self.vlan, int):
+            return [("VLAN", f"{self.vlan} on bridge {self.bridge}")]
         return []
 
     def properties(self) -> dict[str, Any]:

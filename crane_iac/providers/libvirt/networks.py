@@ -40,7 +40,13 @@ class Networks:
         # libvirtd picks a free virbrN when the network starts; two starting at once can pick the same one
         with self._starting:
             net = self.host.conn.networkDefineXML(lx.render_network(physical, p, owner))
-            net.create()
+            try:
+                net.create()
+            except libvirt.libvirtError:
+                # a network the host cannot start (an Open vSwitch bridge on a host without it) is not left
+                # defined: the next plan would take the idle definition for a network crane made
+                net.undefine()
+                raise
             net.setAutostart(1)
         return read_network(net)
 

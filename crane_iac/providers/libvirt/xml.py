@@ -254,10 +254,12 @@ def parse_network(root: ET.Element) -> tuple[dict[str, Any], dict[str, Any]]:
         mode = fmode
     bridge_el = root.find("bridge")
     bridge = bridge_el.get("name") if bridge_el is not None else None
-    tag = root.find("vlan/tag")
+    vlan = root.find("vlan")
+    tags = [int(t.get("id", 0)) for t in vlan.iterfind("tag")] if vlan is not None else []
     props: dict[str, Any] = {"mode": mode, "bridge": None if bridge and _AUTO_BRIDGE.match(bridge) and
                              mode not in ("bridge", "openvswitch") else bridge,
-                             "vlan": int(tag.get("id", 0)) if tag is not None else None,
+                             "vlan": (sorted(tags) if vlan is not None and vlan.get("trunk") == "yes" else
+                                      tags[0] if tags else None),
                              "ipv4": None, "ipv6": None, "dhcp": False}
     for ip in root.iterfind("ip"):
         family = ip.get("family", "ipv4")

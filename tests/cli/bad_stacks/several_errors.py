@@ -1,5 +1,5 @@
 # expect: vm.a: vcpus: must be at least 1, got 0
-# expect: network.n: vlan: must be at most 4094, got 5000
+# expect: network.n: vlan: a VLAN tag is 1 to 4094 (0 means untagged, 4095 is reserved), got 5000
 # expect: vm.b c: name: 'b c' is not a safe hypervisor name
 # expect-line: 8
 from crane_iac import VM, Network
