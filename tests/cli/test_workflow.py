@@ -7,9 +7,12 @@ import os
 import stat
 import subprocess
 import sys
+import time
+from types import SimpleNamespace
 
 import pytest
 
+from crane_iac.state.sql import locks
 from tests.conftest import REPO, ProjectDir, assert_clean_error
 
 STACK = """
@@ -192,22 +195,44 @@ def test_graph_and_state_files(project: ProjectDir) -> None:
     assert mode == 0o600
 
 
-def test_held_lock_fails_fast_or_waits(project: ProjectDir) -> None:
+def test_held_lock_fails_fast_or_waits(project: ProjectDir, monkeypatch: pytest.MonkeyPatch) -> None:
     project.write_stack('from crane_iac import VM\nVM("a", vcpus=1, memory_mib=128)\n')
+    # the holder holds the stack's lock until the test sends it a line (or closes its stdin)
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]);"
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]);"
          "from crane_iac.state.sql import SqlStateStore; s = SqlStateStore(sys.argv[2]);"
-         "i = s.acquire_lock('main', 'apply'); print('locked', flush=True); time.sleep(3); s.release_lock('main', i)",
-         str(REPO), f"sqlite:///{project.root}/.crane/state.db"], stdout=subprocess.PIPE, text=True)
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-    result = project.crane("apply", "--auto-approve")  # refused at once: the holder still sleeps
-    assert holder.poll() is None
-    assert_clean_error(result, "stack 'main' is locked by", f"pid {holder.pid}", "--lock-timeout")
-    assert not (project.root / ".crane" / "sandbox.xml").exists()  # the hypervisor was never touched
-    waited = project.crane("apply", "--auto-approve", "--lock-timeout", "20")
-    assert waited.code == 0, waited.err
-    holder.wait()
-    holder.stdout.close()
+         "i = s.acquire_lock('main', 'apply'); print('locked', flush=True); sys.stdin.readline();"
+         "s.release_lock('main', i)",
+         str(REPO), f"sqlite:///{project.root}/.crane/state.db"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        text=True)
+    assert holder.stdin is not None and holder.stdout is not None
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        result = project.crane("apply", "--auto-approve")  # refused at once: the holder holds the lock
+        assert holder.poll() is None
+        assert_clean_error(result, "stack 'main' is locked by", f"pid {holder.pid}", "--lock-timeout")
+        assert not (project.root / ".crane" / "sandbox.xml").exists()  # the hypervisor was never touched
+
+        # with --lock-timeout the run waits: the first time it is refused and pauses before trying again, the
+        # holder is told to release (and has, when the pause returns), so the run is known to have waited for it
+        retries: list[float] = []
+
+        def pause_then_release(seconds: float) -> None:
+            retries.append(seconds)
+            if holder.poll() is None:
+                assert holder.stdin is not None
+                holder.stdin.write("release\n")
+                holder.stdin.flush()
+                assert holder.wait(30) == 0
+
+        monkeypatch.setattr(locks, "time", SimpleNamespace(monotonic=time.monotonic, sleep=pause_then_release))
+        waited = project.crane("apply", "--auto-approve", "--lock-timeout", "60")
+        assert waited.code == 0, waited.err
+        assert len(retries) == 1  # refused once while held, then took the lock
+    finally:
+        holder.stdin.close()  # a holder not yet told ends its readline and releases
+        holder.wait(30)
+        holder.stdout.close()
     assert project.domains() == ["a"]
 
 

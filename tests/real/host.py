@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import libvirt
+
+from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_URI = "qemu:///system"
@@ -161,16 +162,19 @@ def remove_pool(conn: libvirt.virConnect, name: str, directory: Path) -> None:
 
 
 def http_get(address: str, path: str = "/", timeout: float = 60.0) -> str:
-    """GET http://address/path, retrying until the guest answers or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while True:
+    """GET http://address/path once the guest answers it (it may still be booting), trying for ``timeout`` seconds."""
+    last: list[OSError] = []
+
+    def answer() -> tuple[str, ...]:  # the body in a tuple, as a body may be empty; () for no answer yet
         try:
             with urllib.request.urlopen(f"http://{address}{path}", timeout=3) as response:
-                return str(response.read().decode())
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
+                return (str(response.read().decode()),)
+        except OSError as exc:
+            last[:] = [exc]
+            return ()
+
+    return wait_until(answer, timeout, f"an answer from http://{address}{path}", every=0.5,
+                      detail=lambda: last[0] if last else "no try finished")[0]
 
 
 def dnsmasq_for(network: str) -> list[str]:

@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import pytest
 from crane_iac.resources.container import nic_device
 from tests.conftest import ProjectDir, assert_clean_error
 from tests.real.host import LXC_URI, LxcHost
+from tests.waiting import wait_until
 
 PREFIX = "cra-"
 NET = "10.235.0"
@@ -90,6 +90,16 @@ class Load:
         for thread in self.threads:
             thread.join(30)
 
+    def answered(self) -> int:
+        """Requests answered so far (those that failed are in ``failed``)."""
+        return sum(self.ok.values())
+
+    def run_through(self, requests: int, what: str, timeout: float = 60) -> None:
+        """Return once ``requests`` more requests than now have been answered: the load ran through ``what``."""
+        start = self.answered()
+        wait_until(lambda: self.answered() >= start + requests, timeout, f"{requests} requests answered {what}",
+                   detail=lambda: f"{self.answered() - start} answered, {len(self.failed)} failed {self.failed[-3:]}")
+
 
 def ok(project: ProjectDir, *args: str) -> str:
     result = project.crane(*args)
@@ -148,15 +158,15 @@ def test_a_second_apply_is_a_no_op_that_runs_no_configuration(shop: ProjectDir) 
 
 def test_the_web_tier_grows_and_shrinks_under_load_without_a_failed_request(shop: ProjectDir) -> None:
     with Load() as load:
-        time.sleep(1)
+        load.run_through(30, "before the tier grows")  # the load is under way when the apply starts
         grown = ok(shop, "apply", "--auto-approve", "--var", "web=5")
-        time.sleep(3)  # the new servers pass their health checks and take requests
-        seen_five = set(load.ok)
+        # the new servers pass their health checks and take requests
+        wait_until(lambda: {web(4), web(5)} <= set(load.ok), 60, "web-4 and web-5 answering the load",
+                   detail=lambda: dict(load.ok))
         shrunk = ok(shop, "apply", "--auto-approve", "--var", "web=2")
-        time.sleep(1)
-    print(f"load: {sum(load.ok.values())} requests, {len(load.failed)} failed, by host {dict(load.ok)}")
+        load.run_through(30, "after the tier shrank")  # the load goes on to the two servers left
+    print(f"load: {load.answered()} requests, {len(load.failed)} failed, by host {dict(load.ok)}")
     assert load.failed == [], load.failed[:5]
-    assert {web(4), web(5)} <= seen_five, seen_five
     assert "container.web-1" not in grown and "configuration.web-1" not in grown  # the others were not touched
     assert "configuration.lb: updated" in shrunk and "container.web-3: deleted" in shrunk
     assert set(served_by(20)) == {web(1), web(2)}
@@ -168,10 +178,8 @@ def test_a_web_container_destroyed_behind_cranes_back_is_taken_out_then_repaired
         dom = lxc_host.conn.lookupByName(web(2))
         dom.destroy()
         dom.undefine()
-        deadline = time.monotonic() + 10
-        while stats(web(2)) != "DOWN" and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert stats(web(2)) == "DOWN"  # the health check took it out
+        # the health check takes it out
+        wait_until(lambda: stats(web(2)) == "DOWN", 30, "HAProxy reporting web-2 DOWN", detail=lambda: stats(web(2)))
         plan = shop.crane("plan", "--detailed-exitcode", "--var", "web=2")
         assert plan.code == 2, plan.out + plan.err
         drift, _, changes = plan.out.partition("crane will make these changes")
@@ -179,11 +187,9 @@ def test_a_web_container_destroyed_behind_cranes_back_is_taken_out_then_repaired
         assert "+ appdomain.cra-shop/container.web-2" in changes, changes
         assert "~ appdomain.cra-shop/configuration.web-2" in changes, changes  # a new host is configured again
         ok(shop, "apply", "--auto-approve", "--var", "web=2")
-        deadline = time.monotonic() + 10
-        while stats(web(2)) != "UP" and time.monotonic() < deadline:
-            time.sleep(0.2)
-    assert stats(web(2)) == "UP"
-    print(f"load: {sum(load.ok.values())} requests, {len(load.failed)} failed")
+        wait_until(lambda: stats(web(2)) == "UP", 30, "HAProxy reporting the new web-2 UP",
+                   detail=lambda: stats(web(2)))
+    print(f"load: {load.answered()} requests, {len(load.failed)} failed")
     assert load.failed == [], load.failed[:5]  # HAProxy's retries sent the dead server's requests elsewhere
     assert set(served_by(20)) == {web(1), web(2)}
     assert shop.crane("plan", "--detailed-exitcode", "--var", "web=2").code == 0
@@ -197,10 +203,8 @@ def test_a_web_container_stopped_behind_cranes_back_is_started_and_configured_ag
     assert "~ appdomain.cra-shop/container.web-1  running: false → true" in plan.out, plan.out
     assert "~ appdomain.cra-shop/configuration.web-1" in plan.out, plan.out  # its app must be set up again
     ok(shop, "apply", "--auto-approve", "--var", "web=2")
-    deadline = time.monotonic() + 10
-    while stats(web(1)) != "UP" and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert stats(web(1)) == "UP" and set(served_by(20)) == {web(1), web(2)}
+    wait_until(lambda: stats(web(1)) == "UP", 30, "HAProxy reporting web-1 UP again", detail=lambda: stats(web(1)))
+    assert set(served_by(20)) == {web(1), web(2)}
 
 
 def test_a_sigkill_during_the_configuration_run_converges_on_the_next_apply(shop: ProjectDir) -> None:

@@ -14,7 +14,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +25,7 @@ import pytest
 from tests.conftest import ProjectDir
 from tests.real.host import LXC_URI, LxcHost
 from tests.real.test_appdomain import Load
+from tests.waiting import wait_until
 
 PREFIX = "cas-"
 NET = "10.236.0"
@@ -65,14 +65,21 @@ def stats() -> str:
         return f"(stats: {exc})"
 
 
-def wait_for(what: str, test: Callable[[], bool], timeout: float, loop: subprocess.Popen[str],
+def wait_for(what: str, test: Callable[[], object], timeout: float, loop: subprocess.Popen[str],
              load: Load | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not test():
+    """Wait until ``test()`` holds, failing at once if the autoscaler exits meanwhile."""
+    def holds() -> bool:
+        if test():
+            return True
         assert loop.poll() is None, f"the autoscaler exited ({loop.returncode}) waiting for {what}"
-        seen = f"; load: {dict(load.ok)}, {len(load.failed)} failed {load.failed[-2:]}" if load else ""
-        assert time.monotonic() < deadline, f"no {what} within {timeout:.0f} s{seen}; HAProxy's servers:\n{stats()}"
-        time.sleep(0.5)
+        return False
+
+    def seen() -> str:
+        seen_load = f"load: {dict(load.ok)}, {len(load.failed)} failed {load.failed[-2:]}; " if load else ""
+        return f"{seen_load}HAProxy's servers:\n{stats()}"
+
+    # every half second: a test may run a crane command (`crane state list`) each time
+    wait_until(holds, timeout, what, every=0.5, detail=seen)
 
 
 def start_loop(project: ProjectDir) -> subprocess.Popen[str]:
@@ -123,7 +130,11 @@ def test_memory_up_scales_out_and_down_scales_in_with_no_failed_request(shop: Pr
             for i in (1, 2):
                 hold(i, 0)
             wait_for("scale-in to 2", lambda: servers(shop) == 2, 120, loop)
-            time.sleep(1)
+            # the scale-in's apply has ended (the loop logs its period's decision with "applied" after it), and
+            # the load goes on through the tier it left, so that a request the removed server dropped would show
+            wait_for("the end of the scale-in's apply", lambda: re.search(
+                r": (in|hold) to 2 \(.*; applied$", (shop.root / "autoscale.log").read_text(), re.MULTILINE), 60, loop)
+            load.run_through(30, "after the scale-in")
     finally:
         loop.send_signal(signal.SIGTERM)
         loop.wait(60)
@@ -196,11 +207,9 @@ def test_the_agents_are_pulled_push_to_the_loop_and_scale_the_tier_out(agent_sho
         wait_for("scale-out to 3", lambda: servers(agent_shop) >= 3, 90, loop)
         # the container reaches the loop's receiver on the bridge (the tier may have grown on the first period's
         # pulls alone, before the agent's retried push got there: the loop's receiver starts with that period)
-        deadline = time.monotonic() + 15
-        while (pushed := sample(1)["pushed"]) < 1:
-            assert time.monotonic() < deadline, f"{pushed} pushes; the agent:\n{agent_log(1)}\nthe loop:\n" + \
-                (agent_shop.root / "autoscale.log").read_text()
-            time.sleep(0.5)
+        wait_until(lambda: sample(1)["pushed"] >= 1, 15, "a push from web-1's agent received by the loop",
+                   every=0.5, detail=lambda: f"{sample(1)['pushed']} pushes; the agent:\n{agent_log(1)}\n"
+                                             f"the loop:\n{(agent_shop.root / 'autoscale.log').read_text()}")
     finally:
         loop.send_signal(signal.SIGTERM)
         loop.wait(60)

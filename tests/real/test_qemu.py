@@ -6,17 +6,18 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import libvirt
 import pytest
 
 from crane_iac.providers.libvirt import LibvirtProvider
+from crane_iac.providers.metrics import MemoryUsage
 from tests.conftest import ProjectDir, ok
 from tests.real.conftest import tinyweb_project
 from tests.real.host import REAL_URI, RealHost, dnsmasq_for, http_get
+from tests.waiting import wait_until
 
 PREFIX = "crt-"
 SUBNET = "10.231.0.0/24"
@@ -75,15 +76,20 @@ def test_memory_reading_follows_the_guest(web: ProjectDir, real_host: RealHost, 
     address = outputs(web)["web-1-ipv4"]
     provider = LibvirtProvider(REAL_URI, sandbox_dir=tmp_path, mutating=False)
     try:
-        def used_after(fill_mib: int, expect: object) -> float:
+        def used_after(fill_mib: int, expect: Callable[[float], bool]) -> float:
             assert f"filled {fill_mib} MiB" in http_get(address, f"/cgi-bin/fill?{fill_mib}")
-            deadline = time.monotonic() + 15
-            while True:
+            last: list[MemoryUsage | None] = []
+
+            def expected() -> MemoryUsage | None:
                 reading = provider.memory_usage("vm", "crt-web-1")
-                if reading is not None and expect(reading.used_mib):  # type: ignore[operator]
-                    return reading.used_mib
-                assert time.monotonic() < deadline, f"reading stayed at {reading}"
-                time.sleep(0.5)
+                last[:] = [reading]
+                return reading if reading is not None and expect(reading.used_mib) else None
+
+            # the balloon refreshes its statistics every few seconds: twice a second is often enough to ask
+            found = wait_until(expected, 15, f"the memory reading to follow a {fill_mib} MiB fill", every=0.5,
+                               detail=lambda: f"reading stayed at {last[0] if last else None}")
+            assert found is not None
+            return found.used_mib
 
         base = provider.memory_usage("vm", "crt-web-1")
         # total: what the guest sees of its 128 MiB once the kernel took its share (the balloon holds the rest of 256)
@@ -109,10 +115,8 @@ def test_update_in_place_changes_the_running_guest(web: ProjectDir, real_host: R
     assert (dom.ID(), dom.UUIDString()) == (before_id, before_uuid)  # the same QEMU process: not restarted
     assert dom.autostart()
     assert dom.vcpusFlags(libvirt.VIR_DOMAIN_AFFECT_LIVE) == 2  # hot-plugged
-    deadline = time.monotonic() + 15
-    while dom.info()[2] != 192 * 1024:  # the balloon gives the guest its memory back
-        assert time.monotonic() < deadline, dom.info()
-        time.sleep(0.5)
+    wait_until(lambda: dom.info()[2] == 192 * 1024, 15, "the balloon to give the guest its 192 MiB",
+               detail=dom.info)
     persistent = dom.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
     assert "<currentMemory unit='KiB'>196608</currentMemory>" in persistent
     # make the config say what was applied, so the rest of the module starts from it
@@ -180,10 +184,8 @@ def test_destroy_leaves_nothing_behind(web: ProjectDir, real_host: RealHost) -> 
     assert real_host.names(PREFIX) == {"domains": [], "networks": [], "pools": [], "volumes": []}
     assert not Path("/var/lib/crt-pool").exists()  # crane made the pool's directory, so destroy removed it
     assert not Path(f"/sys/class/net/{bridge}").exists()
-    deadline = time.monotonic() + 10
-    while dnsmasq_for("crt-lan"):
-        assert time.monotonic() < deadline, dnsmasq_for("crt-lan")
-        time.sleep(0.2)
+    wait_until(lambda: not dnsmasq_for("crt-lan"), 10, "the network's dnsmasq to exit",
+               detail=lambda: dnsmasq_for("crt-lan"))
     assert ok(web, "state", "list") == ""
 
 

@@ -14,10 +14,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import uuid
 from pathlib import Path
 from types import TracebackType
+
+from tests.waiting import wait_until
 
 INSTALL_HINT = "install Debian's postgresql package (scripts/install.sh does)"
 
@@ -92,16 +93,18 @@ class PostgresServer:
                                "-v", "ON_ERROR_STOP=1", "-qAtc", sql], capture_output=True, text=True, timeout=60)
 
     def _wait_ready(self, timeout: float) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise PostgresFailed(f"postgres exited ({self.proc.returncode}) before answering:\n{self.log_text()}")
-            if self._psql("SELECT 1").returncode == 0:
-                return
-            if time.monotonic() >= deadline:
-                raise PostgresFailed(f"postgres did not answer within {timeout:.0f} s:\n{self.log_text()}")
-            time.sleep(0.1)
+        proc = self.proc
+        assert proc is not None
+
+        def answers() -> bool:
+            if proc.poll() is not None:
+                raise PostgresFailed(f"postgres exited ({proc.returncode}) before answering:\n{self.log_text()}")
+            return self._psql("SELECT 1").returncode == 0
+
+        try:
+            wait_until(answers, timeout, "postgres answering", every=0.1)
+        except AssertionError as exc:
+            raise PostgresFailed(f"{exc}:\n{self.log_text()}") from None
 
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://postgres@/{database}?host={self.dir}"

@@ -125,14 +125,27 @@ def test_init_sh_lets_crane_in_runs_the_web_role_and_reaps_orphans(container_run
     processes = container.processes()
     app = [pid for pid in processes if b"app.py" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     assert len(app) == 1 and Path(f"/proc/{app[0]}/status").read_text().count("\t65534\t") >= 1
-    # orphans: a task leaves a child behind that exits after its parent; PID 1 reaps it
+    # orphans: a task leaves a child behind that outlives its parent, so PID 1 adopts it; ended, PID 1 reaps it
     orphans = _configuration(container, str(PLAYBOOKS / "orphan.yml"), ["test"])
     container.provider.create(CreateRequest("configuration", "orphans", orphans, owner))
+
+    def argv(pid: int) -> list[bytes]:
+        with contextlib.suppress(OSError):
+            return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:-1]
+        return []
+
+    adopted = [pid for pid, (_, parent) in container.processes().items()
+               if parent == container.init_pid and argv(pid) == [b"sleep", b"infinity"]]
+    assert len(adopted) == 1, container.processes()
+    os.kill(adopted[0], signal.SIGTERM)
+
     def zombies() -> list[int]:
         return [pid for pid, (state, _) in container.processes().items() if state == "Z"]
 
     # runsvdir reaps in its loop, which may sleep 5 s between rounds
-    wait_until(lambda: zombies() == [], 8, "no zombie in the container", every=0.2, detail=zombies)
+    wait_until(lambda: adopted[0] not in container.processes(), 15, "PID 1 reaping the ended orphan", every=0.2,
+               detail=container.processes)
+    assert zombies() == []
     # the root is read-only, the tmpfs not: what the roles wrote is in the container's /run only
     assert not Path("/run/crane/app/app.py").exists()
 
