@@ -27,6 +27,9 @@ _PREFIX = "crane-ansible-"
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.S)
 _TAIL = 6  # lines of a failed command's output a message quotes
 
+#: ``retries``: ssh's connection to a guest that has just come up may be refused or dropped while its sshd starts
+#: or under load (seen as "unreachable" with no detail); ansible tries such a connection again, up to 3 times,
+#: before it counts the host unreachable
 _CONFIG = """\
 [defaults]
 gathering = explicit
@@ -40,6 +43,7 @@ timeout = 20
 
 [ssh_connection]
 pipelining = True
+retries = 3
 control_path_dir = {dir}/cp
 ssh_args = -o ControlMaster=auto -o ControlPersist=30s -o BatchMode=yes -o IdentitiesOnly=yes -o LogLevel=ERROR \
 -o StrictHostKeyChecking=no -o UserKnownHostsFile={dir}/known_hosts -o ServerAliveInterval=10
