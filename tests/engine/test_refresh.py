@@ -3,9 +3,12 @@ recorded intents; forgotten objects and another stack's objects are left alone, 
 
 from __future__ import annotations
 
+from typing import Any
+
 from crane_iac.engine.refresh import deposed, match_live, refreshed_records
 from crane_iac.objects import Action, Desired, Live, Outcome, Reason, Recorded
 from crane_iac.planner.diff import PlanRequest, make_plan
+from crane_iac.providers.endpoint import Endpoint
 from crane_iac.state.base import Intent, StackState
 from tests.engine.memory_provider import MemoryProvider
 
@@ -80,13 +83,31 @@ def test_the_other_half_of_an_interrupted_replacement_is_deposed() -> None:
     assert {a: m.physical for a, m in matched.items()} == {"thing.web": "web-2", deposed("thing.web", "web"): "web"}
 
 
+def endpoints() -> dict[str, Endpoint]:
+    """The default endpoint: a provider of ``thing``, which it lists."""
+    return {"default": Endpoint(MemoryProvider(), [])}
+
+
 def test_state_fills_in_what_the_endpoint_cannot_report_and_state_only_kinds_are_as_recorded() -> None:
     rec = record("disk", size=1, image="/srv/base.img")
     lease = Recorded("lease.ip", "lease", "ip", {"ip": "10.0.0.5"})
-    matched, _ = match_live([live("disk", size=2)], STACK, state(rec, lease), [],
-                            listed={"default": frozenset({"thing"})})
+    matched, _ = match_live([live("disk", size=2)], STACK, state(rec, lease), [], endpoints=endpoints())
     assert matched["thing.disk"].properties == {"size": 2, "image": "/srv/base.img"}
     assert matched["lease.ip"].properties == {"ip": "10.0.0.5"}  # not listed: never "deleted outside crane"
-    refreshed = refreshed_records([live("disk", size=2)], STACK, state(rec, record("gone")),
-                                  listed={"default": frozenset({"thing"})})
+    refreshed = refreshed_records([live("disk", size=2)], STACK, state(rec, record("gone")), endpoints=endpoints())
     assert {c.address: c.action for c in refreshed} == {"thing.disk": Outcome.REFRESH, "thing.gone": Outcome.FORGET}
+
+
+def test_a_recorded_object_its_provider_could_not_list_this_time_is_as_state_recorded() -> None:
+    """A listed kind's object the provider says its read could not see (``PartialListing``: a volume of a stopped
+    pool) is kept as recorded, not taken for deleted; the others of its kind still are."""
+
+    class Shelves(MemoryProvider):
+        def unlisted(self, kind: str, properties: dict[str, Any]) -> bool:
+            return properties.get("shelf") == "locked"
+
+    read = {"default": Endpoint(Shelves(), [])}
+    hidden, gone = record("a", shelf="locked"), record("b", shelf="open")
+    matched, _ = match_live([], STACK, state(hidden, gone), [], endpoints=read)
+    assert list(matched) == ["thing.a"] and matched["thing.a"].properties == {"shelf": "locked"}
+    assert [c.address for c in refreshed_records([], STACK, state(hidden, gone), endpoints=read)] == ["thing.b"]
