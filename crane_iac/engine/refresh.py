@@ -15,10 +15,13 @@ from crane_iac.state.base import Committed, StackState
 
 class EndpointRead(Protocol):
     """What matching needs to know of an endpoint's last ``read_all`` beyond the objects it returned (an
-    ``Endpoint`` answers it)."""
+    ``Endpoint`` answers both)."""
 
     def listed(self, kind: str, properties: dict[str, Any]) -> bool:
         """Whether the read listed every object like this recorded one (so that its absence means it is gone)."""
+
+    def unreadable(self, kind: str) -> frozenset[str]:
+        """The keys of ``kind`` the read cannot report, which state supplies."""
 
 
 def match_live(
@@ -28,8 +31,8 @@ def match_live(
     """Live objects of this stack by address (including adopted, imported and orphaned ones), and name conflicts.
     Objects forgotten with `crane state rm` are crane's no longer: neither adopted nor orphaned. ``endpoints`` says
     what each endpoint's read could not see: a recorded object it did not list (a state-only kind: a lease, a
-    configuration run; a volume of a stopped pool) is as state recorded it. Without ``endpoints``, every object is
-    listed."""
+    configuration run; a volume of a stopped pool) is as state recorded it, and the keys it cannot report come from
+    state. Without ``endpoints``, every object is listed and every key readable."""
     by_key = {identity(live.kind, live.physical, live.properties, live.endpoint): live for live in lives}
     forgotten = {identity(r.kind, r.physical, r.properties, r.endpoint): r.address for r in state.forgotten}
     matched: dict[str, Live] = {}
@@ -60,12 +63,22 @@ def match_live(
         if live.owner_stack == stack and live.owner_address in matched and id(live) not in claimed \
                 and key not in forgotten:
             take(deposed(live.owner_address, live.physical), live)
-    # what the hypervisor cannot report (its provider leaves the key out of the live properties: the image a volume
-    # was uploaded from, a seed's contents) is what state recorded
-    for address, now in matched.items():
-        kept = state.resources.get(address)
-        if kept is not None and not kept.properties.keys() <= now.properties.keys():
-            matched[address] = replace(now, properties={**kept.properties, **now.properties})
+    # what the hypervisor cannot report (the keys its provider names unreadable: the image a volume was uploaded
+    # from, a seed's contents) is what state recorded; any other key the read lacks is missing, and the plan shows
+    # it as drift
+    if endpoints is not None:
+        unreadable: dict[tuple[str, str], frozenset[str]] = {}
+        for address, now in matched.items():
+            kept = state.resources.get(address)
+            if kept is None or kept.properties.keys() <= now.properties.keys():
+                continue
+            where = (kept.endpoint, kept.kind)
+            if where not in unreadable:
+                reader = endpoints.get(kept.endpoint)
+                unreadable[where] = reader.unreadable(kept.kind) if reader is not None else frozenset()
+            filled = {k: v for k, v in kept.properties.items() if k in unreadable[where] and k not in now.properties}
+            if filled:
+                matched[address] = replace(now, properties={**filled, **now.properties})
     importing = set(imports)
     diagnostics = []
     for want in desired:

@@ -48,6 +48,9 @@ class Endpoint(Provider):
         provider = self._partly_listed.get(kind)
         return provider is None or not provider.unlisted(kind, properties)
 
+    def unreadable(self, kind: str) -> frozenset[str]:
+        return self.provider_of(kind).unreadable(kind)
+
     @property
     def reaches_guests(self) -> bool:
         return self.hypervisor.reaches_guests

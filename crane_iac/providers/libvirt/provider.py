@@ -22,7 +22,7 @@ from crane_iac.providers.libvirt.host import NOT_FOUND, Host, LibvirtdHost
 from crane_iac.providers.libvirt.networks import Networks
 from crane_iac.providers.libvirt.pools import Pools
 from crane_iac.providers.libvirt.reading import read_all
-from crane_iac.providers.libvirt.rules import KEPT_OUTPUTS, diff_properties, replacement_names
+from crane_iac.providers.libvirt.rules import KEPT_OUTPUTS, UNREADABLE, diff_properties, replacement_names
 from crane_iac.providers.libvirt.sandbox import SandboxHost
 from crane_iac.providers.libvirt.volumes import Volumes
 from crane_iac.providers.metrics import CpuTime, MemoryUsage
@@ -101,6 +101,9 @@ class LibvirtProvider(Provider):
         """A volume or seed of a pool the last read found stopped: libvirt cannot list it, and the plan that starts
         the pool finds it there again (``PartialListing``)."""
         return kind in ("volume", "cloudinit") and properties.get("pool") in self._stopped_pools
+
+    def unreadable(self, kind: str) -> frozenset[str]:
+        return UNREADABLE.get(kind, frozenset())
 
     def diff(self, kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
         return diff_properties(kind, before, after)

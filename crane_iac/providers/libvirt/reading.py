@@ -1,7 +1,7 @@
 """The bulk read: every pool, volume, network and domain in one list call per kind, then XML parsing; what libvirt
-cannot report (a volume's origin, a seed's contents, a pool's ``built``) is left out: the engine has it in state. A
-stopped pool's volumes cannot be listed: the provider says so (``unlisted``), and a container's directory in such a
-pool is named as a dir pool names its volumes."""
+cannot report (a volume's origin, a seed's contents, a pool's ``built``: ``rules.UNREADABLE``) is left out: the
+engine has it in state. A stopped pool's volumes cannot be listed: the provider says so (``unlisted``), and a
+container's directory in such a pool is named as a dir pool names its volumes."""
 
 from __future__ import annotations
 

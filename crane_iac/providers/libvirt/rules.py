@@ -63,6 +63,12 @@ SEED_FIELDS = ("pool", "user_data", "meta_data", "network_config")
 #: what libvirt cannot report of a pool: facts about its past (whether crane built its directory, and which
 #: directories it made), which only state knows
 POOL_FACTS = ("built", "made_dirs")
+#: the keys of each kind that libvirt cannot report back, which refresh takes from state (``Provider.unreadable``)
+UNREADABLE: dict[str, frozenset[str]] = {
+    "volume": frozenset(VOLUME_ORIGIN),
+    "cloudinit": frozenset(SEED_FIELDS) - {"pool"},
+    "pool": frozenset(POOL_FACTS),
+}
 #: in-place changes that change outputs: a VM started or stopped gains or loses its addresses
 #: A container (re)started keeps its UUID but comes up empty (its writable paths are tmpfs): what configured it
 #: (a configuration run names its hosts' UUIDs) must run again, so a start or restart changes its outputs too
