@@ -5,19 +5,9 @@ period to the next (the same trace always gives the same decisions, and a restar
 carries on). Kubernetes' HPA is the model (its replica calculator, its tolerance and its scale-down stabilisation
 window); ``upper`` is the SLO line, which crane means to scale out *before* the average crosses, not after.
 
-Readings. A host that started less than ``warmup`` ago is *warming up* and left out. Of every other host, its newest
-sample is *fresh* (taken within ``stale_after`` of now), *stale* (older, or older than the host itself: a replaced
-host's predecessor), *late* (stamped more than ``SKEW`` seconds after now: a clock running ahead, or a sample of a
-period after the one being decided; never trusted, so the host counts as unread) or *missing* (none, or a value
-that is not a number ≥ 0). The tier's average is over its fresh samples. A host without a fresh sample (warming,
-stale, late, missing) counts *against* a change, as in the HPA: idle (0) when checking a scale-out, full (1) when
-checking a scale-in; both the fresh average and this pessimistic one must cross a line to act.
-
-The trend. History keeps each period's fresh average with the number of warmed-up hosts it was taken over. A
-least-squares line through this period's and the earlier ones of the last ``trend`` seconds taken over as many
-warmed-up hosts (at least ``MIN_POINTS``, so that one period cannot make a line; a scale-out that took effect starts
-a new one) gives the tier's *level* (the line now) and, projected ``warmup`` ahead (when a server started now would
-count), its *projection*. There is no line while hosts warm up: the scale-out on its way was sized for it.
+The period's *reading* (which hosts count as fresh, warming, stale, late or missing, the fresh average, the
+pessimistic one) and the *trend* line through recent periods are ``reading``'s; its names (``Sample``, ``Host``,
+``Reading``, ``Trend``, ``SKEW``, ``MIN_POINTS``) are importable from here too. The rules below apply to them.
 
 Lines (``tol`` = ``tolerance``, 10 % by default as the HPA's; ``target`` = the policy's ``sizing``, by default
 midway between lower and upper): ``upper``; *early* = upper × (1 − tol); *again* = target × (1 + tol); ``target``;
@@ -87,12 +77,20 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from crane_iac.autoscaler.policy import ScalingPolicy
+from crane_iac.autoscaler.reading import (
+    MIN_POINTS,
+    SKEW,
+    Host,
+    Reading,
+    Sample,
+    Trend,
+    fit_trend,
+    read_hosts,
+    trend_window,
+)
 
-#: seconds a sample may be stamped after ``now`` (the hosts' clocks against the loop's) and still count
-SKEW = 2.0
-#: periods a trend line needs (this one included) before it may scale the tier out
-MIN_POINTS = 8
-
+__all__ = ["MIN_POINTS", "SKEW", "Decision", "Direction", "History", "Host", "Reading", "Rule", "Sample", "Trend",
+           "decide"]
 
 class Direction(StrEnum):
     """Which way a decision moves the tier's size."""
@@ -123,39 +121,6 @@ class Rule(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Sample:
-    """One reading of ``host``'s signal (memory or CPU as a fraction, or sessions per second) taken at ``at``."""
-
-    host: str
-    value: float
-    at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Host:
-    """A web server of the tier, and when it (this incarnation of it) started."""
-
-    name: str
-    started_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Reading:
-    """What one period saw: the fresh average (None without fresh samples) and how every host was counted."""
-
-    average: float | None
-    fresh: int
-    warming: int = 0
-    stale: int = 0
-    late: int = 0
-    missing: int = 0
-
-    @property
-    def unread(self) -> int:
-        return self.warming + self.stale + self.late + self.missing
-
-
-@dataclass(frozen=True, slots=True)
 class History:
     """What the decision keeps between periods: the last action (its time and direction), the recommendations of
     the stabilisation window, oldest first, with the one in force at the window's start, and the readings of the
@@ -165,15 +130,6 @@ class History:
     last_direction: Direction | None = None
     recommendations: tuple[tuple[float, int], ...] = ()
     readings: tuple[tuple[float, float, int], ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Trend:
-    """The line through a tier's recent averages: its value now, its slope (per second) and how many periods."""
-
-    level: float
-    slope: float
-    points: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,9 +157,9 @@ def decide(policy: ScalingPolicy, *, size: int, min: int, max: int, hosts: Seque
         reading = Reading(average=None, fresh=0)
         return (Decision(target, way, Rule.CLAMPED, reason, reading),
                 History(now, way, _window(history.recommendations, now, target, policy.stabilisation)))
-    reading, load = _read(policy, hosts, samples, now)
-    readings = _readings(history.readings, now, reading, size, len(hosts), policy.trend)
-    trend = _trend(readings, now) if not reading.warming else None
+    reading, load = read_hosts(policy, hosts, samples, now)
+    readings = trend_window(history.readings, now, reading, size, len(hosts), policy.trend)
+    trend = fit_trend(readings, now) if not reading.warming else None
     recommendation, rule, reason = _recommend(policy, size, min, max, len(hosts), reading, load, trend)
     window = _window(history.recommendations, now, recommendation, policy.stabilisation)
     target = recommendation
@@ -214,71 +170,6 @@ def decide(policy: ScalingPolicy, *, size: int, min: int, max: int, hosts: Seque
             History(history.last_action_at, history.last_direction, window, readings)
     way = Direction.OUT if target > size else Direction.IN
     return Decision(target, way, rule, reason, reading), History(now, way, window, readings)
-
-
-def _read(policy: ScalingPolicy, hosts: Sequence[Host], samples: Iterable[Sample],
-          now: float) -> tuple[Reading, float]:
-    """Count every host as warming, fresh, stale, late or missing; and the load: the sum of fresh utilisations."""
-    newest: dict[str, Sample] = {}
-    ahead: set[str] = set()
-    horizon = now + SKEW
-    for sample in samples:
-        if sample.at > horizon:
-            ahead.add(sample.host)
-            continue
-        seen = newest.get(sample.host)
-        if seen is None or sample.at > seen.at:
-            newest[sample.host] = sample
-    warm_from, fresh_from = now - policy.warmup, now - policy.stale_after
-    fresh = warming = stale = late = missing = 0
-    load = 0.0
-    for host in hosts:
-        if host.started_at > warm_from:
-            warming += 1
-            continue
-        last = newest.get(host.name)
-        if last is None:
-            if host.name in ahead:
-                late += 1
-            else:
-                missing += 1
-        elif last.at < fresh_from or last.at < host.started_at:
-            stale += 1
-        else:
-            value = policy.utilisation(last.value)
-            if 0.0 <= value < math.inf:  # NaN fails this too
-                fresh += 1
-                load += value
-            else:
-                missing += 1
-    average = load / fresh if fresh else None
-    return Reading(average, fresh, warming, stale, late, missing), load
-
-
-def _readings(kept: tuple[tuple[float, float, int], ...], now: float, reading: Reading, size: int, count: int,
-              span: float) -> tuple[tuple[float, float, int], ...]:
-    """The trend window's readings with this period's: those of the last ``span`` seconds over as many warmed-up
-    hosts as now (none while the tier converges; a period without a fresh sample adds none)."""
-    if count != size or span <= 0:
-        return ()
-    warmed, start = size - reading.warming, now - span
-    if reading.average is None:
-        return tuple(r for r in kept if r[0] > start)
-    return (*(r for r in kept if r[0] > start and r[2] == warmed), (now, reading.average, warmed))
-
-
-def _trend(readings: tuple[tuple[float, float, int], ...], now: float) -> Trend | None:
-    """The least-squares line through ``readings`` (at least MIN_POINTS of them), or None."""
-    n = len(readings)
-    if n < MIN_POINTS:
-        return None
-    mean_at = sum(at for at, _, _ in readings) / n
-    mean = sum(value for _, value, _ in readings) / n
-    spread = sum((at - mean_at) ** 2 for at, _, _ in readings)
-    if spread <= 0.0:
-        return None
-    slope = sum((at - mean_at) * (value - mean) for at, value, _ in readings) / spread
-    return Trend(mean + slope * (now - mean_at), slope, n)
 
 
 def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,

@@ -139,8 +139,8 @@ def _plan_once(
     live = None
     if refresh:
         assert lives is not None
-        listed = {name: provider.listed_kinds for name, provider in endpoints.items()}
-        live, conflicts = match_live(lives, stack, state, [] if destroy else loaded.desired, loaded.imports, listed)
+        live, conflicts = match_live(lives, stack, state, [] if destroy else loaded.desired, loaded.imports,
+                                     endpoints)
         diagnostics.extend(conflicts)
     request = PlanRequest(stack=stack, lineage=state.lineage, serial=state.serial, refreshed=refresh,
                           targets=tuple(targets), replace=tuple(replace), destroy=destroy,

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from collections.abc import Set as AbstractSet
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from crane_iac.errors import Diagnostic
 from crane_iac.objects import DEFAULT_ENDPOINT, Desired, Live, Outcome, Recorded, identity
@@ -14,14 +13,26 @@ from crane_iac.resources.messages import with_article
 from crane_iac.state.base import Committed, StackState
 
 
+class EndpointRead(Protocol):
+    """What matching needs to know of an endpoint's last ``read_all`` beyond the objects it returned (an
+    ``Endpoint`` answers both)."""
+
+    def listed(self, kind: str, properties: dict[str, Any]) -> bool:
+        """Whether the read listed every object like this recorded one (so that its absence means it is gone)."""
+
+    def unreadable(self, kind: str) -> frozenset[str]:
+        """The keys of ``kind`` the read cannot report, which state supplies."""
+
+
 def match_live(
     lives: Iterable[Live], stack: str, state: StackState, desired: Iterable[Desired], imports: Iterable[str] = (),
-    listed: Mapping[str, AbstractSet[str]] | None = None,
+    endpoints: Mapping[str, EndpointRead] | None = None,
 ) -> tuple[dict[str, Live], list[Diagnostic]]:
     """Live objects of this stack by address (including adopted, imported and orphaned ones), and name conflicts.
-    Objects forgotten with `crane state rm` are crane's no longer: neither adopted nor orphaned. ``listed`` says,
-    by endpoint, which kinds its provider lists completely; a recorded object of any other kind (state-only: a
-    lease, a configuration run) is as state recorded it."""
+    Objects forgotten with `crane state rm` are crane's no longer: neither adopted nor orphaned. ``endpoints`` says
+    what each endpoint's read could not see: a recorded object it did not list (a state-only kind: a lease, a
+    configuration run; a volume of a stopped pool) is as state recorded it, and the keys it cannot report come from
+    state. Without ``endpoints``, every object is listed and every key readable."""
     by_key = {identity(live.kind, live.physical, live.properties, live.endpoint): live for live in lives}
     forgotten = {identity(r.kind, r.physical, r.properties, r.endpoint): r.address for r in state.forgotten}
     matched: dict[str, Live] = {}
@@ -33,7 +44,7 @@ def match_live(
             claimed.add(id(live))
 
     for address, rec in state.resources.items():
-        if listed is not None and rec.kind not in listed.get(rec.endpoint, ()):
+        if endpoints is not None and not _listed(endpoints.get(rec.endpoint), rec):
             take(address, Live(rec.kind, rec.physical, rec.properties, rec.outputs, stack, address, rec.endpoint))
             continue
         take(address, by_key.get(identity(rec.kind, rec.physical, rec.properties, rec.endpoint)))
@@ -52,12 +63,22 @@ def match_live(
         if live.owner_stack == stack and live.owner_address in matched and id(live) not in claimed \
                 and key not in forgotten:
             take(deposed(live.owner_address, live.physical), live)
-    # what the hypervisor cannot report (its provider leaves the key out of the live properties: the image a volume
-    # was uploaded from, a seed's contents) is what state recorded
-    for address, now in matched.items():
-        kept = state.resources.get(address)
-        if kept is not None and not kept.properties.keys() <= now.properties.keys():
-            matched[address] = replace(now, properties={**kept.properties, **now.properties})
+    # what the hypervisor cannot report (the keys its provider names unreadable: the image a volume was uploaded
+    # from, a seed's contents) is what state recorded; any other key the read lacks is missing, and the plan shows
+    # it as drift
+    if endpoints is not None:
+        unreadable: dict[tuple[str, str], frozenset[str]] = {}
+        for address, now in matched.items():
+            kept = state.resources.get(address)
+            if kept is None or kept.properties.keys() <= now.properties.keys():
+                continue
+            where = (kept.endpoint, kept.kind)
+            if where not in unreadable:
+                reader = endpoints.get(kept.endpoint)
+                unreadable[where] = reader.unreadable(kept.kind) if reader is not None else frozenset()
+            filled = {k: v for k, v in kept.properties.items() if k in unreadable[where] and k not in now.properties}
+            if filled:
+                matched[address] = replace(now, properties={**filled, **now.properties})
     importing = set(imports)
     diagnostics = []
     for want in desired:
@@ -74,6 +95,11 @@ def match_live(
         diagnostics.append(Diagnostic(_name_taken(want, key, other, state, forgotten.get(key)),
                                       want.file, want.line, want.address))
     return matched, diagnostics
+
+
+def _listed(reader: EndpointRead | None, rec: Recorded) -> bool:
+    """Whether the read of the record's endpoint listed every object like it (none of an endpoint not opened)."""
+    return reader is not None and reader.listed(rec.kind, rec.properties)
 
 
 def _name_taken(want: Desired, key: tuple[str, ...], other: Live, state: StackState,
@@ -107,9 +133,9 @@ def _where(endpoint: str) -> str:
 
 
 def refreshed_records(lives: Iterable[Live], stack: str, state: StackState,
-                      listed: Mapping[str, AbstractSet[str]] | None = None) -> list[Committed]:
+                      endpoints: Mapping[str, EndpointRead] | None = None) -> list[Committed]:
     """What `crane refresh` records: live values for recorded resources that changed, and forgets those gone."""
-    live, _ = match_live(lives, stack, state, [], listed=listed)
+    live, _ = match_live(lives, stack, state, [], endpoints=endpoints)
     committed = []
     for address, rec in state.resources.items():
         now = live.get(address)

@@ -263,8 +263,7 @@ class Workspace:
             assert run.lives is not None and run.loaded is not None
             state = run.state
             assert run.endpoints is not None
-            listed = {name: provider.listed_kinds for name, provider in run.endpoints.items()}
-            committed = refreshed_records(run.lives, self.name, state, listed)
+            committed = refreshed_records(run.lives, self.name, state, run.endpoints)
             outputs = refreshed_outputs(run.loaded.outputs, state, committed)
             if committed or outputs != state.outputs:
                 self.store.commit(self.name, committed, outputs, expected_serial=state.serial, run=run.info)

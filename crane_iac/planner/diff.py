@@ -55,12 +55,14 @@ def has_markers(properties: dict[str, Any]) -> bool:
 
 
 def _drift(recorded: Recorded, live: Live) -> list[FieldChange]:
+    """The recorded keys whose live value differs, a key the read lacks included (as null). A key only the read has
+    is one the record predates (an older crane did not read it): not a change made outside crane."""
     if recorded.properties == live.properties:  # the usual case, compared in C
         return []
     return [
-        FieldChange(key, recorded.properties.get(key), live.properties.get(key))
-        for key in sorted(set(recorded.properties) | set(live.properties))
-        if recorded.properties.get(key) != live.properties.get(key)
+        FieldChange(key, value, live.properties.get(key))
+        for key, value in sorted(recorded.properties.items())
+        if value != live.properties.get(key)
     ]
 
 

@@ -85,6 +85,12 @@ class Provider(ABC):
         deleted outside crane. A kind not listed is state-only for this provider, and never counts as gone."""
         return frozenset(self.kinds)
 
+    def unreadable(self, kind: str) -> frozenset[str]:
+        """Input keys of ``kind`` the hypervisor cannot report back (a volume's source or clone, a pool's built and
+        made_dirs, a cloud-init seed's contents), which ``read_all`` leaves out and refresh takes from state. Every
+        other key a recorded object has and the read lacks is reported missing, so the plan shows it as drift."""
+        return frozenset()
+
     @abstractmethod
     def read_all(self) -> list[Live]:
         """Every object of the managed kinds on the hypervisor, read in bulk."""

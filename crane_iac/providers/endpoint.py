@@ -11,6 +11,7 @@ from typing import Any
 
 from crane_iac.objects import FieldChange, Live
 from crane_iac.providers.base import CreateRequest, DeleteRequest, Provider, UpdateRequest
+from crane_iac.providers.listing import PartialListing
 from crane_iac.providers.metrics import CpuTime, GuestMetrics, MemoryUsage
 
 
@@ -27,6 +28,8 @@ class Endpoint(Provider):
         self.kinds = tuple(self.by_kind)
         self.max_parallelism = hypervisor.max_parallelism
         self._listed = frozenset(kind for kind, provider in self.by_kind.items() if kind in provider.listed_kinds)
+        self._partly_listed: dict[str, PartialListing] = {
+            kind: provider for kind, provider in self.by_kind.items() if isinstance(provider, PartialListing)}
 
     def provider_of(self, kind: str) -> Provider:
         """The provider that serves ``kind`` (the hypervisor for a kind no one serves: it refuses it itself)."""
@@ -35,6 +38,18 @@ class Endpoint(Provider):
     @property
     def listed_kinds(self) -> frozenset[str]:
         return self._listed
+
+    def listed(self, kind: str, properties: dict[str, Any]) -> bool:
+        """Whether the last ``read_all`` listed every object like this recorded one, so that its absence means it
+        was deleted: its kind is listed, and the provider serving it does not say it was out of sight this time
+        (``PartialListing``: a volume of a stopped pool)."""
+        if kind not in self._listed:
+            return False
+        provider = self._partly_listed.get(kind)
+        return provider is None or not provider.unlisted(kind, properties)
+
+    def unreadable(self, kind: str) -> frozenset[str]:
+        return self.provider_of(kind).unreadable(kind)
 
     @property
     def reaches_guests(self) -> bool:

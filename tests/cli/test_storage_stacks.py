@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from crane_iac.providers.libvirt import LibvirtProvider
 from crane_iac.resources import VM, CloudInit, Registry, StoragePool, Volume, collecting
 from tests.conftest import ProjectDir, assert_clean_error
 
@@ -98,6 +99,38 @@ def test_pool_volumes_and_seed_apply_converge_change_and_destroy(project: Projec
         assert conn.listAllDomains(0) == []
     finally:
         conn.close()
+
+
+def test_a_pool_stopped_outside_crane_is_drift_its_volumes_stay_and_apply_starts_it(project: ProjectDir) -> None:
+    image = raw_image(project.root / "gold.img")
+    write(project, image)
+    assert project.crane("apply", "--auto-approve").code == 0
+    other = LibvirtProvider(None, sandbox_dir=project.root / ".crane", mutating=True)  # a second client
+    other.conn.storagePoolLookupByName("images").destroy()  # as `virsh pool-destroy` would
+    other.host.changing("pool", "images")  # saved when it closes, as crane's own changes are
+    other.close()
+    plan = project.crane("plan", "--detailed-exitcode")
+    assert plan.code == 2, plan.out + plan.err
+    drift, _, changes = plan.out.partition("crane will make these changes")
+    assert "! pool.images  active: true → false" in drift, plan.out
+    assert "~ pool.images  active: false → true" in changes, plan.out
+    # libvirt cannot list a stopped pool's volumes: they, the seed and the VM on them are as state recorded them
+    assert "volume." not in plan.out and "cloudinit." not in plan.out and "vm." not in plan.out, plan.out
+    assert "Plan: 0 to create, 1 to update, 0 to replace, 0 to delete." in plan.out, plan.out
+    refreshed = project.crane("refresh")  # neither are they forgotten by a refresh
+    assert refreshed.code == 0 and "1 of 5 records updated" in refreshed.out, refreshed.out + refreshed.err
+    assert show(project, "pool.images")["properties"]["active"] is False
+    assert "volume.web-1-root" in project.crane("state", "list").out
+    applied = project.crane("apply", "--auto-approve")
+    assert applied.code == 0, applied.out + applied.err
+    conn = project.sandbox()
+    try:
+        pool = conn.storagePoolLookupByName("images")
+        assert pool.isActive() and sorted(v.name() for v in pool.listAllVolumes(0)) == ["gold", "web-1", "web-1-root"]
+    finally:
+        conn.close()
+    assert show(project, "pool.images")["properties"]["active"] is True
+    assert project.crane("plan", "--detailed-exitcode").code == 0
 
 
 @pytest.mark.parametrize(("stack", "needles"), [

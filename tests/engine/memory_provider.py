@@ -5,7 +5,8 @@ The engine is tested against it on its own: every call is recorded in order (``c
 as a refused call would (``fail``: a ``ProviderError``) or to wait until the test releases it (``block``: a
 ``Gate``, two ``threading.Event``), and objects can be put in place beforehand (``put``) as if made outside this
 run. It keeps the contract's semantics: created objects carry their owner, deleting what is gone is not an error,
-``diff`` marks the fields named in ``replaces`` as forcing a replacement and every other field as live.
+``diff`` marks the fields named in ``replaces`` as forcing a replacement and every other field as live, and
+``read_all`` leaves out the keys named ``unreadable``, as a hypervisor that cannot report them back.
 
 The same class serves the provider type ``memo`` (``open_endpoint``), whose only kind, ``memo``, exists in state
 alone (it lists nothing live), as an address lease or a finished configuration run will: that proves the plug-in
@@ -56,10 +57,13 @@ class MemoryProvider(Provider):
     provider_type = "memory"
 
     def __init__(self, kinds: Iterable[str] = ("thing",), *, replaces: Iterable[str] = ("image",), listed: bool = True,
-                 max_parallelism: int | None = None, calls: list[Call] | None = None) -> None:
+                 unreadable: Iterable[str] = (), max_parallelism: int | None = None,
+                 calls: list[Call] | None = None) -> None:
         self.kinds = tuple(kinds)
         self.replaces = frozenset(replaces)
         self.listed = listed
+        #: keys ``read_all`` leaves out, as a hypervisor that cannot report them back (refresh takes them from state)
+        self.unreadable_keys = frozenset(unreadable)
         self.max_parallelism = max_parallelism
         #: what the endpoint has, by (kind, name)
         self.objects: dict[tuple[str, str], Live] = {}
@@ -97,11 +101,16 @@ class MemoryProvider(Provider):
     def listed_kinds(self) -> frozenset[str]:
         return frozenset(self.kinds) if self.listed else frozenset()
 
+    def unreadable(self, kind: str) -> frozenset[str]:
+        return self.unreadable_keys
+
     def read_all(self) -> list[Live]:
         if not self.listed:
             return []
+        hidden = self.unreadable_keys
         with self._lock:
-            return [replace(live, properties=dict(live.properties), outputs=dict(live.outputs))
+            return [replace(live, properties={k: v for k, v in live.properties.items() if k not in hidden},
+                            outputs=dict(live.outputs))
                     for live in self.objects.values()]
 
     def diff(self, kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:

@@ -1,11 +1,16 @@
 """Matching what an endpoint has to the stack's addresses (``match_live``): by state, by crane's owner metadata, by
-recorded intents; forgotten objects and another stack's objects are left alone, and name conflicts explained."""
+recorded intents; forgotten objects and another stack's objects are left alone, and name conflicts explained; state
+fills in only what the endpoint cannot report."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from crane_iac.engine.refresh import deposed, match_live, refreshed_records
-from crane_iac.objects import Action, Desired, Live, Outcome, Reason, Recorded
+from crane_iac.objects import Action, Desired, FieldChange, Live, Outcome, Reason, Recorded
 from crane_iac.planner.diff import PlanRequest, make_plan
+from crane_iac.planner.model import Drift
+from crane_iac.providers.endpoint import Endpoint
 from crane_iac.state.base import Intent, StackState
 from tests.engine.memory_provider import MemoryProvider
 
@@ -80,13 +85,52 @@ def test_the_other_half_of_an_interrupted_replacement_is_deposed() -> None:
     assert {a: m.physical for a, m in matched.items()} == {"thing.web": "web-2", deposed("thing.web", "web"): "web"}
 
 
+def endpoints(*unreadable: str) -> dict[str, Endpoint]:
+    """The default endpoint: a provider of ``thing`` that cannot report the keys named ``unreadable``."""
+    return {"default": Endpoint(MemoryProvider(unreadable=unreadable), [])}
+
+
 def test_state_fills_in_what_the_endpoint_cannot_report_and_state_only_kinds_are_as_recorded() -> None:
     rec = record("disk", size=1, image="/srv/base.img")
     lease = Recorded("lease.ip", "lease", "ip", {"ip": "10.0.0.5"})
-    matched, _ = match_live([live("disk", size=2)], STACK, state(rec, lease), [],
-                            listed={"default": frozenset({"thing"})})
+    matched, _ = match_live([live("disk", size=2)], STACK, state(rec, lease), [], endpoints=endpoints("image"))
     assert matched["thing.disk"].properties == {"size": 2, "image": "/srv/base.img"}
     assert matched["lease.ip"].properties == {"ip": "10.0.0.5"}  # not listed: never "deleted outside crane"
     refreshed = refreshed_records([live("disk", size=2)], STACK, state(rec, record("gone")),
-                                  listed={"default": frozenset({"thing"})})
+                                  endpoints=endpoints("image"))
     assert {c.address: c.action for c in refreshed} == {"thing.disk": Outcome.REFRESH, "thing.gone": Outcome.FORGET}
+    assert refreshed[0].record is not None and refreshed[0].record.properties["image"] == "/srv/base.img"
+
+
+def test_a_key_the_read_lacks_that_the_provider_can_report_is_drift_not_taken_from_state() -> None:
+    """Only the keys a provider names unreadable come from state: any other a recorded object has and the read
+    lacks (a provider that stopped reporting it, an object changed outside crane) is missing, so the plan shows it
+    as drift and changes the object back to the stack."""
+    rec = record("disk", size=1, image="/srv/base.img", label="db")
+    read = endpoints("image")
+    matched, _ = match_live([live("disk", size=1)], STACK, state(rec), [], endpoints=read)
+    assert matched["thing.disk"].properties == {"size": 1, "image": "/srv/base.img"}  # label: not filled in
+    wanted = Desired("thing.disk", "thing", "disk", {"size": 1, "image": "/srv/base.img", "label": "db"})
+    plan, _ = make_plan(PlanRequest(STACK, "lineage", 3), [wanted], {"thing.disk": rec}, matched, read)
+    assert plan.drift == [Drift("thing.disk", [FieldChange("label", "db", None)])]
+    [change] = plan.changes
+    assert change.action is Action.UPDATE and [(f.name, f.before, f.after) for f in change.fields] == [
+        ("label", None, "db")]
+    # refresh records the object as read: the key is gone from state, not kept there silently
+    [refreshed] = refreshed_records([live("disk", size=1)], STACK, state(rec), endpoints=read)
+    assert refreshed.record is not None and refreshed.record.properties == {"size": 1, "image": "/srv/base.img"}
+
+
+def test_a_recorded_object_its_provider_could_not_list_this_time_is_as_state_recorded() -> None:
+    """A listed kind's object the provider says its read could not see (``PartialListing``: a volume of a stopped
+    pool) is kept as recorded, not taken for deleted; the others of its kind still are."""
+
+    class Shelves(MemoryProvider):
+        def unlisted(self, kind: str, properties: dict[str, Any]) -> bool:
+            return properties.get("shelf") == "locked"
+
+    read = {"default": Endpoint(Shelves(), [])}
+    hidden, gone = record("a", shelf="locked"), record("b", shelf="open")
+    matched, _ = match_live([], STACK, state(hidden, gone), [], endpoints=read)
+    assert list(matched) == ["thing.a"] and matched["thing.a"].properties == {"shelf": "locked"}
+    assert [c.address for c in refreshed_records([], STACK, state(hidden, gone), endpoints=read)] == ["thing.b"]

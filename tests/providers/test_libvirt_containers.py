@@ -280,6 +280,23 @@ def test_a_start_that_lost_libvirt_lxcs_cgroup_race_is_tried_again() -> None:
     assert refused.calls == 1  # any other refusal is not retried
 
 
+def test_a_container_mounting_a_volume_of_a_pool_stopped_outside_crane_is_left_alone(project: ProjectDir) -> None:
+    """libvirt cannot list a stopped pool's volumes; the directory a container mounts from one is still named by
+    its volume (a dir pool's volume is its file name in the pool's directory), so only the pool is started again."""
+    write(project)
+    ok(project, "apply", "--auto-approve")
+    other = behind_cranes_back(project)
+    other.conn.storagePoolLookupByName("cpool").destroy()  # as `virsh pool-destroy` would
+    other.host.changing("pool", "cpool")
+    other.close()
+    plan = project.crane("plan", "--detailed-exitcode")
+    assert plan.code == 2, plan.out + plan.err
+    assert "~ pool.cpool  active: false → true" in plan.out, plan.out
+    assert "container." not in plan.out and "volume." not in plan.out, plan.out
+    ok(project, "apply", "--auto-approve")
+    assert project.crane("plan", "--detailed-exitcode").code == 0
+
+
 def test_a_container_stopped_outside_crane_is_drift_the_plan_starts_as_the_docs_show(project: ProjectDir) -> None:
     """The containers guide's example of a stopped container is what the plan prints, and the apply starts it again."""
     guide = (Path(__file__).resolve().parents[2] / "docs" / "guides" / "containers.md").read_text()

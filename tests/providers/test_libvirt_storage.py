@@ -14,7 +14,8 @@ import libvirt
 import pytest
 
 from crane_iac.errors import ProviderError
-from crane_iac.providers.base import CreateRequest, DeleteRequest, Owner
+from crane_iac.objects import Reach
+from crane_iac.providers.base import CreateRequest, DeleteRequest, Owner, UpdateRequest
 from crane_iac.providers.libvirt import LibvirtProvider, images, seed
 from crane_iac.providers.libvirt.pools import missing_dirs, remove_empty
 from crane_iac.providers.libvirt.rules import diff_properties
@@ -56,7 +57,7 @@ def test_pool_is_defined_started_read_back_persisted_and_deleted(tmp_path: Path)
     props = {"name": "images", "type": "dir", "path": str(tmp_path / "images")}
     created = p.create(CreateRequest("pool", "images", props, Owner("s", "pool.images")))
     # the sandbox touches nothing on this machine's disks: the test driver needs no directory, and crane made none
-    assert created.properties == {**props, "built": False, "made_dirs": []}
+    assert created.properties == {**props, "active": True, "built": False, "made_dirs": []}
     assert not (tmp_path / "images").exists()
     pool = p.conn.storagePoolLookupByName("images")
     assert pool.isActive() and pool.autostart()
@@ -65,7 +66,7 @@ def test_pool_is_defined_started_read_back_persisted_and_deleted(tmp_path: Path)
     p.close()
     again = LibvirtProvider(None, sandbox_dir=tmp_path, mutating=True)  # from the node file
     live = live_by_key(again)
-    assert live[("pool", "images")].properties == props
+    assert live[("pool", "images")].properties == {**props, "active": True}  # built, made_dirs: from state
     assert live[("volume", "disk")].properties["pool"] == "images"
     again.delete(DeleteRequest("volume", "disk", {"pool": "images"}))
     again.delete(DeleteRequest("pool", "images", created.properties))
@@ -73,6 +74,30 @@ def test_pool_is_defined_started_read_back_persisted_and_deleted(tmp_path: Path)
     assert ("pool", "images") not in live_by_key(again)
     again.close()
     assert not (tmp_path / "images").exists()
+
+
+def test_a_pool_stopped_outside_crane_reads_stopped_its_volumes_unlisted_and_update_starts_it(
+        provider: LibvirtProvider) -> None:
+    props = {"name": "images", "type": "dir", "path": "/srv/images"}
+    facts = {"built": False, "made_dirs": []}
+    provider.create(CreateRequest("pool", "images", props, Owner("s", "pool.images")))
+    provider.create(CreateRequest("volume", "disk", volume({"capacity_gib": 1, "pool": "images", "format": "raw"}),
+                                  Owner("s", "v")))
+    provider.create(CreateRequest("volume", "spare", volume({"capacity_gib": 1, "format": "raw"}), Owner("s", "w")))
+    provider.conn.storagePoolLookupByName("images").destroy()  # as `virsh pool-destroy` would
+    live = live_by_key(provider)
+    assert live[("pool", "images")].properties == {**props, "active": False}
+    # libvirt cannot list a stopped pool's volumes: their absence says nothing, unlike a running pool's
+    assert ("volume", "disk") not in live and ("volume", "spare") in live
+    assert provider.unlisted("volume", {"pool": "images"}) and provider.unlisted("cloudinit", {"pool": "images"})
+    assert not provider.unlisted("volume", {"pool": "default"}) and not provider.unlisted("pool", props)
+    before = {**live[("pool", "images")].properties, **facts}
+    assert [(f.name, f.before, f.after, f.reach) for f in provider.diff("pool", before, props)] == [
+        ("active", False, True, Reach.LIVE)]
+    assert provider.diff("pool", {**props, **facts}, props) == []  # a record from before crane read ``active``
+    started = provider.update(UpdateRequest("pool", "images", before, props))
+    assert started.properties == {**props, "active": True, **facts}
+    assert ("volume", "disk") in live_by_key(provider) and not provider.unlisted("volume", {"pool": "images"})
 
 
 def test_a_pools_directories_are_those_missing_and_go_deepest_first_while_empty(tmp_path: Path) -> None:

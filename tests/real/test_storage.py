@@ -102,8 +102,8 @@ def test_crane_builds_starts_and_autostarts_the_pool(storage: ProjectDir, real_h
     assert POOL_DIR.is_dir()  # the daemon made it: crane asked libvirt to build the pool
     shown = json.loads(ok(storage, "state", "show", "pool.crs-images"))
     # ROOT was missing too: libvirt built both, and state records both as crane's
-    assert shown["properties"] == {"name": "crs-images", "type": "dir", "path": str(POOL_DIR), "built": True,
-                                   "made_dirs": [str(ROOT), str(POOL_DIR)]}
+    assert shown["properties"] == {"name": "crs-images", "type": "dir", "path": str(POOL_DIR), "active": True,
+                                   "built": True, "made_dirs": [str(ROOT), str(POOL_DIR)]}
     assert sorted(v.name() for v in pool.listAllVolumes(0)) == ["crs-copy", "crs-gold", "crs-raw", "crs-seed"]
 
 
@@ -155,6 +155,22 @@ def test_new_seed_contents_replace_the_seed_and_the_vm(storage: ProjectDir, real
     _, files = seed.read_iso((POOL_DIR / "crs-seed").read_bytes())
     assert b'"admin"' in files["user-data"]
     assert dom.blockInfo("sda")[0] == (POOL_DIR / "crs-seed").stat().st_size
+    assert storage.crane("plan", "--detailed-exitcode").code == 0
+
+
+def test_a_pool_stopped_outside_crane_is_started_again_its_volumes_and_the_guest_left_alone(
+        storage: ProjectDir, real_host: RealHost) -> None:
+    """`virsh pool-destroy` under a running guest: its disks stay open, libvirt cannot list the pool's volumes, and
+    the plan starts the pool again without planning anything for them or for the guest."""
+    pool = real_host.conn.storagePoolLookupByName("crs-images")
+    pool.destroy()  # as `virsh pool-destroy` would
+    plan = storage.crane("plan", "--detailed-exitcode")
+    assert plan.code == 2, plan.out + plan.err
+    assert "~ pool.crs-images  active: false → true" in plan.out, plan.out
+    assert "volume." not in plan.out and "cloudinit." not in plan.out and "vm." not in plan.out, plan.out
+    ok(storage, "apply", "--auto-approve")
+    assert pool.isActive() and real_host.conn.lookupByName("crs-vm").isActive()
+    assert sorted(v.name() for v in pool.listAllVolumes(0)) == ["crs-copy", "crs-gold", "crs-raw", "crs-seed"]
     assert storage.crane("plan", "--detailed-exitcode").code == 0
 
 

@@ -2,7 +2,8 @@
 """crane's monitoring agent on a web server: its host's memory and CPU utilisation, for the autoscaler to pull and
 pushed to it at once when they move (adaptive push/pull: fast reaction without polling every host every second).
 
-Runs beside the app with the system Python 3 and the standard library alone:
+Runs beside the app with the system Python 3 and the standard library alone; it is one file (over the modules' usual
+size) on purpose, as it is shipped to a guest as one script:
 
     python3 agent.py --bind 10.79.0.13 --port 9465 --push http://10.79.0.1:9465/push --name shop-web-1
 

@@ -43,6 +43,11 @@ class AnsibleProvider(Provider):
         """Keys are files crane can list (one deleted is drift); a configuration is only what state recorded."""
         return frozenset({"ssh_key"})
 
+    def unreadable(self, kind: str) -> frozenset[str]:
+        """Nothing: a key's files say all of it (its path and type), and a configuration, never listed, is what state
+        recorded as a whole."""
+        return frozenset()
+
     def read_all(self) -> list[Live]:
         return self.keys.read_all()
 

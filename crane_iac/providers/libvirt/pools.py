@@ -1,6 +1,7 @@
 """StoragePools as libvirt storage pools (no metadata: crane adopts them through its intents), and which directories
 crane made for a pool (its own and those above it that were missing), which libvirt cannot say later and which alone
-are removed with the pool, when empty."""
+are removed with the pool, when empty. A pool crane manages runs: one stopped outside crane (`virsh pool-destroy`)
+reads as ``active: false``, and the plan starts it again in place."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from typing import Any
 
 import libvirt
 
-from crane_iac.errors import ProviderError
 from crane_iac.objects import Live, Owner
 from crane_iac.providers.libvirt import xml as lx
 from crane_iac.providers.libvirt.host import NOT_FOUND, Host
@@ -28,9 +28,15 @@ def list_pools(conn: Any) -> list[tuple[Any, str, str]]:
 
 
 def read_pool(pool: Any) -> Live:
-    """A pool as libvirt reports it (without ``built``, which libvirt cannot say)."""
+    """A pool as libvirt reports it, running or not (without ``built`` and ``made_dirs``, which libvirt cannot say)."""
     props, outputs = lx.parse_pool(ET.fromstring(pool.XMLDesc(0)))
-    return Live("pool", pool.name(), props, outputs)
+    return Live("pool", pool.name(), {**props, "active": bool(pool.isActive())}, outputs)
+
+
+def with_facts(live: Live, built: bool, made: list[str]) -> Live:
+    """The pool read back with what crane knows of its past: whether it built the pool's directory, and which
+    directories it made."""
+    return Live("pool", live.physical, {**live.properties, "built": built, "made_dirs": made}, live.outputs)
 
 
 def missing_dirs(path: str) -> list[str]:
@@ -73,10 +79,8 @@ class Pools:
                     pool.destroy()
                 pool.undefine()
             raise
-        live = read_pool(pool)
         # which directories crane made: libvirt cannot say later, and only those are removed with the pool
-        return Live("pool", physical, {**live.properties, "built": p["path"] in made, "made_dirs": made},
-                    live.outputs)
+        return with_facts(read_pool(pool), p["path"] in made, made)
 
     def read(self, physical: str, p: dict[str, Any]) -> Live | None:
         try:
@@ -85,11 +89,15 @@ class Pools:
             if exc.get_error_code() in NOT_FOUND:
                 return None
             raise
-        return Live("pool", physical, {**live.properties, "built": p.get("built", False),
-                                       "made_dirs": p.get("made_dirs", [])}, live.outputs)
+        return with_facts(live, p.get("built", False), p.get("made_dirs", []))
 
     def update(self, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
-        raise ProviderError(f"pool {physical!r} cannot be changed in place")
+        """Start the pool again (``active``, the one change ``rules`` lets happen in place); its volumes, which
+        libvirt cannot list while it is stopped, are there again."""
+        pool = self.host.conn.storagePoolLookupByName(physical)
+        if not pool.isActive():
+            pool.create(0)
+        return with_facts(read_pool(pool), before.get("built", False), before.get("made_dirs", []))
 
     def delete(self, physical: str, p: dict[str, Any]) -> None:
         """Stop and undefine the pool; remove its directory, and those above it crane made for it, only when crane

@@ -22,7 +22,7 @@ from crane_iac.providers.libvirt.host import NOT_FOUND, Host, LibvirtdHost
 from crane_iac.providers.libvirt.networks import Networks
 from crane_iac.providers.libvirt.pools import Pools
 from crane_iac.providers.libvirt.reading import read_all
-from crane_iac.providers.libvirt.rules import KEPT_OUTPUTS, diff_properties, replacement_names
+from crane_iac.providers.libvirt.rules import KEPT_OUTPUTS, UNREADABLE, diff_properties, replacement_names
 from crane_iac.providers.libvirt.sandbox import SandboxHost
 from crane_iac.providers.libvirt.volumes import Volumes
 from crane_iac.providers.metrics import CpuTime, MemoryUsage
@@ -41,7 +41,8 @@ class LibvirtProvider(Provider):
 
     provider_type = "libvirt"
     kinds = ("pool", "network", "volume", "cloudinit", "vm", "container")
-    #: read_all lists every pool, network, domain and the volumes of every running pool (a seed is one of them)
+    #: read_all lists every pool, network, domain and the volumes of every running pool (a seed is one of them);
+    #: those of a stopped pool it cannot list (``unlisted``)
     listed_kinds = frozenset(kinds)
 
     def __init__(
@@ -74,6 +75,8 @@ class LibvirtProvider(Provider):
             "pool": Pools(self.host), "network": Networks(self.host, self.addresses), "volume": Volumes(self.host),
             "cloudinit": Seeds(self.host), "vm": self.domains, "container": self.containers}
         self._reach_guests = reach_guests
+        #: the pools the last read_all found stopped, whose volumes it could not list
+        self._stopped_pools: frozenset[str] = frozenset()
 
     @property
     def reaches_guests(self) -> bool:
@@ -90,7 +93,17 @@ class LibvirtProvider(Provider):
         except libvirt.libvirtError as exc:
             raise ProviderError(f"reading {self.uri} failed: {exc.get_error_message()}") from None
         self.checks.learn(lives)
+        self._stopped_pools = frozenset(live.physical for live in lives
+                                        if live.kind == "pool" and not live.properties["active"])
         return lives
+
+    def unlisted(self, kind: str, properties: dict[str, Any]) -> bool:
+        """A volume or seed of a pool the last read found stopped: libvirt cannot list it, and the plan that starts
+        the pool finds it there again (``PartialListing``)."""
+        return kind in ("volume", "cloudinit") and properties.get("pool") in self._stopped_pools
+
+    def unreadable(self, kind: str) -> frozenset[str]:
+        return UNREADABLE.get(kind, frozenset())
 
     def diff(self, kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
         return diff_properties(kind, before, after)

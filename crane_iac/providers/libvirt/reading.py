@@ -1,8 +1,11 @@
 """The bulk read: every pool, volume, network and domain in one list call per kind, then XML parsing; what libvirt
-cannot report (a volume's origin, a seed's contents, a pool's ``built``) is left out: the engine has it in state."""
+cannot report (a volume's origin, a seed's contents, a pool's ``built``: ``rules.UNREADABLE``) is left out: the
+engine has it in state. A stopped pool's volumes cannot be listed: the provider says so (``unlisted``), and a
+container's directory in such a pool is named as a dir pool names its volumes."""
 
 from __future__ import annotations
 
+import posixpath
 import xml.etree.ElementTree as ET
 
 from crane_iac.objects import Live
@@ -20,10 +23,13 @@ def read_all(host: Host, addresses: GuestAddresses) -> list[Live]:
     result: list[Live] = []
     pools = list_pools(host.conn)
     pool_by_dir = {path: name for _, name, path in pools}
-    result.extend(read_pool(pool) for pool, _, _ in pools)
+    pool_lives = [read_pool(pool) for pool, _, _ in pools]
+    result.extend(pool_lives)
     volume_by_path: dict[str, str] = {}
-    for pool, pool_name, _ in pools:
-        if not pool.isActive():
+    stopped: dict[str, str] = {}  # a stopped pool's directory → its name
+    for (pool, pool_name, path), pool_live in zip(pools, pool_lives, strict=True):
+        if not pool_live.properties["active"]:
+            stopped[path] = pool_name
             continue
         for vol in pool.listAllVolumes(0):
             props, outputs = lx.parse_volume(ET.fromstring(vol.XMLDesc(0)), pool_name, pool_by_dir)
@@ -42,6 +48,8 @@ def read_all(host: Host, addresses: GuestAddresses) -> list[Live]:
     for name, root, running in domains:
         owner = lx.owner_of(root)
         if lx.is_container(root):
+            if stopped:
+                volume_by_path.update(_stopped_volumes(root, stopped, volume_by_path))
             props = lx.parse_container(root, running=running, autostart=name in autostart,
                                        volume_by_path=volume_by_path)
             result.append(Live("container", name, props, container_outputs(root.findtext("uuid"), props),
@@ -56,3 +64,15 @@ def read_all(host: Host, addresses: GuestAddresses) -> list[Live]:
         result.append(Live("vm", name, props, addresses.outputs(uuid, props, leases, ranges),
                            owner.stack if owner else None, owner.address if owner else None))
     return result
+
+
+def _stopped_volumes(root: ET.Element, stopped: dict[str, str], known: dict[str, str]) -> dict[str, str]:
+    """``pool/volume`` by directory for the directories a container mounts from stopped pools: libvirt cannot list
+    those volumes, but a dir pool names each by its file name in the pool's directory."""
+    found = {}
+    for source in root.iterfind("devices/filesystem/source"):
+        directory = source.get("dir") or ""
+        parent, name = posixpath.split(directory)
+        if directory not in known and parent in stopped and name:
+            found[directory] = f"{stopped[parent]}/{name}"
+    return found

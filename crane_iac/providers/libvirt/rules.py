@@ -51,6 +51,8 @@ CHANGE_RULES: dict[str, dict[str, Any]] = {
     "network": {},
     # the rest of a volume (pool, format, base, source, clone), a pool and a seed: a new object
     "volume": {"capacity_gib": _capacity},
+    # a pool stopped outside crane is started again
+    "pool": {"active": Reach.LIVE},
 }
 #: a volume made from an image or a copy may leave these out (None): the size and format of what it is made from
 FROM_ORIGIN = ("capacity_gib", "format")
@@ -58,6 +60,15 @@ FROM_ORIGIN = ("capacity_gib", "format")
 VOLUME_ORIGIN = ("source", "clone")
 #: a seed's contents and pool; the rest of what its volume reports (size, format) follows from them
 SEED_FIELDS = ("pool", "user_data", "meta_data", "network_config")
+#: what libvirt cannot report of a pool: facts about its past (whether crane built its directory, and which
+#: directories it made), which only state knows
+POOL_FACTS = ("built", "made_dirs")
+#: the keys of each kind that libvirt cannot report back, which refresh takes from state (``Provider.unreadable``)
+UNREADABLE: dict[str, frozenset[str]] = {
+    "volume": frozenset(VOLUME_ORIGIN),
+    "cloudinit": frozenset(SEED_FIELDS) - {"pool"},
+    "pool": frozenset(POOL_FACTS),
+}
 #: in-place changes that change outputs: a VM started or stopped gains or loses its addresses
 #: A container (re)started keeps its UUID but comes up empty (its writable paths are tmpfs): what configured it
 #: (a configuration run names its hosts' UUIDs) must run again, so a start or restart changes its outputs too
@@ -78,8 +89,10 @@ def diff_properties(kind: str, before: dict[str, Any], after: dict[str, Any]) ->
     elif kind == "cloudinit":
         before, after = {k: before.get(k) for k in SEED_FIELDS}, {k: after.get(k) for k in SEED_FIELDS}
     elif kind == "pool":
-        # facts about the past, not settings
-        before = {k: v for k, v in before.items() if k not in ("built", "made_dirs")}
+        # facts about the past, not settings; and a pool crane manages runs (a record from before crane read
+        # ``active`` is of a running pool)
+        before = {"active": True, **{k: v for k, v in before.items() if k not in POOL_FACTS}}
+        after = {**after, "active": True}
     if before == after:  # the usual case, compared in C
         return []
     changes = changed_fields(before, after, CHANGE_RULES.get(kind, {}), OUTPUT_FIELDS.get(kind, frozenset()),

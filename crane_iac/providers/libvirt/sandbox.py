@@ -1,5 +1,6 @@
 """The embedded default hypervisor: libvirt's in-process test driver, loaded from ``.crane/sandbox.xml`` and written
-back at each checkpoint (autostart flags beside it), so it outlives a run like a host; ``SandboxHost`` serves it."""
+back at each checkpoint (autostart flags and stopped pools beside it), so it outlives a run like a host;
+``SandboxHost`` serves it."""
 
 from __future__ import annotations
 
@@ -71,18 +72,34 @@ class Sandbox:
         return f"test://{self._empty.name}"
 
     def flags(self) -> dict[str, list[str]]:
+        """What the node file cannot hold: which domains start with the host, and which pools are stopped (the test
+        driver starts every pool it loads)."""
         try:
             data = json.loads(self.flags_file.read_text())
         except (OSError, ValueError):
-            return {"autostart_domains": []}
-        return {"autostart_domains": list(data.get("autostart_domains", []))}
+            return {"autostart_domains": [], "stopped_pools": []}
+        return {key: list(data.get(key, [])) for key in ("autostart_domains", "stopped_pools")}
 
-    def save(self, domains: list[str], networks: list[str], pools: list[str], autostart: list[str]) -> None:
+    def save(self, domains: list[str], networks: list[str], pools: list[str], autostart: list[str],
+             stopped_pools: list[str]) -> None:
         """Write the whole sandbox: domain XML (with run state), networks, and pools with their volumes."""
         self.directory.mkdir(parents=True, exist_ok=True)
         body = "".join(("<node>\n", *domains, *networks, *pools, "</node>\n"))
-        self._write(self.flags_file, json.dumps({"autostart_domains": sorted(autostart)}))
+        self._write(self.flags_file, json.dumps({"autostart_domains": sorted(autostart),
+                                                 "stopped_pools": sorted(stopped_pools)}))
         self._write(self.node_file, body)
+
+    def saved_volumes(self, pool: str) -> str:
+        """The volumes the node file holds for ``pool``: a stopped pool's, which the test driver cannot list but
+        keeps (starting the pool brings them back), so that saving the sandbox keeps them too."""
+        try:
+            node = ET.parse(self.node_file).getroot()
+        except (OSError, ET.ParseError):
+            return ""
+        for element in node.iterfind("pool"):
+            if element.findtext("name") == pool:
+                return "".join(ET.tostring(vol, encoding="unicode") for vol in element.iterfind("volume"))
+        return ""
 
     @staticmethod
     def _write(path: Path, text: str) -> None:
@@ -157,9 +174,15 @@ class SandboxHost(Host):
         self._autostart: set[str] = set()
         self._node_complete = False
         self._dirty = False
-        for name in self.sandbox.flags()["autostart_domains"]:
+        flags = self.sandbox.flags()
+        for name in flags["autostart_domains"]:
             try:
                 self.conn.lookupByName(name).setAutostart(1)
+            except libvirt.libvirtError:
+                pass
+        for name in flags["stopped_pools"]:  # stopped outside crane (`virsh pool-destroy`), and so they stay
+            try:
+                self.conn.storagePoolLookupByName(name).destroy()
             except libvirt.libvirtError:
                 pass
 
@@ -264,13 +287,17 @@ class SandboxHost(Host):
         domains = [xml for xml in self._node_xml.values() if xml is not None]
         autostart = sorted(self._autostart & set(self._node_xml))
         networks = [net.XMLDesc(0) for net in self.conn.listAllNetworks(0)]
-        pools = []
-        for pool, _, _ in list_pools(self.conn):
+        pools, stopped = [], []
+        for pool, name, _ in list_pools(self.conn):
             xml = pool.XMLDesc(0)
-            vols = "".join(v.XMLDesc(0) for v in pool.listAllVolumes(0)) if pool.isActive() else ""
+            if pool.isActive():
+                vols = "".join(v.XMLDesc(0) for v in pool.listAllVolumes(0))
+            else:
+                vols = self.sandbox.saved_volumes(name)
+                stopped.append(name)
             head, _, _ = xml.rpartition("</pool>")
             pools.append(f"{head}{vols}</pool>\n")
-        self.sandbox.save(domains, networks, pools, autostart)
+        self.sandbox.save(domains, networks, pools, autostart, stopped)
 
     def close(self) -> None:
         try:

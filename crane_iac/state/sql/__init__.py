@@ -6,7 +6,9 @@
 - ``rows``: rows read back into crane's values;
 - ``dump``: a stack's whole state as a value and back (`crane state migrate`);
 - ``dialects``: what differs by dialect below the store (SQLite's file and transactions, the upserting INSERT);
-- ``store``: ``SqlStateStore``, which opens the database and reads and writes a stack's state.
+- ``writes``: the statements of each write to a stack's state (commit, forget, move, a setting), serial first;
+- ``store``: ``SqlStateStore``, which opens the database, reads a stack's state and runs each write in a
+  transaction.
 """
 
 from crane_iac.state.sql.migrations import MIGRATIONS

@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import functools
 import json
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, create_engine, delete, event, func, insert, or_, select, text, union
+from sqlalchemy import Connection, Engine, create_engine, event, func, select, text, union
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
-from crane_iac.errors import StaleStateError, StateError
+from crane_iac.errors import StateError
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, Recorded
 from crane_iac.state.base import (
     Committed,
@@ -40,8 +39,8 @@ from crane_iac.state.base import (
     StateStore,
     mask_url,
 )
-from crane_iac.state.sql import dump
-from crane_iac.state.sql.dialects import dialect_insert, password_of, prepare_file, sqlite_begin, sqlite_connect
+from crane_iac.state.sql import dump, writes
+from crane_iac.state.sql.dialects import password_of, prepare_file, sqlite_begin, sqlite_connect
 from crane_iac.state.sql.locks import AdvisoryLocks, RowLocks, advisory_key
 from crane_iac.state.sql.migrations import migrate, stored_version
 from crane_iac.state.sql.rows import JOURNAL, history_entry, read_settings
@@ -49,13 +48,9 @@ from crane_iac.state.sql.schema import (
     FORGOTTEN,
     HISTORY,
     INTENTS,
-    RESOURCES,
-    RUNS,
     SCHEMA_VERSION,
-    SETTINGS,
     STACKS,
     STATE_TABLES,
-    now,
 )
 
 P = ParamSpec("P")
@@ -132,9 +127,6 @@ class SqlStateStore(StateStore):
         """A write transaction: committed at the end, rolled back (nothing written) on an exception."""
         with self._writer.begin() as conn:
             yield conn
-
-    def _insert(self, table: Table) -> Any:
-        return dialect_insert(self.dialect, table)
 
     def redact(self, reason: object) -> str:
         """A driver's message with the URL's password masked."""
@@ -233,192 +225,55 @@ class SqlStateStore(StateStore):
     def break_lock(self, stack: str, lock_id: str, by: str, *, why: str = "crane force-unlock") -> LockInfo:
         return self._locks.break_(stack, lock_id, by, why)
 
-    # writing
+    # writing (the statements are in ``writes``; the store opens the transaction and counts the rows)
 
     @_db_errors
     def record_intents(self, stack: str, intents: list[Intent]) -> None:
         if not intents:
             return
-        at = now()
-        rows = [{"stack": stack, "address": i.address, "kind": i.kind, "physical": i.physical,
-                 "action": str(i.action), "properties": json.dumps(i.properties), "at": at, "endpoint": i.endpoint}
-                for i in intents]
-        statement = self._insert(INTENTS)
-        statement = statement.on_conflict_do_update(
-            index_elements=[INTENTS.c.stack, INTENTS.c.address],
-            set_={c: statement.excluded[c] for c in ("kind", "physical", "action", "properties", "at", "endpoint")})
         with self.writing() as conn:
-            self.rows_written += len(intents)
-            conn.execute(statement, rows)
-
-    def _bump(self, conn: Connection, stack: str, outputs: dict[str, Any] | None = None,
-              expected_serial: int | None = None) -> tuple[int, dict[str, Any]]:
-        """Advance the stack's serial (creating its head row) and set its outputs; returns the new serial and the
-        outputs it had before. The head row stays locked until the transaction ends, so concurrent writers take
-        turns; with ``expected_serial``, a writer that lost the race raises StaleStateError."""
-        locked = select(STACKS.c.serial, STACKS.c.outputs).where(STACKS.c.name == stack).with_for_update()
-        head = conn.execute(locked).first()
-        if head is None:  # the first write: writers racing to create the head row all end up locking it
-            conn.execute(self._insert(STACKS).values(name=stack, serial=0, lineage=str(uuid.uuid4()), outputs="{}")
-                         .on_conflict_do_nothing(index_elements=[STACKS.c.name]))
-            head = conn.execute(locked).one()
-        serial, old_outputs = head[0], json.loads(head[1])
-        if expected_serial is not None and serial != expected_serial:
-            raise StaleStateError(
-                f"stack {stack!r} is at serial {serial}, not {expected_serial} as this run read it: another run "
-                f"changed its state meanwhile, and nothing was written; read the state again (`crane plan`) and "
-                "retry")
-        values: dict[str, Any] = {"serial": serial + 1}
-        if outputs is not None:
-            values["outputs"] = json.dumps(outputs)
-        conn.execute(STACKS.update().where(STACKS.c.name == stack).values(**values))
-        return serial + 1, old_outputs
-
-    def _note_run(self, conn: Connection, stack: str, run: RunInfo | None) -> str:
-        """Record the run making a write (once per run) and return the ID its journal lines carry ("" for none)."""
-        if run is None:
-            return ""
-        conn.execute(self._insert(RUNS).values(stack=stack, id=run.id, who=run.by, operation=run.operation,
-                                               started_at=run.started_at)
-                     .on_conflict_do_nothing(index_elements=[RUNS.c.stack, RUNS.c.id]))
-        return run.id
+            written = writes.record_intents(conn, self.dialect, stack, intents)
+        self.rows_written += written
 
     @_db_errors
     def commit(self, stack: str, committed: list[Committed], outputs: dict[str, Any] | None = None, *,
                expected_serial: int | None = None, run: RunInfo | None = None) -> int:
-        at = now()
-        dumps = json.dumps
         with self.writing() as conn:
-            serial, old_outputs = self._bump(conn, stack, outputs, expected_serial)
-            run_id = self._note_run(conn, stack, run)
-            addresses = [c.address for c in committed]
-            for start in range(0, len(addresses), 500):
-                chunk = addresses[start:start + 500]
-                conn.execute(delete(RESOURCES).where(RESOURCES.c.stack == stack,
-                                                       RESOURCES.c.address.in_(chunk)))
-            finished = [c.address for c in committed if c.final]
-            for start in range(0, len(finished), 500):
-                conn.execute(delete(INTENTS).where(INTENTS.c.stack == stack, INTENTS.c.address.in_(
-                    finished[start:start + 500])))
-            rows = [  # a step of a batch is recorded over the one before it for the same address
-                {"stack": stack, "address": c.address, "kind": c.record.kind, "physical": c.record.physical,
-                 "properties": dumps(c.record.properties), "outputs": dumps(c.record.outputs),
-                 "dependencies": dumps(c.record.dependencies), "protect": c.record.protect,
-                 "endpoint": c.record.endpoint}
-                for c in {c.address: c for c in committed}.values() if c.record is not None
-            ]
-            if rows:
-                conn.execute(insert(RESOURCES), rows)
-            journal = [
-                {"stack": stack, "serial": serial, "at": at, "action": str(c.action), "address": c.address,
-                 "before": dumps(c.before) if c.before is not None else None,
-                 "after": dumps(c.record.properties) if c.record is not None else None, "who": "", "why": "",
-                 "run": run_id}
-                for c in committed
-            ]
-            if not journal:  # every serial leaves a line in the history, so a stale plan's serials can be found
-                journal.append({"stack": stack, "serial": serial, "at": at, "action": "outputs",
-                                "address": "(stack outputs)", "before": dumps(old_outputs),
-                                "after": dumps(outputs) if outputs is not None else None, "who": "", "why": "",
-                                "run": run_id})
-            conn.execute(insert(HISTORY), journal)
-            self.rows_written += 1 + len(rows) + len(journal) + len(addresses)
-        return serial
+            written = writes.commit(conn, self.dialect, stack, committed, outputs, expected_serial=expected_serial,
+                                    run=run)
+        self.rows_written += written.rows
+        return written.serial
 
     @_db_errors
     def forget(self, stack: str, addresses: list[str], *, expected_serial: int | None = None,
                run: RunInfo | None = None) -> int:
-        at = now()
         with self.writing() as conn:
-            serial, _ = self._bump(conn, stack, expected_serial=expected_serial)
-            run_id = self._note_run(conn, stack, run)
-            rows = conn.execute(select(RESOURCES).where(RESOURCES.c.stack == stack,
-                                                        RESOURCES.c.address.in_(addresses))).all()
-            missing = sorted(set(addresses) - {r.address for r in rows})
-            if missing:
-                raise StateError(f"no resource {missing[0]!r} in the state of stack {stack!r}; see `crane state list`")
-            conn.execute(delete(RESOURCES).where(RESOURCES.c.stack == stack, RESOURCES.c.address.in_(addresses)))
-            conn.execute(delete(INTENTS).where(INTENTS.c.stack == stack, INTENTS.c.address.in_(addresses)))
-            for r in rows:
-                conn.execute(delete(FORGOTTEN).where(FORGOTTEN.c.stack == stack, FORGOTTEN.c.kind == r.kind,
-                                                     FORGOTTEN.c.physical == r.physical,
-                                                     FORGOTTEN.c.endpoint == r.endpoint))
-            conn.execute(insert(FORGOTTEN), [
-                {"stack": stack, "kind": r.kind, "physical": r.physical, "address": r.address,
-                 "properties": r.properties, "at": at, "endpoint": r.endpoint} for r in rows])
-            conn.execute(insert(HISTORY), [
-                {"stack": stack, "serial": serial, "at": at, "action": "forget", "address": r.address,
-                 "before": r.properties, "after": None, "who": "", "why": "", "run": run_id} for r in rows])
-            self.rows_written += 1 + 3 * len(rows)
-        return serial
+            written = writes.forget(conn, self.dialect, stack, addresses, expected_serial=expected_serial, run=run)
+        self.rows_written += written.rows
+        return written.serial
 
     @_db_errors
     def unforget(self, stack: str, kind: str, physical: str, *, endpoint: str = DEFAULT_ENDPOINT) -> None:
         """Let crane manage a forgotten object again (`crane import`)."""
         with self.writing() as conn:
-            conn.execute(delete(FORGOTTEN).where(FORGOTTEN.c.stack == stack, FORGOTTEN.c.kind == kind,
-                                                 FORGOTTEN.c.physical == physical, FORGOTTEN.c.endpoint == endpoint))
+            writes.unforget(conn, stack, kind, physical, endpoint)
 
     @_db_errors
     def move(self, stack: str, moves: list[tuple[str, str]], *, expected_serial: int | None = None,
              run: RunInfo | None = None) -> int:
-        at = now()
         with self.writing() as conn:
-            serial, _ = self._bump(conn, stack, expected_serial=expected_serial)
-            run_id = self._note_run(conn, stack, run)
-            present = {r[0] for r in conn.execute(select(RESOURCES.c.address).where(
-                RESOURCES.c.stack == stack, RESOURCES.c.address.in_([a for m in moves for a in m]))).all()}
-            for old, new in moves:
-                if old not in present:
-                    raise StateError(f"no resource {old!r} in the state of stack {stack!r}; see `crane state list`")
-                if new in present:
-                    raise StateError(f"{new!r} is already in the state of stack {stack!r}; "
-                                     f"`crane state rm {new}` first if that record is wrong")
-                present.discard(old)
-                present.add(new)
-            renames = dict(moves)
-            for old, new in moves:
-                for table in (RESOURCES, INTENTS):
-                    conn.execute(table.update().where(table.c.stack == stack, table.c.address == old)
-                                 .values(address=new))
-            # dependencies recorded by other resources follow the move
-            needles = [f'%"{old}"%' for old, _ in moves]
-            for row in conn.execute(select(RESOURCES.c.address, RESOURCES.c.dependencies).where(
-                    RESOURCES.c.stack == stack, or_(*(RESOURCES.c.dependencies.like(n) for n in needles)))).all():
-                deps = [renames.get(d, d) for d in json.loads(row[1])]
-                conn.execute(RESOURCES.update().where(RESOURCES.c.stack == stack, RESOURCES.c.address == row[0])
-                             .values(dependencies=json.dumps(deps)))
-            conn.execute(insert(HISTORY), [
-                {"stack": stack, "serial": serial, "at": at, "action": "move", "address": new,
-                 "before": json.dumps({"address": old}), "after": json.dumps({"address": new}), "who": "", "why": "",
-                 "run": run_id}
-                for old, new in moves])
-            self.rows_written += 1 + 3 * len(moves)
-        return serial
+            written = writes.move(conn, self.dialect, stack, moves, expected_serial=expected_serial, run=run)
+        self.rows_written += written.rows
+        return written.serial
 
     @_db_errors
     def set_setting(self, stack: str, key: str, value: Any, *, by: str, why: str,
                     expected_serial: int | None = None, run: RunInfo | None = None) -> int:
-        try:
-            encoded = None if value is None else json.dumps(value, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise StateError(f"setting {key!r} of stack {stack!r}: {exc}; a setting is a JSON value") from None
-        at = now()
         with self.writing() as conn:
-            serial, _ = self._bump(conn, stack, expected_serial=expected_serial)
-            run_id = self._note_run(conn, stack, run)
-            old = conn.execute(select(SETTINGS.c.value).where(SETTINGS.c.stack == stack, SETTINGS.c.key == key)
-                               ).first()
-            conn.execute(delete(SETTINGS).where(SETTINGS.c.stack == stack, SETTINGS.c.key == key))
-            if encoded is not None:
-                conn.execute(insert(SETTINGS).values(stack=stack, key=key, value=encoded, who=by, why=why, at=at,
-                                                     serial=serial))
-            conn.execute(insert(HISTORY).values(
-                stack=stack, serial=serial, at=at, action="setting", address=f"setting:{key}",
-                before=None if old is None else json.dumps({"value": json.loads(old[0])}),
-                after=None if encoded is None else json.dumps({"value": value}), who=by, why=why, run=run_id))
-            self.rows_written += 3
-        return serial
+            written = writes.set_setting(conn, self.dialect, stack, key, value, by=by, why=why,
+                                         expected_serial=expected_serial, run=run)
+        self.rows_written += written.rows
+        return written.serial
 
     # copying between stores
 
