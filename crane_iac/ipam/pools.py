@@ -47,6 +47,34 @@ class Lease:
 
 
 @dataclass(frozen=True, slots=True)
+class PoolRecord:
+    """A pool as the state database knows it: declared by a stack, shared by every stack."""
+
+    name: str
+    family: int
+    network: str
+    reserved: list[str]
+    subnet_prefixlen: int | None
+    #: for a network's own pool of addresses: the pool its subnet came from ("" for a pool a stack declares)
+    parent: str
+    declared_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """A lease as the state database keeps it: ``planned`` from the plan that chose it until the apply that makes
+    its resource, ``bound`` from then until the apply that deletes it."""
+
+    pool: str
+    value: str
+    stack: str
+    address: str
+    slot: str
+    state: str
+    at: str
+
+
+@dataclass(frozen=True, slots=True)
 class Want:
     """A holder's request of a pool: an address or a subnet, a particular one (``explicit``) or the next free."""
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from crane_iac.ipam.pools import Holder, LeaseRecord, PoolRecord, PoolSpec, Want
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, Outcome, Recorded
 
 
@@ -271,6 +272,35 @@ class StateStore(ABC):
     def import_stacks(self, dumps: Sequence[StackDump]) -> None:
         """Write whole stacks as dumped, all or nothing; refuse (``StateError``, nothing written) when this store
         already holds any of them."""
+
+    # address pools, shared by every stack of the store
+
+    @abstractmethod
+    def lease(self, stack: str, pools: Sequence[PoolSpec], wants: Sequence[tuple[str, Want]], *,
+              parents: dict[str, str] | None = None) -> dict[tuple[str, Holder], str]:
+        """The value of each (pool, want), chosen and written in one transaction: a holder's lease where it has
+        one, else a new ``planned`` lease. ``pools`` are the pools the wants name as ``stack`` declares them
+        (``parents``: a network's own pool → the pool its subnet came from). A pool declared otherwise by another
+        stack, a new pool overlapping another, a value the pool cannot give, or an exhausted pool is an
+        IpamError, and nothing is written. Two runs at once never get one value: the database forbids it."""
+
+    @abstractmethod
+    def ip_pools(self) -> list[PoolRecord]:
+        """Every pool the store knows, by name."""
+
+    @abstractmethod
+    def ip_leases(self, *, pool: str | None = None, stack: str | None = None) -> list[LeaseRecord]:
+        """The leases of one pool, of one stack, or all, by pool and value."""
+
+    @abstractmethod
+    def reclaim_leases(self, stack: str, keep: Sequence[str]) -> int:
+        """Give back the ``planned`` leases of ``stack`` whose resource is not among ``keep`` (a plan never
+        applied, an apply that crashed before its create); the number given back."""
+
+    @abstractmethod
+    def release_lease(self, pool: str, value: str) -> LeaseRecord:
+        """Give back one lease whose resource no stack records any longer (``crane ipam release``); a lease of a
+        recorded resource is refused."""
 
     def close(self) -> None:
         """Release connections (and any lock this store still holds)."""

@@ -1,9 +1,9 @@
 """The state tables are SQLAlchemy Core; up to schema version 4 they were SQLModel classes, and the schema must not
 move with them, so that every state database written before opens. SQLModel's DDL for SQLite and PostgreSQL is pinned
 here (emitted by crane at schema version 4, before the change) with the defaults an INSERT that leaves a column out
-writes; version 5 adds only what the pinned additions below say (history lines name their run, a ``runs`` table), and
-version 6 puts the endpoint into the forgotten objects' key. A database made with the version 4 or 5 DDL migrates in
-place, keeps every row, plans and takes writes."""
+writes; version 5 adds only what the pinned additions below say (history lines name their run, a ``runs`` table),
+version 6 puts the endpoint into the forgotten objects' key, and version 7 adds the address pools' tables. A
+database made with the version 4 or 5 DDL migrates in place, keeps every row, plans and takes writes."""
 
 from __future__ import annotations
 
@@ -222,6 +222,36 @@ def version_6(v5_ddl: str) -> str:
 SQLITE_V6_DDL = version_6(SQLITE_V5_DDL)
 POSTGRESQL_V6_DDL = version_6(POSTGRESQL_V5_DDL)
 
+#: what version 7 adds (the same for both dialects): address pools and their leases, whose primary key is what
+#: forbids handing one value out twice
+V7_POOLS = """;
+CREATE TABLE ip_pools (
+    name VARCHAR NOT NULL,
+    family INTEGER NOT NULL,
+    network VARCHAR NOT NULL,
+    reserved VARCHAR NOT NULL,
+    subnet_prefixlen INTEGER,
+    parent VARCHAR NOT NULL,
+    declared_by VARCHAR NOT NULL,
+    at VARCHAR NOT NULL,
+    PRIMARY KEY (name)
+);
+CREATE TABLE ip_leases (
+    pool VARCHAR NOT NULL,
+    value VARCHAR NOT NULL,
+    stack VARCHAR NOT NULL,
+    address VARCHAR NOT NULL,
+    slot VARCHAR NOT NULL,
+    state VARCHAR NOT NULL,
+    at VARCHAR NOT NULL,
+    PRIMARY KEY (pool, value),
+    CONSTRAINT ip_leases_holder UNIQUE (pool, stack, address, slot)
+);
+CREATE INDEX ix_ip_leases_stack ON ip_leases (stack);
+"""
+SQLITE_V7_DDL = SQLITE_V6_DDL + V7_POOLS
+POSTGRESQL_V7_DDL = POSTGRESQL_V6_DDL + V7_POOLS
+
 
 #: table.column → the value an INSERT that leaves the column out writes (SQLModel's field defaults)
 DEFAULTS = {
@@ -232,6 +262,7 @@ DEFAULTS = {
     "history.who": "", "history.why": "", "history.run": "",
     "locks.lock_id": "",
     "forgotten.properties": "{}", "forgotten.endpoint": "default",
+    "ip_pools.reserved": "[]", "ip_pools.parent": "", "ip_leases.state": "planned",
 }
 
 
@@ -249,8 +280,8 @@ def emitted(dialect: sqlalchemy.engine.Dialect) -> str:
     return ";".join(statements)
 
 
-@pytest.mark.parametrize(("dialect", "pinned"), [(sqlite.dialect(), SQLITE_V6_DDL),
-                                                  (postgresql.dialect(), POSTGRESQL_V6_DDL)],
+@pytest.mark.parametrize(("dialect", "pinned"), [(sqlite.dialect(), SQLITE_V7_DDL),
+                                                  (postgresql.dialect(), POSTGRESQL_V7_DDL)],
                          ids=["sqlite", "postgresql"])
 def test_core_emits_the_ddl_sqlmodel_did(dialect: sqlalchemy.engine.Dialect, pinned: str) -> None:
     assert normal(emitted(dialect)) == normal(pinned)
@@ -345,9 +376,12 @@ def test_a_database_with_the_version_4_schema_migrates_and_works(state_url: str)
         assert store.history("demo")[-1].run == run
     finally:
         store.close()
-    # the migration only added: the history's run column and the runs table
+    # the migrations only added: the history's run column, the runs table, and the address pools' tables
     assert columns(state_url) == {**{t: [*c, "run"] if t == "history" else c for t, c in old.items()},
-                                  "runs": ["stack", "id", "who", "operation", "started_at"]}
+                                  "runs": ["stack", "id", "who", "operation", "started_at"],
+                                  "ip_pools": ["name", "family", "network", "reserved", "subnet_prefixlen", "parent",
+                                               "declared_by", "at"],
+                                  "ip_leases": ["pool", "value", "stack", "address", "slot", "state", "at"]}
 
 
 #: rows as crane at schema version 5 wrote them: a tombstone of `crane state rm` among them
@@ -369,14 +403,14 @@ def test_a_database_with_the_version_5_schema_migrates_and_works(state_url: str)
     """Version 6 keys the forgotten objects on the endpoint: the tombstone a version 5 database holds stays, the
     catalog becomes exactly a new database's, and the same name can then be forgotten on a second endpoint."""
     sqlite_url = state_url.startswith("sqlite")
-    run_script(state_url, SQLITE_V6_DDL if sqlite_url else POSTGRESQL_V6_DDL)
-    current = describe(state_url)  # what a database made at version 6 looks like
+    run_script(state_url, SQLITE_V7_DDL if sqlite_url else POSTGRESQL_V7_DDL)
+    current = describe(state_url)  # what a database made at version 7 looks like
     run_script(state_url, ";".join(f"DROP TABLE {name}" for name in SCHEMA.tables))
     run_script(state_url, SQLITE_V5_DDL if sqlite_url else POSTGRESQL_V5_DDL)
     run_script(state_url, V5_ROWS)
     store = open_store(state_url)
     try:
-        assert store.schema_version() == SCHEMA_VERSION == 6
+        assert store.schema_version() == SCHEMA_VERSION == 7
         (kept,) = store.read("demo").forgotten
         assert kept == Recorded("volume.data", "volume", "data", {"capacity_gib": 4}, endpoint="host-a")
         data_b = Recorded("volume.data-b", "volume", "data", {"capacity_gib": 8}, endpoint="host-b")
@@ -393,7 +427,7 @@ def test_a_database_with_the_version_5_schema_migrates_and_works(state_url: str)
 
 
 def test_a_new_database_gets_the_current_schema(state_url: str) -> None:
-    run_script(state_url, SQLITE_V6_DDL if state_url.startswith("sqlite") else POSTGRESQL_V6_DDL)
+    run_script(state_url, SQLITE_V7_DDL if state_url.startswith("sqlite") else POSTGRESQL_V7_DDL)
     old = describe(state_url)
     run_script(state_url, ";".join(f"DROP TABLE {name}" for name in SCHEMA.tables))
     open_store(state_url).close()

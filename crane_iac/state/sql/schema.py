@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table
+from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, UniqueConstraint
 
 from crane_iac.objects import DEFAULT_ENDPOINT
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 #: every table of the state database; ``create_all`` makes those a database lacks
@@ -58,6 +58,18 @@ SETTINGS = Table("settings", SCHEMA, _text("stack", primary_key=True), _text("ke
 #: the locked runs (an apply, a refresh…) whose writes history lines name by ``run``: who ran what, since when
 RUNS = Table("runs", SCHEMA, _text("stack", primary_key=True), _text("id", primary_key=True), _text("who"),
              _text("operation"), _text("started_at"))
+#: address pools, shared by every stack of the state database: a pool is declared by a stack (``declared_by``); every
+#: other stack that declares it must declare the same range; a network's own addresses are a pool too, named after
+#: the pool its subnet came from and the subnet (``parent``)
+IP_POOLS = Table("ip_pools", SCHEMA, _text("name", primary_key=True), _int("family"), _text("network"),
+                 _text("reserved", default="[]"), Column("subnet_prefixlen", Integer(), nullable=True),
+                 _text("parent", default=""), _text("declared_by"), _text("at"))
+#: the leases pools hand out. The primary key (pool, value) is what forbids handing one value out twice, whatever
+#: two runs do at once; a holder (stack, address, slot) holds one value of a pool. A lease is ``planned`` from the
+#: plan that chose it until the apply that makes its resource ``bound``s it
+IP_LEASES = Table("ip_leases", SCHEMA, _text("pool", primary_key=True), _text("value", primary_key=True),
+                  _text("stack", index=True), _text("address"), _text("slot"), _text("state", default="planned"),
+                  _text("at"), UniqueConstraint("pool", "stack", "address", "slot", name="ip_leases_holder"))
 #: the tables that hold a stack's state (locks are not state)
 STATE_TABLES = {STACKS: STACKS.c.name, RESOURCES: RESOURCES.c.stack, INTENTS: INTENTS.c.stack,
                 HISTORY: HISTORY.c.stack, FORGOTTEN: FORGOTTEN.c.stack, SETTINGS: SETTINGS.c.stack,

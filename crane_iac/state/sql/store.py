@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from crane_iac.errors import StateError
+from crane_iac.ipam.pools import Holder, LeaseRecord, PoolRecord, PoolSpec, Want
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, Recorded
 from crane_iac.state.base import (
     Committed,
@@ -39,7 +40,7 @@ from crane_iac.state.base import (
     StateStore,
     mask_url,
 )
-from crane_iac.state.sql import dump, writes
+from crane_iac.state.sql import dump, leases, writes
 from crane_iac.state.sql.dialects import password_of, prepare_file, sqlite_begin, sqlite_connect
 from crane_iac.state.sql.locks import AdvisoryLocks, RowLocks, advisory_key
 from crane_iac.state.sql.migrations import migrate, stored_version
@@ -274,6 +275,34 @@ class SqlStateStore(StateStore):
                                          expected_serial=expected_serial, run=run)
         self.rows_written += written.rows
         return written.serial
+
+    # address pools
+
+    @_db_errors
+    def lease(self, stack: str, pools: Sequence[PoolSpec], wants: Sequence[tuple[str, Want]], *,
+              parents: dict[str, str] | None = None) -> dict[tuple[str, Holder], str]:
+        with self.writing() as conn:
+            return leases.lease(conn, self.dialect, stack, pools, wants, parents=parents)
+
+    @_db_errors
+    def ip_pools(self) -> list[PoolRecord]:
+        with self._reader.connect() as conn:
+            return leases.pools(conn)
+
+    @_db_errors
+    def ip_leases(self, *, pool: str | None = None, stack: str | None = None) -> list[LeaseRecord]:
+        with self._reader.connect() as conn:
+            return leases.leases(conn, pool=pool, stack=stack)
+
+    @_db_errors
+    def reclaim_leases(self, stack: str, keep: Sequence[str]) -> int:
+        with self.writing() as conn:
+            return leases.reclaim(conn, stack, keep)
+
+    @_db_errors
+    def release_lease(self, pool: str, value: str) -> LeaseRecord:
+        with self.writing() as conn:
+            return leases.release_value(conn, pool, value)
 
     # copying between stores
 

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, delete, insert, or_, select
 
 from crane_iac.errors import StaleStateError, StateError
 from crane_iac.state.base import Committed, Intent, RunInfo
+from crane_iac.state.sql import leases
 from crane_iac.state.sql.dialects import dialect_insert
 from crane_iac.state.sql.schema import FORGOTTEN, HISTORY, INTENTS, RESOURCES, RUNS, SETTINGS, STACKS, now
 
@@ -119,6 +120,9 @@ def commit(conn: Connection, dialect: str, stack: str, committed: list[Committed
                         "after": dumps(outputs) if outputs is not None else None, "who": "", "why": "",
                         "run": run_id})
     conn.execute(insert(HISTORY), journal)
+    # a made resource's leases are its own from now on; a deleted one's go back to their pools with the delete
+    leases.bind(conn, stack, [c.address for c in committed if c.record is not None])
+    leases.release(conn, stack, [c.address for c in committed if c.record is None and c.final])
     return Written(serial, 1 + len(rows) + len(journal) + len(addresses))
 
 
@@ -173,6 +177,7 @@ def move(conn: Connection, dialect: str, stack: str, moves: list[tuple[str, str]
         present.discard(old)
         present.add(new)
     renames = dict(moves)
+    leases.move(conn, stack, moves)  # a resource keeps its addresses under its new address
     for old, new in moves:
         for table in (RESOURCES, INTENTS):
             conn.execute(table.update().where(table.c.stack == stack, table.c.address == old)

@@ -1,0 +1,164 @@
+"""Address pools and their leases in the state database, each call inside a write transaction the store opens.
+
+What forbids handing one address out twice is the database, not a check in Python: the lease table's primary key
+is (pool, value), and a value is chosen and inserted in the same transaction, after the pool's row is locked
+(SQLite: the transaction is ``BEGIN IMMEDIATE``, so writers take turns; PostgreSQL: ``SELECT … FOR UPDATE`` on
+the pool's row, so runs allocating from one pool take turns and runs on other pools do not wait). The choice itself
+is the pure allocator's (crane_iac/ipam/pools.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import Connection, and_, delete, select, text, update
+
+from crane_iac.ipam.pools import Holder, IpamError, Lease, LeaseRecord, PoolRecord, PoolSpec, Want, allocate
+from crane_iac.state.sql.dialects import dialect_insert
+from crane_iac.state.sql.schema import IP_LEASES, IP_POOLS, RESOURCES, now
+
+#: the advisory lock a PostgreSQL run holds while it declares a new pool (so two new pools that overlap are not
+#: both let in by two runs at once); any number, crane's own
+_NEW_POOL_LOCK = 0x6372616E
+
+
+def lease(conn: Connection, dialect: str, stack: str, pools: Sequence[PoolSpec],
+          wants: Sequence[tuple[str, Want]], *, parents: dict[str, str] | None = None) -> dict[tuple[str, Holder], str]:
+    """The value of each (pool, want): a holder's lease where it has one, else a new one, written as ``planned``.
+    ``pools`` are the pools the wants name, declared by ``stack`` (``parents``: a network's own pool → the pool
+    its subnet came from). A pool another stack declares differently, one that overlaps another, an explicit value
+    the pool cannot give or an exhausted pool is an IpamError, and nothing is written."""
+    by_name = {spec.name: spec for spec in pools}
+    for spec in pools:
+        _declare(conn, dialect, stack, spec, (parents or {}).get(spec.name, ""))
+    chosen: dict[tuple[str, Holder], str] = {}
+    grouped: dict[str, list[Want]] = {}
+    for pool, want in wants:
+        grouped.setdefault(pool, []).append(want)
+    for pool, asked in grouped.items():
+        held = [Lease(pool, row.value, Holder(row.stack, row.address, row.slot)) for row in _leases(conn, pool)]
+        known = {lease.holder for lease in held}
+        values = allocate(by_name[pool], held, asked)
+        new = [{"pool": pool, "value": value, "stack": h.stack, "address": h.address, "slot": h.slot,
+                "state": "planned", "at": now()} for h, value in values.items() if h not in known]
+        if new:
+            conn.execute(IP_LEASES.insert(), new)
+        chosen.update(((pool, holder), value) for holder, value in values.items())
+    return chosen
+
+
+def _declare(conn: Connection, dialect: str, stack: str, spec: PoolSpec, parent: str) -> None:
+    """Lock the pool's row, declaring the pool first if no stack has; a stack that declares it otherwise, or a new
+    pool that overlaps another, is an IpamError."""
+    row = _locked(conn, spec.name)
+    if row is None:
+        if dialect == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _NEW_POOL_LOCK})
+        if not parent:
+            for other in pools(conn):
+                if other.parent or other.name == spec.name:
+                    continue
+                other_spec = PoolSpec.parse(other.name, other.network)
+                if spec.overlaps(other_spec):
+                    raise IpamError(f"pool {spec.name!r} ({spec.network}) overlaps pool {other.name!r} "
+                                    f"({other.network}), declared by stack {other.declared_by}: give it a range "
+                                    "of its own, or use that pool")
+        conn.execute(dialect_insert(dialect, IP_POOLS).values(
+            name=spec.name, family=spec.family, network=str(spec.network),
+            reserved=json.dumps([str(r) for r in spec.reserved]), subnet_prefixlen=spec.subnet_prefixlen,
+            parent=parent, declared_by=stack, at=now()).on_conflict_do_nothing(index_elements=[IP_POOLS.c.name]))
+        row = _locked(conn, spec.name)
+        assert row is not None
+    declared = (row.network, sorted(row.reserved), row.subnet_prefixlen)
+    if declared != (str(spec.network), sorted(str(r) for r in spec.reserved), spec.subnet_prefixlen):
+        raise IpamError(
+            f"pool {spec.name!r} is declared by stack {row.declared_by} as {row.network} (reserved "
+            f"{row.reserved or 'none'}, subnets /{row.subnet_prefixlen or '-'}), and by stack {stack} as "
+            f"{spec.network} (reserved {[str(r) for r in spec.reserved] or 'none'}, subnets "
+            f"/{spec.subnet_prefixlen or '-'}): a pool is shared by every stack, so declare it alike, or give "
+            "one of them another name")
+
+
+def _locked(conn: Connection, name: str) -> PoolRecord | None:
+    found = conn.execute(select(IP_POOLS).where(IP_POOLS.c.name == name).with_for_update()).first()
+    return _pool_row(found) if found is not None else None
+
+
+def _pool_row(row: object) -> PoolRecord:
+    m = row._mapping  # type: ignore[attr-defined]
+    return PoolRecord(m["name"], m["family"], m["network"], json.loads(m["reserved"]), m["subnet_prefixlen"],
+                   m["parent"], m["declared_by"])
+
+
+def _leases(conn: Connection, pool: str | None = None, stack: str | None = None) -> list[LeaseRecord]:
+    query = select(IP_LEASES)
+    if pool is not None:
+        query = query.where(IP_LEASES.c.pool == pool)
+    if stack is not None:
+        query = query.where(IP_LEASES.c.stack == stack)
+    return [LeaseRecord(**row._mapping) for row in conn.execute(query.order_by(IP_LEASES.c.pool, IP_LEASES.c.value))]
+
+
+def pools(conn: Connection) -> list[PoolRecord]:
+    """Every pool the state database knows, by name."""
+    return [_pool_row(row) for row in conn.execute(select(IP_POOLS).order_by(IP_POOLS.c.name))]
+
+
+def leases(conn: Connection, *, pool: str | None = None, stack: str | None = None) -> list[LeaseRecord]:
+    """The leases of one pool, of one stack, or all, by pool and value."""
+    return _leases(conn, pool, stack)
+
+
+def bind(conn: Connection, stack: str, addresses: Iterable[str]) -> int:
+    """The leases of these resources (made by an apply) are theirs for good: ``planned`` → ``bound``."""
+    wanted = list(addresses)
+    if not wanted:
+        return 0
+    result = conn.execute(update(IP_LEASES).where(and_(IP_LEASES.c.stack == stack, IP_LEASES.c.address.in_(wanted),
+                                                       IP_LEASES.c.state == "planned")).values(state="bound"))
+    return int(result.rowcount or 0)
+
+
+def release(conn: Connection, stack: str, addresses: Iterable[str]) -> int:
+    """Every lease of these resources (whose delete was applied) goes back to its pool."""
+    gone = list(addresses)
+    if not gone:
+        return 0
+    result = conn.execute(delete(IP_LEASES).where(and_(IP_LEASES.c.stack == stack, IP_LEASES.c.address.in_(gone))))
+    return int(result.rowcount or 0)
+
+
+def reclaim(conn: Connection, stack: str, keep: Iterable[str]) -> int:
+    """The ``planned`` leases of ``stack`` whose resource is not among ``keep`` (what the stack declares or state
+    records) go back to their pools: a plan that was never applied, or an apply that crashed before its create."""
+    kept = set(keep)
+    stale = [row for row in _leases(conn, stack=stack) if row.state == "planned" and row.address not in kept]
+    for row in stale:
+        conn.execute(delete(IP_LEASES).where(and_(IP_LEASES.c.pool == row.pool, IP_LEASES.c.value == row.value)))
+    return len(stale)
+
+
+def move(conn: Connection, stack: str, moves: Sequence[tuple[str, str]]) -> int:
+    """A resource given a new address (``moved()``, ``crane state mv``) keeps its leases."""
+    count = 0
+    for old, new in moves:
+        result = conn.execute(update(IP_LEASES).where(and_(IP_LEASES.c.stack == stack, IP_LEASES.c.address == old))
+                              .values(address=new))
+        count += int(result.rowcount or 0)
+    return count
+
+
+def release_value(conn: Connection, pool: str, value: str) -> LeaseRecord:
+    """Give one lease back (``crane ipam release``): one whose resource no stack records any longer, such as a
+    resource ``crane state rm`` let go of."""
+    row = next((r for r in _leases(conn, pool) if r.value == value), None)
+    if row is None:
+        raise IpamError(f"pool {pool!r} has no lease of {value}; see `crane ipam show {pool}`")
+    recorded = conn.execute(select(RESOURCES.c.address).where(
+        and_(RESOURCES.c.stack == row.stack, RESOURCES.c.address == row.address))).first()
+    if recorded is not None:
+        raise IpamError(f"{value} is leased to {row.address} in stack {row.stack}, which state still records: "
+                        "delete the resource (its lease goes with the delete), or `crane state rm` it first")
+    conn.execute(delete(IP_LEASES).where(and_(IP_LEASES.c.pool == pool, IP_LEASES.c.value == value)))
+    return row
