@@ -6,12 +6,13 @@ which imports this package only when a command runs: ``crane --version`` stays f
 from crane_iac.commands import run
 from crane_iac.commands import records
 from crane_iac.commands import autoscale
+from crane_iac.commands import ipam
 from contextlib import ExitStack
 from typing import Any
 
 from crane_iac.commands.base import _opened, app
 
-__all__ = ["app", "autoscale", "invoke", "records", "run"]
+__all__ = ["app", "autoscale", "invoke", "ipam", "records", "run"]
 
 
 def invoke(opened: ExitStack) -> Any:

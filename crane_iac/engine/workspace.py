@@ -28,6 +28,7 @@ from crane_iac.engine.locks import break_lock
 from crane_iac.engine.planning import check_saved_plan, plan_stack
 from crane_iac.engine.refresh import refreshed_outputs, refreshed_records
 from crane_iac.errors import ConfigError, CraneError, Diagnostic, DiagnosticsError
+from crane_iac.ipam.pools import IpamError, LeaseRecord, PoolRecord
 from crane_iac.loader import LoadedStack, load_stack, pinned_names
 from crane_iac.objects import Live
 from crane_iac.planner.model import Plan
@@ -174,6 +175,22 @@ class Workspace:
         resources = self.state().resources.values()
         keys = {r.physical: str(r.outputs.get("private_key_path") or "") for r in resources if r.kind == "ssh_key"}
         return inventory([r.properties for r in resources if r.kind == "configuration"], keys)
+
+    def address_pools(self) -> tuple[list[PoolRecord], list[LeaseRecord]]:
+        """Every address pool of the state (shared by every stack of it) and every lease they hold."""
+        return self.store.ip_pools(), self.store.ip_leases()
+
+    def release_address(self, value: str, pool: str | None = None) -> LeaseRecord:
+        """Give back a lease whose resource no stack records (``crane ipam release``); ``pool`` may be left out
+        when one pool holds ``value``."""
+        if pool is None:
+            holding = sorted({lease.pool for lease in self.store.ip_leases() if lease.value == value})
+            if not holding:
+                raise IpamError(f"no pool has a lease of {value}; see `crane ipam list`")
+            if len(holding) > 1:
+                raise IpamError(f"{value} is leased from {', '.join(holding)}: name one with --pool")
+            pool = holding[0]
+        return self.store.release_lease(pool, value)
 
     def history(self, limit: int = 100) -> list[HistoryEntry]:
         return self.store.history(self.name, limit)

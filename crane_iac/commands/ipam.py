@@ -1,0 +1,86 @@
+"""``crane ipam``: the address pools of the state (shared by every stack of it), their leases and their use."""
+
+import ipaddress
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from crane_iac.commands.base import AsJson, Chdir, Stack, app, workspace
+
+ipam_app = typer.Typer(help="Address pools and the leases they hand out.", no_args_is_help=True)
+app.add_typer(ipam_app, name="ipam")
+
+
+def _size(network: str, reserved: list[str], subnet_prefixlen: int | None) -> int:
+    """How many values a pool can hand out: addresses, or subnets for a pool that carves them."""
+    from crane_iac.ipam.pools import PoolSpec
+
+    spec = PoolSpec.parse("p", network, reserved=reserved, subnet_prefixlen=subnet_prefixlen)
+    if subnet_prefixlen is None:
+        return spec.space("address").size
+    return int(spec.space("subnet").size // 2 ** (spec.network.max_prefixlen - subnet_prefixlen))
+
+
+@ipam_app.command("list")
+def ipam_list(stack: Stack = None, chdir: Chdir = Path("."), as_json: AsJson = False) -> None:
+    """Every pool with its size, leases, free count and use."""
+    pools, leases = workspace(chdir, stack).address_pools()
+    rows = []
+    for pool in pools:
+        size = _size(pool.network, pool.reserved, pool.subnet_prefixlen)
+        held = sum(1 for lease in leases if lease.pool == pool.name)
+        rows.append({"pool": pool.name, "network": pool.network, "size": size, "leased": held, "free": size - held,
+                     "used": round(100 * held / size, 1) if size else 0.0, "declared_by": pool.declared_by,
+                     "parent": pool.parent or None})
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        print("No address pools.")
+        return
+    print(f"{'POOL':<24} {'NETWORK':<22} {'SIZE':>8} {'LEASED':>7} {'FREE':>8} {'USED':>6}  DECLARED BY")
+    for r in rows:
+        print(f"{r['pool']:<24} {r['network']:<22} {r['size']:>8} {r['leased']:>7} {r['free']:>8} "
+              f"{r['used']:>5}%  {r['declared_by']}")
+
+
+@ipam_app.command("show")
+def ipam_show(
+    pool: Annotated[str, typer.Argument(metavar="POOL", help="The pool (crane ipam list names them).")],
+    stack: Stack = None, chdir: Chdir = Path("."), as_json: AsJson = False,
+) -> None:
+    """One pool's leases: address, resource, stack, state and since when."""
+    from crane_iac.ipam.pools import IpamError
+
+    pools, leases = workspace(chdir, stack).address_pools()
+    found = next((p for p in pools if p.name == pool), None)
+    if found is None:
+        raise IpamError(f"no pool {pool!r}; the pools are {', '.join(p.name for p in pools) or 'none'}")
+    held = sorted((lease for lease in leases if lease.pool == pool),
+                  key=lambda lease: ipaddress.ip_network(lease.value, strict=False))
+    if as_json:
+        print(json.dumps({"pool": found.name, "network": found.network, "reserved": found.reserved,
+                          "subnet_prefixlen": found.subnet_prefixlen, "declared_by": found.declared_by,
+                          "leases": [{"value": x.value, "stack": x.stack, "resource": x.address, "slot": x.slot,
+                                      "state": x.state, "since": x.at} for x in held]}, indent=2))
+        return
+    size = _size(found.network, found.reserved, found.subnet_prefixlen)
+    print(f"{found.name}: {found.network}, {len(held)} of {size} leased"
+          f"{', reserved ' + ', '.join(found.reserved) if found.reserved else ''}")
+    for x in held:
+        print(f"  {x.value:<22} {x.address} ({x.slot})  stack {x.stack}  {x.state} since {x.at}")
+
+
+@ipam_app.command("release")
+def ipam_release(
+    address: Annotated[str, typer.Argument(metavar="ADDRESS", help="The leased address or subnet.")],
+    pool: Annotated[Optional[str], typer.Option("--pool", metavar="POOL",  # noqa: UP045
+                                                help="The pool, when several lease the value.")] = None,
+    stack: Stack = None, chdir: Chdir = Path("."),
+) -> None:
+    """Give back a lease whose resource no stack records any longer (after `crane state rm`)."""
+    lease = workspace(chdir, stack).release_address(address, pool)
+    print(f"Released {lease.value} from pool {lease.pool} (it was leased to {lease.address} in stack "
+          f"{lease.stack}).")
