@@ -298,6 +298,11 @@ class StateStore(ABC):
         applied, an apply that crashed before its create); the number given back."""
 
     @abstractmethod
+    def import_pools(self, pools: Sequence[PoolRecord], leases: Sequence[LeaseRecord]) -> None:
+        """Copy pools and their leases in as they are (``crane state migrate``), in one transaction; a pool the store
+        holds already is refused, and nothing is written."""
+
+    @abstractmethod
     def release_lease(self, pool: str, value: str) -> LeaseRecord:
         """Give back one lease whose resource no stack records any longer (``crane ipam release``); a lease of a
         recorded resource is refused."""

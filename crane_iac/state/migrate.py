@@ -30,6 +30,9 @@ class MigrationReport:
     source: str
     target: str
     stacks: list[MigratedStack] = field(default_factory=list)
+    #: address pools and leases copied (shared by every stack, so copied once)
+    pools: int = 0
+    leases: int = 0
 
     def lines(self) -> list[str]:
         if not self.stacks:
@@ -37,6 +40,8 @@ class MigrationReport:
         out = [f"Copied {len(self.stacks)} stack(s) from {self.source} to {self.target}:"]
         out += [f"  {s.name}: serial {s.serial}, {s.resources} resources, {s.history} history lines, "
                 f"{s.intents} intents, {s.forgotten} forgotten, {s.settings} settings" for s in self.stacks]
+        if self.pools:
+            out.append(f"  and {self.pools} address pool(s) with {self.leases} lease(s)")
         out.append(f"Point crane.toml's state at {self.target} to use it; the source is left as it was.")
         return out
 
@@ -66,6 +71,12 @@ def migrate(source: StateStore, target: StateStore) -> MigrationReport:
                                  f"{source.url}; the copy is not to be trusted: remove it from the target")
             report.stacks.append(MigratedStack(dump.name, dump.serial, len(dump.resources), len(dump.history),
                                                len(dump.intents), len(dump.forgotten), len(dump.settings)))
+        pools, leases = source.ip_pools(), source.ip_leases()
+        target.import_pools(pools, leases)
+        if (target.ip_pools(), target.ip_leases()) != (pools, leases):
+            raise StateError(f"the address pools read back from {target.url} differently from {source.url}; the "
+                             "copy is not to be trusted: remove it from the target")
+        report.pools, report.leases = len(pools), len(leases)
     finally:
         for name, lock_id in held:
             source.release_lock(name, lock_id)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from crane_iac.errors import StateError
+from crane_iac.ipam.pools import Holder, PoolSpec, Want
 from crane_iac.objects import Action, Outcome
 from crane_iac.state.backends import open_store
 from crane_iac.state.base import Committed, Intent, StateStore
@@ -34,12 +35,19 @@ def test_sqlite_to_postgresql_and_back_is_a_round_trip(tmp_path: Path, sqlite_st
     populate(sqlite_store, "web")
     sqlite_store.commit("db", create(*(f"vm.db{i}" for i in range(1200))), {"primary": "db0"})
     sqlite_store.record_intents("crashed", [Intent("vm.x", "vm", "x", Action.CREATE, {"pool": "p"})])
+    office = PoolSpec.parse("office", "10.70.0.0/24", reserved=["10.70.0.1"])
+    sqlite_store.lease("web", [office], [("office", Want(Holder("web", f"vm.w{i}", "nic0"))) for i in range(3)])
     original = {name: sqlite_store.export_stack(name) for name in sqlite_store.stacks()}
 
     report = migrate(sqlite_store, postgresql_store)
     assert [(s.name, s.serial, s.resources) for s in report.stacks] == [("crashed", 0, 0), ("db", 1, 1200),
                                                                         ("web", 5, 2)]
-    assert "Copied 3 stack(s)" in report.lines()[0]
+    assert "Copied 3 stack(s)" in report.lines()[0] and "  and 1 address pool(s) with 3 lease(s)" in report.lines()
+    assert (postgresql_store.ip_pools(), postgresql_store.ip_leases()) == (sqlite_store.ip_pools(),
+                                                                          sqlite_store.ip_leases())
+    # the copy hands out the next free address, never one the source had leased
+    got = postgresql_store.lease("web", [office], [("office", Want(Holder("web", "vm.w9", "nic0")))])
+    assert got["office", Holder("web", "vm.w9", "nic0")] == "10.70.0.5"
     assert {name: postgresql_store.export_stack(name) for name in postgresql_store.stacks()} == original
     for name in original:
         assert postgresql_store.read(name) == sqlite_store.read(name)

@@ -65,7 +65,7 @@ def test_a_version_1_database_gains_lock_ids_and_the_forgotten_table(tmp_path: P
                                 pid INTEGER NOT NULL, operation VARCHAR NOT NULL, acquired_at VARCHAR NOT NULL);
         """)
     s = store(tmp_path)
-    assert s.schema_version() == SCHEMA_VERSION == 6
+    assert s.schema_version() == SCHEMA_VERSION == 7
     lock_id = s.acquire_lock("demo", "apply")
     assert s.lock_info("demo").id == lock_id  # type: ignore[union-attr]
     assert s.read("demo").forgotten == [] and s.read("demo").settings == {}
@@ -103,7 +103,7 @@ def test_a_version_2_database_written_by_crane_0_1_migrates(tmp_path: Path) -> N
     with sqlite3.connect(tmp_path / "state.db") as db:
         db.executescript(V2_SCHEMA)
     s = store(tmp_path)
-    assert s.schema_version() == 6
+    assert s.schema_version() == SCHEMA_VERSION
     state = s.read("demo")
     assert (state.serial, state.lineage, state.outputs) == (1, "lin", {"x": 1})
     assert state.resources["vm.a"] == Recorded("vm.a", "vm", "a", {"memory_mib": 256})

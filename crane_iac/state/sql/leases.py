@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Connection, and_, delete, select, text, update
 
+from crane_iac.errors import StateError
 from crane_iac.ipam.pools import Holder, IpamError, Lease, LeaseRecord, PoolRecord, PoolSpec, Want, allocate
 from crane_iac.state.sql.dialects import dialect_insert
 from crane_iac.state.sql.schema import IP_LEASES, IP_POOLS, RESOURCES, now
@@ -162,3 +163,21 @@ def release_value(conn: Connection, pool: str, value: str) -> LeaseRecord:
                         "delete the resource (its lease goes with the delete), or `crane state rm` it first")
     conn.execute(delete(IP_LEASES).where(and_(IP_LEASES.c.pool == pool, IP_LEASES.c.value == value)))
     return row
+
+
+def import_records(conn: Connection, pools_: Sequence[PoolRecord], leases_: Sequence[LeaseRecord], url: str) -> None:
+    """Write pools and leases as another store holds them (``crane state migrate``); a pool already here is a
+    StateError, and nothing is written."""
+    here = {row.name for row in pools(conn)} & {pool.name for pool in pools_}
+    if here:
+        raise StateError(f"{url} already holds pool(s) {', '.join(sorted(here))}; nothing was copied: migrate into "
+                         "a store without them")
+    if pools_:
+        conn.execute(IP_POOLS.insert(), [
+            {"name": p.name, "family": p.family, "network": p.network, "reserved": json.dumps(p.reserved),
+             "subnet_prefixlen": p.subnet_prefixlen, "parent": p.parent, "declared_by": p.declared_by, "at": now()}
+            for p in pools_])
+    if leases_:
+        conn.execute(IP_LEASES.insert(), [
+            {"pool": x.pool, "value": x.value, "stack": x.stack, "address": x.address, "slot": x.slot,
+             "state": x.state, "at": x.at} for x in leases_])

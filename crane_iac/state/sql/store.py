@@ -300,6 +300,11 @@ class SqlStateStore(StateStore):
             return leases.reclaim(conn, stack, keep)
 
     @_db_errors
+    def import_pools(self, pools: Sequence[PoolRecord], leases_: Sequence[LeaseRecord]) -> None:
+        with self.writing() as conn:
+            leases.import_records(conn, pools, leases_, self.url)
+
+    @_db_errors
     def release_lease(self, pool: str, value: str) -> LeaseRecord:
         with self.writing() as conn:
             return leases.release_value(conn, pool, value)
