@@ -12,6 +12,12 @@ def main() -> None:
     if sys.argv[1:] in (["--version"], ["-V"]):  # fast path: no heavy imports
         print(f"crane {__version__}")
         return
+    import gc
+
+    # a run allocates an object or more per field of each resource it loads, reads and records (10,000 resources:
+    # millions), and next to none of them in cycles: at Python's default the collector ran ~600 times, 4 of them over
+    # everything held, 0.45 s of a 10,000-resource plan; at these thresholds it runs a few times, 0.1 s
+    gc.set_threshold(50_000, 20, 20)
     import typer
 
     from crane_iac.errors import CraneError, DiagnosticsError
