@@ -2,6 +2,7 @@
 
     python bench/run.py            # the full table (10,000-VM stack, scaling to 30,000 resources)
     python bench/run.py --quick    # a smaller run for a smoke test
+    python bench/run.py --only noop   # only the no-op plan against its baseline (and their peak memory)
 
 Prints a Markdown table: the figure, the target, the baseline measured in the same run and the ratio.
 """
@@ -139,6 +140,25 @@ def real_host(root: Path, uri: str, vms: int, networks: int, repeat: int) -> lis
     ]
 
 
+def noop_plan(big: Path, vms: int, networks: int, repeat: int) -> tuple[list[str], float]:
+    """The no-op plan of the applied ``big`` project against the baseline's read, and both peaks: three rows, and
+    the plan's seconds."""
+    plan = timed([*CRANE, "plan", "--detailed-exitcode"], big, repeat)
+    assert "No changes." in plan.stdout, plan.stdout[-500:]
+    base_plan = timed([PY, str(HERE / "baselines" / "list_and_parse.py"), node_uri(big)], big, repeat)
+    ratio = plan.seconds / base_plan.seconds
+    # most of either peak is libvirt's test driver holding the domains in-process: what crane adds is the rest
+    share = plan.max_rss_mb - base_plan.max_rss_mb
+    return [
+        row(f"no-op plan, {vms + networks:,} resources", f"{plan.seconds:.2f} s", "≤ 1.5× baseline",
+            f"{base_plan.seconds:.2f} s", f"{ratio:.2f}×", ratio <= 1.5),
+        row("peak memory of that plan", f"{plan.max_rss_mb:.0f} MB", "≤ 300 MB", f"{base_plan.max_rss_mb:.0f} MB",
+            f"{plan.max_rss_mb / base_plan.max_rss_mb:.2f}×", plan.max_rss_mb <= 300),
+        row("crane's own share of the plan's peak memory (crane peak − baseline peak)", f"{share:.0f} MB",
+            "≤ 60 MB", f"{base_plan.max_rss_mb:.0f} MB", "", share <= 60),
+    ], plan.seconds
+
+
 def row(what: str, figure: str, target: str, baseline: str, ratio: str, ok: bool | None) -> str:
     verdict = "—" if ok is None else ("met" if ok else "**not met**")
     return f"| {what} | {figure} | {target} | {baseline} | {ratio} | {verdict} |"
@@ -147,6 +167,8 @@ def row(what: str, figure: str, target: str, baseline: str, ratio: str, ok: bool
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="1,000 VMs instead of 10,000; no 30k scaling point")
+    parser.add_argument("--only", choices=["noop"], help="noop: only create the stack, then time the no-op plan "
+                        "and its baseline (with their peak memory), about a minute")
     parser.add_argument("--extract", nargs=2, metavar=("PROJECT", "DEST"), help=argparse.SUPPRESS)
     parser.add_argument("--real", metavar="URI", help="also measure on a real libvirtd, e.g. qemu:///system "
                         "(defines the domains there, then destroys them)")
@@ -163,10 +185,14 @@ def main() -> None:
     ]
     with tempfile.TemporaryDirectory(prefix="crane-bench-") as tmp:
         tmpdir = Path(tmp)
+        big = project(tmpdir / "big", vms, networks)
+        if args.only == "noop":
+            subprocess.run([*CRANE, "apply", "--auto-approve"], cwd=big, check=True, capture_output=True)
+            print("\n".join(rows + noop_plan(big, vms, networks, repeat)[0]))
+            return
         version = timed([*CRANE, "--version"], tmpdir, 5)
         rows.append(row("`crane --version`", f"{version.seconds:.3f} s", "≤ 0.3 s", "", "", version.seconds <= 0.3))
 
-        big = project(tmpdir / "big", vms, networks)
         create = timed([*CRANE, "apply", "--auto-approve"], big, 1)
         work = tmpdir / "work.json"
         # in a child process: parsing the 10,000-domain node file here would make every later child's peak
@@ -178,24 +204,13 @@ def main() -> None:
         rows.append(row(f"create {vms:,} VMs + {networks} networks from empty", f"{create.seconds:.2f} s",
                         "≤ 2× baseline", f"{base_create.seconds:.2f} s", f"{ratio:.2f}×", ratio <= 2))
 
-        plan = timed([*CRANE, "plan", "--detailed-exitcode"], big, repeat)
-        assert "No changes." in plan.stdout, plan.stdout[-500:]
-        base_plan = timed([PY, str(HERE / "baselines" / "list_and_parse.py"), node_uri(big)], big, repeat)
-        ratio = plan.seconds / base_plan.seconds
-        rows.append(row(f"no-op plan, {vms + networks:,} resources", f"{plan.seconds:.2f} s", "≤ 1.5× baseline",
-                        f"{base_plan.seconds:.2f} s", f"{ratio:.2f}×", ratio <= 1.5))
-        rows.append(row("peak memory of that plan", f"{plan.max_rss_mb:.0f} MB", "≤ 300 MB",
-                        f"{base_plan.max_rss_mb:.0f} MB", f"{plan.max_rss_mb / base_plan.max_rss_mb:.2f}×",
-                        plan.max_rss_mb <= 300))
-        # most of either peak is libvirt's test driver holding the domains in-process: what crane adds is the rest
-        share = plan.max_rss_mb - base_plan.max_rss_mb
-        rows.append(row("crane's own share of the plan's peak memory (crane peak − baseline peak)",
-                        f"{share:.0f} MB", "≤ 60 MB", f"{base_plan.max_rss_mb:.0f} MB", "", share <= 60))
+        plan_rows, plan_seconds = noop_plan(big, vms, networks, repeat)
+        rows.extend(plan_rows)
 
         one = timed([*CRANE, "apply", "--auto-approve", "--var", "bump=1"], big, 1)
         rows_written = int(re.search(r"\((\d+) state rows written\)", one.stdout).group(1))  # type: ignore[union-attr]
         assert "Apply complete: 1 updated" in one.stdout, one.stdout[-500:]
-        limit = plan.seconds + 1
+        limit = plan_seconds + 1
         rows.append(row("apply changing one VM", f"{one.seconds:.2f} s ({rows_written} state rows written)",
                         f"≤ no-op plan + 1 s = {limit:.2f} s", "", "", one.seconds <= limit))
 

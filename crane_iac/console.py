@@ -8,11 +8,12 @@ import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from crane_iac.engine.apply import ApplyResult
 from crane_iac.errors import ConfigError, DiagnosticsError
-from crane_iac.render import render_result
+
+if TYPE_CHECKING:  # parsing --var comes before a plan opens its endpoints: the engine and renderer come after
+    from crane_iac.engine.apply import ApplyResult
 
 
 def parse_vars(given: Sequence[str]) -> dict[str, str]:
@@ -33,6 +34,8 @@ def diagnostic_lines(exc: DiagnosticsError) -> list[str]:
 
 def apply_verdict(result: ApplyResult, elapsed: float, rows_written: int | None = None) -> str:
     """``Apply complete: 2 created in 1.2s`` (or INTERRUPTED or FAILED, with the failed and skipped counts)."""
+    from crane_iac.render import render_result
+
     verdict = "complete" if result.ok else "INTERRUPTED" if result.interrupted else "FAILED"
     failures = f", {len(result.failed)} failed, {len(result.skipped)} skipped" \
         if result.failed or result.skipped else ""

@@ -127,13 +127,13 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
         if address in seen:
             diagnostics.append(Diagnostic(_duplicate(res, *seen[address]), file, line, address))
             continue
-        seen[address] = file, line, res.endpoint
+        endpoint = res.endpoint
+        seen[address] = file, line, endpoint
         if not res.managed:
             components.append(address)
             if isinstance(res, ScalesTiers) and meta.valid:
                 tiers.extend(res.scalable_tiers())
             continue
-        endpoint = res.endpoint
         for fname, ref in res.named_references():
             if ref.managed and id(ref) in members and ref.endpoint != endpoint:
                 diagnostics.append(Diagnostic(
@@ -200,6 +200,8 @@ def names_after_moves(loaded: LoadedStack, recorded: dict[str, str]) -> dict[str
 def _check_declarations(registry: Registry) -> list[Diagnostic]:
     """``moved`` must name a declared target and an address the stack no longer declares; ``import_`` ids must be
     the names the stack gives."""
+    if not registry.moves and not registry.imports:
+        return []
     declared = {r.address: r for r in registry.resources}
     problems = []
     for old, new, file, line in registry.moves:

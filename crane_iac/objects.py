@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from sys import intern
 from typing import Any
 
 #: the endpoint a resource uses when it names none: the stack's only endpoint, or its sandbox
@@ -148,24 +147,6 @@ def scope_properties(kind: str, properties: dict[str, Any]) -> dict[str, Any]:
     return {rule.scope: properties.get(rule.scope)} if rule is not None and rule.scope else {}
 
 
-_NESTED = frozenset({dict, list})
-
-
-def _shared_keys(value: Any) -> Any:
-    """An equal dict (or list) whose dicts' keys, at any depth, are interned strings; its dicts and lists are new."""
-    if type(value) is dict:
-        return {intern(k) if type(k) is str else k: _shared_keys(v) if type(v) in _NESTED else v
-                for k, v in value.items()}
-    return [_shared_keys(v) if type(v) in _NESTED else v for v in value]
-
-
-def _keys_interned(value: dict[str, Any]) -> bool:
-    """Whether a dict's keys are interned already, judged by its first: a dict built in code (a provider's reading)
-    has the keys its code spells; only decoding (JSON from state) makes strings of its own."""
-    first = next(iter(value), None)
-    return first is None or type(first) is not str or first is intern(first)
-
-
 @dataclass(frozen=True, slots=True)
 class Owner:
     """Who an object belongs to, written into the endpoint's own metadata where it has a place for it."""
@@ -203,15 +184,6 @@ class Recorded:
     dependencies: list[str] = field(default_factory=list)
     protect: bool = False
     endpoint: str = DEFAULT_ENDPOINT
-
-    def __post_init__(self) -> None:
-        # decoded from JSON, every record's keys are strings of their own: 10,000 records would hold 10,000 copies
-        # of "memory_mib" (a third of what state takes in memory); interned, they are the one the code spells
-        self.kind, self.endpoint = intern(self.kind), intern(self.endpoint)
-        if not _keys_interned(self.properties):
-            self.properties = _shared_keys(self.properties)
-        if not _keys_interned(self.outputs):
-            self.outputs = _shared_keys(self.outputs)
 
 
 @dataclass(slots=True)

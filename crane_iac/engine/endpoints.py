@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from crane_iac.config import EndpointConfig
-from crane_iac.errors import CraneError
+from crane_iac.errors import ConfigError, CraneError
 from crane_iac.objects import DEFAULT_ENDPOINT, Live
 from crane_iac.providers.endpoint import Endpoint
-from crane_iac.providers.registry import open_companions, open_provider
+from crane_iac.providers.registry import open_companions, open_provider, opener
 
 
 def sandbox_dir(state_dir: Path, name: str) -> Path:
@@ -59,8 +59,9 @@ class Endpoints(Mapping[str, Endpoint]):
 
 
 def open_endpoints(configs: Mapping[str, EndpointConfig], *, state_dir: Path, mutating: bool,
-                   lock_timeout: float = 0.0) -> Endpoints:
-    """Connect to every endpoint at once; if one fails, the others are closed and the error names the endpoint."""
+                   lock_timeout: float = 0.0, meanwhile: Callable[[], object] | None = None) -> Endpoints:
+    """Connect to every endpoint at once, running ``meanwhile`` on this thread while they connect; if one fails
+    (or ``meanwhile`` does), the others are closed and the error names the endpoint."""
     def connect(name: str) -> Endpoint:
         config = configs[name]
         settings = config.model_dump(exclude={"type"})
@@ -82,8 +83,18 @@ def open_endpoints(configs: Mapping[str, EndpointConfig], *, state_dir: Path, mu
     names = list(configs)
     opened: dict[str, Endpoint] = {}
     errors: list[BaseException] = []
+    for type_name in {config.type for config in configs.values()}:
+        try:  # each type's provider imported here, before ``meanwhile`` competes with the connections for the GIL
+            opener(type_name)
+        except ConfigError:
+            pass  # an unknown type: its connection says so, naming the endpoint
     with ThreadPoolExecutor(max(1, len(names)), thread_name_prefix="crane-connect") as pool:
         futures = {name: pool.submit(connect, name) for name in names}
+        try:
+            if meanwhile is not None:
+                meanwhile()
+        except BaseException as exc:
+            errors.append(exc)
         for name, future in futures.items():
             try:
                 opened[name] = future.result()

@@ -11,6 +11,7 @@ autoscaler and a watch loop call it in-process.
 
 from __future__ import annotations
 
+import importlib
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,22 +19,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from crane_iac.config import Project, StackConfig, find_project, load_project, read_var_file
-from crane_iac.engine.apply import Applier, ApplyResult, StepEvent
 from crane_iac.engine.endpoints import Endpoints, open_endpoints
-from crane_iac.engine.imports import check_move, expand_addresses, import_record
-from crane_iac.engine.locks import break_lock
-from crane_iac.engine.planning import check_saved_plan, plan_stack
-from crane_iac.engine.refresh import refreshed_outputs, refreshed_records
 from crane_iac.errors import ConfigError, CraneError, Diagnostic, DiagnosticsError
 from crane_iac.ipam.pools import IpamError, LeaseRecord, PoolRecord
-from crane_iac.loader import LoadedStack, load_stack, pinned_names
-from crane_iac.objects import Live
-from crane_iac.planner.model import Plan
 from crane_iac.providers.registry import ResourceRules, resource_rules
-from crane_iac.state.backends import open_store
 from crane_iac.state.base import (
     Committed,
     HistoryEntry,
@@ -44,7 +36,15 @@ from crane_iac.state.base import (
     StateStore,
     this_process,
 )
-from crane_iac.state.migrate import MigrationReport, migrate
+
+# what a command needs only once it runs, imported then: a plan starts opening its endpoints first, and imports these
+# (SQLAlchemy, the resource models, the planner: about half a second) while they open
+if TYPE_CHECKING:
+    from crane_iac.engine.apply import ApplyResult, StepEvent
+    from crane_iac.loader import LoadedStack
+    from crane_iac.objects import Live
+    from crane_iac.planner.model import Plan
+    from crane_iac.state.migrate import MigrationReport
 
 T = TypeVar("T")
 
@@ -103,6 +103,8 @@ class Workspace:
     @property
     def store(self) -> StateStore:
         if self._store is None:
+            from crane_iac.state.backends import open_store
+
             self._store = open_store(self.project.state_url())
         return self._store
 
@@ -126,6 +128,8 @@ class Workspace:
         return self._validated(self._load(state))
 
     def _load(self, state: StackState | None = None) -> LoadedStack:
+        from crane_iac.loader import load_stack, pinned_names
+
         path, variables = self.stack_file, self.variables
         settings = self._settings = _values(state) if state is not None else {}
         root = self.project.root
@@ -138,6 +142,8 @@ class Workspace:
 
     def reload(self, names: dict[str, str]) -> LoadedStack:
         """The stack run again with these hypervisor names pinned (address → name)."""
+        from crane_iac.loader import load_stack
+
         return self._validated(load_stack(self.stack_file, self.variables, physical_names=names,
                                           settings=self._settings, project_dir=self.project.root))
 
@@ -205,9 +211,10 @@ class Workspace:
         runs after the connections are open, not during: opening a big sandbox is the run's memory peak, and the
         stack's values held through it would add to it (measured for 10,000 resources: the plan 0.5 s faster, its
         peak 44 MB higher, past crane's 60 MB share; see docs/benchmarks.md). Yields the endpoints, what
-        ``meanwhile`` returned, and what was read (or None)."""
+        ``meanwhile`` returned, and what was read (or None). While they connect, what the stack run, the state read
+        and the plan use is imported (``_import_for_planning``)."""
         endpoints = open_endpoints(self.config.endpoints(), state_dir=self.project.root / ".crane",
-                                   mutating=mutating, lock_timeout=lock_timeout)
+                                   mutating=mutating, lock_timeout=lock_timeout, meanwhile=_import_for_planning)
         try:
             with ThreadPoolExecutor(1, thread_name_prefix="crane-read") as pool:
                 reading = pool.submit(endpoints.read_all) if read else None
@@ -225,6 +232,8 @@ class Workspace:
     def load_with_state(self) -> tuple[LoadedStack, StackState]:
         """The stack and its state. The stack file runs first (a broken stack creates no state database), then again
         when state holds settings it reads or names a moved resource keeps."""
+        from crane_iac.loader import load_stack, pinned_names
+
         loaded = self._load()
         state = self.state()
         names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
@@ -247,6 +256,8 @@ class Workspace:
         """A plan made without the lock, reading the endpoints without changing them (``crane plan``)."""
         with self.endpoints(mutating=False, read=options.refresh, meanwhile=self.load_with_state) as (
                 endpoints, loaded_state, lives):
+            from crane_iac.engine.planning import plan_stack
+
             assert loaded_state is not None
             loaded, state = loaded_state
             return plan_stack(self.name, loaded, state, endpoints, refresh=options.refresh, targets=options.targets,
@@ -278,6 +289,8 @@ class Workspace:
         """Update state (records and stack outputs) from the endpoints without changing infrastructure."""
         with self.locked("refresh", lock_timeout=lock_timeout, mutating=False) as run:
             assert run.lives is not None and run.loaded is not None
+            from crane_iac.engine.refresh import refreshed_outputs, refreshed_records
+
             state = run.state
             assert run.endpoints is not None
             committed = refreshed_records(run.lives, self.name, state, run.endpoints)
@@ -293,6 +306,9 @@ class Workspace:
         """Adopt an object that exists on an endpoint into state at ``address``; the plan shows how it differs."""
         with self.locked("import", lock_timeout=lock_timeout, mutating=False) as run:
             assert run.lives is not None and run.loaded is not None and run.endpoints is not None
+            from crane_iac.engine.imports import import_record
+            from crane_iac.engine.planning import plan_stack
+
             committed = import_record(address, physical, run.loaded, run.state, run.lives, self.name)
             assert committed.record is not None
             self.store.unforget(self.name, committed.record.kind, committed.record.physical,
@@ -305,6 +321,8 @@ class Workspace:
 
     def forget(self, addresses: Sequence[str], *, lock_timeout: float = 0.0) -> list[str]:
         """Drop resources (and everything nested under them) from state without touching them."""
+        from crane_iac.engine.imports import expand_addresses
+
         with self.locked("state rm", lock_timeout=lock_timeout, connect=False, load=False) as run:
             found = expand_addresses(addresses, run.state)
             self.store.forget(self.name, found, expected_serial=run.state.serial, run=run.info)
@@ -312,12 +330,17 @@ class Workspace:
 
     def move(self, old: str, new: str, *, lock_timeout: float = 0.0) -> None:
         """Give a recorded resource a new address; its object keeps its name."""
+        from crane_iac.engine.imports import check_move
+
         with self.locked("state mv", lock_timeout=lock_timeout, connect=False, load=False) as run:
             check_move(old, new)
             self.store.move(self.name, [(old, new)], expected_serial=run.state.serial, run=run.info)
 
     def migrate_state(self, url: str) -> MigrationReport:
         """Copy every stack of this project's state store to the store at ``url`` (`crane state migrate`)."""
+        from crane_iac.state.backends import open_store
+        from crane_iac.state.migrate import migrate
+
         target = open_store(url)
         try:
             return migrate(self.store, target)
@@ -325,6 +348,8 @@ class Workspace:
             target.close()
 
     def break_lock(self, lock_id: str, *, force: bool = False) -> LockInfo:
+        from crane_iac.engine.locks import break_lock
+
         return break_lock(self.store, self.name, lock_id, force=force)
 
     def close(self) -> None:
@@ -355,12 +380,16 @@ class Run:
 
     def plan(self, options: PlanOptions = PlanOptions()) -> Plan:
         assert self.endpoints is not None and self.loaded is not None
+        from crane_iac.engine.planning import plan_stack
+
         return plan_stack(self.workspace.name, self.loaded, self.state, self.endpoints, refresh=options.refresh,
                           targets=options.targets, replace=options.replace, destroy=options.destroy,
                           lives=self.lives if options.refresh else None, reload=self.workspace.reload)
 
     def check_saved(self, plan: Plan, source: str) -> None:
         """Refuse a saved plan made against other state (StalePlanError naming the serials)."""
+        from crane_iac.engine.planning import check_saved_plan
+
         check_saved_plan(plan, self.state, source)
 
     def apply(self, plan: Plan, *, parallelism: int = 10, report: Callable[[StepEvent], None] = lambda _e: None,
@@ -368,9 +397,19 @@ class Run:
         """Walk the plan (intents, provider calls, state in batches). ``stop``, once set, starts nothing new; what
         is in flight finishes and is recorded."""
         assert self.endpoints is not None
+        from crane_iac.engine.apply import Applier
+
         outputs = {a: r.outputs for a, r in self.state.resources.items()}
         return Applier(plan, self.workspace.store, self.endpoints, parallelism=parallelism, outputs=outputs,
                        report=report, stop=stop, run=self.info).run()
+
+
+def _import_for_planning() -> None:
+    """Import the state store's backend (SQLAlchemy), the loader with the resource models, and the planner: about
+    half a second, run while the endpoints connect (which releases the GIL: a 10,000-domain sandbox takes seconds
+    to open), at no cost in memory, as the run holds these modules anyway."""
+    for module in ("crane_iac.state.backends", "crane_iac.engine.planning"):
+        importlib.import_module(module)
 
 
 def _values(state: StackState) -> dict[str, Any]:
@@ -379,6 +418,8 @@ def _values(state: StackState) -> dict[str, Any]:
 
 def read_plan(path: Path) -> Plan:
     """A plan saved with ``crane plan --out``; an unreadable or foreign file is a CraneError naming it."""
+    from crane_iac.planner.model import Plan
+
     try:
         return Plan.from_json(path.read_text())
     except OSError as exc:

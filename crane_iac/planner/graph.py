@@ -9,11 +9,37 @@ from crane_iac.addresses import is_within
 
 
 def topological(dependencies: Mapping[str, Iterable[str]]) -> list[str]:
-    """Addresses with every dependency before its dependents; raises ``graphlib.CycleError``."""
-    sorter: TopologicalSorter[str] = TopologicalSorter()
+    """Addresses with every dependency before its dependents; raises ``graphlib.CycleError``.
+
+    The order is ``graphlib.TopologicalSorter``'s (ready nodes in batches, each in the order it became ready), made
+    here with plain dicts and lists: the sorter's per-node objects and the cycle search it always runs first were
+    most of the time of ordering 10,000 resources. The sorter itself finds the cycle, when there is one."""
+    waiting: dict[str, int] = {}  # address → dependencies not yet ordered, in graphlib's order of first mention
+    dependents: dict[str, list[str]] = {}
     for address, deps in dependencies.items():
-        sorter.add(address, *(d for d in deps if d in dependencies))
-    return list(sorter.static_order())
+        waiting.setdefault(address, 0)
+        dependents.setdefault(address, [])
+        for dep in deps:
+            if dep in dependencies:
+                waiting[address] += 1
+                waiting.setdefault(dep, 0)
+                dependents.setdefault(dep, []).append(address)
+    ready = [address for address, count in waiting.items() if count == 0]
+    order: list[str] = []
+    while ready:
+        order.extend(ready)
+        batch, ready = ready, []
+        for address in batch:
+            for dependent in dependents[address]:
+                waiting[dependent] -= 1
+                if not waiting[dependent]:
+                    ready.append(dependent)
+    if len(order) < len(waiting):
+        sorter: TopologicalSorter[str] = TopologicalSorter()
+        for address, deps in dependencies.items():
+            sorter.add(address, *(d for d in deps if d in dependencies))
+        sorter.prepare()  # raises CycleError naming the cycle
+    return order
 
 
 def find_cycle(dependencies: Mapping[str, Iterable[str]]) -> list[str] | None:

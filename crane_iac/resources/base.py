@@ -11,19 +11,19 @@ from __future__ import annotations
 import difflib
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, get_args, get_origin
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     InstanceOf,
-    PrivateAttr,
     ValidationError,
     field_validator,
 )
@@ -31,7 +31,7 @@ from pydantic import (
 from crane_iac.addresses import make_address
 from crane_iac.errors import Diagnostic
 from crane_iac.objects import DEFAULT_ENDPOINT, Kind, register_kind
-from crane_iac.resources.internals import become_unvalidated, private_value
+from crane_iac.resources.internals import become_unvalidated, private_value, set_private
 from crane_iac.resources.messages import describe
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -163,8 +163,10 @@ class Resource(BaseModel):
     #: Like any hypervisor name it is the object's for life: a recorded object keeps the name it was created with
     hypervisor_name: str | None = None
 
-    #: crane's bookkeeping, in one private attribute (pydantic private attributes are slow to set and read)
-    _meta: _Meta | None = PrivateAttr(default=None)
+    # crane's bookkeeping (a _Meta: address, hypervisor name, file:line, validity, parent) is kept in pydantic's store
+    # of private attributes under "_meta", set and read through resources/internals.py and never declared: a
+    # declared PrivateAttr has pydantic initialise it on every construction (twice for a subclass), which cost a
+    # third of building a resource
 
     def __init__(self, name: str, /, **data: Any) -> None:
         registry = current_registry()
@@ -187,7 +189,7 @@ class Resource(BaseModel):
         chosen = self.hypervisor_name if valid else None
         physical = (registry.pinned.get(address) if registry else None) or chosen or \
             (f"{parent.physical_name}-{name}" if parent else str(name))
-        self._meta = _Meta(address, physical, where[0], where[1], valid, parent)
+        set_private(self, "_meta", _Meta(address, physical, where[0], where[1], valid, parent))
         if registry is not None:
             registry.resources.append(self)
 
@@ -254,11 +256,24 @@ class Resource(BaseModel):
         """False for components, which group children and have nothing on a hypervisor."""
         return True
 
+    def _referring_fields(self) -> Iterable[str]:
+        """The fields that may hold a resource or an output: those whose type can (an unvalidated resource's
+        values may be anything, so all of its fields)."""
+        cls = type(self)
+        if not self.meta.valid:
+            return cls.model_fields
+        fields = _REFERRING_FIELDS.get(cls)
+        if fields is None:
+            fields = _REFERRING_FIELDS[cls] = tuple(name for name, info in cls.model_fields.items()
+                                                    if _may_refer(info.annotation))
+        return fields
+
     def references(self) -> list[Resource]:
         """Resources this one depends on: passed as field values, used through outputs, or named in depends_on."""
         found: list[Resource] = []
-        for fname in type(self).model_fields:
-            value = getattr(self, fname, None)
+        values = self.__dict__
+        for fname in self._referring_fields():
+            value = values.get(fname)
             if type(value) not in _PLAIN:
                 _collect_refs(value, found)
         parent = self.meta.parent
@@ -270,8 +285,9 @@ class Resource(BaseModel):
         """Resources passed as field values (``networks=[lan]``), by field: the provider finds them by name on this
         resource's endpoint. Outputs and ``depends_on`` are not among them (they may cross endpoints)."""
         found: list[tuple[str, Resource]] = []
-        for fname in type(self).model_fields:
-            value = getattr(self, fname, None)
+        values = self.__dict__
+        for fname in self._referring_fields():
+            value = values.get(fname)
             if fname == "depends_on" or type(value) in _PLAIN:
                 continue
             refs: list[Resource] = []
@@ -309,6 +325,23 @@ def _is_list(annotation: Any) -> bool:
 
 #: field values that hold no reference, told apart by their exact type before any isinstance check
 _PLAIN = frozenset({str, int, float, bool, type(None)})
+#: by resource class, the fields whose type may hold a reference (``_may_refer``): a VM has 19 fields, 5 of them
+_REFERRING_FIELDS: dict[type[Resource], tuple[str, ...]] = {}
+
+
+def _may_refer(annotation: Any) -> bool:
+    """Whether a field of this type may hold a resource or an output: anything but plain values (``int``, ``str``,
+    a ``Literal``) and lists, dicts and unions of them. Fields are strict, so a valid value has its field's type."""
+    if annotation in _PLAIN:
+        return False
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return False
+    if origin is Annotated:
+        return _may_refer(get_args(annotation)[0])
+    if origin in (list, dict, tuple, set, frozenset, Union, UnionType):
+        return any(_may_refer(arg) for arg in get_args(annotation) if arg is not Ellipsis)
+    return True
 
 
 def _collect_refs(value: Any, found: list[Resource], *, outputs: bool = True) -> None:

@@ -9,6 +9,9 @@ reads back).
   ``model_construct`` in place, since ``__init__`` cannot return another object.
 - ``private_value``: reading a private attribute through ``BaseModel.__getattr__`` costs more than the rest of
   loading a resource; a 10,000-resource stack reads crane's bookkeeping several times per resource.
+- ``set_private``: an undeclared private value, set after validation. A declared ``PrivateAttr`` makes pydantic
+  wrap ``model_post_init`` to initialise it on every construction (once per class in the hierarchy), a third of
+  what building a resource costs; undeclared, the store is None after validation and this creates it.
 """
 
 from __future__ import annotations
@@ -31,3 +34,12 @@ def private_value(model: BaseModel, name: str) -> Any:
     """The private attribute ``name`` of ``model`` (None when unset), read from pydantic's store directly."""
     private = model.__pydantic_private__
     return private.get(name) if private is not None else None
+
+
+def set_private(model: BaseModel, name: str, value: Any) -> None:
+    """Set the private value ``name`` of ``model`` (read back with ``private_value``) without pydantic declaring it."""
+    private = model.__pydantic_private__
+    if private is None:
+        object.__setattr__(model, "__pydantic_private__", {name: value})
+    else:
+        private[name] = value

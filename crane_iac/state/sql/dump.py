@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
+from sys import intern
 from typing import Any
 
 from sqlalchemy import Connection, Table, insert, select, union
 
 from crane_iac.objects import Action, Recorded
 from crane_iac.state.base import Forgotten, Intent, StackDump
-from crane_iac.state.sql.rows import JOURNAL, history_entry, read_settings, to_json
+from crane_iac.state.sql.rows import JOURNAL, decode_all, history_entry, read_settings, to_json
 from crane_iac.state.sql.schema import (
     FORGOTTEN,
     HISTORY,
@@ -28,10 +29,10 @@ from crane_iac.state.sql.schema import (
 def export_stack(conn: Connection, stack: str) -> StackDump:
     """Every row of ``stack`` (read in one transaction, so at one serial)."""
     head = conn.execute(select(STACKS).where(STACKS.c.name == stack)).first()
-    resources = [Recorded(r.address, r.kind, r.physical, json.loads(r.properties), json.loads(r.outputs),
-                          json.loads(r.dependencies), bool(r.protect), r.endpoint)
-                 for r in conn.execute(select(RESOURCES).where(RESOURCES.c.stack == stack)
-                                       .order_by(RESOURCES.c.address))]
+    rows = conn.execute(select(RESOURCES).where(RESOURCES.c.stack == stack).order_by(RESOURCES.c.address)).all()
+    values = iter(decode_all(text for r in rows for text in (r.properties, r.outputs, r.dependencies)))
+    resources = [Recorded(r.address, intern(r.kind), r.physical, next(values), next(values), next(values),
+                          bool(r.protect), intern(r.endpoint)) for r in rows]
     intents = [Intent(r.address, r.kind, r.physical, Action(r.action), json.loads(r.properties),
                       endpoint=r.endpoint, at=r.at)
                for r in conn.execute(select(INTENTS).where(INTENTS.c.stack == stack)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import Connection, select
@@ -17,6 +18,13 @@ def to_json(value: Any) -> str | None:
 
 def from_json(raw: str | None) -> Any:
     return None if raw is None else json.loads(raw)
+
+
+def decode_all(texts: Iterable[str]) -> list[Any]:
+    """Every JSON text decoded, in order, in one ``json.loads`` of them as an array: the decoder keeps one string
+    per distinct key for the whole call, so 10,000 records share one "memory_mib" (they would hold 10,000 copies,
+    a third of what state takes in memory), and one call costs a fraction of 30,000."""
+    return json.loads(f"[{','.join(texts)}]")  # type: ignore[no-any-return]
 
 
 #: history lines with the run each names (None where it names none)

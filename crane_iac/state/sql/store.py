@@ -19,6 +19,7 @@ import functools
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from sys import intern
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, func, select, text, union
@@ -44,7 +45,7 @@ from crane_iac.state.sql import dump, leases, writes
 from crane_iac.state.sql.dialects import password_of, prepare_file, sqlite_begin, sqlite_connect
 from crane_iac.state.sql.locks import AdvisoryLocks, RowLocks, advisory_key
 from crane_iac.state.sql.migrations import migrate, stored_version
-from crane_iac.state.sql.rows import JOURNAL, history_entry, read_settings
+from crane_iac.state.sql.rows import JOURNAL, decode_all, history_entry, read_settings
 from crane_iac.state.sql.schema import (
     FORGOTTEN,
     HISTORY,
@@ -180,12 +181,13 @@ class SqlStateStore(StateStore):
                                           .where(FORGOTTEN.c.stack == stack)).all()
             settings = read_settings(conn, stack)
         loads = json.loads
-        resources = {
-            r[0]: Recorded(r[0], r[1], r[2], loads(r[3]), loads(r[4]), loads(r[5]), bool(r[6]), r[7]) for r in rows
-        }
+        values = iter(decode_all(text for r in rows for text in (r[3], r[4], r[5])))
+        resources = {r[0]: Recorded(r[0], intern(r[1]), r[2], next(values), next(values), next(values), bool(r[6]),
+                                    intern(r[7])) for r in rows}
         intents = {r[0]: Intent(r[0], r[1], r[2], Action(r[3]), loads(r[4]), endpoint=r[6], at=r[5])
                    for r in intent_rows}
-        forgotten = [Recorded(r[0], r[1], r[2], loads(r[3]), endpoint=r[4]) for r in forgotten_rows]
+        forgotten = [Recorded(r[0], intern(r[1]), r[2], properties, endpoint=intern(r[4]))
+                     for r, properties in zip(forgotten_rows, decode_all(r[3] for r in forgotten_rows), strict=True)]
         if head is None:
             return StackState(stack, 0, "", resources, intents, {}, forgotten, settings)
         return StackState(stack, head[0], head[1], resources, intents, loads(head[2]), forgotten, settings)
