@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["VM", "AppDomain", "CloudInit", "Component", "Configuration", "Container", "CraneError", "LoadBalancer",
-           "Network", "Output", "ScalingPolicy", "SshKey", "Storage", "StoragePool", "Volume", "WebTier", "__version__",
-           "export", "import_", "moved", "setting", "variable"]
+__all__ = ["VM", "AppDomain", "CloudInit", "Component", "Configuration", "Container", "CraneError", "IPv4Pool",
+           "IPv6Pool", "LoadBalancer", "Network", "Output", "ScalingPolicy", "SshKey", "Storage", "StoragePool",
+           "Volume", "WebTier", "__version__", "export", "import_", "moved", "setting", "variable"]
 #: the app domain component and its parts, from crane_iac.appdomain
 _APPDOMAIN = frozenset({"AppDomain", "LoadBalancer", "Storage", "WebTier"})
 
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
         Component,
         Configuration,
         Container,
+        IPv4Pool,
+        IPv6Pool,
         Network,
         Output,
         SshKey,

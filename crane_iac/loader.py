@@ -37,6 +37,12 @@ class LoadedStack:
     setting_defaults: dict[str, Any] = field(default_factory=dict)
     #: tiers a controller may resize, from the components that declare them (``ScalesTiers``)
     tiers: list[ScalableTier] = field(default_factory=list)
+    #: address pools the stack names (PoolSpec), what it took from them (LeaseWant), each network's own pool's
+    #: parent, and whether a value taken is a stand-in the engine must lease before the stack is planned
+    pools: list[Any] = field(default_factory=list)
+    lease_wants: list[Any] = field(default_factory=list)
+    pool_parents: dict[str, str] = field(default_factory=dict)
+    provisional: bool = False
 
     def dependencies(self) -> dict[str, list[str]]:
         return {d.address: d.dependencies for d in self.desired}
@@ -51,10 +57,10 @@ def _stack_line(exc: BaseException, stack_file: str) -> int | None:
 
 
 def _run(path: Path, variables: dict[str, Any], pinned: dict[str, str], settings: dict[str, Any],
-         project_dir: Path | None) -> Registry:
+         project_dir: Path | None, leases: dict[tuple[str, str, str], str]) -> Registry:
     stack_file = str(path.resolve())
     registry = Registry(stack_file=stack_file, variables=variables, pinned=pinned, settings=settings,
-                        project_dir=project_dir)
+                        project_dir=project_dir, leases=leases)
     try:
         source = path.read_text()
     except OSError as exc:
@@ -95,12 +101,15 @@ def _export_value(value: Any) -> Any:
 
 def load_stack(path: Path, variables: dict[str, Any] | None = None,
                physical_names: dict[str, str] | None = None, settings: dict[str, Any] | None = None,
-               project_dir: Path | None = None) -> LoadedStack:
+               project_dir: Path | None = None, leases: dict[tuple[str, str, str], str] | None = None
+               ) -> LoadedStack:
     """Execute the stack file at ``path`` and validate what it declared. ``physical_names`` (address → name, from
     state with moves applied: see ``pinned_names``) pins hypervisor names: a resource moved to a new address is the
     same object and keeps its name (and the MACs derived from it). ``project_dir`` is where relative paths a stack
-    names for crane (a playbook) are (default: the working directory)."""
-    registry = _run(path, variables or {}, physical_names or {}, settings or {}, project_dir)
+    names for crane (a playbook) are (default: the working directory). ``leases`` ((pool, address, field) → value)
+    are the values address pools lease to the stack's resources; a value a resource takes from a pool without one
+    is a stand-in, and the loaded stack says so (``provisional``)."""
+    registry = _run(path, variables or {}, physical_names or {}, settings or {}, project_dir, leases or {})
     diagnostics = list(registry.diagnostics)
     diagnostics.extend(_check_declarations(registry))
     # each model is let go once it is a Desired value: 10,000 models and their Desired values at once would be
@@ -177,7 +186,9 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
     return LoadedStack(file=registry.stack_file, desired=desired, components=components, outputs=outputs,
                        moves=[(old, new) for old, new, _, _ in registry.moves], imports=sorted(registry.imports),
                        settings_read=list(registry.settings_read),
-                       setting_defaults=dict(registry.setting_defaults), tiers=tiers)
+                       setting_defaults=dict(registry.setting_defaults), tiers=tiers,
+                       pools=list(registry.pools.values()), lease_wants=list(registry.lease_wants),
+                       pool_parents=dict(registry.pool_parents), provisional=registry.provisional)
 
 
 def pinned_names(loaded: LoadedStack, recorded: dict[str, str]) -> dict[str, str] | None:

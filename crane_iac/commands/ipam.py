@@ -3,14 +3,26 @@
 import ipaddress
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from crane_iac.commands.base import AsJson, Chdir, Stack, app, workspace
 
+if TYPE_CHECKING:
+    from crane_iac.engine.workspace import Workspace
+
 ipam_app = typer.Typer(help="Address pools and the leases they hand out.", no_args_is_help=True)
 app.add_typer(ipam_app, name="ipam")
+
+
+def _workspace(chdir: Path, stack: str | None) -> "Workspace":
+    """A workspace of the project: pools belong to its state, not to one stack, so any stack does."""
+    from crane_iac.config import find_project, load_project
+
+    if stack is None:
+        stack = next(iter(load_project(find_project(chdir.resolve())).config.stacks))
+    return workspace(chdir, stack)
 
 
 def _size(network: str, reserved: list[str], subnet_prefixlen: int | None) -> int:
@@ -26,7 +38,7 @@ def _size(network: str, reserved: list[str], subnet_prefixlen: int | None) -> in
 @ipam_app.command("list")
 def ipam_list(stack: Stack = None, chdir: Chdir = Path("."), as_json: AsJson = False) -> None:
     """Every pool with its size, leases, free count and use."""
-    pools, leases = workspace(chdir, stack).address_pools()
+    pools, leases = _workspace(chdir, stack).address_pools()
     rows = []
     for pool in pools:
         size = _size(pool.network, pool.reserved, pool.subnet_prefixlen)
@@ -54,7 +66,7 @@ def ipam_show(
     """One pool's leases: address, resource, stack, state and since when."""
     from crane_iac.ipam.pools import IpamError
 
-    pools, leases = workspace(chdir, stack).address_pools()
+    pools, leases = _workspace(chdir, stack).address_pools()
     found = next((p for p in pools if p.name == pool), None)
     if found is None:
         raise IpamError(f"no pool {pool!r}; the pools are {', '.join(p.name for p in pools) or 'none'}")
@@ -81,6 +93,6 @@ def ipam_release(
     stack: Stack = None, chdir: Chdir = Path("."),
 ) -> None:
     """Give back a lease whose resource no stack records any longer (after `crane state rm`)."""
-    lease = workspace(chdir, stack).release_address(address, pool)
+    lease = _workspace(chdir, stack).release_address(address, pool)
     print(f"Released {lease.value} from pool {lease.pool} (it was leased to {lease.address} in stack "
           f"{lease.stack}).")

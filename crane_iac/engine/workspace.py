@@ -84,6 +84,7 @@ class Workspace:
     #: the settings the last load read from state, for a reload with pinned names
     _settings: dict[str, Any] = field(default_factory=dict)
     _variables: dict[str, Any] | None = None
+    _lease_values: dict[tuple[str, str, str], str] | None = None
 
     @classmethod
     def open(cls, directory: Path, stack: str | None = None, *, variables: Mapping[str, Any] | None = None,
@@ -133,11 +134,21 @@ class Workspace:
         path, variables = self.stack_file, self.variables
         settings = self._settings = _values(state) if state is not None else {}
         root = self.project.root
-        loaded = load_stack(path, variables, settings=settings, project_dir=root)
+        leases = self._leases
+        loaded = load_stack(path, variables, settings=settings, project_dir=root, leases=leases)
+        if loaded.moves and leases:  # a moved resource keeps its values: apply moves its leases with its record
+            renamed = dict(loaded.moves)
+            moved = {(pool, renamed[a], slot): v for (pool, a, slot), v in leases.items() if a in renamed}
+            if moved:
+                self._lease_values = leases = {**leases, **moved}
+                loaded = load_stack(path, variables, settings=settings, project_dir=root, leases=leases)
+        loaded = self._leased(loaded, lambda got: load_stack(path, variables, settings=settings, project_dir=root,
+                                                             leases=got))
         if state is not None:
             names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
             if names is not None:
-                loaded = load_stack(path, variables, physical_names=names, settings=settings, project_dir=root)
+                loaded = load_stack(path, variables, physical_names=names, settings=settings, project_dir=root,
+                                    leases=self._leases)
         return loaded
 
     def reload(self, names: dict[str, str]) -> LoadedStack:
@@ -145,7 +156,38 @@ class Workspace:
         from crane_iac.loader import load_stack
 
         return self._validated(load_stack(self.stack_file, self.variables, physical_names=names,
-                                          settings=self._settings, project_dir=self.project.root))
+                                          settings=self._settings, project_dir=self.project.root,
+                                          leases=self._leases))
+
+    @property
+    def _leases(self) -> dict[tuple[str, str, str], str]:
+        """What address pools lease to this stack's resources: (pool, address, field) → value."""
+        if self._lease_values is None:
+            self._lease_values = {(x.pool, x.address, x.slot): x.value for x in self.store.ip_leases(stack=self.name)}
+        return self._lease_values
+
+    def _leased(self, loaded: LoadedStack, run: Callable[[dict[tuple[str, str, str], str]], LoadedStack]
+                ) -> LoadedStack:
+        """``loaded`` with every value it takes from an address pool leased: while a value is a stand-in, the
+        values are leased (in one transaction of the state store, which writes the new ones as planned) and the
+        stack runs again with them. A network's own addresses wait for its subnet, so this takes a second round
+        where a stack takes both."""
+        from crane_iac.ipam.pools import Holder, Want
+
+        for _ in range(3):
+            if not loaded.provisional:
+                return loaded
+            known = self._leases
+            wants = [(w.pool, Want(Holder(self.name, w.address, w.slot), w.what)) for w in loaded.lease_wants
+                     if (w.pool, w.address, w.slot) not in known]
+            named = {pool for pool, _ in wants}
+            got = self.store.lease(self.name, [p for p in loaded.pools if p.name in named], wants,
+                                   parents=loaded.pool_parents)
+            self._lease_values = {**known, **{(pool, holder.address, holder.slot): value
+                                              for (pool, holder), value in got.items()}}
+            loaded = run(self._lease_values)
+        raise CraneError("the stack's address pools did not settle after three rounds of leasing: a value taken "
+                         "from a pool decides which pool another comes from; report this as a bug")
 
     def _validated(self, loaded: LoadedStack) -> LoadedStack:
         """``loaded``, once each resource passed the rules of the provider type of its endpoint (libvirt's vCPU cap,
@@ -400,8 +442,22 @@ class Run:
         from crane_iac.engine.apply import Applier
 
         outputs = {a: r.outputs for a, r in self.state.resources.items()}
-        return Applier(plan, self.workspace.store, self.endpoints, parallelism=parallelism, outputs=outputs,
-                       report=report, stop=stop, run=self.info).run()
+        # leases a plan chose for resources neither declared nor recorded any longer (a plan never applied, an
+        # apply killed before its create) go back to their pools; a saved plan's stack is not loaded: none go then
+        store, stack = self.workspace.store, self.workspace.name
+        if self.loaded is not None:
+            keep = {d.address for d in self.loaded.desired} | set(self.state.resources) | {
+                c.address for c in plan.changes}
+            store.reclaim_leases(stack, sorted(keep))
+        result = Applier(plan, store, self.endpoints, parallelism=parallelism, outputs=outputs, report=report,
+                         stop=stop, run=self.info).run()
+        if result.ok and self.loaded is not None and not plan.destroy:
+            # every resource now matches the stack (but those a --target left out): a value it no longer takes
+            # from a pool goes back
+            matching = {d.address for d in self.loaded.desired} - set(plan.untargeted)
+            wanted = [(w.pool, w.address, w.slot) for w in self.loaded.lease_wants]
+            store.reclaim_leases(stack, sorted(matching), wanted)
+        return result
 
 
 def _import_for_planning() -> None:

@@ -15,6 +15,7 @@ from crane_iac.resources.cloudinit import CloudInit
 from crane_iac.resources.component import Component
 from crane_iac.resources.configuration import Configuration
 from crane_iac.resources.container import Container
+from crane_iac.resources.ippools import IPv4Pool, IPv6Pool
 from crane_iac.resources.network import Network
 from crane_iac.resources.pool import StoragePool
 from crane_iac.resources.ssh_key import SshKey
@@ -31,6 +32,8 @@ __all__ = [
     "Component",
     "Configuration",
     "Container",
+    "IPv4Pool",
+    "IPv6Pool",
     "Network",
     "Output",
     "Registry",

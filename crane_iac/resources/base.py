@@ -67,6 +67,20 @@ class Registry:
     #: the stack's own value of each setting it read (``setting(key, default)``'s default, None when it has none):
     #: the plan warns when a setting overrides it
     setting_defaults: dict[str, Any] = field(default_factory=dict)
+    #: address pools the stack declared or took values from (resources/ippools.py), by name
+    pools: dict[str, Any] = field(default_factory=dict)
+    #: the values pools lease to this stack's resources, as the engine leased them: (pool, address, field) → value
+    leases: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    #: every value the stack took from a pool, in the order it took them (``LeaseWant``)
+    lease_wants: list[Any] = field(default_factory=list)
+    #: a network's own pool of addresses → the pool its subnet came from
+    pool_parents: dict[str, str] = field(default_factory=dict)
+    #: (address, field) → the pool a subnet was carved from, which the network's own addresses come from
+    carved: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: whether some value is a stand-in (not leased yet), and the stand-ins handed out, by (pool, what)
+    provisional: bool = False
+    stand_ins: dict[tuple[str, str], Any] = field(default_factory=dict)
+    stand_in_slots: set[tuple[str, str]] = field(default_factory=set)
 
     def location(self) -> tuple[str | None, int | None]:
         """The innermost line of the stack file (or a module outside crane) that is running now."""
@@ -115,6 +129,8 @@ class _Meta:
     line: int | None
     valid: bool
     parent: Resource | None
+    #: the fields whose value an address pool leases (``ipv4=pool.subnet()``)
+    leased: frozenset[str] = frozenset()
 
 
 class Output:
@@ -173,6 +189,13 @@ class Resource(BaseModel):
         where = registry.location() if registry else (None, None)
         parent = registry.parents[-1] if registry and registry.parents else None
         address = make_address(self.kind, str(name), parent.address if parent else None)
+        leased: frozenset[str] = frozenset()
+        if registry is not None and registry.pools:  # a value from an address pool stands for what it leases
+            from crane_iac.resources.ippools import leased_fields, resolve
+
+            leased = leased_fields(data)
+            if leased:
+                data = resolve(registry, address, data)
         if any(type(v) is tuple for v in data.values()):
             data = _tuples_as_lists(type(self), data)
         try:
@@ -189,7 +212,7 @@ class Resource(BaseModel):
         chosen = self.hypervisor_name if valid else None
         physical = (registry.pinned.get(address) if registry else None) or chosen or \
             (f"{parent.physical_name}-{name}" if parent else str(name))
-        set_private(self, "_meta", _Meta(address, physical, where[0], where[1], valid, parent))
+        set_private(self, "_meta", _Meta(address, physical, where[0], where[1], valid, parent, leased))
         if registry is not None:
             registry.resources.append(self)
 

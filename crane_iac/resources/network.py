@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from crane_iac.errors import CraneError
 from crane_iac.resources.base import Resource
 
 #: open: routed like ``route`` but libvirt adds no firewall rules (the host's own firewall decides).
@@ -68,6 +69,23 @@ class Network(Resource):
             raise ValueError(f"mode={self.mode!r} needs an ipv4 or ipv6 subnet to route")
         return self
 
+    def lease(self, *, ipv6: bool = False) -> Any:
+        """An address of this network leased to the NIC that takes it (``Container(..., ipv4=[lan.lease()])``):
+        from the network's own pool, its subnet less the host's address and the range its DHCP server hands out.
+        The subnet must come from an address pool (``ipv4=pool.subnet()``)."""
+        from crane_iac.resources.base import current_registry
+        from crane_iac.resources.ippools import network_pool
+
+        family = "ipv6" if ipv6 else "ipv4"
+        registry = current_registry()
+        parent = registry.carved.get((self.address, family)) if registry is not None else None
+        subnet = self.ipv6 if ipv6 else self.ipv4
+        if parent is None or subnet is None:
+            raise CraneError(f"{self.address}.lease(): its {family} subnet does not come from an address pool; "
+                             f"give it {family}=POOL.subnet(), or give the NIC its address yourself")
+        assert registry is not None
+        return network_pool(parent, subnet, provisional=(self.address, family) in registry.stand_in_slots)
+
     def host_claims(self) -> list[tuple[str, str]]:
         # a bridge libvirt creates for the network is the network's own; real libvirtd refuses a second one
         if self.bridge and self.mode not in EXTERNAL_BRIDGE_MODES:
@@ -78,7 +96,7 @@ class Network(Resource):
         return []
 
     def properties(self) -> dict[str, Any]:
-        return {
+        props: dict[str, Any] = {
             "mode": self.mode,
             "bridge": self.bridge,
             "vlan": self.vlan,
@@ -86,3 +104,7 @@ class Network(Resource):
             "ipv6": self.ipv6,
             "dhcp": self.dhcp,
         }
+        leased = self.meta.leased & {"ipv4", "ipv6"}
+        if leased:  # its hosts' addresses are leased (lease()): its DHCP server keeps to the range they are not
+            props["leases"] = sorted(leased)
+        return props

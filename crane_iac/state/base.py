@@ -293,9 +293,12 @@ class StateStore(ABC):
         """The leases of one pool, of one stack, or all, by pool and value."""
 
     @abstractmethod
-    def reclaim_leases(self, stack: str, keep: Sequence[str]) -> int:
+    def reclaim_leases(self, stack: str, keep: Sequence[str],
+                       wanted: Sequence[tuple[str, str, str]] | None = None) -> int:
         """Give back the ``planned`` leases of ``stack`` whose resource is not among ``keep`` (a plan never
-        applied, an apply that crashed before its create); the number given back."""
+        applied, an apply that crashed before its create); with ``wanted`` ((pool, address, field) the stack takes,
+        after an apply that made the resources of ``keep`` match the stack), also those leases of ``keep``'s
+        resources that the stack no longer takes. The number given back."""
 
     @abstractmethod
     def import_pools(self, pools: Sequence[PoolRecord], leases: Sequence[LeaseRecord]) -> None:

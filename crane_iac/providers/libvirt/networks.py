@@ -48,7 +48,10 @@ class Networks:
                 net.undefine()
                 raise
             net.setAutostart(1)
-        return read_network(net)
+        live = read_network(net)
+        if "leases" in p:  # crane's own fact, which the XML does not keep (rules.UNREADABLE)
+            live.properties["leases"] = p["leases"]
+        return live
 
     def read(self, physical: str, p: dict[str, Any]) -> Live | None:
         try:

@@ -68,6 +68,9 @@ UNREADABLE: dict[str, frozenset[str]] = {
     "volume": frozenset(VOLUME_ORIGIN),
     "cloudinit": frozenset(SEED_FIELDS) - {"pool"},
     "pool": frozenset(POOL_FACTS),
+    # which of a network's subnets lease their hosts' addresses (the DHCP range keeps to the other half): crane's
+    # own fact, which libvirt's XML does not keep as such
+    "network": frozenset({"leases"}),
 }
 #: in-place changes that change outputs: a VM started or stopped gains or loses its addresses
 #: A container (re)started keeps its UUID but comes up empty (its writable paths are tmpfs): what configured it

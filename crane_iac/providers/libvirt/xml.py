@@ -74,7 +74,10 @@ def _ip_blocks(p: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         net = ipaddress.ip_network(p[family])
         base = int(net.network_address)
-        if family == "ipv4":  # hosts .2 up to the one before broadcast
+        if family == "ipv4" and family in p.get("leases", ()) and net.num_addresses >= 8:
+            # the lower half is leased to hosts (ippools.network_pool): DHCP serves the upper half
+            first, last = base + net.num_addresses // 2, int(net.broadcast_address) - 1
+        elif family == "ipv4":  # hosts .2 up to the one before broadcast
             first, last = base + 2, int(net.broadcast_address) - 1
         else:  # ::100 to ::1ff, a slice DHCPv6 serves while the rest stays for static use
             first, last = base + 0x100, base + 0x1FF

@@ -297,9 +297,10 @@ class SqlStateStore(StateStore):
             return leases.leases(conn, pool=pool, stack=stack)
 
     @_db_errors
-    def reclaim_leases(self, stack: str, keep: Sequence[str]) -> int:
+    def reclaim_leases(self, stack: str, keep: Sequence[str],
+                       wanted: Sequence[tuple[str, str, str]] | None = None) -> int:
         with self.writing() as conn:
-            return leases.reclaim(conn, stack, keep)
+            return leases.reclaim(conn, stack, keep, wanted)
 
     @_db_errors
     def import_pools(self, pools: Sequence[PoolRecord], leases_: Sequence[LeaseRecord]) -> None:

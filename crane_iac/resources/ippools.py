@@ -1,0 +1,181 @@
+"""Address pools in a stack: ``IPv4Pool`` and ``IPv6Pool`` say which range a pool hands out, and ``pool.subnet()``
+or ``network.address()`` stand for a value the pool leases to the resource that takes it::
+
+    office = IPv4Pool("office", cidr="10.20.0.0/16", subnet_prefixlen=24, reserved=["10.20.0.0/24"])
+    six = IPv6Pool("six", prefix="fd00:20::/48")                  # /64 subnets
+    lan = Network("lan", mode="isolated", ipv4=office.subnet(), ipv6=six.subnet())
+    Container("db", networks=[lan], ipv4=[lan.address()], init=[...])
+
+A pool is not a resource of the stack: it lives in the state database, shared by every stack of it, and each stack
+that names it must declare it alike. The value a resource takes is chosen at plan time (the plan shows it) and is
+the resource's for as long as the resource lives, whatever else the stack declares or reorders: it is keyed by the
+resource's address and the field that takes it (``ipv4``, ``ipv4[0]``).
+
+While the stack runs, a value not leased yet stands in as a provisional one (the pool's n-th value, so that no two
+stand-ins collide); the engine leases the real values and runs the stack again with them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from crane_iac.errors import Diagnostic
+from crane_iac.ipam.pools import IpamError, PoolSpec
+
+What = Literal["address", "subnet"]
+
+
+@dataclass(frozen=True, slots=True)
+class Leased:
+    """A value ``pool`` will lease to the resource field that takes it."""
+
+    pool: PoolSpec
+    what: What
+    #: the pool a network's own pool of addresses was carved from ("" for a pool a stack declares)
+    parent: str = ""
+    #: a network's pool whose subnet is itself a stand-in: its values are stand-ins too, and nothing is leased from
+    #: it until the subnet is
+    provisional: bool = False
+
+    def __repr__(self) -> str:
+        return f"<{self.what} from pool {self.pool.name}>"
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseWant:
+    """What the stack asked a pool for, and which resource field takes it."""
+
+    pool: str
+    address: str
+    slot: str
+    what: What
+
+
+class _Pool:
+    """The part IPv4Pool and IPv6Pool share: registering with the stack that runs, and the values it hands out."""
+
+    family = 4
+
+    def __init__(self, name: str, network: str, reserved: Sequence[str], subnet_prefixlen: int | None) -> None:
+        from crane_iac.resources.base import current_registry
+
+        registry = current_registry()
+        where = registry.location() if registry is not None else (None, None)
+        try:
+            self.spec = PoolSpec.parse(name, network, reserved=list(reserved), subnet_prefixlen=subnet_prefixlen,
+                                       family=self.family)
+        except IpamError as exc:
+            if registry is None:
+                raise
+            registry.diagnostics.append(Diagnostic(str(exc), where[0], where[1], f"pool.{name}"))
+            self.spec = PoolSpec.parse(name, "::/128" if self.family == 6 else "0.0.0.0/32")
+            return
+        if registry is not None:
+            known = registry.pools.get(name)
+            if known is not None and known != self.spec:
+                registry.diagnostics.append(Diagnostic(f"pool {name!r} is declared twice, differently", where[0],
+                                                       where[1], f"pool.{name}"))
+            registry.pools[name] = self.spec
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def subnet(self) -> Leased:
+        """A subnet of the pool's ``subnet_prefixlen``, for a network's ``ipv4`` or ``ipv6``."""
+        return Leased(self.spec, "subnet")
+
+    def address(self) -> Leased:
+        """One address of the pool."""
+        return Leased(self.spec, "address")
+
+
+class IPv4Pool(_Pool):
+    """A pool of IPv4 addresses or subnets. ``reserved``: addresses and ranges it never hands out."""
+
+    family = 4
+
+    def __init__(self, name: str, *, cidr: str, reserved: Sequence[str] = (), subnet_prefixlen: int | None = 24
+                 ) -> None:
+        super().__init__(name, cidr, reserved, subnet_prefixlen)
+
+
+class IPv6Pool(_Pool):
+    """A pool of IPv6 subnets (``/64`` by default: what SLAAC and DHCPv6 need) or addresses."""
+
+    family = 6
+
+    def __init__(self, name: str, *, prefix: str, subnet_prefixlen: int | None = 64,
+                 reserved: Sequence[str] = ()) -> None:
+        super().__init__(name, prefix, reserved, subnet_prefixlen)
+
+
+def network_pool(parent: str, subnet: str, *, provisional: bool = False) -> Leased:
+    """A network's own pool of addresses, carved from pool ``parent``: its subnet less the host's address (the
+    first) and, for IPv4, the upper half, which the network's DHCP server hands out to guests that ask."""
+    net = ipaddress.ip_network(subnet)
+    first = net.network_address + 1
+    reserved = [str(first)]
+    if net.version == 4 and net.num_addresses >= 8:
+        reserved.append(str(list(net.subnets(prefixlen_diff=1))[1]))
+    elif net.version == 6:
+        reserved.append(f"{net.network_address + 0x100}/120")  # the DHCPv6 slice, ::100 to ::1ff
+    spec = PoolSpec.parse(f"{parent}:{subnet}", str(net), reserved=reserved, subnet_prefixlen=None)
+    return Leased(spec, "address", parent, provisional)
+
+
+def leased_fields(data: dict[str, Any]) -> frozenset[str]:
+    """The fields of ``data`` that take a value from an address pool."""
+    return frozenset(key for key, value in data.items() if isinstance(value, Leased) or (
+        isinstance(value, list) and any(isinstance(v, Leased) for v in value)))
+
+
+def resolve(registry: Any, address: str, data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with each Leased value replaced by the value its pool leases to (address, field): the one the
+    engine leased, or a provisional stand-in, noted as a want either way."""
+    out = dict(data)
+    for key, value in data.items():
+        if isinstance(value, Leased):
+            out[key] = _value(registry, address, key, value)
+        elif isinstance(value, list) and any(isinstance(v, Leased) for v in value):
+            out[key] = [_value(registry, address, f"{key}[{i}]", v) if isinstance(v, Leased) else v
+                        for i, v in enumerate(value)]
+    return out
+
+
+def _value(registry: Any, address: str, slot: str, token: Leased) -> str:
+    pool = token.pool
+    if token.what == "subnet":
+        registry.carved[address, slot] = pool.name
+    if not token.provisional:
+        registry.pools.setdefault(pool.name, pool)
+        if token.parent:
+            registry.pool_parents[pool.name] = token.parent
+        registry.lease_wants.append(LeaseWant(pool.name, address, slot, token.what))
+        leased = registry.leases.get((pool.name, address, slot))
+        if leased is not None:
+            return str(leased)
+    # a stand-in: the pool's next value in this run, so that no two collide (the engine leases the real ones)
+    registry.provisional = True
+    registry.stand_in_slots.add((address, slot))
+    key = (pool.name, token.what)
+    if key not in registry.stand_ins:
+        # values this stack holds already are not stood in for another resource (its host claims would clash)
+        held = [ipaddress.ip_network(v, strict=False) for (name, _, _), v in registry.leases.items()
+                if name == pool.name]
+        taken = [(int(n.network_address), int(n.broadcast_address)) for n in held]
+        if token.what == "subnet":
+            size = 2 ** (pool.network.max_prefixlen - (pool.subnet_prefixlen or pool.network.prefixlen))
+            registry.stand_ins[key] = (f"{ipaddress.ip_address(s)}/{pool.subnet_prefixlen}"
+                                       for s in pool.space("subnet").free_blocks(size, taken))
+        else:
+            registry.stand_ins[key] = (str(ipaddress.ip_address(v)) for v in pool.space("address").free(taken))
+    stand_in = next(registry.stand_ins[key], None)
+    if stand_in is None:  # even with no other stack's leases the pool could not give it
+        noun = "addresses" if token.what == "address" else f"/{pool.subnet_prefixlen} subnets"
+        raise IpamError(f"pool {pool.name!r} ({pool.network}) is exhausted: this stack takes more {noun} than it "
+                        f"has; widen the pool, or take fewer (crane ipam show {pool.name})")
+    return str(stand_in)

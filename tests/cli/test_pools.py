@@ -1,0 +1,112 @@
+"""Address pools in stacks, end to end on the sandbox: values chosen at plan time and shown, kept across plans,
+applies, reorderings and moved(); a pool shared by two stacks; a lease given back only when the delete is
+applied, and a plan's lease never applied reclaimed by the next apply; errors at plan time with nothing touched."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import ProjectDir, assert_clean_error, ok
+
+POOLS = '''from crane_iac import IPv4Pool, IPv6Pool, Network, Container, moved
+office = IPv4Pool("office", cidr="10.20.0.0/16", subnet_prefixlen=24, reserved=["10.20.0.0/24"])
+six = IPv6Pool("six", prefix="fd00:20::/48")
+'''
+LAN = 'lan = Network("lan", mode="isolated", ipv4=office.subnet(), ipv6=six.subnet())\n'
+DMZ = 'dmz = Network("dmz", mode="isolated", ipv4=office.subnet())\n'
+DB = 'Container("{name}", networks=[lan], ipv4=[lan.lease()], init=["/bin/sh"], memory_mib=64)\n'
+CACHE = 'Container("cache", networks=[lan, dmz], ipv4=[lan.lease(), dmz.lease()], init=["/bin/sh"], memory_mib=64)\n'
+
+
+def leases(project: ProjectDir, pool: str) -> dict[str, str]:
+    """resource (field) → value, of one pool."""
+    shown = json.loads(ok(project, "ipam", "show", pool, "--json"))
+    return {f"{x['resource']} ({x['slot']})": x["value"] for x in shown["leases"]}
+
+
+def nic_addresses(project: ProjectDir, address: str) -> list[str]:
+    return [nic["ipv4"] for nic in json.loads(ok(project, "state", "show", address))["properties"]["nics"]]
+
+
+def test_values_are_chosen_at_plan_time_and_kept(project: ProjectDir) -> None:
+    project.write_stack(POOLS + LAN + DMZ + DB.format(name="db") + CACHE)
+    plan = " ".join(ok(project, "plan").split())  # the attributes without their alignment
+    assert "ipv4 = 10.20.1.0/24" in plan and "ipv6 = fd00:20::/64" in plan and "ipv4 = 10.20.2.0/24" in plan
+    assert '"ipv4": "10.20.1.2"' in plan and '"ipv4": "10.20.1.3"' in plan and '"ipv4": "10.20.2.2"' in plan
+    assert " ".join(ok(project, "plan").split()) == plan  # the plan leased them: the same values again
+    ok(project, "apply", "--auto-approve")
+    assert nic_addresses(project, "container.cache") == ["10.20.1.3", "10.20.2.2"]
+    assert project.crane("plan", "--detailed-exitcode").code == 0
+    # reordered, the stack keeps every value: a value belongs to a resource's field, not to its place in the file
+    project.write_stack(POOLS + DMZ + LAN + CACHE + DB.format(name="db"))
+    assert project.crane("plan", "--detailed-exitcode").code == 0
+    assert leases(project, "office") == {"network.lan (ipv4)": "10.20.1.0/24", "network.dmz (ipv4)": "10.20.2.0/24"}
+    # the network's DHCP server keeps to the half its hosts' leases are not in
+    assert "<range start='10.20.1.128' end='10.20.1.254'/>" in project.sandbox().networkLookupByName("lan").XMLDesc()
+
+
+def test_a_moved_resource_keeps_its_address(project: ProjectDir) -> None:
+    project.write_stack(POOLS + LAN + DB.format(name="db"))
+    ok(project, "apply", "--auto-approve")
+    project.write_stack(POOLS + LAN + DB.format(name="database") + 'moved("container.db", "container.database")\n')
+    plan = ok(project, "plan")
+    assert "container.db → container.database" in plan or "moved" in plan, plan
+    assert "to replace" in plan and "0 to replace" in plan and "0 to create" in plan, plan
+    ok(project, "apply", "--auto-approve")
+    assert leases(project, "office:10.20.1.0/24") == {"container.database (ipv4[0])": "10.20.1.2"}
+
+
+def test_a_lease_goes_back_with_the_applied_delete_and_a_plan_never_applied_is_reclaimed(project: ProjectDir) -> None:
+    project.write_stack(POOLS + LAN + DB.format(name="db") + DB.format(name="db2"))
+    ok(project, "apply", "--auto-approve")
+    project.write_stack(POOLS + LAN + DB.format(name="db"))
+    ok(project, "plan")  # planned, not applied: db2 keeps its address
+    assert "container.db2 (ipv4[0])" in leases(project, "office:10.20.1.0/24")
+    project.write_stack(POOLS + LAN + DB.format(name="db") + DB.format(name="db3"))
+    ok(project, "plan")  # db3's lease is planned (db2 still holds .3)
+    assert leases(project, "office:10.20.1.0/24")["container.db3 (ipv4[0])"] == "10.20.1.4"
+    project.write_stack(POOLS + LAN + DB.format(name="db"))
+    ok(project, "apply", "--auto-approve")  # deletes db2; db3 was never made: its planned lease is reclaimed
+    assert leases(project, "office:10.20.1.0/24") == {"container.db (ipv4[0])": "10.20.1.2"}
+
+
+def test_a_pool_is_shared_by_stacks_and_must_be_declared_alike(project: ProjectDir) -> None:
+    project.write_config('[stacks.main]\nfile = "stacks/main.py"\n[stacks.other]\nfile = "stacks/other.py"\n')
+    project.write_stack(POOLS + LAN)
+    project.write_stack(POOLS + LAN.replace('"lan"', '"lan2"'), name="other.py")
+    ok(project, "apply", "--auto-approve", "--stack", "main")
+    ok(project, "apply", "--auto-approve", "--stack", "other")
+    shown = json.loads(ok(project, "ipam", "show", "office", "--json"))["leases"]
+    assert sorted((x["stack"], x["resource"], x["value"]) for x in shown) == [
+        ("main", "network.lan", "10.20.1.0/24"), ("other", "network.lan2", "10.20.2.0/24")]
+    project.write_stack(POOLS.replace("10.20.0.0/16", "10.20.0.0/15") + LAN.replace('"lan"', '"lan2"') + DMZ,
+                        name="other.py")
+    assert_clean_error(project.crane("plan", "--stack", "other"), "pool 'office' is declared by stack main as "
+                       "10.20.0.0/16", "and by stack other as 10.20.0.0/15")
+
+
+def test_pool_errors_come_at_plan_time_with_nothing_touched(project: ProjectDir) -> None:
+    tiny = 'from crane_iac import IPv4Pool, Network\np = IPv4Pool("tiny", cidr="10.30.0.0/23", subnet_prefixlen=24)\n'
+    project.write_stack(tiny + "".join(f'Network("n{i}", mode="isolated", ipv4=p.subnet())\n' for i in range(3)))
+    assert_clean_error(project.crane("apply", "--auto-approve"), "main.py:5: pool 'tiny' (10.30.0.0/23) is exhausted: "
+                       "this stack takes more /24 subnets than it has")
+    assert not (project.root / ".crane" / "sandbox.xml").exists()  # nothing was made
+    assert "No address pools." in ok(project, "ipam", "list")
+    # a pool other stacks hold: the database says who
+    project.write_stack(tiny + 'Network("n0", mode="isolated", ipv4=p.subnet())\n', name="other.py")
+    project.write_config('[stacks.main]\nfile = "stacks/main.py"\n[stacks.other]\nfile = "stacks/other.py"\n')
+    ok(project, "apply", "--auto-approve", "--stack", "other")
+    project.write_stack(tiny + "".join(f'Network("n{i}", mode="isolated", ipv4=p.subnet())\n' for i in range(2)))
+    assert_clean_error(project.crane("plan", "--stack", "main"), "pool 'tiny' (10.30.0.0/23) is exhausted: it has 2 "
+                       "/24 subnets, leased 1 by stack other; 2 more wanted (network.n0, network.n1)")
+    project.write_config('[stacks.main]\nfile = "stacks/main.py"\n')
+    project.write_stack('from crane_iac import IPv4Pool\nIPv4Pool("bad", cidr="10.30.0.1/24")\n')
+    assert_clean_error(project.crane("plan"), "main.py:2: pool.bad: pool 'bad': '10.30.0.1/24' is not a network")
+    project.write_stack('from crane_iac import IPv6Pool\nIPv6Pool("v6", prefix="10.30.0.0/24")\n')
+    assert_clean_error(project.crane("plan"), "main.py:2: pool.v6: pool 'v6': '10.30.0.0/24' is an IPv4 network; an "
+                       "IPv6 pool needs an IPv6 prefix")
+    project.write_stack('from crane_iac import Network\nlan = Network("lan", mode="isolated", ipv4="10.9.0.0/24")\n'
+                        'from crane_iac import Container\nContainer("c", networks=[lan], ipv4=[lan.lease()], '
+                        'init=["/bin/sh"], memory_mib=64)\n')
+    assert_clean_error(project.crane("plan"), "network.lan.lease(): its ipv4 subnet does not come from an address "
+                       "pool")
