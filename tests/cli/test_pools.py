@@ -110,3 +110,12 @@ def test_pool_errors_come_at_plan_time_with_nothing_touched(project: ProjectDir)
                         'init=["/bin/sh"], memory_mib=64)\n')
     assert_clean_error(project.crane("plan"), "network.lan.lease(): its ipv4 subnet does not come from an address "
                        "pool")
+
+
+def test_the_guides_stack_plans_as_written(project: ProjectDir) -> None:
+    from tests.test_docs import blocks, page
+
+    (stack,) = blocks("python", page("guides/address-pools.md"))
+    project.write_stack(stack)
+    plan = " ".join(ok(project, "plan").split())
+    assert "ipv4 = 10.20.1.0/24" in plan and '"ipv4": "10.20.1.2"' in plan and "vlan = [100, 200]" in plan, plan
