@@ -134,8 +134,12 @@ class Workspace:
         path, variables = self.stack_file, self.variables
         settings = self._settings = _values(state) if state is not None else {}
         root = self.project.root
-        leases = self._leases
+        # what pools lease to the stack is read with its state: a stack loaded without (crane validate) takes
+        # stand-ins, and opens no state database
+        leases = self._leases if state is not None else {}
         loaded = load_stack(path, variables, settings=settings, project_dir=root, leases=leases)
+        if state is None:
+            return loaded
         if loaded.moves and leases:  # a moved resource keeps its values: apply moves its leases with its record
             renamed = dict(loaded.moves)
             moved = {(pool, renamed[a], slot): v for (pool, a, slot), v in leases.items() if a in renamed}
@@ -144,11 +148,10 @@ class Workspace:
                 loaded = load_stack(path, variables, settings=settings, project_dir=root, leases=leases)
         loaded = self._leased(loaded, lambda got: load_stack(path, variables, settings=settings, project_dir=root,
                                                              leases=got))
-        if state is not None:
-            names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
-            if names is not None:
-                loaded = load_stack(path, variables, physical_names=names, settings=settings, project_dir=root,
-                                    leases=self._leases)
+        names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
+        if names is not None:
+            loaded = load_stack(path, variables, physical_names=names, settings=settings, project_dir=root,
+                                leases=self._leases)
         return loaded
 
     def reload(self, names: dict[str, str]) -> LoadedStack:
@@ -278,6 +281,8 @@ class Workspace:
 
         loaded = self._load()
         state = self.state()
+        if loaded.lease_wants:  # values from address pools: leased now, with the names and settings state holds
+            return self._validated(self._load(state)), state
         names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
         if names is not None or state.settings:
             self._settings = _values(state)

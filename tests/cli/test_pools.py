@@ -119,3 +119,9 @@ def test_the_guides_stack_plans_as_written(project: ProjectDir) -> None:
     project.write_stack(stack)
     plan = " ".join(ok(project, "plan").split())
     assert "ipv4 = 10.20.1.0/24" in plan and '"ipv4": "10.20.1.2"' in plan and "vlan = [100, 200]" in plan, plan
+
+
+def test_validate_takes_stand_ins_and_opens_no_state(project: ProjectDir) -> None:
+    project.write_stack(POOLS + LAN + DB.format(name="db"))
+    assert "is valid: 2 resources" in ok(project, "validate")
+    assert not (project.root / ".crane" / "state.db").exists()
