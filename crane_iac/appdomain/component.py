@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, InstanceOf, ValidationError, 
 from crane_iac.appdomain import haproxy
 from crane_iac.autoscaler.policy import ScalingPolicy
 from crane_iac.errors import CraneError, Diagnostic, DiagnosticsError
-from crane_iac.resources.base import Resource, setting
+from crane_iac.resources.base import Resource, current_registry, setting
 from crane_iac.resources.cloudinit import CloudInit
 from crane_iac.resources.component import Component
 from crane_iac.resources.configuration import Configuration
@@ -214,12 +214,24 @@ class AppDomain(Component):
         return members + [next(free) for _ in range(size - len(members))]
 
     def host_address(self, index: int) -> str:
-        """The ``index``-th host address of the domain: 0 the balancer, 1 the storage server, 1+i web-i."""
+        """The ``index``-th host's address: 0 the balancer, 1 the storage server, 1+i web-i. On a network whose
+        subnet comes from an address pool, the one the pool leased to the host; else the fixed offset
+        ``first_host + index`` in the subnet."""
+        leased = getattr(self, "leased_addresses", {}).get(index)
+        if leased is not None:
+            return str(leased)
         assert self.network.ipv4 is not None
         return str(ipaddress.ip_network(self.network.ipv4)[self.first_host + index])
 
+    def _pooled(self) -> bool:
+        """Whether the domain's network takes its subnet from an address pool (its hosts then lease theirs)."""
+        registry = current_registry()
+        return registry is not None and (self.network.address, "ipv4") in registry.carved
+
     def build(self) -> None:
         self.declared_tiers: list[ScalableTier] = []
+        #: host index → the address an address pool leased it (containers on a pool's network)
+        self.leased_addresses: dict[int, str] = {}
         key = make(SshKey, "key", path=self.ssh_key)
         self.key = key
         self.lb_host = self._host("lb", 0, self.lb.memory_mib, self.lb.vcpus, key)
@@ -297,10 +309,14 @@ class AppDomain(Component):
         ``data``, storage that outlives it (a directory volume mounted at /srv, or a second disk)."""
         if self.hosts == "container":
             mounts = {"/srv": make(Volume, f"{name}-data", pool=self.storage.pool, format="dir")} if data else {}
-            return make(Container, name, memory_mib=memory_mib, vcpus=vcpus, networks=[self.network],
-                        ipv4=[self.host_address(index)], init=INIT,
+            pooled = self._pooled()
+            host = make(Container, name, memory_mib=memory_mib, vcpus=vcpus, networks=[self.network],
+                        ipv4=[self.network.lease() if pooled else self.host_address(index)], init=INIT,
                         init_env={"CRANE_INIT": init_script(), "CRANE_AUTHORIZED_KEY": key.public_key},
                         mounts=mounts)
+            if pooled and isinstance(host, Container) and host.valid:
+                self.leased_addresses[index] = host.ipv4[0]
+            return host
         assert self.image is not None and self.ssh_key is not None and self.network.ipv4 is not None
         public = Path(self.ssh_key).expanduser().with_suffix(".pub").read_text().strip()
         subnet = ipaddress.ip_network(self.network.ipv4)

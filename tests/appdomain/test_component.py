@@ -297,3 +297,32 @@ def test_members_written_with_the_chosen_server_last_change_nothing_until_the_si
     apply(Workspace.open(root))
     Workspace.open(root).set_setting("appdomain.shop/web.members", [1, 3], by="autoscaler", why="removes web-2")
     assert not Workspace.open(root).plan().has_changes
+
+
+POOLED = """
+from crane_iac import AppDomain, IPv4Pool, Network, WebTier
+
+office = IPv4Pool("office", cidr="10.90.0.0/16", subnet_prefixlen=24)
+lan = Network("shop-net", mode="nat", ipv4=office.subnet(), dhcp=False)
+AppDomain("shop", network=lan, web=WebTier(size={size}, min=1, max=6))
+"""
+
+
+def test_on_a_pools_network_the_hosts_lease_their_addresses(tmp_path: Path) -> None:
+    """The network's subnet comes from a pool: the hosts take leased addresses instead of fixed offsets, the
+    balancer's servers name those, and a server added later leases the next one while the
+    others keep theirs."""
+    root = project(tmp_path, POOLED.format(size=2))
+    apply(Workspace.open(root))
+    ws = Workspace.open(root)
+    nics = {a.rpartition(".")[2]: r.properties["nics"][0]["ipv4"] for a, r in ws.state().resources.items()
+            if r.kind == "container"}
+    # lb, storage, web-1, web-2 in the order the domain builds them, from the network's own pool (.1 is the host's)
+    assert nics == {"lb": "10.90.0.2", "storage": "10.90.0.3", "web-1": "10.90.0.4", "web-2": "10.90.0.5"}
+    cfg = ws.state().resources["appdomain.shop/configuration.lb"].properties["files"]["haproxy.cfg"]
+    assert "server shop-web-1 10.90.0.4:8080" in cfg and "server shop-web-2 10.90.0.5:8080" in cfg
+    root.joinpath("stacks", "main.py").write_text(POOLED.format(size=3))
+    plan = Workspace.open(root).plan()
+    web3 = next(c for c in plan.changes if c.address == "appdomain.shop/container.web-3")
+    assert web3.after is not None and web3.after["nics"][0]["ipv4"] == "10.90.0.6"
+    assert {c.address for c in plan.changes if c.action is not Action.CREATE} == {"appdomain.shop/configuration.lb"}
