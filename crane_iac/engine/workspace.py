@@ -12,7 +12,6 @@ autoscaler and a watch loop call it in-process.
 from __future__ import annotations
 
 import importlib
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -22,9 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from crane_iac.config import Project, StackConfig, find_project, load_project, read_var_file
+from crane_iac.engine import leasing
 from crane_iac.engine.endpoints import Endpoints, open_endpoints
+from crane_iac.engine.run import PlanOptions, Run
 from crane_iac.errors import ConfigError, CraneError, Diagnostic, DiagnosticsError
-from crane_iac.ipam.pools import IpamError, LeaseRecord, PoolRecord
+from crane_iac.ipam.pools import LeaseRecord, PoolRecord
 from crane_iac.providers.registry import ResourceRules, resource_rules
 from crane_iac.state.base import (
     Committed,
@@ -40,23 +41,14 @@ from crane_iac.state.base import (
 # what a command needs only once it runs, imported then: a plan starts opening its endpoints first, and imports these
 # (SQLAlchemy, the resource models, the planner: about half a second) while they open
 if TYPE_CHECKING:
-    from crane_iac.engine.apply import ApplyResult, StepEvent
     from crane_iac.loader import LoadedStack
     from crane_iac.objects import Live
     from crane_iac.planner.model import Plan
     from crane_iac.state.migrate import MigrationReport
 
+__all__ = ["ImportReport", "PlanOptions", "RefreshReport", "Run", "Workspace", "read_plan"]
+
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class PlanOptions:
-    """What a plan is asked for: Terraform's -refresh, -target, -replace and -destroy."""
-
-    refresh: bool = True
-    targets: tuple[str, ...] = ()
-    replace: tuple[str, ...] = ()
-    destroy: bool = False
 
 
 @dataclass
@@ -140,12 +132,10 @@ class Workspace:
         loaded = load_stack(path, variables, settings=settings, project_dir=root, leases=leases)
         if state is None:
             return loaded
-        if loaded.moves and leases:  # a moved resource keeps its values: apply moves its leases with its record
-            renamed = dict(loaded.moves)
-            moved = {(pool, renamed[a], slot): v for (pool, a, slot), v in leases.items() if a in renamed}
-            if moved:
-                self._lease_values = leases = {**leases, **moved}
-                loaded = load_stack(path, variables, settings=settings, project_dir=root, leases=leases)
+        moved = leasing.follow_moves(loaded, leases)
+        if moved is not None:  # a moved resource keeps its values: apply moves its leases with its record
+            self._lease_values = leases = moved
+            loaded = load_stack(path, variables, settings=settings, project_dir=root, leases=leases)
         loaded = self._leased(loaded, lambda got: load_stack(path, variables, settings=settings, project_dir=root,
                                                              leases=got))
         names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
@@ -166,31 +156,14 @@ class Workspace:
     def _leases(self) -> dict[tuple[str, str, str], str]:
         """What address pools lease to this stack's resources: (pool, address, field) → value."""
         if self._lease_values is None:
-            self._lease_values = {(x.pool, x.address, x.slot): x.value for x in self.store.ip_leases(stack=self.name)}
+            self._lease_values = leasing.leases_of(self.store, self.name)
         return self._lease_values
 
     def _leased(self, loaded: LoadedStack, run: Callable[[dict[tuple[str, str, str], str]], LoadedStack]
                 ) -> LoadedStack:
-        """``loaded`` with every value it takes from an address pool leased: while a value is a stand-in, the
-        values are leased (in one transaction of the state store, which writes the new ones as planned) and the
-        stack runs again with them. A network's own addresses wait for its subnet, so this takes a second round
-        where a stack takes both."""
-        from crane_iac.ipam.pools import Holder, Want
-
-        for _ in range(3):
-            if not loaded.provisional:
-                return loaded
-            known = self._leases
-            wants = [(w.pool, Want(Holder(self.name, w.address, w.slot), w.what)) for w in loaded.lease_wants
-                     if (w.pool, w.address, w.slot) not in known]
-            named = {pool for pool, _ in wants}
-            got = self.store.lease(self.name, [p for p in loaded.pools if p.name in named], wants,
-                                   parents=loaded.pool_parents)
-            self._lease_values = {**known, **{(pool, holder.address, holder.slot): value
-                                              for (pool, holder), value in got.items()}}
-            loaded = run(self._lease_values)
-        raise CraneError("the stack's address pools did not settle after three rounds of leasing: a value taken "
-                         "from a pool decides which pool another comes from; report this as a bug")
+        """``loaded`` with every value it takes from an address pool leased (engine/leasing.py)."""
+        loaded, self._lease_values = leasing.settle(loaded, self.store, self.name, self._leases, run)
+        return loaded
 
     def _validated(self, loaded: LoadedStack) -> LoadedStack:
         """``loaded``, once each resource passed the rules of the provider type of its endpoint (libvirt's vCPU cap,
@@ -232,16 +205,8 @@ class Workspace:
         return self.store.ip_pools(), self.store.ip_leases()
 
     def release_address(self, value: str, pool: str | None = None) -> LeaseRecord:
-        """Give back a lease whose resource no stack records (``crane ipam release``); ``pool`` may be left out
-        when one pool holds ``value``."""
-        if pool is None:
-            holding = sorted({lease.pool for lease in self.store.ip_leases() if lease.value == value})
-            if not holding:
-                raise IpamError(f"no pool has a lease of {value}; see `crane ipam list`")
-            if len(holding) > 1:
-                raise IpamError(f"{value} is leased from {', '.join(holding)}: name one with --pool")
-            pool = holding[0]
-        return self.store.release_lease(pool, value)
+        """Give back a lease whose resource no stack records (``crane ipam release``)."""
+        return leasing.release(self.store, value, pool)
 
     def history(self, limit: int = 100) -> list[HistoryEntry]:
         return self.store.history(self.name, limit)
@@ -409,60 +374,6 @@ class Workspace:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
-
-
-@dataclass
-class Run:
-    """A locked stack: the state read under the lock, the stack as loaded against it, and the endpoints opened for
-    changing them (None for state-only operations)."""
-
-    workspace: Workspace
-    lock_id: str
-    state: StackState
-    endpoints: Endpoints | None
-    loaded: LoadedStack | None
-    lives: list[Live] | None
-    #: who runs what under the lock: every write of the run names it in the history
-    info: RunInfo | None = None
-
-    def plan(self, options: PlanOptions = PlanOptions()) -> Plan:
-        assert self.endpoints is not None and self.loaded is not None
-        from crane_iac.engine.planning import plan_stack
-
-        return plan_stack(self.workspace.name, self.loaded, self.state, self.endpoints, refresh=options.refresh,
-                          targets=options.targets, replace=options.replace, destroy=options.destroy,
-                          lives=self.lives if options.refresh else None, reload=self.workspace.reload)
-
-    def check_saved(self, plan: Plan, source: str) -> None:
-        """Refuse a saved plan made against other state (StalePlanError naming the serials)."""
-        from crane_iac.engine.planning import check_saved_plan
-
-        check_saved_plan(plan, self.state, source)
-
-    def apply(self, plan: Plan, *, parallelism: int = 10, report: Callable[[StepEvent], None] = lambda _e: None,
-              stop: threading.Event | None = None) -> ApplyResult:
-        """Walk the plan (intents, provider calls, state in batches). ``stop``, once set, starts nothing new; what
-        is in flight finishes and is recorded."""
-        assert self.endpoints is not None
-        from crane_iac.engine.apply import Applier
-
-        outputs = {a: r.outputs for a, r in self.state.resources.items()}
-        # leases a plan chose for resources neither declared nor recorded any longer (a plan never applied, an
-        # apply killed before its create) go back to their pools; a saved plan's stack is not loaded: none go then
-        store, stack = self.workspace.store, self.workspace.name
-        if self.loaded is not None:
-            keep = {d.address for d in self.loaded.desired} | set(self.state.resources) | {
-                c.address for c in plan.changes}
-            store.reclaim_leases(stack, sorted(keep))
-        result = Applier(plan, store, self.endpoints, parallelism=parallelism, outputs=outputs, report=report,
-                         stop=stop, run=self.info).run()
-        if result.ok and self.loaded is not None and not plan.destroy:
-            # every resource now matches the stack (but those a --target left out): a value it no longer takes
-            # from a pool goes back
-            matching = {d.address for d in self.loaded.desired} - set(plan.untargeted)
-            wanted = [(w.pool, w.address, w.slot) for w in self.loaded.lease_wants]
-            store.reclaim_leases(stack, sorted(matching), wanted)
-        return result
 
 
 def _import_for_planning() -> None:

@@ -1,0 +1,84 @@
+"""What address pools lease to a stack, seen from the engine: reading a stack's leases with its state, leasing the
+values a stack run took as stand-ins (and running it again with them), keeping a moved resource's values, and
+giving back, around an apply, the leases nothing will use.
+
+A stack run that takes a value from a pool without a lease gets a stand-in (resources/ippools.py); ``settle``
+leases the real values in one transaction of the state store (which writes them as planned) and runs the stack
+again with them. A network's own addresses wait for its subnet, so a stack that takes both settles in two rounds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from crane_iac.errors import CraneError
+from crane_iac.ipam.pools import Holder, IpamError, LeaseRecord, Want
+from crane_iac.state.base import StackState, StateStore
+
+if TYPE_CHECKING:
+    from crane_iac.loader import LoadedStack
+    from crane_iac.planner.model import Plan
+
+#: (pool, resource address, field) → value
+Leases = dict[tuple[str, str, str], str]
+
+
+def leases_of(store: StateStore, stack: str) -> Leases:
+    """What the pools lease to ``stack``'s resources."""
+    return {(x.pool, x.address, x.slot): x.value for x in store.ip_leases(stack=stack)}
+
+
+def follow_moves(loaded: LoadedStack, leases: Leases) -> Leases | None:
+    """``leases`` with a moved resource's under its new address too (``moved()``), or None when none moved."""
+    if not loaded.moves or not leases:
+        return None
+    renamed = dict(loaded.moves)
+    moved = {(pool, renamed[a], slot): v for (pool, a, slot), v in leases.items() if a in renamed}
+    return {**leases, **moved} if moved else None
+
+
+def settle(loaded: LoadedStack, store: StateStore, stack: str, known: Leases,
+           run: Callable[[Leases], LoadedStack]) -> tuple[LoadedStack, Leases]:
+    """``loaded`` with no stand-in left, and the leases it holds: while a value is a stand-in, lease what has no
+    lease yet and ``run`` the stack again with every value."""
+    for _ in range(3):
+        if not loaded.provisional:
+            return loaded, known
+        wants = [(w.pool, Want(Holder(stack, w.address, w.slot), w.what)) for w in loaded.lease_wants
+                 if (w.pool, w.address, w.slot) not in known]
+        named = {pool for pool, _ in wants}
+        got = store.lease(stack, [p for p in loaded.pools if p.name in named], wants, parents=loaded.pool_parents)
+        known = {**known, **{(pool, holder.address, holder.slot): value for (pool, holder), value in got.items()}}
+        loaded = run(known)
+    raise CraneError("the stack's address pools did not settle after three rounds of leasing: a value taken from a "
+                     "pool decides which pool another comes from; report this as a bug")
+
+
+def release(store: StateStore, value: str, pool: str | None) -> LeaseRecord:
+    """Give back the lease of ``value`` (``crane ipam release``); ``pool`` may be left out when one pool holds it."""
+    if pool is None:
+        holding = sorted({lease.pool for lease in store.ip_leases() if lease.value == value})
+        if not holding:
+            raise IpamError(f"no pool has a lease of {value}; see `crane ipam list`")
+        if len(holding) > 1:
+            raise IpamError(f"{value} is leased from {', '.join(holding)}: name one with --pool")
+        pool = holding[0]
+    return store.release_lease(pool, value)
+
+
+def reclaim_before(store: StateStore, stack: str, loaded: LoadedStack | None, state: StackState, plan: Plan) -> None:
+    """Before an apply: the leases a plan chose for resources neither declared nor recorded any longer (a plan never
+    applied, an apply killed before its create) go back. A saved plan's stack is not loaded: none go then."""
+    if loaded is not None:
+        keep = {d.address for d in loaded.desired} | set(state.resources) | {c.address for c in plan.changes}
+        store.reclaim_leases(stack, sorted(keep))
+
+
+def reclaim_after(store: StateStore, stack: str, loaded: LoadedStack | None, plan: Plan) -> None:
+    """After an apply that succeeded: every resource matches the stack (but those a --target left out), so a value
+    one of them no longer takes from a pool goes back."""
+    if loaded is not None and not plan.destroy:
+        matching = {d.address for d in loaded.desired} - set(plan.untargeted)
+        wanted = [(w.pool, w.address, w.slot) for w in loaded.lease_wants]
+        store.reclaim_leases(stack, sorted(matching), wanted)

@@ -1,0 +1,75 @@
+"""A locked stack, as ``Workspace.locked`` hands it out: plan against the state read under the lock, check a saved
+plan, apply; and what a plan is asked for (``PlanOptions``)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from crane_iac.engine import leasing
+from crane_iac.state.base import RunInfo, StackState
+
+if TYPE_CHECKING:
+    from crane_iac.engine.apply import ApplyResult, StepEvent
+    from crane_iac.engine.endpoints import Endpoints
+    from crane_iac.engine.workspace import Workspace
+    from crane_iac.loader import LoadedStack
+    from crane_iac.objects import Live
+    from crane_iac.planner.model import Plan
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """What a plan is asked for: Terraform's -refresh, -target, -replace and -destroy."""
+
+    refresh: bool = True
+    targets: tuple[str, ...] = ()
+    replace: tuple[str, ...] = ()
+    destroy: bool = False
+
+
+@dataclass
+class Run:
+    """A locked stack: the state read under the lock, the stack as loaded against it, and the endpoints opened for
+    changing them (None for state-only operations)."""
+
+    workspace: Workspace
+    lock_id: str
+    state: StackState
+    endpoints: Endpoints | None
+    loaded: LoadedStack | None
+    lives: list[Live] | None
+    #: who runs what under the lock: every write of the run names it in the history
+    info: RunInfo | None = None
+
+    def plan(self, options: PlanOptions = PlanOptions()) -> Plan:
+        assert self.endpoints is not None and self.loaded is not None
+        from crane_iac.engine.planning import plan_stack
+
+        return plan_stack(self.workspace.name, self.loaded, self.state, self.endpoints, refresh=options.refresh,
+                          targets=options.targets, replace=options.replace, destroy=options.destroy,
+                          lives=self.lives if options.refresh else None, reload=self.workspace.reload)
+
+    def check_saved(self, plan: Plan, source: str) -> None:
+        """Refuse a saved plan made against other state (StalePlanError naming the serials)."""
+        from crane_iac.engine.planning import check_saved_plan
+
+        check_saved_plan(plan, self.state, source)
+
+    def apply(self, plan: Plan, *, parallelism: int = 10, report: Callable[[StepEvent], None] = lambda _e: None,
+              stop: threading.Event | None = None) -> ApplyResult:
+        """Walk the plan (intents, provider calls, state in batches). ``stop``, once set, starts nothing new; what
+        is in flight finishes and is recorded."""
+        assert self.endpoints is not None
+        from crane_iac.engine.apply import Applier
+
+        outputs = {a: r.outputs for a, r in self.state.resources.items()}
+        store, stack = self.workspace.store, self.workspace.name
+        leasing.reclaim_before(store, stack, self.loaded, self.state, plan)
+        result = Applier(plan, store, self.endpoints, parallelism=parallelism, outputs=outputs, report=report,
+                         stop=stop, run=self.info).run()
+        if result.ok:
+            leasing.reclaim_after(store, stack, self.loaded, plan)
+        return result
