@@ -15,7 +15,8 @@ from crane_iac.addresses import is_within
 from crane_iac.errors import CraneError, Diagnostic, DiagnosticsError
 from crane_iac.objects import Desired, identity
 from crane_iac.planner.graph import find_cycle
-from crane_iac.resources.base import Output, Registry, Resource, collecting, plain
+from crane_iac.resources.base import Output, Resource, plain
+from crane_iac.resources.registry import Registry, collecting
 from crane_iac.scaling import ScalableTier, ScalesTiers
 
 
@@ -114,7 +115,8 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
     diagnostics.extend(_check_declarations(registry))
     # each model is let go once it is a Desired value: 10,000 models and their Desired values at once would be
     # the load's peak memory
-    pending, registry.resources = registry.resources, []
+    pending: list[Resource] = registry.resources
+    registry.resources = []
     members = {id(r) for r in pending}
     managed = [r.address for r in pending if r.managed]
     pending.reverse()
@@ -213,7 +215,7 @@ def _check_declarations(registry: Registry) -> list[Diagnostic]:
     the names the stack gives."""
     if not registry.moves and not registry.imports:
         return []
-    declared = {r.address: r for r in registry.resources}
+    declared: dict[str, Resource] = {r.address: r for r in registry.resources}
     problems = []
     for old, new, file, line in registry.moves:
         if new not in declared:

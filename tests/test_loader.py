@@ -62,7 +62,7 @@ def test_macs_are_stable_and_distinct(tmp_path: Path) -> None:
 
 def test_no_registry_leaks_between_loads(tmp_path: Path) -> None:
     from crane_iac import VM
-    from crane_iac.resources.base import current_registry
+    from crane_iac.resources.registry import current_registry
 
     path = tmp_path / "stack.py"
     path.write_text(STACK)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, InstanceOf, ValidationError, 
 from crane_iac.appdomain import haproxy
 from crane_iac.autoscaler.policy import ScalingPolicy
 from crane_iac.errors import CraneError, Diagnostic, DiagnosticsError
-from crane_iac.resources.base import Resource, current_registry, setting
+from crane_iac.resources.base import Resource, setting
 from crane_iac.resources.cloudinit import CloudInit
 from crane_iac.resources.component import Component
 from crane_iac.resources.configuration import Configuration
@@ -33,6 +33,7 @@ from crane_iac.resources.container import Container
 from crane_iac.resources.messages import describe
 from crane_iac.resources.network import Network
 from crane_iac.resources.pool import StoragePool
+from crane_iac.resources.registry import current_registry
 from crane_iac.resources.ssh_key import SshKey
 from crane_iac.resources.vm import VM
 from crane_iac.resources.volume import Volume

@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from crane_iac.engine import leasing
-from crane_iac.state.base import RunInfo, StackState
+from crane_iac.state.base import RunInfo, StackState, StateStore
 
 if TYPE_CHECKING:
     from crane_iac.engine.apply import ApplyResult, StepEvent
     from crane_iac.engine.endpoints import Endpoints
-    from crane_iac.engine.workspace import Workspace
     from crane_iac.loader import LoadedStack
     from crane_iac.objects import Live
     from crane_iac.planner.model import Plan
@@ -35,7 +34,10 @@ class Run:
     """A locked stack: the state read under the lock, the stack as loaded against it, and the endpoints opened for
     changing them (None for state-only operations)."""
 
-    workspace: Workspace
+    #: the stack's name, its state store, and how to run the stack again with names pinned (a plan's second look)
+    stack: str
+    store: StateStore
+    reload: Callable[[dict[str, str]], LoadedStack]
     lock_id: str
     state: StackState
     endpoints: Endpoints | None
@@ -48,9 +50,9 @@ class Run:
         assert self.endpoints is not None and self.loaded is not None
         from crane_iac.engine.planning import plan_stack
 
-        return plan_stack(self.workspace.name, self.loaded, self.state, self.endpoints, refresh=options.refresh,
+        return plan_stack(self.stack, self.loaded, self.state, self.endpoints, refresh=options.refresh,
                           targets=options.targets, replace=options.replace, destroy=options.destroy,
-                          lives=self.lives if options.refresh else None, reload=self.workspace.reload)
+                          lives=self.lives if options.refresh else None, reload=self.reload)
 
     def check_saved(self, plan: Plan, source: str) -> None:
         """Refuse a saved plan made against other state (StalePlanError naming the serials)."""
@@ -66,7 +68,7 @@ class Run:
         from crane_iac.engine.apply import Applier
 
         outputs = {a: r.outputs for a, r in self.state.resources.items()}
-        store, stack = self.workspace.store, self.workspace.name
+        store, stack = self.store, self.stack
         leasing.reclaim_before(store, stack, self.loaded, self.state, plan)
         result = Applier(plan, store, self.endpoints, parallelism=parallelism, outputs=outputs, report=report,
                          stop=stop, run=self.info).run()

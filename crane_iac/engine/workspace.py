@@ -289,11 +289,12 @@ class Workspace:
         try:
             state = self.state()
             if not connect:
-                yield Run(self, lock_id, state, None, self.load(state) if load else None, None, info)
+                yield Run(self.name, self.store, self.reload, lock_id, state, None, self.load(state) if load else None,
+                          None, info)
                 return
             with self.endpoints(mutating=mutating, lock_timeout=lock_timeout, read=load and read,
                                 meanwhile=(lambda: self.load(state)) if load else None) as (endpoints, loaded, lives):
-                yield Run(self, lock_id, state, endpoints, loaded, lives, info)
+                yield Run(self.name, self.store, self.reload, lock_id, state, endpoints, loaded, lives, info)
         finally:
             self.store.release_lock(self.name, lock_id)
 

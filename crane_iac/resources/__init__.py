@@ -2,9 +2,7 @@
 
 from crane_iac.resources.base import (
     Output,
-    Registry,
     Resource,
-    collecting,
     export,
     import_,
     moved,
@@ -18,6 +16,7 @@ from crane_iac.resources.container import Container
 from crane_iac.resources.ippools import IPv4Pool, IPv6Pool
 from crane_iac.resources.network import Network
 from crane_iac.resources.pool import StoragePool
+from crane_iac.resources.registry import Registry, collecting
 from crane_iac.resources.ssh_key import SshKey
 from crane_iac.resources.vm import VM
 from crane_iac.resources.volume import Volume

@@ -10,12 +10,8 @@ from __future__ import annotations
 
 import difflib
 import re
-import sys
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from types import UnionType
 from typing import Annotated, Any, ClassVar, Literal, Union, get_args, get_origin
 
@@ -33,92 +29,9 @@ from crane_iac.errors import Diagnostic
 from crane_iac.objects import DEFAULT_ENDPOINT, Kind, register_kind
 from crane_iac.resources.internals import become_unvalidated, private_value, set_private
 from crane_iac.resources.messages import describe
+from crane_iac.resources.registry import current_registry
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_PACKAGE_DIR = __file__.rsplit("/resources/", 1)[0]
-
-
-@dataclass
-class Registry:
-    """What one run of a stack file declared, in construction order."""
-
-    stack_file: str
-    variables: dict[str, Any] = field(default_factory=dict)
-    #: the stack's durable settings from state (key → value): what a controller or a person set with who and why
-    settings: dict[str, Any] = field(default_factory=dict)
-    resources: list[Resource] = field(default_factory=list)
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-    exports: dict[str, Any] = field(default_factory=dict)
-    parents: list[Resource] = field(default_factory=list)
-    #: ``moved(from_, to)`` declarations: (old address, new address, file, line)
-    moves: list[tuple[str, str, str | None, int | None]] = field(default_factory=list)
-    #: ``import_(to, id)`` declarations: address → the object's name on the hypervisor (None: the address's)
-    imports: dict[str, str | None] = field(default_factory=dict)
-    #: hypervisor names recorded in state for addresses (after moves): a resource keeps the name it was created with
-    pinned: dict[str, str] = field(default_factory=dict)
-    #: the project's directory (where crane.toml is): relative paths a stack gives crane (a playbook) are from here
-    project_dir: Path | None = None
-    #: what one run of the stack computed once and may need again (a playbook's digest): files do not change
-    #: within a load, and a long-lived process (crane watch) loads again with a new registry
-    memo: dict[Any, Any] = field(default_factory=dict)
-    #: the settings the stack read (``setting(key, default)``), in the order it read them: the plan says which of
-    #: them are in effect, who set them and why
-    settings_read: list[str] = field(default_factory=list)
-    #: the stack's own value of each setting it read (``setting(key, default)``'s default, None when it has none):
-    #: the plan warns when a setting overrides it
-    setting_defaults: dict[str, Any] = field(default_factory=dict)
-    #: address pools the stack declared or took values from (resources/ippools.py), by name
-    pools: dict[str, Any] = field(default_factory=dict)
-    #: the values pools lease to this stack's resources, as the engine leased them: (pool, address, field) → value
-    leases: dict[tuple[str, str, str], str] = field(default_factory=dict)
-    #: every value the stack took from a pool, in the order it took them (``LeaseWant``)
-    lease_wants: list[Any] = field(default_factory=list)
-    #: a network's own pool of addresses → the pool its subnet came from
-    pool_parents: dict[str, str] = field(default_factory=dict)
-    #: (address, field) → the pool a subnet was carved from, which the network's own addresses come from
-    carved: dict[tuple[str, str], str] = field(default_factory=dict)
-    #: whether some value is a stand-in (not leased yet), and the stand-ins handed out, by (pool, what)
-    provisional: bool = False
-    stand_ins: dict[tuple[str, str], Any] = field(default_factory=dict)
-    stand_in_slots: set[tuple[str, str]] = field(default_factory=set)
-
-    def location(self) -> tuple[str | None, int | None]:
-        """The innermost line of the stack file (or a module outside crane) that is running now."""
-        frame = sys._getframe(1)
-        fallback: tuple[str | None, int | None] = (None, None)
-        while frame is not None:
-            filename = frame.f_code.co_filename
-            if filename == self.stack_file:
-                return filename, frame.f_lineno
-            if fallback == (None, None) and not filename.startswith(_PACKAGE_DIR) and "pydantic" not in filename:
-                fallback = (filename, frame.f_lineno)
-            frame = frame.f_back  # type: ignore[assignment]
-        return fallback
-
-    @contextmanager
-    def parent(self, component: Resource) -> Iterator[None]:
-        self.parents.append(component)
-        try:
-            yield
-        finally:
-            self.parents.pop()
-
-
-_current: ContextVar[Registry | None] = ContextVar("crane_registry", default=None)
-
-
-def current_registry() -> Registry | None:
-    return _current.get()
-
-
-@contextmanager
-def collecting(registry: Registry) -> Iterator[Registry]:
-    """Collect every resource constructed inside the block into ``registry``."""
-    token = _current.set(registry)
-    try:
-        yield registry
-    finally:
-        _current.reset(token)
 
 
 @dataclass(slots=True)
@@ -190,12 +103,8 @@ class Resource(BaseModel):
         parent = registry.parents[-1] if registry and registry.parents else None
         address = make_address(self.kind, str(name), parent.address if parent else None)
         leased: frozenset[str] = frozenset()
-        if registry is not None and registry.pools:  # a value from an address pool stands for what it leases
-            from crane_iac.resources.ippools import leased_fields, resolve
-
-            leased = leased_fields(data)
-            if leased:
-                data = resolve(registry, address, data)
+        if registry is not None and registry.resolver is not None:  # values from address pools: what they lease
+            data, leased = registry.resolver(registry, address, data)
         if any(type(v) is tuple for v in data.values()):
             data = _tuples_as_lists(type(self), data)
         try:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from crane_iac.resources.base import Resource, current_registry
+from crane_iac.resources.base import Resource
+from crane_iac.resources.registry import current_registry
 
 
 class Component(Resource):

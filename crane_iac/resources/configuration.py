@@ -13,8 +13,9 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 from pydantic import Field, InstanceOf, field_validator, model_validator
 
 from crane_iac.objects import Kind
-from crane_iac.resources.base import Output, Resource, current_registry, plain
+from crane_iac.resources.base import Output, Resource, plain
 from crane_iac.resources.playbooks import playbook_digest
+from crane_iac.resources.registry import current_registry
 from crane_iac.resources.ssh_key import SshKey
 
 

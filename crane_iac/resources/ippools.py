@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from crane_iac.errors import Diagnostic
 from crane_iac.ipam.pools import IpamError, PoolSpec
+from crane_iac.resources.registry import current_registry
 
 What = Literal["address", "subnet"]
 
@@ -60,8 +61,6 @@ class _Pool:
     family = 4
 
     def __init__(self, name: str, network: str, reserved: Sequence[str], subnet_prefixlen: int | None) -> None:
-        from crane_iac.resources.base import current_registry
-
         registry = current_registry()
         where = registry.location() if registry is not None else (None, None)
         try:
@@ -74,6 +73,7 @@ class _Pool:
             self.spec = PoolSpec.parse(name, "::/128" if self.family == 6 else "0.0.0.0/32")
             return
         if registry is not None:
+            registry.resolver = resolve_fields
             known = registry.pools.get(name)
             if known is not None and known != self.spec:
                 registry.diagnostics.append(Diagnostic(f"pool {name!r} is declared twice, differently", where[0],
@@ -131,6 +131,12 @@ def leased_fields(data: dict[str, Any]) -> frozenset[str]:
     """The fields of ``data`` that take a value from an address pool."""
     return frozenset(key for key, value in data.items() if isinstance(value, Leased) or (
         isinstance(value, list) and any(isinstance(v, Leased) for v in value)))
+
+
+def resolve_fields(registry: Any, address: str, data: dict[str, Any]) -> tuple[dict[str, Any], frozenset[str]]:
+    """``data`` with the values taken from pools resolved, and the fields that took one (the registry's resolver)."""
+    leased = leased_fields(data)
+    return (resolve(registry, address, data), leased) if leased else (data, leased)
 
 
 def resolve(registry: Any, address: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from crane_iac.errors import CraneError
 from crane_iac.resources.base import Resource
+from crane_iac.resources.registry import current_registry
 
 #: open: routed like ``route`` but libvirt adds no firewall rules (the host's own firewall decides).
 NetworkMode = Literal["nat", "isolated", "route", "open", "bridge", "openvswitch"]
@@ -73,7 +74,6 @@ class Network(Resource):
         """An address of this network leased to the NIC that takes it (``Container(..., ipv4=[lan.lease()])``):
         from the network's own pool, its subnet less the host's address and the range its DHCP server hands out.
         The subnet must come from an address pool (``ipv4=pool.subnet()``)."""
-        from crane_iac.resources.base import current_registry
         from crane_iac.resources.ippools import network_pool
 
         family = "ipv6" if ipv6 else "ipv4"
