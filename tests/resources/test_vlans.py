@@ -7,24 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from crane_iac.errors import DiagnosticsError
 from crane_iac.loader import load_stack
 from crane_iac.providers.base import CreateRequest, Owner
 from crane_iac.providers.libvirt import LibvirtProvider
-
-
-def problems(tmp_path: Path, body: str) -> list[str]:
-    path = tmp_path / "stack.py"
-    path.write_text("from crane_iac import Network\n" + body)
-    with pytest.raises(DiagnosticsError) as caught:
-        load_stack(path)
-    return [str(d).removeprefix(f"{path}:") for d in caught.value.diagnostics]
+from tests.resources.test_messages import diagnostics
 
 
 def test_tags_are_1_to_4094_and_a_trunk_carries_each_once(tmp_path: Path) -> None:
-    assert problems(tmp_path, '''Network("a", mode="openvswitch", bridge="br0", vlan=0)
+    assert diagnostics(tmp_path, '''Network("a", mode="openvswitch", bridge="br0", vlan=0)
 Network("b", mode="openvswitch", bridge="br0", vlan=[10, 4095])
 Network("c", mode="openvswitch", bridge="br0", vlan=[])
 Network("d", mode="openvswitch", bridge="br0", vlan=[10, 20, 10])
@@ -39,7 +29,7 @@ Network("e", mode="openvswitch", bridge="br0", vlan="10")
 
 
 def test_one_tag_on_one_bridge_belongs_to_one_network(tmp_path: Path) -> None:
-    assert problems(tmp_path, '''Network("web", mode="openvswitch", bridge="br0", vlan=100)
+    assert diagnostics(tmp_path, '''Network("web", mode="openvswitch", bridge="br0", vlan=100)
 Network("db", mode="openvswitch", bridge="br0", vlan=100)
 ''') == ["3: network.db: VLAN '100 on bridge br0' is already used by network.web"]
     # another bridge, another tag, or a trunk that carries the tag: all fine
