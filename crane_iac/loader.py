@@ -166,7 +166,10 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
         props = res.properties()
         claims = [(identity(res.kind, meta.physical, props, endpoint), f"hypervisor name {meta.physical!r}")]
         claims += [((endpoint, what, name), f"{what} {name!r}") for what, name in res.host_claims()]
-        clash = next(((key, label) for key, label in claims if key in physical_seen), None)
+        # while some values are stand-ins for what pools will lease, two may meet by chance: the claims are checked
+        # on the run with the leased values
+        clash = None if registry.provisional else next(
+            ((key, label) for key, label in claims if key in physical_seen), None)
         if clash is not None:
             diagnostics.append(Diagnostic(f"{clash[1]} is already used by {physical_seen[clash[0]]}", file, line,
                                           address))

@@ -45,8 +45,9 @@ def settle(loaded: LoadedStack, store: StateStore, stack: str, known: Leases,
     for _ in range(3):
         if not loaded.provisional:
             return loaded, known
-        wants = [(w.pool, Want(Holder(stack, w.address, w.slot), w.what)) for w in loaded.lease_wants
-                 if (w.pool, w.address, w.slot) not in known]
+        wants = [(w.pool, Want(Holder(stack, w.address, w.slot), w.what, w.explicit)) for w in loaded.lease_wants
+                 if known.get((w.pool, w.address, w.slot)) is None
+                 or w.explicit not in (None, known[w.pool, w.address, w.slot])]
         named = {pool for pool, _ in wants}
         got = store.lease(stack, [p for p in loaded.pools if p.name in named], wants, parents=loaded.pool_parents)
         known = {**known, **{(pool, holder.address, holder.slot): value for (pool, holder), value in got.items()}}

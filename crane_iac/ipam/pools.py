@@ -151,9 +151,9 @@ def allocate(pool: PoolSpec, leases: Iterable[Lease], wants: Sequence[Want]) -> 
     problems: list[str] = []
     pending: dict[What, list[Want]] = {"address": [], "subnet": []}
     for want in wants:
-        if want.holder in held:
+        if want.holder in held and (want.explicit is None or _same(want.explicit, held[want.holder], want.what)):
             chosen[want.holder] = held[want.holder]
-        elif want.explicit is not None:
+        elif want.explicit is not None:  # a value named (another than the holder's lease: it moves to it)
             problem = _explicit_problem(pool, want, by_value)
             if problem:
                 problems.append(problem)
@@ -245,3 +245,10 @@ def _exhausted(pool: PoolSpec, what: What, size: int, holders: Iterable[Holder],
     noun = "addresses" if what == "address" else f"/{pool.subnet_prefixlen} subnets"
     return (f"pool {pool.name!r} ({pool.network}) is exhausted: it has {size} {noun}, leased {held}; "
             f"{len(wanting)} more wanted ({asking}). Widen the pool, or free leases (crane ipam list {pool.name})")
+
+
+def _same(text: str, value: str, what: What) -> bool:
+    try:
+        return _normal(text, what) == value
+    except ValueError:
+        return False

@@ -104,7 +104,7 @@ class Resource(BaseModel):
         address = make_address(self.kind, str(name), parent.address if parent else None)
         leased: frozenset[str] = frozenset()
         if registry is not None and registry.resolver is not None:  # values from address pools: what they lease
-            data, leased = registry.resolver(registry, address, data)
+            data, leased = registry.resolver(registry, self.kind, address, data)
         if any(type(v) is tuple for v in data.values()):
             data = _tuples_as_lists(type(self), data)
         try:

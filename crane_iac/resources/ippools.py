@@ -40,6 +40,9 @@ class Leased:
     #: a network's pool whose subnet is itself a stand-in: its values are stand-ins too, and nothing is leased from
     #: it until the subnet is
     provisional: bool = False
+    #: the value asked for, when the stack names one (checked against the pool: inside it, not reserved, not
+    #: leased to another), as the stack wrote it
+    explicit: str | None = None
 
     def __repr__(self) -> str:
         return f"<{self.what} from pool {self.pool.name}>"
@@ -53,6 +56,7 @@ class LeaseWant:
     address: str
     slot: str
     what: What
+    explicit: str | None = None
 
 
 class _Pool:
@@ -113,7 +117,7 @@ class IPv6Pool(_Pool):
         super().__init__(name, prefix, reserved, subnet_prefixlen)
 
 
-def network_pool(parent: str, subnet: str, *, provisional: bool = False) -> Leased:
+def network_pool(parent: str, subnet: str, *, provisional: bool = False, explicit: str | None = None) -> Leased:
     """A network's own pool of addresses, carved from pool ``parent``: its subnet less the host's address (the
     first) and, for IPv4, the upper half, which the network's DHCP server hands out to guests that ask."""
     net = ipaddress.ip_network(subnet)
@@ -124,7 +128,7 @@ def network_pool(parent: str, subnet: str, *, provisional: bool = False) -> Leas
     elif net.version == 6:
         reserved.append(f"{net.network_address + 0x100}/120")  # the DHCPv6 slice, ::100 to ::1ff
     spec = PoolSpec.parse(f"{parent}:{subnet}", str(net), reserved=reserved, subnet_prefixlen=None)
-    return Leased(spec, "address", parent, provisional)
+    return Leased(spec, "address", parent, provisional, explicit)
 
 
 def leased_fields(data: dict[str, Any]) -> frozenset[str]:
@@ -133,10 +137,40 @@ def leased_fields(data: dict[str, Any]) -> frozenset[str]:
         isinstance(value, list) and any(isinstance(v, Leased) for v in value)))
 
 
-def resolve_fields(registry: Any, address: str, data: dict[str, Any]) -> tuple[dict[str, Any], frozenset[str]]:
-    """``data`` with the values taken from pools resolved, and the fields that took one (the registry's resolver)."""
+def resolve_fields(registry: Any, kind: str, address: str, data: dict[str, Any]
+                   ) -> tuple[dict[str, Any], frozenset[str]]:
+    """``data`` with the values taken from pools resolved, and the fields that took one (the registry's resolver).
+    A container's NIC on a network whose subnet comes from a pool takes its address from the network's pool: the
+    one it names (checked against the pool, and leased so no other takes it), or, with no ``ipv4`` given at all, a
+    leased one."""
+    if kind == "container" and isinstance(data.get("networks"), list):
+        data = _container_nics(registry, data)
     leased = leased_fields(data)
     return (resolve(registry, address, data), leased) if leased else (data, leased)
+
+
+def _container_nics(registry: Any, data: dict[str, Any]) -> dict[str, Any]:
+    networks = data["networks"]
+    pooled = [getattr(net, "address", None) is not None and (net.address, "ipv4") in registry.carved
+              and isinstance(getattr(net, "ipv4", None), str) for net in networks]
+    if not any(pooled):
+        return data
+    given = data.get("ipv4")
+    if given is None:
+        if not all(pooled):
+            return data  # the model says one address per network is wanted
+        return {**data, "ipv4": [net.lease() for net in networks]}
+    if not isinstance(given, list):
+        return data
+    out = []
+    for i, value in enumerate(given):
+        if i < len(networks) and pooled[i] and isinstance(value, str):
+            net = networks[i]
+            parent = registry.carved[net.address, "ipv4"]
+            value = network_pool(parent, net.ipv4, explicit=value,
+                                 provisional=(net.address, "ipv4") in registry.stand_in_slots)
+        out.append(value)
+    return {**data, "ipv4": out}
 
 
 def resolve(registry: Any, address: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -156,14 +190,18 @@ def _value(registry: Any, address: str, slot: str, token: Leased) -> str:
     pool = token.pool
     if token.what == "subnet":
         registry.carved[address, slot] = pool.name
+    explicit = _plain(token.explicit, token.what) if token.explicit is not None else None
     if not token.provisional:
         registry.pools.setdefault(pool.name, pool)
         if token.parent:
             registry.pool_parents[pool.name] = token.parent
-        registry.lease_wants.append(LeaseWant(pool.name, address, slot, token.what))
+        registry.lease_wants.append(LeaseWant(pool.name, address, slot, token.what, explicit))
         leased = registry.leases.get((pool.name, address, slot))
-        if leased is not None:
-            return str(leased)
+        if leased is not None and explicit in (None, leased):
+            return str(token.explicit if token.explicit is not None else leased)
+    if token.explicit is not None:  # the value named, to be leased (and checked) before the plan
+        registry.provisional = True
+        return token.explicit
     # a stand-in: the pool's next value in this run, so that no two collide (the engine leases the real ones)
     registry.provisional = True
     registry.stand_in_slots.add((address, slot))
@@ -185,3 +223,14 @@ def _value(registry: Any, address: str, slot: str, token: Leased) -> str:
         raise IpamError(f"pool {pool.name!r} ({pool.network}) is exhausted: this stack takes more {noun} than it "
                         f"has; widen the pool, or take fewer (crane ipam show {pool.name})")
     return str(stand_in)
+
+
+def _plain(text: str, what: What) -> str:
+    """A value as a lease holds it: an address without its prefix (``10.0.0.5/24`` → ``10.0.0.5``), a subnet as
+    a network; text that is neither stays as it is, for the allocator to refuse."""
+    try:
+        if what == "subnet":
+            return str(ipaddress.ip_network(text, strict=True))
+        return str(ipaddress.ip_interface(text).ip)
+    except ValueError:
+        return text

@@ -70,10 +70,11 @@ class Network(Resource):
             raise ValueError(f"mode={self.mode!r} needs an ipv4 or ipv6 subnet to route")
         return self
 
-    def lease(self, *, ipv6: bool = False) -> Any:
+    def lease(self, address: str | None = None, *, ipv6: bool = False) -> Any:
         """An address of this network leased to the NIC that takes it (``Container(..., ipv4=[lan.lease()])``):
-        from the network's own pool, its subnet less the host's address and the range its DHCP server hands out.
-        The subnet must come from an address pool (``ipv4=pool.subnet()``)."""
+        from the network's own pool, its subnet less the host's address and the range its DHCP server hands out;
+        ``address`` names the one wanted (it must be free in that pool). The subnet must come from an address
+        pool (``ipv4=pool.subnet()``)."""
         from crane_iac.resources.ippools import network_pool
 
         family = "ipv6" if ipv6 else "ipv4"
@@ -84,7 +85,8 @@ class Network(Resource):
             raise CraneError(f"{self.address}.lease(): its {family} subnet does not come from an address pool; "
                              f"give it {family}=POOL.subnet(), or give the NIC its address yourself")
         assert registry is not None
-        return network_pool(parent, subnet, provisional=(self.address, family) in registry.stand_in_slots)
+        return network_pool(parent, subnet, provisional=(self.address, family) in registry.stand_in_slots,
+                            explicit=address)
 
     def host_claims(self) -> list[tuple[str, str]]:
         # a bridge libvirt creates for the network is the network's own; real libvirtd refuses a second one

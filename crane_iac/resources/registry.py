@@ -64,7 +64,7 @@ class Registry:
     stand_ins: dict[tuple[str, str], Any] = field(default_factory=dict)
     stand_in_slots: set[tuple[str, str]] = field(default_factory=set)
     #: how a resource's values taken from address pools become the values leased (set by resources/ippools.py when
-    #: the stack declares a pool): (registry, address, data) → (data, the fields that took one)
+    #: the stack declares a pool): (registry, kind, address, data) → (data, the fields that took one)
     resolver: Any = None
 
     def location(self) -> tuple[str | None, int | None]:

@@ -125,3 +125,24 @@ def test_validate_takes_stand_ins_and_opens_no_state(project: ProjectDir) -> Non
     project.write_stack(POOLS + LAN + DB.format(name="db"))
     assert "is valid: 2 resources" in ok(project, "validate")
     assert not (project.root / ".crane" / "state.db").exists()
+
+
+def test_a_named_address_on_a_pools_network_is_leased_and_checked(project: ProjectDir) -> None:
+    named = 'Container("{name}", networks=[lan], ipv4=["{ip}"], init=["/bin/sh"], memory_mib=64)\n'
+    auto = 'Container("auto", networks=[lan], init=["/bin/sh"], memory_mib=64)\n'  # no ipv4: one is leased
+    project.write_stack(POOLS + LAN + named.format(name="fixed", ip="10.20.1.2") + auto)
+    ok(project, "apply", "--auto-approve")
+    assert leases(project, "office:10.20.1.0/24") == {"container.fixed (ipv4[0])": "10.20.1.2",
+                                                     "container.auto (ipv4[0])": "10.20.1.3"}
+    assert nic_addresses(project, "container.auto") == ["10.20.1.3"]
+    for ip, problem in [("10.20.1.200", "'10.20.1.200' is reserved in pool 'office:10.20.1.0/24'"),  # DHCP's half
+                        ("10.20.1.3", "'10.20.1.3' is leased from pool 'office:10.20.1.0/24' already, to "
+                                      "container.auto (ipv4[0]) in stack main")]:
+        project.write_stack(POOLS + LAN + named.format(name="fixed", ip="10.20.1.2") + auto
+                            + named.format(name="other", ip=ip))
+        assert_clean_error(project.crane("plan"), f"container.other: {problem}")
+    # naming another free address moves the holder's lease to it (the container restarts with it)
+    project.write_stack(POOLS + LAN + named.format(name="fixed", ip="10.20.1.9") + auto)
+    assert '~ container.fixed  nics[0]["ipv4"]: 10.20.1.2 → 10.20.1.9' in ok(project, "plan")
+    ok(project, "apply", "--auto-approve")
+    assert leases(project, "office:10.20.1.0/24")["container.fixed (ipv4[0])"] == "10.20.1.9"

@@ -39,10 +39,15 @@ def lease(conn: Connection, dialect: str, stack: str, pools: Sequence[PoolSpec],
         grouped.setdefault(pool, []).append(want)
     for pool, asked in grouped.items():
         held = [Lease(pool, row.value, Holder(row.stack, row.address, row.slot)) for row in _leases(conn, pool)]
-        known = {lease.holder for lease in held}
+        known = {lease.holder: lease.value for lease in held}
         values = allocate(by_name[pool], held, asked)
         new = [{"pool": pool, "value": value, "stack": h.stack, "address": h.address, "slot": h.slot,
                 "state": "planned", "at": now()} for h, value in values.items() if h not in known]
+        for h, value in values.items():  # a holder that names another value than its lease moves to it
+            if h in known and known[h] != value:
+                conn.execute(update(IP_LEASES).where(and_(
+                    IP_LEASES.c.pool == pool, IP_LEASES.c.stack == h.stack, IP_LEASES.c.address == h.address,
+                    IP_LEASES.c.slot == h.slot)).values(value=value, at=now()))
         if new:
             conn.execute(IP_LEASES.insert(), new)
         chosen.update(((pool, holder), value) for holder, value in values.items())
