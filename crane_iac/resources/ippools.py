@@ -143,34 +143,40 @@ def resolve_fields(registry: Any, kind: str, address: str, data: dict[str, Any]
     A container's NIC on a network whose subnet comes from a pool takes its address from the network's pool: the
     one it names (checked against the pool, and leased so no other takes it), or, with no ``ipv4`` given at all, a
     leased one."""
-    if kind == "container" and isinstance(data.get("networks"), list):
-        data = _container_nics(registry, data)
+    if kind in _NIC_FIELDS and isinstance(data.get("networks"), list):
+        data = _nics(registry, data, _NIC_FIELDS[kind])
     leased = leased_fields(data)
     return (resolve(registry, address, data), leased) if leased else (data, leased)
 
 
-def _container_nics(registry: Any, data: dict[str, Any]) -> dict[str, Any]:
+#: the field of each kind that holds its NICs' addresses, one per network
+_NIC_FIELDS = {"container": "ipv4", "vm": "nic_ipv4"}
+
+
+def _nics(registry: Any, data: dict[str, Any], field: str) -> dict[str, Any]:
+    """``data`` with its NICs' addresses on networks whose subnet comes from a pool taken from those networks'
+    pools: an address named is leased (and so checked), and with none given at all each such NIC leases one (a
+    VM's other NICs then have no reservation; a container needs an address on every network)."""
     networks = data["networks"]
     pooled = [getattr(net, "address", None) is not None and (net.address, "ipv4") in registry.carved
               and isinstance(getattr(net, "ipv4", None), str) for net in networks]
     if not any(pooled):
         return data
-    given = data.get("ipv4")
-    if given is None:
-        if not all(pooled):
+    given = data.get(field)
+    if given is None or given == []:
+        if field == "ipv4" and not all(pooled):
             return data  # the model says one address per network is wanted
-        return {**data, "ipv4": [net.lease() for net in networks]}
+        return {**data, field: [net.lease() if ok else None for net, ok in zip(networks, pooled, strict=True)]}
     if not isinstance(given, list):
         return data
     out = []
     for i, value in enumerate(given):
         if i < len(networks) and pooled[i] and isinstance(value, str):
             net = networks[i]
-            parent = registry.carved[net.address, "ipv4"]
-            value = network_pool(parent, net.ipv4, explicit=value,
+            value = network_pool(registry.carved[net.address, "ipv4"], net.ipv4, explicit=value,
                                  provisional=(net.address, "ipv4") in registry.stand_in_slots)
         out.append(value)
-    return {**data, "ipv4": out}
+    return {**data, field: out}
 
 
 def resolve(registry: Any, address: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from pydantic import Field, InstanceOf, field_validator, model_validator
@@ -22,6 +23,10 @@ class VM(Resource):
     After apply, ``ipv4`` is the address the first NIC leased from its network's DHCP server (crane waits for it
     when it starts a VM, up to the stack's ``address_timeout``), and ``addresses`` holds one per NIC; either is
     null while the guest holds no lease (stopped, no DHCP on that network, or it did not ask in time).
+
+    ``nic_ipv4`` reserves each NIC's IPv4 address in its network's DHCP server (a host entry for the NIC's MAC),
+    one entry per network (None: no reservation). On a network whose subnet comes from an address pool every NIC
+    gets one leased from the network's pool when it is left out, and one named is leased (and checked) too.
     """
 
     kind = "vm"
@@ -41,6 +46,8 @@ class VM(Resource):
     cmdline: str | None = Field(default=None, max_length=4096)
     #: a cloud-init seed, attached as a read-only SATA CD-ROM; a seed whose contents change replaces the VM
     cloud_init: InstanceOf[CloudInit] | None = None
+    #: each NIC's reserved IPv4 address (None: none), or empty: none reserved, or leased on a pool's networks
+    nic_ipv4: list[str | None] = Field(default_factory=list)
 
     @field_validator("kernel", "initrd")
     @classmethod
@@ -57,6 +64,12 @@ class VM(Resource):
             raise ValueError(f"max_vcpus ({self.max_vcpus}) is below vcpus ({self.vcpus})")
         if self.max_memory_mib is not None and self.max_memory_mib < self.memory_mib:
             raise ValueError(f"max_memory_mib ({self.max_memory_mib}) is below memory_mib ({self.memory_mib})")
+        if self.nic_ipv4 and len(self.nic_ipv4) != len(self.networks):
+            raise ValueError(f"nic_ipv4 has {len(self.nic_ipv4)} entries for {len(self.networks)} network(s): give "
+                             "one per network (None for a NIC without a reservation)")
+        for net, text in zip(self.networks, self.nic_ipv4, strict=False):
+            if text is not None:
+                reserved_address(net, text)
         return self
 
     @property
@@ -91,8 +104,9 @@ class VM(Resource):
             "memory_mib": self.memory_mib,
             "max_memory_mib": self.max_memory_mib or self.memory_mib,
             "nics": [
-                {"network": net.physical_name, "mac": mac}
-                for net, mac in zip(self.networks, self.macs, strict=True)
+                {"network": net.physical_name, "mac": mac, **({"ipv4": ip} if ip else {})}
+                for net, mac, ip in zip(self.networks, self.macs, self.nic_ipv4 or [None] * len(self.networks),
+                                        strict=True)
             ],
             "disks": [vol.reference for vol in self.volumes],
             "running": self.running,
@@ -103,3 +117,19 @@ class VM(Resource):
             "cmdline": self.cmdline,
             "cloud_init": self.cloud_init.reference if self.cloud_init is not None else None,
         }
+
+
+def reserved_address(net: Network, text: str) -> str:
+    """A NIC's reserved address on ``net`` (an IPv4 address in its subnet, not its network, broadcast or host
+    address); ValueError saying what is wrong with it."""
+    try:
+        address = ipaddress.IPv4Address(text)
+    except ValueError:
+        raise ValueError(f"nic_ipv4 {text!r} is not an IPv4 address (give it without a prefix)") from None
+    if not net.ipv4:
+        raise ValueError(f"nic_ipv4 {text!r}: {net.address} has no ipv4 subnet whose DHCP server could reserve it")
+    subnet = ipaddress.IPv4Network(net.ipv4)
+    if address not in subnet or address in (subnet.network_address, subnet.broadcast_address,
+                                            subnet.network_address + 1):
+        raise ValueError(f"nic_ipv4 {text!r} is not a guest's address in {net.address}'s subnet {subnet}")
+    return str(address)

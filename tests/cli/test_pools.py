@@ -146,3 +146,24 @@ def test_a_named_address_on_a_pools_network_is_leased_and_checked(project: Proje
     assert '~ container.fixed  nics[0]["ipv4"]: 10.20.1.2 → 10.20.1.9' in ok(project, "plan")
     ok(project, "apply", "--auto-approve")
     assert leases(project, "office:10.20.1.0/24")["container.fixed (ipv4[0])"] == "10.20.1.9"
+
+
+def test_a_vms_nics_on_a_pools_network_get_a_dhcp_reservation(project: ProjectDir) -> None:
+    vm = 'VM("{name}", vcpus=1, memory_mib=128, networks=[lan{more}]{extra})\n'
+    fixed = 'wan = Network("wan", mode="isolated", ipv4="10.9.0.0/24")\n'
+    project.write_stack(POOLS.replace("import IPv4Pool", "import VM, IPv4Pool") + LAN + fixed
+                        + vm.format(name="web", more=", wan", extra="")
+                        + vm.format(name="db", more="", extra=', nic_ipv4=["10.20.1.20"]'))
+    plan = ok(project, "plan")
+    assert '"ipv4": "10.20.1.2", "mac":' in plan and '"ipv4": "10.20.1.20"' in plan, plan
+    ok(project, "apply", "--auto-approve")
+    xml = project.sandbox().networkLookupByName("lan").XMLDesc()
+    web = json.loads(ok(project, "state", "show", "vm.web"))["properties"]["nics"]
+    assert f"<host mac='{web[0]['mac']}' ip='10.20.1.2'/>" in xml and "ip='10.20.1.20'" in xml
+    assert "ipv4" not in web[1]  # the fixed network's NIC reserves nothing
+    assert project.crane("plan", "--detailed-exitcode").code == 0  # read back from the network's host entries
+    assert leases(project, "office:10.20.1.0/24") == {"vm.web (nic_ipv4[0])": "10.20.1.2",
+                                                     "vm.db (nic_ipv4[0])": "10.20.1.20"}
+    ok(project, "destroy", "--auto-approve", "--target", "vm.web")
+    assert "10.20.1.2'" not in project.sandbox().networkLookupByName("lan").XMLDesc()
+    assert "vm.web (nic_ipv4[0])" not in leases(project, "office:10.20.1.0/24")

@@ -32,6 +32,7 @@ class Domains:
     def create(self, physical: str, p: dict[str, Any], owner: Owner) -> Live:
         xml = lx.render_domain(physical, p, owner, domain_type=self.domain_type, disks=self._disks(p),
                                stats_period=self.stats_period)
+        reserve(self.host.conn, p["nics"])  # before the guest boots and asks
         dom = self.host.conn.defineXML(xml)
         if p["autostart"]:
             self.host.set_autostart(dom, physical, True)
@@ -72,6 +73,7 @@ class Domains:
         return self._read(dom, wait=started)
 
     def delete(self, physical: str, p: dict[str, Any]) -> None:
+        reserve(self.host.conn, p.get("nics") or [], remove=True)
         dom = self.host.conn.lookupByName(physical)
         if dom.isActive():
             dom.destroy()
@@ -164,3 +166,30 @@ def lookup_domain(conn: Any, name: str) -> Any | None:
         if exc.get_error_code() in NOT_FOUND:
             return None
         raise
+
+
+def reserve(conn: Any, nics: list[dict[str, Any]], *, remove: bool = False) -> None:
+    """Add (or remove) the DHCP host entry of each NIC that reserves an address (``ipv4``) in its network, on the
+    running network and in its definition (libvirt's network-update API: no restart, no guest loses its lease).
+    An entry already there for the MAC is replaced; one already gone is not an error."""
+    affect = libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE | libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+    for nic in nics:
+        if not nic.get("ipv4"):
+            continue
+        try:
+            net = conn.networkLookupByName(nic["network"])
+        except libvirt.libvirtError as exc:
+            if remove and exc.get_error_code() in NOT_FOUND:
+                continue  # the network went first: its entries with it
+            raise
+        flags = affect if net.isActive() else libvirt.VIR_NETWORK_UPDATE_AFFECT_CONFIG
+        entry = f"<host mac='{nic['mac']}' ip='{nic['ipv4']}'/>"
+        current = lx.reservations(ET.fromstring(net.XMLDesc(0)))
+        if remove:
+            if current.get(nic["mac"]) == nic["ipv4"]:
+                net.update(libvirt.VIR_NETWORK_UPDATE_COMMAND_DELETE, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1,
+                           entry, flags)
+            continue
+        command = (libvirt.VIR_NETWORK_UPDATE_COMMAND_MODIFY if nic["mac"] in current
+                   else libvirt.VIR_NETWORK_UPDATE_COMMAND_ADD_LAST)
+        net.update(command, libvirt.VIR_NETWORK_SECTION_IP_DHCP_HOST, -1, entry, flags)

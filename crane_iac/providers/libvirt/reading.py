@@ -36,11 +36,13 @@ def read_all(host: Host, addresses: GuestAddresses) -> list[Live]:
             volume_by_path[outputs["path"]] = f"{pool_name}/{vol.name()}"
             result.append(Live("volume", vol.name(), props, outputs))
     ranges: dict[str, DhcpRange] = {}
+    reserved: dict[tuple[str, str], str] = {}  # (network, MAC) → the address its DHCP server reserves for it
     for net in host.conn.listAllNetworks(0):
         root = ET.fromstring(net.XMLDesc(0))
         dhcp = lx.dhcp_range(root)
         if dhcp is not None:
             ranges[net.name()] = dhcp
+        reserved.update(((net.name(), mac), ip) for mac, ip in lx.reservations(root).items())
         result.append(network_live(net.name(), root))
     domains, autostart = host.list_domains()
     parsed = []
@@ -56,6 +58,11 @@ def read_all(host: Host, addresses: GuestAddresses) -> list[Live]:
                                owner.stack if owner else None, owner.address if owner else None))
             continue
         props = lx.parse_domain(root, running=running, autostart=name in autostart, volume_by_path=volume_by_path)
+        if reserved:
+            for nic in props["nics"]:
+                ip = reserved.get((nic["network"], nic["mac"]))
+                if ip:
+                    nic["ipv4"] = ip
         if running:
             lease_networks |= nic_networks(props)
         parsed.append((name, root.findtext("uuid"), props, owner))

@@ -278,6 +278,12 @@ def parse_network(root: ET.Element) -> tuple[dict[str, Any], dict[str, Any]]:
     return props, {"uuid": root.findtext("uuid"), "bridge_name": bridge}
 
 
+def reservations(root: ET.Element) -> dict[str, str]:
+    """A network's IPv4 DHCP host entries: MAC → reserved address."""
+    return {host.get("mac", ""): host.get("ip", "") for ip in root.iterfind("ip")
+            if ip.get("family", "ipv4") == "ipv4" for host in ip.iterfind("dhcp/host") if host.get("mac")}
+
+
 def dhcp_range(root: ET.Element) -> tuple[int, int] | None:
     """The first IPv4 DHCP range of a network's XML, as integers, or None when it serves no IPv4 DHCP."""
     for ip in root.iterfind("ip"):
