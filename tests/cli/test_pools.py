@@ -167,3 +167,26 @@ def test_a_vms_nics_on_a_pools_network_get_a_dhcp_reservation(project: ProjectDi
     ok(project, "destroy", "--auto-approve", "--target", "vm.web")
     assert "10.20.1.2'" not in project.sandbox().networkLookupByName("lan").XMLDesc()
     assert "vm.web (nic_ipv4[0])" not in leases(project, "office:10.20.1.0/24")
+
+
+def test_an_apply_killed_at_any_point_leaves_no_lease_lost_or_twice(project: ProjectDir) -> None:
+    """SIGKILL at each failpoint of an apply of hosts on a pool's network: the next apply finishes the job, every
+    host ends up recorded with the address its lease holds, no address is leased twice, and nothing planned is
+    left behind."""
+    import signal
+
+    hosts = POOLS + LAN + "".join(DB.format(name=f"h{i}") for i in range(4))
+    for failpoint in ("after-intents", "after-mutation:2", "after-checkpoint", "after-commit"):
+        project.write_stack(hosts)
+        killed = project.crane("apply", "--auto-approve", env={"CRANE_FAILPOINT": failpoint})
+        assert killed.code == -signal.SIGKILL, (failpoint, killed)
+        ok(project, "apply", "--auto-approve")
+        held = leases(project, "office:10.20.1.0/24")
+        assert sorted(held.values()) == [f"10.20.1.{i}" for i in range(2, 6)], (failpoint, held)
+        for i in range(4):
+            assert nic_addresses(project, f"container.h{i}") == [held[f"container.h{i} (ipv4[0])"]], failpoint
+        shown = json.loads(ok(project, "ipam", "show", "office:10.20.1.0/24", "--json"))["leases"]
+        assert {x["state"] for x in shown} == {"bound"}, (failpoint, shown)
+        assert project.crane("plan", "--detailed-exitcode").code == 0
+        ok(project, "destroy", "--auto-approve")
+        assert leases(project, "office:10.20.1.0/24") == {}, failpoint
