@@ -250,13 +250,18 @@ def test_destroy_leaves_no_container_veth_bridge_cgroup_or_process(shop: Project
     assert lxc_host.names(PREFIX) == {"domains": [], "networks": [], "pools": [], "volumes": []}
     assert lxc_host.leftovers(PREFIX, [*devices, bridge]) == {"veths": [], "cgroups": [], "supervisors": []}
     assert not Path(f"/var/lib/{PREFIX}pool").exists()
-    inside = []  # what ran in the containers: sshd, runsv, haproxy, the app, postgres
-    for proc in Path("/proc").iterdir():
-        try:
-            argv = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if "/run/crane/" in argv or "appdomain/files/init.sh" in argv:
-            inside.append(argv)
-    assert inside == []
+    def inside() -> list[str]:
+        """What ran in the containers (sshd, runsv, haproxy, the app, postgres), or crane's SSH to them."""
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                argv = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if "/run/crane/" in argv or "appdomain/files/init.sh" in argv:
+                found.append(argv)
+        return found
+
+    # an SSH master connection crane told to exit (ssh -O exit) is gone a moment after, not at once
+    wait_until(lambda: not inside(), 15, "no process of the containers or crane's SSH to them", detail=inside)
     assert not list((shop.root / ".crane").rglob(f"{PREFIX}shop-key"))  # the key crane made went with the domain
