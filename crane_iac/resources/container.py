@@ -3,6 +3,7 @@ fixed addresses, with directory Volumes mounted read-write."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
 import posixpath
@@ -180,6 +181,14 @@ class Container(Resource):
 
 def _address(net: Network, text: str) -> tuple[str, int]:
     """A NIC's fixed address and prefix length on ``net``; ValueError saying what is wrong with it."""
+    return _checked_address(net.address, net.ipv4, text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _checked_address(network: str, subnet_text: str | None, text: str) -> tuple[str, int]:
+    """``_address`` by value: a load asks three times per NIC (validation, host claims, properties), and parsing
+    addresses was most of the time a 10,000-container stack took to load."""
+    net = _NetworkFacts(network, subnet_text)
     try:
         iface = ipaddress.IPv4Interface(text)
     except ValueError:
@@ -200,3 +209,13 @@ def _address(net: Network, text: str) -> tuple[str, int]:
         raise ValueError(f"ipv4 {str(iface.ip)!r} is {reserved[iface.ip]} ({net.address}, {subnet}); "
                          "choose another")
     return str(iface.ip), subnet.prefixlen
+
+
+class _NetworkFacts:
+    """What ``_checked_address`` reads of a network: its address and its ipv4 subnet."""
+
+    __slots__ = ("address", "ipv4")
+
+    def __init__(self, address: str, ipv4: str | None) -> None:
+        self.address = address
+        self.ipv4 = ipv4

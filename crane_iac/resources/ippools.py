@@ -17,6 +17,7 @@ stand-ins collide); the engine leases the real values and runs the stack again w
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -120,6 +121,12 @@ class IPv6Pool(_Pool):
 def network_pool(parent: str, subnet: str, *, provisional: bool = False, explicit: str | None = None) -> Leased:
     """A network's own pool of addresses, carved from pool ``parent``: its subnet less the host's address (the
     first) and, for IPv4, the upper half, which the network's DHCP server hands out to guests that ask."""
+    return Leased(_network_spec(parent, subnet), "address", parent, provisional, explicit)
+
+
+@functools.lru_cache(maxsize=4096)
+def _network_spec(parent: str, subnet: str) -> PoolSpec:
+    """The pool of one network's addresses (made once per network and process: every NIC on it asks)."""
     net = ipaddress.ip_network(subnet)
     first = net.network_address + 1
     reserved = [str(first)]
@@ -127,8 +134,7 @@ def network_pool(parent: str, subnet: str, *, provisional: bool = False, explici
         reserved.append(str(list(net.subnets(prefixlen_diff=1))[1]))
     elif net.version == 6:
         reserved.append(f"{net.network_address + 0x100}/120")  # the DHCPv6 slice, ::100 to ::1ff
-    spec = PoolSpec.parse(f"{parent}:{subnet}", str(net), reserved=reserved, subnet_prefixlen=None)
-    return Leased(spec, "address", parent, provisional, explicit)
+    return PoolSpec.parse(f"{parent}:{subnet}", str(net), reserved=reserved, subnet_prefixlen=None)
 
 
 def leased_fields(data: dict[str, Any]) -> frozenset[str]:
