@@ -15,6 +15,8 @@ from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 REAL_URI = "qemu:///system"
+#: the keys of an endpoint on the real QEMU host that boots the test guest (a table's body in crane.toml)
+REAL_ENDPOINT = f'uri = "{REAL_URI}"\ndomain_type = "qemu"\naddress_timeout = 90\nshutdown_timeout = 3\n'
 LXC_URI = "lxc:///system"
 GUEST_DIR = Path(os.environ.get("CRANE_GUEST_DIR", "/var/cache/crane/guest"))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ProjectDir, ok
-from tests.real.host import REAL_URI, RealHost, http_get
+from tests.real.host import REAL_ENDPOINT, RealHost, http_get
 
 PREFIX = "cre-"
 
@@ -34,15 +34,7 @@ export("web-ipv4", guest.ipv4)
 def two(real_host: RealHost, tmp_path: Path) -> Iterator[ProjectDir]:
     real_host.sweep(PREFIX)
     project = ProjectDir(tmp_path)
-    project.write_config(f"""
-        [stacks.main]
-        file = "stacks/main.py"
-        [stacks.main.providers.host]
-        uri = "{REAL_URI}"
-        domain_type = "qemu"
-        address_timeout = 90
-        shutdown_timeout = 3
-    """)
+    project.write_config('[stacks.main]\nfile = "stacks/main.py"\n[stacks.main.providers.host]\n' + REAL_ENDPOINT)
     yield project
     project.crane("destroy", "--auto-approve")
     real_host.sweep(PREFIX)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ProjectDir, ok
-from tests.real.host import REAL_URI, RealHost, http_get
+from tests.real.host import REAL_ENDPOINT, RealHost, http_get
 
 PREFIX = "crp-"
 
@@ -32,14 +32,7 @@ for name, named in {guests}:
 def pooled(real_host: RealHost, tmp_path: Path) -> Iterator[ProjectDir]:
     real_host.sweep(PREFIX)
     project = ProjectDir(tmp_path)
-    project.write_config(f"""
-        [stacks.main]
-        file = "stacks/main.py"
-        uri = "{REAL_URI}"
-        domain_type = "qemu"
-        address_timeout = 90
-        shutdown_timeout = 3
-    """)
+    project.write_config('[stacks.main]\nfile = "stacks/main.py"\n' + REAL_ENDPOINT)
     yield project
     project.crane("destroy", "--auto-approve")
     real_host.sweep(PREFIX)
