@@ -42,6 +42,7 @@ class LoadedStack:
     #: parent, and whether a value taken is a stand-in the engine must lease before the stack is planned
     pools: list[Any] = field(default_factory=list)
     lease_wants: list[Any] = field(default_factory=list)
+    deferred_wants: list[Any] = field(default_factory=list)
     pool_parents: dict[str, str] = field(default_factory=dict)
     provisional: bool = False
 
@@ -193,6 +194,7 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
                        settings_read=list(registry.settings_read),
                        setting_defaults=dict(registry.setting_defaults), tiers=tiers,
                        pools=list(registry.pools.values()), lease_wants=list(registry.lease_wants),
+                       deferred_wants=list(registry.deferred_wants),
                        pool_parents=dict(registry.pool_parents), provisional=registry.provisional)
 
 

@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from crane_iac.errors import CraneError
-from crane_iac.ipam.pools import Holder, IpamError, LeaseRecord, Want
+from crane_iac.ipam.pools import Holder, IpamError, LeaseRecord, PoolSpec, Want
+from crane_iac.resources.ippools import network_pool
 from crane_iac.state.base import StackState, StateStore
 
 if TYPE_CHECKING:
@@ -49,11 +50,33 @@ def settle(loaded: LoadedStack, store: StateStore, stack: str, known: Leases,
                  if known.get((w.pool, w.address, w.slot)) is None
                  or w.explicit not in (None, known[w.pool, w.address, w.slot])]
         named = {pool for pool, _ in wants}
-        got = store.lease(stack, [p for p in loaded.pools if p.name in named], wants, parents=loaded.pool_parents)
-        known = {**known, **{(pool, holder.address, holder.slot): value for (pool, holder), value in got.items()}}
+        if wants:
+            got = store.lease(stack, [p for p in loaded.pools if p.name in named], wants, parents=loaded.pool_parents)
+            known = {**known, **{(pool, h.address, h.slot): value for (pool, h), value in got.items()}}
+        known = _lease_deferred(loaded, store, stack, known)
         loaded = run(known)
     raise CraneError("the stack's address pools did not settle after three rounds of leasing: a value taken from a "
                      "pool decides which pool another comes from; report this as a bug")
+
+
+def _lease_deferred(loaded: LoadedStack, store: StateStore, stack: str, known: Leases) -> Leases:
+    """``known`` with the addresses taken from networks whose subnet was a stand-in leased too, now that the
+    subnets are: one round fewer of running the stack."""
+    specs: dict[str, PoolSpec] = {}
+    parents: dict[str, str] = {}
+    wants: list[tuple[str, Want]] = []
+    for d in loaded.deferred_wants:
+        subnet = known.get((d.parent, d.network, d.field))
+        if subnet is None:  # its subnet is not leased yet: a later round takes it
+            continue
+        pool = network_pool(d.parent, subnet).pool
+        specs[pool.name], parents[pool.name] = pool, d.parent
+        if known.get((pool.name, d.address, d.slot)) is None:
+            wants.append((pool.name, Want(Holder(stack, d.address, d.slot), "address", d.explicit)))
+    if not wants:
+        return known
+    got = store.lease(stack, list(specs.values()), wants, parents=parents)
+    return {**known, **{(pool, h.address, h.slot): value for (pool, h), value in got.items()}}
 
 
 def release(store: StateStore, value: str, pool: str | None) -> LeaseRecord:

@@ -120,7 +120,9 @@ class Workspace:
         (a resource moved to a new address is the same object)."""
         return self._validated(self._load(state))
 
-    def _load(self, state: StackState | None = None) -> LoadedStack:
+    def _load(self, state: StackState | None = None, first: LoadedStack | None = None) -> LoadedStack:
+        """The stack run against ``state`` (None: without it); ``first``, a run without state, stands for this one
+        when state adds nothing to it (no settings, no leases yet)."""
         from crane_iac.loader import load_stack, pinned_names
 
         path, variables = self.stack_file, self.variables
@@ -129,7 +131,10 @@ class Workspace:
         # what pools lease to the stack is read with its state: a stack loaded without (crane validate) takes
         # stand-ins, and opens no state database
         leases = self._leases if state is not None else {}
-        loaded = load_stack(path, variables, settings=settings, project_dir=root, leases=leases)
+        if first is not None and not settings and not leases:
+            loaded = first
+        else:
+            loaded = load_stack(path, variables, settings=settings, project_dir=root, leases=leases)
         if state is None:
             return loaded
         moved = leasing.follow_moves(loaded, leases)
@@ -240,19 +245,28 @@ class Workspace:
             endpoints.close()
 
     def load_with_state(self) -> tuple[LoadedStack, StackState]:
-        """The stack and its state. The stack file runs first (a broken stack creates no state database), then again
-        when state holds settings it reads or names a moved resource keeps."""
+        """The stack and its state: run once with what state holds when the state database is there; else first
+        without it (a broken stack creates no state database), then again when state holds settings it reads,
+        names a moved resource keeps, or leases of address pools."""
         from crane_iac.loader import load_stack, pinned_names
 
+        if self._state_exists():  # nothing to create: one run with what state holds (settings, names, leases)
+            state = self.state()
+            return self._validated(self._load(state)), state
         loaded = self._load()
         state = self.state()
         if loaded.lease_wants:  # values from address pools: leased now, with the names and settings state holds
-            return self._validated(self._load(state)), state
+            return self._validated(self._load(state, first=loaded)), state
         names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
         if names is not None or state.settings:
             self._settings = _values(state)
             loaded = load_stack(Path(loaded.file), self.variables, physical_names=names, settings=self._settings)
         return self._validated(loaded), state
+
+    def _state_exists(self) -> bool:
+        """Whether the state database is there already (a server's always is; a SQLite file may not be yet)."""
+        url = self.project.state_url()
+        return not url.startswith("sqlite:///") or Path(url.removeprefix("sqlite://")).exists()
 
     def settings(self) -> dict[str, Setting]:
         return self.store.settings(self.name)

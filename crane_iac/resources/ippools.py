@@ -38,9 +38,9 @@ class Leased:
     what: What
     #: the pool a network's own pool of addresses was carved from ("" for a pool a stack declares)
     parent: str = ""
-    #: a network's pool whose subnet is itself a stand-in: its values are stand-ins too, and nothing is leased from
-    #: it until the subnet is
-    provisional: bool = False
+    #: a network's pool whose subnet is itself a stand-in: its values are stand-ins too, and are leased once the
+    #: subnet is; (the network's address, its field) names the subnet
+    waits_for: tuple[str, str] | None = None
     #: the value asked for, when the stack names one (checked against the pool: inside it, not reserved, not
     #: leased to another), as the stack wrote it
     explicit: str | None = None
@@ -57,6 +57,19 @@ class LeaseWant:
     address: str
     slot: str
     what: What
+    explicit: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeferredWant:
+    """An address the stack takes from a network whose subnet is a stand-in in this run: leased from the network's
+    pool once the subnet is (``parent``: the pool the subnet comes from)."""
+
+    parent: str
+    network: str
+    field: str
+    address: str
+    slot: str
     explicit: str | None = None
 
 
@@ -118,10 +131,11 @@ class IPv6Pool(_Pool):
         super().__init__(name, prefix, reserved, subnet_prefixlen)
 
 
-def network_pool(parent: str, subnet: str, *, provisional: bool = False, explicit: str | None = None) -> Leased:
+def network_pool(parent: str, subnet: str, *, waits_for: tuple[str, str] | None = None,
+                 explicit: str | None = None) -> Leased:
     """A network's own pool of addresses, carved from pool ``parent``: its subnet less the host's address (the
     first) and, for IPv4, the upper half, which the network's DHCP server hands out to guests that ask."""
-    return Leased(_network_spec(parent, subnet), "address", parent, provisional, explicit)
+    return Leased(_network_spec(parent, subnet), "address", parent, waits_for, explicit)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -179,8 +193,9 @@ def _nics(registry: Any, data: dict[str, Any], field: str) -> dict[str, Any]:
     for i, value in enumerate(given):
         if i < len(networks) and pooled[i] and isinstance(value, str):
             net = networks[i]
+            stand_in = (net.address, "ipv4") in registry.stand_in_slots
             value = network_pool(registry.carved[net.address, "ipv4"], net.ipv4, explicit=value,
-                                 provisional=(net.address, "ipv4") in registry.stand_in_slots)
+                                 waits_for=(net.address, "ipv4") if stand_in else None)
         out.append(value)
     return {**data, field: out}
 
@@ -203,7 +218,9 @@ def _value(registry: Any, address: str, slot: str, token: Leased) -> str:
     if token.what == "subnet":
         registry.carved[address, slot] = pool.name
     explicit = _plain(token.explicit, token.what) if token.explicit is not None else None
-    if not token.provisional:
+    if token.waits_for is not None:
+        registry.deferred_wants.append(DeferredWant(token.parent, *token.waits_for, address, slot, explicit))
+    else:
         registry.pools.setdefault(pool.name, pool)
         if token.parent:
             registry.pool_parents[pool.name] = token.parent

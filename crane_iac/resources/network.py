@@ -85,7 +85,8 @@ class Network(Resource):
             raise CraneError(f"{self.address}.lease(): its {family} subnet does not come from an address pool; "
                              f"give it {family}=POOL.subnet(), or give the NIC its address yourself")
         assert registry is not None
-        return network_pool(parent, subnet, provisional=(self.address, family) in registry.stand_in_slots,
+        stand_in = (self.address, family) in registry.stand_in_slots
+        return network_pool(parent, subnet, waits_for=(self.address, family) if stand_in else None,
                             explicit=address)
 
     def host_claims(self) -> list[tuple[str, str]]:

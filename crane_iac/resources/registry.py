@@ -53,8 +53,10 @@ class Registry:
     pools: dict[str, Any] = field(default_factory=dict)
     #: the values pools lease to this stack's resources, as the engine leased them: (pool, address, field) → value
     leases: dict[tuple[str, str, str], str] = field(default_factory=dict)
-    #: every value the stack took from a pool, in the order it took them (``LeaseWant``)
+    #: every value the stack took from a pool, in the order it took them (``LeaseWant``), and those it takes from
+    #: networks whose subnet is a stand-in in this run (``DeferredWant``)
     lease_wants: list[Any] = field(default_factory=list)
+    deferred_wants: list[Any] = field(default_factory=list)
     #: a network's own pool of addresses → the pool its subnet came from
     pool_parents: dict[str, str] = field(default_factory=dict)
     #: (address, field) → the pool a subnet was carved from, which the network's own addresses come from

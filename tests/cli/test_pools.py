@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tests.conftest import ProjectDir, assert_clean_error, ok
 
 POOLS = '''from crane_iac import IPv4Pool, IPv6Pool, Network, Container, moved
@@ -190,3 +192,26 @@ def test_an_apply_killed_at_any_point_leaves_no_lease_lost_or_twice(project: Pro
         assert project.crane("plan", "--detailed-exitcode").code == 0
         ok(project, "destroy", "--auto-approve")
         assert leases(project, "office:10.20.1.0/24") == {}, failpoint
+
+
+def test_a_first_plan_runs_the_stack_twice_and_a_re_plan_once(project: ProjectDir,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Subnets and the addresses taken from them are leased in one round (the addresses once their network's
+    subnet is), so the stack runs with stand-ins once and with the leased values once; a re-plan runs it once."""
+    import crane_iac.loader
+
+    runs: list[bool] = []
+    real = crane_iac.loader.load_stack
+
+    def counted(*args: object, **kwargs: object) -> object:
+        loaded = real(*args, **kwargs)  # type: ignore[arg-type]
+        runs.append(loaded.provisional)
+        return loaded
+
+    monkeypatch.setattr(crane_iac.loader, "load_stack", counted)
+    project.write_stack(POOLS + LAN + DMZ + DB.format(name="db") + CACHE)
+    ok(project, "plan")
+    assert runs == [True, False], runs  # crane plan's first run (no state yet) leases nothing: see load_with_state
+    runs.clear()
+    ok(project, "plan")
+    assert runs == [False], runs
