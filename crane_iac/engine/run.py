@@ -1,14 +1,16 @@
 """A locked stack, as ``Workspace.locked`` hands it out: plan against the state read under the lock, check a saved
-plan, apply; and what a plan is asked for (``PlanOptions``)."""
+plan, apply; what a plan is asked for (``PlanOptions``); and a saved plan read back (``read_plan``)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from crane_iac.engine import leasing
+from crane_iac.errors import CraneError
 from crane_iac.state.base import RunInfo, StackState, StateStore
 
 if TYPE_CHECKING:
@@ -75,3 +77,15 @@ class Run:
         if result.ok:
             leasing.reclaim_after(store, stack, self.loaded, plan)
         return result
+
+
+def read_plan(path: Path) -> Plan:
+    """A plan saved with ``crane plan --out``; an unreadable or foreign file is a CraneError naming it."""
+    from crane_iac.planner.model import Plan
+
+    try:
+        return Plan.from_json(path.read_text())
+    except OSError as exc:
+        raise CraneError(f"{path}: cannot read the plan: {exc.strerror}") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CraneError(f"{path}: not a crane plan file ({exc})") from None

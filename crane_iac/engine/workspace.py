@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from crane_iac.config import Project, StackConfig, find_project, load_project, read_var_file
 from crane_iac.engine import leasing
 from crane_iac.engine.endpoints import Endpoints, open_endpoints
-from crane_iac.engine.run import PlanOptions, Run
-from crane_iac.errors import ConfigError, CraneError, Diagnostic, DiagnosticsError
+from crane_iac.engine.run import PlanOptions, Run, read_plan
+from crane_iac.errors import ConfigError, Diagnostic, DiagnosticsError
 from crane_iac.ipam.pools import LeaseRecord, PoolRecord
 from crane_iac.providers.registry import ResourceRules, resource_rules
 from crane_iac.state.base import (
@@ -401,15 +401,3 @@ def _import_for_planning() -> None:
 
 def _values(state: StackState) -> dict[str, Any]:
     return {key: s.value for key, s in state.settings.items()}
-
-
-def read_plan(path: Path) -> Plan:
-    """A plan saved with ``crane plan --out``; an unreadable or foreign file is a CraneError naming it."""
-    from crane_iac.planner.model import Plan
-
-    try:
-        return Plan.from_json(path.read_text())
-    except OSError as exc:
-        raise CraneError(f"{path}: cannot read the plan: {exc.strerror}") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CraneError(f"{path}: not a crane plan file ({exc})") from None
