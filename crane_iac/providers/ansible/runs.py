@@ -5,9 +5,11 @@ behind when crane is killed (its directory, its SSH master connections) the next
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -98,13 +100,27 @@ def _alive(pid: int) -> bool:
 
 
 def _close_masters(run_dir: Path) -> None:
-    """Ends the SSH master connections a run kept open (ControlPersist would keep them a while after it)."""
+    """Ends the SSH master connections a run kept open (ControlPersist would keep them a while after it): asked to
+    exit through their control sockets, and any master still running with this run's control path (one whose host
+    went away answers no request) is sent SIGTERM."""
     control = run_dir / "cp"
     if not control.is_dir():
         return
     for socket in control.iterdir():
         subprocess.run(["ssh", "-o", f"ControlPath={socket}", "-O", "exit", "crane"], capture_output=True,
                        stdin=subprocess.DEVNULL, timeout=10, check=False)
+    needle = f"ControlPath={control}/".encode()
+    needle_quoted = f'ControlPath="{control}/'.encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if argv.startswith(b"ssh\0") and (needle in argv or needle_quoted in argv):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(proc.name), signal.SIGTERM)
 
 
 def sweep(parent: Path | None = None) -> list[Path]:
