@@ -131,23 +131,21 @@ class Workspace:
         # what pools lease to the stack is read with its state: a stack loaded without (crane validate) takes
         # stand-ins, and opens no state database
         leases = self._leases if state is not None else {}
-        if first is not None and not settings and not leases:
-            loaded = first
-        else:
-            loaded = load_stack(path, variables, settings=settings, project_dir=root, leases=leases)
+
+        def run(leases: leasing.Leases, names: dict[str, str] | None = None) -> LoadedStack:
+            return load_stack(path, variables, physical_names=names, settings=settings, project_dir=root,
+                              leases=leases)
+
+        loaded = first if first is not None and not settings and not leases else run(leases)
         if state is None:
             return loaded
         moved = leasing.follow_moves(loaded, leases)
         if moved is not None:  # a moved resource keeps its values: apply moves its leases with its record
-            self._lease_values = leases = moved
-            loaded = load_stack(path, variables, settings=settings, project_dir=root, leases=leases)
-        loaded = self._leased(loaded, lambda got: load_stack(path, variables, settings=settings, project_dir=root,
-                                                             leases=got))
+            self._lease_values = moved
+            loaded = run(moved)
+        loaded = self._leased(loaded, run)
         names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
-        if names is not None:
-            loaded = load_stack(path, variables, physical_names=names, settings=settings, project_dir=root,
-                                leases=self._leases)
-        return loaded
+        return run(self._leases, names) if names is not None else loaded
 
     def reload(self, names: dict[str, str]) -> LoadedStack:
         """The stack run again with these hypervisor names pinned (address → name)."""
@@ -245,23 +243,14 @@ class Workspace:
             endpoints.close()
 
     def load_with_state(self) -> tuple[LoadedStack, StackState]:
-        """The stack and its state: run once with what state holds when the state database is there; else first
-        without it (a broken stack creates no state database), then again when state holds settings it reads,
-        names a moved resource keeps, or leases of address pools."""
-        from crane_iac.loader import load_stack, pinned_names
-
-        if self._state_exists():  # nothing to create: one run with what state holds (settings, names, leases)
+        """The stack and its state: run once with what state holds (settings, names, leases) when the state database
+        is there; else first without it, so that a broken stack creates no state database."""
+        if self._state_exists():
             state = self.state()
             return self._validated(self._load(state)), state
-        loaded = self._load()
+        first = self._load()
         state = self.state()
-        if loaded.lease_wants:  # values from address pools: leased now, with the names and settings state holds
-            return self._validated(self._load(state, first=loaded)), state
-        names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
-        if names is not None or state.settings:
-            self._settings = _values(state)
-            loaded = load_stack(Path(loaded.file), self.variables, physical_names=names, settings=self._settings)
-        return self._validated(loaded), state
+        return self._validated(self._load(state, first=first)), state
 
     def _state_exists(self) -> bool:
         """Whether the state database is there already (a server's always is; a SQLite file may not be yet)."""
