@@ -104,3 +104,12 @@ def test_a_pools_ipv6_subnet_must_be_a_64(project: ProjectDir) -> None:
                         + LAN)
     assert_clean_error(project.crane("plan"), "network.lan: router advertisements for SLAAC need a /64 subnet, not "
                        "'fd00:20::/56': give the IPv6 pool subnet_prefixlen=64")
+
+
+def test_a_vm_nic_without_an_ipv4_reservation_still_leases_its_ipv6(project: ProjectDir) -> None:
+    project.write_stack(HEAD + VM_.format(name="web", extra=", nic_ipv4=[None]"))
+    ok(project, "apply", "--auto-approve")
+    nic = nics(project, "vm.web")[0]
+    assert "ipv4" not in nic and nic["ipv6"] == eui64_address("fd00:20::/64", str(nic["mac"]))
+    assert leases(project, "office:10.20.1.0/24") == {}
+    assert leases(project, SIX) == {"vm.web (nic_ipv6[0])": nic["ipv6"]}
