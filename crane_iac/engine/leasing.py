@@ -72,7 +72,7 @@ def _lease_deferred(loaded: LoadedStack, store: StateStore, stack: str, known: L
         pool = network_pool(d.parent, subnet).pool
         specs[pool.name], parents[pool.name] = pool, d.parent
         if known.get((pool.name, d.address, d.slot)) is None:
-            wants.append((pool.name, Want(Holder(stack, d.address, d.slot), "address", d.explicit)))
+            wants.append((pool.name, Want(Holder(stack, d.address, d.slot), "address", d.explicit_in(subnet))))
     if not wants:
         return known
     got = store.lease(stack, list(specs.values()), wants, parents=parents)

@@ -139,13 +139,15 @@ class Workspace:
         loaded = first if first is not None and not settings and not leases else run(leases)
         if state is None:
             return loaded
+        # a moved resource keeps its hypervisor name, and so its MACs and the SLAAC addresses it leases: the names
+        # are pinned before anything is leased
+        names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
         moved = leasing.follow_moves(loaded, leases)
         if moved is not None:  # a moved resource keeps its values: apply moves its leases with its record
             self._lease_values = moved
-            loaded = run(moved)
-        loaded = self._leased(loaded, run)
-        names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
-        return run(self._leases, names) if names is not None else loaded
+        if moved is not None or names is not None:
+            loaded = run(self._leases, names)
+        return self._leased(loaded, lambda values: run(values, names))
 
     def reload(self, names: dict[str, str]) -> LoadedStack:
         """The stack run again with these hypervisor names pinned (address → name)."""

@@ -104,7 +104,10 @@ class Resource(BaseModel):
         address = make_address(self.kind, str(name), parent.address if parent else None)
         leased: frozenset[str] = frozenset()
         if registry is not None and registry.resolver is not None:  # values from address pools: what they lease
-            data, leased = registry.resolver(registry, self.kind, address, data)
+            named = data.get("hypervisor_name")  # the physical name as below (a NIC's MAC, and so its SLAAC address)
+            physical = registry.pinned.get(address) or (named if isinstance(named, str) else None) or \
+                (f"{parent.physical_name}-{name}" if parent else str(name))
+            data, leased = registry.resolver(registry, self.kind, address, data, physical)
         if any(type(v) is tuple for v in data.values()):
             data = _tuples_as_lists(type(self), data)
         try:

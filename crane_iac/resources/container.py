@@ -53,8 +53,12 @@ class Container(Resource):
     Each of ``networks`` gets one NIC with the fixed address of the same position in ``ipv4`` (``"10.80.0.12"``,
     inside the network's ``ipv4`` subnet; ``"192.168.1.50/24"`` on a network without one); libvirt sets it inside
     the container, with a default route through the host for the first NIC on a ``nat``, ``route`` or ``open``
-    network. ``memory_mib`` is the limit of the container's memory cgroup: a process that needs more is killed
-    (the container keeps running). A changed setting restarts the container (same UUID); only ``running`` and
+    network. ``ipv6`` likewise gives each NIC an IPv6 address (None: none; ``"fd00:20:0:1::12"``, inside the
+    network's ``ipv6`` subnet), with a default route through the host for the first NIC on a routed network; on a
+    network whose IPv6 subnet comes from an address pool a NIC left out (or None) takes its SLAAC address (the
+    EUI-64 of its MAC, which it would form from the network's router advertisements anyway), leased, and one named
+    is leased and checked. ``memory_mib`` is the limit of the container's memory cgroup: a process that needs more
+    is killed (the container keeps running). A changed setting restarts the container (same UUID); only ``running`` and
     ``autostart`` change without a restart. Needs an endpoint with ``uri = "lxc:///system"`` (or the sandbox).
     """
 
@@ -66,6 +70,8 @@ class Container(Resource):
     vcpus: int = Field(default=1, ge=1)
     networks: list[InstanceOf[Network]] = Field(default_factory=list)
     ipv4: list[str] = Field(default_factory=list)
+    #: each NIC's IPv6 address (None: none), or empty: none, or on a pool's networks each NIC's SLAAC one, leased
+    ipv6: list[str | None] = Field(default_factory=list)
     init: list[str] = Field(min_length=1)
     init_env: dict[str, str | Output] = Field(default_factory=dict)
     root: str = "/"
@@ -127,6 +133,12 @@ class Container(Resource):
                              "it asks DHCP)")
         for net, text in zip(self.networks, self.ipv4, strict=True):
             _address(net, text)
+        if self.ipv6 and len(self.ipv6) != len(self.networks):
+            raise ValueError(f"give one ipv6 entry per network (None for a NIC without one): "
+                             f"{len(self.networks)} network(s), {len(self.ipv6)} entries")
+        for net, text6 in zip(self.networks, self.ipv6, strict=False):
+            if text6 is not None:
+                _address6(net, text6)
         return self
 
     @property
@@ -154,17 +166,27 @@ class Container(Resource):
     def host_claims(self) -> list[tuple[str, str]]:
         # two NICs with one address on one network would answer for each other
         return [("ipv4 address", f"{net.physical_name}/{_address(net, text)[0]}")
-                for net, text in zip(self.networks, self.ipv4, strict=True)]
+                for net, text in zip(self.networks, self.ipv4, strict=True)] + [
+                ("ipv6 address", f"{net.physical_name}/{_address6(net, text)[0]}")
+                for net, text in zip(self.networks, self.ipv6, strict=False) if text is not None]
 
     def properties(self) -> dict[str, Any]:
         nics = []
-        for index, (net, text, mac) in enumerate(zip(self.networks, self.ipv4, self.macs, strict=True)):
+        ipv6 = self.ipv6 or [None] * len(self.networks)
+        for index, (net, text, text6, mac) in enumerate(zip(self.networks, self.ipv4, ipv6, self.macs, strict=True)):
             address, prefix = _address(net, text)
             gateway = None
             if index == 0 and net.ipv4 and net.mode in ROUTED_MODES:
                 gateway = str(ipaddress.IPv4Network(net.ipv4).network_address + 1)
-            nics.append({"network": net.physical_name, "mac": mac, "ipv4": address, "prefix": prefix,
-                         "gateway": gateway, "device": nic_device(self.physical_name, index)})
+            nic: dict[str, Any] = {"network": net.physical_name, "mac": mac, "ipv4": address, "prefix": prefix,
+                                   "gateway": gateway, "device": nic_device(self.physical_name, index)}
+            if text6 is not None:  # the keys only a NIC with an IPv6 address has (as read back)
+                address6, prefix6 = _address6(net, text6)
+                gateway6 = None
+                if index == 0 and net.ipv6 and net.mode in ROUTED_MODES:
+                    gateway6 = str(ipaddress.IPv6Network(net.ipv6).network_address + 1)
+                nic.update(ipv6=address6, ipv6_prefix=prefix6, ipv6_gateway=gateway6)
+            nics.append(nic)
         return {
             "vcpus": self.vcpus,
             "memory_mib": self.memory_mib,
@@ -209,6 +231,42 @@ def _checked_address(network: str, subnet_text: str | None, text: str) -> tuple[
         raise ValueError(f"ipv4 {str(iface.ip)!r} is {reserved[iface.ip]} ({net.address}, {subnet}); "
                          "choose another")
     return str(iface.ip), subnet.prefixlen
+
+
+def _address6(net: Network, text: str) -> tuple[str, int]:
+    """A NIC's IPv6 address and prefix length on ``net``; ValueError saying what is wrong with it."""
+    return _checked_address6(net.address, net.ipv6, text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _checked_address6(network: str, subnet_text: str | None, text: str) -> tuple[str, int]:
+    try:
+        iface = ipaddress.IPv6Interface(text)
+    except ValueError:
+        kind = "an IPv4 address: give an IPv6 one" if _is_ipv4(text) else "not an IPv6 address"
+        raise ValueError(f"ipv6 {text!r} is {kind}") from None
+    if not subnet_text:
+        if "/" not in text:
+            raise ValueError(f"{network} has no ipv6 subnet: give the address with its prefix ({text}/64, say)")
+        return str(iface.ip), iface.network.prefixlen
+    subnet = ipaddress.IPv6Network(subnet_text)
+    if "/" in text and iface.network.prefixlen != subnet.prefixlen:
+        raise ValueError(f"ipv6 {text!r}: {network} is {subnet}; drop the prefix or give /{subnet.prefixlen}")
+    if iface.ip not in subnet:
+        raise ValueError(f"ipv6 {str(iface.ip)!r} is outside {network}'s subnet {subnet}")
+    reserved = {subnet.network_address: "the subnet-router anycast address",
+                subnet.network_address + 1: "the host's address on it"}
+    if iface.ip in reserved:
+        raise ValueError(f"ipv6 {str(iface.ip)!r} is {reserved[iface.ip]} ({network}, {subnet}); choose another")
+    return str(iface.ip), subnet.prefixlen
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        ipaddress.IPv4Interface(text)
+    except ValueError:
+        return False
+    return True
 
 
 class _NetworkFacts:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 from crane_iac.errors import Diagnostic
 from crane_iac.ipam.pools import IpamError, PoolSpec
+from crane_iac.resources.macs import eui64_address, nic_macs
 from crane_iac.resources.registry import current_registry
 
 What = Literal["address", "subnet"]
@@ -44,6 +45,9 @@ class Leased:
     #: the value asked for, when the stack names one (checked against the pool: inside it, not reserved, not
     #: leased to another), as the stack wrote it
     explicit: str | None = None
+    #: the interface identifier of an ``explicit`` SLAAC address: in a stand-in subnet, the address is this one in
+    #: the subnet leased at last
+    interface_id: int | None = None
 
     def __repr__(self) -> str:
         return f"<{self.what} from pool {self.pool.name}>"
@@ -71,6 +75,14 @@ class DeferredWant:
     address: str
     slot: str
     explicit: str | None = None
+    interface_id: int | None = None
+
+    def explicit_in(self, subnet: str) -> str | None:
+        """The value named, once the network's subnet is leased as ``subnet``: a SLAAC address moves into it."""
+        if self.interface_id is None:
+            return self.explicit
+        network = ipaddress.IPv6Network(subnet)
+        return str(ipaddress.IPv6Address(int(network.network_address) >> 64 << 64 | self.interface_id))
 
 
 class _Pool:
@@ -132,10 +144,10 @@ class IPv6Pool(_Pool):
 
 
 def network_pool(parent: str, subnet: str, *, waits_for: tuple[str, str] | None = None,
-                 explicit: str | None = None) -> Leased:
+                 explicit: str | None = None, interface_id: int | None = None) -> Leased:
     """A network's own pool of addresses, carved from pool ``parent``: its subnet less the host's address (the
     first) and, for IPv4, the upper half, which the network's DHCP server hands out to guests that ask."""
-    return Leased(_network_spec(parent, subnet), "address", parent, waits_for, explicit)
+    return Leased(_network_spec(parent, subnet), "address", parent, waits_for, explicit, interface_id)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -157,47 +169,92 @@ def leased_fields(data: dict[str, Any]) -> frozenset[str]:
         isinstance(value, list) and any(isinstance(v, Leased) for v in value)))
 
 
-def resolve_fields(registry: Any, kind: str, address: str, data: dict[str, Any]
+def resolve_fields(registry: Any, kind: str, address: str, data: dict[str, Any], physical: str = ""
                    ) -> tuple[dict[str, Any], frozenset[str]]:
-    """``data`` with the values taken from pools resolved, and the fields that took one (the registry's resolver).
-    A container's NIC on a network whose subnet comes from a pool takes its address from the network's pool: the
-    one it names (checked against the pool, and leased so no other takes it), or, with no ``ipv4`` given at all, a
-    leased one."""
+    """``data`` with the values taken from pools resolved, and the fields that took one (the registry's resolver;
+    ``physical``: the resource's name on the hypervisor, which its NICs' MACs derive from). A NIC on a network whose
+    subnet comes from a pool takes its address of each family from the network's pool (``NicFamily``)."""
     if kind in _NIC_FIELDS and isinstance(data.get("networks"), list):
-        data = _nics(registry, data, _NIC_FIELDS[kind])
+        for family in _NIC_FIELDS[kind]:
+            data = _nics(registry, address, data, family, nic_macs(kind, physical, len(data["networks"])))
     leased = leased_fields(data)
     return (resolve(registry, address, data), leased) if leased else (data, leased)
 
 
-#: the field of each kind that holds its NICs' addresses, one per network
-_NIC_FIELDS = {"container": "ipv4", "vm": "nic_ipv4"}
+@dataclass(frozen=True, slots=True)
+class NicFamily:
+    """How a kind's NICs take their addresses of one family from their networks' pools."""
+
+    #: the resource's field holding the NICs' addresses, one per network, and the network's subnet field
+    field: str
+    subnet: str
+    #: with the field left out, the model wants an address on every network (a container's ipv4): leased only then
+    every_nic: bool = False
+    #: a NIC's address is its SLAAC one (the EUI-64 of its MAC in the /64), leased as if named, also for a None
+    slaac: bool = False
+    #: a value named must be that SLAAC address (a VM's guest takes it itself: crane cannot give it another)
+    slaac_only: bool = False
 
 
-def _nics(registry: Any, data: dict[str, Any], field: str) -> dict[str, Any]:
-    """``data`` with its NICs' addresses on networks whose subnet comes from a pool taken from those networks'
-    pools: an address named is leased (and so checked), and with none given at all each such NIC leases one (a
-    VM's other NICs then have no reservation; a container needs an address on every network)."""
+#: the fields of each kind that hold its NICs' addresses, per family (docs/decisions/address-pools.md)
+_NIC_FIELDS = {
+    "container": (NicFamily("ipv4", "ipv4", every_nic=True), NicFamily("ipv6", "ipv6", slaac=True)),
+    "vm": (NicFamily("nic_ipv4", "ipv4"), NicFamily("nic_ipv6", "ipv6", slaac=True, slaac_only=True)),
+}
+
+
+def _nics(registry: Any, address: str, data: dict[str, Any], family: NicFamily, macs: list[str]
+          ) -> dict[str, Any]:
+    """``data`` with its NICs' addresses of ``family`` on networks whose subnet comes from a pool taken from those
+    networks' pools: an address named is leased (and so checked); with none given at all each such NIC leases one
+    (IPv4: the next free; a VM's other NICs then have no reservation, and a container needs an address on every
+    network); an IPv6 NIC left out or None leases its SLAAC address."""
     networks = data["networks"]
-    pooled = [getattr(net, "address", None) is not None and (net.address, "ipv4") in registry.carved
-              and isinstance(getattr(net, "ipv4", None), str) for net in networks]
+    pooled = [getattr(net, "address", None) is not None and (net.address, family.subnet) in registry.carved
+              and isinstance(getattr(net, family.subnet, None), str) for net in networks]
     if not any(pooled):
         return data
-    given = data.get(field)
-    if given is None or given == []:
-        if field == "ipv4" and not all(pooled):
+    given = data.get(family.field)
+    left_out = given is None or given == []
+    if left_out:
+        if family.every_nic and not all(pooled):
             return data  # the model says one address per network is wanted
-        return {**data, field: [net.lease() if ok else None for net, ok in zip(networks, pooled, strict=True)]}
+        given = [None] * len(networks)
     if not isinstance(given, list):
         return data
-    out = []
+    out: list[Any] = []
     for i, value in enumerate(given):
-        if i < len(networks) and pooled[i] and isinstance(value, str):
-            net = networks[i]
-            stand_in = (net.address, "ipv4") in registry.stand_in_slots
-            value = network_pool(registry.carved[net.address, "ipv4"], net.ipv4, explicit=value,
-                                 waits_for=(net.address, "ipv4") if stand_in else None)
-        out.append(value)
-    return {**data, field: out}
+        # a None named in IPv4 is a NIC without an address of the pool (a VM's NIC without a reservation)
+        if i < len(networks) and pooled[i] and (isinstance(value, str) or (value is None and (
+                left_out or family.slaac))):
+            net, slaac = networks[i], None
+            subnet = getattr(net, family.subnet)
+            if family.slaac and i < len(macs):
+                slaac = eui64_address(subnet, macs[i])
+                if family.slaac_only and value is not None and _plain(value, "address") != slaac:
+                    where = registry.location()
+                    registry.diagnostics.append(Diagnostic(
+                        f"{family.field}[{i}] {value!r}: the guest takes its address on {net.address} by SLAAC, "
+                        f"{slaac} (its MAC's EUI-64); leave {family.field} out, or name that one", where[0], where[1],
+                        address))
+                    out.append(value)
+                    continue
+            explicit = value if value is not None else slaac
+            if explicit is None:
+                out.append(net.lease(ipv6=family.subnet == "ipv6"))
+                continue
+            stand_in = (net.address, family.subnet) in registry.stand_in_slots
+            out.append(network_pool(registry.carved[net.address, family.subnet], subnet, explicit=explicit,
+                                    waits_for=(net.address, family.subnet) if stand_in else None,
+                                    interface_id=_interface_id(slaac) if value is None and slaac else None))
+        else:
+            out.append(value)
+    return {**data, family.field: out}
+
+
+def _interface_id(address: str) -> int:
+    """The low 64 bits of an IPv6 address: its interface identifier."""
+    return int(ipaddress.IPv6Address(address)) & (2**64 - 1)
 
 
 def resolve(registry: Any, address: str, data: dict[str, Any]) -> dict[str, Any]:
@@ -219,7 +276,8 @@ def _value(registry: Any, address: str, slot: str, token: Leased) -> str:
         registry.carved[address, slot] = pool.name
     explicit = _plain(token.explicit, token.what) if token.explicit is not None else None
     if token.waits_for is not None:
-        registry.deferred_wants.append(DeferredWant(token.parent, *token.waits_for, address, slot, explicit))
+        registry.deferred_wants.append(DeferredWant(token.parent, *token.waits_for, address, slot, explicit,
+                                                    token.interface_id))
     else:
         registry.pools.setdefault(pool.name, pool)
         if token.parent:

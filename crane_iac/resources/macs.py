@@ -13,6 +13,7 @@ them would say so in its ``validate_resource``.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 
 #: the first three octets of every MAC crane gives a NIC
 PREFIX = "52:54:00"
@@ -27,3 +28,15 @@ def stable_mac(key: str) -> str:
 def nic_macs(kind: str, physical: str, count: int) -> list[str]:
     """The MACs of a resource's ``count`` NICs, in order."""
     return [stable_mac(f"{kind}.{physical}#{i}") for i in range(count)]
+
+
+def eui64_address(subnet: str, mac: str) -> str:
+    """The address a NIC of MAC ``mac`` takes by SLAAC in ``subnet`` (an IPv6 network of prefix /64 or shorter): the
+    subnet's first 64 bits and the modified EUI-64 interface identifier of the MAC (RFC 4291, appendix A: the MAC's
+    halves around ``ff:fe``, with the universal/local bit flipped). ``52:54:00:12:34:56`` in ``fd00::/64`` is
+    ``fd00::5054:ff:fe12:3456``."""
+    octets = bytes(int(part, 16) for part in mac.split(":"))
+    interface_id = bytes([octets[0] ^ 0x02]) + octets[1:3] + b"\xff\xfe" + octets[3:6]
+    network = ipaddress.IPv6Network(subnet)
+    prefix = int(network.network_address) >> 64 << 64
+    return str(ipaddress.IPv6Address(prefix | int.from_bytes(interface_id, "big")))

@@ -23,7 +23,11 @@ class Network(Resource):
     ``vlan`` tags the network's ports where the provider can (libvirt: an Open vSwitch bridge; XenServer: a VLAN
     network on a PIF): one tag (``vlan=100``, an access port), or a list of tags (``vlan=[100, 200]``), a trunk that
     carries each of them to the NICs on it. A tag is 1 to 4094; two networks of a stack cannot put one tag on one
-    bridge (a trunk may carry a tag another network gives its ports)."""
+    bridge (a trunk may carry a tag another network gives its ports).
+
+    An ``ipv6`` subnet from an address pool (``ipv6=pool.subnet()``) is announced by router advertisements for
+    SLAAC, not served by DHCPv6: each NIC on it has the EUI-64 of its MAC, leased (docs/decisions/address-pools.md);
+    ``dhcp`` is about IPv4 there."""
 
     kind = "network"
 
@@ -110,4 +114,14 @@ class Network(Resource):
         leased = self.meta.leased & {"ipv4", "ipv6"}
         if leased:  # its hosts' addresses are leased (lease()): its DHCP server keeps to the range they are not
             props["leases"] = sorted(leased)
+        if "ipv6" in leased and not self.ipv4:  # a pool's IPv6 subnet is announced by SLAAC: no DHCP is served
+            props["dhcp"] = False
         return props
+
+
+def announces_slaac(net: Network) -> bool:
+    """Whether ``net`` announces its IPv6 subnet for SLAAC (router advertisements with the autonomous flag, and no
+    DHCPv6): a /64 from an address pool, or a /64 with ``dhcp=False``."""
+    if not net.ipv6 or net.mode in EXTERNAL_BRIDGE_MODES or not net.ipv6.endswith("/64"):
+        return False
+    return not net.dhcp or "ipv6" in net.meta.leased

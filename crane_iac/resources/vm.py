@@ -9,8 +9,8 @@ from pydantic import Field, InstanceOf, field_validator, model_validator
 
 from crane_iac.resources.base import Output, Resource, plain
 from crane_iac.resources.cloudinit import CloudInit
-from crane_iac.resources.macs import nic_macs
-from crane_iac.resources.network import Network
+from crane_iac.resources.macs import eui64_address, nic_macs
+from crane_iac.resources.network import Network, announces_slaac
 from crane_iac.resources.volume import Volume
 
 
@@ -27,6 +27,12 @@ class VM(Resource):
     ``nic_ipv4`` reserves each NIC's IPv4 address in its network's DHCP server (a host entry for the NIC's MAC),
     one entry per network (None: no reservation). On a network whose subnet comes from an address pool every NIC
     gets one leased from the network's pool when it is left out, and one named is leased (and checked) too.
+
+    ``nic_ipv6`` holds each NIC's IPv6 address on a network whose IPv6 subnet comes from an address pool: the
+    address the guest forms itself by SLAAC from the network's router advertisements, the EUI-64 of the NIC's MAC
+    in the network's /64, which crane leases so that nothing else is handed it (the guest must use EUI-64
+    addresses, the Linux kernel's default, not stable-privacy ones: docs/decisions/address-pools.md). crane fills
+    it in (an entry left out or None takes that address too); one named must be that address.
     """
 
     kind = "vm"
@@ -48,6 +54,8 @@ class VM(Resource):
     cloud_init: InstanceOf[CloudInit] | None = None
     #: each NIC's reserved IPv4 address (None: none), or empty: none reserved, or leased on a pool's networks
     nic_ipv4: list[str | None] = Field(default_factory=list)
+    #: each NIC's SLAAC address on a network whose IPv6 subnet comes from a pool (crane fills them in and leases them)
+    nic_ipv6: list[str | None] = Field(default_factory=list)
 
     @field_validator("kernel", "initrd")
     @classmethod
@@ -70,6 +78,12 @@ class VM(Resource):
         for net, text in zip(self.networks, self.nic_ipv4, strict=False):
             if text is not None:
                 reserved_address(net, text)
+        if self.nic_ipv6 and len(self.nic_ipv6) != len(self.networks):
+            raise ValueError(f"nic_ipv6 has {len(self.nic_ipv6)} entries for {len(self.networks)} network(s): give "
+                             "one per network (None for a NIC on a network without a pool's IPv6 subnet)")
+        for net, text in zip(self.networks, self.nic_ipv6, strict=False):
+            if text is not None:
+                slaac_address(net, text)
         return self
 
     @property
@@ -97,6 +111,13 @@ class VM(Resource):
         # keyed by kind and hypervisor name: a VM moved to a new address keeps its name and so its MACs
         return nic_macs(self.kind, self.physical_name, len(self.networks))
 
+    def _ipv6(self) -> list[str | None]:
+        """Each NIC's IPv6 address: the one leased, or the SLAAC one on any network that announces its /64 for
+        SLAAC (as the network's read-back reports it); None where the guest forms none crane can know."""
+        given = self.nic_ipv6 or [None] * len(self.networks)
+        return [ip6 or (eui64_address(net.ipv6, mac) if net.ipv6 and announces_slaac(net) else None)
+                for net, mac, ip6 in zip(self.networks, self.macs, given, strict=True)]
+
     def properties(self) -> dict[str, Any]:
         return {
             "vcpus": self.vcpus,
@@ -104,9 +125,10 @@ class VM(Resource):
             "memory_mib": self.memory_mib,
             "max_memory_mib": self.max_memory_mib or self.memory_mib,
             "nics": [
-                {"network": net.physical_name, "mac": mac, **({"ipv4": ip} if ip else {})}
-                for net, mac, ip in zip(self.networks, self.macs, self.nic_ipv4 or [None] * len(self.networks),
-                                        strict=True)
+                {"network": net.physical_name, "mac": mac, **({"ipv4": ip} if ip else {}),
+                 **({"ipv6": ip6} if ip6 else {})}
+                for net, mac, ip, ip6 in zip(self.networks, self.macs, self.nic_ipv4 or [None] * len(self.networks),
+                                             self._ipv6(), strict=True)
             ],
             "disks": [vol.reference for vol in self.volumes],
             "running": self.running,
@@ -132,4 +154,20 @@ def reserved_address(net: Network, text: str) -> str:
     if address not in subnet or address in (subnet.network_address, subnet.broadcast_address,
                                             subnet.network_address + 1):
         raise ValueError(f"nic_ipv4 {text!r} is not a guest's address in {net.address}'s subnet {subnet}")
+    return str(address)
+
+
+def slaac_address(net: Network, text: str) -> str:
+    """A NIC's SLAAC address on ``net``, whose IPv6 subnet must come from an address pool (such a network announces
+    its /64 by router advertisements); ValueError saying what is wrong with it. That it is the NIC's own EUI-64 is
+    checked where the MAC is known (resources/ippools.py)."""
+    try:
+        address = ipaddress.IPv6Address(text)
+    except ValueError:
+        raise ValueError(f"nic_ipv6 {text!r} is not an IPv6 address (give it without a prefix)") from None
+    if not net.ipv6 or "ipv6" not in net.meta.leased:
+        raise ValueError(f"nic_ipv6 {text!r}: {net.address}'s ipv6 subnet does not come from an address pool; a VM's "
+                         "IPv6 address is leased on such a network only (leave nic_ipv6 out here)")
+    if address not in ipaddress.IPv6Network(net.ipv6):
+        raise ValueError(f"nic_ipv6 {text!r} is outside {net.address}'s subnet {net.ipv6}")
     return str(address)

@@ -157,7 +157,7 @@ def test_a_vms_nics_on_a_pools_network_get_a_dhcp_reservation(project: ProjectDi
                         + vm.format(name="web", more=", wan", extra="")
                         + vm.format(name="db", more="", extra=', nic_ipv4=["10.20.1.20"]'))
     plan = ok(project, "plan")
-    assert '"ipv4": "10.20.1.2", "mac":' in plan and '"ipv4": "10.20.1.20"' in plan, plan
+    assert '"ipv4": "10.20.1.2", "ipv6": "fd00:20::5054:ff:fe' in plan and '"ipv4": "10.20.1.20"' in plan, plan
     ok(project, "apply", "--auto-approve")
     xml = project.sandbox().networkLookupByName("lan").XMLDesc()
     web = json.loads(ok(project, "state", "show", "vm.web"))["properties"]["nics"]

@@ -15,6 +15,7 @@ from crane_iac.providers.libvirt.containers import container_outputs
 from crane_iac.providers.libvirt.host import DhcpRange, Host
 from crane_iac.providers.libvirt.networks import network_live
 from crane_iac.providers.libvirt.pools import list_pools, read_pool
+from crane_iac.resources.macs import eui64_address
 
 
 def read_all(host: Host, addresses: GuestAddresses) -> list[Live]:
@@ -37,12 +38,16 @@ def read_all(host: Host, addresses: GuestAddresses) -> list[Live]:
             result.append(Live("volume", vol.name(), props, outputs))
     ranges: dict[str, DhcpRange] = {}
     reserved: dict[tuple[str, str], str] = {}  # (network, MAC) → the address its DHCP server reserves for it
+    slaac_subnets: dict[str, str] = {}  # network → the /64 it announces for SLAAC
     for net in host.conn.listAllNetworks(0):
         root = ET.fromstring(net.XMLDesc(0))
         dhcp = lx.dhcp_range(root)
         if dhcp is not None:
             ranges[net.name()] = dhcp
         reserved.update(((net.name(), mac), ip) for mac, ip in lx.reservations(root).items())
+        slaac = lx.slaac_subnet(root)
+        if slaac is not None:
+            slaac_subnets[net.name()] = slaac
         result.append(network_live(net.name(), root))
     domains, autostart = host.list_domains()
     parsed = []
@@ -63,6 +68,11 @@ def read_all(host: Host, addresses: GuestAddresses) -> list[Live]:
                 ip = reserved.get((nic["network"], nic["mac"]))
                 if ip:
                     nic["ipv4"] = ip
+        if slaac_subnets:  # the address each guest forms from its MAC by SLAAC (resources/vm.py)
+            for nic in props["nics"]:
+                subnet = slaac_subnets.get(nic["network"])
+                if subnet and nic["mac"]:
+                    nic["ipv6"] = eui64_address(subnet, nic["mac"])
         if running:
             lease_networks |= nic_networks(props)
         parsed.append((name, root.findtext("uuid"), props, owner))

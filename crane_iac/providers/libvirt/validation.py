@@ -42,7 +42,11 @@ def _vcpus(p: dict[str, Any]) -> list[str]:
 def _network(p: dict[str, Any]) -> list[str]:
     problems = []
     ipv6 = p.get("ipv6")
-    if ipv6 and p.get("dhcp") and not str(ipv6).endswith("/64"):
+    if ipv6 and "ipv6" in p.get("leases", ()) and not str(ipv6).endswith("/64"):
+        # a pool's IPv6 subnet is announced for SLAAC (xml._ip_blocks), which forms addresses in a /64 only
+        problems.append(f"router advertisements for SLAAC need a /64 subnet, not {ipv6!r}: give the IPv6 pool "
+                        "subnet_prefixlen=64")
+    elif ipv6 and p.get("dhcp") and not str(ipv6).endswith("/64"):
         # libvirt's dnsmasq refuses a DHCPv6 range on any other prefix length (the test driver accepts it)
         problems.append(f"DHCPv6 needs a /64 subnet, not {ipv6!r}: use a /64 or set dhcp=False")
     if p.get("mode") == "nat" and not p.get("ipv4"):

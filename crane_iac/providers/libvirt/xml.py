@@ -79,6 +79,8 @@ def _ip_blocks(p: dict[str, Any]) -> list[dict[str, Any]]:
             first, last = base + net.num_addresses // 2, int(net.broadcast_address) - 1
         elif family == "ipv4":  # hosts .2 up to the one before broadcast
             first, last = base + 2, int(net.broadcast_address) - 1
+        elif family in p.get("leases", ()):  # a pool's /64: router advertisements for SLAAC (libvirt's dnsmasq
+            first, last = 1, 0                # sends them with the A flag when the subnet has no DHCPv6 range)
         else:  # ::100 to ::1ff, a slice DHCPv6 serves while the rest stays for static use
             first, last = base + 0x100, base + 0x1FF
         blocks.append({"family": family, "gateway": str(net.network_address + 1), "prefix": net.prefixlen,
@@ -213,14 +215,21 @@ def parse_container(root: ET.Element, *, running: bool, autostart: bool,
                     directory = source.get("dir", "")
                     mounts[path] = volume_by_path.get(directory, directory)
         for iface in devices.findall("interface"):
-            source, mac, ip = iface.find("source"), iface.find("mac"), iface.find("ip")
-            route, target = iface.find("route"), iface.find("target")
-            nics.append({"network": source.get("network") if source is not None else None,
-                         "mac": mac.get("address") if mac is not None else None,
-                         "ipv4": ip.get("address") if ip is not None else None,
-                         "prefix": int(ip.get("prefix", 0)) if ip is not None else None,
-                         "gateway": route.get("gateway") if route is not None else None,
-                         "device": target.get("dev") if target is not None else None})
+            source, mac, target = iface.find("source"), iface.find("mac"), iface.find("target")
+            ips = {el.get("family", "ipv4"): el for el in iface.findall("ip")}
+            routes = {el.get("family", "ipv4"): el for el in iface.findall("route")}
+            ip, route = ips.get("ipv4"), routes.get("ipv4")
+            nic = {"network": source.get("network") if source is not None else None,
+                   "mac": mac.get("address") if mac is not None else None,
+                   "ipv4": ip.get("address") if ip is not None else None,
+                   "prefix": int(ip.get("prefix", 0)) if ip is not None else None,
+                   "gateway": route.get("gateway") if route is not None else None,
+                   "device": target.get("dev") if target is not None else None}
+            ip6, route6 = ips.get("ipv6"), routes.get("ipv6")
+            if ip6 is not None:  # the keys only a NIC with an IPv6 address has (resources/container.py)
+                nic.update(ipv6=ip6.get("address"), ipv6_prefix=int(ip6.get("prefix", 0)),
+                           ipv6_gateway=route6.get("gateway") if route6 is not None else None)
+            nics.append(nic)
     return {
         "vcpus": int(vcpu.text or 1) if vcpu is not None else 1,
         "memory_mib": _kib(root.find("memory")) // 1024,
@@ -282,6 +291,15 @@ def reservations(root: ET.Element) -> dict[str, str]:
     """A network's IPv4 DHCP host entries: MAC → reserved address."""
     return {host.get("mac", ""): host.get("ip", "") for ip in root.iterfind("ip")
             if ip.get("family", "ipv4") == "ipv4" for host in ip.iterfind("dhcp/host") if host.get("mac")}
+
+
+def slaac_subnet(root: ET.Element) -> str | None:
+    """The /64 a network announces for SLAAC: its IPv6 subnet when it has no DHCPv6 (libvirt's dnsmasq then sends
+    router advertisements with the autonomous flag); None for a network without one."""
+    for ip in root.iterfind("ip"):
+        if ip.get("family") == "ipv6" and ip.get("prefix") == "64" and ip.find("dhcp") is None:
+            return str(ipaddress.IPv6Network(f"{ip.get('address')}/64", strict=False))
+    return None
 
 
 def dhcp_range(root: ET.Element) -> tuple[int, int] | None:
