@@ -140,7 +140,7 @@ def _plan_once(
     if refresh:
         assert lives is not None
         live, conflicts = match_live(lives, stack, state, [] if destroy else loaded.desired, loaded.imports,
-                                     endpoints)
+                                     endpoints, endpoints.sharing)
         diagnostics.extend(conflicts)
     request = PlanRequest(stack=stack, lineage=state.lineage, serial=state.serial, refreshed=refresh,
                           targets=tuple(targets), replace=tuple(replace), destroy=destroy,
