@@ -129,6 +129,25 @@ def test_a_lost_record_is_adopted_on_the_endpoint_the_stack_puts_it(hypervisor: 
     apply(Workspace.open(root), PlanOptions(destroy=True))
 
 
+def test_a_volume_in_a_pool_the_other_endpoint_makes_in_the_same_plan(hypervisor: libvirt.virConnect,
+                                                                       tmp_path: Path) -> None:
+    """The volume's endpoint checks at plan time that its pool is there; the pool, made through the other endpoint
+    by the same plan, is told to it (``planned_elsewhere``) before the volume is checked."""
+    stack = f"""
+    from crane_iac import StoragePool, Volume
+    pool = StoragePool("mix-pool", path="{tmp_path / 'pool'}", provider="qemu-ep")
+    Volume("mix-vol", pool=pool, capacity_gib=1, provider="lxc-ep")
+    """
+    root = project(tmp_path, stack)
+    made = apply(Workspace.open(root))
+    assert position(made, "pool.mix-pool", Verb.CREATED) < position(made, "volume.mix-vol", Verb.CREATING)
+    assert "mix-vol" in [v.name() for v in hypervisor.storagePoolLookupByName("mix-pool").listAllVolumes(0)]
+    assert not Workspace.open(root).plan().has_changes
+    gone = apply(Workspace.open(root), PlanOptions(destroy=True))
+    assert position(gone, "volume.mix-vol", Verb.DELETED) < position(gone, "pool.mix-pool", Verb.DELETING)
+    assert "mix-pool" not in [p.name() for p in hypervisor.listAllStoragePools(0)]
+
+
 def test_a_shared_kind_has_one_name_across_the_endpoints_sharing_it(tmp_path: Path) -> None:
     stack = """
     from crane_iac import Network

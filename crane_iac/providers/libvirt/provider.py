@@ -122,6 +122,9 @@ class LibvirtProvider(Provider):
     def check(self, kind: str, properties: dict[str, Any]) -> list[str]:
         return self.checks.problems(kind, properties)
 
+    def planned_elsewhere(self, kind: str, properties: dict[str, Any]) -> None:
+        self.checks.planned(kind, properties)
+
     def create(self, request: CreateRequest) -> Live:
         handler = self.handlers[request.kind]
         return self._call("create", request.kind, request.physical,
