@@ -18,6 +18,7 @@ from crane_iac.planner.graph import find_cycle
 from crane_iac.resources.base import Output, Resource, plain
 from crane_iac.resources.registry import Registry, collecting
 from crane_iac.scaling import ScalableTier, ScalesTiers
+from crane_iac.sharing import NOTHING_SHARED, EndpointSharing
 
 
 @dataclass
@@ -103,14 +104,16 @@ def _export_value(value: Any) -> Any:
 
 def load_stack(path: Path, variables: dict[str, Any] | None = None,
                physical_names: dict[str, str] | None = None, settings: dict[str, Any] | None = None,
-               project_dir: Path | None = None, leases: dict[tuple[str, str, str], str] | None = None
-               ) -> LoadedStack:
+               project_dir: Path | None = None, leases: dict[tuple[str, str, str], str] | None = None,
+               sharing: EndpointSharing = NOTHING_SHARED) -> LoadedStack:
     """Execute the stack file at ``path`` and validate what it declared. ``physical_names`` (address → name, from
     state with moves applied: see ``pinned_names``) pins hypervisor names: a resource moved to a new address is the
     same object and keeps its name (and the MACs derived from it). ``project_dir`` is where relative paths a stack
     names for crane (a playbook) are (default: the working directory). ``leases`` ((pool, address, field) → value)
     are the values address pools lease to the stack's resources; a value a resource takes from a pool without one
-    is a stand-in, and the loaded stack says so (``provisional``)."""
+    is a stand-in, and the loaded stack says so (``provisional``). ``sharing`` says which kinds the stack's endpoints
+    share (crane_iac/sharing.py): a resource may use by name one of a kind its endpoint shares with the other's, and
+    the names and host claims of a shared kind are unique across the endpoints sharing it."""
     registry = _run(path, variables or {}, physical_names or {}, settings or {}, project_dir, leases or {})
     diagnostics = list(registry.diagnostics)
     diagnostics.extend(_check_declarations(registry))
@@ -147,11 +150,8 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
                 tiers.extend(res.scalable_tiers())
             continue
         for fname, ref in res.named_references():
-            if ref.managed and id(ref) in members and ref.endpoint != endpoint:
-                diagnostics.append(Diagnostic(
-                    f"{fname}: {ref.address} is on endpoint {ref.endpoint!r} and this {res.kind} on {endpoint!r}; "
-                    "a resource can use by name only what is on its own endpoint (an output, such as .uuid, may "
-                    "cross)", file, line, address))
+            if ref.managed and id(ref) in members and not sharing.shares(ref.endpoint, endpoint, ref.kind):
+                diagnostics.append(Diagnostic(_not_shared(fname, ref, res, sharing), file, line, address))
         deps: list[str] = []
         refs = res.references()
         for ref in refs:
@@ -165,8 +165,10 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
         if not meta.valid:
             continue
         props = res.properties()
-        claims = [(identity(res.kind, meta.physical, props, endpoint), f"hypervisor name {meta.physical!r}")]
-        claims += [((endpoint, what, name), f"{what} {name!r}") for what, name in res.host_claims()]
+        # a shared kind's names and claims are one set on every endpoint sharing it (one daemon's networks)
+        scope = sharing.scope(endpoint, res.kind)
+        claims = [(identity(res.kind, meta.physical, props, scope), f"hypervisor name {meta.physical!r}")]
+        claims += [((scope, what, name), f"{what} {name!r}") for what, name in res.host_claims()]
         # while some values are stand-ins for what pools will lease, two may meet by chance: the claims are checked
         # on the run with the leased values
         clash = None if registry.provisional else next(
@@ -248,6 +250,17 @@ def _duplicate(res: Resource, file: str | None, line: int | None, endpoint: str)
             f"{res.kind} named {res.physical_name!r} on each endpoint, give this one an address of its own and its "
             f"name on the hypervisor: {type(res).__name__}(\"{res.name}-{res.endpoint}\", "
             f"hypervisor_name=\"{res.physical_name}\", ...)")
+
+
+def _not_shared(field: str, ref: Resource, res: Resource, sharing: EndpointSharing) -> str:
+    """Why ``res`` cannot use ``ref`` (on another endpoint) by name, and what it may use across endpoints."""
+    shared = sharing.shared_kinds(ref.endpoint, res.endpoint)
+    may = (f"these two endpoints share only {', '.join(shared)} objects" if shared else
+           "these two endpoints share no objects (endpoints of one provider type may share some: one libvirtd's "
+           "qemu:///system and lxc:///system share networks and storage pools)")
+    return (f"{field}: {ref.address} is on endpoint {ref.endpoint!r} and this {res.kind} on {res.endpoint!r}; "
+            f"a resource can use by name only what is on its own endpoint or shared with it, and {may}; declare "
+            f"{ref.address} on endpoint {res.endpoint!r} (an output, such as .uuid, may cross)")
 
 
 def _safe_props(res: Resource) -> dict[str, Any]:

@@ -81,6 +81,23 @@ def test_the_tinyweb_section_loads_and_validates_as_written(tmp_path: Path) -> N
     assert result.code == 0 and "is valid: 6 resources" in result.out, result.err
 
 
+def test_the_two_endpoint_example_validates_as_written(tmp_path: Path) -> None:
+    """The endpoints page's container and QEMU guest on one network: a container on the lxc endpoint naming a
+    network of the qemu one of the same libvirtd loads (no connection), and the same on two hosts does not."""
+    text = page("concepts/endpoints.md")
+    [toml] = [b for b in blocks("toml", text) if "[stacks.lab.providers.lxc]" in b]
+    [stack] = [b for b in blocks("python", text) if 'provider="lxc"' in b]
+    (tmp_path / "crane.toml").write_text(toml)
+    (tmp_path / "stacks").mkdir()
+    (tmp_path / "stacks" / "lab.py").write_text(stack)
+    project = ProjectDir(tmp_path)
+    result = project.crane("validate")
+    assert result.code == 0 and "is valid: 3 resources" in result.out, result.out + result.err
+    (tmp_path / "crane.toml").write_text(toml.replace('"lxc:///system"', '"lxc+ssh://dc2/system"'))
+    result = project.crane("validate")
+    assert result.code == 1 and "lab.py:6" in result.err and "share no objects" in result.err, result.err
+
+
 def test_the_workflow_edit_maps_onto_the_demo(tmp_path: Path) -> None:
     tutorial = page("tutorial.md")
     workflow = tutorial[tutorial.index("## The workflow"):tutorial.index("## Next")]

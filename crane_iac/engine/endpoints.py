@@ -11,7 +11,8 @@ from crane_iac.config import EndpointConfig
 from crane_iac.errors import ConfigError, CraneError
 from crane_iac.objects import DEFAULT_ENDPOINT, Live
 from crane_iac.providers.endpoint import Endpoint
-from crane_iac.providers.registry import open_companions, open_provider, opener
+from crane_iac.providers.registry import open_companions, open_provider, opener, sharing_rule
+from crane_iac.sharing import NOTHING_SHARED, EndpointSharing
 
 
 def sandbox_dir(state_dir: Path, name: str) -> Path:
@@ -26,10 +27,11 @@ def companion_dir(state_dir: Path, name: str) -> Path:
 
 @dataclass
 class Endpoints(Mapping[str, Endpoint]):
-    """Endpoints (a hypervisor with its companions) by name."""
+    """Endpoints (a hypervisor with its companions) by name, and which kinds they share."""
 
     providers: dict[str, Endpoint]
     types: dict[str, str]
+    sharing: EndpointSharing = NOTHING_SHARED
 
     def __getitem__(self, name: str) -> Endpoint:
         return self.providers[name]
@@ -58,13 +60,33 @@ class Endpoints(Mapping[str, Endpoint]):
             provider.close()
 
 
+def endpoint_sharing(configs: Mapping[str, EndpointConfig]) -> EndpointSharing:
+    """Which kinds the endpoints share, each pair of one provider type asked of its type's ``shared_kinds`` (no
+    connection: it works for ``crane validate`` and at plan time from the URIs); two types share nothing."""
+    pairs = []
+    names = sorted(configs)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if configs[a].type != configs[b].type:
+                continue
+            rule = sharing_rule(configs[a].type)
+            if rule is not None:
+                pairs.append((a, b, rule(_settings(configs[a]), _settings(configs[b]))))
+    return EndpointSharing.from_pairs(pairs) if pairs else NOTHING_SHARED
+
+
+def _settings(config: EndpointConfig) -> dict[str, object]:
+    """An endpoint's keys as its provider type takes them: ``uri`` and the type's own."""
+    return config.model_dump(exclude={"type"})
+
+
 def open_endpoints(configs: Mapping[str, EndpointConfig], *, state_dir: Path, mutating: bool,
                    lock_timeout: float = 0.0, meanwhile: Callable[[], object] | None = None) -> Endpoints:
     """Connect to every endpoint at once, running ``meanwhile`` on this thread while they connect; if one fails
     (or ``meanwhile`` does), the others are closed and the error names the endpoint."""
     def connect(name: str) -> Endpoint:
         config = configs[name]
-        settings = config.model_dump(exclude={"type"})
+        settings = _settings(config)
         try:
             hypervisor = open_provider(config.type, settings, sandbox_dir=sandbox_dir(state_dir, name),
                                        mutating=mutating, lock_timeout=lock_timeout)
@@ -104,4 +126,4 @@ def open_endpoints(configs: Mapping[str, EndpointConfig], *, state_dir: Path, mu
         for provider in opened.values():
             provider.close()
         raise errors[0]
-    return Endpoints(opened, {name: configs[name].type for name in names})
+    return Endpoints(opened, {name: configs[name].type for name in names}, endpoint_sharing(configs))

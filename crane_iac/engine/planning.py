@@ -140,7 +140,7 @@ def _plan_once(
     if refresh:
         assert lives is not None
         live, conflicts = match_live(lives, stack, state, [] if destroy else loaded.desired, loaded.imports,
-                                     endpoints)
+                                     endpoints, endpoints.sharing)
         diagnostics.extend(conflicts)
     request = PlanRequest(stack=stack, lineage=state.lineage, serial=state.serial, refreshed=refresh,
                           targets=tuple(targets), replace=tuple(replace), destroy=destroy,
@@ -166,6 +166,9 @@ def _plan_once(
                 want = desired[change.address]
                 for problem in endpoints[change.endpoint].check(change.kind, change.after or want.properties):
                     diagnostics.append(Diagnostic(problem, want.file, want.line, change.address))
+                # what an endpoint sharing the kind will check against it (a volume there in this pool)
+                for peer in sorted(endpoints.sharing.peers(change.endpoint, change.kind) - {change.endpoint}):
+                    endpoints[peer].planned_elsewhere(change.kind, change.after or want.properties)
     names: dict[str, str] = {}
     for change in plan.changes:
         if change.action is Action.CREATE_THEN_DELETE and change.from_physical is None:

@@ -10,6 +10,7 @@ from crane_iac.errors import Diagnostic
 from crane_iac.objects import DEFAULT_ENDPOINT, Desired, Live, Outcome, Recorded, identity
 from crane_iac.planner.diff import resolve_outputs
 from crane_iac.resources.messages import with_article
+from crane_iac.sharing import NOTHING_SHARED, EndpointSharing
 from crane_iac.state.base import Committed, StackState
 
 
@@ -26,13 +27,17 @@ class EndpointRead(Protocol):
 
 def match_live(
     lives: Iterable[Live], stack: str, state: StackState, desired: Iterable[Desired], imports: Iterable[str] = (),
-    endpoints: Mapping[str, EndpointRead] | None = None,
+    endpoints: Mapping[str, EndpointRead] | None = None, sharing: EndpointSharing = NOTHING_SHARED,
 ) -> tuple[dict[str, Live], list[Diagnostic]]:
     """Live objects of this stack by address (including adopted, imported and orphaned ones), and name conflicts.
     Objects forgotten with `crane state rm` are crane's no longer: neither adopted nor orphaned. ``endpoints`` says
     what each endpoint's read could not see: a recorded object it did not list (a state-only kind: a lease, a
     configuration run; a volume of a stopped pool) is as state recorded it, and the keys it cannot report come from
-    state. Without ``endpoints``, every object is listed and every key readable."""
+    state. Without ``endpoints``, every object is listed and every key readable. An object of a kind endpoints share
+    (``sharing``), read through each of them, is taken once, on its owner (``one_copy_each``)."""
+    desired = list(desired)
+    if sharing:
+        lives = one_copy_each(lives, sharing, state, desired)
     by_key = {identity(live.kind, live.physical, live.properties, live.endpoint): live for live in lives}
     forgotten = {identity(r.kind, r.physical, r.properties, r.endpoint): r.address for r in state.forgotten}
     matched: dict[str, Live] = {}
@@ -97,6 +102,34 @@ def match_live(
     return matched, diagnostics
 
 
+def one_copy_each(lives: Iterable[Live], sharing: EndpointSharing, state: StackState,
+                  desired: Iterable[Desired]) -> list[Live]:
+    """``lives`` with each object of a shared kind (a libvirt network read through qemu:///system and again through
+    lxc:///system) once, tagged with the endpoint that owns it: where state records it (or forgot it), else where
+    an interrupted create or the stack puts it, else the first of its endpoints by name. Its other copies are the
+    same object seen again: matched, they would be taken for a second object of the stack's, and deleted."""
+    owners: dict[tuple[str, ...], str] = {}
+
+    def owns(kind: str, physical: str, properties: dict[str, Any], endpoint: str) -> None:
+        peers = sharing.peers(endpoint, kind)
+        if len(peers) > 1:
+            owners.setdefault(identity(kind, physical, properties, min(peers)), endpoint)
+
+    for rec in (*state.resources.values(), *state.forgotten):
+        owns(rec.kind, rec.physical, rec.properties, rec.endpoint)
+    for intent in state.intents.values():
+        owns(intent.kind, intent.physical, intent.properties, intent.endpoint)
+    for want in desired:
+        owns(want.kind, want.physical, want.properties, want.endpoint)
+    kept = []
+    for live in lives:
+        peers = sharing.peers(live.endpoint, live.kind)
+        if len(peers) == 1 or live.endpoint == owners.get(
+                identity(live.kind, live.physical, live.properties, min(peers)), min(peers)):
+            kept.append(live)
+    return kept
+
+
 def _listed(reader: EndpointRead | None, rec: Recorded) -> bool:
     """Whether the read of the record's endpoint listed every object like it (none of an endpoint not opened)."""
     return reader is not None and reader.listed(rec.kind, rec.properties)
@@ -133,9 +166,10 @@ def _where(endpoint: str) -> str:
 
 
 def refreshed_records(lives: Iterable[Live], stack: str, state: StackState,
-                      endpoints: Mapping[str, EndpointRead] | None = None) -> list[Committed]:
+                      endpoints: Mapping[str, EndpointRead] | None = None,
+                      sharing: EndpointSharing = NOTHING_SHARED) -> list[Committed]:
     """What `crane refresh` records: live values for recorded resources that changed, and forgets those gone."""
-    live, _ = match_live(lives, stack, state, [], endpoints=endpoints)
+    live, _ = match_live(lives, stack, state, [], endpoints=endpoints, sharing=sharing)
     committed = []
     for address, rec in state.resources.items():
         now = live.get(address)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from crane_iac.config import Project, StackConfig, find_project, load_project, read_var_file
 from crane_iac.engine import leasing
-from crane_iac.engine.endpoints import Endpoints, open_endpoints
+from crane_iac.engine.endpoints import Endpoints, endpoint_sharing, open_endpoints
 from crane_iac.engine.run import PlanOptions, Run, read_plan
 from crane_iac.errors import ConfigError, Diagnostic, DiagnosticsError
 from crane_iac.ipam.pools import LeaseRecord, PoolRecord
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from crane_iac.loader import LoadedStack
     from crane_iac.objects import Live
     from crane_iac.planner.model import Plan
+    from crane_iac.sharing import EndpointSharing
     from crane_iac.state.migrate import MigrationReport
 
 __all__ = ["ImportReport", "PlanOptions", "RefreshReport", "Run", "Workspace", "read_plan"]
@@ -108,6 +109,11 @@ class Workspace:
         return self._variables
 
     @property
+    def sharing(self) -> EndpointSharing:
+        """Which kinds the stack's endpoints share, from crane.toml alone (no connection)."""
+        return endpoint_sharing(self.config.endpoints())
+
+    @property
     def stack_file(self) -> Path:
         path = self.project.root / self.config.file
         if not path.is_file():
@@ -134,7 +140,7 @@ class Workspace:
 
         def run(leases: leasing.Leases, names: dict[str, str] | None = None) -> LoadedStack:
             return load_stack(path, variables, physical_names=names, settings=settings, project_dir=root,
-                              leases=leases)
+                              leases=leases, sharing=self.sharing)
 
         loaded = first if first is not None and not settings and not leases else run(leases)
         if state is None:
@@ -155,7 +161,7 @@ class Workspace:
 
         return self._validated(load_stack(self.stack_file, self.variables, physical_names=names,
                                           settings=self._settings, project_dir=self.project.root,
-                                          leases=self._leases))
+                                          leases=self._leases, sharing=self.sharing))
 
     @property
     def _leases(self) -> dict[tuple[str, str, str], str]:
@@ -311,7 +317,7 @@ class Workspace:
 
             state = run.state
             assert run.endpoints is not None
-            committed = refreshed_records(run.lives, self.name, state, run.endpoints)
+            committed = refreshed_records(run.lives, self.name, state, run.endpoints, run.endpoints.sharing)
             outputs = refreshed_outputs(run.loaded.outputs, state, committed)
             if committed or outputs != state.outputs:
                 self.store.commit(self.name, committed, outputs, expected_serial=state.serial, run=run.info)

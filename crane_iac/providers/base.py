@@ -132,6 +132,11 @@ class Provider(ABC):
         (``create_before_destroy``); raise ``ProviderError`` saying why when this provider cannot."""
         raise ProviderError(f"this provider cannot create a new {kind} before destroying the old one")
 
+    def planned_elsewhere(self, kind: str, properties: dict[str, Any]) -> None:
+        """An object of ``kind`` that the plan makes or changes through another endpoint sharing the kind with this
+        one (crane_iac/sharing.py), told before the checks of what depends on it: a later ``check`` counts it as
+        there (a volume here in a storage pool the plan makes through the other endpoint)."""
+
     def remark(self, kind: str, properties: dict[str, Any]) -> str | None:
         """What the plan should say of creating or changing this object beyond its fields (a configuration run
         that will be skipped because no host can be reached), or None."""

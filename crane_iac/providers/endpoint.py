@@ -82,6 +82,9 @@ class Endpoint(Provider):
     def replacement_name(self, kind: str, physical: str, properties: dict[str, Any]) -> str:
         return self.provider_of(kind).replacement_name(kind, physical, properties)
 
+    def planned_elsewhere(self, kind: str, properties: dict[str, Any]) -> None:
+        self.provider_of(kind).planned_elsewhere(kind, properties)
+
     def remark(self, kind: str, properties: dict[str, Any]) -> str | None:
         return self.provider_of(kind).remark(kind, properties)
 

@@ -10,9 +10,13 @@ it, the opener's module may define
   ``uri``): crane.toml's loader validates them with it, so an unknown key is reported at its file:line with the
   one meant; a type without it takes no keys of its own;
 * ``validate_resource(kind, properties) -> list[str]``: the type's own rules for the resources it serves
-  (Terraform's ValidateResourceConfig), checked whenever a stack loads, with no connection.
+  (Terraform's ValidateResourceConfig), checked whenever a stack loads, with no connection;
+* ``shared_kinds(a, b) -> frozenset[str]``: from two endpoints' settings (``uri`` and the type's own keys), the kinds
+  an object of which, made through one, is there by its name through the other (one libvirtd's qemu:///system and
+  lxc:///system share networks and storage, not domains: crane_iac/sharing.py). A type without it shares nothing
+  between endpoints; endpoints of two types never share.
 
-Both are read without opening anything, so the opener's module should import its hypervisor's SDK only in the
+All three are read without opening anything, so the opener's module should import its hypervisor's SDK only in the
 opener.
 
 Companions (providers/endpoint.py) are found the same way, under the group ``crane_iac.companions``: an opener
@@ -43,6 +47,8 @@ BUILT_IN_COMPANIONS = {"ansible": "crane_iac.providers.ansible:open_companion"}
 Opener = Callable[..., Provider]
 #: a provider type's own rules: the problems (plain sentences) of one resource of ``kind`` with these properties
 ResourceRules = Callable[[str, dict[str, Any]], list[str]]
+#: the kinds two endpoints of one provider type share, from their settings (``uri`` and the type's own keys)
+SharedKinds = Callable[[Mapping[str, Any], Mapping[str, Any]], frozenset[str]]
 
 
 def provider_types() -> dict[str, str]:
@@ -112,3 +118,13 @@ def resource_rules(type_name: str) -> ResourceRules | None:
         return None
     rules: ResourceRules | None = getattr(importlib.import_module(target.partition(":")[0]), "validate_resource", None)
     return rules
+
+
+def sharing_rule(type_name: str) -> SharedKinds | None:
+    """Which kinds two endpoints of ``type_name`` share (``shared_kinds`` beside its opener), or None for a type that
+    shares nothing between its endpoints or that is not known (opening it reports that)."""
+    target = provider_types().get(type_name)
+    if target is None:
+        return None
+    rule: SharedKinds | None = getattr(importlib.import_module(target.partition(":")[0]), "shared_kinds", None)
+    return rule

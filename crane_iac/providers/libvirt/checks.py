@@ -67,6 +67,11 @@ class Checks:
             problems.extend(self._container(properties))
         return problems
 
+    def planned(self, kind: str, properties: dict[str, Any]) -> None:
+        """Take note of an object the plan makes through another endpoint of this daemon: a pool's name."""
+        if kind == "pool":
+            self._planned_pools.add(properties["name"])
+
     def _driver(self, kind: str) -> list[str]:
         """A VM needs a hypervisor that boots machines, a container libvirt's LXC driver (the sandbox runs both)."""
         driver, uri = self.host.driver, self.host.uri

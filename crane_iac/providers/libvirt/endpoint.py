@@ -1,6 +1,7 @@
 """The libvirt type as the provider registry sees it: the opener (``open_endpoint``), the endpoint's own crane.toml
-keys (``Settings``) and the rules for the resources it serves (``validate_resource``). Loading a project reads the
-last two, so this module imports libvirt itself only when an endpoint is opened."""
+keys (``Settings``), the rules for the resources it serves (``validate_resource``) and which kinds two of its
+endpoints share (``shared_kinds``: one libvirtd's qemu:///system and lxc:///system share networks and storage).
+Loading a project reads the last three, so this module imports libvirt itself only when an endpoint is opened."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from crane_iac.providers.libvirt.settings import LibvirtSettings as Settings
+from crane_iac.providers.libvirt.sharing import shared_kinds
 from crane_iac.providers.libvirt.validation import validate_resource
 
 if TYPE_CHECKING:
     from crane_iac.providers.libvirt.provider import LibvirtProvider
 
-__all__ = ["Settings", "open_endpoint", "validate_resource"]
+__all__ = ["Settings", "open_endpoint", "shared_kinds", "validate_resource"]
 
 
 def open_endpoint(settings: dict[str, Any], *, sandbox_dir: Path, mutating: bool,

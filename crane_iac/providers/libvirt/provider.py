@@ -24,6 +24,7 @@ from crane_iac.providers.libvirt.pools import Pools
 from crane_iac.providers.libvirt.reading import read_all
 from crane_iac.providers.libvirt.rules import KEPT_OUTPUTS, UNREADABLE, diff_properties, replacement_names
 from crane_iac.providers.libvirt.sandbox import SandboxHost
+from crane_iac.providers.libvirt.sharing import KINDS
 from crane_iac.providers.libvirt.volumes import Volumes
 from crane_iac.providers.metrics import CpuTime, MemoryUsage
 
@@ -40,7 +41,7 @@ class LibvirtProvider(Provider):
     """A libvirt host (``uri``), or with ``uri=None`` the embedded sandbox kept under ``sandbox_dir``."""
 
     provider_type = "libvirt"
-    kinds = ("pool", "network", "volume", "cloudinit", "vm", "container")
+    kinds = KINDS
     #: read_all lists every pool, network, domain and the volumes of every running pool (a seed is one of them);
     #: those of a stopped pool it cannot list (``unlisted``)
     listed_kinds = frozenset(kinds)
@@ -120,6 +121,9 @@ class LibvirtProvider(Provider):
 
     def check(self, kind: str, properties: dict[str, Any]) -> list[str]:
         return self.checks.problems(kind, properties)
+
+    def planned_elsewhere(self, kind: str, properties: dict[str, Any]) -> None:
+        self.checks.planned(kind, properties)
 
     def create(self, request: CreateRequest) -> Live:
         handler = self.handlers[request.kind]
