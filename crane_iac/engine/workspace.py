@@ -34,6 +34,7 @@ from crane_iac.state.base import (
     RunInfo,
     Setting,
     StackState,
+    StateOutline,
     StateStore,
     this_process,
 )
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["ImportReport", "PlanOptions", "RefreshReport", "Run", "Workspace", "read_plan"]
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 
 @dataclass
@@ -124,15 +126,15 @@ class Workspace:
     def load(self, state: StackState | None = None) -> LoadedStack:
         """Run the stack file; with ``state``, recorded resources keep the hypervisor names they were created with
         (a resource moved to a new address is the same object)."""
-        return self._validated(self._load(state))
+        return self._validated(self._load(StateOutline.of(state) if state is not None else None))
 
-    def _load(self, state: StackState | None = None, first: LoadedStack | None = None) -> LoadedStack:
-        """The stack run against ``state`` (None: without it); ``first``, a run without state, stands for this one
-        when state adds nothing to it (no settings, no leases yet)."""
+    def _load(self, state: StateOutline | None = None, first: LoadedStack | None = None) -> LoadedStack:
+        """The stack run against what ``state`` lends it (None: without state); ``first``, a run without state,
+        stands for this one when state adds nothing to it (no settings, no leases yet)."""
         from crane_iac.loader import load_stack, pinned_names
 
         path, variables = self.stack_file, self.variables
-        settings = self._settings = _values(state) if state is not None else {}
+        settings = self._settings = {key: s.value for key, s in state.settings.items()} if state is not None else {}
         root = self.project.root
         # what pools lease to the stack is read with its state: a stack loaded without (crane validate) takes
         # stand-ins, and opens no state database
@@ -147,7 +149,7 @@ class Workspace:
             return loaded
         # a moved resource keeps its hypervisor name, and so its MACs and the SLAAC addresses it leases: the names
         # are pinned before anything is leased
-        names = pinned_names(loaded, {a: r.physical for a, r in state.resources.items()})
+        names = pinned_names(loaded, state.names)
         moved = leasing.follow_moves(loaded, leases)
         if moved is not None:  # a moved resource keeps its values: apply moves its leases with its record
             self._lease_values = moved
@@ -226,21 +228,32 @@ class Workspace:
 
     @contextmanager
     def endpoints(self, *, mutating: bool, lock_timeout: float = 0.0, read: bool = False,
-                  meanwhile: Callable[[], T] | None = None) -> Iterator[tuple[Endpoints, T | None, list[Live] | None]]:
-        """Connect to every endpoint, then (with ``read``) read everything on them in the background while
-        ``meanwhile`` runs: 10,000 round trips to a real host take as long as running a big stack file. The stack
-        runs after the connections are open, not during: opening a big sandbox is the run's memory peak, and the
-        stack's values held through it would add to it (measured for 10,000 resources: the plan 0.5 s faster, its
-        peak 44 MB higher, past crane's 60 MB share; see docs/benchmarks.md). Yields the endpoints, what
-        ``meanwhile`` returned, and what was read (or None). While they connect, what the stack run, the state read
-        and the plan use is imported (``_import_for_planning``)."""
+                  during: Callable[[], D] | None = None, meanwhile: Callable[[D | None], T] | None = None
+                  ) -> Iterator[tuple[Endpoints, T | None, list[Live] | None]]:
+        """Connect to every endpoint, running ``during`` while they connect, then (with ``read``) read everything on
+        them in the background while ``meanwhile`` runs with what ``during`` returned. Yields the endpoints, what
+        ``meanwhile`` returned, and what was read (or None).
+
+        Connecting to a big sandbox takes seconds in libvirt's C code, which leaves the GIL free; what the stack run,
+        the state read and the plan import is imported then (``_import_for_planning``), and ``during`` runs the
+        stack. Reading 10,000 objects (round trips to a real host, XML parsing on the sandbox) takes as long as
+        running a big stack file, so ``meanwhile`` does what is left. What ``during`` holds is held through the
+        opening, which is the run's memory peak: a plan runs only the stack there (about 20 MB for 10,000
+        resources), and reads state after (another 20 MB; see docs/benchmarks.md)."""
+        box: list[D] = []
+
+        def connecting() -> None:
+            _import_for_planning()
+            if during is not None:
+                box.append(during())
+
         endpoints = open_endpoints(self.config.endpoints(), state_dir=self.project.root / ".crane",
-                                   mutating=mutating, lock_timeout=lock_timeout, meanwhile=_import_for_planning)
+                                   mutating=mutating, lock_timeout=lock_timeout, meanwhile=connecting)
         try:
             with ThreadPoolExecutor(1, thread_name_prefix="crane-read") as pool:
                 reading = pool.submit(endpoints.read_all) if read else None
                 try:
-                    extra = meanwhile() if meanwhile is not None else None
+                    extra = meanwhile(box[0] if box else None) if meanwhile is not None else None
                     lives = reading.result() if reading is not None else None
                 except BaseException:
                     if reading is not None:
@@ -250,15 +263,26 @@ class Workspace:
         finally:
             endpoints.close()
 
-    def load_with_state(self) -> tuple[LoadedStack, StackState]:
-        """The stack and its state: run once with what state holds (settings, names, leases) when the state database
-        is there; else first without it, so that a broken stack creates no state database."""
-        if self._state_exists():
-            state = self.state()
-            return self._validated(self._load(state)), state
-        first = self._load()
+    def early_load(self) -> tuple[LoadedStack, int | None]:
+        """The stack run with what its state lends it (settings, names, leases: ``StateOutline``), and the serial
+        that state was at; with no state database yet, run without it (so that a broken stack creates none), and
+        None. A plan runs this while the endpoints connect."""
+        if not self._state_exists():
+            return self._load(), None
+        outline = self.store.outline(self.name)
+        return self._validated(self._load(outline)), outline.serial
+
+    def load_with_state(self, early: tuple[LoadedStack, int | None] | None = None
+                        ) -> tuple[LoadedStack, StackState]:
+        """The stack and its state. ``early`` is what ``early_load`` gave (None: run it here): the stack runs again
+        only when the state read now is not the one it ran with (a first run without state, which settings, leases
+        or pinned names may change; or a serial changed by another run meanwhile)."""
+        loaded, serial = early if early is not None else self.early_load()
         state = self.state()
-        return self._validated(self._load(state, first=first)), state
+        if serial is not None and serial == state.serial:
+            return loaded, state
+        first = loaded if serial is None else None
+        return self._validated(self._load(StateOutline.of(state), first=first)), state
 
     def _state_exists(self) -> bool:
         """Whether the state database is there already (a server's always is; a SQLite file may not be yet)."""
@@ -277,8 +301,8 @@ class Workspace:
 
     def plan(self, options: PlanOptions = PlanOptions()) -> Plan:
         """A plan made without the lock, reading the endpoints without changing them (``crane plan``)."""
-        with self.endpoints(mutating=False, read=options.refresh, meanwhile=self.load_with_state) as (
-                endpoints, loaded_state, lives):
+        with self.endpoints(mutating=False, read=options.refresh, during=self.early_load,
+                            meanwhile=self.load_with_state) as (endpoints, loaded_state, lives):
             from crane_iac.engine.planning import plan_stack
 
             assert loaded_state is not None
@@ -304,7 +328,8 @@ class Workspace:
                           None, info)
                 return
             with self.endpoints(mutating=mutating, lock_timeout=lock_timeout, read=load and read,
-                                meanwhile=(lambda: self.load(state)) if load else None) as (endpoints, loaded, lives):
+                                during=(lambda: self.load(state)) if load else None,
+                                meanwhile=lambda loaded: loaded) as (endpoints, loaded, lives):
                 yield Run(self.name, self.store, self.reload, lock_id, state, endpoints, loaded, lives, info)
         finally:
             self.store.release_lock(self.name, lock_id)
@@ -394,7 +419,3 @@ def _import_for_planning() -> None:
     to open), at no cost in memory, as the run holds these modules anyway."""
     for module in ("crane_iac.state.backends", "crane_iac.engine.planning"):
         importlib.import_module(module)
-
-
-def _values(state: StackState) -> dict[str, Any]:
-    return {key: s.value for key, s in state.settings.items()}

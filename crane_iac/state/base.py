@@ -73,6 +73,21 @@ class StackState:
 
 
 @dataclass(slots=True, frozen=True)
+class StateOutline:
+    """What a stack's run takes from its state, without the recorded properties: the serial it was read at, the
+    durable settings, and the hypervisor name of each recorded resource (address → name). A plan runs the stack with
+    it while the endpoints connect, and reads the whole state after (``StateStore.outline``)."""
+
+    serial: int
+    settings: dict[str, Setting]
+    names: dict[str, str]
+
+    @classmethod
+    def of(cls, state: StackState) -> StateOutline:
+        return cls(state.serial, state.settings, {a: r.physical for a, r in state.resources.items()})
+
+
+@dataclass(slots=True, frozen=True)
 class RunInfo:
     """One locked run (an apply, a refresh, `crane state rm`…): the lock ID it held, who ran it, what command, when
     it took the lock. Every journal line its writes leave names it, so the history shows one run's serials (an
@@ -197,6 +212,11 @@ class StateStore(ABC):
     @abstractmethod
     def read(self, stack: str) -> StackState:
         """The stack's resources, intents, outputs, forgotten objects and settings, as of one serial."""
+
+    def outline(self, stack: str) -> StateOutline:
+        """The stack's serial, settings and recorded names, as of one serial: a store that can read them without the
+        rest (a few MB for 10,000 resources instead of 20) does."""
+        return StateOutline.of(self.read(stack))
 
     @abstractmethod
     def history(self, stack: str, limit: int = 100) -> list[HistoryEntry]:

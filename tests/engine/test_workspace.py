@@ -304,3 +304,40 @@ def test_a_saved_plan_that_is_no_object_is_an_error_naming_the_file(tmp_path: Pa
     (tmp_path / "p.crane").write_text("[1, 2]")
     with pytest.raises(CraneError, match=r"p\.crane: not a crane plan file \(plan format None"):
         read_plan(tmp_path / "p.crane")
+
+
+SIZED = """
+from crane_iac import VM, setting
+
+VM("web", vcpus=1, memory_mib=setting("web.memory", 256))
+"""
+
+
+def test_a_plan_runs_the_stack_once_while_connecting_and_again_only_if_state_moved_on(tmp_path: Path) -> None:
+    """The stack runs with what state lends it (settings, names, leases) while the endpoints connect; a setting
+    written before the whole state is read makes it run again with that setting, not plan with the old one."""
+    ws = Workspace.open(project(tmp_path, SIZED))
+    apply(ws)
+    early = ws.early_load()
+    assert early[1] is not None and early[0].desired[0].properties["memory_mib"] == 256
+    loaded, state = ws.load_with_state(early)
+    assert loaded is early[0] and state.serial == early[1]  # the same serial: no second run
+
+    ws.set_setting("web.memory", 512, by="test", why="a run meanwhile")
+    loaded, state = ws.load_with_state(early)  # ran against the old serial
+    assert state.serial > early[1]
+    assert loaded is not early[0] and loaded.desired[0].properties["memory_mib"] == 512
+    assert ws.early_load()[0].desired[0].properties["memory_mib"] == 512
+
+
+def test_a_first_plan_runs_the_stack_before_it_makes_the_state_database(tmp_path: Path) -> None:
+    """With no state database yet the stack runs without state while connecting; a broken stack then creates
+    none."""
+    ws = Workspace.open(project(tmp_path, SIZED.replace("256)", "256")))
+    with pytest.raises(DiagnosticsError):
+        ws.plan()
+    assert not (tmp_path / ".crane" / "state.db").exists()
+    ws = Workspace.open(project(tmp_path, SIZED))
+    loaded, serial = ws.early_load()
+    assert serial is None and not (tmp_path / ".crane" / "state.db").exists()
+    assert ws.load_with_state((loaded, serial))[1].serial == 0

@@ -38,6 +38,7 @@ from crane_iac.state.base import (
     Setting,
     StackDump,
     StackState,
+    StateOutline,
     StateStore,
     mask_url,
 )
@@ -191,6 +192,15 @@ class SqlStateStore(StateStore):
         if head is None:
             return StackState(stack, 0, "", resources, intents, {}, forgotten, settings)
         return StackState(stack, head[0], head[1], resources, intents, loads(head[2]), forgotten, settings)
+
+    @_db_errors
+    def outline(self, stack: str) -> StateOutline:
+        with self._reader.connect() as conn:
+            head = conn.execute(select(STACKS.c.serial).where(STACKS.c.name == stack)).first()
+            names = conn.execute(text("SELECT address, physical FROM resources WHERE stack = :stack"),
+                                 {"stack": stack}).all()
+            settings = read_settings(conn, stack)
+        return StateOutline(head[0] if head is not None else 0, settings, {r[0]: r[1] for r in names})
 
     @_db_errors
     def history(self, stack: str, limit: int = 100) -> list[HistoryEntry]:
