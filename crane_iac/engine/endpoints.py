@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from crane_iac.config import EndpointConfig
 from crane_iac.errors import ConfigError, CraneError
@@ -127,3 +129,38 @@ def open_endpoints(configs: Mapping[str, EndpointConfig], *, state_dir: Path, mu
             provider.close()
         raise errors[0]
     return Endpoints(opened, {name: configs[name].type for name in names}, endpoint_sharing(configs))
+
+
+D = TypeVar("D")
+T = TypeVar("T")
+
+
+@contextmanager
+def connected(configs: Mapping[str, EndpointConfig], *, state_dir: Path, mutating: bool, lock_timeout: float = 0.0,
+              read: bool = False, during: Callable[[], D] | None = None,
+              meanwhile: Callable[[D | None], T] | None = None
+              ) -> Iterator[tuple[Endpoints, T | None, list[Live] | None]]:
+    """Connect to every endpoint, running ``during`` while they connect, then (with ``read``) read everything on them
+    in the background while ``meanwhile`` runs with what ``during`` returned. Yields the endpoints, what
+    ``meanwhile`` returned, and what was read (or None); closes the endpoints on the way out.
+
+    Connecting to a big sandbox takes seconds in libvirt's C code, which leaves the GIL free: a plan imports what
+    it needs and runs the stack then. Reading 10,000 objects (round trips to a real host, XML parsing on the
+    sandbox) takes as long as running a big stack file, so ``meanwhile`` does what is left (a plan reads its
+    state). What ``during`` holds is held through the connecting, which is the run's memory peak."""
+    box: list[D] = []
+    endpoints = open_endpoints(configs, state_dir=state_dir, mutating=mutating, lock_timeout=lock_timeout,
+                               meanwhile=(lambda: box.append(during())) if during is not None else None)
+    try:
+        with ThreadPoolExecutor(1, thread_name_prefix="crane-read") as pool:
+            reading = pool.submit(endpoints.read_all) if read else None
+            try:
+                extra = meanwhile(box[0] if box else None) if meanwhile is not None else None
+                lives = reading.result() if reading is not None else None
+            except BaseException:
+                if reading is not None:
+                    reading.exception()  # let the read finish before the connections close
+                raise
+        yield endpoints, extra, lives
+    finally:
+        endpoints.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,7 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from crane_iac.config import Project, StackConfig, find_project, load_project, read_var_file
 from crane_iac.engine import leasing
-from crane_iac.engine.endpoints import Endpoints, endpoint_sharing, open_endpoints
+from crane_iac.engine.endpoints import Endpoints, connected, endpoint_sharing
 from crane_iac.engine.run import PlanOptions, Run, read_plan
 from crane_iac.errors import ConfigError, Diagnostic, DiagnosticsError
 from crane_iac.ipam.pools import LeaseRecord, PoolRecord
@@ -230,38 +229,17 @@ class Workspace:
     def endpoints(self, *, mutating: bool, lock_timeout: float = 0.0, read: bool = False,
                   during: Callable[[], D] | None = None, meanwhile: Callable[[D | None], T] | None = None
                   ) -> Iterator[tuple[Endpoints, T | None, list[Live] | None]]:
-        """Connect to every endpoint, running ``during`` while they connect, then (with ``read``) read everything on
-        them in the background while ``meanwhile`` runs with what ``during`` returned. Yields the endpoints, what
-        ``meanwhile`` returned, and what was read (or None).
-
-        Connecting to a big sandbox takes seconds in libvirt's C code, which leaves the GIL free; what the stack run,
-        the state read and the plan import is imported then (``_import_for_planning``), and ``during`` runs the
-        stack. Reading 10,000 objects (round trips to a real host, XML parsing on the sandbox) takes as long as
-        running a big stack file, so ``meanwhile`` does what is left. What ``during`` holds is held through the
-        opening, which is the run's memory peak: a plan runs only the stack there (about 20 MB for 10,000
-        resources), and reads state after (another 20 MB; see docs/benchmarks.md)."""
-        box: list[D] = []
-
-        def connecting() -> None:
+        """``connected`` to this stack's endpoints: ``during`` runs while they connect, after the imports the stack
+        run, the state read and the plan need (``_import_for_planning``); ``meanwhile`` while they are read. A plan
+        runs only the stack during (about 20 MB for 10,000 resources, held through the connecting, which is the
+        run's memory peak) and reads the whole state after (another 20 MB; see docs/benchmarks.md)."""
+        def connecting() -> D | None:
             _import_for_planning()
-            if during is not None:
-                box.append(during())
+            return during() if during is not None else None
 
-        endpoints = open_endpoints(self.config.endpoints(), state_dir=self.project.root / ".crane",
-                                   mutating=mutating, lock_timeout=lock_timeout, meanwhile=connecting)
-        try:
-            with ThreadPoolExecutor(1, thread_name_prefix="crane-read") as pool:
-                reading = pool.submit(endpoints.read_all) if read else None
-                try:
-                    extra = meanwhile(box[0] if box else None) if meanwhile is not None else None
-                    lives = reading.result() if reading is not None else None
-                except BaseException:
-                    if reading is not None:
-                        reading.exception()  # let the read finish before the connections close
-                    raise
-            yield endpoints, extra, lives
-        finally:
-            endpoints.close()
+        with connected(self.config.endpoints(), state_dir=self.project.root / ".crane", mutating=mutating,
+                       lock_timeout=lock_timeout, read=read, during=connecting, meanwhile=meanwhile) as opened:
+            yield opened
 
     def early_load(self) -> tuple[LoadedStack, int | None]:
         """The stack run with what its state lends it (settings, names, leases: ``StateOutline``), and the serial
