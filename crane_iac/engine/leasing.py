@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from crane_iac.errors import CraneError
 from crane_iac.ipam.pools import Holder, IpamError, LeaseRecord, PoolSpec, Want
-from crane_iac.resources.ippools import network_pool
 from crane_iac.state.base import StackState, StateStore
 
 if TYPE_CHECKING:
@@ -69,6 +68,9 @@ def _lease_deferred(loaded: LoadedStack, store: StateStore, stack: str, known: L
         subnet = known.get((d.parent, d.network, d.field))
         if subnet is None:  # its subnet is not leased yet: a later round takes it
             continue
+        # imported here: the resource models are imported while the endpoints connect, not before
+        from crane_iac.resources.ippools import network_pool
+
         pool = network_pool(d.parent, subnet).pool
         specs[pool.name], parents[pool.name] = pool, d.parent
         if known.get((pool.name, d.address, d.slot)) is None:

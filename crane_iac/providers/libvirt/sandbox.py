@@ -19,6 +19,7 @@ from typing import IO, Any
 import libvirt
 
 from crane_iac.errors import ProviderError
+from crane_iac.heap import release_freed_memory
 from crane_iac.providers.libvirt.host import NOT_FOUND, DhcpRange, Host, ListedDomain, connect
 from crane_iac.providers.libvirt.pools import list_pools
 
@@ -124,19 +125,6 @@ class Sandbox:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
             self._lock = None
-
-
-def release_freed_memory() -> None:
-    """Hand the C heap's free pages back to the system. The test driver parses its whole node file into a DOM
-    (about 14 times the file's size) and frees it once the objects are defined, but glibc keeps freed pages: for
-    10,000 domains, ~145 MB resident that nothing uses, under everything the run allocates next."""
-    import ctypes
-
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):  # not glibc: nothing to do
-        return
-    trim(0)
 
 
 def domain_for_node_file(xml: str, running: bool) -> str:

@@ -11,8 +11,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from crane_iac.resources.messages import with_article
-
 #: the vCPUs QEMU's pc machine holds (the test driver takes more; a real host refuses them)
 MAX_VCPUS = 255
 #: the network modes whose bridge carries a VLAN tag in libvirt's network XML
@@ -55,6 +53,9 @@ def _network(p: dict[str, Any]) -> list[str]:
                         "ipv4=… or use mode='isolated'")
     mode = p.get("mode")
     if p.get("vlan") is not None and mode not in VLAN_MODES:
+        # imported here: the resource models (the package it is in) are imported while the endpoints connect
+        from crane_iac.resources.messages import with_article
+
         problems.append(f"a VLAN tag needs mode='openvswitch'; libvirt cannot tag {with_article(repr(mode))} network")
     return problems
 
