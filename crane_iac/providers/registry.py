@@ -113,18 +113,20 @@ def open_companions(hypervisor: Provider, *, state_dir: Path, mutating: bool, pr
 def resource_rules(type_name: str) -> ResourceRules | None:
     """The rules of ``type_name`` for the resources it serves (``validate_resource`` beside its opener), or None for
     a type that has none or that is not known (opening it reports that)."""
-    target = provider_types().get(type_name)
-    if target is None:
-        return None
-    rules: ResourceRules | None = getattr(importlib.import_module(target.partition(":")[0]), "validate_resource", None)
+    rules: ResourceRules | None = _beside_opener(type_name, "validate_resource")
     return rules
 
 
 def sharing_rule(type_name: str) -> SharedKinds | None:
     """Which kinds two endpoints of ``type_name`` share (``shared_kinds`` beside its opener), or None for a type that
     shares nothing between its endpoints or that is not known (opening it reports that)."""
+    rule: SharedKinds | None = _beside_opener(type_name, "shared_kinds")
+    return rule
+
+
+def _beside_opener(type_name: str, name: str) -> Any:
+    """What the module of ``type_name``'s opener defines as ``name``, or None (also for a type not known)."""
     target = provider_types().get(type_name)
     if target is None:
         return None
-    rule: SharedKinds | None = getattr(importlib.import_module(target.partition(":")[0]), "shared_kinds", None)
-    return rule
+    return getattr(importlib.import_module(target.partition(":")[0]), name, None)
