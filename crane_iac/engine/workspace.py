@@ -77,6 +77,8 @@ class Workspace:
     _settings: dict[str, Any] = field(default_factory=dict)
     _variables: dict[str, Any] | None = None
     _lease_values: dict[tuple[str, str, str], str] | None = None
+    #: the stack's leases as state held them when the stack was loaded: the plan lists those its apply gives back
+    _lease_records: list[LeaseRecord] = field(default_factory=list)
 
     @classmethod
     def open(cls, directory: Path, stack: str | None = None, *, variables: Mapping[str, Any] | None = None,
@@ -139,7 +141,7 @@ class Workspace:
         loaded = first if first is not None and not settings and not leases else run(leases)
         if state is None:
             return loaded
-        moved = leasing.follow_moves(loaded, leases)
+        moved = leasing.follow_moves(loaded, leases, state.resources)
         if moved is not None:  # a moved resource keeps its values: apply moves its leases with its record
             self._lease_values = moved
             loaded = run(moved)
@@ -159,7 +161,8 @@ class Workspace:
     def _leases(self) -> dict[tuple[str, str, str], str]:
         """What address pools lease to this stack's resources: (pool, address, field) → value."""
         if self._lease_values is None:
-            self._lease_values = leasing.leases_of(self.store, self.name)
+            self._lease_records = self.store.ip_leases(stack=self.name)
+            self._lease_values = leasing.values_of(self._lease_records)
         return self._lease_values
 
     def _leased(self, loaded: LoadedStack, run: Callable[[dict[tuple[str, str, str], str]], LoadedStack]
@@ -276,7 +279,8 @@ class Workspace:
             assert loaded_state is not None
             loaded, state = loaded_state
             return plan_stack(self.name, loaded, state, endpoints, refresh=options.refresh, targets=options.targets,
-                              replace=options.replace, destroy=options.destroy, lives=lives, reload=self.reload)
+                              replace=options.replace, destroy=options.destroy, lives=lives, reload=self.reload,
+                              leases=self._lease_records)
 
     # changing things: under the lock
 
@@ -297,7 +301,8 @@ class Workspace:
                 return
             with self.endpoints(mutating=mutating, lock_timeout=lock_timeout, read=load and read,
                                 meanwhile=(lambda: self.load(state)) if load else None) as (endpoints, loaded, lives):
-                yield Run(self.name, self.store, self.reload, lock_id, state, endpoints, loaded, lives, info)
+                yield Run(self.name, self.store, self.reload, lock_id, state, endpoints, loaded, lives, info,
+                          self._lease_records)
         finally:
             self.store.release_lock(self.name, lock_id)
 

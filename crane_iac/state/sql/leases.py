@@ -135,21 +135,17 @@ def release(conn: Connection, stack: str, addresses: Iterable[str]) -> int:
     return int(result.rowcount or 0)
 
 
-def reclaim(conn: Connection, stack: str, keep: Iterable[str],
-            wanted: Iterable[tuple[str, str, str]] | None = None) -> int:
-    """Give back the ``planned`` leases of ``stack`` whose resource is not among ``keep`` (what the stack declares
-    or state records): a plan never applied, an apply killed before its create. With ``wanted`` ((pool, address,
-    field) the stack takes now, after an apply that made every resource of ``keep`` match it), a lease of a
-    resource of ``keep`` that the stack no longer takes goes back too (a network whose ipv6 no longer comes from
-    a pool)."""
-    kept = set(keep)
-    taken = set(wanted) if wanted is not None else None
-    stale = [row for row in _leases(conn, stack=stack)
-             if (row.state == "planned" and row.address not in kept)
-             or (taken is not None and row.address in kept and (row.pool, row.address, row.slot) not in taken)]
-    for row in stale:
-        conn.execute(delete(IP_LEASES).where(and_(IP_LEASES.c.pool == row.pool, IP_LEASES.c.value == row.value)))
-    return len(stale)
+def give_back(conn: Connection, stack: str, released: Sequence[Lease]) -> list[Lease]:
+    """Give back these leases of ``stack`` (the plan listed them: crane_iac/planner/leases.py), each only while it
+    still is its holder's with that value (a lease moved or taken again since is left alone); those given back."""
+    gone = []
+    for x in released:
+        result = conn.execute(delete(IP_LEASES).where(and_(
+            IP_LEASES.c.pool == x.pool, IP_LEASES.c.value == x.value, IP_LEASES.c.stack == stack,
+            IP_LEASES.c.address == x.holder.address, IP_LEASES.c.slot == x.holder.slot)))
+        if result.rowcount:
+            gone.append(x)
+    return gone
 
 
 def move(conn: Connection, stack: str, moves: Sequence[tuple[str, str]]) -> int:
