@@ -210,6 +210,10 @@ class Workspace:
         """Every address pool of the state (shared by every stack of it) and every lease they hold."""
         return self.store.ip_pools(), self.store.ip_leases()
 
+    def drop_pool(self, name: str) -> list[PoolRecord]:
+        """Drop a pool no one holds a value from, with its networks' own pools (``crane ipam rm``)."""
+        return self.store.drop_pool(name)
+
     def release_address(self, value: str, pool: str | None = None) -> LeaseRecord:
         """Give back a lease whose resource no stack records (``crane ipam release``)."""
         return leasing.release(self.store, value, pool)

@@ -301,6 +301,11 @@ class StateStore(ABC):
         holds already is refused, and nothing is written."""
 
     @abstractmethod
+    def drop_pool(self, name: str) -> list[PoolRecord]:
+        """Drop a pool no one holds a value from (``crane ipam rm``), with its networks' own pools; the pools dropped.
+        A pool with leases is refused (``IpamError`` naming them), and nothing is dropped."""
+
+    @abstractmethod
     def release_lease(self, pool: str, value: str) -> LeaseRecord:
         """Give back one lease whose resource no stack records any longer (``crane ipam release``); a lease of a
         recorded resource is refused."""

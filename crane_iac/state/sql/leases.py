@@ -173,6 +173,35 @@ def release_value(conn: Connection, pool: str, value: str) -> LeaseRecord:
     return row
 
 
+def drop_pool(conn: Connection, name: str) -> list[PoolRecord]:
+    """Drop a pool no one holds a value from (``crane ipam rm``), with its networks' own pools (those named after it
+    and a subnet it handed out); the pools dropped. A pool with a lease (or a network pool of it with one), or the
+    pool of a network whose subnet is still leased, is an IpamError naming them, and nothing is dropped."""
+    row = _locked(conn, name)
+    if row is None:
+        known = ", ".join(p.name for p in pools(conn)) or "none"
+        raise IpamError(f"no pool {name!r}; the pools are {known}")
+    children = [p for p in pools(conn) if p.parent == name]
+    held = [x for pool in (row, *children) for x in _leases(conn, pool.name)]
+    if held:
+        shown = "; ".join(f"{x.value} to {x.address} ({x.slot}) in stack {x.stack}, {x.state}" for x in held[:5])
+        more = f"; and {len(held) - 5} more (`crane ipam show {name}`)" if len(held) > 5 else ""
+        raise IpamError(
+            f"pool {name!r} still has {len(held)} lease(s): {shown}{more}. A pool goes only once nothing holds a "
+            "value from it: remove those resources from their stacks and apply (a lease goes with the applied "
+            "delete, a planned one with the stack's next apply), or `crane state rm` a resource crane should let "
+            "go of and `crane ipam release VALUE`; nothing was removed")
+    if row.parent:
+        subnet = next((x for x in _leases(conn, row.parent) if x.value == row.network), None)
+        if subnet is not None:
+            raise IpamError(f"pool {name!r} is the pool of {subnet.address} in stack {subnet.stack}, whose subnet "
+                            f"{row.network} is still leased from pool {row.parent!r}: it goes with the network (then "
+                            "`crane ipam rm` it, or its pool); nothing was removed")
+    dropped = [*children, row]
+    conn.execute(delete(IP_POOLS).where(IP_POOLS.c.name.in_([p.name for p in dropped])))
+    return dropped
+
+
 def import_records(conn: Connection, pools_: Sequence[PoolRecord], leases_: Sequence[LeaseRecord], url: str) -> None:
     """Write pools and leases as another store holds them (``crane state migrate``); a pool already here is a
     StateError, and nothing is written."""

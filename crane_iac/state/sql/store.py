@@ -303,6 +303,11 @@ class SqlStateStore(StateStore):
             leases.import_records(conn, pools, leases_, self.url)
 
     @_db_errors
+    def drop_pool(self, name: str) -> list[PoolRecord]:
+        with self.writing() as conn:
+            return leases.drop_pool(conn, name)
+
+    @_db_errors
     def release_lease(self, pool: str, value: str) -> LeaseRecord:
         with self.writing() as conn:
             return leases.release_value(conn, pool, value)
