@@ -268,3 +268,16 @@ def test_a_saved_plans_releases_are_applied_and_a_crash_before_them_loses_none(p
     assert "Apply complete: 1 lease given back" in ok(project, "apply", "release.plan")
     assert leases(project, "office:10.20.1.0/24") == {"container.db (ipv4[0])": "10.20.1.2"}
     assert project.crane("plan", "--detailed-exitcode").code == 0
+
+
+def test_a_moved_resource_never_made_leases_its_own_value(project: ProjectDir) -> None:
+    """moved() of a resource only planned (no record to move): the new address leases a value of its own, and the
+    old address's planned lease is given back, so the host is never made with a value no lease holds."""
+    project.write_stack(POOLS + LAN + DB.format(name="db"))
+    ok(project, "plan")
+    assert leases(project, "office:10.20.1.0/24") == {"container.db (ipv4[0])": "10.20.1.2"}
+    project.write_stack(POOLS + LAN + DB.format(name="database") + 'moved("container.db", "container.database")\n')
+    assert "10.20.1.2 of pool office:10.20.1.0/24, leased to container.db (ipv4[0]): planned for a resource" \
+        in ok(project, "apply", "--auto-approve")
+    assert leases(project, "office:10.20.1.0/24") == {"container.database (ipv4[0])": "10.20.1.3"}
+    assert nic_addresses(project, "container.database") == ["10.20.1.3"]
