@@ -40,7 +40,11 @@ def apply_verdict(result: ApplyResult, elapsed: float, rows_written: int | None 
     failures = f", {len(result.failed)} failed, {len(result.skipped)} skipped" \
         if result.failed or result.skipped else ""
     rows = f" ({rows_written} state rows written)" if rows_written is not None else ""
-    return f"Apply {verdict}: {render_result(result.counts())}{failures} in {elapsed:.1f}s{rows}."
+    done = render_result(result.counts())
+    if result.released:
+        given = f"{result.released} lease{'s' if result.released != 1 else ''} given back"
+        done = given if not result.counts() else f"{done}, {given}"
+    return f"Apply {verdict}: {done}{failures} in {elapsed:.1f}s{rows}."
 
 
 def failure_lines(result: ApplyResult) -> list[str]:

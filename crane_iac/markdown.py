@@ -9,6 +9,7 @@ from typing import Any
 from crane_iac.objects import DEFAULT_ENDPOINT, Action
 from crane_iac.planner.model import Plan, ResourceChange
 from crane_iac.render import (
+    LEASES_NOTE,
     OVERRIDES_HEAD,
     OVERRIDES_NOTE,
     SIGNS,
@@ -17,6 +18,7 @@ from crane_iac.render import (
     endpoint_order,
     field_changes,
     override_line,
+    release_line,
     tier_line,
     value,
 )
@@ -50,6 +52,8 @@ def _summary(plan: Plan) -> str:
             return (f"{head}: no changes\n\nThe infrastructure matches the settings in effect, not the stack's own "
                     "values.")
         return f"{head}: no changes\n\nThe infrastructure matches the stack."
+    if plan.leases_released:
+        parts.append(f"**{len(plan.leases_released)} lease(s) to give back**")
     return f"{head}: {', '.join(parts)}"
 
 
@@ -122,6 +126,9 @@ def render_markdown(plan: Plan, *, limit: int = DETAIL_LIMIT) -> str:
     if plan.settings_dropped:
         lines += ["**Settings removed** with their components:",
                   *[f"- {dropped_line(d, mark=_code)}" for d in plan.settings_dropped], ""]
+    if plan.leases_released:
+        lines += [f"**Leases given back** ({LEASES_NOTE}):",
+                  *[f"- {release_line(x, mark=_code)}" for x in plan.leases_released], ""]
     changes = [c for c in plan.changes if c.action is not Action.NOOP or c.reason]
     endpoints = endpoint_order(changes)
     shown = 0

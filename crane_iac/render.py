@@ -10,7 +10,7 @@ from typing import Any, NamedTuple, Protocol, TextIO
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, Verb
 from crane_iac.planner.diff import KNOWN_AFTER_APPLY
-from crane_iac.planner.model import Plan, ResourceChange, TierShown
+from crane_iac.planner.model import LeaseRelease, Plan, ResourceChange, TierShown
 
 
 class StepEvent(Protocol):
@@ -225,6 +225,16 @@ def dropped_line(dropped: dict[str, Any], *, mark: Callable[[str], str] = str) -
             f"with {mark(dropped['component'])}")
 
 
+#: what the plan says of the leases it gives back
+LEASES_NOTE = "state only: nothing on the hypervisor changes; given back once the apply succeeds"
+
+
+def release_line(release: LeaseRelease, *, mark: Callable[[str], str] = str) -> str:
+    """A lease the apply gives back: its value, pool, holder and why."""
+    return (f"{mark(release.value)} of pool {mark(release.pool)}, leased to {mark(release.address)} "
+            f"({release.slot}): {release.why}")
+
+
 def render_plan(plan: Plan, *, colour: bool = False, limit: int = DETAIL_LIMIT) -> str:
     paint = _Paint(colour)
     lines: list[str] = _targeting_lines(plan) if plan.targets else []
@@ -261,7 +271,12 @@ def render_plan(plan: Plan, *, colour: bool = False, limit: int = DETAIL_LIMIT) 
         lines.append("Settings removed with their components (each recorded in `crane state history`):")
         lines.extend(f"  - {dropped_line(d)}" for d in plan.settings_dropped)
         lines.append("")
-    if not changes and not plan.outputs_changed and not plan.moves and not plan.settings_dropped:
+    if plan.leases_released:
+        lines.append(f"Leases given back to their pools ({LEASES_NOTE}):")
+        lines.extend(f"  - {release_line(x)}" for x in plan.leases_released)
+        lines.append("")
+    if not changes and not plan.outputs_changed and not plan.moves and not plan.settings_dropped \
+            and not plan.leases_released:
         lines.append("No changes for the targets." if plan.targets
                      else "No changes. The infrastructure matches the settings in effect, not the stack's own values "
                           "(see the warning above)." if plan.overrides
@@ -294,7 +309,8 @@ def render_plan(plan: Plan, *, colour: bool = False, limit: int = DETAIL_LIMIT) 
     lines.append(f"Plan: {counts['create']} to create, {counts['update']} to update, {counts['replace']} to replace, "
                  f"{counts['delete']} to delete" + (f", {adopted} to adopt" if adopted else "")
                  + (f", {len(plan.moves)} to move" if plan.moves else "")
-                 + (f", {len(plan.settings_dropped)} setting(s) to remove." if plan.settings_dropped else "."))
+                 + (f", {len(plan.settings_dropped)} setting(s) to remove" if plan.settings_dropped else "")
+                 + (f", {len(plan.leases_released)} lease(s) to give back" if plan.leases_released else "") + ".")
     return "\n".join(lines)
 
 

@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from crane_iac.engine import failpoints
 from crane_iac.errors import CraneError
+from crane_iac.ipam.pools import Holder, Lease
 from crane_iac.objects import Action, Outcome, Owner, Reach, Reason, Recorded, Verb, scope_properties
 from crane_iac.planner.diff import Step, has_markers, order_changes, resolve_outputs
 from crane_iac.planner.model import Phase, Plan, ResourceChange
@@ -50,6 +51,8 @@ class ApplyResult:
     not_started: list[str] = field(default_factory=list)
     interrupted: bool = False
     serial: int = 0
+    #: address-pool leases the apply gave back (the plan's ``leases_released``)
+    released: int = 0
 
     @property
     def ok(self) -> bool:
@@ -150,8 +153,15 @@ class Applier:
                               change.endpoint)
             return Committed(change.address, outcome, record, None)
         if outcome is Outcome.UPDATE and all(f.reach is Reach.STATE for f in change.fields):
-            # only crane's own record changes (protect): the endpoint is not called
-            record = Recorded(change.address, change.kind, change.physical, change.before or {},
+            # only crane's own record changes (protect, a network's note of its leased subnets): the endpoint is
+            # not called, and the record takes the new values
+            properties = dict(change.before or {})
+            for f in change.fields:
+                if f.name in after:
+                    properties[f.name] = after[f.name]
+                else:  # a property the stack no longer sets (protect is not one: it is the record's own)
+                    properties.pop(f.name, None)
+            record = Recorded(change.address, change.kind, change.physical, properties,
                               self.outputs.get(change.address, {}), change.dependencies, change.protect,
                               change.endpoint)
             self.records[change.address] = record
@@ -301,8 +311,13 @@ class Applier:
                                    "report it with `crane plan --json`); nothing was done to it")
         if result.ok:  # a targeted apply updates the outputs too (what it did not touch resolves as before)
             outputs = resolve_outputs(self.plan.outputs, self.outputs, keep_unknown=False)
+            # the leases the plan gives back go with the last commit: only once every change is made (a resource
+            # that no longer takes a value used it until its update), and a crash before leaves them listed again
+            released = [Lease(x.pool, x.value, Holder(self.plan.stack, x.address, x.slot))
+                        for x in self.plan.leases_released]
             result.serial = self.store.commit(self.plan.stack, [], outputs, expected_serial=result.serial,
-                                              run=self.run_info)
+                                              run=self.run_info, released=released)
+            result.released = len(released)
             for dropped in self.plan.settings_dropped:  # a component's settings go with it, each in the history
                 result.serial = self.store.set_setting(
                     self.plan.stack, dropped["key"], None, by=this_process(),

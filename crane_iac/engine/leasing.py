@@ -1,6 +1,6 @@
 """What address pools lease to a stack, seen from the engine: reading a stack's leases with its state, leasing the
 values a stack run took as stand-ins (and running it again with them), keeping a moved resource's values, and
-giving back, around an apply, the leases nothing will use.
+giving one back by hand. (Which leases an apply gives back is the plan's: crane_iac/planner/leases.py.)
 
 A stack run that takes a value from a pool without a lease gets a stand-in (resources/ippools.py); ``settle``
 leases the real values in one transaction of the state store (which writes them as planned) and runs the stack
@@ -9,31 +9,33 @@ again with them. A network's own addresses wait for its subnet, so a stack that 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING
 
 from crane_iac.errors import CraneError
 from crane_iac.ipam.pools import Holder, IpamError, LeaseRecord, PoolSpec, Want
-from crane_iac.state.base import StackState, StateStore
+from crane_iac.state.base import StateStore
 
 if TYPE_CHECKING:
     from crane_iac.loader import LoadedStack
-    from crane_iac.planner.model import Plan
 
 #: (pool, resource address, field) → value
 Leases = dict[tuple[str, str, str], str]
 
 
-def leases_of(store: StateStore, stack: str) -> Leases:
-    """What the pools lease to ``stack``'s resources."""
-    return {(x.pool, x.address, x.slot): x.value for x in store.ip_leases(stack=stack)}
+def values_of(records: Iterable[LeaseRecord]) -> Leases:
+    """What the pools lease to a stack's resources, from its lease records."""
+    return {(x.pool, x.address, x.slot): x.value for x in records}
 
 
-def follow_moves(loaded: LoadedStack, leases: Leases) -> Leases | None:
-    """``leases`` with a moved resource's under its new address too (``moved()``), or None when none moved."""
+def follow_moves(loaded: LoadedStack, leases: Leases, recorded: Collection[str]) -> Leases | None:
+    """``leases`` with a moved resource's under its new address too (``moved()``), or None when none moved. Only a
+    recorded resource moves (the apply moves its record and its leases together); the planned lease of one never
+    made stays where it is, and the resource at the new address leases its own (else it would take a value whose
+    lease the apply gives back as unused)."""
     if not loaded.moves or not leases:
         return None
-    renamed = dict(loaded.moves)
+    renamed = {old: new for old, new in loaded.moves if old in recorded}
     moved = {(pool, renamed[a], slot): v for (pool, a, slot), v in leases.items() if a in renamed}
     return {**leases, **moved} if moved else None
 
@@ -91,20 +93,3 @@ def release(store: StateStore, value: str, pool: str | None) -> LeaseRecord:
             raise IpamError(f"{value} is leased from {', '.join(holding)}: name one with --pool")
         pool = holding[0]
     return store.release_lease(pool, value)
-
-
-def reclaim_before(store: StateStore, stack: str, loaded: LoadedStack | None, state: StackState, plan: Plan) -> None:
-    """Before an apply: the leases a plan chose for resources neither declared nor recorded any longer (a plan never
-    applied, an apply killed before its create) go back. A saved plan's stack is not loaded: none go then."""
-    if loaded is not None:
-        keep = {d.address for d in loaded.desired} | set(state.resources) | {c.address for c in plan.changes}
-        store.reclaim_leases(stack, sorted(keep))
-
-
-def reclaim_after(store: StateStore, stack: str, loaded: LoadedStack | None, plan: Plan) -> None:
-    """After an apply that succeeded: every resource matches the stack (but those a --target left out), so a value
-    one of them no longer takes from a pool goes back."""
-    if loaded is not None and not plan.destroy:
-        matching = {d.address for d in loaded.desired} - set(plan.untargeted)
-        wanted = [(w.pool, w.address, w.slot) for w in loaded.lease_wants]
-        store.reclaim_leases(stack, sorted(matching), wanted)

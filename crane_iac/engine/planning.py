@@ -11,9 +11,11 @@ from crane_iac.addresses import is_within
 from crane_iac.engine.endpoints import Endpoints
 from crane_iac.engine.refresh import match_live
 from crane_iac.errors import Diagnostic, DiagnosticsError, ProviderError, StalePlanError
+from crane_iac.ipam.pools import LeaseRecord
 from crane_iac.loader import LoadedStack, names_after_moves
 from crane_iac.objects import Action, Live, kind_of
 from crane_iac.planner.diff import PlanRequest, make_plan
+from crane_iac.planner.leases import lease_releases
 from crane_iac.planner.model import Plan, TierShown
 from crane_iac.scaling import ScalableTier
 from crane_iac.state.base import Setting, StackState
@@ -96,17 +98,19 @@ def plan_stack(
     destroy: bool = False,
     lives: list[Live] | None = None,
     reload: Callable[[dict[str, str]], LoadedStack] | None = None,
+    leases: Sequence[LeaseRecord] = (),
 ) -> Plan:
     """The plan for ``stack``; raises ``DiagnosticsError`` for anything that makes it impossible.
     ``lives`` is the endpoints' ``read_all()`` when the caller fetched it already (in parallel with loading).
     ``reload`` runs the stack again with some hypervisor names pinned: a ``create_before_destroy`` replacement
-    takes the name its provider gives it, and what is derived from the name (a guest's MACs) follows."""
+    takes the name its provider gives it, and what is derived from the name (a guest's MACs) follows. ``leases``
+    are what address pools lease to the stack, as state holds them: the plan lists those its apply gives back."""
     if refresh and lives is None:
         lives = endpoints.read_all()
     renames: dict[str, str] = {}
     for _ in range(_MAX_RENAMES):
         plan, names = _plan_once(stack, loaded, state, endpoints, refresh=refresh, targets=targets, replace=replace,
-                                 destroy=destroy, lives=lives, renaming=reload is not None)
+                                 destroy=destroy, lives=lives, renaming=reload is not None, leases=leases)
         if not names:
             return plan
         assert reload is not None
@@ -124,6 +128,7 @@ _MAX_RENAMES = 5
 def _plan_once(
     stack: str, loaded: LoadedStack, state: StackState, endpoints: Endpoints, *, refresh: bool,
     targets: Sequence[str], replace: Sequence[str], destroy: bool, lives: list[Live] | None, renaming: bool,
+    leases: Sequence[LeaseRecord],
 ) -> tuple[Plan, dict[str, str]]:
     """One round: the plan, or the replacement names the stack must be run again with (address → name)."""
     diagnostics: list[Diagnostic] = []
@@ -149,6 +154,11 @@ def _plan_once(
                                outputs={} if destroy else loaded.outputs, recorded_outputs=state.outputs)
     diagnostics.extend(problems)
     plan.moves = [[old, new] for old, new in moves]
+    if leases:
+        plan.leases_released = lease_releases(
+            leases, declared={d.address for d in loaded.desired}, recorded=state.resources,
+            wanted={(w.pool, w.address, w.slot) for w in loaded.lease_wants}, moves=moves, targets=targets,
+            destroy=destroy)
     plan.settings = [{"key": key, "value": state.settings[key].value, "by": state.settings[key].by,
                       "why": state.settings[key].why, "at": state.settings[key].at}
                      for key in loaded.settings_read if key in state.settings]

@@ -4,18 +4,18 @@ plan, apply; what a plan is asked for (``PlanOptions``); and a saved plan read b
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from crane_iac.engine import leasing
 from crane_iac.errors import CraneError
 from crane_iac.state.base import RunInfo, StackState, StateStore
 
 if TYPE_CHECKING:
     from crane_iac.engine.apply import ApplyResult, StepEvent
     from crane_iac.engine.endpoints import Endpoints
+    from crane_iac.ipam.pools import LeaseRecord
     from crane_iac.loader import LoadedStack
     from crane_iac.objects import Live
     from crane_iac.planner.model import Plan
@@ -47,6 +47,8 @@ class Run:
     lives: list[Live] | None
     #: who runs what under the lock: every write of the run names it in the history
     info: RunInfo | None = None
+    #: what address pools lease to the stack, as state held them when the stack was loaded
+    leases: Sequence[LeaseRecord] = ()
 
     def plan(self, options: PlanOptions = PlanOptions()) -> Plan:
         assert self.endpoints is not None and self.loaded is not None
@@ -54,7 +56,7 @@ class Run:
 
         return plan_stack(self.stack, self.loaded, self.state, self.endpoints, refresh=options.refresh,
                           targets=options.targets, replace=options.replace, destroy=options.destroy,
-                          lives=self.lives if options.refresh else None, reload=self.reload)
+                          lives=self.lives if options.refresh else None, reload=self.reload, leases=self.leases)
 
     def check_saved(self, plan: Plan, source: str) -> None:
         """Refuse a saved plan made against other state (StalePlanError naming the serials)."""
@@ -70,13 +72,8 @@ class Run:
         from crane_iac.engine.apply import Applier
 
         outputs = {a: r.outputs for a, r in self.state.resources.items()}
-        store, stack = self.store, self.stack
-        leasing.reclaim_before(store, stack, self.loaded, self.state, plan)
-        result = Applier(plan, store, self.endpoints, parallelism=parallelism, outputs=outputs, report=report,
-                         stop=stop, run=self.info).run()
-        if result.ok:
-            leasing.reclaim_after(store, stack, self.loaded, plan)
-        return result
+        return Applier(plan, self.store, self.endpoints, parallelism=parallelism, outputs=outputs, report=report,
+                       stop=stop, run=self.info).run()
 
 
 def read_plan(path: Path) -> Plan:

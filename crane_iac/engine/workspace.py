@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from crane_iac.config import Project, StackConfig, find_project, load_project, read_var_file
-from crane_iac.engine import leasing
+from crane_iac.engine import leasing, provider_rules
 from crane_iac.engine.endpoints import Endpoints, connected, endpoint_sharing
 from crane_iac.engine.run import PlanOptions, Run, read_plan
-from crane_iac.errors import ConfigError, Diagnostic, DiagnosticsError
+from crane_iac.errors import ConfigError
 from crane_iac.ipam.pools import LeaseRecord, PoolRecord
-from crane_iac.providers.registry import ResourceRules, resource_rules
 from crane_iac.state.base import (
     Committed,
     HistoryEntry,
@@ -79,6 +78,8 @@ class Workspace:
     _settings: dict[str, Any] = field(default_factory=dict)
     _variables: dict[str, Any] | None = None
     _lease_values: dict[tuple[str, str, str], str] | None = None
+    #: the stack's leases as state held them when the stack was loaded: the plan lists those its apply gives back
+    _lease_records: list[LeaseRecord] = field(default_factory=list)
 
     @classmethod
     def open(cls, directory: Path, stack: str | None = None, *, variables: Mapping[str, Any] | None = None,
@@ -149,7 +150,7 @@ class Workspace:
         # a moved resource keeps its hypervisor name, and so its MACs and the SLAAC addresses it leases: the names
         # are pinned before anything is leased
         names = pinned_names(loaded, state.names)
-        moved = leasing.follow_moves(loaded, leases)
+        moved = leasing.follow_moves(loaded, leases, state.names)
         if moved is not None:  # a moved resource keeps its values: apply moves its leases with its record
             self._lease_values = moved
         if moved is not None or names is not None:
@@ -168,7 +169,8 @@ class Workspace:
     def _leases(self) -> dict[tuple[str, str, str], str]:
         """What address pools lease to this stack's resources: (pool, address, field) → value."""
         if self._lease_values is None:
-            self._lease_values = leasing.leases_of(self.store, self.name)
+            self._lease_records = self.store.ip_leases(stack=self.name)
+            self._lease_values = leasing.values_of(self._lease_records)
         return self._lease_values
 
     def _leased(self, loaded: LoadedStack, run: Callable[[dict[tuple[str, str, str], str]], LoadedStack]
@@ -178,24 +180,8 @@ class Workspace:
         return loaded
 
     def _validated(self, loaded: LoadedStack) -> LoadedStack:
-        """``loaded``, once each resource passed the rules of the provider type of its endpoint (libvirt's vCPU cap,
-        what its networks need): every problem at once, with the resource's file:line and address."""
-        endpoints = self.config.endpoints()
-        rules: dict[str, ResourceRules | None] = {}
-        problems: list[Diagnostic] = []
-        for want in loaded.desired:
-            config = endpoints.get(want.endpoint)
-            if config is None:  # an endpoint crane.toml does not declare: the plan says so
-                continue
-            if config.type not in rules:
-                rules[config.type] = resource_rules(config.type)
-            check = rules[config.type]
-            if check is not None:
-                problems.extend(Diagnostic(p, want.file, want.line, want.address) for p in check(want.kind,
-                                                                                                 want.properties))
-        if problems:
-            raise DiagnosticsError(problems)
-        return loaded
+        """``loaded``, once each resource passed its provider type's rules (``provider_rules.checked``)."""
+        return provider_rules.checked(loaded, self.config.endpoints())
 
     def state(self) -> StackState:
         return self.store.read(self.name)
@@ -215,6 +201,10 @@ class Workspace:
     def address_pools(self) -> tuple[list[PoolRecord], list[LeaseRecord]]:
         """Every address pool of the state (shared by every stack of it) and every lease they hold."""
         return self.store.ip_pools(), self.store.ip_leases()
+
+    def drop_pool(self, name: str) -> list[PoolRecord]:
+        """Drop a pool no one holds a value from, with its networks' own pools (``crane ipam rm``)."""
+        return self.store.drop_pool(name)
 
     def release_address(self, value: str, pool: str | None = None) -> LeaseRecord:
         """Give back a lease whose resource no stack records (``crane ipam release``)."""
@@ -286,7 +276,8 @@ class Workspace:
             assert loaded_state is not None
             loaded, state = loaded_state
             return plan_stack(self.name, loaded, state, endpoints, refresh=options.refresh, targets=options.targets,
-                              replace=options.replace, destroy=options.destroy, lives=lives, reload=self.reload)
+                              replace=options.replace, destroy=options.destroy, lives=lives, reload=self.reload,
+                              leases=self._lease_records)
 
     # changing things: under the lock
 
@@ -308,7 +299,8 @@ class Workspace:
             with self.endpoints(mutating=mutating, lock_timeout=lock_timeout, read=load and read,
                                 during=(lambda: self.load(state)) if load else None,
                                 meanwhile=lambda loaded: loaded) as (endpoints, loaded, lives):
-                yield Run(self.name, self.store, self.reload, lock_id, state, endpoints, loaded, lives, info)
+                yield Run(self.name, self.store, self.reload, lock_id, state, endpoints, loaded, lives, info,
+                          self._lease_records)
         finally:
             self.store.release_lock(self.name, lock_id)
 

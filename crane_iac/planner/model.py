@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, FieldChange, Reason
 
-PLAN_FORMAT_VERSION = 7
+PLAN_FORMAT_VERSION = 8
 
 
 class Phase(StrEnum):
@@ -58,6 +58,20 @@ class ResourceChange:
     #: recorded dependencies the change no longer has: their deletion waits for it (a balancer lets a server go
     #: before the server is destroyed)
     released: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class LeaseRelease:
+    """A lease of an address pool the apply gives back, a change of crane's state only (nothing on the hypervisor
+    changes): ``value`` of ``pool``, leased to the stack's resource ``address`` for its field ``slot``, and why no
+    one needs it. The release is written with the apply's last commit, so only an apply that succeeded gives it
+    back, and a plan made after a crash shows it again."""
+
+    pool: str
+    value: str
+    address: str
+    slot: str
+    why: str
 
 
 @dataclass(slots=True)
@@ -112,13 +126,16 @@ class Plan:
     overrides: list[dict[str, Any]] = field(default_factory=list)
     #: settings of components this apply removes entirely, deleted with them: {key, value, by, component}
     settings_dropped: list[dict[str, Any]] = field(default_factory=list)
+    #: leases the apply gives back to their pools (state only): of resources that no longer take the value, and
+    #: planned ones no resource will use (a plan never applied, an apply stopped before its create)
+    leases_released: list[LeaseRelease] = field(default_factory=list)
     format_version: int = PLAN_FORMAT_VERSION
 
     @property
     def has_changes(self) -> bool:
         # a no-op with a reason is an adoption: nothing changes on the hypervisor, but state must record it
         return (any(c.action is not Action.NOOP or c.reason for c in self.changes) or bool(self.outputs_changed)
-                or bool(self.moves) or bool(self.settings_dropped))
+                or bool(self.moves) or bool(self.settings_dropped) or bool(self.leases_released))
 
     outputs_changed: bool = False
     #: the stack outputs that change: before (None when new) and after (a marker when known after apply)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from crane_iac.ipam.pools import Holder, LeaseRecord, PoolRecord, PoolSpec, Want
+from crane_iac.ipam.pools import Holder, Lease, LeaseRecord, PoolRecord, PoolSpec, Want
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, Outcome, Recorded
 
 
@@ -258,9 +258,12 @@ class StateStore(ABC):
 
     @abstractmethod
     def commit(self, stack: str, committed: list[Committed], outputs: dict[str, Any] | None = None, *,
-               expected_serial: int | None = None, run: RunInfo | None = None) -> int:
+               expected_serial: int | None = None, run: RunInfo | None = None,
+               released: Sequence[Lease] = ()) -> int:
         """Record outcomes (rows proportional to the change), clear their intents, bump and return the serial.
-        ``run`` (here and in every write below) is the locked run making the write, named by its journal lines."""
+        ``run`` (here and in every write below) is the locked run making the write, named by its journal lines.
+        ``released``: leases of ``stack`` given back in the same transaction (each only while it still is the
+        holder's, with that value), each journalled as a ``release``."""
 
     @abstractmethod
     def forget(self, stack: str, addresses: list[str], *, expected_serial: int | None = None,
@@ -313,17 +316,14 @@ class StateStore(ABC):
         """The leases of one pool, of one stack, or all, by pool and value."""
 
     @abstractmethod
-    def reclaim_leases(self, stack: str, keep: Sequence[str],
-                       wanted: Sequence[tuple[str, str, str]] | None = None) -> int:
-        """Give back the ``planned`` leases of ``stack`` whose resource is not among ``keep`` (a plan never
-        applied, an apply that crashed before its create); with ``wanted`` ((pool, address, field) the stack takes,
-        after an apply that made the resources of ``keep`` match the stack), also those leases of ``keep``'s
-        resources that the stack no longer takes. The number given back."""
-
-    @abstractmethod
     def import_pools(self, pools: Sequence[PoolRecord], leases: Sequence[LeaseRecord]) -> None:
         """Copy pools and their leases in as they are (``crane state migrate``), in one transaction; a pool the store
         holds already is refused, and nothing is written."""
+
+    @abstractmethod
+    def drop_pool(self, name: str) -> list[PoolRecord]:
+        """Drop a pool no one holds a value from (``crane ipam rm``), with its networks' own pools; the pools dropped.
+        A pool with leases is refused (``IpamError`` naming them), and nothing is dropped."""
 
     @abstractmethod
     def release_lease(self, pool: str, value: str) -> LeaseRecord:

@@ -1,5 +1,7 @@
-"""``crane ipam list/show/release`` over the project's state: pools with their size, leases, free count and use;
-one pool's leases; giving back the lease of a resource `crane state rm` let go of, and refusing a recorded one's."""
+"""``crane ipam list/show/release/rm`` over the project's state: pools with their size, leases, free count and use
+(and which no one holds a value from); one pool's leases; giving back the lease of a resource `crane state rm`
+let go of, and refusing a recorded one's; dropping a pool no one holds a value from, and refusing one with
+leases."""
 
 from __future__ import annotations
 
@@ -44,3 +46,35 @@ def test_pools_and_leases_are_listed_shown_and_released(project: ProjectDir) -> 
                                                            "vm.web-1 in stack main).\n")
     assert_clean_error(project.crane("ipam", "release", "10.60.0.2"), "no pool has a lease of 10.60.0.2")
     assert "1 of 13 leased" in ok(project, "ipam", "show", "office")
+
+
+def test_a_pool_no_one_holds_a_value_from_is_listed_as_unused_and_dropped(project: ProjectDir) -> None:
+    from tests.cli.test_pools import DB, LAN, POOLS
+
+    project.write_stack(POOLS + LAN + DB.format(name="db"))
+    ok(project, "apply", "--auto-approve")
+    assert "Unused" not in ok(project, "ipam", "list")
+    assert_clean_error(project.crane("ipam", "rm", "office"), "pool 'office' still has 2 lease(s): 10.20.1.0/24 to "
+                       "network.lan (ipv4) in stack main, bound; 10.20.1.2 to container.db (ipv4[0]) in stack main, "
+                       "bound. A pool goes only once nothing holds a value from it", "nothing was removed")
+    project.write_stack(POOLS + LAN)
+    ok(project, "apply", "--auto-approve")  # the container goes, and its lease with it
+    assert_clean_error(project.crane("ipam", "rm", "office:10.20.1.0/24"), "pool 'office:10.20.1.0/24' is the pool "
+                       "of network.lan in stack main, whose subnet 10.20.1.0/24 is still leased from pool 'office'")
+    project.write_stack(POOLS)
+    ok(project, "apply", "--auto-approve")
+    listed = ok(project, "ipam", "list")
+    assert listed.splitlines()[-1] == ("Unused (no stack holds a value from them; `crane ipam rm POOL` drops one): "
+                                       "office, six"), listed
+    assert {r["pool"]: r["unused"] for r in json.loads(ok(project, "ipam", "list", "--json"))} == {
+        "office": True, "office:10.20.1.0/24": True, "six": True}
+    removed = json.loads(ok(project, "ipam", "rm", "office", "--json"))["removed"]
+    assert [(r["pool"], r["parent"]) for r in removed] == [("office:10.20.1.0/24", "office"), ("office", None)]
+    assert ok(project, "ipam", "rm", "six") == "Removed pool six (fd00:20::/48). A stack that declares it again " \
+                                              "makes it anew.\n"
+    assert_clean_error(project.crane("ipam", "rm", "six"), "no pool 'six'; the pools are none")
+    assert ok(project, "ipam", "list") == "No address pools.\n"
+    project.write_stack(POOLS + LAN + DB.format(name="db"))  # declared again, a pool is made anew
+    ok(project, "apply", "--auto-approve")
+    assert [r["pool"] for r in json.loads(ok(project, "ipam", "list", "--json"))] == [
+        "office", "office:10.20.1.0/24", "six"]

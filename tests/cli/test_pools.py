@@ -215,3 +215,69 @@ def test_a_first_plan_runs_the_stack_twice_and_a_re_plan_once(project: ProjectDi
     runs.clear()
     ok(project, "plan")
     assert runs == [False], runs
+
+
+def test_a_value_no_longer_taken_from_a_pool_goes_back_with_an_apply_of_a_state_only_plan(project: ProjectDir) -> None:
+    """A network whose ipv6 subnet no longer comes from a pool (the same subnet, named): nothing on the hypervisor
+    changes, yet the lease must go. The plan lists it as a state-only change (so it is not "No changes"), a plan
+    not applied gives nothing back, and the apply does, journalled; the next plan has no changes."""
+    project.write_stack(POOLS + LAN)
+    ok(project, "apply", "--auto-approve")
+    assert leases(project, "six") == {"network.lan (ipv6)": "fd00:20::/64"}
+    project.write_stack(POOLS + LAN.replace("ipv6=six.subnet()", 'ipv6="fd00:20::/64"'))
+    plan = ok(project, "plan")
+    assert "Leases given back to their pools (state only: nothing on the hypervisor changes" in plan, plan
+    assert ("fd00:20::/64 of pool six, leased to network.lan (ipv6): the stack's resource no longer takes it from "
+            "the pool") in plan, plan
+    # the network's note of its leased subnets changes in crane's record only (its XML is the same)
+    assert "~ network.lan  leases: list, +0 −1 entries  # recorded in state only; nothing on the hypervisor " \
+           "changes" in plan, plan
+    assert "0 to create, 1 to update, 0 to replace, 0 to delete, 1 lease(s) to give back." in plan, plan
+    assert project.crane("plan", "--detailed-exitcode").code == 2
+    released = json.loads(ok(project, "plan", "--json"))["leases_released"]
+    assert released == [{"pool": "six", "value": "fd00:20::/64", "address": "network.lan", "slot": "ipv6",
+                         "why": "the stack's resource no longer takes it from the pool"}]
+    assert leases(project, "six") == {"network.lan (ipv6)": "fd00:20::/64"}  # a plan gives nothing back
+    applied = ok(project, "apply", "--auto-approve")
+    assert "Apply complete: 1 updated, 1 lease given back" in applied, applied
+    assert leases(project, "six") == {}
+    history = ok(project, "state", "history")
+    assert "release" in history and "network.lan" in history, history
+    assert project.crane("plan", "--detailed-exitcode").code == 0
+
+
+def test_a_saved_plans_releases_are_applied_and_a_crash_before_them_loses_none(project: ProjectDir) -> None:
+    """A plan never applied leased db3 a value; the stack drops db3: the next plan lists the lease (nothing on the
+    hypervisor changes), an apply killed before its last commit gives nothing back and the plan after it lists the
+    same lease again, and the saved plan's apply gives it back."""
+    import signal
+
+    project.write_stack(POOLS + LAN + DB.format(name="db") + DB.format(name="db3"))
+    ok(project, "apply", "--auto-approve", "--target", "container.db")
+    assert "container.db3 (ipv4[0])" in leases(project, "office:10.20.1.0/24")  # planned, never made
+    project.write_stack(POOLS + LAN + DB.format(name="db"))
+    listed = ("10.20.1.3 of pool office:10.20.1.0/24, leased to container.db3 (ipv4[0]): planned for a resource "
+              "the stack does not declare and state does not record")
+    plan = ok(project, "plan")
+    assert listed in plan and "Plan: 0 to create, 0 to update, 0 to replace, 0 to delete, 1 lease(s) to give " \
+        "back." in plan, plan
+    killed = project.crane("apply", "--auto-approve", env={"CRANE_FAILPOINT": "after-intents"})
+    assert killed.code == -signal.SIGKILL, killed
+    assert "container.db3 (ipv4[0])" in leases(project, "office:10.20.1.0/24")
+    assert listed in ok(project, "plan", "--out", "release.plan")
+    assert "Apply complete: 1 lease given back" in ok(project, "apply", "release.plan")
+    assert leases(project, "office:10.20.1.0/24") == {"container.db (ipv4[0])": "10.20.1.2"}
+    assert project.crane("plan", "--detailed-exitcode").code == 0
+
+
+def test_a_moved_resource_never_made_leases_its_own_value(project: ProjectDir) -> None:
+    """moved() of a resource only planned (no record to move): the new address leases a value of its own, and the
+    old address's planned lease is given back, so the host is never made with a value no lease holds."""
+    project.write_stack(POOLS + LAN + DB.format(name="db"))
+    ok(project, "plan")
+    assert leases(project, "office:10.20.1.0/24") == {"container.db (ipv4[0])": "10.20.1.2"}
+    project.write_stack(POOLS + LAN + DB.format(name="database") + 'moved("container.db", "container.database")\n')
+    assert "10.20.1.2 of pool office:10.20.1.0/24, leased to container.db (ipv4[0]): planned for a resource" \
+        in ok(project, "apply", "--auto-approve")
+    assert leases(project, "office:10.20.1.0/24") == {"container.database (ipv4[0])": "10.20.1.3"}
+    assert nic_addresses(project, "container.database") == ["10.20.1.3"]

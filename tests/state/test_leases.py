@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from crane_iac.ipam.pools import Holder, IpamError, PoolSpec, Want
+from crane_iac.ipam.pools import Holder, IpamError, Lease, PoolSpec, Want
 from crane_iac.objects import Outcome, Recorded
 from crane_iac.state.base import Committed, StateStore
 
@@ -51,10 +51,18 @@ def test_an_apply_binds_releases_and_moves_leases_with_their_resources(store: St
     assert values(store, "main", "vm.web") == ["10.40.0.1"]  # the same address under the new name
     store.commit("main", [Committed("vm.b", Outcome.DELETE, None, {})])
     assert [r.address for r in store.ip_leases()] == ["vm.web", "vm.c"]
-    # vm.c was planned and never made: the next apply reclaims it unless the stack still declares it
-    assert store.reclaim_leases("main", ["vm.web", "vm.c"]) == 0
-    assert store.reclaim_leases("main", ["vm.web"]) == 1
+    # vm.c was planned and never made: the apply whose plan lists it gives it back, with its last commit and only
+    # while vm.c still holds that value (a lease named with another value, or another holder's, stays)
+    other = [Lease("front", "10.40.0.4", Holder("main", "vm.c", "nic0")),
+             Lease("front", "10.40.0.1", Holder("main", "vm.c", "nic0")),
+             Lease("front", "10.40.0.3", Holder("main", "vm.c", "nic1"))]
+    store.commit("main", [], released=other)
+    assert [r.value for r in store.ip_leases()] == ["10.40.0.1", "10.40.0.3"]
+    serial = store.read("main").serial
+    store.commit("main", [], released=[Lease("front", "10.40.0.3", Holder("main", "vm.c", "nic0"))])
     assert [r.value for r in store.ip_leases()] == ["10.40.0.1"]
+    (line,) = [e for e in store.history("main") if e.serial == serial + 1 and e.action == "release"]
+    assert (line.address, line.before) == ("vm.c", {"pool": "front", "value": "10.40.0.3", "field": "nic0"})
     assert values(store, "main", "vm.d") == ["10.40.0.2"]  # what was given back is handed out again
 
 

@@ -13,8 +13,9 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from crane_iac.ipam.pools import Holder, IpamError, PoolSpec, Want
+from crane_iac.ipam.pools import Holder, IpamError, Lease, PoolSpec, Want
 from crane_iac.objects import Outcome, Recorded
+from crane_iac.planner.leases import lease_releases
 from crane_iac.state.backends import open_store
 from crane_iac.state.base import Committed
 
@@ -89,7 +90,11 @@ class Leasing(RuleBasedStateMachine):
     def next_apply_reclaims(self, stack: str, declared: list[str]) -> None:
         """An apply of a stack that now declares ``declared``: planned leases of anything else go back (a plan
         never applied, or one whose apply crashed before its create)."""
-        self.store.reclaim_leases(stack, sorted(set(declared) | set(self.made[stack])))
+        keep = set(declared) | set(self.made[stack])
+        released = lease_releases(self.store.ip_leases(stack=stack), declared=keep, recorded=set(self.made[stack]),
+                                  wanted={("p", a, "nic0") for a in keep})
+        self.store.commit(stack, [], released=[Lease(x.pool, x.value, Holder(stack, x.address, x.slot))
+                                               for x in released])
         self.planned[stack] = {a: v for a, v in self.planned[stack].items() if a in declared}
 
     @precondition(lambda self: any(self.made.values()))

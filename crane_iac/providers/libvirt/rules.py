@@ -24,6 +24,13 @@ def _capacity(before: Any, after: Any) -> Reach:
     return Reach.LIVE if isinstance(before, int) and isinstance(after, int) and after >= before else Reach.REPLACE
 
 
+def _leases(before: Any, after: Any) -> Reach:
+    """Which of a network's subnets come from a pool: only the IPv4 one changes the network (its DHCP range keeps
+    to the upper half), so a change of the IPv6 one alone is crane's own record (its lease goes back with the
+    apply: crane_iac/planner/leases.py)."""
+    return Reach.STATE if ("ipv4" in (before or ())) == ("ipv4" in (after or ())) else Reach.REPLACE
+
+
 CHANGE_RULES: dict[str, dict[str, Any]] = {
     "vm": {
         # within the defined maximum these change on the running guest
@@ -48,7 +55,7 @@ CHANGE_RULES: dict[str, dict[str, Any]] = {
         **dict.fromkeys(("vcpus", "memory_mib", "nics", "init", "init_env", "root", "writable", "mounts"),
                         Reach.RESTART),
     },
-    "network": {},
+    "network": {"leases": _leases},
     # the rest of a volume (pool, format, base, source, clone), a pool and a seed: a new object
     "volume": {"capacity_gib": _capacity},
     # a pool stopped outside crane is started again
@@ -81,7 +88,8 @@ OUTPUT_FIELDS: dict[str, frozenset[str]] = {"vm": frozenset({"running"}), "conta
 #: runs naming its UUID run again on the empty container
 KEPT_OUTPUTS: dict[str, frozenset[str]] = {"vm": frozenset({"uuid"})}
 #: what the plan says of a change that waits for apply to restart the guest
-NOTES = {"vm": {Reach.RESTART: "restarts the guest"}, "container": {Reach.RESTART: "restarts the container"}}
+NOTES = {"vm": {Reach.RESTART: "restarts the guest"}, "container": {Reach.RESTART: "restarts the container"},
+         "network": {Reach.STATE: "recorded in state only; nothing on the hypervisor changes"}}
 
 
 def diff_properties(kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:

@@ -27,7 +27,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from crane_iac.errors import StateError
-from crane_iac.ipam.pools import Holder, LeaseRecord, PoolRecord, PoolSpec, Want
+from crane_iac.ipam.pools import Holder, Lease, LeaseRecord, PoolRecord, PoolSpec, Want
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, Recorded
 from crane_iac.state.base import (
     Committed,
@@ -250,10 +250,11 @@ class SqlStateStore(StateStore):
 
     @_db_errors
     def commit(self, stack: str, committed: list[Committed], outputs: dict[str, Any] | None = None, *,
-               expected_serial: int | None = None, run: RunInfo | None = None) -> int:
+               expected_serial: int | None = None, run: RunInfo | None = None,
+               released: Sequence[Lease] = ()) -> int:
         with self.writing() as conn:
             written = writes.commit(conn, self.dialect, stack, committed, outputs, expected_serial=expected_serial,
-                                    run=run)
+                                    run=run, released=released)
         self.rows_written += written.rows
         return written.serial
 
@@ -307,15 +308,14 @@ class SqlStateStore(StateStore):
             return leases.leases(conn, pool=pool, stack=stack)
 
     @_db_errors
-    def reclaim_leases(self, stack: str, keep: Sequence[str],
-                       wanted: Sequence[tuple[str, str, str]] | None = None) -> int:
-        with self.writing() as conn:
-            return leases.reclaim(conn, stack, keep, wanted)
-
-    @_db_errors
     def import_pools(self, pools: Sequence[PoolRecord], leases_: Sequence[LeaseRecord]) -> None:
         with self.writing() as conn:
             leases.import_records(conn, pools, leases_, self.url)
+
+    @_db_errors
+    def drop_pool(self, name: str) -> list[PoolRecord]:
+        with self.writing() as conn:
+            return leases.drop_pool(conn, name)
 
     @_db_errors
     def release_lease(self, pool: str, value: str) -> LeaseRecord:

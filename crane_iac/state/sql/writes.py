@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, delete, insert, or_, select
 
 from crane_iac.errors import StaleStateError, StateError
+from crane_iac.ipam.pools import Lease
 from crane_iac.state.base import Committed, Intent, RunInfo
 from crane_iac.state.sql import leases
 from crane_iac.state.sql.dialects import dialect_insert
@@ -83,9 +85,11 @@ def note_run(conn: Connection, dialect: str, stack: str, run: RunInfo | None) ->
 
 
 def commit(conn: Connection, dialect: str, stack: str, committed: list[Committed],
-           outputs: dict[str, Any] | None, *, expected_serial: int | None, run: RunInfo | None) -> Written:
+           outputs: dict[str, Any] | None, *, expected_serial: int | None, run: RunInfo | None,
+           released: Sequence[Lease] = ()) -> Written:
     """Record applied steps (a record replaces the address's row; None deletes it), finish their intents and
-    journal each; a commit with no steps still journals the outputs it set, so every serial leaves a line."""
+    journal each; a commit with no steps still journals the outputs it set, so every serial leaves a line.
+    ``released`` leases go back to their pools, each journalled (``release``, its pool, value and field)."""
     at = now()
     dumps = json.dumps
     serial, old_outputs = bump(conn, dialect, stack, outputs, expected_serial)
@@ -119,6 +123,10 @@ def commit(conn: Connection, dialect: str, stack: str, committed: list[Committed
                         "address": "(stack outputs)", "before": dumps(old_outputs),
                         "after": dumps(outputs) if outputs is not None else None, "who": "", "why": "",
                         "run": run_id})
+    gone = leases.give_back(conn, stack, released)
+    journal += [{"stack": stack, "serial": serial, "at": at, "action": "release", "address": x.holder.address,
+                 "before": dumps({"pool": x.pool, "value": x.value, "field": x.holder.slot}), "after": None,
+                 "who": "", "why": "", "run": run_id} for x in gone]
     conn.execute(insert(HISTORY), journal)
     # a made resource's leases are its own from now on; a deleted one's go back to their pools with the delete
     leases.bind(conn, stack, [c.address for c in committed if c.record is not None])
