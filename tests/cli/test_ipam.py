@@ -67,14 +67,14 @@ def test_a_pool_no_one_holds_a_value_from_is_listed_as_unused_and_dropped(projec
     assert listed.splitlines()[-1] == ("Unused (no stack holds a value from them; `crane ipam rm POOL` drops one): "
                                        "office, six"), listed
     assert {r["pool"]: r["unused"] for r in json.loads(ok(project, "ipam", "list", "--json"))} == {
-        "office": True, "office:10.20.1.0/24": True, "six": True}
+        "office": True, "office:10.20.1.0/24": True, "six": True, "six:fd00:20::/64": True}
     removed = json.loads(ok(project, "ipam", "rm", "office", "--json"))["removed"]
     assert [(r["pool"], r["parent"]) for r in removed] == [("office:10.20.1.0/24", "office"), ("office", None)]
-    assert ok(project, "ipam", "rm", "six") == "Removed pool six (fd00:20::/48). A stack that declares it again " \
-                                              "makes it anew.\n"
+    assert ok(project, "ipam", "rm", "six") == ("Removed pool six (fd00:20::/48), with its networks' pools "
+                                               "six:fd00:20::/64. A stack that declares it again makes it anew.\n")
     assert_clean_error(project.crane("ipam", "rm", "six"), "no pool 'six'; the pools are none")
     assert ok(project, "ipam", "list") == "No address pools.\n"
     project.write_stack(POOLS + LAN + DB.format(name="db"))  # declared again, a pool is made anew
     ok(project, "apply", "--auto-approve")
     assert [r["pool"] for r in json.loads(ok(project, "ipam", "list", "--json"))] == [
-        "office", "office:10.20.1.0/24", "six"]
+        "office", "office:10.20.1.0/24", "six", "six:fd00:20::/64"]
