@@ -60,6 +60,12 @@ class Container(Resource):
     is leased and checked. ``memory_mib`` is the limit of the container's memory cgroup: a process that needs more
     is killed (the container keeps running). A changed setting restarts the container (same UUID); only ``running`` and
     ``autostart`` change without a restart. Needs an endpoint with ``uri = "lxc:///system"`` (or the sandbox).
+
+    Its outputs are a VM's: ``uuid``, ``ipv4`` and ``addresses`` (each NIC's IPv4 address), ``ipv6`` and
+    ``ipv6_addresses`` (each NIC's IPv6 address, None for a NIC without one). The fields ``ipv4`` and ``ipv6``
+    hold the same addresses as plain values, leased ones included, known at plan time (``export("db", db.ipv6)``
+    shows them in the plan); the outputs ``addresses`` and ``ipv6_addresses`` order what uses them after the
+    container, and are known once it exists.
     """
 
     kind = "container"
@@ -157,6 +163,13 @@ class Container(Resource):
         """Every NIC's fixed address, in NIC order, once the container exists (``ipv4`` holds them already, as
         plain values: an output also orders what uses it after the container)."""
         return Output(self, "addresses")
+
+    @property
+    def ipv6_addresses(self) -> Output:
+        """Every NIC's IPv6 address (None for a NIC without one), in NIC order, once the container exists (``ipv6``
+        holds them already, leased ones too, as plain values; the output's name is a VM's, ``ipv6`` being the
+        field)."""
+        return Output(self, "ipv6_addresses")
 
     @property
     def macs(self) -> list[str]:

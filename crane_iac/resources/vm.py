@@ -22,7 +22,11 @@ class VM(Resource):
 
     After apply, ``ipv4`` is the address the first NIC leased from its network's DHCP server (crane waits for it
     when it starts a VM, up to the stack's ``address_timeout``), and ``addresses`` holds one per NIC; either is
-    null while the guest holds no lease (stopped, no DHCP on that network, or it did not ask in time).
+    null while the guest holds no lease (stopped, no DHCP on that network, or it did not ask in time). ``ipv6`` is
+    the first NIC's IPv6 address and ``ipv6_addresses`` one per NIC (null for a NIC without one): each NIC's
+    ``nic_ipv6``, its SLAAC address on a network announcing a /64, whether the guest runs or not (the MAC and
+    the network fix it, not a lease the guest holds), so a start, stop or restart keeps them and a plan shows
+    them to what uses them. A container has the same outputs (its ``ipv6`` is the field).
 
     ``nic_ipv4`` reserves each NIC's IPv4 address in its network's DHCP server (a host entry for the NIC's MAC),
     one entry per network (None: no reservation). On a network whose subnet comes from an address pool every NIC
@@ -102,8 +106,18 @@ class VM(Resource):
 
     @property
     def addresses(self) -> Output:
-        """Every NIC's leased address (or null), in NIC order."""
+        """Every NIC's leased IPv4 address (or null), in NIC order."""
         return Output(self, "addresses")
+
+    @property
+    def ipv6(self) -> Output:
+        """The first NIC's IPv6 address (``nic_ipv6[0]``: its SLAAC address, leased), or null; a restart keeps it."""
+        return Output(self, "ipv6")
+
+    @property
+    def ipv6_addresses(self) -> Output:
+        """Every NIC's IPv6 address (``nic_ipv6``), null for a NIC without one, in NIC order; a restart keeps them."""
+        return Output(self, "ipv6_addresses")
 
     @property
     def macs(self) -> list[str]:

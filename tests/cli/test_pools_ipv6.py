@@ -6,6 +6,7 @@ container address is leased and checked, and a delete gives the lease back when 
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 
 from crane_iac.resources.macs import eui64_address
 from tests.cli.test_pools import LAN, POOLS, leases
@@ -113,3 +114,52 @@ def test_a_vm_nic_without_an_ipv4_reservation_still_leases_its_ipv6(project: Pro
     assert "ipv4" not in nic and nic["ipv6"] == eui64_address("fd00:20::/64", str(nic["mac"]))
     assert "office:10.20.1.0/24" not in ok(project, "ipam", "list")  # nothing leased from it
     assert leases(project, SIX) == {"vm.web (nic_ipv6[0])": nic["ipv6"]}
+
+
+OUTPUTS = ('from crane_iac import export\n'
+           'web = VM("web", vcpus=1, memory_mib=128, networks=[lan]{web})\n'
+           'db = Container("db", networks=[lan], ipv4=[lan.lease()], init=["/bin/sh"], memory_mib=64)\n'
+           'Container("app", networks=[lan], ipv4=[lan.lease()], init=["/bin/sh"], memory_mib={app},\n'
+           '          init_env={{"WEB_V6": web.ipv6}})\n'
+           'export("web-v6", web.ipv6)\n'
+           'export("web-v6s", web.ipv6_addresses)\n'
+           'export("db-v6", db.ipv6)\n'
+           'export("db-v6s", db.ipv6_addresses)\n')
+
+
+def test_outputs_expose_each_nics_ipv6_address(project: ProjectDir) -> None:
+    """A VM's ``ipv6``/``ipv6_addresses`` outputs and a container's hold the addresses leased to their NICs: another
+    container's environment takes the VM's, the stack exports both kinds', and a VM restarted keeps its (the plan
+    shows the value, and what uses it is left alone)."""
+    project.write_stack(HEAD + OUTPUTS.format(web="", app=64))
+    plan = ok(project, "plan")
+    ok(project, "apply", "--auto-approve")
+    web_v6 = eui64_address("fd00:20::/64", str(nics(project, "vm.web")[0]["mac"]))
+    db_v6 = eui64_address("fd00:20::/64", str(nics(project, "container.db")[0]["mac"]))
+    # a container's ipv6 field holds its leased addresses already: the plan shows them, as it shows its ipv4
+    assert f'db-v6 = ["{db_v6}"]' in plan and "web-v6 = (known after apply)" in plan, plan
+    assert [json.loads(ok(project, "output", "--json", name)) for name in ("web-v6", "web-v6s", "db-v6", "db-v6s")] == \
+        [web_v6, [web_v6], [db_v6], [db_v6]]
+    for address, v6 in (("vm.web", web_v6), ("container.db", db_v6)):
+        outputs = json.loads(ok(project, "state", "show", address))["outputs"]
+        assert outputs["ipv6"] == v6 and outputs["ipv6_addresses"] == [v6], outputs
+    env = {e.get("name"): e.text for e in ET.fromstring(project.sandbox().lookupByName("app").XMLDesc())
+           .iterfind("os/initenv")}
+    assert env == {"WEB_V6": web_v6}
+    assert project.crane("plan", "--detailed-exitcode").code == 0  # read back alike
+    # a restart of the VM keeps its IPv6 address: the plan shows it, and what uses it does not change with it
+    project.write_stack(HEAD + OUTPUTS.format(web=", max_vcpus=2", app=64))
+    plan = ok(project, "plan")
+    assert "0 to create, 1 to update, 0 to replace, 0 to delete" in plan and "container.app" not in plan, plan
+    assert "web-v6" not in plan, plan  # no output changes
+    # restarted in one apply with the container, which takes the VM's address from the VM just restarted
+    project.write_stack(HEAD + OUTPUTS.format(web=", max_vcpus=2", app=96))
+    plan = ok(project, "plan")
+    assert "0 to create, 2 to update" in plan and "init_env" not in plan, plan
+    ok(project, "apply", "--auto-approve")
+    env = {e.get("name"): e.text for e in ET.fromstring(project.sandbox().lookupByName("app").XMLDesc())
+           .iterfind("os/initenv")}
+    assert env == {"WEB_V6": web_v6}
+    assert json.loads(ok(project, "output", "--json", "web-v6s")) == [web_v6]
+    assert json.loads(ok(project, "state", "show", "vm.web"))["outputs"]["ipv6"] == web_v6
+    assert project.crane("plan", "--detailed-exitcode").code == 0

@@ -4,6 +4,7 @@ stack mistakes reported before anything changes."""
 
 from __future__ import annotations
 
+import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -78,6 +79,8 @@ def test_containers_apply_as_exe_domains_and_a_second_plan_is_a_no_op(project: P
     assert env == {"WEB_UUID": web.findtext("uuid"), "MODE": "a>b 'c'"}  # an output, resolved at apply
     assert ok(project, "output", "web").strip() == "10.80.0.12"
     assert ok(project, "output", "app-addresses").strip() == '["10.80.0.13"]'
+    outputs = json.loads(ok(project, "state", "show", "container.app"))["outputs"]
+    assert (outputs["ipv6"], outputs["ipv6_addresses"]) == (None, [None])  # a NIC without an IPv6 address
     # the directory volume is a directory volume of the pool, as libvirt reports it
     conn = project.sandbox()
     try:

@@ -62,6 +62,28 @@ def test_the_sandbox_simulates_a_running_guests_address_the_same_every_time(sand
     assert stopped.outputs["addresses"] == [None]
 
 
+
+def test_a_vms_ipv6_outputs_are_its_slaac_addresses_running_or_not(sandbox: LibvirtProvider) -> None:
+    """On a network announcing a pool's /64 for SLAAC the VM's NIC has its MAC's EUI-64 there: the outputs say so
+    as created, restarted, stopped and read in bulk; a NIC on a network without one has None."""
+    slaac = "fd00:9::5054:ff:fe00:7"  # 52:54:00:00:00:07 in fd00:9::/64
+    sandbox.create(CreateRequest("network", "lan", {**NETWORK, "ipv6": "fd00:9::/64", "leases": ["ipv6"]},
+                                 Owner("s", "network.lan")))
+    sandbox.create(CreateRequest("network", "wan", {**NETWORK, "ipv4": "10.10.0.0/24"}, Owner("s", "network.wan")))
+    nics = [{"network": "lan", "mac": "52:54:00:00:00:07", "ipv6": slaac},
+            {"network": "wan", "mac": "52:54:00:00:00:08"}]
+    vm = {**VM, "nics": nics}
+    made = sandbox.create(CreateRequest("vm", "web", vm, Owner("s", "vm.web")))
+    restarted = sandbox.update(UpdateRequest("vm", "web", vm, {**vm, "max_vcpus": 2}))
+    stopped = sandbox.update(UpdateRequest("vm", "web", {**vm, "max_vcpus": 2}, {**vm, "max_vcpus": 2,
+                                                                                 "running": False}))
+    (read,) = [x for x in sandbox.read_all() if x.kind == "vm"]
+    for live in (made, restarted, stopped, read):
+        assert (live.outputs["ipv6"], live.outputs["ipv6_addresses"]) == (slaac, [slaac, None]), live.outputs
+    assert stopped.outputs["addresses"] == [None, None] and read.properties["nics"] == stopped.properties["nics"]
+    assert made.outputs["addresses"][1].startswith("10.10.0.")  # IPv4 from DHCP, as before
+
+
 @pytest.mark.parametrize(("kind", "physical", "props"), [
     ("pool", "images", POOL), ("network", "lan", NETWORK), ("volume", "disk", VOLUME), ("cloudinit", "seed", SEED),
     ("vm", "web", {**VM, "nics": [], "running": False}),

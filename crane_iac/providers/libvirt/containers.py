@@ -13,6 +13,7 @@ import libvirt
 from crane_iac.errors import ProviderError
 from crane_iac.objects import Live, Owner
 from crane_iac.providers.libvirt import xml as lx
+from crane_iac.providers.libvirt.addresses import nic_outputs
 from crane_iac.providers.libvirt.domains import lookup_domain, shut_down
 from crane_iac.providers.libvirt.host import NOT_FOUND, Host
 from crane_iac.providers.libvirt.rules import restarts
@@ -25,9 +26,9 @@ _CGROUP_DIRS = ("/sys/fs/cgroup/memory/machine/lxc-{id}-{name}.libvirt-lxc",
 
 
 def container_outputs(uuid: str | None, props: dict[str, Any]) -> dict[str, Any]:
-    """A container's outputs: its UUID and its NICs' fixed addresses (known whether it runs or not)."""
-    addresses = [nic.get("ipv4") for nic in props["nics"]]
-    return {"uuid": uuid, "ipv4": addresses[0] if addresses else None, "addresses": addresses}
+    """A container's outputs: its UUID and its NICs' fixed addresses (known whether it runs or not), IPv4 and IPv6
+    alike (``nic_outputs``)."""
+    return {"uuid": uuid, **nic_outputs([nic.get("ipv4") for nic in props["nics"]], props["nics"])}
 
 
 #: how often a container start that lost libvirt_lxc's cgroup race is tried again, and the pause before each

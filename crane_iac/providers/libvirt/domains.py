@@ -12,7 +12,7 @@ import libvirt
 from crane_iac.errors import ProviderError
 from crane_iac.objects import Live, Owner
 from crane_iac.providers.libvirt import xml as lx
-from crane_iac.providers.libvirt.addresses import GuestAddresses
+from crane_iac.providers.libvirt.addresses import GuestAddresses, nic_networks
 from crane_iac.providers.libvirt.host import NOT_FOUND, Host
 from crane_iac.providers.libvirt.rules import restarts
 from crane_iac.providers.metrics import MemoryUsage
@@ -106,6 +106,7 @@ class Domains:
         self.host.domain_changed(dom, active, xml)
         owner = lx.owner_of(root)
         props = lx.parse_domain(root, running=active, autostart=bool(dom.autostart()), volume_by_path={})
+        self.addresses.nic_facts(nic_networks(props)).fill(props)  # as the bulk read has them (reading.py)
         return Live("vm", dom.name(), props, self.addresses.after_change(root.findtext("uuid"), props, wait=wait),
                     owner.stack if owner else None, owner.address if owner else None)
 

@@ -10,12 +10,11 @@ import xml.etree.ElementTree as ET
 
 from crane_iac.objects import Live
 from crane_iac.providers.libvirt import xml as lx
-from crane_iac.providers.libvirt.addresses import GuestAddresses, nic_networks
+from crane_iac.providers.libvirt.addresses import GuestAddresses, NicFacts, nic_networks
 from crane_iac.providers.libvirt.containers import container_outputs
 from crane_iac.providers.libvirt.host import DhcpRange, Host
 from crane_iac.providers.libvirt.networks import network_live
 from crane_iac.providers.libvirt.pools import list_pools, read_pool
-from crane_iac.resources.macs import eui64_address
 
 
 def read_all(host: Host, addresses: GuestAddresses) -> list[Live]:
@@ -37,17 +36,13 @@ def read_all(host: Host, addresses: GuestAddresses) -> list[Live]:
             volume_by_path[outputs["path"]] = f"{pool_name}/{vol.name()}"
             result.append(Live("volume", vol.name(), props, outputs))
     ranges: dict[str, DhcpRange] = {}
-    reserved: dict[tuple[str, str], str] = {}  # (network, MAC) → the address its DHCP server reserves for it
-    slaac_subnets: dict[str, str] = {}  # network → the /64 it announces for SLAAC
+    facts = NicFacts()
     for net in host.conn.listAllNetworks(0):
         root = ET.fromstring(net.XMLDesc(0))
         dhcp = lx.dhcp_range(root)
         if dhcp is not None:
             ranges[net.name()] = dhcp
-        reserved.update(((net.name(), mac), ip) for mac, ip in lx.reservations(root).items())
-        slaac = lx.slaac_subnet(root)
-        if slaac is not None:
-            slaac_subnets[net.name()] = slaac
+        facts.learn(net.name(), root)
         result.append(network_live(net.name(), root))
     domains, autostart = host.list_domains()
     parsed = []
@@ -63,16 +58,8 @@ def read_all(host: Host, addresses: GuestAddresses) -> list[Live]:
                                owner.stack if owner else None, owner.address if owner else None))
             continue
         props = lx.parse_domain(root, running=running, autostart=name in autostart, volume_by_path=volume_by_path)
-        if reserved:
-            for nic in props["nics"]:
-                ip = reserved.get((nic["network"], nic["mac"]))
-                if ip:
-                    nic["ipv4"] = ip
-        if slaac_subnets:  # the address each guest forms from its MAC by SLAAC (resources/vm.py)
-            for nic in props["nics"]:
-                subnet = slaac_subnets.get(nic["network"])
-                if subnet and nic["mac"]:
-                    nic["ipv6"] = eui64_address(subnet, nic["mac"])
+        if facts.reserved or facts.slaac:
+            facts.fill(props)
         if running:
             lease_networks |= nic_networks(props)
         parsed.append((name, root.findtext("uuid"), props, owner))

@@ -83,10 +83,11 @@ UNREADABLE: dict[str, frozenset[str]] = {
 #: A container (re)started keeps its UUID but comes up empty (its writable paths are tmpfs): what configured it
 #: (a configuration run names its hosts' UUIDs) must run again, so a start or restart changes its outputs too
 OUTPUT_FIELDS: dict[str, frozenset[str]] = {"vm": frozenset({"running"}), "container": frozenset({"running", "nics"})}
-#: outputs an in-place change leaves as they are: a VM started, stopped or restarted keeps its UUID (only its
-#: DHCP addresses may change). Not a container's: its restart must read as new outputs, so that the configuration
-#: runs naming its UUID run again on the empty container
-KEPT_OUTPUTS: dict[str, frozenset[str]] = {"vm": frozenset({"uuid"})}
+#: outputs an in-place change leaves as they are: a VM started, stopped or restarted keeps its UUID and its IPv6
+#: addresses (the SLAAC ones of its MACs, which only a new VM changes: its NICs cannot change in place); only its
+#: DHCP addresses may change. Not a container's: its restart must read as new outputs, so that the configuration
+#: runs naming its UUID run again on the empty container, and its addresses change in place with its NICs
+KEPT_OUTPUTS: dict[str, frozenset[str]] = {"vm": frozenset({"uuid", "ipv6", "ipv6_addresses"})}
 #: what the plan says of a change that waits for apply to restart the guest
 NOTES = {"vm": {Reach.RESTART: "restarts the guest"}, "container": {Reach.RESTART: "restarts the container"},
          "network": {Reach.STATE: "recorded in state only; nothing on the hypervisor changes"}}
