@@ -261,13 +261,14 @@ def test_a_saved_plans_releases_are_applied_and_a_crash_before_them_loses_none(p
     listed = ("10.20.1.3 of pool office:10.20.1.0/24, leased to container.db3 (ipv4[0]): planned for a resource "
               "the stack does not declare and state does not record")
     plan = ok(project, "plan")
-    assert listed in plan and "Plan: 0 to create, 0 to update, 0 to replace, 0 to delete, 1 lease(s) to give " \
-        "back." in plan, plan
+    # its IPv4 address, and the SLAAC address it leased on the network's IPv6 subnet
+    assert listed in plan and "leased to container.db3 (ipv6[0]): planned for a resource" in plan
+    assert "Plan: 0 to create, 0 to update, 0 to replace, 0 to delete, 2 lease(s) to give back." in plan, plan
     killed = project.crane("apply", "--auto-approve", env={"CRANE_FAILPOINT": "after-intents"})
     assert killed.code == -signal.SIGKILL, killed
     assert "container.db3 (ipv4[0])" in leases(project, "office:10.20.1.0/24")
     assert listed in ok(project, "plan", "--out", "release.plan")
-    assert "Apply complete: 1 lease given back" in ok(project, "apply", "release.plan")
+    assert "Apply complete: 2 leases given back" in ok(project, "apply", "release.plan")
     assert leases(project, "office:10.20.1.0/24") == {"container.db (ipv4[0])": "10.20.1.2"}
     assert project.crane("plan", "--detailed-exitcode").code == 0
 
