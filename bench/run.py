@@ -2,7 +2,7 @@
 
     python bench/run.py            # the full table (10,000-VM stack, scaling to 30,000 resources)
     python bench/run.py --quick    # a smaller run for a smoke test
-    python bench/run.py --only noop   # only the no-op plan against its baseline (and their peak memory)
+    python bench/run.py --only noop   # only the no-op plan against its baseline (five pairs, and their peaks)
 
 Prints a Markdown table: the figure, the target, the baseline measured in the same run and the ratio. A plan and
 its baseline are taken in turn (crane, baseline, crane, ...), each the median of its runs.
@@ -73,10 +73,12 @@ def timed(cmd: list[str], cwd: Path, repeat: int) -> Run:
     return Run(chosen.seconds, max(r.max_rss_mb for r in runs), chosen.stdout)
 
 
-def timed_in_turn(first: list[str], second: list[str], cwd: Path, repeat: int) -> tuple[Run, Run]:
-    """``first`` and ``second`` run in turn, ``repeat`` times each, and the median of each: on a shared machine the
-    load moves within a minute, and taking the two in turn lets each pair meet the same load (three runs of one
-    and then three of the other measured ratios from 1.07× to 1.69× for the same code)."""
+def timed_in_turn(first: list[str], second: list[str], cwd: Path, repeat: int) -> tuple[Run, Run, list[float]]:
+    """``first`` and ``second`` run in turn, ``repeat`` times each: the median of each, and each pair's ratio
+    (first / second). On a shared machine the load moves within a minute, and taking the two in turn lets each pair
+    meet the same load (three runs of one and then three of the other measured ratios from 1.07× to 1.69× for the
+    same code); the median of the pairs' ratios is steadier still than the ratio of the medians, as the baseline
+    alone moves by a third between runs on a quiet machine (6.6–8.7 s for the 10k read)."""
     firsts, seconds = [], []
     for _ in range(repeat):
         firsts.append(timed(first, cwd, 1))
@@ -87,7 +89,7 @@ def timed_in_turn(first: list[str], second: list[str], cwd: Path, repeat: int) -
         chosen = next(r for r in runs if r.seconds == middle)
         return Run(chosen.seconds, max(r.max_rss_mb for r in runs), chosen.stdout)
 
-    return median(firsts), median(seconds)
+    return median(firsts), median(seconds), [a.seconds / b.seconds for a, b in zip(firsts, seconds, strict=True)]
 
 
 def project(root: Path, vms: int, networks: int) -> Path:
@@ -161,15 +163,17 @@ def real_host(root: Path, uri: str, vms: int, networks: int, repeat: int) -> lis
 def noop_plan(big: Path, vms: int, networks: int, repeat: int) -> tuple[list[str], float]:
     """The no-op plan of the applied ``big`` project against the baseline's read, and both peaks: three rows, and
     the plan's seconds."""
-    plan, base_plan = timed_in_turn([*CRANE, "plan", "--detailed-exitcode"],
-                                    [PY, str(HERE / "baselines" / "list_and_parse.py"), node_uri(big)], big, repeat)
+    plan, base_plan, ratios = timed_in_turn([*CRANE, "plan", "--detailed-exitcode"],
+                                            [PY, str(HERE / "baselines" / "list_and_parse.py"), node_uri(big)], big,
+                                            repeat)
     assert "No changes." in plan.stdout, plan.stdout[-500:]
-    ratio = plan.seconds / base_plan.seconds
+    ratio = statistics.median(ratios)
     # most of either peak is libvirt's test driver holding the domains in-process: what crane adds is the rest
     share = plan.max_rss_mb - base_plan.max_rss_mb
     return [
         row(f"no-op plan, {vms + networks:,} resources", f"{plan.seconds:.2f} s", "≤ 1.25× baseline",
-            f"{base_plan.seconds:.2f} s", f"{ratio:.2f}×", ratio <= 1.25),
+            f"{base_plan.seconds:.2f} s", f"{ratio:.2f}× (median of {len(ratios)} pairs' ratios, "
+            f"{min(ratios):.2f}–{max(ratios):.2f}×)", ratio <= 1.25),
         row("peak memory of that plan", f"{plan.max_rss_mb:.0f} MB", "≤ 300 MB", f"{base_plan.max_rss_mb:.0f} MB",
             f"{plan.max_rss_mb / base_plan.max_rss_mb:.2f}×", plan.max_rss_mb <= 300),
         row("crane's own share of the plan's peak memory (crane peak − baseline peak)", f"{share:.0f} MB",
@@ -206,7 +210,7 @@ def main() -> None:
         big = project(tmpdir / "big", vms, networks)
         if args.only == "noop":
             subprocess.run([*CRANE, "apply", "--auto-approve"], cwd=big, check=True, capture_output=True)
-            print("\n".join(rows + noop_plan(big, vms, networks, repeat)[0]))
+            print("\n".join(rows + noop_plan(big, vms, networks, 5)[0]))
             return
         version = timed([*CRANE, "--version"], tmpdir, 5)
         rows.append(row("`crane --version`", f"{version.seconds:.3f} s", "≤ 0.3 s", "", "", version.seconds <= 0.3))
@@ -222,7 +226,7 @@ def main() -> None:
         rows.append(row(f"create {vms:,} VMs + {networks} networks from empty", f"{create.seconds:.2f} s",
                         "≤ 2× baseline", f"{base_create.seconds:.2f} s", f"{ratio:.2f}×", ratio <= 2))
 
-        plan_rows, plan_seconds = noop_plan(big, vms, networks, repeat)
+        plan_rows, plan_seconds = noop_plan(big, vms, networks, 5)
         rows.extend(plan_rows)
 
         one = timed([*CRANE, "apply", "--auto-approve", "--var", "bump=1"], big, 1)
@@ -246,7 +250,7 @@ def main() -> None:
             else:
                 root = project(tmpdir / f"s{size}", size - nets, nets)
                 subprocess.run([*CRANE, "apply", "--auto-approve"], cwd=root, check=True, capture_output=True)
-            crane_run, base = timed_in_turn([*CRANE, "plan"],
+            crane_run, base, _ = timed_in_turn([*CRANE, "plan"],
                                             [PY, str(HERE / "baselines" / "list_and_parse.py"), node_uri(root)], root,
                                             repeat)
             scaling.append((size, crane_run.seconds, base.seconds))
