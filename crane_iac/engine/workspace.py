@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -110,9 +111,10 @@ class Workspace:
             self._variables = self.project.resolve_vars(self.config, self.overrides)
         return self._variables
 
-    @property
+    @cached_property
     def sharing(self) -> EndpointSharing:
-        """Which kinds the stack's endpoints share, from crane.toml alone (no connection)."""
+        """Which kinds the stack's endpoints share, from crane.toml alone (no connection): worked out once, not at
+        every run of the stack."""
         return endpoint_sharing(self.config.endpoints())
 
     @property
@@ -249,6 +251,8 @@ class Workspace:
         state = self.state()
         if serial is not None and serial == state.serial:
             return loaded, state
+        if serial is not None:  # another run wrote meanwhile: its leases are read again with the state it left
+            self._lease_values = None
         first = loaded if serial is None else None
         return self._validated(self._load(StateOutline.of(state), first=first)), state
 
