@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import TypeVar
 
 from crane_iac.config import EndpointConfig
-from crane_iac.errors import ConfigError, CraneError
+from crane_iac.errors import CraneError
 from crane_iac.heap import release_freed_memory
 from crane_iac.objects import DEFAULT_ENDPOINT, Live
 from crane_iac.providers.endpoint import Endpoint
-from crane_iac.providers.registry import open_companions, open_provider, opener, sharing_rule
+from crane_iac.providers.registry import open_companions, open_provider, prepare_opening, sharing_rule
 from crane_iac.sharing import NOTHING_SHARED, EndpointSharing
 
 
@@ -109,10 +109,8 @@ def open_endpoints(configs: Mapping[str, EndpointConfig], *, state_dir: Path, mu
     opened: dict[str, Endpoint] = {}
     errors: list[BaseException] = []
     for type_name in {config.type for config in configs.values()}:
-        try:  # each type's provider imported here, before ``meanwhile`` competes with the connections for the GIL
-            opener(type_name)
-        except ConfigError:
-            pass  # an unknown type: its connection says so, naming the endpoint
+        # each type's provider imported here, before ``meanwhile`` competes with the connections for the GIL
+        prepare_opening(type_name)
     with ThreadPoolExecutor(max(1, len(names)), thread_name_prefix="crane-connect") as pool:
         futures = {name: pool.submit(connect, name) for name in names}
         try:

@@ -14,9 +14,12 @@ it, the opener's module may define
 * ``shared_kinds(a, b) -> frozenset[str]``: from two endpoints' settings (``uri`` and the type's own keys), the kinds
   an object of which, made through one, is there by its name through the other (one libvirtd's qemu:///system and
   lxc:///system share networks and storage, not domains: crane_iac/sharing.py). A type without it shares nothing
-  between endpoints; endpoints of two types never share.
+  between endpoints; endpoints of two types never share;
+* ``prepare()``: import what the opener needs (the provider's modules and its SDK), called on the main thread just
+  before the endpoints connect, so that each connection's thread starts connecting at once instead of importing
+  while the stack runs beside it on the other thread (they would take turns with the GIL).
 
-All three are read without opening anything, so the opener's module should import its hypervisor's SDK only in the
+The first three are read without opening anything, so the opener's module should import its hypervisor's SDK only in the
 opener.
 
 Companions (providers/endpoint.py) are found the same way, under the group ``crane_iac.companions``: an opener
@@ -28,7 +31,9 @@ connection).
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
+import sys
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -54,17 +59,26 @@ SharedKinds = Callable[[Mapping[str, Any], Mapping[str, Any]], frozenset[str]]
 def provider_types() -> dict[str, str]:
     """Every known provider type and where its opener lives."""
     found = dict(BUILT_IN)
-    for ep in entry_points(group="crane_iac.providers"):
-        found.setdefault(ep.name, ep.value)
+    for name, value in _registered("crane_iac.providers", tuple(sys.path)):
+        found.setdefault(name, value)
     return found
 
 
 def companion_types() -> dict[str, str]:
     """Every known companion and where its opener lives."""
     found = dict(BUILT_IN_COMPANIONS)
-    for ep in entry_points(group="crane_iac.companions"):
-        found.setdefault(ep.name, ep.value)
+    for name, value in _registered("crane_iac.companions", tuple(sys.path)):
+        found.setdefault(name, value)
     return found
+
+
+@functools.lru_cache(maxsize=8)
+def _registered(group: str, path: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """The entry points of ``group`` (name, target) as the distributions on ``path`` (sys.path, the cache's key: a
+    distribution added to it is seen) declare them. Scanning every installed distribution's metadata takes ~15 ms,
+    and a run asks several times."""
+    del path
+    return tuple((ep.name, ep.value) for ep in entry_points(group=group))
 
 
 def _load(target: str) -> Opener:
@@ -122,6 +136,17 @@ def sharing_rule(type_name: str) -> SharedKinds | None:
     shares nothing between its endpoints or that is not known (opening it reports that)."""
     rule: SharedKinds | None = _beside_opener(type_name, "shared_kinds")
     return rule
+
+
+def prepare_opening(type_name: str) -> None:
+    """Import what opening an endpoint of ``type_name`` needs (``prepare`` beside its opener, and the opener); a
+    type not known is left to the opening, which reports it naming the endpoint."""
+    if type_name not in provider_types():
+        return
+    opener(type_name)
+    prepare: Callable[[], None] | None = _beside_opener(type_name, "prepare")
+    if prepare is not None:
+        prepare()
 
 
 def _beside_opener(type_name: str, name: str) -> Any:

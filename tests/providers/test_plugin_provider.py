@@ -67,7 +67,16 @@ class Shelf(Provider):
         self.path.write_text(json.dumps(self.objects))
 
 
+#: what the registry asked of this module, in order (``prepare`` must come before each opening)
+CALLS: list[str] = []
+
+
+def prepare() -> None:
+    CALLS.append("prepare")
+
+
 def open_endpoint(settings: dict[str, Any], *, sandbox_dir: Path, mutating: bool, lock_timeout: float = 0.0) -> Shelf:
+    CALLS.append("open")
     sandbox_dir.mkdir(parents=True, exist_ok=True)
     return Shelf(sandbox_dir / "shelf.json", Settings.model_validate({k: v for k, v in settings.items() if k != "uri"}))
 
@@ -102,8 +111,10 @@ def shelf(project: ProjectDir, tmp_path_factory: pytest.TempPathFactory, monkeyp
 
 
 def test_a_provider_from_an_entry_point_serves_a_stack(project: ProjectDir, shelf: Path) -> None:
+    CALLS.clear()
     plan = project.crane("plan")
     assert plan.code == 0 and "Plan: 3 to create" in plan.out, plan
+    assert CALLS == ["prepare", "open"]  # the type's own imports made before its connection's thread starts
     assert project.crane("apply", "--auto-approve").code == 0
     held = json.loads(shelf.read_text())
     assert sorted(held) == ["network/lan", "vm/web-1", "vm/web-2"]

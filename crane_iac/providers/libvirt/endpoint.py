@@ -15,7 +15,12 @@ from crane_iac.providers.libvirt.validation import validate_resource
 if TYPE_CHECKING:
     from crane_iac.providers.libvirt.provider import LibvirtProvider
 
-__all__ = ["Settings", "open_endpoint", "shared_kinds", "validate_resource"]
+__all__ = ["Settings", "open_endpoint", "prepare", "shared_kinds", "validate_resource"]
+
+
+def prepare() -> None:
+    """Import the provider and libvirt, before the connection's thread starts (the registry's ``prepare``)."""
+    import crane_iac.providers.libvirt.provider  # noqa: F401
 
 
 def open_endpoint(settings: dict[str, Any], *, sandbox_dir: Path, mutating: bool,
