@@ -7,7 +7,7 @@ the run ends with all of them at once (``DiagnosticsError``), never a traceback.
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +46,11 @@ class LoadedStack:
     deferred_wants: list[Any] = field(default_factory=list)
     pool_parents: dict[str, str] = field(default_factory=dict)
     provisional: bool = False
+    #: of a provisional run: the lease each value not leased yet needs for a run with leases to take the same one,
+    #: the wants that run would note instead of the deferred ones, and the claims it would check (``with_leases``)
+    stood_in: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    waiting_wants: list[Any] = field(default_factory=list)
+    unchecked_claims: list[tuple[list[tuple[Any, str]], str | None, int | None, str]] = field(default_factory=list)
 
     def dependencies(self) -> dict[str, list[str]]:
         return {d.address: d.dependencies for d in self.desired}
@@ -125,7 +130,8 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
     managed = [r.address for r in pending if r.managed]
     pending.reverse()
     seen: dict[str, tuple[str | None, int | None, str]] = {}  # address → where it was first declared, its endpoint
-    physical_seen: dict[tuple[str, ...], str] = {}  # what a resource claims → its address
+    physical_seen: dict[Any, str] = {}  # what a resource claims → its address
+    unchecked: list[tuple[list[tuple[Any, str]], str | None, int | None, str]] = []
     desired: list[Desired] = []
     components: list[str] = []
     tiers: list[ScalableTier] = []
@@ -170,14 +176,11 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
         claims = [(identity(res.kind, meta.physical, props, scope), f"hypervisor name {meta.physical!r}")]
         claims += [((scope, what, name), f"{what} {name!r}") for what, name in res.host_claims()]
         # while some values are stand-ins for what pools will lease, two may meet by chance: the claims are checked
-        # on the run with the leased values
-        clash = None if registry.provisional else next(
-            ((key, label) for key, label in claims if key in physical_seen), None)
-        if clash is not None:
-            diagnostics.append(Diagnostic(f"{clash[1]} is already used by {physical_seen[clash[0]]}", file, line,
-                                          address))
+        # with the leased values (``with_leases``, or the run with them)
+        if registry.provisional:
+            unchecked.append((claims, file, line, address))
+        elif _clashes(claims, file, line, address, physical_seen, diagnostics):
             continue
-        physical_seen.update((key, address) for key, _ in claims)
         desired.append(Desired(
             address=address, kind=res.kind, physical=meta.physical, properties=props,
             dependencies=sorted(set(deps)), protect=res.protected, ignore_changes=list(res.ignore_changes),
@@ -197,7 +200,44 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
                        setting_defaults=dict(registry.setting_defaults), tiers=tiers,
                        pools=list(registry.pools.values()), lease_wants=list(registry.lease_wants),
                        deferred_wants=list(registry.deferred_wants),
-                       pool_parents=dict(registry.pool_parents), provisional=registry.provisional)
+                       pool_parents=dict(registry.pool_parents), provisional=registry.provisional,
+                       stood_in=dict(registry.stood_in), waiting_wants=list(registry.waiting_wants),
+                       unchecked_claims=unchecked)
+
+
+def _clashes(claims: list[tuple[Any, str]], file: str | None, line: int | None, address: str,
+             seen: dict[Any, str], diagnostics: list[Diagnostic]) -> bool:
+    """Whether a resource claims what another claimed before it (a hypervisor name, an address on a network),
+    which is then in ``diagnostics``; else its claims are noted in ``seen``."""
+    clash = next(((key, label) for key, label in claims if key in seen), None)
+    if clash is not None:
+        diagnostics.append(Diagnostic(f"{clash[1]} is already used by {seen[clash[0]]}", file, line, address))
+        return True
+    seen.update((key, address) for key, _ in claims)
+    return False
+
+
+def with_leases(loaded: LoadedStack, leases: dict[tuple[str, str, str], str]) -> LoadedStack | None:
+    """``loaded``, a run with stand-ins, as the stack run with ``leases`` would load: when every value leased is the
+    one that stood in for it, that run would declare the same resources with the same values (a pool that no other
+    stack leases from hands out its lowest free values, as the stand-ins were), and what it does besides is done
+    here: the claims checked, the deferred wants noted as wants. None when some value differs: run it again."""
+    if not loaded.provisional or any(leases.get(key) != value for key, value in loaded.stood_in.items()):
+        return None
+    seen: dict[Any, str] = {}
+    diagnostics: list[Diagnostic] = []
+    for claims, file, line, address in loaded.unchecked_claims:
+        _clashes(claims, file, line, address, seen, diagnostics)
+    if diagnostics:
+        raise DiagnosticsError(diagnostics)
+    pools = {pool.name: pool for pool in loaded.pools}
+    parents = dict(loaded.pool_parents)
+    for _, pool, parent in loaded.waiting_wants:
+        pools.setdefault(pool.name, pool)
+        parents[pool.name] = parent
+    return replace(loaded, lease_wants=loaded.lease_wants + [want for want, _, _ in loaded.waiting_wants],
+                   deferred_wants=[], pools=list(pools.values()), pool_parents=parents, provisional=False,
+                   stood_in={}, waiting_wants=[], unchecked_claims=[])
 
 
 def pinned_names(loaded: LoadedStack, recorded: dict[str, str]) -> dict[str, str] | None:

@@ -55,7 +55,11 @@ def settle(loaded: LoadedStack, store: StateStore, stack: str, known: Leases,
             got = store.lease(stack, [p for p in loaded.pools if p.name in named], wants, parents=loaded.pool_parents)
             known = {**known, **{(pool, h.address, h.slot): value for (pool, h), value in got.items()}}
         known = _lease_deferred(loaded, store, stack, known)
-        loaded = run(known)
+        # the usual first plan leases what stood in: the stack need not run again (the loader checks the rest)
+        from crane_iac.loader import with_leases  # imported by the run that gave ``loaded``
+
+        again = with_leases(loaded, known)
+        loaded = again if again is not None else run(known)
     raise CraneError("the stack's address pools did not settle after three rounds of leasing: a value taken from a "
                      "pool decides which pool another comes from; report this as a bug")
 

@@ -288,6 +288,7 @@ def _value(registry: Any, address: str, slot: str, token: Leased) -> str:
             return str(token.explicit if token.explicit is not None else leased)
     if token.explicit is not None:  # the value named, to be leased (and checked) before the plan
         registry.provisional = True
+        _stood_in(registry, token, address, slot, _plain(token.explicit, token.what), explicit)
         return token.explicit
     # a stand-in: the pool's next value in this run, so that no two collide (the engine leases the real ones)
     registry.provisional = True
@@ -309,7 +310,19 @@ def _value(registry: Any, address: str, slot: str, token: Leased) -> str:
         noun = "addresses" if token.what == "address" else f"/{pool.subnet_prefixlen} subnets"
         raise IpamError(f"pool {pool.name!r} ({pool.network}) is exhausted: this stack takes more {noun} than it "
                         f"has; widen the pool, or take fewer (crane ipam show {pool.name})")
+    _stood_in(registry, token, address, slot, str(stand_in), None)
     return str(stand_in)
+
+
+def _stood_in(registry: Any, token: Leased, address: str, slot: str, value: str, explicit: str | None) -> None:
+    """Note the value a run took for ``token`` before it is leased (a stand-in, or the one named: ``explicit``) as
+    the lease a run with leases must find to take the same one; and, for a network whose subnet is itself a
+    stand-in, the want that run would note instead of the deferred one (its pool is this token's once the subnet
+    leased is the one that stood in)."""
+    registry.stood_in[token.pool.name, address, slot] = value
+    if token.waits_for is not None:
+        registry.waiting_wants.append((LeaseWant(token.pool.name, address, slot, token.what, explicit), token.pool,
+                                       token.parent))
 
 
 def _plain(text: str, what: What) -> str:

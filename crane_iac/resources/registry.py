@@ -65,6 +65,12 @@ class Registry:
     provisional: bool = False
     stand_ins: dict[tuple[str, str], Any] = field(default_factory=dict)
     stand_in_slots: set[tuple[str, str]] = field(default_factory=set)
+    #: what each value not leased yet took in this run, as the lease that would give a run with leases the same
+    #: value: (pool, address, field) → value; and the wants that run would note in place of this one's
+    #: ``DeferredWant``s, each with its pool and the pool's parent (engine/leasing.py need not run the stack again
+    #: when every lease is what stood in)
+    stood_in: dict[tuple[str, str, str], str] = field(default_factory=dict)
+    waiting_wants: list[Any] = field(default_factory=list)
     #: how a resource's values taken from address pools become the values leased (set by resources/ippools.py when
     #: the stack declares a pool): (registry, kind, address, data) → (data, the fields that took one)
     resolver: Any = None

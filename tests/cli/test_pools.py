@@ -5,6 +5,7 @@ applied, and a plan's lease never applied reclaimed by the next apply; errors at
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -196,10 +197,8 @@ def test_an_apply_killed_at_any_point_leaves_no_lease_lost_or_twice(project: Pro
         assert leases(project, "office:10.20.1.0/24") == {}, failpoint
 
 
-def test_a_first_plan_runs_the_stack_twice_and_a_re_plan_once(project: ProjectDir,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """Subnets and the addresses taken from them are leased in one round (the addresses once their network's
-    subnet is), so the stack runs with stand-ins once and with the leased values once; a re-plan runs it once."""
+def runs_of(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each run of the stack from now on had stand-ins (``provisional``), in order."""
     import crane_iac.loader
 
     runs: list[bool] = []
@@ -211,14 +210,72 @@ def test_a_first_plan_runs_the_stack_twice_and_a_re_plan_once(project: ProjectDi
         return loaded
 
     monkeypatch.setattr(crane_iac.loader, "load_stack", counted)
+    return runs
+
+
+def test_a_first_plan_that_leases_what_stood_in_runs_the_stack_once(project: ProjectDir,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Subnets and the addresses taken from them are leased in one round (the addresses once their network's
+    subnet is). A pool no other stack leases from hands out the values that stood in, so the stack does not run
+    again; where another stack holds the stand-ins, it runs again with the values leased; a re-plan runs it once."""
+    runs = runs_of(monkeypatch)
     project.write_stack(POOLS + LAN + DMZ + DB.format(name="db") + CACHE)
     ok(project, "plan")
-    assert runs == [True, False], runs  # crane plan's first run (no state yet) leases nothing: see load_with_state
+    assert runs == [True], runs
     runs.clear()
     ok(project, "plan")
     assert runs == [False], runs
+    # another stack takes the values this one's stand-ins would be: its first plan runs the stack again with its own
+    project.write_config('default_stack = "main"\n[stacks.main]\nfile = "stacks/main.py"\n'
+                         '[stacks.other]\nfile = "stacks/other.py"\n')
+    project.write_stack(POOLS + LAN.replace('"lan"', '"lan2"').replace("lan =", "lan2 =")
+                        + DB.format(name="db2").replace("lan", "lan2"), name="other.py")
+    runs.clear()
+    plan = " ".join(ok(project, "plan", "--stack", "other").split())
+    assert runs == [True, False], runs
+    assert "ipv4 = 10.20.3.0/24" in plan and '"ipv4": "10.20.3.2"' in plan, plan  # not main's 10.20.1.0/24
 
 
+STACKS_WITH_POOLS = {
+    "subnets and their addresses": POOLS + LAN + DMZ + DB.format(name="db") + CACHE,
+    "SLAAC addresses and named ones": POOLS.replace("import IPv4Pool", "import VM, IPv4Pool") + LAN
+    + 'VM("web", vcpus=1, memory_mib=128, networks=[lan])\n'
+    + 'Container("db", networks=[lan], ipv4=["10.20.1.9/24"], ipv6=["fd00:20::99"], init=["/bin/sh"], '
+      'memory_mib=64)\n'
+    + 'ext = Network("ext", mode="isolated", ipv4="10.30.0.0/24")\n'
+    + 'hosts = IPv4Pool("hosts", cidr="10.30.0.0/25", subnet_prefixlen=28, reserved=["10.30.0.0/28"])\n'
+    + 'Container("cache", networks=[ext], ipv4=[hosts.address()], init=["/bin/sh"], memory_mib=64)\n',
+}
+
+
+@pytest.mark.parametrize("stack", STACKS_WITH_POOLS.values(), ids=STACKS_WITH_POOLS.keys())
+def test_a_first_plan_that_runs_the_stack_once_loads_what_a_second_run_would(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stack: str) -> None:
+    """The stack run with stand-ins, once the values leased are those that stood in, stands for the run with the
+    leases (crane_iac/loader.py ``with_leases``): the same resources with the same properties, wants and pools
+    as a second run gives on a copy of the project (the allocator is deterministic)."""
+    import crane_iac.loader
+    from crane_iac.engine.workspace import Workspace
+
+    def first_plan(root: Path) -> crane_iac.loader.LoadedStack:
+        root.mkdir()
+        project = ProjectDir(root)
+        project.write_config('[stacks.main]\nfile = "stacks/main.py"\n')
+        project.write_stack(stack)
+        with Workspace.open(root, "main") as ws:
+            ws.store.read("main")  # the state database made, as a plan that runs the stack beside it finds it
+            return ws.early_load()[0]
+
+    once = first_plan(tmp_path / "once")
+    monkeypatch.setattr(crane_iac.loader, "with_leases", lambda loaded, leases: None)
+    twice = first_plan(tmp_path / "twice")
+
+    def shape(loaded: crane_iac.loader.LoadedStack) -> object:
+        return ([(d.address, d.physical, d.properties, d.dependencies) for d in loaded.desired], loaded.outputs,
+                sorted(map(repr, loaded.lease_wants)), sorted(map(repr, loaded.pools)), loaded.pool_parents,
+                loaded.deferred_wants, loaded.provisional)
+
+    assert not once.provisional and shape(once) == shape(twice)
 def test_a_value_no_longer_taken_from_a_pool_goes_back_with_an_apply_of_a_state_only_plan(project: ProjectDir) -> None:
     """A network whose ipv6 subnet no longer comes from a pool (the same subnet, named): nothing on the hypervisor
     changes, yet the lease must go. The plan lists it as a state-only change (so it is not "No changes"), a plan
@@ -284,3 +341,14 @@ def test_a_moved_resource_never_made_leases_its_own_value(project: ProjectDir) -
         in ok(project, "apply", "--auto-approve")
     assert leases(project, "office:10.20.1.0/24") == {"container.database (ipv4[0])": "10.20.1.3"}
     assert nic_addresses(project, "container.database") == ["10.20.1.3"]
+
+
+def test_a_claim_clash_is_found_on_a_first_plan_that_runs_the_stack_once(project: ProjectDir) -> None:
+    """What a run with stand-ins leaves unchecked (two resources claiming one name or address) is checked with the
+    values leased, at the line of the second, and nothing is touched."""
+    project.write_stack(POOLS + DMZ + DB.format(name="db").replace("lan", "dmz")
+                        + 'Container("db2", hypervisor_name="db", networks=[dmz], ipv4=[dmz.lease()], '
+                          'init=["/bin/sh"], memory_mib=64)\n')
+    assert_clean_error(project.crane("plan"), "main.py:6: container.db2: hypervisor name 'db' is already used by "
+                                              "container.db")
+    assert not (project.root / ".crane" / "sandbox.xml").exists()
