@@ -57,7 +57,8 @@ def test_memory_and_vcpu_constraints(xen_simulator: Simulator) -> None:
 
 def test_clone_copy_provision_and_back_references() -> None:
     spec = PoolSpec(srs=[SRSpec("Local storage", size_gib=100), SRSpec("NFS", size_gib=15)],
-                    templates=[TemplateSpec("Debian Bookworm 12", disk_gib=10), TemplateSpec("Made", premade_disk=True)])
+                    templates=[TemplateSpec("Debian Bookworm 12", disk_gib=10),
+                               TemplateSpec("Made", premade_disk=True)])
     with Simulator(spec) as sim, login(sim) as x:
         local, nfs = x.SR.get_by_name_label("Local storage")[0], x.SR.get_by_name_label("NFS")[0]
         vm = new_vm(x, "v")
