@@ -40,7 +40,8 @@ from crane_iac.errors import ConfigError
 from crane_iac.providers.base import Provider
 
 #: built-in provider types, imported only when an endpoint of that type is opened
-BUILT_IN = {"libvirt": "crane_iac.providers.libvirt.endpoint:open_endpoint"}
+BUILT_IN = {"libvirt": "crane_iac.providers.libvirt.endpoint:open_endpoint",
+            "xenapi": "crane_iac.providers.xenapi.endpoint:open_endpoint"}
 #: built-in companions, opened beside every endpoint
 BUILT_IN_COMPANIONS = {"ansible": "crane_iac.providers.ansible:open_companion"}
 
