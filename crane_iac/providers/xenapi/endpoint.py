@@ -8,15 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from crane_iac.errors import ConfigError
-from crane_iac.providers.xenapi.settings import SettingError, credentials
+from crane_iac.errors import SettingError
 from crane_iac.providers.xenapi.settings import XenApiSettings as Settings
+from crane_iac.providers.xenapi.settings import credentials
 from crane_iac.providers.xenapi.validation import validate_resource
 
 if TYPE_CHECKING:
     from crane_iac.providers.xenapi.provider import XenApiProvider
 
-__all__ = ["SettingError", "Settings", "open_endpoint", "validate_resource"]
+__all__ = ["Settings", "open_endpoint", "validate_resource"]
 
 
 def open_endpoint(settings: dict[str, Any], *, sandbox_dir: Path, mutating: bool,
@@ -28,7 +28,7 @@ def open_endpoint(settings: dict[str, Any], *, sandbox_dir: Path, mutating: bool
     if not url:
         raise SettingError("uri", "a xenapi endpoint needs uri = \"https://<pool master>\"")
     if not str(url).startswith(("https://", "http://")):
-        raise ConfigError(f"uri: {url!r} is not a pool master's URL (https://<host>)")
+        raise SettingError("uri", f"{url!r} is not a pool master's URL (https://<host>)")
     password = credentials(own, _project_dir(sandbox_dir))
     from crane_iac.extras import require
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
-from crane_iac.errors import ConfigError
+from crane_iac.errors import SettingError
 
 #: the name of an environment variable (POSIX: letters, digits and underscores, not starting with a digit)
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -61,15 +61,6 @@ class XenApiSettings(BaseModel):
             raise ValueError(f"{value!r} is not an environment variable's name (write the variable's name, "
                              "never the password itself)")
         return value
-
-
-class SettingError(ConfigError):
-    """An endpoint key whose value cannot be used once the endpoint is opened (an unset variable): ``key`` names it,
-    so that the error can name crane.toml's line."""
-
-    def __init__(self, key: str, message: str) -> None:
-        self.key = key
-        super().__init__(f"{key}: {message}")
 
 
 def credentials(settings: XenApiSettings, project_dir: Path) -> str:
