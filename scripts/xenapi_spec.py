@@ -118,7 +118,8 @@ def build(src: Path) -> dict[str, Any]:
         messages = {}
         for m in cls["messages"]:
             implemented = m["name"] in EXPLICIT.get(name, []) or (m["implicit"] and ACCESSOR.match(m["name"])
-                                                                  and m["name"] not in ("create", "destroy"))
+                                                                  and m["name"] not in ("create", "destroy")
+                                                                  and m["lifecycle"]["state"] != "Removed_s")
             if not implemented:
                 continue
             messages[m["name"]] = {"params": [[p["type"], p["name"]] for p in m["params"]],

@@ -78,5 +78,3 @@ def register_accessors() -> None:
             if fn is not None:
                 HANDLERS[name] = Handler(name, fn)
 
-
-register_accessors()

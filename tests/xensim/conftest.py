@@ -1,0 +1,1 @@
+from tests.xensim.fixtures import xen_simulator  # noqa: F401
