@@ -120,7 +120,8 @@ class Connection:
                                 + (" (check the user and the password's source in crane.toml)"
                                    if code == "SESSION_AUTHENTICATION_FAILED" else "")) from None
         except ssl.SSLError as exc:
-            raise ProviderError(f"the TLS connection to {url} failed: {exc.reason or exc}; pin the pool's "
+            why = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc.args[0]
+            raise ProviderError(f"the TLS connection to {url} failed: {why}; pin the pool's "
                                 "certificate (ca_cert or pinned_sha256 in crane.toml) or fix its name") from None
         except (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError) as exc:
             raise ProviderError(f"cannot reach {url}: {_reason(exc)}") from None

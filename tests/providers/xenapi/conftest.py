@@ -31,43 +31,11 @@ memory = {{ type = "int", default = 256 }}
 '''
 
 
-def _simulator_module() -> Any:
-    """tests.xensim, imported. Its first commit (8a65046) registers the generated accessors before the class
-    modules' own handlers and then refuses those as registered twice; its author has the fix under way. Until it
-    lands, a handler a class module registers replaces the generated one (what the fix does); once it has landed
-    this does nothing."""
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    if "tests.xensim" in sys.modules:
-        return sys.modules["tests.xensim"]
-    path = Path(__file__).parents[2] / "xensim" / "registry.py"
-    found = importlib.util.spec_from_file_location("tests.xensim.registry", path)
-    assert found is not None and found.loader is not None
-    registry = importlib.util.module_from_spec(found)
-    sys.modules["tests.xensim.registry"] = registry  # the package's modules find it there, not anew
-    found.loader.exec_module(registry)
-    original = registry.message
-
-    def message(name: str, **kw: Any) -> Any:
-        def register(fn: Any) -> Any:
-            registry.HANDLERS.pop(name, None)
-            return original(name, **kw)(fn)
-        return register
-
-    registry.message = message  # type: ignore[assignment]
-    try:
-        import tests.xensim as xensim
-    finally:
-        registry.message = original
-    return xensim
-
-
 @pytest.fixture
 def sim() -> Iterator[Any]:
-    xensim = _simulator_module()
-    with xensim.Simulator(xensim.PoolSpec(), tls=False) as simulator:
+    from tests.xensim import PoolSpec, Simulator
+
+    with Simulator(PoolSpec(), tls=False) as simulator:
         yield simulator
 
 
