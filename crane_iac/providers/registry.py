@@ -1,4 +1,4 @@
-"""Provider types by name: one factory maps an endpoint's ``type`` (``libvirt``; ``xenapi`` next) to the code that
+"""Provider types by name: one factory maps an endpoint's ``type`` (``libvirt``, ``xenapi``) to the code that
 opens it, as SQLAlchemy maps a URL's scheme to a dialect. A third-party provider registers under the entry-point
 group ``crane_iac.providers`` (``name = "package.module:open_endpoint"``) and needs no change here.
 
