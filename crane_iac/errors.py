@@ -50,6 +50,16 @@ class ConfigError(CraneError):
     """crane.toml is missing, malformed or names something that does not exist."""
 
 
+class SettingError(ConfigError):
+    """An endpoint's key in crane.toml whose value proves unusable only when the endpoint is opened (a password's
+    environment variable that is not set): ``key`` names it, and opening the endpoints adds ``endpoint``, so that
+    the error names crane.toml's line (engine/workspace.py)."""
+
+    def __init__(self, key: str, message: str, endpoint: str | None = None) -> None:
+        self.key, self.message, self.endpoint = key, message, endpoint
+        super().__init__(f"{key}: {message}")
+
+
 class StateError(CraneError):
     """The state store cannot be used."""
 

@@ -5,6 +5,7 @@ capability whose package is missing is a ``CraneError`` naming the extra to inst
     pip install 'crane_iac[ansible]'     configuration runs and app domains (ansible-core, ansible-runner)
     pip install 'crane_iac[autoscale]'   the autoscaler's Prometheus metrics (prometheus-client)
     pip install 'crane_iac[watch]'       `crane watch` (watchdog)
+    pip install 'crane_iac[xenapi]'      XenServer / XCP-ng endpoints (XenAPI, the official SDK)
     pip install 'crane_iac[all]'         all of them (scripts/install.sh installs everything)
 """
 
@@ -17,7 +18,7 @@ from crane_iac.errors import CraneError
 
 #: import name → the extra that installs it
 EXTRAS = {"psycopg": "postgres", "ansible_runner": "ansible", "prometheus_client": "autoscale",
-          "watchdog": "watch"}
+          "watchdog": "watch", "XenAPI": "xenapi"}
 
 
 class MissingExtraError(CraneError):

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from crane_iac.config import EndpointConfig
-from crane_iac.errors import CraneError
+from crane_iac.errors import CraneError, SettingError
 from crane_iac.heap import release_freed_memory
 from crane_iac.objects import DEFAULT_ENDPOINT, Live
 from crane_iac.providers.endpoint import Endpoint
@@ -100,6 +100,9 @@ def open_endpoints(configs: Mapping[str, EndpointConfig], *, state_dir: Path, mu
                 hypervisor.close()
                 raise
             return Endpoint(hypervisor, companions)
+        except SettingError as exc:
+            exc.endpoint = name  # the workspace names its line in crane.toml
+            raise
         except CraneError as exc:
             if len(configs) == 1:
                 raise

@@ -24,8 +24,9 @@ from crane_iac.config import Project, StackConfig, find_project, load_project, r
 from crane_iac.engine import leasing, provider_rules
 from crane_iac.engine.endpoints import Endpoints, connected, endpoint_sharing
 from crane_iac.engine.run import PlanOptions, Run, read_plan
-from crane_iac.errors import ConfigError
+from crane_iac.errors import ConfigError, SettingError
 from crane_iac.ipam.pools import LeaseRecord, PoolRecord
+from crane_iac.objects import DEFAULT_ENDPOINT
 from crane_iac.state.base import (
     Committed,
     HistoryEntry,
@@ -37,6 +38,7 @@ from crane_iac.state.base import (
     StateStore,
     this_process,
 )
+from crane_iac.tomlfile import key_line
 
 # what a command needs only once it runs, imported then: a plan starts opening its endpoints first, and imports these
 # (SQLAlchemy, the resource models, the planner: about half a second) while they open
@@ -229,9 +231,24 @@ class Workspace:
             _import_for_planning()
             return during() if during is not None else None
 
-        with connected(self.config.endpoints(), state_dir=self.project.root / ".crane", mutating=mutating,
-                       lock_timeout=lock_timeout, read=read, during=connecting, meanwhile=meanwhile) as opened:
-            yield opened
+        try:
+            with connected(self.config.endpoints(), state_dir=self.project.root / ".crane", mutating=mutating,
+                           lock_timeout=lock_timeout, read=read, during=connecting, meanwhile=meanwhile) as opened:
+                yield opened
+        except SettingError as exc:
+            raise ConfigError(self._setting_at(exc)) from None
+
+    def _setting_at(self, exc: SettingError) -> str:
+        """An endpoint key's problem found when it was opened, at its line of crane.toml (where the stack writes it:
+        on the stack for the default endpoint, else in its providers table)."""
+        endpoint = exc.endpoint or DEFAULT_ENDPOINT
+        loc = ["stacks", self.name] + ([] if endpoint not in self.config.providers else ["providers", endpoint])
+        path = self.project.path
+        try:
+            line = key_line(path.read_text(), [*loc, exc.key])
+        except OSError:
+            line = None
+        return f"{path}{f':{line}' if line else ''}: {'.'.join([*loc, exc.key])}: {exc.message}"
 
     def early_load(self) -> tuple[LoadedStack, int | None]:
         """The stack run with what its state lends it (settings, names, leases: ``StateOutline``), and the serial

@@ -1,4 +1,4 @@
-"""Provider types by name: one factory maps an endpoint's ``type`` (``libvirt``; ``xenapi`` next) to the code that
+"""Provider types by name: one factory maps an endpoint's ``type`` (``libvirt``, ``xenapi``) to the code that
 opens it, as SQLAlchemy maps a URL's scheme to a dialect. A third-party provider registers under the entry-point
 group ``crane_iac.providers`` (``name = "package.module:open_endpoint"``) and needs no change here.
 
@@ -45,7 +45,8 @@ from crane_iac.errors import ConfigError
 from crane_iac.providers.base import Provider
 
 #: built-in provider types, imported only when an endpoint of that type is opened
-BUILT_IN = {"libvirt": "crane_iac.providers.libvirt.endpoint:open_endpoint"}
+BUILT_IN = {"libvirt": "crane_iac.providers.libvirt.endpoint:open_endpoint",
+            "xenapi": "crane_iac.providers.xenapi.endpoint:open_endpoint"}
 #: built-in companions, opened beside every endpoint
 BUILT_IN_COMPANIONS = {"ansible": "crane_iac.providers.ansible:open_companion"}
 
