@@ -37,6 +37,10 @@ class VM(Resource):
     in the network's /64, which crane leases so that nothing else is handed it (the guest must use EUI-64
     addresses, the Linux kernel's default, not stable-privacy ones: docs/decisions/address-pools.md). crane fills
     it in (an entry left out or None takes that address too); one named must be that address.
+
+    ``template`` names the hypervisor's template the VM is made from (XenServer's ``VM.clone`` of a template);
+    left out, the endpoint's default. libvirt makes a VM from its volumes (``volumes=[Volume(..., base=...)]``)
+    and refuses it.
     """
 
     kind = "vm"
@@ -56,6 +60,9 @@ class VM(Resource):
     cmdline: str | None = Field(default=None, max_length=4096)
     #: a cloud-init seed, attached as a read-only SATA CD-ROM; a seed whose contents change replaces the VM
     cloud_init: InstanceOf[CloudInit] | None = None
+    #: the hypervisor's template or golden image the VM is made from (its name there); None: the endpoint's own
+    #: default. A provider that builds VMs from volumes (libvirt) refuses it; changing it replaces the VM
+    template: str | None = Field(default=None, min_length=1)
     #: each NIC's reserved IPv4 address (None: none), or empty: none reserved, or leased on a pool's networks
     nic_ipv4: list[str | None] = Field(default_factory=list)
     #: each NIC's SLAAC address on a network whose IPv6 subnet comes from a pool (crane fills them in and leases them)
@@ -152,6 +159,8 @@ class VM(Resource):
             "initrd": self.initrd,
             "cmdline": self.cmdline,
             "cloud_init": self.cloud_init.reference if self.cloud_init is not None else None,
+            # left out unless given: a VM without one reads and records as it always has
+            **({"template": self.template} if self.template is not None else {}),
         }
 
 

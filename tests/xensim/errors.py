@@ -45,6 +45,8 @@ UNLISTED = {
     "VBD.create": {"DEVICE_ALREADY_EXISTS", "VM_BAD_POWER_STATE"},
     "VDI.create": {"SR_FULL"},
     "VDI.destroy": {"VDI_IN_USE"},
+    "VDI.resize": {"SR_FULL", "SR_OPERATION_NOT_SUPPORTED"},
+    "VBD.plug": {"VM_BAD_POWER_STATE", "DEVICE_ALREADY_ATTACHED"},
     "VIF.destroy": {"VM_BAD_POWER_STATE"},
     "VBD.destroy": {"VM_BAD_POWER_STATE"},
     "network.destroy": {"NETWORK_CONTAINS_VIF", "NETWORK_CONTAINS_PIF"},

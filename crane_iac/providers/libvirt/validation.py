@@ -37,6 +37,14 @@ def _vcpus(p: dict[str, Any]) -> list[str]:
     return []
 
 
+def _vm(p: dict[str, Any]) -> list[str]:
+    problems = _vcpus(p)
+    if p.get("template") is not None:
+        problems.append(f"template={p['template']!r}: libvirt makes a VM from its volumes, not from a template; give "
+                        "volumes=[Volume(..., base=<the golden image>)] and leave template out")
+    return problems
+
+
 def _network(p: dict[str, Any]) -> list[str]:
     problems = []
     ipv6 = p.get("ipv6")
@@ -79,5 +87,5 @@ def _pool(p: dict[str, Any]) -> list[str]:
 
 
 _RULES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
-    "vm": _vcpus, "network": _network, "container": _container, "pool": _pool,
+    "vm": _vm, "network": _network, "container": _container, "pool": _pool,
 }

@@ -1,4 +1,5 @@
-"""Pre-flight checks, judged against the last bulk read: the template and the SR the endpoint names, the PIF a
+"""Pre-flight checks, judged against the last bulk read: the template (the VM's, else the endpoint's) and the SRs
+named (the endpoint's default_sr, a volume's pool), the PIF a
 VLAN network is put on (and its tag free there), and memory that no host of the pool has."""
 
 from __future__ import annotations
@@ -29,12 +30,21 @@ class Checks:
                      if pif["device"] == p["bridge"] and str(pif.get("VLAN")) == str(p["vlan"])]
             if taken:
                 return [f"VLAN {p['vlan']} is already on {p['bridge']} in the pool at {self.url}"]
+        if kind == "volume":
+            pool = p.get("pool")
+            named = self.default_sr if pool == "default" else pool
+            if named is not None and not snap.by_name("SR", named):
+                return [f"the SR {named!r} is not in the pool at {self.url} ("
+                        f"{'default_sr in crane.toml' if pool == 'default' else 'the volume pool names it'})"]
+            return []
         if kind != "vm":
             return []
         problems = []
-        if not snap.templates(self.template):
-            problems.append(f"the template {self.template!r} is not in the pool at {self.url} (template in "
-                            "crane.toml names the one VMs are made from)")
+        template = p.get("template") or self.template
+        if not snap.templates(template):
+            where = "the VM's template" if p.get("template") else "template in crane.toml"
+            problems.append(f"the template {template!r} is not in the pool at {self.url} ({where} names the one "
+                            "the VM is made from)")
         if self.default_sr is not None and not snap.by_name("SR", self.default_sr):
             problems.append(f"the SR {self.default_sr!r} is not in the pool at {self.url} (default_sr in crane.toml)")
         hosts = [int(rec.get("memory_total", 0)) for rec in snap.of("host_metrics").values()]

@@ -12,6 +12,7 @@ from crane_iac.providers.base import CreateRequest, DeleteRequest, KindHandler, 
 from crane_iac.providers.metrics import CpuTime, MemoryUsage
 from crane_iac.providers.xenapi import cpu
 from crane_iac.providers.xenapi.checks import Checks
+from crane_iac.providers.xenapi.disks import Disks
 from crane_iac.providers.xenapi.networks import Networks
 from crane_iac.providers.xenapi.reading import read_all
 from crane_iac.providers.xenapi.records import Snapshot
@@ -28,7 +29,7 @@ class XenApiProvider(Provider):
     """A XenServer or XCP-ng pool, through its master at ``url``."""
 
     provider_type = "xenapi"
-    kinds = ("network", "vm")
+    kinds = ("network", "volume", "vm")
 
     def __init__(self, url: str, password: str, settings: XenApiSettings) -> None:
         self.url = url
@@ -36,10 +37,11 @@ class XenApiProvider(Provider):
         self.conn = Connection(url, settings.username, password, verify_tls=settings.verify_tls,
                                ca_cert=settings.ca_cert, pinned_sha256=settings.pinned_sha256)
         self.tasks = Tasks(self.conn, limit=settings.max_tasks, timeout=settings.task_timeout)
-        self.vms = Vms(self.conn, self.tasks, template=settings.template, default_sr=settings.default_sr,
+        self.disks = Disks(self.conn, self.tasks, default_sr=settings.default_sr)
+        self.vms = Vms(self.conn, self.tasks, self.disks, template=settings.template, default_sr=settings.default_sr,
                        address_timeout=settings.address_timeout, shutdown_timeout=settings.shutdown_timeout)
         self.networks = Networks(self.conn)
-        self.handlers: dict[str, KindHandler] = {"vm": self.vms, "network": self.networks}
+        self.handlers: dict[str, KindHandler] = {"vm": self.vms, "network": self.networks, "volume": self.disks}
         self.checks = Checks(url, template=settings.template, default_sr=settings.default_sr)
         self.cpu_mask: cpu.CpuMask | None = None
 
@@ -54,7 +56,7 @@ class XenApiProvider(Provider):
         return read_all(snap)
 
     def diff(self, kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
-        return diff_properties(kind, before, after)
+        return diff_properties(kind, before, after, default_template=self.settings.template)
 
     def kept_outputs(self, kind: str) -> frozenset[str]:
         return KEPT_OUTPUTS.get(kind, frozenset())
@@ -66,7 +68,7 @@ class XenApiProvider(Provider):
         return cpu.remark(self.cpu_mask) if kind == "vm" else None
 
     def replacement_name(self, kind: str, physical: str, properties: dict[str, Any]) -> str:
-        for name in replacement_names(kind, physical):
+        for name in replacement_names(kind, physical, properties):
             if self.vms.find(name) is None:
                 return name
         raise AssertionError("unreachable: the generations never end")

@@ -7,12 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from crane_iac.objects import Live
+from crane_iac.providers.xenapi.disks import vm_disks, vm_snapshot, volume_lives
 from crane_iac.providers.xenapi.records import (
     AUTO_POWERON,
     MAKING_PREFIX,
     MIB,
     NIC_IPV4_KEY,
     NIC_IPV6_KEY,
+    TEMPLATE_KEY,
     Snapshot,
     is_guest,
     network_record,
@@ -29,6 +31,7 @@ def read_all(snap: Snapshot) -> list[Live]:
     # a clone whose owner was written but not yet its name is left to the next create of that VM (vms.py)
     lives.extend(vm_live(ref, snap) for ref, rec in snap.of("VM").items()
                  if is_guest(rec) and not rec["name_label"].startswith(MAKING_PREFIX))
+    lives.extend(volume_lives(snap))
     return lives
 
 
@@ -40,7 +43,8 @@ def read_vm(conn: Connection, ref: str) -> Live:
     metrics = {}
     if vm.get("guest_metrics", NULL) != NULL:
         metrics[vm["guest_metrics"]] = conn.call("VM_guest_metrics.get_record", vm["guest_metrics"])
-    return vm_live(ref, Snapshot({"VM": {ref: vm}, "VIF": vifs, "network": networks, "VM_guest_metrics": metrics}))
+    return vm_live(ref, Snapshot({"VM": {ref: vm}, "VIF": vifs, "network": networks, "VM_guest_metrics": metrics,
+                                  **vm_snapshot(conn, vm)}))
 
 
 def read_network(conn: Connection, ref: str) -> Live:
@@ -70,7 +74,7 @@ def vm_live(ref: str, snap: Snapshot) -> Live:
         "memory_mib": int(vm["memory_dynamic_max"]) // MIB,
         "max_memory_mib": int(vm["memory_static_max"]) // MIB,
         "nics": nics,
-        "disks": [],
+        "disks": vm_disks(vm, snap),
         "running": running,
         "autostart": (vm.get("other_config") or {}).get(AUTO_POWERON) == "true",
         "description": vm.get("name_description") or None,
@@ -79,6 +83,9 @@ def vm_live(ref: str, snap: Snapshot) -> Live:
         "cmdline": None,
         "cloud_init": None,
     }
+    template = (vm.get("other_config") or {}).get(TEMPLATE_KEY)
+    if template:
+        props["template"] = template
     if vm.get("is_a_template"):
         # a clone crane began and did not finish (a crash before provisioning): not the VM the stack declares
         props["unfinished"] = True

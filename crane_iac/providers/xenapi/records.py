@@ -17,13 +17,15 @@ STACK_KEY, ADDRESS_KEY = "crane/stack", "crane/address"
 NETWORK_KEY = "crane/network"
 #: a NIC's addresses as the stack gave them (XenServer runs no DHCP server to reserve them in)
 NIC_IPV4_KEY, NIC_IPV6_KEY = "crane/ipv4", "crane/ipv6"
+#: the template a VM was made from (its name_label), in the VM's other_config
+TEMPLATE_KEY = "crane/template"
 #: XenServer's own other_config key for a VM the pool starts with itself
 AUTO_POWERON = "auto_poweron"
 #: the name a VM has between its clone and its owner written into it (a crash there leaves it to be found)
 MAKING_PREFIX = "crane-making:"
 MIB = 1024 * 1024
 #: the classes the bulk read fetches
-CLASSES = ("VM", "VIF", "network", "PIF", "VM_guest_metrics", "SR", "host", "host_metrics")
+CLASSES = ("VM", "VIF", "network", "PIF", "VM_guest_metrics", "SR", "host", "host_metrics", "VDI", "VBD")
 
 
 def owner_of(record: dict[str, Any]) -> Owner | None:

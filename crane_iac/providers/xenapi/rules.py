@@ -19,6 +19,11 @@ def _vcpus(before: Any, after: Any) -> Reach:
     return Reach.LIVE if isinstance(before, int) and isinstance(after, int) and after >= before else Reach.RESTART
 
 
+def _capacity(before: Any, after: Any) -> Reach:
+    """A VDI grows in place (``VDI.resize``); it cannot shrink: a smaller one is a new VDI."""
+    return Reach.LIVE if isinstance(before, int) and isinstance(after, int) and after >= before else Reach.REPLACE
+
+
 def _leases(before: Any, after: Any) -> Reach:
     """Which subnets come from an address pool: crane's own record (XenServer serves no DHCP to keep to a range)."""
     return Reach.STATE
@@ -35,8 +40,12 @@ CHANGE_RULES: dict[str, dict[str, Any]] = {
         # VCPUs_max and memory_static_max change on a halted VM only: apply stops and starts it
         "max_vcpus": Reach.RESTART,
         "max_memory_mib": Reach.RESTART,
-        # NICs, disks, a half-made clone (``unfinished``): a new VM
+        # volumes are attached and detached as VBDs (hot-plugged on a running guest with PV drivers)
+        "disks": Reach.LIVE,
+        # NICs, the template, a half-made clone (``unfinished``): a new VM
     },
+    # a VDI grows in place; the rest (its pool, format, what it is made from): a new VDI
+    "volume": {"capacity_gib": _capacity},
     # crane's record of a network's subnets and DHCP wish (XenServer holds none of them): rewritten in place
     "network": {"leases": _leases, "ipv4": Reach.LIVE, "ipv6": Reach.LIVE, "dhcp": Reach.LIVE},
 }
@@ -44,24 +53,44 @@ OUTPUT_FIELDS: dict[str, frozenset[str]] = {"vm": frozenset({"running"})}
 #: a VM started, stopped or restarted keeps its UUID and its IPv6 addresses (crane's, from its MACs)
 KEPT_OUTPUTS: dict[str, frozenset[str]] = {"vm": frozenset({"uuid", "ipv6", "ipv6_addresses"})}
 NOTES = {"vm": {Reach.RESTART: "restarts the guest (XenServer changes this on a halted VM only)"},
+         "volume": {Reach.LIVE: "VDI.resize"},
          "network": {Reach.LIVE: "crane's record in the network's other_config; XenServer does not act on it",
                      Reach.STATE: "recorded in state only; nothing in the pool changes"}}
 
 
-def diff_properties(kind: str, before: dict[str, Any], after: dict[str, Any]) -> list[FieldChange]:
+def diff_properties(kind: str, before: dict[str, Any], after: dict[str, Any], *,
+                    default_template: str | None = None) -> list[FieldChange]:
+    """The XenAPI provider's judgement of a change. A VM's ``template`` left out is the endpoint's
+    (``default_template``), on either side; its ``disks`` are a set (the order of VBDs is their userdevices', the
+    lowest free one each: not the stack's)."""
+    if kind == "vm":
+        before, after = _vm_view(before, default_template), _vm_view(after, default_template)
     if before == after:
         return []
     return changed_fields(before, after, CHANGE_RULES.get(kind, {}), OUTPUT_FIELDS.get(kind, frozenset()),
                           NOTES.get(kind))
 
 
+def _vm_view(p: dict[str, Any], default_template: str | None) -> dict[str, Any]:
+    view = dict(p)
+    if default_template is not None and not view.get("template"):
+        view["template"] = default_template
+    if isinstance(view.get("disks"), list):
+        view["disks"] = sorted(view["disks"])
+    return view
+
+
 def restarts(kind: str, before: dict[str, Any], after: dict[str, Any]) -> bool:
     return any(f.reach is Reach.RESTART for f in diff_properties(kind, before, after))
 
 
-def replacement_names(kind: str, physical: str) -> Iterator[str]:
+def replacement_names(kind: str, physical: str, properties: dict[str, Any] | None = None) -> Iterator[str]:
     """``web`` → ``web-r2`` → ``web-r3`` for a VM made before the old one goes (its own disks, from the template);
-    a second network would take the old one's VLAN tag on the same PIF: refused."""
+    a VM with volumes would need them attached to both at once, a second network would take the old one's VLAN
+    tag on the same PIF, and a second volume its name: refused."""
+    if kind == "vm" and (properties or {}).get("disks"):
+        raise ProviderError("a second VM would need the same volumes attached read-write while the old one runs; "
+                            "drop create_before_destroy")
     if kind != "vm":
         raise ProviderError(f"a second {kind} would take the same VLAN tag or name as the one it replaces; drop "
                             "create_before_destroy")

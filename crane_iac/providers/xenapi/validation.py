@@ -1,6 +1,6 @@
 """The XenAPI provider's own rules for the resources it serves (Terraform's ValidateResourceConfig): what a
-XenServer pool cannot do with a VM or a network as the stack declares it, found whenever a stack loads, without a
-connection. The registry finds ``validate_resource`` beside the opener."""
+XenServer pool cannot do with a VM, a volume or a network as the stack declares it, found whenever a stack loads,
+without a connection. The registry finds ``validate_resource`` beside the opener."""
 
 from __future__ import annotations
 
@@ -40,11 +40,25 @@ def _vm(p: dict[str, Any]) -> list[str]:
     if p.get("cloud_init"):
         problems.append("cloud_init: a VM on XenServer takes its configuration from its template; cloud-init seeds "
                         "are not supported by crane's XenAPI provider")
-    if p.get("disks"):
-        problems.append("volumes: a VM on XenServer has its template's disks; extra volumes are not supported yet by "
-                        "crane's XenAPI provider (leave volumes out)")
     if len(p.get("nics") or ()) > 7:
         problems.append(f"networks: a VM on XenServer has at most 7 NICs, got {len(p['nics'])}")
+    return problems
+
+
+def _volume(p: dict[str, Any]) -> list[str]:
+    """An empty VDI is all crane makes on XenServer: a VM's system disk comes from its template."""
+    problems = []
+    if p.get("base"):
+        problems.append("base: a VDI on XenServer has no backing image crane can name; make the VM from a template "
+                        "(VM(..., template=<its name>)) for its system disk, and give extra volumes only "
+                        "capacity_gib")
+    for key, what in (("source", "an uploaded image"), ("clone", "a copy of another volume")):
+        if p.get(key):
+            problems.append(f"{key}: crane's XenAPI provider makes empty VDIs only, not {what}; leave {key} out "
+                            "(a VM's system disk comes from its template)")
+    if p.get("format") in ("raw", "dir"):
+        problems.append(f"format={p['format']!r}: the SR decides a VDI's format on XenServer, and a directory is "
+                        "no VDI; leave format out")
     return problems
 
 
@@ -66,4 +80,4 @@ def _network(p: dict[str, Any]) -> list[str]:
             "PIF) or mode='bridge' with bridge=<the PIF's device> and vlan=<tag> (a VLAN network)"]
 
 
-_RULES: dict[str, Callable[[dict[str, Any]], list[str]]] = {"vm": _vm, "network": _network}
+_RULES: dict[str, Callable[[dict[str, Any]], list[str]]] = {"vm": _vm, "network": _network, "volume": _volume}

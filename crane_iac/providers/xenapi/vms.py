@@ -1,6 +1,7 @@
-"""VMs from a template: cloned (``VM.clone``, the template's SR) or copied to the endpoint's ``default_sr``
-(``VM.copy``), owned at once (crane's keys in other_config), provisioned, turned into a VM, sized, given VIFs with
-crane's stable MACs and started; apply waits for the guest tools to report an address on every NIC.
+"""VMs from a template (the VM's own ``template``, else the endpoint's): cloned (``VM.clone``, the template's SR)
+or copied to the endpoint's ``default_sr`` (``VM.copy``), owned at once (crane's keys in other_config),
+provisioned, turned into a VM, sized, given VIFs with crane's stable MACs, its volumes attached (disks.py) and
+started; apply waits for the guest tools to report an address on every NIC.
 
 A crash between the clone and the owner being written leaves a template named after its owner
 (``records.making_name``): the next create of that VM removes it first. A crash after leaves an owned template
@@ -16,15 +17,18 @@ from typing import Any
 from crane_iac.errors import ProviderError
 from crane_iac.objects import Live, Owner
 from crane_iac.providers.metrics import MemoryUsage
+from crane_iac.providers.xenapi.disks import DISK_KEY, Disks
 from crane_iac.providers.xenapi.reading import NULL, read_vm
 from crane_iac.providers.xenapi.records import (
     AUTO_POWERON,
     MIB,
     NIC_IPV4_KEY,
     NIC_IPV6_KEY,
+    TEMPLATE_KEY,
     is_guest,
     making_name,
     owner_config,
+    owner_of,
 )
 from crane_iac.providers.xenapi.rules import restarts
 from crane_iac.providers.xenapi.session import Connection, XenApiError
@@ -36,10 +40,10 @@ log = logging.getLogger(__name__)
 class Vms:
     """The ``vm`` kind. ``lookup`` finds objects by name in the last bulk read, or asks the pool."""
 
-    def __init__(self, conn: Connection, tasks: Tasks, *, template: str, default_sr: str | None,
+    def __init__(self, conn: Connection, tasks: Tasks, disks: Disks, *, template: str, default_sr: str | None,
                  address_timeout: float, shutdown_timeout: float,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
-        self.conn, self.tasks = conn, tasks
+        self.conn, self.tasks, self.disks = conn, tasks, disks
         self.template, self.default_sr = template, default_sr
         self.address_timeout, self.shutdown_timeout = address_timeout, shutdown_timeout
         self._clock, self._sleep = clock, sleep
@@ -54,11 +58,16 @@ class Vms:
                 return str(ref)
         return None
 
-    def _template(self) -> str:
-        for ref in self.conn.call("VM.get_by_name_label", self.template):
+    def template_of(self, p: dict[str, Any]) -> str:
+        """The template a VM is made from: its own, else the endpoint's."""
+        return str(p.get("template") or self.template)
+
+    def _template(self, name: str) -> str:
+        for ref in self.conn.call("VM.get_by_name_label", name):
             if self.conn.call("VM.get_is_a_template", ref):
                 return str(ref)
-        raise ProviderError(f"the template {self.template!r} is not in the pool (template in crane.toml)")
+        raise ProviderError(f"the template {name!r} is not in the pool (the VM's template, or template in "
+                            "crane.toml)")
 
     def _sr(self) -> str | None:
         if self.default_sr is None:
@@ -81,14 +90,14 @@ class Vms:
         for ref in self.conn.call("VM.get_by_name_label", making):
             log.info("%s: removing %s, a clone an interrupted apply left", physical, making)
             self._destroy(ref)
-        template, sr = self._template(), self._sr()
+        template, sr = self._template(self.template_of(p)), self._sr()
         if sr is None:
             ref = self.tasks.run("VM.clone", template, making, what=physical)
         else:
             ref = self.tasks.run("VM.copy", template, making, sr, what=physical)
         other = dict(self.conn.call("VM.get_other_config", ref))
         other.update(owner_config(owner))
-        other["crane/template"] = self.template
+        other[TEMPLATE_KEY] = self.template_of(p)
         if p["autostart"]:
             other[AUTO_POWERON] = "true"
         else:
@@ -102,6 +111,7 @@ class Vms:
             self.conn.call("VM.set_name_description", ref, p["description"])
         for index, nic in enumerate(p["nics"]):
             self._vif(ref, index, nic)
+        self.disks.attach(ref, p["disks"], running=False, what=physical)
         if p["running"]:
             self.tasks.run("VM.start", ref, False, False, what=physical)
         return self._read(ref, wait=bool(p["running"]))
@@ -119,6 +129,9 @@ class Vms:
             self._stop(ref, physical)
             running = False
         self._size(ref, after, halted=not running, before=before)
+        if sorted(after["disks"]) != sorted(before.get("disks") or []):
+            self.disks.detach(ref, after["disks"], what=physical)
+            self.disks.attach(ref, after["disks"], running=running, what=physical)
         if after["description"] != before.get("description"):
             self.conn.call("VM.set_name_description", ref, after["description"] or "")
         if after["autostart"] != before.get("autostart"):
@@ -192,14 +205,18 @@ class Vms:
             self.tasks.run("VM.hard_shutdown", ref, what=physical)
 
     def _destroy(self, ref: str) -> None:
-        """Power the VM off, destroy it and the disks its template gave it (VBDs of type Disk)."""
+        """Power the VM off, destroy it and the disks its template gave it (VBDs of type Disk); the volumes crane
+        attached (disks.py) outlive it."""
         record = self.conn.call("VM.get_record", ref)
         if record["power_state"] in ("Running", "Paused", "Suspended"):
             self.tasks.run("VM.hard_shutdown", ref, what=record["name_label"])
         disks = []
         for vbd in record["VBDs"]:
             vbd_record = self.conn.call("VBD.get_record", vbd)
-            if vbd_record["type"] == "Disk" and vbd_record["VDI"] != NULL:
+            if vbd_record["type"] != "Disk" or vbd_record["VDI"] == NULL or \
+                    DISK_KEY in (vbd_record.get("other_config") or {}):
+                continue
+            if owner_of(self.conn.call("VDI.get_record", vbd_record["VDI"])) is None:
                 disks.append(vbd_record["VDI"])
         self.conn.call("VM.destroy", ref)
         for vdi in disks:

@@ -3,7 +3,9 @@
 An SR has a size; every VDI in it uses its ``virtual_size`` (``physical_utilisation`` and ``virtual_allocation``
 are their sum), and a VDI that would not fit is ``SR_FULL``. ``VDI.destroy`` of a disk attached to a running VM is
 ``VDI_IN_USE``; otherwise the VDI's VBDs go with it. ``VM.destroy`` leaves a VM's VDIs behind, as xapi does.
-``VBD.create`` checks the ``userdevice`` is free on the VM (``DEVICE_ALREADY_EXISTS``).
+``VBD.create`` checks the ``userdevice`` is free on the VM (``DEVICE_ALREADY_EXISTS``). ``VDI.resize`` grows a VDI
+within its SR's free space (``SR_FULL``) and refuses to shrink one (``SR_OPERATION_NOT_SUPPORTED``, as the SM
+backends do); ``VBD.plug``/``VBD.unplug`` hot-plug a disk of a running VM (as its PV drivers would take it).
 """
 
 from __future__ import annotations
@@ -101,3 +103,37 @@ def vbd_destroy(w: World, session: str, ref: str) -> None:
     if w.store.get("VBD", ref)["currently_attached"]:
         raise XenError("OPERATION_NOT_ALLOWED", "VBD is attached: unplug it or halt the VM first")
     drop_vbd(w, ref)
+
+
+@message("VDI.resize", asyncable=True)
+def vdi_resize(w: World, session: str, ref: str, size: int) -> None:
+    vdi = w.store.get("VDI", ref)
+    grow = int(size) - vdi["virtual_size"]
+    if grow < 0:
+        raise XenError("SR_OPERATION_NOT_SUPPORTED", vdi["SR"])
+    sr = w.store.get("SR", vdi["SR"])
+    free = sr["physical_size"] - sr["physical_utilisation"]
+    if grow > free:
+        raise XenError("SR_FULL", str(grow), str(free))
+    vdi["virtual_size"] = vdi["physical_utilisation"] = int(size)
+    sr["physical_utilisation"] += grow
+    sr["virtual_allocation"] += grow
+
+
+@message("VBD.plug", asyncable=True)
+def vbd_plug(w: World, session: str, ref: str) -> None:
+    vbd = w.store.get("VBD", ref)
+    state = str(w.store.get("VM", vbd["VM"])["power_state"])
+    if state != "Running":
+        raise XenError("VM_BAD_POWER_STATE", vbd["VM"], "running", state.lower())
+    if vbd["currently_attached"]:
+        raise XenError("DEVICE_ALREADY_ATTACHED", ref)
+    vbd["currently_attached"] = True
+
+
+@message("VBD.unplug", asyncable=True)
+def vbd_unplug(w: World, session: str, ref: str) -> None:
+    vbd = w.store.get("VBD", ref)
+    if not vbd["currently_attached"]:
+        raise XenError("DEVICE_ALREADY_DETACHED", ref)
+    vbd["currently_attached"] = False
