@@ -53,7 +53,7 @@ OUTPUT_FIELDS: dict[str, frozenset[str]] = {"vm": frozenset({"running"})}
 #: a VM started, stopped or restarted keeps its UUID and its IPv6 addresses (crane's, from its MACs)
 KEPT_OUTPUTS: dict[str, frozenset[str]] = {"vm": frozenset({"uuid", "ipv6", "ipv6_addresses"})}
 NOTES = {"vm": {Reach.RESTART: "restarts the guest (XenServer changes this on a halted VM only)"},
-         "volume": {Reach.LIVE: "VDI.resize"},
+         "volume": {Reach.LIVE: "grown in place (VDI.resize)"},
          "network": {Reach.LIVE: "crane's record in the network's other_config; XenServer does not act on it",
                      Reach.STATE: "recorded in state only; nothing in the pool changes"}}
 
