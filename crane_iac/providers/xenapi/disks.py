@@ -7,6 +7,11 @@ owner keys and the pool name as the stack gave it (``crane/pool``), written with
 leaves nothing unowned. It grows in place (``VDI.resize``) and never shrinks (a smaller one is a new VDI); delete
 unplugs and destroys its VBDs, then the VDI.
 
+A VDI replaced while VMs hold it (a smaller one, or one in another SR) is attached again to them: its delete notes
+the VMs and userdevices in the pool's other_config (``crane/reattach:<pool>/<name>``, written before any VBD goes,
+so a crash keeps it), and the create of the same volume attaches the new VDI there (hot-plugged on a running VM)
+and removes the note. The planner sees no change of those VMs' ``disks``: the same volume.
+
 A VBD crane attaches carries ``crane/disk`` in its other_config (the ``pool/volume`` it attaches, as a VM's
 ``disks`` name them): a VM's ``disks`` as read are those VBDs' VDIs, ordered by userdevice; the disks its template
 gave it are the VM's own, listed nowhere and destroyed with it. On a running VM a disk is hot-plugged
@@ -17,6 +22,7 @@ not make (the disks of templates and of VMs' own are theirs, not volumes a stack
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -34,6 +40,8 @@ GIB = 1024 ** 3
 POOL_KEY = "crane/pool"
 #: in a VBD's other_config: crane attached it, for the volume ``pool/name``
 DISK_KEY = "crane/disk"
+#: in the pool's other_config: the VMs a replaced volume is attached to again (``REATTACH_PREFIX + "pool/name"``)
+REATTACH_PREFIX = "crane/reattach:"
 #: the stack's name for the endpoint's default SR
 DEFAULT_POOL = "default"
 #: what crane's model calls a disk whose on-disk format the SR decides (VHD, or QCOW2 on XCP-ng 8.3)
@@ -154,6 +162,7 @@ class Disks:
             "type": "user", "sharable": False, "read_only": False,
             "other_config": {**owner_config(owner), POOL_KEY: p["pool"]}, "sm_config": {}, "xenstore_data": {},
             "tags": []})
+        self._reattach(ref, f"{p['pool']}/{physical}")
         return self._read(ref)
 
     def read(self, physical: str, p: dict[str, Any]) -> Live | None:
@@ -172,7 +181,12 @@ class Disks:
         ref = self.find(physical, p["pool"])
         if ref is None:
             return
-        for vbd in self.conn.call("VDI.get_VBDs", ref):
+        vbds = {r: self.conn.call("VBD.get_record", r) for r in self.conn.call("VDI.get_VBDs", ref)}
+        holders = [{"vm": self.conn.call("VM.get_uuid", vbd["VM"]), "userdevice": vbd["userdevice"]}
+                   for vbd in vbds.values() if DISK_KEY in (vbd.get("other_config") or {})]
+        if holders:
+            self._note(f"{p['pool']}/{physical}", json.dumps(holders))
+        for vbd in vbds:
             self._unattach(vbd, physical)
         self.conn.call("VDI.destroy", ref)
 
@@ -193,12 +207,45 @@ class Disks:
                 raise ProviderError(f"{what}: its volume {disk} is not in the pool")
             device = next(str(n) for n in range(1, 1000) if str(n) not in used)
             used.add(device)
-            vbd = self.conn.call("VBD.create", {
-                "VM": vm, "VDI": vdi, "userdevice": device, "bootable": False, "mode": "RW", "type": "Disk",
-                "empty": False, "unpluggable": True, "other_config": {DISK_KEY: disk},
-                "qos_algorithm_type": "", "qos_algorithm_params": {}})
-            if running:
-                self.tasks.run("VBD.plug", vbd, what=what)
+            self._vbd(vm, vdi, device, disk, running=running, what=what)
+
+    def _vbd(self, vm: str, vdi: str, device: str, disk: str, *, running: bool, what: str) -> None:
+        vbd = self.conn.call("VBD.create", {
+            "VM": vm, "VDI": vdi, "userdevice": device, "bootable": False, "mode": "RW", "type": "Disk",
+            "empty": False, "unpluggable": True, "other_config": {DISK_KEY: disk},
+            "qos_algorithm_type": "", "qos_algorithm_params": {}})
+        if running:
+            self.tasks.run("VBD.plug", vbd, what=what)
+
+    def _xen_pool(self) -> str:
+        return str(self.conn.call("pool.get_all")[0])
+
+    def _note(self, disk: str, value: str | None) -> None:
+        """Write (or with None remove) the note of the VMs a replaced volume is attached to again."""
+        pool = self._xen_pool()
+        self.conn.call("pool.remove_from_other_config", pool, REATTACH_PREFIX + disk)
+        if value is not None:
+            self.conn.call("pool.add_to_other_config", pool, REATTACH_PREFIX + disk, value)
+
+    def _reattach(self, vdi: str, disk: str) -> None:
+        """Attach a volume made again to the VMs its delete noted (those still there, the userdevice still free)."""
+        note = self.conn.call("pool.get_other_config", self._xen_pool()).get(REATTACH_PREFIX + disk)
+        if note is None:
+            return
+        for holder in json.loads(note):
+            try:
+                vm = self.conn.call("VM.get_by_uuid", holder["vm"])
+            except XenApiError as exc:
+                if exc.code not in ("UUID_INVALID", "HANDLE_INVALID"):
+                    raise
+                continue  # the VM went too
+            used = {str(self.conn.call("VBD.get_userdevice", r)) for r in self.conn.call("VM.get_VBDs", vm)}
+            device = str(holder["userdevice"])
+            if device not in used:
+                log.info("%s: attaching it again to %s", disk, holder["vm"])
+                running = self.conn.call("VM.get_power_state", vm) == "Running"
+                self._vbd(vm, vdi, device, disk, running=running, what=disk)
+        self._note(disk, None)
 
     def detach(self, vm: str, keep: list[str], *, what: str) -> None:
         """Unplug and destroy the VBDs crane attached to ``vm`` whose volume is not in ``keep`` (the VDI stays)."""

@@ -96,18 +96,26 @@ def test_volumes_are_vdis_attached_by_vbds(disks: ProjectDir, sim: Any) -> None:
     assert grown["uuid"] == data["uuid"] and int(grown["virtual_size"]) == 6 * GIB
     assert guests(sim)["db"]["uuid"] == shown["outputs"]["uuid"]
     assert disks.crane("plan", "--detailed-exitcode", "--var", "size=6").code == 0
-    # shrinking is a new VDI, said as such
+    # shrinking is a new VDI, said as such; the VM that held the old one holds the new one, where it was, plugged in
     plan = disks.crane("plan", "--var", "size=5")
     assert "volume.data" in plan.out and "0 to update, 1 to replace" in plan.out, plan.out
+    device = attached(sim, "db")["data"]["userdevice"]
+    ok(disks, "apply", "--auto-approve", "--var", "size=5")
+    smaller = crane_vdis(sim)["data"]
+    assert smaller["uuid"] != data["uuid"] and int(smaller["virtual_size"]) == 5 * GIB
+    again = attached(sim, "db")["data"]
+    assert again["userdevice"] == device and again["currently_attached"]
+    assert not [k for k in sim.backdoor.records("pool").popitem()[1]["other_config"] if k.startswith("crane/")]
+    assert disks.crane("plan", "--detailed-exitcode", "--var", "size=5").code == 0
 
     # detach: the VBD goes from the running VM (unplugged), the VM stays, the volume dropped from the stack goes
-    out = ok(disks, "apply", "--auto-approve", "--var", "size=6", "--var", "logs=false")
+    out = ok(disks, "apply", "--auto-approve", "--var", "size=5", "--var", "logs=false")
     assert "vm.db" in out
     assert sorted(attached(sim, "db")) == ["data"] and sorted(crane_vdis(sim)) == ["data"]
     assert guests(sim)["db"]["uuid"] == shown["outputs"]["uuid"]
-    assert disks.crane("plan", "--detailed-exitcode", "--var", "size=6", "--var", "logs=false").code == 0
+    assert disks.crane("plan", "--detailed-exitcode", "--var", "size=5", "--var", "logs=false").code == 0
 
-    ok(disks, "destroy", "--auto-approve", "--var", "size=6", "--var", "logs=false")
+    ok(disks, "destroy", "--auto-approve", "--var", "size=5", "--var", "logs=false")
     assert guests(sim) == {} and crane_vdis(sim) == {}
     # the VM's own disk, from its template, went with it: only the templates' disks are left
     assert all(vdi["VBDs"] for vdi in sim.backdoor.records("VDI").values())
