@@ -135,8 +135,12 @@ class AppDomain(Component):
     ``hosts="container"`` (default) runs each host as an LXC container on the endpoint (``lxc:///system``; the
     embedded sandbox plans and records them, and skips the configuration runs: nothing runs there);
     ``hosts="vm"`` runs VMs booted from ``image`` (a Volume holding a cloud image with cloud-init and sshd), which
-    needs ``ssh_key``: the public key (``<ssh_key>.pub``) goes into their cloud-init seed. ``ssh_key`` names the
-    private key crane configures the hosts with; without it crane makes one under the project's ``.crane/``.
+    needs ``ssh_key``: the public key (``<ssh_key>.pub``) goes into their cloud-init seed; or VMs made from the
+    hypervisor's ``template`` (a XenServer template: ``VM(template=...)``), which has sshd and trusts the key
+    already, and whose guests take the addresses crane gives their NICs themselves (no cloud-init seed: the
+    template is the configuration). ``ssh_key`` names the private key crane configures the hosts with; without it
+    crane makes one under the project's ``.crane/``. Where crane cannot reach the guests (the embedded sandbox, an
+    endpoint with ``reach_guests = false``) the configuration runs are planned and recorded as skipped.
     """
 
     kind = "appdomain"
@@ -147,6 +151,8 @@ class AppDomain(Component):
     lb: LoadBalancer = LoadBalancer()
     hosts: Literal["container", "vm"] = "container"
     image: InstanceOf[Volume] | None = None
+    #: hosts="vm": the hypervisor's template the VMs are made from, instead of ``image``
+    template: str | None = Field(default=None, min_length=1)
     ssh_key: str | None = None
     first_host: int = Field(default=10, ge=2)
     #: resize the web tier automatically (``crane autoscale``): the policy's thresholds on the servers' memory (or
@@ -173,9 +179,15 @@ class AppDomain(Component):
             raise ValueError(f"network {self.network.name!r} ({subnet}) has no room for {2 + self.web.max} hosts "
                              f"from its address {self.first_host}: use a larger subnet, a lower first_host or a "
                              "lower web.max")
-        if self.hosts == "vm" and (self.image is None or self.ssh_key is None):
+        if self.image is not None and self.template is not None:
+            raise ValueError("give image=<a Volume with a cloud image> or template=<the hypervisor's template>, not "
+                             "both")
+        if self.hosts == "vm" and self.template is None and (self.image is None or self.ssh_key is None):
             raise ValueError("hosts='vm' needs image=<a Volume with a cloud image> and ssh_key=<a private key path "
-                             "whose .pub is beside it>")
+                             "whose .pub is beside it>, or template=<the hypervisor's template the VMs are made "
+                             "from>")
+        if self.hosts == "container" and (self.image is not None or self.template is not None):
+            raise ValueError("image and template are for hosts='vm'; containers run the host's own system")
         return self
 
     @property
@@ -306,8 +318,9 @@ class AppDomain(Component):
 
     def _host(self, name: str, index: int, memory_mib: int, vcpus: int, key: SshKey, *,
               data: bool = False) -> Resource:
-        """One host of the domain: a container running sshd with the domain's key, or a VM from ``image``; with
-        ``data``, storage that outlives it (a directory volume mounted at /srv, or a second disk)."""
+        """One host of the domain: a container running sshd with the domain's key, or a VM from ``image`` or from
+        ``template``; with ``data``, storage that outlives it (a directory volume mounted at /srv, or a second
+        disk)."""
         if self.hosts == "container":
             mounts = {"/srv": make(Volume, f"{name}-data", pool=self.storage.pool, format="dir")} if data else {}
             pooled = self._pooled()
@@ -318,6 +331,8 @@ class AppDomain(Component):
             if pooled and isinstance(host, Container) and host.valid:
                 self.leased_addresses[index] = host.ipv4[0]
             return host
+        if self.template is not None:
+            return self._template_vm(name, index, memory_mib, vcpus, data=data)
         assert self.image is not None and self.ssh_key is not None and self.network.ipv4 is not None
         public = Path(self.ssh_key).expanduser().with_suffix(".pub").read_text().strip()
         subnet = ipaddress.ip_network(self.network.ipv4)
@@ -330,6 +345,17 @@ class AppDomain(Component):
             disks.append(make(Volume, f"{name}-data", pool=self.image.pool, capacity_gib=8))
         return make(VM, name, vcpus=vcpus, memory_mib=memory_mib, networks=[self.network], volumes=disks,
                     cloud_init=seed)
+
+    def _template_vm(self, name: str, index: int, memory_mib: int, vcpus: int, *, data: bool) -> Resource:
+        """A VM made from ``template``, its NIC given the host's address (leased on a pool's network), its data on a
+        second disk in ``storage.pool``."""
+        pooled = self._pooled()
+        disks = [make(Volume, f"{name}-data", pool=self.storage.pool, capacity_gib=8)] if data else []
+        host = make(VM, name, vcpus=vcpus, memory_mib=memory_mib, networks=[self.network], volumes=disks,
+                    template=self.template, nic_ipv4=[self.network.lease() if pooled else self.host_address(index)])
+        if pooled and isinstance(host, VM) and host.valid and host.nic_ipv4[0] is not None:
+            self.leased_addresses[index] = host.nic_ipv4[0]
+        return host
 
     def properties(self) -> dict[str, Any]:
         return {}

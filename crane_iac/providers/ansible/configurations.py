@@ -23,7 +23,8 @@ KIND = "configuration"
 #: the plan's note on any changed field
 RUNS_AGAIN = "runs the playbook again"
 #: why a configuration on an endpoint with no guests does nothing (the plan shows it, the outputs keep it)
-NO_GUESTS = "skipped: the endpoint runs no guests (the embedded sandbox), so no host can be reached"
+NO_GUESTS = ("skipped: crane does not reach this endpoint's guests (the embedded sandbox, or reach_guests not true), "
+             "so no host can be reached")
 _VALIDATE_TIMEOUT = 60
 
 
