@@ -195,3 +195,13 @@ VM("web", vcpus=1, memory_mib=256, template="Debian Bookworm 12")
     result = project.crane("plan")
     assert result.code != 0 and "libvirt makes a VM from its volumes" in result.err, result
     assert "stacks/main.py:2" in result.err and "Traceback" not in result.err
+
+
+def test_a_volume_in_an_sr_the_pool_lacks_is_reported_by_the_plan(xen: ProjectDir, sim: Any) -> None:
+    xen.write_stack('''from crane_iac import VM, Volume
+VM("db", vcpus=1, memory_mib=256, volumes=[Volume("data", capacity_gib=2, pool="nowhere")])
+''')
+    result = xen.crane("plan")
+    assert result.code != 0 and "the SR 'nowhere' is not in the pool" in result.err + result.out, result
+    assert "Traceback" not in result.err
+    assert guests(sim) == {} and crane_vdis(sim) == {}
