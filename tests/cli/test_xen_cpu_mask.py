@@ -187,3 +187,18 @@ def test_the_mask_of_hosts_reporting_different_numbers_of_words_counts_the_missi
                                                       ("b", "00000003-000000f0-00000000"), ("c", None)]
     mask = common_mask(hosts)
     assert mask is not None and (mask.mask, mask.needing) == (cpus.mask, ("a", "b"))
+
+
+def test_the_default_endpoint_written_on_the_stack_is_named_default(project: ProjectDir, pool: Simulator,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(PASSWORD_VAR, pool.password)
+    project.write_config(f"""
+        [stacks.main]
+        file = "stacks/main.py"
+        provider = "xenapi"
+        uri = "{pool.url}"
+        password_env = "{PASSWORD_VAR}"
+    """)
+    out = project.crane("xen", "cpu-mask", "default", "--json")
+    assert out.code == 0, out
+    assert json.loads(out.out)["needing"] == ["newer-1", "other-1"]
