@@ -7,12 +7,13 @@ from crane_iac.commands import run
 from crane_iac.commands import records
 from crane_iac.commands import autoscale
 from crane_iac.commands import ipam
+from crane_iac.commands import xen
 from contextlib import ExitStack
 from typing import Any
 
 from crane_iac.commands.base import _opened, app
 
-__all__ = ["app", "autoscale", "invoke", "ipam", "records", "run"]
+__all__ = ["app", "autoscale", "invoke", "ipam", "records", "run", "xen"]
 
 
 def invoke(opened: ExitStack) -> Any:
