@@ -148,7 +148,7 @@ def many_traces(which: str, jobs: int, per_family: int, markdown: bool) -> None:
     for held in sets:
         chosen = [o for o in outcomes if o.held_out == held]
         print(report("Held-out set" if held else "Tuning set", chosen, markdown) + "\n")
-    print(f"({len(outcomes)} traces × 8 runs (3 policies, 4 variants of crane, the bound) in {wall:.0f} s wall "
+    print(f"({len(outcomes)} traces × 8 runs (3 policies, 4 variants of crane, foresight) in {wall:.0f} s wall "
           f"with {jobs} job{'s' if jobs != 1 else ''})")
 
 

@@ -5,7 +5,7 @@ The policies: (i) CRANE's plain two-threshold rule (upper 0.8, lower 0.4), (ii) 
 (iii) crane's decision (``ScalingPolicy(upper=0.8, lower=0.4, warmup=<the trace's boot delay>)``, the rest its
 defaults: the operator is assumed to know how long a server takes to boot), as bench/autoscale.py's five traces;
 crane again with ``target`` and ``tolerance`` each moved by ±0.05 (``VARIANTS``: the no-cliff check); and the
-``Foresight`` bound. Every policy meets the same load, noise and conditions.
+``Foresight`` reference. Every policy meets the same load, noise and conditions.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from crane_iac.autoscaler.policy import ScalingPolicy
 
 UPPER, LOWER = 0.8, 0.4
 HPA_TARGET = (UPPER + LOWER) / 2
-PLAIN, HPA, CRANE, BOUND = "plain two-threshold", "HPA-style", "crane", "foresight (bound)"
+PLAIN, HPA, CRANE, BOUND = "plain two-threshold", "HPA-style", "crane", "foresight"
 #: crane's policy with one of target (default: 0.6, midway) and tolerance (0.1) moved by ±0.05
 VARIANTS: dict[str, dict[str, Any]] = {"target 0.55": {"target": 0.55}, "target 0.65": {"target": 0.65},
                                        "tolerance 0.05": {"tolerance": 0.05}, "tolerance 0.15": {"tolerance": 0.15}}

@@ -9,7 +9,7 @@
   of the last 5 minutes; a scale-out at once, at most max(2 × N, N + 4) a period.
 * ``CraneController``: crane's own ``decide`` with a ScalingPolicy, carrying its History between periods.
 
-And two that are not policies under test: ``Fixed`` (a tier that never acts) and ``Foresight`` (a bound that knows
+And two that are not policies under test: ``Fixed`` (a tier that never acts) and ``Foresight`` (a reference that knows
 the future load).
 """
 
@@ -120,12 +120,13 @@ class Fixed:
 
 
 class Foresight:
-    """Not a policy under test: a bound. It knows the trace's future load and sizes the tier, a boot delay ahead,
-    for the highest load until its new servers would take load at an average of ``level``; it scales in as soon as
-    that allows. What it still spends in SLO violation (noise, a trace that starts in a surge, small servers) no
-    policy that reads the past could avoid."""
+    """Not a policy under test: a reference. It knows the trace's future load and sizes the tier, a boot delay
+    ahead, for the highest load until its new servers would take load at an average of ``level``; it scales in as
+    soon as that allows. Where it avoids all violation, a policy could have; where it violates too (a trace that
+    starts in a surge, a load past max), the violation is hard to avoid. It is blind to noise and to the servers'
+    sizes, so it is no lower bound where servers are unequal (a policy that holds more servers does better)."""
 
-    name = "foresight (bound)"
+    name = "foresight"
 
     def __init__(self, load: Sequence[float], *, period: float, boot: float, base: float, per_request: float,
                  least: int, most: int, level: float = 0.7) -> None:

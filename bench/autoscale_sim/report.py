@@ -25,7 +25,7 @@ from bench.tables import render
 
 SLO_SHARE, WORSE_MINUTES, ACTIONS_SHARE, HOURS_MARGIN, CLIFF_POINTS = 0.95, 1.0, 0.90, 0.10, 5.0
 SHOWN = (PLAIN, HPA, CRANE, BOUND)
-LABEL = {PLAIN: "(i) plain", HPA: "(ii) HPA-style", CRANE: "(iii) crane", BOUND: "foresight (bound)"}
+LABEL = {PLAIN: "(i) plain", HPA: "(ii) HPA-style", CRANE: "(iii) crane", BOUND: "foresight"}
 
 
 def p90(values: Sequence[float]) -> float:
@@ -137,7 +137,7 @@ def explain(o: Outcome) -> str:
     """Why crane spent more minutes in SLO violation than (ii) on this trace, with the figures."""
     s = {p: o.scores[p].slo_minutes for p in SHOWN}
     outs, in_violation, waiting = o.late
-    bound = "even foresight violates" if s[BOUND] > 0 else "foresight avoids it all"
+    bound = "foresight violates too" if s[BOUND] > 0 else "foresight avoids it all"
     return (f"{o.name} ({o.detail}): crane {s[CRANE]:.2f} min, (ii) {s[HPA]:.2f}, (i) {s[PLAIN]:.2f}, foresight "
             f"{s[BOUND]:.2f} ({bound}); crane scaled out {outs} times, {in_violation} of them decided in "
             f"violation; {waiting:.2f} of its minutes waited for a scale-out's servers")
@@ -151,7 +151,8 @@ def report(title: str, outcomes: Sequence[Outcome], markdown: bool, *, misses: i
     groups["all"] = list(outcomes)
     defaults = Figures.of(outcomes)
     out = [f"### {title}: {len(outcomes)} traces\n",
-           "Median / 90th percentile per trace, by family (foresight: a bound, not a policy)\n",
+           "Median / 90th percentile per trace, by family (foresight: not a policy but a reference that knows the "
+           "future load, blind to noise and to the servers' sizes)\n",
            render(["family", "traces", "policy", "SLO violation (min)", "server-hours", "actions"],
                   figure_rows(groups), markdown),
            "\nShare of traces on which crane is at least as good as each reference (SLO: periods in violation ≤; "
@@ -174,6 +175,6 @@ def report(title: str, outcomes: Sequence[Outcome], markdown: bool, *, misses: i
         unavoidable = sum(o.scores[BOUND].violating > 0 for o in worse)
         out.append(f"\nWhere crane spent more SLO time than (ii): {len(worse)} traces ("
                    + ", ".join(f"{f} {n}" for f, n in sorted(by_family.items(), key=lambda x: -x[1]))
-                   + f"); on {unavoidable} of them even foresight violates. The worst {min(misses, len(worse))}:\n")
+                   + f"); on {unavoidable} of them foresight violates too. The worst {min(misses, len(worse))}:\n")
         out += [f"* {explain(o)}" for o in worse[:misses]]
     return "\n".join(out)
