@@ -2,6 +2,7 @@
 rule and crane's controller (the real ``decide``), on five synthetic traces with fixed seeds.
 
     python bench/autoscale.py [--markdown] [--what-if] [--seed 0] [--period 15] [--boot 90] [--hpa-target 0.6]
+    python bench/autoscale.py --set tuning|held-out|both [--markdown] [--jobs N] [--per-family 30]
 
 Prints, per trace and policy, the time in SLO violation (the ready servers' average above upper, or any server
 above 95 %), the server-hours (a server counts from its creation, booting or not) and the scaling actions; then
@@ -9,11 +10,18 @@ the issue's targets for crane's controller, met or not, trace by trace, with the
 ``--what-if`` adds crane's decision with one of its choices changed at a time, to show what each buys; last, the
 CPU time of one period for 1,000 app domains of 10 servers (bench/autoscale_decide.py). The model is
 bench/autoscale_sim.
+
+``--set`` runs the evaluation on many traces instead (bench/autoscale_sim/families.py: 540 traces in 18 families,
+split once by seed into a tuning set and a held-out set; evaluation.py, report.py): per family and overall, each
+policy's median and 90th percentile, the share of traces on which crane is at least as good as each reference, the
+issue's targets with verdicts, the no-cliff check and the traces where crane spent more SLO time than the HPA-style
+rule, with the figures. ``--jobs`` worker processes (default: the CPU count); the wall time is printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import time
@@ -23,7 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.autoscale_sim.evaluation import LOWER, UPPER, Outcome, evaluate_at
+from bench.autoscale_sim.families import PER_FAMILY, index
 from bench.autoscale_sim.policies import CraneController, Fixed, HpaRule, PlainRule
+from bench.autoscale_sim.report import report
 from bench.autoscale_sim.targets import Verdict, deadband_hours, judge, late_scale_outs
 from bench.autoscale_sim.traces import Trace, traces
 from bench.autoscale_sim.web_tier import Autoscaler, Noise, Run, WebTier, simulate
@@ -31,7 +42,6 @@ from bench.tables import render
 from crane_iac.autoscaler.policy import ScalingPolicy
 
 HERE = Path(__file__).resolve().parent
-UPPER, LOWER = 0.8, 0.4
 #: crane's choices, one changed at a time (the SLO line stays at upper 0.8)
 WHAT_IFS = {"no early scale-out (trend 0)": {"trend": 0.0},
             "no scale-in-to-target (the issue's rules)": {"scale_in_to_target": False},
@@ -119,6 +129,29 @@ def cpu_figure() -> tuple[str, str, str, str]:
     return cells[0], cells[1], cells[2], cells[5]
 
 
+def many_traces(which: str, jobs: int, per_family: int, markdown: bool) -> None:
+    """The evaluation on the families' traces: every trace of ``which`` set through every policy, ``jobs`` at once
+    (the 24-hour traces first, so that no worker is left with one at the end), then one report per set."""
+    from multiprocessing import Pool
+
+    started = time.perf_counter()
+    jobs_list = sorted(((family, j, True) for family, j in index(which, per_family)),
+                       key=lambda job: job[0] != "diurnal-weekly")
+    if jobs > 1:
+        with Pool(jobs) as pool:
+            outcomes: list[Outcome] = list(pool.imap_unordered(evaluate_at, jobs_list))
+    else:
+        outcomes = [evaluate_at(job) for job in jobs_list]
+    outcomes.sort(key=lambda o: o.seed)
+    wall = time.perf_counter() - started
+    sets = {"tuning": [False], "held-out": [True], "both": [False, True]}[which]
+    for held in sets:
+        chosen = [o for o in outcomes if o.held_out == held]
+        print(report("Held-out set" if held else "Tuning set", chosen, markdown) + "\n")
+    print(f"({len(outcomes)} traces × 8 runs (3 policies, 4 variants of crane, foresight) in {wall:.0f} s wall "
+          f"with {jobs} job{'s' if jobs != 1 else ''})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--markdown", action="store_true", help="print Markdown tables (for docs/benchmarks.md)")
@@ -128,7 +161,14 @@ def main() -> None:
     parser.add_argument("--boot", type=float, default=90.0, help="seconds from a server's creation to taking load")
     parser.add_argument("--hpa-target", type=float, default=(UPPER + LOWER) / 2,
                         help="the HPA-style rule's target utilisation (default: the midpoint of lower and upper)")
+    parser.add_argument("--set", choices=["tuning", "held-out", "both"],
+                        help="evaluate on the trace families' tuning set, held-out set or both, instead")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes for --set")
+    parser.add_argument("--per-family", type=int, default=PER_FAMILY, help="traces per family for --set")
     args = parser.parse_args()
+    if args.set:
+        many_traces(args.set, max(1, args.jobs), args.per_family, args.markdown)
+        return
     tier = replace(WebTier(), boot=args.boot, upper=UPPER)
     started = time.process_time()
     results, verdict_rows, whatif_rows, notes = [], [], [], []

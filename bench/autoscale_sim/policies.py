@@ -8,6 +8,9 @@
   scale-in, the change dropped if that reverses its direction; a scale-in goes only to the highest recommendation
   of the last 5 minutes; a scale-out at once, at most max(2 × N, N + 4) a period.
 * ``CraneController``: crane's own ``decide`` with a ScalingPolicy, carrying its History between periods.
+
+And two that are not policies under test: ``Fixed`` (a tier that never acts) and ``Foresight`` (a reference that knows
+the future load).
 """
 
 from __future__ import annotations
@@ -114,3 +117,24 @@ class Fixed:
 
     def decide(self, now: float, servers: Sequence[Host], samples: Sequence[Sample]) -> int:
         return len(servers)
+
+
+class Foresight:
+    """Not a policy under test: a reference. It knows the trace's future load and sizes the tier, a boot delay
+    ahead, for the highest load until its new servers would take load at an average of ``level``; it scales in as
+    soon as that allows. Where it avoids all violation, a policy could have; where it violates too (a trace that
+    starts in a surge, a load past max), the violation is hard to avoid. It is blind to noise and to the servers'
+    sizes, so it is no lower bound where servers are unequal (a policy that holds more servers does better)."""
+
+    name = "foresight"
+
+    def __init__(self, load: Sequence[float], *, period: float, boot: float, base: float, per_request: float,
+                 least: int, most: int, level: float = 0.7) -> None:
+        ahead = math.ceil(boot / period) + 1
+        per = per_request / (level - base)
+        self.sizes = [_clamp(math.ceil(max_load * per - 1e-9), least, most)
+                      for max_load in (max(load[k:k + ahead + 1]) for k in range(len(load)))]
+        self.period = period
+
+    def decide(self, now: float, servers: Sequence[Host], samples: Sequence[Sample]) -> int:
+        return self.sizes[round(now / self.period)]

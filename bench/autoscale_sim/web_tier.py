@@ -9,6 +9,14 @@ in SLO violation when the ready servers' average is above ``upper`` or any one o
 
 The noise (imbalance, memory jitter, a missed scrape) is drawn once per trace from the trace's seed, per period
 and per server slot (the n-th ready server, oldest first), so every policy meets the same noise.
+
+``Conditions`` add what the trace families (``families``) need beyond the load, each off by default (so the five
+traces of bench/autoscale.py score as before): readings lost (a share of them, singly or in runs, per server or the
+whole tier at once), one server (web-1, the oldest, never scaled in) that reports late (its value and timestamp
+``reporter_lag`` seconds old) or with a skewed clock (its timestamp ``reporter_skew`` seconds off), and servers of
+unequal size (``capacities``: the first servers' memory limits relative to the template's; the balancer is not
+weighted, so each ready server takes an equal share and a small one runs hotter: ``(base + share) / capacity``).
+A per-trace boot delay is the WebTier's ``boot`` (``dataclasses.replace``).
 """
 
 from __future__ import annotations
@@ -46,10 +54,15 @@ class WebTier:
         wanted = math.ceil(load * self.per_request / (self.start_level - self.base) - 1e-9)
         return self.min if wanted < self.min else self.max if wanted > self.max else wanted
 
-    def utilisation(self, load: float, ready: int, imbalance: Sequence[float], jitter: Sequence[float]) -> list[float]:
-        """The ready servers' utilisations (slot j gets ``imbalance[j]`` and ``jitter[j]``)."""
+    def utilisation(self, load: float, ready: int, imbalance: Sequence[float], jitter: Sequence[float],
+                    capacities: Sequence[float] | None = None) -> list[float]:
+        """The ready servers' utilisations (slot j gets ``imbalance[j]`` and ``jitter[j]``; with ``capacities``,
+        slot j's memory limit is ``capacities[j]`` times the template's)."""
         share = load * self.per_request / ready
-        return [min(1.0, max(0.0, self.base + share * (1.0 + imbalance[j]) + jitter[j])) for j in range(ready)]
+        if capacities is None:
+            return [min(1.0, max(0.0, self.base + share * (1.0 + imbalance[j]) + jitter[j])) for j in range(ready)]
+        return [min(1.0, max(0.0, (self.base + share * (1.0 + imbalance[j])) / capacities[j] + jitter[j]))
+                for j in range(ready)]
 
     def violated(self, utilisations: Sequence[float]) -> tuple[bool, bool]:
         """(average above upper, some server above server_slo); no ready server violates both."""
@@ -73,6 +86,38 @@ class Noise:
         return cls([[rng.gauss(0.0, tier.imbalance) for _ in range(slots)] for _ in range(periods)],
                    [[rng.gauss(0.0, tier.jitter) for _ in range(slots)] for _ in range(periods)],
                    [[rng.random() < tier.missed for _ in range(slots)] for _ in range(periods)])
+
+
+@dataclass(frozen=True, slots=True)
+class Conditions:
+    """What a trace's tier suffers besides its load (see the module's docstring); the defaults: nothing."""
+
+    loss: float = 0.0  # share of readings lost
+    loss_run: float = 1.0  # mean length of a run of lost readings, in periods (1: singly)
+    loss_shared: bool = False  # a run loses every server's reading at once (the receiver's), not one server's
+    reporter_lag: float = 0.0  # seconds web-1's samples are old when they arrive (value and timestamp)
+    reporter_skew: float = 0.0  # seconds web-1's clock is ahead (> 0) or behind (< 0)
+    capacities: tuple[float, ...] = ()  # the memory limits of web-1, web-2, … relative to the template's (then 1)
+
+    def lost(self, trace: Trace, slots: int) -> list[list[bool]] | None:
+        """Per period and slot, whether the reading is lost: a two-state chain per slot (or one for the tier) whose
+        lost state has mean length ``loss_run`` and stationary share ``loss``; None without loss."""
+        if self.loss <= 0.0:
+            return None
+        rng = random.Random(trace.seed * 1_000 + 13)
+        back = 1.0 / max(1.0, self.loss_run)  # lost → kept
+        into = min(1.0, self.loss * back / (1.0 - self.loss))  # kept → lost
+        chains = 1 if self.loss_shared else slots
+        state = [rng.random() < self.loss for _ in range(chains)]
+        mask = []
+        for _ in trace.load:
+            state = [rng.random() >= back if s else rng.random() < into for s in state]
+            mask.append(state * slots if self.loss_shared else state)
+        return mask
+
+    def capacity(self, index: int) -> float:
+        """The memory limit of the ``index``-th server created (1: web-1) relative to the template's."""
+        return self.capacities[index - 1] if index <= len(self.capacities) else 1.0
 
 
 class Autoscaler(Protocol):
@@ -127,21 +172,33 @@ class Run:
 
 
 def simulate(trace: Trace, autoscaler: Autoscaler, tier: WebTier, noise: Noise | None = None, *,
-             size: int | None = None) -> Run:
+             size: int | None = None, conditions: Conditions | None = None) -> Run:
     """Replay ``trace`` through ``autoscaler`` on ``tier`` from ``size`` servers (the tier's initial size for the
-    trace's first load if not given); ``noise`` is drawn from the trace's seed if not given."""
+    trace's first load if not given); ``noise`` is drawn from the trace's seed if not given; ``conditions`` (lost
+    readings, an odd reporter, unequal servers) none if not given."""
     noise = noise or Noise.draw(trace, tier)
+    odd = conditions or Conditions()
+    lost = odd.lost(trace, tier.max)
+    lag = math.ceil(odd.reporter_lag / trace.period - 1e-9)
+    reporter: dict[int, float] = {}  # web-1's utilisation by period, for its late reports
     size = size or tier.initial_size(trace.load[0])
     servers = [Host(f"web-{i}", OLD) for i in range(1, size + 1)]
+    capacity = {s.name: odd.capacity(i) for i, s in enumerate(servers, 1)} if odd.capacities else None
     made = size
     run = Run(trace, autoscaler.name)
     for k, load in enumerate(trace.load):
         now = k * trace.period
         ready = [s for s in servers if now - s.started_at >= tier.boot]
-        used = tier.utilisation(load, len(ready), noise.imbalance[k], noise.jitter[k]) if ready else []
+        caps = [capacity.get(s.name, 1.0) for s in ready] if capacity is not None else None
+        used = tier.utilisation(load, len(ready), noise.imbalance[k], noise.jitter[k], caps) if ready else []
         over_upper, over_server = tier.violated(used)
         samples = [Sample(s.name, u, now) for j, (s, u) in enumerate(zip(ready, used, strict=True))
-                   if not noise.missed[k][j]]
+                   if not noise.missed[k][j] and not (lost is not None and lost[k][j])]
+        if (lag or odd.reporter_skew) and ready and ready[0].name == "web-1":
+            reporter[k] = used[0]
+            samples = [s for s in samples if s.host != "web-1"]
+            if k - lag in reporter and not noise.missed[k][0] and not (lost is not None and lost[k][0]):
+                samples.insert(0, Sample("web-1", reporter[k - lag], now - odd.reporter_lag + odd.reporter_skew))
         run.server_hours += len(servers) * trace.period / HOUR
         before = len(servers)
         wanted = autoscaler.decide(now, servers, samples)
