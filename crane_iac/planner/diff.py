@@ -140,8 +140,11 @@ def make_plan(
                 after = {**after, **{k: baseline.get(k) for k in want.ignore_changes if k in baseline}}
             if rec is not None and rec.endpoint != want.endpoint:  # a new endpoint: a new object there
                 fields.insert(0, FieldChange("provider", rec.endpoint, want.endpoint, Reach.REPLACE))
-            if rec is not None and rec.physical != want.physical:  # a replacement under its own name
-                fields.insert(0, FieldChange("name", rec.physical, want.physical, Reach.REPLACE))
+            # the old object's name: the one the hypervisor has at the address (an interrupted replacement's new half
+            # matched by its owner, a half-made object adopted), else state's
+            old_physical = now.physical if now is not None else rec.physical if rec is not None else want.physical
+            if old_physical != want.physical:  # a replacement under its own name
+                fields.insert(0, FieldChange("name", old_physical, want.physical, Reach.REPLACE))
             if rec is not None and rec.protect != want.protect:  # the stack's protect is the one in force
                 fields.append(FieldChange("protect", rec.protect, want.protect, Reach.STATE, note=STATE_ONLY))
             forced = address in request.replace
@@ -169,7 +172,7 @@ def make_plan(
             change = ResourceChange(address, want.kind, want.physical, action, fields, baseline, after,
                                     want.dependencies, want.protect, reason, want.endpoint,
                                     rec.endpoint if rec is not None and rec.endpoint != want.endpoint else None,
-                                    rec.physical if rec is not None and rec.physical != want.physical else None)
+                                    old_physical if old_physical != want.physical else None)
             if rec is not None and rec.dependencies != want.dependencies:
                 change.released = [d for d in rec.dependencies if d not in want.dependencies]
         if selected is not None and address not in selected:
@@ -199,8 +202,8 @@ def make_plan(
                 diagnostics.append(problem)
         source: Recorded | Live | None = old if old is not None else seen
         assert source is not None
-        plan.changes.append(ResourceChange(
-            address, source.kind, source.physical, Action.DELETE,
+        plan.changes.append(ResourceChange(  # named as the hypervisor has it (state's name may be an older half's)
+            address, source.kind, seen.physical if seen is not None else source.physical, Action.DELETE,
             before=seen.properties if seen is not None else source.properties,
             dependencies=old.dependencies if old else [],
             reason=None if old else Reason.ORPHAN, endpoint=source.endpoint))
