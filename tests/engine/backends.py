@@ -46,6 +46,9 @@ class Backend(Protocol):
     def memory_mib(self, name: str) -> int:
         """The memory the guest ``name`` has now."""
 
+    def guest(self, name: str) -> tuple[str, int, bool]:
+        """The guest ``name``'s UUID, vCPUs and whether it runs."""
+
     def half_made(self) -> list[str]:
         """Guests an interrupted create left half-made, which crane reads as its own (a pool's clone that has its
         owner and name, not yet provisioned): sorted names."""
@@ -79,6 +82,14 @@ class Sandbox:
         conn = self.project.sandbox()
         try:
             return int(conn.lookupByName(name).info()[2]) // 1024
+        finally:
+            conn.close()
+
+    def guest(self, name: str) -> tuple[str, int, bool]:
+        conn = self.project.sandbox()
+        try:
+            dom = conn.lookupByName(name)
+            return dom.UUIDString(), dom.vcpusFlags(0), bool(dom.isActive())
         finally:
             conn.close()
 
@@ -133,6 +144,10 @@ class XenPool:
 
     def memory_mib(self, name: str) -> int:
         return int(self._guests()[name]["memory_dynamic_max"]) // (1024 * 1024)
+
+    def guest(self, name: str) -> tuple[str, int, bool]:
+        rec = self._guests()[name]
+        return rec["uuid"], int(rec["VCPUs_at_startup"]), rec["power_state"] == "Running"
 
     def half_made(self) -> list[str]:
         return sorted(rec["name_label"] for rec in self.sim.backdoor.records("VM").values()
