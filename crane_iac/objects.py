@@ -184,6 +184,11 @@ class Recorded:
     dependencies: list[str] = field(default_factory=list)
     protect: bool = False
     endpoint: str = DEFAULT_ENDPOINT
+    #: the endpoint as it was when the object was made or last changed: its type and its crane.toml settings (never a
+    #: secret: a password is never in crane.toml, and a URI's is masked), canonical JSON; "" when recorded by a crane
+    #: before schema 8 (taken as the endpoint's type now). A type that differs from the endpoint's now is a stack
+    #: moved to another hypervisor (engine/retired.py)
+    endpoint_config: str = ""
 
 
 @dataclass(slots=True)
