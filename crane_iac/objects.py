@@ -191,6 +191,18 @@ class Recorded:
     endpoint_config: str = ""
 
 
+def retired_endpoint(endpoint: str, old_type: str) -> str:
+    """The name an endpoint's objects of its former type are planned under (``default@libvirt``), once crane.toml
+    gives the endpoint another type: no declared endpoint has an ``@`` in its name."""
+    return f"{endpoint}@{old_type}"
+
+
+def retired_from(name: str) -> tuple[str, str] | None:
+    """(endpoint, former type) of a ``retired_endpoint`` name, or None for a declared endpoint's."""
+    endpoint, at, old_type = name.partition("@")
+    return (endpoint, old_type) if at else None
+
+
 @dataclass(slots=True)
 class Live:
     """A resource as its endpoint reports it now."""

@@ -9,11 +9,13 @@ from typing import Any
 
 from crane_iac.addresses import is_within
 from crane_iac.errors import Diagnostic
-from crane_iac.objects import Action, Desired, FieldChange, Live, Reach, Reason, Recorded
+from crane_iac.objects import Action, Desired, FieldChange, Live, Reach, Reason, Recorded, retired_from
 from crane_iac.planner.graph import topological, with_dependencies, with_dependents
 from crane_iac.planner.model import Differ, Drift, KeepsOutputs, Phase, Plan, ResourceChange
 
 KNOWN_AFTER_APPLY = "(known after apply)"
+#: the field a plan shows for a resource whose endpoint crane.toml gave another provider type
+ENDPOINT_TYPE = "endpoint type"
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,11 @@ def make_plan(
     differs: Mapping[str, Differ],
     outputs: Mapping[str, Any] | None = None,
     recorded_outputs: Mapping[str, Any] | None = None,
+    types: Mapping[str, str] | None = None,
 ) -> tuple[Plan, list[Diagnostic]]:
     """Compute the plan. ``live`` is None when refresh is off; it may hold adopted and orphaned objects. ``differs``
-    are the providers' judgements of changes, by endpoint."""
+    are the providers' judgements of changes, by endpoint; ``types`` the endpoints' provider types (a record on an
+    endpoint's former type, ``objects.retired_endpoint``, is replaced on its type now, said so)."""
     # the stack's lifecycle options count even for a destroy: protect=True there refuses it
     declared = {d.address: d for d in desired}
     desired_by_address = {} if request.destroy else declared
@@ -139,7 +143,12 @@ def make_plan(
             if want.ignore_changes:
                 after = {**after, **{k: baseline.get(k) for k in want.ignore_changes if k in baseline}}
             if rec is not None and rec.endpoint != want.endpoint:  # a new endpoint: a new object there
-                fields.insert(0, FieldChange("provider", rec.endpoint, want.endpoint, Reach.REPLACE))
+                former = retired_from(rec.endpoint)
+                if former is not None and former[0] == want.endpoint:  # the same endpoint, another type now
+                    fields.insert(0, FieldChange(ENDPOINT_TYPE, former[1], (types or {}).get(want.endpoint),
+                                                 Reach.REPLACE))
+                else:
+                    fields.insert(0, FieldChange("provider", rec.endpoint, want.endpoint, Reach.REPLACE))
             # the old object's name: the one the hypervisor has at the address (an interrupted replacement's new half
             # matched by its owner, a half-made object adopted), else state's
             old_physical = now.physical if now is not None else rec.physical if rec is not None else want.physical

@@ -172,7 +172,8 @@ class SqlStateStore(StateStore):
                                 .where(STACKS.c.name == stack)).first()
             # the one hot query (a row per resource): textual SQL skips the expression compiler, stays portable
             rows = conn.execute(text("SELECT address, kind, physical, properties, outputs, dependencies, protect, "
-                                     "endpoint, endpoint_config FROM resources WHERE stack = :stack"), {"stack": stack}).all()
+                                     "endpoint, endpoint_config FROM resources WHERE stack = :stack"),
+                                {"stack": stack}).all()
             intent_rows = conn.execute(select(INTENTS.c.address, INTENTS.c.kind, INTENTS.c.physical,
                                               INTENTS.c.action, INTENTS.c.properties, INTENTS.c.at,
                                               INTENTS.c.endpoint)
