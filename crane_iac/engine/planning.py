@@ -174,7 +174,7 @@ def _plan_once(
     for change in plan.changes:
         if change.action is not Action.DELETE and change.after is not None:
             change.note = endpoints[change.endpoint].remark(change.kind, change.after) or ""
-        moved = next((f for f in change.fields if f.name == ENDPOINT_TYPE), None)
+        moved = next((f for f in change.fields if f.name == ENDPOINT_TYPE and f.forces_replacement), None)
         if moved is not None:
             said = (f"the endpoint's type changed from {moved.before} to {moved.after}: made anew on {moved.after}, "
                     f"the old one deleted from {moved.before}")

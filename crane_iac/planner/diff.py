@@ -142,13 +142,15 @@ def make_plan(
                       if f.name not in want.ignore_changes]
             if want.ignore_changes:
                 after = {**after, **{k: baseline.get(k) for k in want.ignore_changes if k in baseline}}
-            if rec is not None and rec.endpoint != want.endpoint:  # a new endpoint: a new object there
+            # the endpoint the object is on: where the hypervisor has it (an interrupted move's new half), else state's
+            old_endpoint = now.endpoint if now is not None else rec.endpoint if rec is not None else want.endpoint
+            if rec is not None and rec.endpoint != want.endpoint:
+                # a new endpoint: a new object there; one there already (a move a crash cut short) is recorded there
                 former = retired_from(rec.endpoint)
-                if former is not None and former[0] == want.endpoint:  # the same endpoint, another type now
-                    fields.insert(0, FieldChange(ENDPOINT_TYPE, former[1], (types or {}).get(want.endpoint),
-                                                 Reach.REPLACE))
-                else:
-                    fields.insert(0, FieldChange("provider", rec.endpoint, want.endpoint, Reach.REPLACE))
+                moved = (ENDPOINT_TYPE, former[1], (types or {}).get(want.endpoint)) \
+                    if former is not None and former[0] == want.endpoint else ("provider", rec.endpoint, want.endpoint)
+                fields.insert(0, FieldChange(*moved, Reach.REPLACE) if old_endpoint != want.endpoint
+                              else FieldChange(*moved, Reach.STATE, note=STATE_ONLY))
             # the old object's name: the one the hypervisor has at the address (an interrupted replacement's new half
             # matched by its owner, a half-made object adopted), else state's
             old_physical = now.physical if now is not None else rec.physical if rec is not None else want.physical
@@ -180,7 +182,7 @@ def make_plan(
                 action = Action.NOOP
             change = ResourceChange(address, want.kind, want.physical, action, fields, baseline, after,
                                     want.dependencies, want.protect, reason, want.endpoint,
-                                    rec.endpoint if rec is not None and rec.endpoint != want.endpoint else None,
+                                    old_endpoint if old_endpoint != want.endpoint else None,
                                     old_physical if old_physical != want.physical else None)
             if rec is not None and rec.dependencies != want.dependencies:
                 change.released = [d for d in rec.dependencies if d not in want.dependencies]

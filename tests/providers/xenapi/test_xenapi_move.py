@@ -4,6 +4,7 @@ them from the old one; a former endpoint crane cannot reach stops the plan with 
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import pytest
@@ -84,3 +85,18 @@ def test_a_former_endpoint_out_of_reach_stops_the_plan(project_on_both: ProjectD
     ok(project, "state", "rm", "vm.web-1", "vm.web-2", "network.lan")
     ok(project, "apply", "--auto-approve")
     assert project.domains() == ["web-1", "web-2"] and sorted(guests(sim)) == ["web-1", "web-2"]
+
+
+@pytest.mark.parametrize("failpoint", ["after-mutation:1", "after-mutation:4", "after-checkpoint"])
+def test_a_move_killed_midway_converges(project_on_both: ProjectDir, sim: Any, failpoint: str) -> None:
+    """SIGKILLed while moving (the old objects partly deleted, the new ones partly made): the next apply ends the
+    move, with each guest once, in the pool."""
+    project = project_on_both
+    ok(project, "apply", "--auto-approve")
+    project.write_config(xen_config(sim))
+    killed = project.crane("apply", "--auto-approve", env={"CRANE_FAILPOINT": failpoint})
+    assert killed.code == -signal.SIGKILL, killed
+    ok(project, "apply", "--auto-approve")
+    assert sorted(guests(sim)) == ["web-1", "web-2"] and crane_networks(sim) == ["lan"]
+    assert project.domains() == [] and project.networks() == []
+    assert project.crane("plan", "--detailed-exitcode").code == 0
