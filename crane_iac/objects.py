@@ -184,6 +184,23 @@ class Recorded:
     dependencies: list[str] = field(default_factory=list)
     protect: bool = False
     endpoint: str = DEFAULT_ENDPOINT
+    #: the endpoint as it was when the object was made or last changed: its type and its crane.toml settings (never a
+    #: secret: a password is never in crane.toml, and a URI's is masked), canonical JSON; "" when recorded by a crane
+    #: before schema 8 (taken as the endpoint's type now). A type that differs from the endpoint's now is a stack
+    #: moved to another hypervisor (engine/retired.py)
+    endpoint_config: str = ""
+
+
+def retired_endpoint(endpoint: str, old_type: str) -> str:
+    """The name an endpoint's objects of its former type are planned under (``default@libvirt``), once crane.toml
+    gives the endpoint another type: no declared endpoint has an ``@`` in its name."""
+    return f"{endpoint}@{old_type}"
+
+
+def retired_from(name: str) -> tuple[str, str] | None:
+    """(endpoint, former type) of a ``retired_endpoint`` name, or None for a declared endpoint's."""
+    endpoint, at, old_type = name.partition("@")
+    return (endpoint, old_type) if at else None
 
 
 @dataclass(slots=True)

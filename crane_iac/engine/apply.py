@@ -107,9 +107,11 @@ class Applier:
     def __init__(self, plan: Plan, store: StateStore, providers: Mapping[str, Provider], *, parallelism: int = 10,
                  outputs: dict[str, dict[str, Any]] | None = None,
                  report: Callable[[StepEvent], None] = lambda _e: None,
-                 stop: threading.Event | None = None, run: RunInfo | None = None) -> None:
+                 stop: threading.Event | None = None, run: RunInfo | None = None,
+                 endpoint_configs: Mapping[str, str] | None = None) -> None:
         """``stop``, once set (the first Ctrl-C), starts no new step: the ones in flight finish and are recorded.
-        ``run`` names the locked run in every commit, so the history shows the apply's serials as one run."""
+        ``run`` names the locked run in every commit, so the history shows the apply's serials as one run.
+        ``endpoint_configs``: each endpoint's type and settings, which the records it makes keep."""
         self.plan = plan
         self.store = store
         self.providers = providers
@@ -124,6 +126,7 @@ class Applier:
         self.report = report
         self.stop = stop or threading.Event()
         self.run_info = run
+        self.configs: Mapping[str, str] = endpoint_configs or {}
         self.changes = {c.address: c for c in plan.changes}
         #: records made by this apply, by address (a create_before_destroy's second half records the new object)
         self.records: dict[str, Recorded] = {}
@@ -150,7 +153,7 @@ class Applier:
             live_props = change.before or {}
             record = Recorded(change.address, change.kind, change.physical, live_props,
                               self.outputs.get(change.address, {}), change.dependencies, change.protect,
-                              change.endpoint)
+                              change.endpoint, self.configs.get(change.endpoint, ""))
             return Committed(change.address, outcome, record, None)
         if outcome is Outcome.UPDATE and all(f.reach is Reach.STATE for f in change.fields):
             # only crane's own record changes (protect, a network's note of its leased subnets): the endpoint is
@@ -163,7 +166,7 @@ class Applier:
                     properties.pop(f.name, None)
             record = Recorded(change.address, change.kind, change.physical, properties,
                               self.outputs.get(change.address, {}), change.dependencies, change.protect,
-                              change.endpoint)
+                              change.endpoint, self.configs.get(change.endpoint, ""))
             self.records[change.address] = record
             return Committed(change.address, outcome, record, change.before)
         owner = Owner(self.plan.stack, change.address)
@@ -176,7 +179,7 @@ class Applier:
         failpoints.hit("after-mutation")
         self.outputs[change.address] = live.outputs
         record = Recorded(change.address, change.kind, change.physical, live.properties, live.outputs,
-                          change.dependencies, change.protect, change.endpoint)
+                          change.dependencies, change.protect, change.endpoint, self.configs.get(change.endpoint, ""))
         before = change.before if change.action is Action.UPDATE else None
         self.records[change.address] = record
         return Committed(change.address, outcome, record, before)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,6 +36,10 @@ class Endpoints(Mapping[str, Endpoint]):
     providers: dict[str, Endpoint]
     types: dict[str, str]
     sharing: EndpointSharing = NOTHING_SHARED
+    #: each declared endpoint's type and settings as records keep them (``recorded_config``)
+    configs: dict[str, str] = field(default_factory=dict)
+    #: opens an endpoint's former self from a record's ``endpoint_config`` (engine/retired.py): its name, the config
+    opener: Callable[[str, str], Endpoint] | None = None
 
     def __getitem__(self, name: str) -> Endpoint:
         return self.providers[name]
@@ -78,6 +83,17 @@ def endpoint_sharing(configs: Mapping[str, EndpointConfig]) -> EndpointSharing:
     return EndpointSharing.from_pairs(pairs) if pairs else NOTHING_SHARED
 
 
+def recorded_config(config: EndpointConfig) -> str:
+    """An endpoint as a record keeps it: its type and crane.toml settings, canonical JSON. crane.toml holds no
+    password (a xenapi endpoint names the variable or file it is in), and a URI's password is masked."""
+    from crane_iac.state.base import mask_url
+
+    data = config.model_dump()
+    if data.get("uri"):
+        data["uri"] = mask_url(str(data["uri"]))
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
 def _settings(config: EndpointConfig) -> dict[str, object]:
     """An endpoint's keys as its provider type takes them: ``uri`` and the type's own."""
     return config.model_dump(exclude={"type"})
@@ -87,8 +103,8 @@ def open_endpoints(configs: Mapping[str, EndpointConfig], *, state_dir: Path, mu
                    lock_timeout: float = 0.0, meanwhile: Callable[[], object] | None = None) -> Endpoints:
     """Connect to every endpoint at once, running ``meanwhile`` on this thread while they connect; if one fails
     (or ``meanwhile`` does), the others are closed and the error names the endpoint."""
-    def connect(name: str) -> Endpoint:
-        config = configs[name]
+    def connect(name: str, config: EndpointConfig | None = None) -> Endpoint:
+        config = config or configs[name]
         settings = _settings(config)
         try:
             hypervisor = open_provider(config.type, settings, sandbox_dir=sandbox_dir(state_dir, name),
@@ -130,7 +146,12 @@ def open_endpoints(configs: Mapping[str, EndpointConfig], *, state_dir: Path, mu
         for provider in opened.values():
             provider.close()
         raise errors[0]
-    return Endpoints(opened, {name: configs[name].type for name in names}, endpoint_sharing(configs))
+    def reopen(name: str, recorded: str) -> Endpoint:
+        prepare_opening(json.loads(recorded)["type"])
+        return connect(name, EndpointConfig.model_validate(json.loads(recorded)))
+
+    return Endpoints(opened, {name: configs[name].type for name in names}, endpoint_sharing(configs),
+                     {name: recorded_config(configs[name]) for name in names}, reopen)
 
 
 D = TypeVar("D")

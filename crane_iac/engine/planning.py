@@ -10,11 +10,12 @@ from typing import Any
 from crane_iac.addresses import is_within
 from crane_iac.engine.endpoints import Endpoints
 from crane_iac.engine.refresh import match_live
+from crane_iac.engine.retired import with_retired
 from crane_iac.errors import Diagnostic, DiagnosticsError, ProviderError, StalePlanError
 from crane_iac.ipam.pools import LeaseRecord
 from crane_iac.loader import LoadedStack, names_after_moves
 from crane_iac.objects import Action, Live, kind_of
-from crane_iac.planner.diff import PlanRequest, make_plan
+from crane_iac.planner.diff import ENDPOINT_TYPE, PlanRequest, make_plan
 from crane_iac.planner.leases import lease_releases
 from crane_iac.planner.model import Plan, TierShown
 from crane_iac.scaling import ScalableTier
@@ -107,6 +108,8 @@ def plan_stack(
     are what address pools lease to the stack, as state holds them: the plan lists those its apply gives back."""
     if refresh and lives is None:
         lives = endpoints.read_all()
+    # records made on an endpoint's former type: planned on that endpoint, opened again (engine/retired.py)
+    state, lives = with_retired(state, endpoints, lives if refresh else None)
     renames: dict[str, str] = {}
     for _ in range(_MAX_RENAMES):
         plan, names = _plan_once(stack, loaded, state, endpoints, refresh=refresh, targets=targets, replace=replace,
@@ -151,7 +154,8 @@ def _plan_once(
                           targets=tuple(targets), replace=tuple(replace), destroy=destroy,
                           imports=tuple(loaded.imports))
     plan, problems = make_plan(request, loaded.desired, state.resources, live, endpoints,
-                               outputs={} if destroy else loaded.outputs, recorded_outputs=state.outputs)
+                               outputs={} if destroy else loaded.outputs, recorded_outputs=state.outputs,
+                               types=endpoints.types)
     diagnostics.extend(problems)
     plan.moves = [[old, new] for old, new in moves]
     if leases:
@@ -170,6 +174,11 @@ def _plan_once(
     for change in plan.changes:
         if change.action is not Action.DELETE and change.after is not None:
             change.note = endpoints[change.endpoint].remark(change.kind, change.after) or ""
+        moved = next((f for f in change.fields if f.name == ENDPOINT_TYPE and f.forces_replacement), None)
+        if moved is not None:
+            said = (f"the endpoint's type changed from {moved.before} to {moved.after}: made anew on {moved.after}, "
+                    f"the old one deleted from {moved.before}")
+            change.note = f"{said}; {change.note}" if change.note else said
     if refresh and not destroy:
         for change in plan.changes:
             if change.action in (Action.CREATE, Action.UPDATE) or change.action.is_replace:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from crane_iac.errors import Diagnostic
-from crane_iac.objects import DEFAULT_ENDPOINT, Desired, Live, Outcome, Recorded, identity
+from crane_iac.objects import DEFAULT_ENDPOINT, Desired, Live, Outcome, Recorded, identity, retired_from
 from crane_iac.planner.diff import resolve_outputs
 from crane_iac.resources.messages import with_article
 from crane_iac.sharing import NOTHING_SHARED, EndpointSharing
@@ -168,7 +168,8 @@ def _where(endpoint: str) -> str:
 def refreshed_records(lives: Iterable[Live], stack: str, state: StackState,
                       endpoints: Mapping[str, EndpointRead] | None = None,
                       sharing: EndpointSharing = NOTHING_SHARED) -> list[Committed]:
-    """What `crane refresh` records: live values for recorded resources that changed, and forgets those gone."""
+    """What `crane refresh` records: live values for recorded resources that changed, and forgets those gone. A
+    record on an endpoint's former type (engine/retired.py) stays recorded on the endpoint, as it was made."""
     live, _ = match_live(lives, stack, state, [], endpoints=endpoints, sharing=sharing)
     committed = []
     for address, rec in state.resources.items():
@@ -176,9 +177,10 @@ def refreshed_records(lives: Iterable[Live], stack: str, state: StackState,
         if now is None:
             committed.append(Committed(address, Outcome.FORGET, None, rec.properties))
         elif now.properties != rec.properties or now.outputs != rec.outputs:
+            former = retired_from(rec.endpoint)
             committed.append(Committed(address, Outcome.REFRESH, Recorded(
                 address, rec.kind, rec.physical, now.properties, now.outputs, rec.dependencies, rec.protect,
-                rec.endpoint),
+                former[0] if former is not None else rec.endpoint, rec.endpoint_config),
                 rec.properties))
     return committed
 

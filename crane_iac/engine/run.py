@@ -70,10 +70,12 @@ class Run:
         is in flight finishes and is recorded."""
         assert self.endpoints is not None
         from crane_iac.engine.apply import Applier
+        from crane_iac.engine.retired import with_retired
 
+        with_retired(self.state, self.endpoints, None)  # a saved plan's former endpoints, opened
         outputs = {a: r.outputs for a, r in self.state.resources.items()}
         return Applier(plan, self.store, self.endpoints, parallelism=parallelism, outputs=outputs, report=report,
-                       stop=stop, run=self.info).run()
+                       stop=stop, run=self.info, endpoint_configs=self.endpoints.configs).run()
 
 
 def read_plan(path: Path) -> Plan:

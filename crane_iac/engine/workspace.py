@@ -330,10 +330,12 @@ class Workspace:
         with self.locked("refresh", lock_timeout=lock_timeout, mutating=False) as run:
             assert run.lives is not None and run.loaded is not None
             from crane_iac.engine.refresh import refreshed_outputs, refreshed_records
+            from crane_iac.engine.retired import with_retired
 
-            state = run.state
             assert run.endpoints is not None
-            committed = refreshed_records(run.lives, self.name, state, run.endpoints, run.endpoints.sharing)
+            state, lives = with_retired(run.state, run.endpoints, run.lives)  # records on a former type: read there
+            assert lives is not None
+            committed = refreshed_records(lives, self.name, state, run.endpoints, run.endpoints.sharing)
             outputs = refreshed_outputs(run.loaded.outputs, state, committed)
             if committed or outputs != state.outputs:
                 self.store.commit(self.name, committed, outputs, expected_serial=state.serial, run=run.info)

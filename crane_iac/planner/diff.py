@@ -9,11 +9,13 @@ from typing import Any
 
 from crane_iac.addresses import is_within
 from crane_iac.errors import Diagnostic
-from crane_iac.objects import Action, Desired, FieldChange, Live, Reach, Reason, Recorded
+from crane_iac.objects import Action, Desired, FieldChange, Live, Reach, Reason, Recorded, retired_from
 from crane_iac.planner.graph import topological, with_dependencies, with_dependents
 from crane_iac.planner.model import Differ, Drift, KeepsOutputs, Phase, Plan, ResourceChange
 
 KNOWN_AFTER_APPLY = "(known after apply)"
+#: the field a plan shows for a resource whose endpoint crane.toml gave another provider type
+ENDPOINT_TYPE = "endpoint type"
 
 
 @dataclass(frozen=True)
@@ -74,9 +76,11 @@ def make_plan(
     differs: Mapping[str, Differ],
     outputs: Mapping[str, Any] | None = None,
     recorded_outputs: Mapping[str, Any] | None = None,
+    types: Mapping[str, str] | None = None,
 ) -> tuple[Plan, list[Diagnostic]]:
     """Compute the plan. ``live`` is None when refresh is off; it may hold adopted and orphaned objects. ``differs``
-    are the providers' judgements of changes, by endpoint."""
+    are the providers' judgements of changes, by endpoint; ``types`` the endpoints' provider types (a record on an
+    endpoint's former type, ``objects.retired_endpoint``, is replaced on its type now, said so)."""
     # the stack's lifecycle options count even for a destroy: protect=True there refuses it
     declared = {d.address: d for d in desired}
     desired_by_address = {} if request.destroy else declared
@@ -138,10 +142,20 @@ def make_plan(
                       if f.name not in want.ignore_changes]
             if want.ignore_changes:
                 after = {**after, **{k: baseline.get(k) for k in want.ignore_changes if k in baseline}}
-            if rec is not None and rec.endpoint != want.endpoint:  # a new endpoint: a new object there
-                fields.insert(0, FieldChange("provider", rec.endpoint, want.endpoint, Reach.REPLACE))
-            if rec is not None and rec.physical != want.physical:  # a replacement under its own name
-                fields.insert(0, FieldChange("name", rec.physical, want.physical, Reach.REPLACE))
+            # the endpoint the object is on: where the hypervisor has it (an interrupted move's new half), else state's
+            old_endpoint = now.endpoint if now is not None else rec.endpoint if rec is not None else want.endpoint
+            if rec is not None and rec.endpoint != want.endpoint:
+                # a new endpoint: a new object there; one there already (a move a crash cut short) is recorded there
+                former = retired_from(rec.endpoint)
+                moved = (ENDPOINT_TYPE, former[1], (types or {}).get(want.endpoint)) \
+                    if former is not None and former[0] == want.endpoint else ("provider", rec.endpoint, want.endpoint)
+                fields.insert(0, FieldChange(*moved, Reach.REPLACE) if old_endpoint != want.endpoint
+                              else FieldChange(*moved, Reach.STATE, note=STATE_ONLY))
+            # the old object's name: the one the hypervisor has at the address (an interrupted replacement's new half
+            # matched by its owner, a half-made object adopted), else state's
+            old_physical = now.physical if now is not None else rec.physical if rec is not None else want.physical
+            if old_physical != want.physical:  # a replacement under its own name
+                fields.insert(0, FieldChange("name", old_physical, want.physical, Reach.REPLACE))
             if rec is not None and rec.protect != want.protect:  # the stack's protect is the one in force
                 fields.append(FieldChange("protect", rec.protect, want.protect, Reach.STATE, note=STATE_ONLY))
             forced = address in request.replace
@@ -168,8 +182,8 @@ def make_plan(
                 action = Action.NOOP
             change = ResourceChange(address, want.kind, want.physical, action, fields, baseline, after,
                                     want.dependencies, want.protect, reason, want.endpoint,
-                                    rec.endpoint if rec is not None and rec.endpoint != want.endpoint else None,
-                                    rec.physical if rec is not None and rec.physical != want.physical else None)
+                                    old_endpoint if old_endpoint != want.endpoint else None,
+                                    old_physical if old_physical != want.physical else None)
             if rec is not None and rec.dependencies != want.dependencies:
                 change.released = [d for d in rec.dependencies if d not in want.dependencies]
         if selected is not None and address not in selected:
@@ -199,8 +213,8 @@ def make_plan(
                 diagnostics.append(problem)
         source: Recorded | Live | None = old if old is not None else seen
         assert source is not None
-        plan.changes.append(ResourceChange(
-            address, source.kind, source.physical, Action.DELETE,
+        plan.changes.append(ResourceChange(  # named as the hypervisor has it (state's name may be an older half's)
+            address, source.kind, seen.physical if seen is not None else source.physical, Action.DELETE,
             before=seen.properties if seen is not None else source.properties,
             dependencies=old.dependencies if old else [],
             reason=None if old else Reason.ORPHAN, endpoint=source.endpoint))

@@ -14,26 +14,39 @@ import pytest
 
 from crane_iac.state.sql import locks
 from tests.conftest import REPO, ProjectDir, assert_clean_error
+from tests.engine.backends import Backend, backend_fixture  # noqa: F401
 
 STACK = """
 from crane_iac import VM, Network, Volume, export
 
-lan = Network("lan", mode="nat", ipv4="10.60.0.0/24", ipv6="fd00:60::/64")
-base = Volume("base", capacity_gib=2)
-disk = Volume("web-1-root", capacity_gib=4, base=base)
-web = VM("web-1", vcpus=1, memory_mib={memory}, max_memory_mib=2048, networks=[lan], volumes=[disk])
+lan = Network("lan", mode="{mode}", ipv4="10.60.0.0/24", ipv6="fd00:60::/64")
+disks = []
+if {volumes}:
+    base = Volume("base", capacity_gib=2)
+    disks = [Volume("web-1-root", capacity_gib=4, base=base)]
+web = VM("web-1", vcpus=1, memory_mib={memory}, max_memory_mib=2048, networks=[lan], volumes=disks)
 VM("web-2", vcpus=1, memory_mib=512, networks=[lan], description=web.uuid)
 export("web-1-mac", web.macs[0])
 export("web-1-uuid", web.uuid)
 """
 
 
-def test_plan_apply_edit_apply_destroy(project: ProjectDir) -> None:
-    project.write_stack(STACK.format(memory=512))
+def stack(memory: int, backend: Backend | None = None) -> str:
+    """The stack on the sandbox (a NAT network, a disk from a base volume) or as the backend has it (the pool: an
+    internal network, the template's disks)."""
+    return STACK.format(memory=memory, mode=backend.network_mode if backend else "nat",
+                        volumes=backend.volumes if backend else True)
+
+
+def test_plan_apply_edit_apply_destroy(project: ProjectDir, backend: Backend) -> None:
+    """The core workflow on the sandbox and on a (simulated) XenServer pool alike: plan, apply, a no-op plan, an
+    edit planned to a file and applied, a stale plan refused, destroy."""
+    project.write_stack(stack(512, backend))
     first = project.crane("plan", "--detailed-exitcode", process=True)  # the real command: exit codes, output
-    assert first.code == 2 and "+ vm.web-1" in first.out and "Plan: 5 to create" in first.out
+    count = 5 if backend.volumes else 3
+    assert first.code == 2 and "+ vm.web-1" in first.out and f"Plan: {count} to create" in first.out, first
     assert project.crane("apply", "--auto-approve").code == 0
-    assert project.domains() == ["web-1", "web-2"]
+    assert backend.vms() == ["web-1", "web-2"] and backend.networks() == ["lan"]
     again = project.crane("plan", "--detailed-exitcode")
     assert (again.code, again.out.strip()) == (0, "No changes. The infrastructure matches the stack.")
 
@@ -43,7 +56,7 @@ def test_plan_apply_edit_apply_destroy(project: ProjectDir) -> None:
     shown = json.loads(project.crane("state", "show", "vm.web-2").out)
     assert shown["properties"]["description"] == uuid and shown["dependencies"] == ["network.lan", "vm.web-1"]
 
-    project.write_stack(STACK.format(memory=1024))
+    project.write_stack(stack(1024, backend))
     planned = project.crane("plan", "--out", "plan.crane", "--detailed-exitcode")
     assert planned.code == 2
     assert "~ vm.web-1  memory_mib: 512 → 1024" in planned.out
@@ -51,9 +64,7 @@ def test_plan_apply_edit_apply_destroy(project: ProjectDir) -> None:
     applied = project.crane("apply", "plan.crane", process=True)
     assert applied.code == 0, applied.err
     assert "vm.web-1: updated" in applied.out
-    conn = project.sandbox()
-    assert conn.lookupByName("web-1").info()[2] == 1024 * 1024  # current memory in KiB
-    conn.close()
+    assert backend.memory_mib("web-1") == 1024
     assert project.crane("plan", "--detailed-exitcode").code == 0
 
     # the same saved plan again is stale
@@ -64,42 +75,44 @@ def test_plan_apply_edit_apply_destroy(project: ProjectDir) -> None:
     assert "update   vm.web-1" in history and "create   vm.web-2" in history
     destroyed = project.crane("destroy", "--auto-approve")
     assert destroyed.code == 0, destroyed.err
-    assert project.domains() == []
+    assert backend.vms() == [] and backend.networks() == [] and backend.leftovers() == []
     assert project.crane("state", "list").out == ""
 
 
-def test_restart_and_replace_are_planned_and_applied(project: ProjectDir) -> None:
+def test_restart_and_replace_are_planned_and_applied(project: ProjectDir, backend: Backend) -> None:
     project.write_stack('from crane_iac import VM\nVM("db", vcpus=2, max_vcpus=4, memory_mib=512)\n')
     assert project.crane("apply", "--auto-approve").code == 0
-    conn = project.sandbox()
-    old_uuid = conn.lookupByName("db").UUIDString()
-    conn.close()
-    # fewer vCPUs: libvirt cannot unplug them live, so the domain is defined anew and the guest restarted
+    old_uuid = backend.guest("db")[0]
+    # fewer vCPUs: neither hypervisor unplugs them live, so the guest is restarted with them (libvirt defines the
+    # domain anew; XenServer sets VCPUs_at_startup on the halted VM)
     project.write_stack('from crane_iac import VM\nVM("db", vcpus=1, max_vcpus=4, memory_mib=512)\n')
     plan = project.crane("plan")
     assert "~ vm.db  vcpus: 2 → 1  # restarts the guest" in plan.out and "1 to update" in plan.out, plan.out
     assert project.crane("apply", "--auto-approve").code == 0
-    conn = project.sandbox()
-    dom = conn.lookupByName("db")
-    assert dom.UUIDString() == old_uuid and dom.isActive() and dom.vcpusFlags(0) == 1
-    conn.close()
+    assert backend.guest("db") == (old_uuid, 1, True)
     assert project.crane("plan", "--detailed-exitcode").code == 0
-    # a new disk: a new domain
-    project.write_stack('from crane_iac import VM, Volume\n'
-                        'VM("db", vcpus=1, max_vcpus=4, memory_mib=512, volumes=[Volume("d", capacity_gib=1)])\n')
+    # what neither changes in place: a new disk on the sandbox, a new NIC on the pool; a new guest
+    if backend.volumes:
+        project.write_stack('from crane_iac import VM, Volume\n'
+                            'VM("db", vcpus=1, max_vcpus=4, memory_mib=512, volumes=[Volume("d", capacity_gib=1)])\n')
+        why = "disks"
+    else:
+        project.write_stack('from crane_iac import VM, Network\nlan = Network("lan", mode="isolated")\n'
+                            'VM("db", vcpus=1, max_vcpus=4, memory_mib=512, networks=[lan])\n')
+        why = "nics"
     plan = project.crane("plan")
-    assert "-/+ vm.db  (replace: disks cannot change in place)" in plan.out, plan.out
+    assert f"-/+ vm.db  (replace: {why} cannot change in place)" in plan.out, plan.out
     assert "# forces replacement" in plan.out
     assert project.crane("apply", "--auto-approve").code == 0
-    conn = project.sandbox()
-    assert conn.lookupByName("db").UUIDString() != old_uuid
-    conn.close()
+    assert backend.vms() == ["db"] and backend.guest("db")[0] != old_uuid
     forced = project.crane("plan", "--replace", "vm.db")
     assert "-/+ vm.db" in forced.out and "--replace" in forced.out
+    assert project.crane("apply", "--auto-approve", "--replace", "vm.db").code == 0
+    assert backend.vms() == ["db"] and backend.leftovers() == []
 
 
 def test_json_plan_schema(project: ProjectDir) -> None:
-    project.write_stack(STACK.format(memory=512))
+    project.write_stack(stack(512))
     result = project.crane("plan", "--json")
     assert result.code == 0
     data = json.loads(result.out)
@@ -110,21 +123,12 @@ def test_json_plan_schema(project: ProjectDir) -> None:
     assert web2["after"]["description"] == {"$output": "vm.web-1", "attribute": "uuid"}
 
 
-def test_drift_is_shown_apart_and_corrected(project: ProjectDir) -> None:
-    project.write_stack(STACK.format(memory=512))
+def test_drift_is_shown_apart_and_corrected(project: ProjectDir, backend: Backend) -> None:
+    project.write_stack(stack(512, backend))
     assert project.crane("apply", "--auto-approve").code == 0
-    # change things behind crane's back: a second libvirt client edits the sandbox and saves it
-    from crane_iac.providers.libvirt import LibvirtProvider
-
-    provider = LibvirtProvider(None, sandbox_dir=project.root / ".crane", mutating=True)
-    dom = provider.conn.lookupByName("web-1")
-    dom.setMemoryFlags(768 * 1024, 2)  # config
-    dom.setMemoryFlags(768 * 1024, 1)  # live
-    provider.conn.lookupByName("web-2").destroy()
-    provider.conn.lookupByName("web-2").undefine()
-    provider.host.changing("vm", "web-1")  # what crane's own mutations do: the sandbox saves it at close
-    provider.host.changing("vm", "web-2")
-    provider.close()
+    # change things behind crane's back: another client of the hypervisor resizes one guest and deletes the other
+    backend.set_memory("web-1", 768)
+    backend.delete_vm("web-2")
     plan = project.crane("plan", "--detailed-exitcode")
     assert plan.code == 2
     drift, _, changes = plan.out.partition("crane will make these changes")
@@ -134,14 +138,15 @@ def test_drift_is_shown_apart_and_corrected(project: ProjectDir) -> None:
     no_refresh = project.crane("plan", "--refresh=false", "--detailed-exitcode")
     assert no_refresh.code == 0
     refreshed = project.crane("refresh")
-    assert "2 of 5 records updated" in refreshed.out
+    assert f"2 of {5 if backend.volumes else 3} records updated" in refreshed.out
     assert "vm.web-2" not in project.crane("state", "list").out
     assert project.crane("apply", "--auto-approve").code == 0
+    assert backend.vms() == ["web-1", "web-2"] and backend.memory_mib("web-1") == 512
     assert project.crane("plan", "--detailed-exitcode").code == 0
 
 
 def test_target_limits_to_address_and_dependencies(project: ProjectDir) -> None:
-    project.write_stack(STACK.format(memory=512))
+    project.write_stack(stack(512))
     plan = project.crane("plan", "--target", "vm.web-1")
     assert "+ vm.web-1" in plan.out and "+ volume.base" in plan.out and "+ network.lan" in plan.out
     assert "+ vm.web-2" not in plan.out
@@ -187,7 +192,7 @@ def test_bad_config_names_file_and_line(project: ProjectDir) -> None:
 
 
 def test_graph_and_state_files(project: ProjectDir) -> None:
-    project.write_stack(STACK.format(memory=512))
+    project.write_stack(stack(512))
     dot = project.crane("graph").out
     assert '"vm.web-1" -> "network.lan";' in dot and '"vm.web-2" -> "vm.web-1";' in dot
     assert project.crane("apply", "--auto-approve").code == 0
@@ -289,7 +294,7 @@ def test_no_terminal_needs_auto_approve(project: ProjectDir) -> None:
 
 
 def test_outputs_state_show_and_force_unlock(project: ProjectDir) -> None:
-    project.write_stack(STACK.format(memory=512))
+    project.write_stack(stack(512))
     assert project.crane("apply", "--auto-approve").code == 0
     outputs = json.loads(project.crane("output", "--json").out)
     assert set(outputs) == {"web-1-mac", "web-1-uuid"} and outputs["web-1-mac"].startswith("52:54:00:")

@@ -94,3 +94,30 @@ def test_a_server_the_balancer_lets_go_is_deleted_only_after_the_balancer_change
     graph = order_changes(plan.changes)
     assert graph[Step("vm.web-3", Phase.DELETE)] == {Step("vm.lb", Phase.APPLY)}
     assert Plan.from_json(plan.to_json()) == plan
+
+
+def test_an_endpoint_of_another_type_now_replaces_and_a_move_cut_short_is_recorded() -> None:
+    """A record on an endpoint's former type (planned on ``default@libvirt``): a replacement, said by its endpoint's
+    type; the new object already on the endpoint (a move a crash cut short): recorded there, nothing made twice; an
+    object the hypervisor has under another name than state's (an interrupted replacement's new half): deleted by
+    the name it has."""
+    props = {"vcpus": 1}
+    desired = [Desired(f"vm.{n}", "vm", n, props) for n in ("a", "b", "c")]
+    recorded = {"vm.a": Recorded("vm.a", "vm", "a", props, endpoint="default@libvirt"),
+                "vm.b": Recorded("vm.b", "vm", "b", props, endpoint="default@libvirt"),
+                "vm.c": Recorded("vm.c", "vm", "c", props)}
+    live = {"vm.a": Live("vm", "a", props, endpoint="default@libvirt"),
+            "vm.b": Live("vm", "b", props, owner_stack="s", owner_address="vm.b"),
+            "vm.c": Live("vm", "c-r2", props, owner_stack="s", owner_address="vm.c")}
+    rules = LibvirtRules()
+    plan, diagnostics = make_plan(PlanRequest("s", "l", 1), desired, recorded, live,
+                                  {"default": rules, "default@libvirt": rules}, types={"default": "xenapi"})
+    assert diagnostics == []
+    changes = {c.address: c for c in plan.changes}
+    a, b, c = changes["vm.a"], changes["vm.b"], changes["vm.c"]
+    assert a.action is Action.DELETE_THEN_CREATE and a.from_endpoint == "default@libvirt"
+    assert [(f.name, f.before, f.after, f.forces_replacement) for f in a.fields] == [
+        ("endpoint type", "libvirt", "xenapi", True)]
+    assert b.action is Action.UPDATE and b.from_endpoint is None
+    assert [(f.name, f.reach.value) for f in b.fields] == [("endpoint type", "state")]
+    assert c.action is Action.DELETE_THEN_CREATE and c.from_physical == "c-r2"

@@ -2,7 +2,8 @@
 move with them, so that every state database written before opens. SQLModel's DDL for SQLite and PostgreSQL is pinned
 here (emitted by crane at schema version 4, before the change) with the defaults an INSERT that leaves a column out
 writes; version 5 adds only what the pinned additions below say (history lines name their run, a ``runs`` table),
-version 6 puts the endpoint into the forgotten objects' key, and version 7 adds the address pools' tables. A
+version 6 puts the endpoint into the forgotten objects' key, version 7 adds the address pools' tables, and version 8
+a record's endpoint type and settings (``endpoint_config``). A
 database made with the version 4 or 5 DDL migrates in place, keeps every row, plans and takes writes."""
 
 from __future__ import annotations
@@ -253,11 +254,22 @@ SQLITE_V7_DDL = SQLITE_V6_DDL + V7_POOLS
 POSTGRESQL_V7_DDL = POSTGRESQL_V6_DDL + V7_POOLS
 
 
+def version_8(v7_ddl: str) -> str:
+    """Version 7's DDL with version 8's addition: a record keeps its endpoint's type and settings (last column)."""
+    marker = "protect BOOLEAN NOT NULL,\n    endpoint VARCHAR NOT NULL,\n"
+    assert v7_ddl.count(marker) == 1
+    return v7_ddl.replace(marker, marker + "    endpoint_config VARCHAR NOT NULL,\n")
+
+
+SQLITE_V8_DDL = version_8(SQLITE_V7_DDL)
+POSTGRESQL_V8_DDL = version_8(POSTGRESQL_V7_DDL)
+
+
 #: table.column → the value an INSERT that leaves the column out writes (SQLModel's field defaults)
 DEFAULTS = {
     "stacks.serial": 0, "stacks.outputs": "{}",
     "resources.outputs": "{}", "resources.dependencies": "[]", "resources.protect": False,
-    "resources.endpoint": "default",
+    "resources.endpoint": "default", "resources.endpoint_config": "",
     "intents.properties": "{}", "intents.endpoint": "default",
     "history.who": "", "history.why": "", "history.run": "",
     "locks.lock_id": "",
@@ -280,8 +292,8 @@ def emitted(dialect: sqlalchemy.engine.Dialect) -> str:
     return ";".join(statements)
 
 
-@pytest.mark.parametrize(("dialect", "pinned"), [(sqlite.dialect(), SQLITE_V7_DDL),
-                                                  (postgresql.dialect(), POSTGRESQL_V7_DDL)],
+@pytest.mark.parametrize(("dialect", "pinned"), [(sqlite.dialect(), SQLITE_V8_DDL),
+                                                  (postgresql.dialect(), POSTGRESQL_V8_DDL)],
                          ids=["sqlite", "postgresql"])
 def test_core_emits_the_ddl_sqlmodel_did(dialect: sqlalchemy.engine.Dialect, pinned: str) -> None:
     assert normal(emitted(dialect)) == normal(pinned)
@@ -376,8 +388,10 @@ def test_a_database_with_the_version_4_schema_migrates_and_works(state_url: str)
         assert store.history("demo")[-1].run == run
     finally:
         store.close()
-    # the migrations only added: the history's run column, the runs table, and the address pools' tables
-    assert columns(state_url) == {**{t: [*c, "run"] if t == "history" else c for t, c in old.items()},
+    # the migrations only added: the history's run column, the runs table, the address pools' tables, and the
+    # records' endpoint_config
+    added = {"history": ["run"], "resources": ["endpoint_config"]}
+    assert columns(state_url) == {**{t: [*c, *added.get(t, [])] for t, c in old.items()},
                                   "runs": ["stack", "id", "who", "operation", "started_at"],
                                   "ip_pools": ["name", "family", "network", "reserved", "subnet_prefixlen", "parent",
                                                "declared_by", "at"],
@@ -403,14 +417,15 @@ def test_a_database_with_the_version_5_schema_migrates_and_works(state_url: str)
     """Version 6 keys the forgotten objects on the endpoint: the tombstone a version 5 database holds stays, the
     catalog becomes exactly a new database's, and the same name can then be forgotten on a second endpoint."""
     sqlite_url = state_url.startswith("sqlite")
-    run_script(state_url, SQLITE_V7_DDL if sqlite_url else POSTGRESQL_V7_DDL)
-    current = describe(state_url)  # what a database made at version 7 looks like
+    run_script(state_url, SQLITE_V8_DDL if sqlite_url else POSTGRESQL_V8_DDL)
+    current = describe(state_url)  # what a database made at version 8 looks like
     run_script(state_url, ";".join(f"DROP TABLE {name}" for name in SCHEMA.tables))
     run_script(state_url, SQLITE_V5_DDL if sqlite_url else POSTGRESQL_V5_DDL)
     run_script(state_url, V5_ROWS)
     store = open_store(state_url)
     try:
-        assert store.schema_version() == SCHEMA_VERSION == 7
+        assert store.schema_version() == SCHEMA_VERSION == 8
+        assert store.read("demo").resources["network.lan"].endpoint_config == ""  # recorded before version 8
         (kept,) = store.read("demo").forgotten
         assert kept == Recorded("volume.data", "volume", "data", {"capacity_gib": 4}, endpoint="host-a")
         data_b = Recorded("volume.data-b", "volume", "data", {"capacity_gib": 8}, endpoint="host-b")
@@ -427,7 +442,7 @@ def test_a_database_with_the_version_5_schema_migrates_and_works(state_url: str)
 
 
 def test_a_new_database_gets_the_current_schema(state_url: str) -> None:
-    run_script(state_url, SQLITE_V7_DDL if state_url.startswith("sqlite") else POSTGRESQL_V7_DDL)
+    run_script(state_url, SQLITE_V8_DDL if state_url.startswith("sqlite") else POSTGRESQL_V8_DDL)
     old = describe(state_url)
     run_script(state_url, ";".join(f"DROP TABLE {name}" for name in SCHEMA.tables))
     open_store(state_url).close()
@@ -444,6 +459,7 @@ def test_a_state_db_written_before_plans_as_a_no_op(project: ProjectDir) -> None
     with sqlite3.connect(path) as db:  # the rows version 4 had room for
         rows = {t: db.execute(f"SELECT * FROM {t}").fetchall() for t in old_tables}
         rows["history"] = [r[:-1] for r in rows["history"]]
+        rows["resources"] = [r[:-1] for r in rows["resources"]]  # endpoint_config: since version 8
         rows["crane_meta"] = [("schema_version", "4")]
     db.close()
     path.unlink()

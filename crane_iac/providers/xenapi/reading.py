@@ -10,7 +10,6 @@ from crane_iac.objects import Live
 from crane_iac.providers.xenapi.disks import vm_disks, vm_snapshot, volume_lives
 from crane_iac.providers.xenapi.records import (
     AUTO_POWERON,
-    MAKING_PREFIX,
     MIB,
     NIC_IPV4_KEY,
     NIC_IPV6_KEY,
@@ -28,9 +27,9 @@ NULL = "OpaqueRef:NULL"
 def read_all(snap: Snapshot) -> list[Live]:
     """Every guest and every network of the pool (a network of the pool's own, such as a PIF's, unowned)."""
     lives = [network_live(ref, snap) for ref in snap.of("network")]
-    # a clone whose owner was written but not yet its name is left to the next create of that VM (vms.py)
-    lives.extend(vm_live(ref, snap) for ref, rec in snap.of("VM").items()
-                 if is_guest(rec) and not rec["name_label"].startswith(MAKING_PREFIX))
+    # a clone crane began (named crane-making:<stack>/<address>, its owner written or not) is listed as its owner's,
+    # unfinished: the next plan replaces it where the stack still declares its address, and deletes it where not
+    lives.extend(vm_live(ref, snap) for ref, rec in snap.of("VM").items() if is_guest(rec))
     lives.extend(volume_lives(snap))
     return lives
 

@@ -29,8 +29,12 @@ CLASSES = ("VM", "VIF", "network", "PIF", "VM_guest_metrics", "SR", "host", "hos
 
 
 def owner_of(record: dict[str, Any]) -> Owner | None:
+    """The stack and address that own the object: from crane's keys in its other_config, or, for a clone crane began
+    and was interrupted before writing them, from its name (``making_name``)."""
     other = record.get("other_config") or {}
     stack, address = other.get(STACK_KEY), other.get(ADDRESS_KEY)
+    if not (stack and address) and str(record.get("name_label", "")).startswith(MAKING_PREFIX):
+        stack, _, address = record["name_label"].removeprefix(MAKING_PREFIX).partition("/")
     return Owner(stack, address) if stack and address else None
 
 

@@ -4,8 +4,9 @@ provisioned, turned into a VM, sized, given VIFs with crane's stable MACs, its v
 started; apply waits for the guest tools to report an address on every NIC.
 
 A crash between the clone and the owner being written leaves a template named after its owner
-(``records.making_name``): the next create of that VM removes it first. A crash after leaves an owned template
-(``unfinished`` in its properties), which the next plan adopts and replaces."""
+(``records.making_name``), a crash after an owned template: either is read as its owner's, ``unfinished`` in its
+properties, which the next plan replaces (the stack still declares it) or deletes (an orphan); a create of that VM
+removes a clone under its making name first all the same."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ def export_stack(conn: Connection, stack: str) -> StackDump:
     rows = conn.execute(select(RESOURCES).where(RESOURCES.c.stack == stack).order_by(RESOURCES.c.address)).all()
     values = iter(decode_all(text for r in rows for text in (r.properties, r.outputs, r.dependencies)))
     resources = [Recorded(r.address, intern(r.kind), r.physical, next(values), next(values), next(values),
-                          bool(r.protect), intern(r.endpoint)) for r in rows]
+                          bool(r.protect), intern(r.endpoint), intern(r.endpoint_config)) for r in rows]
     intents = [Intent(r.address, r.kind, r.physical, Action(r.action), json.loads(r.properties),
                       endpoint=r.endpoint, at=r.at)
                for r in conn.execute(select(INTENTS).where(INTENTS.c.stack == stack)
@@ -64,7 +64,8 @@ def import_stack(conn: Connection, d: StackDump) -> int:
     batches: list[tuple[Table, list[dict[str, Any]]]] = [
         (RESOURCES, [{"stack": stack, "address": r.address, "kind": r.kind, "physical": r.physical,
                       "properties": dumps(r.properties), "outputs": dumps(r.outputs),
-                      "dependencies": dumps(r.dependencies), "protect": r.protect, "endpoint": r.endpoint}
+                      "dependencies": dumps(r.dependencies), "protect": r.protect, "endpoint": r.endpoint,
+                      "endpoint_config": r.endpoint_config}
                      for r in d.resources]),
         (INTENTS, [{"stack": stack, "address": i.address, "kind": i.kind, "physical": i.physical,
                     "action": str(i.action), "properties": dumps(i.properties), "at": i.at or now(),

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from sqlalchemy import Connection, delete, insert, inspect, select, text
 
 from crane_iac.objects import DEFAULT_ENDPOINT
-from crane_iac.state.sql.schema import FORGOTTEN, META, SCHEMA, SCHEMA_VERSION
+from crane_iac.state.sql.schema import FORGOTTEN, META, RESOURCES, SCHEMA, SCHEMA_VERSION
 
 
 def _add_column(conn: Connection, table: str, column: str, ddl: str) -> None:
@@ -58,10 +58,28 @@ def _v6_forgotten_per_endpoint(conn: Connection) -> None:
     conn.execute(text("DROP TABLE forgotten_v5"))
 
 
+def _v8_endpoint_configs(conn: Connection) -> None:
+    """Version 8: a record keeps its endpoint's type and settings as they were (a stack moved to another type of
+    hypervisor replaces its objects); older records have none (""), and are taken to be on the endpoint's type now.
+    The column ends as a new database's: PostgreSQL drops the default the rows were filled with; SQLite cannot, so
+    the table is made again and its rows copied."""
+    if "endpoint_config" in {c["name"] for c in inspect(conn).get_columns("resources")}:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("ALTER TABLE resources ADD COLUMN endpoint_config VARCHAR NOT NULL DEFAULT ''"))
+        conn.execute(text("ALTER TABLE resources ALTER COLUMN endpoint_config DROP DEFAULT"))
+        return
+    conn.execute(text("ALTER TABLE resources RENAME TO resources_v7"))
+    RESOURCES.create(conn)
+    names = ", ".join(c.name for c in RESOURCES.columns if c.name != "endpoint_config")
+    conn.execute(text(f"INSERT INTO resources ({names}, endpoint_config) SELECT {names}, '' FROM resources_v7"))
+    conn.execute(text("DROP TABLE resources_v7"))
+
+
 #: version → step that brings a database from the version before it.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_lock_ids, 3: _v3_settings_and_authors,
                                                       4: _v4_intent_endpoints, 5: _v5_runs,
-                                                      6: _v6_forgotten_per_endpoint}
+                                                      6: _v6_forgotten_per_endpoint, 8: _v8_endpoint_configs}
 
 
 def stored_version(conn: Connection) -> int | None:

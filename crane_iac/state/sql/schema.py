@@ -14,7 +14,7 @@ from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, Unique
 
 from crane_iac.objects import DEFAULT_ENDPOINT
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 #: every table of the state database; ``create_all`` makes those a database lacks
@@ -37,7 +37,7 @@ STACKS = Table("stacks", SCHEMA, _text("name", primary_key=True), _int("serial",
 RESOURCES = Table("resources", SCHEMA, _text("stack", primary_key=True), _text("address", primary_key=True),
                   _text("kind"), _text("physical"), _text("properties"), _text("outputs", default="{}"),
                   _text("dependencies", default="[]"), Column("protect", Boolean(), default=False, nullable=False),
-                  _text("endpoint", default=DEFAULT_ENDPOINT))
+                  _text("endpoint", default=DEFAULT_ENDPOINT), _text("endpoint_config", default=""))
 INTENTS = Table("intents", SCHEMA, _text("stack", primary_key=True), _text("address", primary_key=True),
                 _text("kind"), _text("physical"), _text("action"), _text("properties", default="{}"), _text("at"),
                 _text("endpoint", default=DEFAULT_ENDPOINT))

@@ -172,7 +172,8 @@ class SqlStateStore(StateStore):
                                 .where(STACKS.c.name == stack)).first()
             # the one hot query (a row per resource): textual SQL skips the expression compiler, stays portable
             rows = conn.execute(text("SELECT address, kind, physical, properties, outputs, dependencies, protect, "
-                                     "endpoint FROM resources WHERE stack = :stack"), {"stack": stack}).all()
+                                     "endpoint, endpoint_config FROM resources WHERE stack = :stack"),
+                                {"stack": stack}).all()
             intent_rows = conn.execute(select(INTENTS.c.address, INTENTS.c.kind, INTENTS.c.physical,
                                               INTENTS.c.action, INTENTS.c.properties, INTENTS.c.at,
                                               INTENTS.c.endpoint)
@@ -184,7 +185,7 @@ class SqlStateStore(StateStore):
         loads = json.loads
         values = iter(decode_all(text for r in rows for text in (r[3], r[4], r[5])))
         resources = {r[0]: Recorded(r[0], intern(r[1]), r[2], next(values), next(values), next(values), bool(r[6]),
-                                    intern(r[7])) for r in rows}
+                                    intern(r[7]), intern(r[8])) for r in rows}
         intents = {r[0]: Intent(r[0], r[1], r[2], Action(r[3]), loads(r[4]), endpoint=r[6], at=r[5])
                    for r in intent_rows}
         forgotten = [Recorded(r[0], intern(r[1]), r[2], properties, endpoint=intern(r[4]))

@@ -106,7 +106,7 @@ def commit(conn: Connection, dialect: str, stack: str, committed: list[Committed
         {"stack": stack, "address": c.address, "kind": c.record.kind, "physical": c.record.physical,
          "properties": dumps(c.record.properties), "outputs": dumps(c.record.outputs),
          "dependencies": dumps(c.record.dependencies), "protect": c.record.protect,
-         "endpoint": c.record.endpoint}
+         "endpoint": c.record.endpoint, "endpoint_config": c.record.endpoint_config}
         for c in {c.address: c for c in committed}.values() if c.record is not None
     ]
     if rows:
