@@ -87,6 +87,8 @@ class Verb(StrEnum):
     MOVED = "moved"
     FAILED = "failed"
     SKIPPED = "skipped"
+    #: a step under way says how far it has got (a provider's long call: ``detail``); it neither starts nor ends it
+    PROGRESS = "progress"
 
     @property
     def starting(self) -> bool:

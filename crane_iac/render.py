@@ -332,13 +332,17 @@ class Progress:
         self.stream = stream
         self.live = live
         self.paint = _Paint(live)
-        self.running: dict[str, None] = {}
+        self.running: dict[str, str | None] = {}  # a running step → its last progress note
         self.finished = 0
         self.pending: list[str] = []  # lines not yet written: off a terminal they go out in blocks
         self.flushed_at = time.monotonic()
 
     def report(self, event: StepEvent) -> None:
-        if event.verb.starting:
+        if event.verb is Verb.PROGRESS:  # a running step's note: in the status line on a terminal, else a line
+            self.running[event.address] = event.detail
+            if not self.live:
+                self.pending.append(f"{event.address}: {event.detail} ({event.elapsed:.0f}s elapsed)\n")
+        elif event.verb.starting:
             self.running[event.address] = None
         else:
             self.running.pop(event.address, None)
@@ -351,7 +355,7 @@ class Progress:
                 self.flush()
         if self.live:
             self.flush()
-            names = list(self.running)[:3]
+            names = [f"{name} ({note})" if note else name for name, note in list(self.running.items())[:3]]
             more = f" +{len(self.running) - 3}" if len(self.running) > 3 else ""
             self.stream.write(f"\033[2K\r{self.finished} done, {len(self.running)} running: "
                               f"{', '.join(names)}{more}")

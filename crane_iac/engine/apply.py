@@ -123,7 +123,9 @@ class Applier:
         self.workers = min(self.parallelism, sum(providers[name].max_parallelism or self.parallelism
                                                  for name in self.slots) or 1)
         self.outputs: dict[str, dict[str, Any]] = dict(outputs or {})
-        self.report = report
+        self._report = report
+        #: progress comes from the steps' threads, the rest from the loop's: one event at a time
+        self._reporting = threading.Lock()
         self.stop = stop or threading.Event()
         self.run_info = run
         self.configs: Mapping[str, str] = endpoint_configs or {}
@@ -131,9 +133,18 @@ class Applier:
         #: records made by this apply, by address (a create_before_destroy's second half records the new object)
         self.records: dict[str, Recorded] = {}
 
+    def report(self, event: StepEvent) -> None:
+        with self._reporting:
+            self._report(event)
+
     def _run_step(self, step: Step) -> Committed:
         change = self.changes[step.address]
         outcome = _step_outcome(change, step.phase)
+        started = time.monotonic()
+
+        def progress(note: str) -> None:
+            self.report(StepEvent(change.address, Verb.PROGRESS, time.monotonic() - started, note))
+
         if outcome is Outcome.FORGET:
             return Committed(change.address, outcome, None, change.before)
         failpoints.before_step(change.address)
@@ -141,7 +152,7 @@ class Applier:
             endpoint = change.from_endpoint or change.endpoint
             with self.slots[endpoint]:
                 self.providers[endpoint].delete(DeleteRequest(change.kind, change.from_physical or change.physical,
-                                                              change.before or {}))
+                                                              change.before or {}, progress))
             failpoints.hit("after-mutation")
             if change.action is Action.CREATE_THEN_DELETE:  # the old half goes; the record is the new object's
                 return Committed(change.address, outcome, self.records[change.address], change.before)
@@ -173,9 +184,10 @@ class Applier:
         provider = self.providers[change.endpoint]
         with self.slots[change.endpoint]:
             if outcome is Outcome.UPDATE:
-                live = provider.update(UpdateRequest(change.kind, change.physical, change.before or {}, after))
+                live = provider.update(UpdateRequest(change.kind, change.physical, change.before or {}, after,
+                                                     progress))
             else:
-                live = provider.create(CreateRequest(change.kind, change.physical, after, owner))
+                live = provider.create(CreateRequest(change.kind, change.physical, after, owner, progress))
         failpoints.hit("after-mutation")
         self.outputs[change.address] = live.outputs
         record = Recorded(change.address, change.kind, change.physical, live.properties, live.outputs,

@@ -9,12 +9,20 @@ field with a default, not a new parameter in every provider. The plan-time quest
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from crane_iac.errors import ProviderError
 from crane_iac.objects import FieldChange, Live, Owner, Reach
+
+
+def no_progress(note: str) -> None:
+    """Where a request's progress goes when no one shows it."""
+
+
+#: where a long call reports how far it has got ("VM.clone 40%"): the apply shows it under the step while it runs
+ProgressNote = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +37,7 @@ class CreateRequest:
     properties: dict[str, Any]
     #: the stack and address that own it, which the provider writes into the object's metadata
     owner: Owner
+    progress: ProgressNote = field(default=no_progress, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +48,7 @@ class UpdateRequest:
     physical: str
     before: dict[str, Any]
     after: dict[str, Any]
+    progress: ProgressNote = field(default=no_progress, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +58,7 @@ class DeleteRequest:
     kind: str
     physical: str
     properties: dict[str, Any]
+    progress: ProgressNote = field(default=no_progress, compare=False)
 
 
 class KindHandler(Protocol):

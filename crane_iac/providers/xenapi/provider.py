@@ -75,23 +75,25 @@ class XenApiProvider(Provider):
 
     def create(self, request: CreateRequest) -> Live:
         handler = self.handlers[request.kind]
-        return self._call("create", request.kind, request.physical,
+        return self._call("create", request.kind, request.physical, request.progress,
                           lambda: handler.create(request.physical, request.properties, request.owner))
 
     def update(self, request: UpdateRequest) -> Live:
         handler = self.handlers[request.kind]
-        return self._call("update", request.kind, request.physical,
+        return self._call("update", request.kind, request.physical, request.progress,
                           lambda: handler.update(request.physical, request.before, request.after))
 
     def delete(self, request: DeleteRequest) -> None:
         handler = self.handlers[request.kind]
-        self._call("delete", request.kind, request.physical,
+        self._call("delete", request.kind, request.physical, request.progress,
                    lambda: handler.delete(request.physical, request.properties))
 
-    def _call(self, verb: str, kind: str, physical: str, fn: Callable[[], T]) -> T:
-        """A change; XenAPI's refusal becomes a ``ProviderError`` naming the object."""
+    def _call(self, verb: str, kind: str, physical: str, progress: Callable[[str], None], fn: Callable[[], T]) -> T:
+        """A change, its tasks' progress reported to the request's; XenAPI's refusal becomes a ``ProviderError``
+        naming the object."""
         try:
-            return fn()
+            with self.tasks.reporting(progress):
+                return fn()
         except XenApiError as exc:
             raise ProviderError(f"the pool at {self.url} refused to {verb} {kind} {physical!r}: {exc}") from None
 

@@ -1,6 +1,7 @@
-"""Long calls through their ``Async.`` variants: the pool runs each as a task, crane polls it until it ends, logs
-its progress, takes its result and destroys it. At most ``max_tasks`` run at once (the engine's threads wait for a
-slot), so creating 200 VMs keeps the pool as busy as the endpoint allows and no busier."""
+"""Long calls through their ``Async.`` variants: the pool runs each as a task, crane polls it until it ends, reports
+its progress (to the apply's step that called it, ``reporting``, and to the log), takes its result and destroys
+it. At most ``max_tasks`` run at once (the engine's threads wait for a slot), so creating 200 VMs keeps the pool
+as busy as the endpoint allows and no busier."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from crane_iac.errors import ProviderError
@@ -39,6 +41,21 @@ class Tasks:
         self.peak = 0
         self._running = 0
         self._count = threading.Lock()
+        self._local = threading.local()  # the progress note of the step this thread runs
+
+    @contextmanager
+    def reporting(self, progress: Callable[[str], None]) -> Iterator[None]:
+        """Report the progress of the tasks this thread runs meanwhile to ``progress`` (a request's)."""
+        self._local.progress = progress
+        try:
+            yield
+        finally:
+            self._local.progress = None
+
+    def _note(self, text: str) -> None:
+        progress = getattr(self._local, "progress", None)
+        if progress is not None:
+            progress(text)
 
     def run(self, method: str, *args: Any, what: str, timeout: float | None = None) -> str:
         """``Async.<method>(*args)`` followed to its end; its result (a reference, or "" for a void call). A failed
@@ -68,6 +85,7 @@ class Tasks:
             status = record["status"]
             if status == "success":
                 log.info("%s: %s done", what, method)
+                self._note(f"{method} done")
                 return task_result(record.get("result", ""))
             if status in ("failure", "cancelled"):
                 details = list(record.get("error_info") or []) or ["TASK_CANCELLED"]
@@ -75,6 +93,7 @@ class Tasks:
             progress = int(float(record.get("progress") or 0) * 100)
             if progress // 10 != reported // 10:
                 log.info("%s: %s %d%%", what, method, progress)
+                self._note(f"{method} {progress}%")
                 reported = progress
             if self._clock() > deadline:
                 try:

@@ -54,3 +54,28 @@ def test_a_failed_task_is_the_pool_s_error(sim: Any, conn: Connection) -> None:
 def test_a_task_result_is_the_value_inside_its_xml() -> None:
     assert task_result("<value>OpaqueRef:abc</value>") == "OpaqueRef:abc"
     assert task_result("") == ""
+
+
+def test_a_tasks_progress_goes_to_the_step_that_runs_it(sim: Any, conn: Connection) -> None:
+    """While a task runs, the request's progress note hears how far it got (the apply shows it under the step),
+    and that it is done; a thread with no step reporting is not told."""
+    tasks = Tasks(conn, limit=1, timeout=60)
+    template = _template(conn)
+    notes: list[str] = []
+    stall = sim.faults.stall_tasks("VM.clone")
+    result: list[str] = []
+
+    def run() -> None:
+        with tasks.reporting(notes.append):
+            result.append(tasks.run("VM.clone", template, "c1", what="c1"))
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        wait_until(lambda: notes, 30, "the pending clone's progress")
+    finally:
+        stall.release()
+        thread.join(60)
+    assert result and notes[0] == "VM.clone 0%" and notes[-1] == "VM.clone done", notes
+    tasks.run("VM.clone", template, "c2", what="c2")  # outside ``reporting``: no note
+    assert notes[-1] == "VM.clone done" and notes.count("VM.clone done") == 1

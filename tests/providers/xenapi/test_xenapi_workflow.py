@@ -16,7 +16,8 @@ from tests.providers.xenapi.conftest import crane_networks, guests, write_projec
 def test_plan_apply_noop_drift_replace_destroy(xen: ProjectDir, sim: Any) -> None:
     plan = xen.crane("plan")
     assert plan.code == 0 and "Plan: 3 to create" in plan.out, plan
-    ok(xen, "apply", "--auto-approve")
+    applied = ok(xen, "apply", "--auto-approve")
+    assert "vm.web-1: VM.clone done (" in applied, applied  # the pool's tasks' progress, under each step
     made = guests(sim)
     assert sorted(made) == ["web-1", "web-2"]
     web1 = made["web-1"]
