@@ -162,9 +162,11 @@ class Applier:
             after = resolve_outputs(after, self.outputs, keep_unknown=False)
         if outcome in (Outcome.ADOPT, Outcome.IMPORT):
             live_props = change.before or {}
-            record = Recorded(change.address, change.kind, change.physical, live_props,
-                              self.outputs.get(change.address, {}), change.dependencies, change.protect,
-                              change.endpoint, self.configs.get(change.endpoint, ""))
+            outputs = change.outputs if change.outputs is not None else self.outputs.get(change.address, {})
+            self.outputs[change.address] = outputs
+            record = Recorded(change.address, change.kind, change.physical, live_props, outputs,
+                              change.dependencies, change.protect, change.endpoint,
+                              self.configs.get(change.endpoint, ""))
             return Committed(change.address, outcome, record, None)
         if outcome is Outcome.UPDATE and all(f.reach is Reach.STATE for f in change.fields):
             # only crane's own record changes (protect, a network's note of its leased subnets): the endpoint is

@@ -186,6 +186,8 @@ def make_plan(
                                     old_physical if old_physical != want.physical else None)
             if rec is not None and rec.dependencies != want.dependencies:
                 change.released = [d for d in rec.dependencies if d not in want.dependencies]
+            if action is Action.NOOP and now is not None:  # adopted or imported as it is: recorded as read
+                change.outputs = dict(now.outputs)
         if selected is not None and address not in selected:
             if change.action is not Action.NOOP or change.reason:
                 plan.untargeted.append(address)

@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, FieldChange, Reason
 
-PLAN_FORMAT_VERSION = 8
+PLAN_FORMAT_VERSION = 9
 
 
 class Phase(StrEnum):
@@ -58,6 +58,9 @@ class ResourceChange:
     #: recorded dependencies the change no longer has: their deletion waits for it (a balancer lets a server go
     #: before the server is destroyed)
     released: list[str] = field(default_factory=list)
+    #: an object adopted or imported as it is (a no-op change): its outputs as the plan read them, which the apply
+    #: records with it (it calls no provider, which would report them)
+    outputs: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)

@@ -266,6 +266,9 @@ def test_import_declarations_adopt_in_bulk(project: ProjectDir) -> None:
     assert "Plan: 0 to create" in planned and "3 to adopt" in planned
     ok(project, "apply", "--auto-approve")
     assert len(ok(project, "state", "list").split()) == 3
+    # recorded with the outputs the plan read (the apply calls no provider for an object taken as it is)
+    uuid = project.sandbox().lookupByName("old-1").UUIDString()
+    assert json.loads(ok(project, "state", "show", "vm.old-1"))["outputs"]["uuid"] == uuid
     assert ok(project, "plan", "--detailed-exitcode").startswith("No changes")
 
 

@@ -27,6 +27,7 @@ def test_a_vm_made_outside_crane_is_imported(xen: ProjectDir, sim: Any) -> None:
     ok(xen, "apply", "--auto-approve")
     shown = json.loads(ok(xen, "state", "show", "vm.legacy"))
     assert shown["properties"]["memory_mib"] == 1024 and shown["properties"]["running"] is False, shown
+    assert shown["outputs"]["uuid"] == made["uuid"], shown  # recorded as the plan read it
     assert sorted(guests(sim)) == ["legacy"]  # the same VM, not a new one
     plan = xen.crane("plan")
     assert "+ vm.legacy" not in plan.out and "replace" not in plan.out, plan.out
