@@ -9,22 +9,16 @@ from typing import Any
 import pytest
 
 from tests.conftest import ProjectDir
+from tests.engine.backends import PASSWORD_VAR, XEN_CONFIG
 
-PASSWORD_VAR = "CRANE_TEST_XEN_PASSWORD"
 STACK = '''from crane_iac import VM, Network, variable
 lan = Network("lan", mode="isolated", ipv4="10.9.0.0/24")
 for i in range(1, variable("web") + 1):
     VM(f"web-{i}", vcpus=1, memory_mib=variable("memory"), max_memory_mib=1024, networks=[lan],
        description="crane test")
 '''
-CONFIG = '''[stacks.main]
-file = "stacks/main.py"
-provider = "xenapi"
-uri = "{url}"
-username = "{username}"
-password_env = "{var}"
-address_timeout = 60
-{extra}
+#: the project's crane.toml: the pool as the stack's endpoint (``extra``: more of its keys), and the stack's variables
+CONFIG = XEN_CONFIG + '''{extra}
 [stacks.main.vars]
 web = {{ type = "int", default = 2 }}
 memory = {{ type = "int", default = 256 }}
