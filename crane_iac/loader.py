@@ -20,6 +20,10 @@ from crane_iac.resources.registry import Registry, collecting
 from crane_iac.scaling import ScalableTier, ScalesTiers
 from crane_iac.sharing import NOTHING_SHARED, EndpointSharing
 
+#: what a resource claims (hypervisor name, addresses: each a key and its label), where it is declared (file, line)
+#: and its address: left for ``with_leases`` to check while some values are stand-ins
+UncheckedClaims = tuple[list[tuple[Any, str]], str | None, int | None, str]
+
 
 @dataclass
 class LoadedStack:
@@ -50,7 +54,7 @@ class LoadedStack:
     #: the wants that run would note instead of the deferred ones, and the claims it would check (``with_leases``)
     stood_in: dict[tuple[str, str, str], str] = field(default_factory=dict)
     waiting_wants: list[Any] = field(default_factory=list)
-    unchecked_claims: list[tuple[list[tuple[Any, str]], str | None, int | None, str]] = field(default_factory=list)
+    unchecked_claims: list[UncheckedClaims] = field(default_factory=list)
 
     def dependencies(self) -> dict[str, list[str]]:
         return {d.address: d.dependencies for d in self.desired}
@@ -131,7 +135,7 @@ def load_stack(path: Path, variables: dict[str, Any] | None = None,
     pending.reverse()
     seen: dict[str, tuple[str | None, int | None, str]] = {}  # address → where it was first declared, its endpoint
     physical_seen: dict[Any, str] = {}  # what a resource claims → its address
-    unchecked: list[tuple[list[tuple[Any, str]], str | None, int | None, str]] = []
+    unchecked: list[UncheckedClaims] = []
     desired: list[Desired] = []
     components: list[str] = []
     tiers: list[ScalableTier] = []
