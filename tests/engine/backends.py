@@ -17,6 +17,7 @@ import pytest
 from crane_iac.objects import Owner
 from crane_iac.providers.base import CreateRequest, Provider
 from tests.conftest import ProjectDir
+from tests.waiting import wait_until
 
 PASSWORD_VAR = "CRANE_TEST_XEN_PASSWORD"
 XEN_CONFIG = '''[stacks.main]
@@ -132,7 +133,14 @@ class XenPool:
     def __init__(self, project: ProjectDir, sim: Any) -> None:
         self.project, self.sim = project, sim
 
+    def _settled(self) -> None:
+        """The pool once the tasks an apply left running have ended: a killed apply's clones go on without it, as on
+        a real pool, so what the pool holds is read after them, not in the middle."""
+        wait_until(lambda: all(task["status"] != "pending" for task in self.sim.backdoor.records("task").values()),
+                   60, "the pool's tasks to end")
+
     def _guests(self) -> dict[str, dict[str, Any]]:
+        self._settled()
         return {vm["name_label"]: vm for vm in self.sim.backdoor.vms()}
 
     def vms(self) -> list[str]:
@@ -150,6 +158,7 @@ class XenPool:
         return rec["uuid"], int(rec["VCPUs_at_startup"]), rec["power_state"] == "Running"
 
     def half_made(self) -> list[str]:
+        self._settled()
         return sorted(rec["name_label"] for rec in self.sim.backdoor.records("VM").values()
                       if rec["is_a_template"] and "crane/stack" in rec["other_config"]
                       and not rec["name_label"].startswith("crane-making:"))
@@ -157,6 +166,7 @@ class XenPool:
     def leftovers(self) -> list[str]:
         """Templates crane made (a clone named ``crane-making:…``, or one with crane's owner keys, not yet a guest),
         and guests not running."""
+        self._settled()
         found = []
         for rec in self.sim.backdoor.records("VM").values():
             if rec["is_control_domain"]:
