@@ -19,17 +19,29 @@ __all__ = ["Settings", "open_endpoint", "prepare", "shared_kinds", "validate_res
 
 
 def prepare() -> None:
-    """Import the provider and libvirt, before the connection's thread starts (the registry's ``prepare``)."""
-    import crane_iac.providers.libvirt.provider  # noqa: F401
+    """Import libvirt and what opens a connection, before the connection's thread starts (the registry's
+    ``prepare``). The rest of the provider (its kinds, the resource models they use) is imported by that thread once
+    the connection is open: opening the sandbox's node file takes seconds in libvirt's C code, with the GIL free, so
+    the open starts as early as it can and the imports of the plan and the stack run go on beside it."""
+    import crane_iac.providers.libvirt.sandbox  # noqa: F401
 
 
 def open_endpoint(settings: dict[str, Any], *, sandbox_dir: Path, mutating: bool,
                   lock_timeout: float = 0.0) -> LibvirtProvider:
     """A connection to ``settings["uri"]``, or to the sandbox in ``sandbox_dir`` when there is no uri."""
-    from crane_iac.providers.libvirt.provider import LibvirtProvider
+    from crane_iac.providers.libvirt.host import Host, LibvirtdHost
+    from crane_iac.providers.libvirt.sandbox import SandboxHost
 
     own = Settings.model_validate({k: v for k, v in settings.items() if k != "uri"})
-    return LibvirtProvider(settings.get("uri"), sandbox_dir=sandbox_dir, mutating=mutating,
-                           domain_type=own.domain_type, lock_timeout=lock_timeout,
-                           address_timeout=own.address_timeout, shutdown_timeout=own.shutdown_timeout,
-                           reach_guests=own.reach_guests)
+    uri = settings.get("uri")
+    host: Host = (SandboxHost(sandbox_dir, mutating=mutating, lock_timeout=lock_timeout) if uri is None
+                  else LibvirtdHost(uri))
+    try:
+        from crane_iac.providers.libvirt.provider import LibvirtProvider
+
+        return LibvirtProvider(uri, sandbox_dir=sandbox_dir, mutating=mutating, domain_type=own.domain_type,
+                               lock_timeout=lock_timeout, address_timeout=own.address_timeout,
+                               shutdown_timeout=own.shutdown_timeout, reach_guests=own.reach_guests, host=host)
+    except BaseException:
+        host.close()
+        raise

@@ -4,10 +4,10 @@ chosen once when the provider connects; the per-kind modules call it for whateve
 from __future__ import annotations
 
 import os
-import xml.etree.ElementTree as ET
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,12 +24,17 @@ NOT_FOUND = {
 }
 #: a DHCP range as integers (first, last); its network's name maps to it
 DhcpRange = tuple[int, int]
-#: a domain as a bulk listing reports it: name, parsed XML, whether it runs
-ListedDomain = tuple[str, ET.Element, bool]
+#: a domain as a bulk listing reports it: name, XML, whether it runs
+ListedDomain = tuple[str, str, bool]
+
+
+def _ignore_errors(_ctx: object, _err: object) -> None:
+    """libvirt prints every error to stderr unless a handler is registered; crane reports them itself."""
 
 
 def connect(uri: str) -> Any:
     """Open ``uri``; a refusal is a ``ProviderError`` naming it."""
+    libvirt.registerErrorHandler(_ignore_errors, None)
     try:
         return libvirt.open(uri)
     except libvirt.libvirtError as exc:
@@ -41,6 +46,8 @@ class Host(ABC):
 
     #: calls worth making at once (None: as many as the user asks)
     max_parallelism: int | None = None
+    #: where a bulk listing keeps what it parsed for the next (listing.py), or None: parsed every time
+    listing_file: Path | None = None
 
     def __init__(self, conn: Any, uri: str, *, local: bool, domain_xml_flags: int) -> None:
         self.conn = conn
@@ -57,7 +64,8 @@ class Host(ABC):
     @abstractmethod
     def list_domains(self) -> tuple[Iterator[ListedDomain], set[str]]:
         """Every domain, and the names of those that start with the host, in as few calls as the host allows.
-        The domains come one at a time, parsed as they are taken: 10,000 parsed trees at once would be ~150 MB."""
+        The domains come one at a time, to be parsed as they are taken: 10,000 parsed trees at once would be
+        ~150 MB."""
 
     @abstractmethod
     def dhcp_leases(self, networks: Iterable[str]) -> dict[str, tuple[str, int]]:
@@ -126,12 +134,12 @@ class LibvirtdHost(Host):
         else:
             xmls = [d.XMLDesc(flags) for d in domains]
 
-        def parsed() -> Iterator[ListedDomain]:
+        def listed() -> Iterator[ListedDomain]:
             for dom, xml in zip(domains, xmls, strict=True):
                 name = dom.name()
-                yield name, ET.fromstring(xml), name in active
+                yield name, xml, name in active
 
-        return parsed(), autostart
+        return listed(), autostart
 
     def dhcp_leases(self, networks: Iterable[str]) -> dict[str, tuple[str, int]]:
         leases: dict[str, tuple[str, int]] = {}

@@ -33,10 +33,6 @@ __all__ = ["LibvirtProvider", "diff_properties"]
 T = TypeVar("T")
 
 
-def _ignore_errors(_ctx: object, _err: object) -> None:
-    """libvirt prints every error to stderr unless a handler is registered; crane reports them itself."""
-
-
 class LibvirtProvider(Provider):
     """A libvirt host (``uri``), or with ``uri=None`` the embedded sandbox kept under ``sandbox_dir``."""
 
@@ -58,10 +54,12 @@ class LibvirtProvider(Provider):
         address_timeout: float = 120.0,
         shutdown_timeout: float = 30.0,
         reach_guests: bool | None = None,
+        host: Host | None = None,
     ) -> None:
-        libvirt.registerErrorHandler(_ignore_errors, None)
-        self.host: Host = (SandboxHost(sandbox_dir, mutating=mutating, lock_timeout=lock_timeout) if uri is None
-                           else LibvirtdHost(uri))
+        """``host``: the connection already opened for ``uri`` or the sandbox (the opener opens it before importing
+        this module); else it is opened here."""
+        self.host: Host = host or (SandboxHost(sandbox_dir, mutating=mutating, lock_timeout=lock_timeout)
+                                   if uri is None else LibvirtdHost(uri))
         self.conn = self.host.conn  # for callers that act as a second libvirt client (tests)
         self.uri = self.host.uri
         self.mutating = mutating

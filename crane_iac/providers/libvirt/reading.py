@@ -13,6 +13,7 @@ from crane_iac.providers.libvirt import xml as lx
 from crane_iac.providers.libvirt.addresses import GuestAddresses, NicFacts, nic_networks
 from crane_iac.providers.libvirt.containers import container_outputs
 from crane_iac.providers.libvirt.host import DhcpRange, Host
+from crane_iac.providers.libvirt.listing import ParsedDomains
 from crane_iac.providers.libvirt.networks import network_live
 from crane_iac.providers.libvirt.pools import list_pools, read_pool
 
@@ -45,24 +46,26 @@ def read_all(host: Host, addresses: GuestAddresses) -> list[Live]:
         facts.learn(net.name(), root)
         result.append(network_live(net.name(), root))
     domains, autostart = host.list_domains()
+    listing = ParsedDomains(host.listing_file)
     parsed = []
     lease_networks: set[str] = set()  # asked for leases only where a running guest has a NIC
-    for name, root, running in domains:
-        owner = lx.owner_of(root)
-        if lx.is_container(root):
+    for name, xml, running in domains:
+        domain = listing.facts(xml)
+        owner = domain.owner
+        if domain.container:
             if stopped:
-                volume_by_path.update(_stopped_volumes(root, stopped, volume_by_path))
-            props = lx.parse_container(root, running=running, autostart=name in autostart,
-                                       volume_by_path=volume_by_path)
-            result.append(Live("container", name, props, container_outputs(root.findtext("uuid"), props),
+                volume_by_path.update(_stopped_volumes(domain.directories, stopped, volume_by_path))
+            props = domain.finished(running=running, autostart=name in autostart, volume_by_path=volume_by_path)
+            result.append(Live("container", name, props, container_outputs(domain.uuid, props),
                                owner.stack if owner else None, owner.address if owner else None))
             continue
-        props = lx.parse_domain(root, running=running, autostart=name in autostart, volume_by_path=volume_by_path)
+        props = domain.finished(running=running, autostart=name in autostart, volume_by_path=volume_by_path)
         if facts.reserved or facts.slaac:
             facts.fill(props)
         if running:
             lease_networks |= nic_networks(props)
-        parsed.append((name, root.findtext("uuid"), props, owner))
+        parsed.append((name, domain.uuid, props, owner))
+    listing.save()
     leases = addresses.leases(ranges, lease_networks) if lease_networks else {}
     for name, uuid, props, owner in parsed:
         result.append(Live("vm", name, props, addresses.outputs(uuid, props, leases, ranges),
@@ -70,12 +73,11 @@ def read_all(host: Host, addresses: GuestAddresses) -> list[Live]:
     return result
 
 
-def _stopped_volumes(root: ET.Element, stopped: dict[str, str], known: dict[str, str]) -> dict[str, str]:
+def _stopped_volumes(directories: list[str], stopped: dict[str, str], known: dict[str, str]) -> dict[str, str]:
     """``pool/volume`` by directory for the directories a container mounts from stopped pools: libvirt cannot list
     those volumes, but a dir pool names each by its file name in the pool's directory."""
     found = {}
-    for source in root.iterfind("devices/filesystem/source"):
-        directory = source.get("dir") or ""
+    for directory in directories:
         parent, name = posixpath.split(directory)
         if directory not in known and parent in stopped and name:
             found[directory] = f"{stopped[parent]}/{name}"

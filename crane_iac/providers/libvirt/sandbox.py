@@ -21,6 +21,7 @@ import libvirt
 from crane_iac.errors import ProviderError
 from crane_iac.heap import release_freed_memory
 from crane_iac.providers.libvirt.host import NOT_FOUND, DhcpRange, Host, ListedDomain, connect
+from crane_iac.providers.libvirt.listing import runs
 from crane_iac.providers.libvirt.pools import list_pools
 
 TEST_DOMAIN_NS = "http://libvirt.org/schemas/domain/test/1.0"
@@ -154,6 +155,8 @@ class SandboxHost(Host):
         release_freed_memory()
         # the test driver keeps a domain's live and persistent definitions equal, and the node file wants the live
         super().__init__(conn, uri, local=True, domain_xml_flags=0)
+        # the sandbox's node file changes only through crane, and a no-op plan reads back what the last run read
+        self.listing_file = self.sandbox.directory / "sandbox-domains.cache"
         self.mutating = mutating
         self._lock = threading.Lock()
         # what the node file will say. Once filled by a full listing it is kept current by every mutation (crane
@@ -182,18 +185,17 @@ class SandboxHost(Host):
             self._node_complete = False
         domains = self.conn.listAllDomains(0)
 
-        def parsed() -> Iterator[ListedDomain]:
+        def listed() -> Iterator[ListedDomain]:
             for dom in domains:
                 name, xml = dom.name(), dom.XMLDesc(self.domain_xml_flags)
-                root = ET.fromstring(xml)
-                running = root.get("id") is not None  # only a running domain's live XML has an id: no second call
+                running = runs(xml)  # only a running domain's live XML has an id: no second call
                 if self.mutating:  # kept for the node file written at checkpoints
                     self._node_xml[name] = domain_for_node_file(xml, running)
-                yield name, root, running
+                yield name, xml, running
             if self.mutating:  # a listing given up half-way leaves the next checkpoint to list again
                 self._node_complete = True
 
-        return parsed(), autostart
+        return listed(), autostart
 
     def dhcp_leases(self, networks: Iterable[str]) -> dict[str, tuple[str, int]]:
         return {}  # the test driver runs no DHCP server

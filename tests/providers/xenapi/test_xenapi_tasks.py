@@ -76,6 +76,7 @@ def test_a_tasks_progress_goes_to_the_step_that_runs_it(sim: Any, conn: Connecti
     finally:
         stall.release()
         thread.join(60)
-    assert result and notes[0] == "VM.clone 0%" and notes[-1] == "VM.clone done", notes
+    # the first poll may see the stalled task before or after the simulator moves it to half-way
+    assert result and notes[0] in ("VM.clone 0%", "VM.clone 50%") and notes[-1] == "VM.clone done", notes
     tasks.run("VM.clone", template, "c2", what="c2")  # outside ``reporting``: no note
     assert notes[-1] == "VM.clone done" and notes.count("VM.clone done") == 1
