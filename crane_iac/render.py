@@ -198,9 +198,17 @@ TIERS_NOTE = "`crane autoscale` sets their size within the declared range"
 
 
 def tier_line(tier: TierShown, *, address: str | None = None, size: str | None = None) -> str:
-    """One scalable tier of a plan: its size in effect, the range, the stack's own size and who set the size;
-    ``address`` and ``size`` as the caller shows them (Markdown marks them up)."""
-    owner = f"set by {tier.owner}: {tier.why}" if tier.owner != "stack" else "the stack's size"
+    """One scalable tier of a plan: its size in effect, the range, the stack's own size and who set the size, or,
+    when the size in effect is not the setting's, that it was clamped into the range or ignored (never the setting's
+    author named as if it held); ``address`` and ``size`` as the caller shows them (Markdown marks them up)."""
+    if tier.owner == "stack":
+        owner = "the stack's size"
+    elif tier.effect == "clamped":
+        owner = f"clamped into the range: {tier.owner} set {tier.asked} ({tier.why})"
+    elif tier.effect == "ignored":
+        owner = f"the stack's size: {tier.owner} set {tier.asked} ({tier.why}), which is not a number of servers"
+    else:
+        owner = f"set by {tier.owner}: {tier.why}"
     return (f"{address or tier.address} {tier.tier}: size {size or tier.size} in [{tier.min}, {tier.max}], the stack "
             f"says {tier.declared}; {owner}")
 

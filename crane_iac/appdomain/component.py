@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, InstanceOf, ValidationError, 
 from crane_iac.appdomain import haproxy
 from crane_iac.autoscaler.policy import ScalingPolicy
 from crane_iac.errors import CraneError, Diagnostic, DiagnosticsError
+from crane_iac.projectkey import agent_key_name
 from crane_iac.resources.base import Resource, setting
 from crane_iac.resources.cloudinit import CloudInit
 from crane_iac.resources.component import Component
@@ -169,6 +170,11 @@ class AppDomain(Component):
                 raise ValueError(f"lb.port {port} clashes with the balancer's own stats port {STATS_PORT}")
         if self.network.ipv4 is None:
             raise ValueError(f"network {self.network.name!r} has no ipv4 subnet to give the hosts addresses from")
+        if self.autoscale is not None and self.web.min == 0:
+            # decision (docs/decisions/agent-trust.md): no scale-from-zero; at size 0 no server reports load
+            raise ValueError("web.min 0 with autoscale: crane does not scale a tier up from zero servers (none "
+                             "would report the load that should grow it again); give web.min 1 or more, or drop "
+                             "autoscale and set web.size yourself")
         if self.autoscale is not None and self.autoscale.reads_agents and \
                 self.autoscale.agent_port in (self.web.port, SSH_PORT):
             raise ValueError(f"autoscale.agent_port {self.autoscale.agent_port} clashes with the web servers' "
@@ -262,10 +268,12 @@ class AppDomain(Component):
         dsn = f"host={storage_address} port={self.storage.port} dbname={self.storage.database} user=app " \
               "connect_timeout=3"
         agent = self._agent_vars()
+        # the agents' key (derived from the project's, per domain) reaches the web role as a file's path at run time
+        secrets = {"agent_key_file": agent_key_name(self.address)} if agent else {}
         for i, host in zip(members, self.web_hosts, strict=True):
             make(Configuration, f"web-{i}", playbook=f"{PLAYBOOKS}/web.yml", hosts=[host],
                  addresses=[self.host_address(1 + i)], group="web", key=key, depends_on=[store],
-                 vars={"app_port": self.web.port, "dsn": dsn, **agent})
+                 vars={"app_port": self.web.port, "dsn": dsn, **agent}, secrets=secrets)
         servers = [haproxy.Server(host.physical_name, self.host_address(1 + i), self.web.port)
                    for i, host in sorted(zip(members, self.web_hosts, strict=True), key=lambda m: m[0])]
         config = haproxy.render_haproxy(

@@ -36,6 +36,7 @@ from crane_iac.autoscaler.policy import ScalingPolicy
 from crane_iac.autoscaler.removal import Removal, choose
 from crane_iac.engine.workspace import PlanOptions, Workspace
 from crane_iac.errors import CraneError, LockHeldError
+from crane_iac.projectkey import agent_key_name, derived_key
 from crane_iac.providers.metrics import CpuTime
 from crane_iac.scaling import ScalableTier
 from crane_iac.state.base import StackState
@@ -127,7 +128,9 @@ class Autoscaler:
         """The agents' source, receiving pushes on the tier's network from now on; where it cannot (the address is
         not this machine's, the port is taken) the servers are pulled alone, which is logged once."""
         if self.agents is None:
-            self.agents = AgentMetrics()
+            self.agents = AgentMetrics(on_refused=self.exporter.refused_sample if self.exporter is not None else None)
+        # the tier's hosts as they are this period, and its domain's key: no one else's samples are believed
+        self.agents.admit(tier, derived_key(self.workspace.project.root / ".crane", agent_key_name(tier.address)))
         if tier.agent_listen is not None and tier.agent_port is not None:
             where = (tier.agent_listen, tier.agent_port)
             try:

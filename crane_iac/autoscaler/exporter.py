@@ -6,6 +6,8 @@
   crane_autoscale_decisions_total{domain,direction,rule}   decisions, by direction and rule
   crane_autoscale_apply_seconds{domain}          how long each converging apply took (a histogram)
   crane_autoscale_errors_total{domain}           periods that ended in an error for the domain
+  crane_autoscale_refused_samples_total{domain,reason}   agents' samples not believed (agents.py: not-in-tier,
+                                                 bad-mac, replay, malformed; domain "" when the sender is of none)
 """
 
 from __future__ import annotations
@@ -35,6 +37,13 @@ class Exporter:
                                        buckets=(0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300))
         self.errors = Counter("crane_autoscale_errors", "Periods that ended in an error.", ["domain"],
                               registry=self.registry)
+        self.refused = Counter("crane_autoscale_refused_samples", "Agents' samples not believed, by reason.",
+                               ["domain", "reason"], registry=self.registry)
+
+    def refused_sample(self, domain: str, reason: str) -> None:
+        """Count a sample the agents' receiver refused (called from its threads: prometheus-client's counters are
+        thread-safe)."""
+        self.refused.labels(domain, reason).inc()
 
     def serve(self, port: int, address: str = "127.0.0.1") -> None:
         """Publish /metrics on ``address:port`` from a daemon thread (it ends with the process)."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -207,9 +208,18 @@ def _plan_once(
 
 
 def _tier(tier: ScalableTier, setting: Setting | None) -> TierShown:
-    """A scalable tier as the plan shows it: the size in effect, the stack's, the range, and who owns the size."""
-    return TierShown(tier.address, tier.name, tier.size, tier.declared, tier.min, tier.max,
-                     setting.by if setting is not None else "stack", setting.why if setting is not None else "")
+    """A scalable tier as the plan shows it: the size in effect, the stack's, the range, who owns the size, and
+    whether the setting holds, was clamped into the range or was ignored (the component decides the size in effect;
+    this says which of the three it did)."""
+    if setting is None:
+        return TierShown(tier.address, tier.name, tier.size, tier.declared, tier.min, tier.max)
+    value = setting.value
+    if not isinstance(value, int) or isinstance(value, bool):
+        effect = "ignored"
+    else:
+        effect = "held" if value == tier.size else "clamped"
+    return TierShown(tier.address, tier.name, tier.size, tier.declared, tier.min, tier.max, setting.by, setting.why,
+                     effect, json.dumps(value))
 
 
 def _overrides(loaded: LoadedStack, state: StackState) -> list[dict[str, Any]]:

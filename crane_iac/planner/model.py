@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, FieldChange, Reason
 
-PLAN_FORMAT_VERSION = 9
+PLAN_FORMAT_VERSION = 10
 
 
 class Phase(StrEnum):
@@ -80,7 +80,9 @@ class LeaseRelease:
 @dataclass(slots=True)
 class TierShown:
     """A scalable tier as a plan shows it: the size in effect, the declared range, the stack's own size, and who
-    set the size (``stack``, or the setting's author) with why."""
+    set the size (``stack``, or the setting's author) with why. ``effect`` says what became of a setting: "held"
+    (it is the size), "clamped" (outside the range: the size is the nearest end), "ignored" (not a number of
+    servers: the stack's size holds); "" without one. ``asked`` is the setting's value, as JSON."""
 
     address: str
     tier: str
@@ -90,6 +92,8 @@ class TierShown:
     max: int
     owner: str = "stack"
     why: str = ""
+    effect: str = ""
+    asked: str = ""
 
 
 @dataclass(slots=True)

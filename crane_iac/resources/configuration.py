@@ -54,7 +54,11 @@ class Configuration(Resource):
     """``Configuration("web-1", playbook="crane:appdomain/web.yml", hosts=[web_1], key=key,
     vars={...})``: the hosts are VMs or containers of the stack (the run waits for them). ``files`` are texts crane
     renders and the playbook writes on the hosts; ``checks`` holds, per file, a command crane runs on it locally at
-    plan time (``["haproxy", "-c", "-f", "{path}"]``): a file it rejects fails the plan."""
+    plan time (``["haproxy", "-c", "-f", "{path}"]``): a file it rejects fails the plan. ``secrets`` maps a
+    variable to the name of a key crane derives from the project's key (crane_iac/projectkey.py): the run gives
+    the playbook, in that variable, the path of a file holding the key in hex, on this machine, for the run alone;
+    the key itself is in no property, plan, state, log, command line or ansible-runner artifact, and the playbook
+    must handle it in ``no_log`` tasks."""
 
     kind = "configuration"
     kind_rule: ClassVar[Kind | None] = Kind("configuration", provider="ansible")
@@ -70,6 +74,7 @@ class Configuration(Resource):
     vars: dict[str, Any] = Field(default_factory=dict)
     files: dict[str, str] = Field(default_factory=dict)
     checks: dict[str, list[str]] = Field(default_factory=dict)
+    secrets: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("playbook")
     @classmethod
@@ -98,8 +103,9 @@ class Configuration(Resource):
         return [plain(host.reachable_address()) for host in self.hosts if isinstance(host, Reachable)]
 
     def properties(self) -> dict[str, Any]:
-        # a host's UUID is in the run's identity: a host replaced or recreated (drift repaired) is configured again
-        return {
+        # a host's UUID is in the run's identity: a host replaced or recreated (drift repaired) is configured again;
+        # the secrets' names only when there are some (a run recorded before they existed is not changed by them)
+        return {**({"secrets": self.secrets} if self.secrets else {}),
             "playbook": self.playbook,
             "digest": _digest(self.playbook),
             "hosts": [{"name": host.physical_name, "address": address, "groups": [self.group],

@@ -1,6 +1,8 @@
 """crane's agent (files/agent.py) as a real process of the system Python on this host (its own cgroup and /proc are
 real), against the autoscaler's real receiver (AgentMetrics) on 127.0.0.1: pulls, pushes on a move and on the
-heartbeat, junk refused, a receiver that is down survived, SIGTERM and bad arguments. The reading itself is also
+heartbeat, MACed with the domain's key and believed only from the tier's hosts (forged, replayed and junk samples
+refused and counted: tests/autoscaler/test_agent_trust.py has the receiver's rules one by one), a receiver that is
+down survived, SIGTERM and bad arguments. The reading itself is also
 checked in-process against cgroup files the test lays out as a v1 and a v2 container sees them (this host cannot
 put the agent in a memory-limited cgroup of its own)."""
 
@@ -21,12 +23,15 @@ from typing import Any
 
 import pytest
 
-from crane_iac.autoscaler.agents import MAX_BODY, AgentMetrics
+from crane_iac.autoscaler.agents import MAX_BODY, AgentMetrics, mac
 from crane_iac.scaling import ScalableTier, TierHost
 from tests.appdomain.processes import FILES, SYSTEM_PYTHON, free_port
 from tests.waiting import wait_until
 
 AGENT = FILES / "agent.py"
+#: the domain's key the test's agents are given, and the tier they are admitted to the receiver under
+KEY = bytes(range(32))
+DOMAIN = "appdomain.shop"
 
 
 def load_agent() -> ModuleType:
@@ -40,18 +45,24 @@ def load_agent() -> ModuleType:
 class AgentProcess:
     """files/agent.py on 127.0.0.1:port (serving GET /sample), run by the system Python; its stderr in a file."""
 
-    def __init__(self, log_dir: Path, name: str, *args: str) -> None:
+    def __init__(self, log_dir: Path, name: str, *args: str, bind: str = "127.0.0.1", key: bytes | None = KEY) -> None:
         self.name = name
+        self.bind = bind
         self.port = free_port()
         self.log = log_dir / f"agent-{name}.log"
+        keyed: list[str] = []
+        if key is not None:
+            key_file = log_dir / f"agent-{name}.key"
+            key_file.write_text(key.hex())
+            keyed = ["--key-file", str(key_file)]
         with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen([SYSTEM_PYTHON, str(AGENT), "--bind", "127.0.0.1", "--port", str(self.port),
-                                          "--name", name, *args], stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen([SYSTEM_PYTHON, str(AGENT), "--bind", bind, "--port", str(self.port),
+                                          "--name", name, *keyed, *args], stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL)
 
     def sample(self) -> dict[str, Any] | None:
         """GET /sample, or None while it does not answer one."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
+        conn = http.client.HTTPConnection(self.bind, self.port, timeout=5)
         try:
             conn.request("GET", "/sample")
             response = conn.getresponse()
@@ -89,11 +100,12 @@ class AgentProcess:
 
 @pytest.fixture
 def agents(tmp_path: Path) -> Iterator[Callable[..., AgentProcess]]:
-    """``start(name, *args)``: a running agent; every one is sent SIGTERM at the end and must have exited 0."""
+    """``start(name, *args, bind=, key=)``: a running agent (with the domain's key unless told otherwise); every one is
+    sent SIGTERM at the end and must have exited 0."""
     started: list[AgentProcess] = []
 
-    def start(name: str, *args: str) -> AgentProcess:
-        started.append(AgentProcess(tmp_path, name, *args))
+    def start(name: str, *args: str, **options: Any) -> AgentProcess:
+        started.append(AgentProcess(tmp_path, name, *args, **options))
         return started[-1]
 
     yield start
@@ -114,15 +126,25 @@ def receiver() -> Iterator[tuple[AgentMetrics, int]]:
 
 
 def tier(*hosts: tuple[str, str], port: int | None, signal: str = "memory", pull_after: float = 10.0) -> ScalableTier:
-    return ScalableTier("appdomain.shop", "appdomain.shop/web.size", len(hosts), len(hosts), 1, 8,
-                        tuple(TierHost(f"appdomain.shop/container.{n}", "container", n, ip=ip) for n, ip in hosts),
+    return ScalableTier(DOMAIN, f"{DOMAIN}/web.size", len(hosts), len(hosts), 1, 8,
+                        tuple(TierHost(f"{DOMAIN}/container.{n}", "container", n, ip=ip) for n, ip in hosts),
                         {"signal": signal, "pull_after": pull_after}, agent_port=port)
 
 
-def post(port: int, body: bytes, path: str = "/push", method: str = "POST") -> tuple[int, str]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+def admitted(metrics: AgentMetrics, *hosts: tuple[str, str], port: int | None, **policy: Any) -> ScalableTier:
+    """The tier of ``hosts``, admitted to ``metrics`` with the domain's key."""
+    scalable = tier(*hosts, port=port, **policy)
+    metrics.admit(scalable, KEY)
+    return scalable
+
+
+def post(port: int, body: bytes, path: str = "/push", method: str = "POST", *, source: str = "127.0.0.1",
+         signature: str | None = None) -> tuple[int, str]:
+    """A request to the receiver from ``source``, with ``signature`` as its MAC header."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5, source_address=(source, 0))
     try:
-        conn.request(method, path, body=body, headers={"Content-Type": "application/json"})
+        headers = {"Content-Type": "application/json", **({"X-Crane-Mac": signature} if signature else {})}
+        conn.request(method, path, body=body, headers=headers)
         response = conn.getresponse()
         return response.status, response.read().decode()
     finally:
@@ -136,35 +158,40 @@ def test_a_pull_returns_a_fresh_sample_of_memory_or_cpu(agents: Callable[..., Ag
     assert 0 < first["memory"] < 1 and 0 <= first["cpu"] <= 1.05  # the first sample already has CPU
     metrics = AgentMetrics()
     before = time.time()
-    memory = metrics.read(tier(("web-a", "127.0.0.1"), port=agent.port), before)
+    memory = metrics.read(admitted(metrics, ("web-a", "127.0.0.1"), port=agent.port), before)
     cpu = metrics.read(tier(("web-a", "127.0.0.1"), port=agent.port, signal="cpu", pull_after=0.01), time.time())
     assert [s.host for s in memory] == ["web-a"] and 0 < memory[0].value < 1
     assert before - 0.5 <= memory[0].at <= time.time()  # taken within the last interval, on this host's clock
     assert [s.host for s in cpu] == ["web-a"] and 0 <= cpu[0].value <= 1.05 and cpu[0].at >= memory[0].at
     assert metrics.pushes == {}  # pulled, not pushed
-    # an agent that answers with another host's name, and an address where no agent answers: missing
-    assert metrics.read(tier(("web-b", "127.0.0.1"), ("web-c", "127.0.0.2"), port=agent.port), time.time()) == []
+    # an agent that answers with another host's name (refused), and an address where no agent answers: missing
+    assert metrics.read(admitted(metrics, ("web-b", "127.0.0.1"), ("web-c", "127.0.0.2"), port=agent.port),
+                        time.time()) == []
+    assert metrics.refused == {(DOMAIN, "not-in-tier"): 1}
 
 
 def test_step_zero_pushes_every_move_and_a_large_step_only_the_first_sample(
         agents: Callable[..., AgentProcess], receiver: tuple[AgentMetrics, int]) -> None:
     metrics, port = receiver
     push = f"http://127.0.0.1:{port}/push"
-    agents("eager", "--interval", "0.1", "--step", "0", "--heartbeat", "1000", "--push", push)
-    calm = agents("calm", "--interval", "0.1", "--step", "2", "--heartbeat", "1000", "--push", push)
+    both = admitted(metrics, ("eager", "127.0.0.2"), ("calm", "127.0.0.3"), port=1)
+    agents("eager", "--interval", "0.1", "--step", "0", "--heartbeat", "1000", "--push", push, bind="127.0.0.2")
+    calm = agents("calm", "--interval", "0.1", "--step", "2", "--heartbeat", "1000", "--push", push, bind="127.0.0.3")
     wait_until(lambda: metrics.pushes.get("eager", 0) >= 8, 15, "eight pushes of the eager agent")
     sample = calm.wait_sample(lambda s: s["seq"] >= 15)
     assert metrics.pushes.get("calm") == 1 and sample["pushed"] == 1, (metrics.pushes, sample)
     # the newest pushed sample is read without a pull (no agent listens on port 1)
-    pushed = metrics.read(tier(("eager", "127.0.0.1"), ("calm", "127.0.0.1"), port=1), time.time())
+    pushed = metrics.read(both, time.time())
     assert sorted(s.host for s in pushed) == ["calm", "eager"]
-    newest = metrics.newest("calm", "127.0.0.1")
+    newest = metrics.newest("calm", "127.0.0.3")
     assert newest is not None and newest.seq == 1  # the first sample, the only one pushed
+    assert metrics.refused == {}
 
 
 def test_the_heartbeat_pushes_a_sample_that_did_not_move(
         agents: Callable[..., AgentProcess], receiver: tuple[AgentMetrics, int]) -> None:
     metrics, port = receiver
+    admitted(metrics, ("beat", "127.0.0.1"), port=1)
     agent = agents("beat", "--interval", "0.1", "--step", "2", "--heartbeat", "0.3",
                    "--push", f"http://127.0.0.1:{port}/push")
     wait_until(lambda: metrics.pushes.get("beat", 0) >= 4, 15, "four heartbeats")
@@ -175,31 +202,41 @@ def test_the_heartbeat_pushes_a_sample_that_did_not_move(
 def test_junk_pushes_are_refused_and_a_push_counts_only_from_its_hosts_address(
         receiver: tuple[AgentMetrics, int]) -> None:
     metrics, port = receiver
+    web_a = admitted(metrics, ("web-a", "127.0.0.1"), port=1)
     now = time.time()
     good = {"host": "web-a", "memory": 0.5, "cpu": None, "at": now, "seq": 3}
+
+    def signed(body: bytes, **options: Any) -> tuple[int, str]:
+        return post(port, body, signature=mac(KEY, "push", body), **options)
+
     refused = [b"not json", b"[1, 2]", json.dumps({**good, "host": ""}).encode(),
                json.dumps({**good, "memory": "high"}).encode(), json.dumps({**good, "memory": -0.1}).encode(),
                json.dumps({**good, "cpu": True}).encode(), b'{"host": "web-a", "memory": NaN, "at": 1, "seq": 1}',
                json.dumps({**good, "at": None}).encode(), json.dumps({**good, "seq": -1}).encode()]
     for body in refused:
-        status, text = post(port, body)
-        assert status == 400 and text.startswith("not a sample: "), (body, status, text)
-    assert post(port, b"{" + b" " * MAX_BODY + b"}")[0] == 413
-    assert post(port, json.dumps(good).encode(), path="/elsewhere")[0] == 404
+        status, text = signed(body)
+        assert status == 400 and text.startswith("malformed: not a sample: "), (body, status, text)
+    assert signed(b"{" + b" " * MAX_BODY + b"}")[0] == 413
+    assert signed(json.dumps(good).encode(), path="/elsewhere")[0] == 404
     assert post(port, b"", method="GET")[0] == 405
-    assert metrics.pushes == {}
-    assert post(port, json.dumps(good).encode()) == (204, "")
-    assert post(port, json.dumps({**good, "memory": 0.9, "seq": 2, "at": now - 1}).encode())[0] == 204  # older
-    read = metrics.read(tier(("web-a", "127.0.0.1"), port=1), now)
+    assert metrics.pushes == {} and metrics.refused == {(DOMAIN, "malformed"): len(refused) + 1}
+    assert signed(json.dumps(good).encode()) == (204, "")
+    assert signed(json.dumps({**good, "memory": 0.9, "seq": 2, "at": now - 1}).encode())[0] == 409  # older: a replay
+    read = metrics.read(web_a, now)
     assert [(s.host, s.value, s.at) for s in read] == [("web-a", 0.5, now)]
     assert metrics.read(tier(("web-a", "127.0.0.1"), port=1, signal="cpu"), now) == []  # no CPU in it: missing
-    # the same name on another address (a push from 127.0.0.1 claiming a host that is 127.0.0.2) does not count
-    assert metrics.read(tier(("web-a", "127.0.0.2"), port=free_port()), now) == []
+    # the same name on another address (a push from 127.0.0.2 claiming a host that is 127.0.0.1) is not believed
+    status, text = signed(json.dumps({**good, "seq": 4}).encode(), source="127.0.0.2")
+    assert status == 403 and text == "not-in-tier: 127.0.0.2 is no host of an autoscaled tier\n", text
+    # (counted for no tier: the sender is in none, and the tier did not say it receives here)
+    assert metrics.refused[(DOMAIN, "replay")] == 1 and metrics.refused[("", "not-in-tier")] == 1
+    assert metrics.newest("web-a", "127.0.0.2") is None
 
 
 def test_a_host_that_stopped_pushing_and_answering_gives_its_last_sample_with_its_own_time(
         agents: Callable[..., AgentProcess], receiver: tuple[AgentMetrics, int]) -> None:
     metrics, port = receiver
+    admitted(metrics, ("gone", "127.0.0.1"), port=1)
     agent = agents("gone", "--interval", "0.1", "--push", f"http://127.0.0.1:{port}/push")
     wait_until(lambda: metrics.pushes.get("gone", 0) >= 1, 15, "a push")
     assert agent.terminate() == 0
@@ -217,6 +254,7 @@ def test_the_agent_survives_a_receiver_that_is_down_and_logs_each_failure_streak
     agent.wait_sample(lambda s: s["seq"] >= 10)
     assert len(agent.lines("failed")) == 1 and "Connection refused" in agent.lines("failed")[0], agent.log.read_text()
     metrics = AgentMetrics()
+    admitted(metrics, ("lonely", "127.0.0.1"), port=1)
     metrics.listen("127.0.0.1", port)
     try:
         wait_until(lambda: metrics.pushes.get("lonely", 0) >= 2, 15, "pushes once the receiver is up")

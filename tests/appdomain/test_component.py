@@ -134,10 +134,12 @@ def test_a_changed_balancing_algorithm_touches_only_the_balancer(tmp_path: Path)
     ("lb=LoadBalancer(port=22)", "lb.port 22 clashes with sshd"),
     ("lb=LoadBalancer(port=8404)", "clashes with the balancer's own stats port"),
     ("web=WebTier(port=22)", "web.port 22 clashes with sshd"),
+    ("web=WebTier(size=1, min=0), autoscale=ScalingPolicy()",
+     "web.min 0 with autoscale: crane does not scale a tier up from zero servers"),
 ])
 def test_bad_input_is_a_load_error_naming_the_line(project: ProjectDir, body: str, needle: str) -> None:
     project.write_stack(f"""
-        from crane_iac import AppDomain, LoadBalancer, Network, WebTier
+        from crane_iac import AppDomain, LoadBalancer, Network, ScalingPolicy, WebTier
         lan = Network("net", mode="nat", ipv4="10.82.0.0/24")
         AppDomain("shop", network=lan, {body})
     """)

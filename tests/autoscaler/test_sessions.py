@@ -10,8 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from crane_iac.autoscaler import agents
-from crane_iac.autoscaler.agents import AgentMetrics, AgentSample
+from crane_iac.autoscaler.agents import AgentMetrics
 from crane_iac.autoscaler.metrics import HAProxySessions, current_sessions
 from crane_iac.autoscaler.removal import choose
 from crane_iac.errors import CraneError
@@ -93,15 +92,6 @@ def test_a_balancer_or_agent_answering_garbage_is_no_figure_not_a_crash(garbage_
     with pytest.raises(CraneError, match="cannot be read"):
         HAProxySessions().read(scalable, time.time())
     host = TierHost("appdomain.t/container.a", "container", "a", 1, ip="127.0.0.1")
-    assert AgentMetrics().pull(host, garbage_server) is None
-
-
-def test_the_receiver_keeps_the_newest_hosts_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pushes under made-up names cannot lock real servers out: the oldest sample goes."""
-    monkeypatch.setattr(agents, "MAX_HOSTS", 3)
     metrics = AgentMetrics()
-    for i, name in enumerate(["real", "fake-1", "fake-2", "fake-3"]):
-        metrics.keep(AgentSample(name, 0.5, 0.1, 1000.0 + i, i, "10.0.0.9"))
-    assert metrics.newest("real", "10.0.0.9") is None and metrics.newest("fake-3", "10.0.0.9") is not None
-    metrics.keep(AgentSample("real", 0.5, 0.1, 2000.0, 9, "10.0.0.9"))  # the real server pushes again: kept
-    assert metrics.newest("real", "10.0.0.9") is not None and metrics.newest("fake-1", "10.0.0.9") is None
+    metrics.admit(ScalableTier("appdomain.t", "appdomain.t/web.size", 1, 1, 1, 4, (host,), {}), bytes(32))
+    assert metrics.pull(host, garbage_server) is None  # not HTTP: no answer (nothing to refuse)

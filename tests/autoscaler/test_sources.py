@@ -19,6 +19,7 @@ from crane_iac.autoscaler.metrics import HAProxySessions, ProviderCpu, ProviderM
 from crane_iac.autoscaler.policy import ScalingPolicy
 from crane_iac.engine.workspace import Workspace
 from crane_iac.errors import DiagnosticsError
+from crane_iac.projectkey import agent_key_name, derived_key
 from crane_iac.scaling import ScalableTier
 from tests.appdomain.processes import FILES, SYSTEM_PYTHON, free_port
 from tests.engine.test_workspace import apply, project
@@ -116,11 +117,15 @@ def loopback_agents(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     root = project(tmp_path, stack(f'source="agent", agent_port={port}', subnet="127.0.0.0/24"))
     apply(Workspace.open(root))
     procs = []
+    # the key crane's web role would give them: the domain's, derived from the project's key (made here)
+    key_file = tmp_path / "agent.key"
+    key_file.write_text(derived_key(root / ".crane", agent_key_name("appdomain.shop")).hex())
     for i, ip in ((1, "127.0.0.12"), (2, "127.0.0.13")):
         with (tmp_path / f"agent-{i}.log").open("wb") as log:  # the child keeps its own descriptor
             procs.append(subprocess.Popen(
                 [SYSTEM_PYTHON, str(FILES / "agent.py"), "--bind", ip, "--port", str(port), "--name",
-                 f"shop-web-{i}", "--interval", "0.2", "--step", "0", "--push", f"http://127.0.0.1:{port}/push"],
+                 f"shop-web-{i}", "--interval", "0.2", "--step", "0", "--push", f"http://127.0.0.1:{port}/push",
+                 "--key-file", str(key_file)],
                 stdout=subprocess.DEVNULL, stderr=log))
     try:
         for ip in ("127.0.0.12", "127.0.0.13"):
@@ -170,6 +175,7 @@ def test_the_loops_agents_are_pulled_then_take_pushes_from_the_servers_addresses
         assert scaler._source(tier, policy, True, {}) is source and len(lines) == 1  # the same receiver
         again = scaler._decide(tier, policy, state, source, time.time())
         assert again.reading.fresh == 2, again
+        assert source.refused == {}  # the loop's key is the agents': nothing refused
     finally:
         scaler.close()
     with pytest.raises(OSError):  # the receiver went with the loop

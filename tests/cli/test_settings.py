@@ -70,3 +70,27 @@ def test_a_targeted_destroy_of_one_server_keeps_the_tiers_settings(project: Proj
     ok(project, "apply", "--auto-approve")
     ok(project, "destroy", "--auto-approve", "--target", "network.other")
     assert KEY in ok(project, "setting", "list")
+
+
+def test_the_tiers_line_says_when_the_setting_was_clamped_or_ignored_rather_than_that_it_holds(
+        project: ProjectDir) -> None:
+    project.write_config(CONFIG)
+    project.write_stack(SHOP.replace(", variable", ", ScalingPolicy").replace('size=variable("web")', "size=2")
+                        .replace("max=6)", "max=6), autoscale=ScalingPolicy()"))
+    ok(project, "apply", "--auto-approve")
+    ok(project, "setting", "set", KEY, "5", "--why", "average memory 0.82 > 0.75")
+    assert "appdomain.shop web: size 5 in [1, 6], the stack says 2; set by " in ok(project, "plan")
+    ok(project, "setting", "set", KEY, "12", "--why", "a flash sale")
+    plan = ok(project, "plan")
+    assert ("appdomain.shop web: size 6 in [1, 6], the stack says 2; clamped into the range: " in plan
+            and " set 12 (a flash sale)" in plan and "set by " not in plan.split("Scalable tiers")[1]), plan
+    markdown = ok(project, "plan", "--format", "markdown")
+    assert "`appdomain.shop` web: size **6** in [1, 6], the stack says 2; clamped into the range: " in markdown
+    tiers = json.loads(ok(project, "plan", "--json"))["tiers"]
+    assert [(t["size"], t["effect"], t["asked"]) for t in tiers] == [(6, "clamped", "12")]
+    ok(project, "setting", "set", KEY, '"many"', "--why", "a typo")
+    plan = ok(project, "plan")
+    assert ("appdomain.shop web: size 2 in [1, 6], the stack says 2; the stack's size: " in plan
+            and ' set "many" (a typo), which is not a number of servers' in plan), plan
+    markdown = ok(project, "plan", "--format", "markdown")
+    assert ' set "many" (a typo), which is not a number of servers' in markdown

@@ -58,7 +58,10 @@ def test_domains_crane_writes_validate(tmp_path: Path) -> None:
     validate(tmp_path, render_domain("web", vm.properties(), Owner("s", "vm.web"), domain_type="kvm", disks=disks,
                                      stats_period=2), "domain")
     data = Volume("data", capacity_gib=None, format="dir")
-    box = Container("db", memory_mib=64, networks=[lan], ipv4=["10.0.0.5"], init=["/sbin/init", "-v"],
+    box = Container("db", memory_mib=64, vcpus=2, networks=[lan], ipv4=["10.0.0.5"], init=["/sbin/init", "-v"],
                     init_env={"A": "1"}, mounts={"/srv": data})
-    validate(tmp_path, render_container("db", box.properties(), Owner("s", "container.db"), domain_type="lxc",
-                                        mount_dirs={"/srv": "/var/lib/crane/data"}), "domain")
+    xml = render_container("db", box.properties(), Owner("s", "container.db"), domain_type="lxc",
+                           mount_dirs={"/srv": "/var/lib/crane/data"})
+    validate(tmp_path, xml, "domain")
+    # its vcpus enforced: a quota of two periods per period, over the whole container
+    assert "<cputune>\n    <period>100000</period>\n    <quota>200000</quota>\n  </cputune>" in xml

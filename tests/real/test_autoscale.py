@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ProjectDir
+from tests.conftest import ProjectDir, free_port
 from tests.real.host import LXC_URI, LxcHost
 from tests.real.test_appdomain import Load
 from tests.waiting import wait_until
@@ -82,9 +82,10 @@ def wait_for(what: str, test: Callable[[], object], timeout: float, loop: subpro
     wait_until(holds, timeout, what, every=0.5, detail=seen)
 
 
-def start_loop(project: ProjectDir) -> subprocess.Popen[str]:
+def start_loop(project: ProjectDir, *args: str) -> subprocess.Popen[str]:
     with (project.root / "autoscale.log").open("a") as log:  # the child keeps its own descriptor
-        return subprocess.Popen([sys.executable, "-m", "crane_iac", "autoscale", "--period", "1"], cwd=project.root,
+        return subprocess.Popen([sys.executable, "-m", "crane_iac", "autoscale", "--period", "1", *args],
+                                cwd=project.root,
                                 stdout=log, stderr=subprocess.STDOUT, text=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
@@ -190,6 +191,60 @@ def agent_log(i: int) -> str:
         except OSError as exc:
             return f"(agent {pid}'s log: {exc})"
     return "(no agent process)"
+
+
+#: run in a container of the domain (virsh lxc-enter-namespace: its network namespace, so from its address): pushes
+#: to the loop's receiver samples of both web servers, at 0.99 and dated an hour ahead (believed, they would stay the
+#: newest and scale the tier out), MACed with a key that is not the domain's; prints each answer's status
+FORGE = """
+import http.client, json, time
+for host in ("caa-shop-web-1", "caa-shop-web-2"):
+    body = json.dumps({{"host": host, "memory": 0.99, "cpu": 0.99, "at": time.time() + 3600, "seq": 10**9}}).encode()
+    conn = http.client.HTTPConnection("{receiver}", 9465, timeout=5)
+    conn.request("POST", "/push", body=body, headers={{"X-Crane-Mac": "ab" * 32}})
+    print(conn.getresponse().status)
+"""
+
+
+def forge_from(container: str) -> list[int]:
+    done = subprocess.run(["virsh", "-c", LXC_URI, "lxc-enter-namespace", container, "--noseclabel",
+                           "/usr/bin/python3", "-c", FORGE.format(receiver=f"{AGENT_NET}.1")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [int(line) for line in done.stdout.split()]
+
+
+def test_forged_pushes_from_a_host_outside_the_tier_and_with_a_bad_mac_are_refused_and_move_nothing(
+        agent_shop: ProjectDir) -> None:
+    """Before the scale-out test (the tier at 2, its memory low): the storage server (of the domain, not of its
+    tier) and web-1 itself (with a bad MAC) push forged samples that would scale the tier out: refused, counted by
+    reason, and the loop's next periods hold the tier at 2."""
+    port = free_port()
+    loop = start_loop(agent_shop, "--metrics-port", str(port))
+    log = agent_shop.root / "autoscale.log"
+    try:
+        wait_for("the loop's receiver", lambda: "receiving the agents' pushes" in log.read_text(), 30, loop)
+        assert forge_from(f"{AGENT_PREFIX}shop-storage") == [403, 403]
+        assert forge_from(f"{AGENT_PREFIX}shop-web-1") == [403, 403]
+
+        def counted() -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+                page = response.read().decode()
+            return page if "reason=\"bad-mac\"" in page else ""
+
+        page = wait_until(counted, 30, "the refusals in the loop's metrics")
+        domain = f"appdomain.{AGENT_PREFIX}shop"
+        for reason in ("not-in-tier", "bad-mac"):
+            assert f'crane_autoscale_refused_samples_total{{domain="{domain}",reason="{reason}"}} 2.0' in page, page
+        # three whole periods after the forgeries: each holds at 2 (forged samples believed would scale out)
+        periods = len(re.findall(r" to \d+ \(", log.read_text()))
+        wait_for("three more periods", lambda: len(re.findall(r" to \d+ \(", log.read_text())) >= periods + 3, 30,
+                 loop)
+    finally:
+        loop.send_signal(signal.SIGTERM)
+        loop.wait(60)
+    text = log.read_text()
+    assert ": out to" not in text and servers(agent_shop) == 2, text[-3000:]
 
 
 def test_the_agents_are_pulled_push_to_the_loop_and_scale_the_tier_out(agent_shop: ProjectDir) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -131,6 +132,50 @@ def test_the_memory_reading_is_the_containers_cgroup(stack: ProjectDir, lxc_host
         assert not told.reaches_guests
     finally:
         told.close()
+
+
+#: run in a container (its namespaces and cgroups): three processes spin on this 2-core host while the agent's Meter
+#: reads the container's CPU over a 2 s window (the measurement itself, not a wait), beside the spinners' own times
+BUSY = """
+import importlib.util, json, multiprocessing, os, time
+spec = importlib.util.spec_from_file_location("agent", {agent!r})
+agent = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(agent)
+def spin():
+    while True:
+        pass
+def times(pids):
+    return sum(sum(int(f) for f in open(f"/proc/{{p}}/stat").read().rpartition(")")[2].split()[11:13])
+               for p in pids) / os.sysconf("SC_CLK_TCK")
+spinners = [multiprocessing.Process(target=spin, daemon=True) for _ in range(3)]
+for p in spinners:
+    p.start()
+meter = agent.Meter()
+meter.cpu()
+before, started = times([p.pid for p in spinners]), time.monotonic()
+time.sleep(2)
+cpu = meter.cpu()
+used = (times([p.pid for p in spinners]) - before) / (time.monotonic() - started)
+print(json.dumps({{"cpu": cpu, "cpus": meter.cpus(), "spinners": used}}))
+"""
+
+
+def test_a_containers_vcpus_are_its_cpu_quota_and_a_busy_loop_reads_at_most_one(stack: ProjectDir,
+                                                                                 lxc_host: LxcHost) -> None:
+    xml = lxc_host.conn.lookupByName("crl-web-1").XMLDesc(0)
+    assert "<period>100000</period>" in xml and "<quota>100000</quota>" in xml, xml  # vcpus=1
+    agent = Path(__file__).resolve().parents[2] / "crane_iac" / "appdomain" / "files" / "agent.py"
+    done = subprocess.run(["virsh", "-c", LXC_URI, "lxc-enter-namespace", "crl-web-1", "--noseclabel",
+                           "/usr/bin/python3", "-c", BUSY.format(agent=str(agent))],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    reading = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"crl-web-1 busy: {reading}")
+    assert reading["cpus"] == 1.0  # the quota, not the host's two CPUs
+    # three spinning processes held to one CPU by the quota (the machine is shared: they may get less)
+    assert 0.3 <= reading["spinners"] <= 1.1, reading
+    # a fraction of what the container may use, never above 1, and the container's: what its spinners used
+    assert reading["cpu"] <= 1.0 and abs(reading["cpu"] - min(reading["spinners"], 1.0)) <= 0.2, reading
 
 
 def test_a_process_over_the_memory_limit_is_killed_and_the_container_stays(stack: ProjectDir,

@@ -5,7 +5,8 @@ pushed to it at once when they move (adaptive push/pull: fast reaction without p
 Runs beside the app with the system Python 3 and the standard library alone; it is one file (over the modules' usual
 size) on purpose, as it is shipped to a guest as one script:
 
-    python3 agent.py --bind 10.79.0.13 --port 9465 --push http://10.79.0.1:9465/push --name shop-web-1
+    python3 agent.py --bind 10.79.0.13 --port 9465 --push http://10.79.0.1:9465/push --name shop-web-1 \
+        --key-file /run/crane/agent.key --user nobody:nogroup
 
 Every ``--interval`` seconds (default 1; the first a quarter of a second after the start at most, CPU being the
 difference of two readings) it samples. ``GET /sample`` answers the newest sample as JSON: ``{"host", "memory",
@@ -15,6 +16,14 @@ JSON is POSTed to ``--push`` (from the ``--bind`` address, which the receiver kn
 or CPU has moved by more than ``--step`` (default 0.05) since the last accepted push, and every ``--heartbeat``
 seconds (default 30) regardless. A failed push is logged to stderr once per streak of failures and retried with the
 next sample that calls for one; it never stops the agent. SIGTERM or SIGINT: exit 0.
+
+Proof that a sample is this agent's (docs/decisions/agent-trust.md): with ``--key-file`` (the domain's key in hex,
+a root-only file crane's web role writes), each push carries ``X-Crane-Mac``, the hex HMAC-SHA256 under the key of
+``push\n`` and the exact body, and each answer to ``GET /sample?nonce=N`` the HMAC of ``pull\n``, N, ``\n`` and the
+exact body: the receiver checks both, so only crane's agent on a host of the tier is believed, and a pull's answer
+cannot be replayed (the nonce is the receiver's) nor a push (``at`` and ``seq`` must be newer than the last push
+believed). The key is read once at the start; with ``--user`` the agent then runs as that user (the app's), which
+cannot read the file.
 
 What it measures: the memory cgroup it runs in when that has a limit (a container): its charge less the inactive
 page cache the kernel can drop (the figure the provider reads from the host), over the limit; CPU from the same
@@ -26,9 +35,13 @@ affinity, or fewer by the cgroup's CPU quota). Without a limit (a VM, a bare hos
 from __future__ import annotations
 
 import argparse
+import grp
+import hashlib
+import hmac
 import http.client
 import json
 import os
+import pwd
 import signal
 import socket
 import socketserver
@@ -39,10 +52,18 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 #: seconds a push may take
 PUSH_TIMEOUT = 2.0
+#: the header that carries a sample's MAC
+MAC_HEADER = "X-Crane-Mac"
+
+
+def mac(key: bytes, kind: str, body: bytes, nonce: str = "") -> str:
+    """The hex HMAC-SHA256 of a push (``kind`` "push") or of a pull's answer ("pull", with the pull's nonce)."""
+    text = f"{kind}\n".encode() + (f"{nonce}\n".encode() if kind == "pull" else b"") + body
+    return hmac.new(key, text, hashlib.sha256).hexdigest()
 
 
 def _read_int(path: Path) -> int | None:
@@ -116,6 +137,12 @@ class Meter:
         return None, "", ""
 
     def _cpu_cgroup(self) -> Path | None:
+        own = {c: path for controllers, path in self._controller_paths() if controllers
+               for c in controllers.split(",")}
+        if own.get("memory") and own.get("cpuacct") == "":
+            # cgroup v1 with cpu and cpuacct mounted apart: libvirt puts a container in a cpu cgroup (its quota)
+            # but leaves it in the root cpuacct one, the machine's; its own processes' times are read instead
+            return None
         for directory in self._candidates("cpuacct"):
             if "usage_usec" in _stat(directory / "cpu.stat") or _read_int(directory / "cpuacct.usage") is not None:
                 return directory
@@ -144,9 +171,9 @@ class Meter:
         return min(count, quota) if quota else count
 
     def _quota(self) -> float | None:
-        if self.cpu_dir is None:
-            return None
-        limit, _, every = (_read_text(self.cpu_dir / "cpu.max") or "").partition(" ")
+        if self.memory_dir is None:
+            return None  # not a container
+        limit, _, every = (_read_text(self.cpu_dir / "cpu.max") or "").partition(" ") if self.cpu_dir else ("", "", "")
         if limit.isdigit() and every.isdigit() and int(every):  # cgroup v2: "max 100000" is no limit
             return int(limit) / int(every)
         for directory in self._candidates("cpu"):  # cgroup v1: the cpu controller's files
@@ -165,10 +192,13 @@ class Meter:
         if last is None or reading[1] <= last[1] or reading[0] < last[0]:
             return None
         busy = (reading[0] - last[0]) / (reading[1] - last[1])
-        return busy / self.cpus() if self.cpu_dir is not None else busy
+        # never above 1: the quota holds over each of the scheduler's periods (0.1 s), and a reading over a second
+        # may take in one period's worth more than its share
+        return min(1.0, busy / self.cpus() if self.memory_dir is not None else busy)
 
     def _cpu_reading(self) -> tuple[float, float] | None:
-        """(CPU seconds used, wall seconds) of the cgroup, or (busy jiffies, all jiffies) of the machine."""
+        """(CPU seconds used, wall seconds) of the cgroup, or of the container's processes (its own PID namespace:
+        those /proc lists, with what the ones they reaped used); or (busy jiffies, all jiffies) of the machine."""
         if self.cpu_dir is not None:
             usec = _stat(self.cpu_dir / "cpu.stat").get("usage_usec")
             used = usec / 1e6 if usec is not None else None
@@ -176,6 +206,8 @@ class Meter:
                 nsec = _read_int(self.cpu_dir / "cpuacct.usage")
                 used = nsec / 1e9 if nsec is not None else None
             return None if used is None else (used, self.clock())
+        if self.memory_dir is not None:
+            return self._processes_time(), self.clock()
         try:
             fields = [int(f) for f in (self.proc / "stat").read_text().splitlines()[0].split()[1:]]
         except (OSError, ValueError, IndexError):
@@ -183,6 +215,19 @@ class Meter:
         total = sum(fields[:8])  # user nice system idle iowait irq softirq steal (guest time is inside user)
         idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
         return float(total - idle), float(total)
+
+
+    def _processes_time(self) -> float:
+        """CPU seconds of every process /proc lists (utime, stime, and their reaped children's), as a container
+        with its own PID namespace sees them."""
+        ticks = 0
+        for stat in self.proc.glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rpartition(")")[2].split()
+                ticks += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime (fields 14 to 17)
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+        return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _read_text(path: Path) -> str | None:
@@ -211,8 +256,10 @@ class Agent:
     thread when the values moved by more than ``step`` since the last accepted push or ``heartbeat`` passed."""
 
     def __init__(self, name: str, meter: Meter, *, push: str | None, step: float, heartbeat: float,
-                 source: str | None = None) -> None:
+                 source: str | None = None, key: bytes | None = None) -> None:
         self.name = name
+        #: the domain's key the samples are MACed with (None: no MAC, and crane's receiver believes none of them)
+        self.key = key
         self.meter = meter
         self.push_url = push
         #: the address pushes are sent from: the one the agent serves on, which the receiver knows the host by
@@ -276,9 +323,12 @@ class Agent:
         source = (self.source, 0) if self.source not in (None, "0.0.0.0", "::") else None
         conn = http.client.HTTPConnection(url.hostname or "", url.port or 80, timeout=PUSH_TIMEOUT,
                                           source_address=source)
+        body = json.dumps(sample).encode()
+        headers = {"Content-Type": "application/json"}
+        if self.key is not None:
+            headers[MAC_HEADER] = mac(self.key, "push", body)
         try:
-            conn.request("POST", url.path or "/", body=json.dumps(sample).encode(),
-                         headers={"Content-Type": "application/json"})
+            conn.request("POST", url.path or "/", body=body, headers=headers)
             response = conn.getresponse()
             text = response.read(200).decode(errors="replace").strip()
         except (OSError, http.client.HTTPException) as exc:
@@ -300,21 +350,29 @@ def _moved(before: float | None, now: float | None, step: float) -> bool:
 
 
 class SampleHandler(BaseHTTPRequestHandler):
-    """``GET /sample``: the newest sample (503 before the first)."""
+    """``GET /sample[?nonce=N]``: the newest sample (503 before the first), MACed with the nonce."""
 
     server: AgentServer
 
     def do_GET(self) -> None:
-        if self.path.split("?", 1)[0] != "/sample":
+        url = urlsplit(self.path)
+        if url.path != "/sample":
             self._reply(404, {"error": f"no page {self.path}; GET /sample"})
+            return
+        nonce = parse_qs(url.query).get("nonce", [""])[0]
+        if len(nonce) > 64 or nonce.strip("0123456789abcdef"):
+            self._reply(400, {"error": "a nonce is at most 64 lowercase hex digits"})
             return
         with self.server.agent.lock:
             sample = self.server.agent.sample
-        self._reply(200, sample) if sample is not None else self._reply(503, {"error": "no sample yet"})
+        self._reply(200, sample, nonce) if sample is not None else self._reply(503, {"error": "no sample yet"})
 
-    def _reply(self, status: int, body: dict[str, Any]) -> None:
+    def _reply(self, status: int, body: dict[str, Any], nonce: str = "") -> None:
         data = (json.dumps(body) + "\n").encode()
+        key = self.server.agent.key
         self.send_response(status)
+        if status == 200 and key is not None:
+            self.send_header(MAC_HEADER, mac(key, "pull", data, nonce))
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -388,16 +446,60 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--interval", type=_seconds, default=1.0, help="seconds between samples")
     parser.add_argument("--step", type=_step, default=0.05, help="a move that is pushed at once")
     parser.add_argument("--heartbeat", type=_seconds, default=30.0, help="seconds between pushes at the most")
+    parser.add_argument("--key-file", help="the domain's key in hex, to MAC the samples with (read at the start)")
+    parser.add_argument("--user", help="USER[:GROUP] to run as once the key is read (the agent starts as root)")
     return parser.parse_args(argv)
+
+
+def read_key(path: str) -> bytes:
+    """The key in ``path`` (hex); ``ValueError`` saying why not."""
+    try:
+        text = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the key file {path}: {exc.strerror or exc}") from None
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) < 16:
+        raise ValueError(f"{path} holds no key (at least 16 bytes in hex)")
+    return key
+
+
+def become(user: str) -> None:
+    """Run as ``USER[:GROUP]`` from now on (the user's own group without one); ``ValueError`` when unknown."""
+    name, _, group = user.partition(":")
+    try:
+        entry = pwd.getpwnam(name)
+        gid = grp.getgrnam(group).gr_gid if group else entry.pw_gid
+    except KeyError:
+        raise ValueError(f"no such user or group: {user}") from None
+    if os.getuid() == entry.pw_uid:
+        return
+    os.setgroups([])
+    os.setgid(gid)
+    os.setuid(entry.pw_uid)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
-    agent = Agent(args.name, Meter(), push=args.push, step=args.step, heartbeat=args.heartbeat, source=args.bind)
+    try:
+        key = read_key(args.key_file) if args.key_file else None
+    except ValueError as exc:
+        print(f"agent: {exc}", file=sys.stderr)
+        return 1
+    agent = Agent(args.name, Meter(), push=args.push, step=args.step, heartbeat=args.heartbeat, source=args.bind,
+                  key=key)
     try:
         server = AgentServer((args.bind, args.port), agent)
     except OSError as exc:
         print(f"agent: cannot listen on {args.bind}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    try:
+        if args.user:
+            become(args.user)
+    except (ValueError, OSError) as exc:
+        print(f"agent: cannot run as {args.user}: {exc}", file=sys.stderr)
         return 1
 
     def stop(signum: int, frame: object) -> None:  # not in the handler itself: it may interrupt the lock's holder
@@ -409,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     pusher = threading.Thread(target=agent.push_forever, name="push", daemon=True) if args.push else None
     if pusher is not None:
         pusher.start()
-    print(f"agent: {args.name} serving /sample on {args.bind}:{args.port}, pushing to {args.push or 'nowhere'}",
+    print(f"agent: {args.name} serving /sample on {args.bind}:{args.port}, pushing to {args.push or 'nowhere'}, "
+          f"{'MACing its samples' if key is not None else 'with no key: its samples prove nothing'}",
           file=sys.stderr, flush=True)
     agent.meter.cpu()  # the first reading: CPU is a difference between two
     next_at = time.monotonic() + min(args.interval, 0.25)

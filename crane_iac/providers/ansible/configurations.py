@@ -14,6 +14,7 @@ from typing import Any
 
 from crane_iac.errors import ProviderError
 from crane_iac.objects import FieldChange, Live, Owner, Reach
+from crane_iac.projectkey import derived_key
 from crane_iac.providers.ansible.inventory import inventory
 from crane_iac.providers.ansible.keys import SshKeys
 from crane_iac.providers.ansible.runs import Progress, run_playbook
@@ -140,8 +141,11 @@ class Configurations:
         hosts = inventory([properties], {properties["key"]: str(private_key)}, host_vars=True)
         extravars = {"crane_files_dir": str(playbooks.shipped_dir() / "files"), **(properties.get("vars") or {}),
                      "files": properties.get("files") or {}}
+        secrets = {var: derived_key(self.project_dir / ".crane", name).hex()
+                   for var, name in (properties.get("secrets") or {}).items()}
         result = run_playbook(path, inventory=hosts, extravars=extravars, project_dir=self.project_dir,
-                              private_keys=[private_key], progress=self.progress, timeout=self.timeout,
+                              private_keys=[private_key], secrets=secrets, progress=self.progress,
+                              timeout=self.timeout,
                               forks=max(1, min(len(properties["hosts"]), 20)))
         return Live(KIND, physical, properties, {"ran": True, "changed": result.total_changed,
                                                  "hosts": [h["name"] for h in properties["hosts"]]})

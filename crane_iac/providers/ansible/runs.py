@@ -71,10 +71,11 @@ class _Failure:
 
 
 class Redactor:
-    """Keeps private keys out of messages: any PEM private key block, and any line of the private keys a run uses."""
+    """Keeps private keys out of messages: any PEM private key block, any line of the private keys a run uses, and
+    the run's secrets."""
 
-    def __init__(self, private_keys: Iterable[Path]) -> None:
-        self.lines: set[str] = set()
+    def __init__(self, private_keys: Iterable[Path], secrets: Iterable[str] = ()) -> None:
+        self.lines: set[str] = {s for s in secrets if s}
         for path in private_keys:
             try:
                 self.lines |= {ln.strip() for ln in path.read_text().splitlines() if len(ln.strip()) >= 16}
@@ -160,6 +161,8 @@ def _tail(text: Any) -> str:
 
 def failure_message(res: dict[str, Any]) -> str:
     """What went wrong in a failed task's result: its ``msg`` and the last lines of what the command printed."""
+    if "censored" in res:  # a no_log task (one that handles a secret): ansible keeps its result to itself
+        return "its output is hidden (no_log: the task handles a secret)"
     msg = str(res.get("msg") or "").strip()
     if res.get("rc") not in (None, 0) and "return code" in msg:
         msg = f"exit status {res['rc']}"
@@ -205,18 +208,39 @@ class _Events:
         return False  # the event is not kept in the run's artifacts (it is gone with the run's directory)
 
 
+def _write_secrets(run_dir: Path, secrets: dict[str, str]) -> dict[str, str]:
+    """Each secret in a file of its own (0600) in the run's directory (0700), outside ansible-runner's artifacts;
+    the variables that give the playbook their paths. The files go with the run's directory, at its end or, for a
+    run that was killed, at the next run's sweep."""
+    if not secrets:
+        return {}
+    folder = run_dir / "secrets"
+    folder.mkdir(mode=0o700)
+    paths = {}
+    for i, (var, value) in enumerate(sorted(secrets.items())):
+        path = folder / str(i)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(value)
+        paths[var] = str(path)
+    return paths
+
+
 def run_playbook(playbook: Path, *, inventory: dict[str, Any], extravars: dict[str, Any], project_dir: Path,
-                 private_keys: Iterable[Path], progress: Progress | None = None, timeout: int = 900,
-                 forks: int = 10) -> RunResult:
-    """Runs ``playbook`` against ``inventory``; a failed host is a ``ProviderError`` naming it and its task."""
+                 private_keys: Iterable[Path], secrets: dict[str, str] | None = None, progress: Progress | None = None,
+                 timeout: int = 900, forks: int = 10) -> RunResult:
+    """Runs ``playbook`` against ``inventory``; a failed host is a ``ProviderError`` naming it and its task.
+    ``secrets``: variable → a secret the playbook gets as the path of a file holding it (``_write_secrets``): never
+    on ansible-playbook's command line, in its environment or in ansible-runner's artifacts (which keep both)."""
     # a second of imports: only a run that happens pays for it
     ansible_runner = require("ansible_runner", "a configuration run (Configuration, app domains)")
 
     sweep()
     run_dir = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))
-    redact = Redactor(private_keys)
+    redact = Redactor(private_keys, (secrets or {}).values())
     events = _Events(progress, redact)
     try:
+        extravars = {**extravars, **_write_secrets(run_dir, secrets or {})}
         (run_dir / "cp").mkdir()
         (run_dir / "local").mkdir()
         (run_dir / "ansible.cfg").write_text(_CONFIG.format(dir=run_dir, forks=forks))

@@ -11,11 +11,15 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from crane_iac.autoscaler.agents import mac
 from crane_iac.errors import ProviderError
 from crane_iac.objects import Owner
+from crane_iac.projectkey import agent_key_name, derived_key
+from crane_iac.providers.ansible import runs
 from crane_iac.providers.base import CreateRequest, UpdateRequest
 from crane_iac.resources.playbooks import playbook_digest, resolve, shipped_dir
 from tests.providers.ansible.conftest import LoopbackHost, free_port
@@ -103,25 +107,49 @@ def test_the_web_role_starts_the_app_under_runsv_and_a_second_run_changes_nothin
 
 
 def test_the_web_role_runs_the_agent_beside_the_app_and_removes_it_when_it_is_no_longer_wanted(
-        sshd_on_loopback: LoopbackHost, web_dirs: dict[str, str]) -> None:
+        sshd_on_loopback: LoopbackHost, web_dirs: dict[str, str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """With its key: the domain's, derived from the project's (made in the provider's project, tmp_path), written
+    root's alone on the host and read by the agent, which MACs its answers with it; the key is in no property, no
+    progress line, no service file, and in no file of the run's directory but the one crane gave the playbook."""
     host, port, agent_port, push = sshd_on_loopback, free_port(), free_port(), f"http://127.0.0.1:{free_port()}/push"
     props = host.configuration("unused", app_port=port, app_user="root", dsn="host=127.0.0.1 dbname=shop",
                                agent_port=agent_port, agent_push=push, **web_dirs)
     props["playbook"], props["hosts"][0]["groups"] = "crane:appdomain/web.yml", ["web"]
-    assert host.provider.create(CreateRequest("configuration", "shop-web", props, OWNER)).outputs["changed"] == 1
-    with urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/sample", timeout=5) as response:
-        sample = json.loads(response.read())
+    props["secrets"] = {"agent_key_file": agent_key_name("appdomain.shop")}
+    leaks: list[str] = []
+    real_rmtree = runs.shutil.rmtree
+
+    def searched_rmtree(path: Path, **options: Any) -> None:  # every file of the run's directory, at its end
+        key_text = derived_key(tmp_path / ".crane", agent_key_name("appdomain.shop")).hex()
+        for found in Path(path).rglob("*"):
+            if found.is_file() and found.parent.name != "secrets" and key_text.encode() in found.read_bytes():
+                leaks.append(str(found.relative_to(path)))
+        real_rmtree(path, **options)
+
+    monkeypatch.setattr(runs.shutil, "rmtree", searched_rmtree)
+    assert host.provider.create(CreateRequest("configuration", "shop-web", props, OWNER)).outputs["changed"] == 2
+    key = derived_key(tmp_path / ".crane", agent_key_name("appdomain.shop"))
+    assert leaks == [] and (tmp_path / ".crane" / "project.key").stat().st_mode & 0o777 == 0o600
+    written = Path(web_dirs["run_dir"], "agent.key")
+    assert written.read_text() == key.hex() and written.stat().st_mode & 0o777 == 0o400
+    with urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/sample?nonce=ab12", timeout=5) as response:
+        body, signature = response.read(), response.headers["X-Crane-Mac"]
+    sample = json.loads(body)
     assert sample["host"] == "loop" and 0 < sample["memory"] < 1  # named as the inventory names the host
+    assert signature == mac(key, "pull", body, "ab12")
     agent = Path(web_dirs["run_dir"], "services", "agent")
     status = subprocess.run(["sv", "status", str(agent)], capture_output=True, text=True)
     assert status.stdout.startswith("run: ")
     assert (agent / "run").read_text() == (  # the receiver is down: the agent runs all the same
-        f"#!/bin/sh\nexec 2>&1\nexec chpst -u root python3 {web_dirs['run_dir']}/agent/agent.py --bind 127.0.0.1 "
-        f"--port {agent_port} --name loop --push {push}\n")
+        f"#!/bin/sh\nexec 2>&1\nexec python3 {web_dirs['run_dir']}/agent/agent.py --bind 127.0.0.1 "
+        f"--port {agent_port} --name loop --push {push} --key-file {written} --user root\n")
+    assert key.hex() not in json.dumps(props) + "\n".join(host.progress)
+    assert "loop: the agent's key: ok" in host.progress  # (a no_log task's event says nothing of it, "changed" either)
     assert host.provider.update(UpdateRequest("configuration", "shop-web", props, props)).outputs["changed"] == 0
-    without = {**props, "vars": {k: v for k, v in props["vars"].items() if not k.startswith("agent_")}}
+    without = {**props, "vars": {k: v for k, v in props["vars"].items() if not k.startswith("agent_")}, "secrets": {}}
     assert host.provider.update(UpdateRequest("configuration", "shop-web", props, without)).outputs["changed"] == 1
-    assert not agent.exists()
+    assert not agent.exists() and not written.exists()
     with pytest.raises(OSError):
         urllib.request.urlopen(f"http://127.0.0.1:{agent_port}/sample", timeout=5)
     assert host.provider.update(UpdateRequest("configuration", "shop-web", without, without)).outputs["changed"] == 0
