@@ -9,7 +9,8 @@ exits non-zero, never a traceback::
     ├── StateError           the state store cannot be opened or is newer than this crane
     │   ├── LockHeldError    another run holds the stack's lock
     │   ├── StalePlanError   a saved plan no longer matches the state or the stack
-    │   └── StaleStateError  the stack's serial moved since this run read it (another writer won); nothing written
+    │   ├── StaleStateError  the stack's serial moved since this run read it (another writer won); nothing written
+    │   └── FencedError      a leader's write whose lease another run has taken since; nothing written
     └── ProviderError        the hypervisor refused a call or cannot be reached
 """
 
@@ -75,6 +76,11 @@ class StalePlanError(StateError):
 class StaleStateError(StateError):
     """A write expected the stack at one serial and found another: a concurrent writer got there first, so
     nothing was written (optimistic concurrency; read the state again and retry)."""
+
+
+class FencedError(StateError):
+    """A replicated loop's write carried the fencing token of a lease another run has taken since (the writer was
+    deposed: it stalled, or lost the database, longer than its lease): nothing was written."""
 
 
 class ProviderError(CraneError):

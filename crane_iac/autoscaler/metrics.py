@@ -32,6 +32,8 @@ from crane_iac.scaling import ScalableTier
 
 #: the file the simulated source reads, in the project's .crane/
 SIMULATED = "simulated-metrics.json"
+#: the sandbox's sessions in flight per server, for a scale-in's choice
+SIMULATED_SESSIONS = "simulated-sessions.json"
 
 
 class MetricsSource(Protocol):
@@ -124,6 +126,20 @@ class SimulatedMetrics:
             elif isinstance(found, (int, float)) and not isinstance(found, bool):
                 samples.append(Sample(host.physical, float(found), now))
         return samples
+
+    def sessions(self, tier: ScalableTier) -> dict[str, int] | None:
+        """Each server's sessions in flight from ``<state dir>/simulated-sessions.json`` (``{server: count}``), as
+        a scale-in's choice reads the balancer's; None (no balancer to read) without the file."""
+        path = self.path.with_name(SIMULATED_SESSIONS)
+        try:
+            values = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise CraneError(f"{path}: not a JSON object of server → sessions ({exc})") from None
+        if not isinstance(values, dict):
+            raise CraneError(f"{path}: not a JSON object of server → sessions")
+        return {h.physical: int(values.get(h.physical) or 0) for h in tier.hosts}
 
 
 class HAProxySessions:

@@ -8,8 +8,11 @@ would (for tests of how apply goes on around a failure the plan could not forese
 
 Points: ``after-intents`` (intents recorded, nothing done), ``after-mutation`` (a provider
 call returned, nothing durable yet), ``after-checkpoint`` (the hypervisor has it, state
-does not), ``after-commit`` (a batch is recorded, the rest is not). Unset, it costs one
-dictionary lookup per point.
+does not), ``after-commit`` (a batch is recorded, the rest is not). The autoscaler's: ``autoscale-decided`` (a
+period decided, nothing written), ``autoscale-chosen`` (a scale-in's members written with the chosen servers last),
+``autoscale-resized`` (the size written, with the decision's memory), ``autoscale-members`` (the members that stay
+written), ``autoscale-applying`` (all written, the apply not begun). Unset, it costs one dictionary lookup per
+point.
 
 With ``CRANE_FAILPOINT_PAUSE=<file>`` as well, crane does not kill itself at the point: it writes its pid to that
 file and waits there to be killed from outside (a test that SIGKILLs from another process knows, by the file, that

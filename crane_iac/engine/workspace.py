@@ -29,6 +29,7 @@ from crane_iac.ipam.pools import LeaseRecord, PoolRecord
 from crane_iac.objects import DEFAULT_ENDPOINT
 from crane_iac.state.base import (
     Committed,
+    Fence,
     HistoryEntry,
     LockInfo,
     RunInfo,
@@ -281,12 +282,14 @@ class Workspace:
     def settings(self) -> dict[str, Setting]:
         return self.store.settings(self.name)
 
-    def set_setting(self, key: str, value: Any, *, by: str, why: str, lock_timeout: float = 0.0) -> int:
+    def set_setting(self, key: str, value: Any, *, by: str, why: str, lock_timeout: float = 0.0,
+                    fence: Fence | None = None, memory: Mapping[str, Any] | None = None) -> int:
         """Set (or with None, unset) a durable setting under the stack's lock, journalled with who and why; the
-        stack reads it with ``setting(key, default)``. Returns the new serial."""
+        stack reads it with ``setting(key, default)``. Returns the new serial. ``fence`` and ``memory``: a replicated
+        loop's (``StateStore.set_setting``)."""
         with self.locked(f"setting {key}", lock_timeout=lock_timeout, connect=False, load=False) as run:
             return self.store.set_setting(self.name, key, value, by=by, why=why, expected_serial=run.state.serial,
-                                          run=run.info)
+                                          run=run.info, fence=fence, memory=memory)
 
     def plan(self, options: PlanOptions = PlanOptions()) -> Plan:
         """A plan made without the lock, reading the endpoints without changing them (``crane plan``)."""

@@ -10,7 +10,7 @@ import os
 import pwd
 import socket
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -139,6 +139,8 @@ class StackDump:
     #: oldest first, all of it
     history: list[HistoryEntry]
     settings: dict[str, Setting]
+    #: what its loops keep between periods (``remember``), by key
+    memory: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -162,6 +164,39 @@ class LockInfo:
         except PermissionError:
             return True
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """A leader's claim on a write: the write is refused (``FencedError``, nothing written) unless ``token`` is still
+    the token of the ``role``'s lease of the stack, checked inside the write's transaction."""
+
+    role: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class Leader:
+    """Who holds the lease of a stack's ``role`` (``StateStore.lead``): its token, the run that holds it
+    (``holder_id``, one per process run), who that is, since when, and how many seconds its lease has left by the
+    database's clock (≤ 0: lapsed; the next ``lead`` of another run takes it over)."""
+
+    role: str
+    token: int
+    holder_id: str
+    holder: str
+    host: str
+    pid: int
+    since: str
+    remaining: float
+
+    @property
+    def fence(self) -> Fence:
+        return Fence(self.role, self.token)
+
+    def describe(self) -> str:
+        """``root@web-1 pid 4242 since 2025-06-01T10:00:00+00:00 (token 3)``."""
+        return f"{self.holder} since {self.since} (token {self.token})"
 
 
 def this_process() -> str:
@@ -206,6 +241,9 @@ class StateStore(ABC):
     rows_written: int = 0
     #: where the state lives, with any password masked: fit for messages
     url: str = ""
+    #: whether processes on several machines share the store (a server's database): replicas of a loop stand by on
+    #: it; on a store of one machine's (a SQLite file) a second loop refuses to start
+    shared: bool = False
 
     # reading
 
@@ -281,9 +319,37 @@ class StateStore(ABC):
 
     @abstractmethod
     def set_setting(self, stack: str, key: str, value: Any, *, by: str, why: str,
-                    expected_serial: int | None = None, run: RunInfo | None = None) -> int:
+                    expected_serial: int | None = None, run: RunInfo | None = None, fence: Fence | None = None,
+                    memory: Mapping[str, Any] | None = None) -> int:
         """Set a durable setting to a JSON value (None deletes it); bumps and returns the serial and journals the
-        change as ``setting:<key>`` with who and why."""
+        change as ``setting:<key>`` with who and why. ``fence``: only while it holds (``FencedError`` otherwise);
+        ``memory``: ``remember`` these in the same transaction."""
+
+    # replicated loops: one leads, by a lease with a fencing token; what they keep between periods
+
+    @abstractmethod
+    def lead(self, stack: str, role: str, *, holder_id: str, ttl: float) -> Leader:
+        """Take or renew the lease of ``stack``'s ``role`` for ``ttl`` seconds (by the database's clock) and return
+        its leader: this run (``holder_id``) when it held the lease already (renewed, same token) or the lease had
+        lapsed or was never taken (taken, token + 1); else the run that holds it, untouched. SQLite state, on one
+        machine, also takes over a lease whose holder was a process of this host that is gone."""
+
+    @abstractmethod
+    def leader(self, stack: str, role: str) -> Leader | None:
+        """Who holds or last held the lease of ``stack``'s ``role``; None if nobody ever took it."""
+
+    @abstractmethod
+    def resign(self, stack: str, role: str, *, holder_id: str) -> None:
+        """Let the lease lapse now if ``holder_id`` holds it (a loop that stops: a standby takes over at once)."""
+
+    @abstractmethod
+    def remember(self, stack: str, memory: Mapping[str, Any], *, fence: Fence | None = None) -> None:
+        """Keep JSON values by key for the stack's loops (a key's value replaces the one before), in one
+        transaction; with ``fence``, only while it holds. Not journalled, no serial: a plan never reads them."""
+
+    @abstractmethod
+    def memory(self, stack: str) -> dict[str, Any]:
+        """What ``remember`` kept for the stack, by key."""
 
     # copying between stores
 

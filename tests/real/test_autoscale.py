@@ -25,6 +25,7 @@ import pytest
 from tests.conftest import ProjectDir, free_port
 from tests.real.host import LXC_URI, LxcHost
 from tests.real.test_appdomain import Load
+from tests.state.postgresql_server import PostgresServer
 from tests.waiting import wait_until
 
 PREFIX = "cas-"
@@ -159,6 +160,94 @@ def test_memory_up_scales_out_and_down_scales_in_with_no_failed_request(shop: Pr
     assert plan.code == 0, plan.out + plan.err  # converged: nothing left to do, no orphan
     with urllib.request.urlopen(f"http://{LB}/", timeout=5) as response:
         assert response.status == 200
+
+
+@pytest.fixture
+def on_postgresql(shop: ProjectDir, postgresql_server: PostgresServer) -> Iterator[ProjectDir]:
+    """The shop with its state moved to a database of the session's PostgreSQL (`crane state migrate`), and moved
+    back to its SQLite file after, so the module's domain is destroyed as it was made."""
+    url = postgresql_server.create_database()
+    config = shop.root / "crane.toml"
+    before = config.read_text()
+    moved = shop.crane("state", "migrate", "--to", url)
+    assert moved.code == 0, moved.out + moved.err
+    config.write_text(f'state = "{url}"\n{before}')
+    try:
+        yield shop
+    finally:
+        for suffix in ("", "-wal", "-shm"):
+            (shop.root / ".crane" / f"state.db{suffix}").unlink(missing_ok=True)
+        back = shop.crane("state", "migrate", "--to", f"sqlite:///{shop.root}/.crane/state.db")
+        config.write_text(before)
+        postgresql_server.drop_database(url)
+        assert back.code == 0, back.out + back.err
+
+
+def size_decisions(project: ProjectDir) -> list[tuple[int, str]]:
+    """The autoscaler's writes of the tier's size (`crane autoscale --status`): (serial, line), oldest first."""
+    status = project.crane("autoscale", "--status")
+    assert status.code == 0, status.err
+    return [(int(found[1]), line) for line in status.out.splitlines()
+            if "web.size" in line and (found := re.search(r"serial (\d+)", line))]
+
+
+def start_replica(project: ProjectDir, name: str, failpoint: str = "") -> subprocess.Popen[str]:
+    """One replica of `crane autoscale` (a period a second, a lease of 3 s), logging to ``name``.log; with
+    ``failpoint``, it waits there to be killed (its pid in ``name``.paused)."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("CRANE_FAILPOINT", None)
+    if failpoint:
+        env |= {"CRANE_FAILPOINT": failpoint, "CRANE_FAILPOINT_PAUSE": str(project.root / f"{name}.paused")}
+    with (project.root / f"{name}.log").open("w") as log:
+        return subprocess.Popen([sys.executable, "-m", "crane_iac", "autoscale", "--period", "1", "--lease", "3"],
+                                cwd=project.root, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def test_two_replicas_on_postgresql_the_standby_finishes_the_scale_out_its_leader_died_in(
+        on_postgresql: ProjectDir) -> None:
+    """The leader is SIGKILLed in the middle of the scale-out's apply (its first batch recorded); the standby takes
+    the lease, converges the tier to 3 and later back to 2, with no failed request, and the history has one decision
+    for each action, with its reason."""
+    shop = on_postgresql
+    assert servers(shop) == 2
+    earlier = max((serial for serial, _ in size_decisions(shop)), default=0)
+    log_a, log_b = (lambda: (shop.root / "a.log").read_text()), (lambda: (shop.root / "b.log").read_text())
+    leader = start_replica(shop, "a", "after-commit")
+    standby = None
+    try:
+        wait_for("the first replica leading", lambda: "leading (token" in log_a(), 60, leader)
+        standby = start_replica(shop, "b")
+        with Load(url=f"http://{LB}/") as load:
+            wait_for("the second replica standing by", lambda: "standing by" in log_b(), 60, standby)
+            for i in (1, 2):
+                hold(i, 150)
+            paused = shop.root / "a.paused"
+            wait_for("the leader in the scale-out's apply", paused.exists, 90, leader)
+            os.kill(int(paused.read_text()), signal.SIGKILL)
+            leader.wait(30)
+            wait_for("the standby leading", lambda: re.search(r"leading \(token \d+\)", log_b()), 1 + 3 + 10, standby)
+            wait_for("web-3 in the pool", lambda: "cas-shop-web-3" in load.ok, 120, standby, load)
+            for i in (1, 2):
+                hold(i, 0)
+            wait_for("scale-in to 2", lambda: servers(shop) == 2, 120, standby)
+            wait_for("the end of the scale-in's apply", lambda: re.search(
+                r": (in|hold) to 2 \(.*; applied$", log_b(), re.MULTILINE), 60, standby)
+            load.run_through(10, "after the scale-in")
+    finally:
+        for replica in (leader, standby):
+            if replica is not None and replica.poll() is None:
+                replica.send_signal(signal.SIGTERM)
+                replica.wait(60)
+        print(log_a()[-2000:], log_b()[-3000:] if standby is not None else "", sep="\n")
+    assert load.failed == [], load.failed[:5]
+    assert "Traceback" not in log_a() + log_b()
+    decisions = [line for serial, line in size_decisions(shop) if serial > earlier]
+    assert len(decisions) == 2, decisions  # one scale-out, one scale-in: none lost, none made twice
+    assert "= 3" in decisions[0] and "= 2" in decisions[1], decisions
+    assert "= 3" not in decisions[1] and "scale-out" in decisions[0] and "memory average" in decisions[0]
+    assert "scale-in" in decisions[1], decisions
+    plan = shop.crane("plan", "--detailed-exitcode")
+    assert plan.code == 0, plan.out + plan.err
 
 
 AGENT_PREFIX = "caa-"

@@ -2,9 +2,10 @@
 move with them, so that every state database written before opens. SQLModel's DDL for SQLite and PostgreSQL is pinned
 here (emitted by crane at schema version 4, before the change) with the defaults an INSERT that leaves a column out
 writes; version 5 adds only what the pinned additions below say (history lines name their run, a ``runs`` table),
-version 6 puts the endpoint into the forgotten objects' key, version 7 adds the address pools' tables, and version 8
-a record's endpoint type and settings (``endpoint_config``). A
-database made with the version 4 or 5 DDL migrates in place, keeps every row, plans and takes writes."""
+version 6 puts the endpoint into the forgotten objects' key, version 7 adds the address pools' tables, version 8 a
+record's endpoint type and settings (``endpoint_config``), and version 9 the autoscaler replicas' leases and the
+loops' memory. A database made with the version 4 or 5 DDL migrates in place, keeps every row, plans and takes
+writes."""
 
 from __future__ import annotations
 
@@ -265,6 +266,36 @@ SQLITE_V8_DDL = version_8(SQLITE_V7_DDL)
 POSTGRESQL_V8_DDL = version_8(POSTGRESQL_V7_DDL)
 
 
+def version_9(v8_ddl: str, key: str) -> str:
+    """Version 8's DDL with version 9's tables: the autoscaler replicas' leases and the loops' memory."""
+    return v8_ddl + f""";
+CREATE TABLE leaders (
+    stack VARCHAR NOT NULL,
+    role VARCHAR NOT NULL,
+    token INTEGER NOT NULL,
+    holder_id VARCHAR NOT NULL,
+    holder VARCHAR NOT NULL,
+    host VARCHAR NOT NULL,
+    pid INTEGER NOT NULL,
+    since VARCHAR NOT NULL,
+    expires_at FLOAT NOT NULL,
+    PRIMARY KEY (stack, role)
+);
+CREATE TABLE memory (
+    stack VARCHAR NOT NULL,
+    {key} VARCHAR NOT NULL,
+    value VARCHAR NOT NULL,
+    token INTEGER NOT NULL,
+    at VARCHAR NOT NULL,
+    PRIMARY KEY (stack, {key})
+)
+"""
+
+
+SQLITE_V9_DDL = version_9(SQLITE_V8_DDL, '"key"')
+POSTGRESQL_V9_DDL = version_9(POSTGRESQL_V8_DDL, "key")
+
+
 #: table.column → the value an INSERT that leaves the column out writes (SQLModel's field defaults)
 DEFAULTS = {
     "stacks.serial": 0, "stacks.outputs": "{}",
@@ -292,8 +323,8 @@ def emitted(dialect: sqlalchemy.engine.Dialect) -> str:
     return ";".join(statements)
 
 
-@pytest.mark.parametrize(("dialect", "pinned"), [(sqlite.dialect(), SQLITE_V8_DDL),
-                                                  (postgresql.dialect(), POSTGRESQL_V8_DDL)],
+@pytest.mark.parametrize(("dialect", "pinned"), [(sqlite.dialect(), SQLITE_V9_DDL),
+                                                  (postgresql.dialect(), POSTGRESQL_V9_DDL)],
                          ids=["sqlite", "postgresql"])
 def test_core_emits_the_ddl_sqlmodel_did(dialect: sqlalchemy.engine.Dialect, pinned: str) -> None:
     assert normal(emitted(dialect)) == normal(pinned)
@@ -388,14 +419,17 @@ def test_a_database_with_the_version_4_schema_migrates_and_works(state_url: str)
         assert store.history("demo")[-1].run == run
     finally:
         store.close()
-    # the migrations only added: the history's run column, the runs table, the address pools' tables, and the
-    # records' endpoint_config
+    # the migrations only added: the history's run column, the runs table, the address pools' tables, the
+    # records' endpoint_config, and the replicas' leases and memory
     added = {"history": ["run"], "resources": ["endpoint_config"]}
     assert columns(state_url) == {**{t: [*c, *added.get(t, [])] for t, c in old.items()},
                                   "runs": ["stack", "id", "who", "operation", "started_at"],
                                   "ip_pools": ["name", "family", "network", "reserved", "subnet_prefixlen", "parent",
                                                "declared_by", "at"],
-                                  "ip_leases": ["pool", "value", "stack", "address", "slot", "state", "at"]}
+                                  "ip_leases": ["pool", "value", "stack", "address", "slot", "state", "at"],
+                                  "leaders": ["stack", "role", "token", "holder_id", "holder", "host", "pid", "since",
+                                              "expires_at"],
+                                  "memory": ["stack", "key", "value", "token", "at"]}
 
 
 #: rows as crane at schema version 5 wrote them: a tombstone of `crane state rm` among them
@@ -417,14 +451,14 @@ def test_a_database_with_the_version_5_schema_migrates_and_works(state_url: str)
     """Version 6 keys the forgotten objects on the endpoint: the tombstone a version 5 database holds stays, the
     catalog becomes exactly a new database's, and the same name can then be forgotten on a second endpoint."""
     sqlite_url = state_url.startswith("sqlite")
-    run_script(state_url, SQLITE_V8_DDL if sqlite_url else POSTGRESQL_V8_DDL)
-    current = describe(state_url)  # what a database made at version 8 looks like
+    run_script(state_url, SQLITE_V9_DDL if sqlite_url else POSTGRESQL_V9_DDL)
+    current = describe(state_url)  # what a database made at version 9 looks like
     run_script(state_url, ";".join(f"DROP TABLE {name}" for name in SCHEMA.tables))
     run_script(state_url, SQLITE_V5_DDL if sqlite_url else POSTGRESQL_V5_DDL)
     run_script(state_url, V5_ROWS)
     store = open_store(state_url)
     try:
-        assert store.schema_version() == SCHEMA_VERSION == 8
+        assert store.schema_version() == SCHEMA_VERSION == 9
         assert store.read("demo").resources["network.lan"].endpoint_config == ""  # recorded before version 8
         (kept,) = store.read("demo").forgotten
         assert kept == Recorded("volume.data", "volume", "data", {"capacity_gib": 4}, endpoint="host-a")
@@ -442,11 +476,42 @@ def test_a_database_with_the_version_5_schema_migrates_and_works(state_url: str)
 
 
 def test_a_new_database_gets_the_current_schema(state_url: str) -> None:
-    run_script(state_url, SQLITE_V8_DDL if state_url.startswith("sqlite") else POSTGRESQL_V8_DDL)
+    run_script(state_url, SQLITE_V9_DDL if state_url.startswith("sqlite") else POSTGRESQL_V9_DDL)
     old = describe(state_url)
     run_script(state_url, ";".join(f"DROP TABLE {name}" for name in SCHEMA.tables))
     open_store(state_url).close()
     assert describe(state_url) == old and len(old) >= len(SCHEMA.tables)
+
+
+#: rows as crane at schema version 8 wrote them: an autoscaled tier's size
+V8_ROWS = """
+INSERT INTO crane_meta VALUES ('schema_version', '8');
+INSERT INTO stacks VALUES ('shop', 2, '6c1e0a3e-1d4b-4f53-9a43-6c1b9b2f0c11', '{}');
+INSERT INTO settings VALUES ('shop', 'appdomain.shop/web.size', '3', 'autoscaler', 'scale-out: memory',
+                             '2025-06-01T00:00:00+00:00', 2);
+"""
+
+
+def test_a_database_with_the_version_8_schema_gains_the_replicas_tables(state_url: str) -> None:
+    """Version 9 adds the leases of the autoscaler's replicas and the loops' memory: a version 8 database keeps its
+    settings, gets the tables as a new database has them, and a loop leads on it and remembers."""
+    sqlite_url = state_url.startswith("sqlite")
+    run_script(state_url, SQLITE_V9_DDL if sqlite_url else POSTGRESQL_V9_DDL)
+    current = describe(state_url)
+    run_script(state_url, ";".join(f"DROP TABLE {name}" for name in SCHEMA.tables))
+    run_script(state_url, SQLITE_V8_DDL if sqlite_url else POSTGRESQL_V8_DDL)
+    run_script(state_url, V8_ROWS)
+    store = open_store(state_url)
+    try:
+        assert store.schema_version() == 9 and store.settings("shop")["appdomain.shop/web.size"].value == 3
+        assert store.memory("shop") == {} and store.leader("shop", "autoscale") is None
+        fence = store.lead("shop", "autoscale", holder_id="a", ttl=30).fence
+        assert store.set_setting("shop", "appdomain.shop/web.size", 4, by="autoscaler", why="scale-out",
+                                 fence=fence, memory={"appdomain.shop/web.size": {"history": {}}}) == 3
+        assert store.memory("shop") == {"appdomain.shop/web.size": {"history": {}}}
+    finally:
+        store.close()
+    assert describe(state_url) == current
 
 
 def test_a_state_db_written_before_plans_as_a_no_op(project: ProjectDir) -> None:

@@ -17,6 +17,7 @@ from crane_iac.state.sql.schema import (
     FORGOTTEN,
     HISTORY,
     INTENTS,
+    MEMORY,
     RESOURCES,
     RUNS,
     SETTINGS,
@@ -44,8 +45,10 @@ def export_stack(conn: Connection, stack: str) -> StackDump:
     history = [history_entry(r) for r in conn.execute(
         JOURNAL.where(HISTORY.c.stack == stack).order_by(HISTORY.c.id))]
     settings = read_settings(conn, stack)
+    memory = {r.key: json.loads(r.value) for r in conn.execute(select(MEMORY).where(MEMORY.c.stack == stack)
+                                                                .order_by(MEMORY.c.key))}
     serial, lineage, outputs = (head.serial, head.lineage, json.loads(head.outputs)) if head else (0, "", {})
-    return StackDump(stack, serial, lineage, outputs, resources, intents, forgotten, history, settings)
+    return StackDump(stack, serial, lineage, outputs, resources, intents, forgotten, history, settings, memory)
 
 
 def stacks_present(conn: Connection, names: Sequence[str]) -> list[str]:
@@ -82,6 +85,9 @@ def import_stack(conn: Connection, d: StackDump) -> int:
                    for h in d.history]),
         (SETTINGS, [{"stack": stack, "key": k, "value": dumps(s.value), "who": s.by, "why": s.why, "at": s.at,
                      "serial": s.serial} for k, s in d.settings.items()]),
+        # the token is the old store's lease's, which stays behind: none here
+        (MEMORY, [{"stack": stack, "key": k, "value": dumps(v), "token": 0, "at": now()}
+                  for k, v in d.memory.items()]),
     ]
     for table, rows in batches:
         for start in range(0, len(rows), 5000):

@@ -76,6 +76,9 @@ def _v8_endpoint_configs(conn: Connection) -> None:
     conn.execute(text("DROP TABLE resources_v7"))
 
 
+# Version 9 (the ``leaders`` and ``memory`` tables, for the autoscaler's replicas) only adds tables: create_all
+# makes them, so it has no step.
+
 #: version → step that brings a database from the version before it.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_lock_ids, 3: _v3_settings_and_authors,
                                                       4: _v4_intent_endpoints, 5: _v5_runs,

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, Column, Integer, MetaData, String, Table, UniqueConstraint
+from sqlalchemy import Boolean, Column, Float, Integer, MetaData, String, Table, UniqueConstraint
 
 from crane_iac.objects import DEFAULT_ENDPOINT
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 #: every table of the state database; ``create_all`` makes those a database lacks
@@ -70,10 +70,21 @@ IP_POOLS = Table("ip_pools", SCHEMA, _text("name", primary_key=True), _int("fami
 IP_LEASES = Table("ip_leases", SCHEMA, _text("pool", primary_key=True), _text("value", primary_key=True),
                   _text("stack", index=True), _text("address"), _text("slot"), _text("state", default="planned"),
                   _text("at"), UniqueConstraint("pool", "stack", "address", "slot", name="ip_leases_holder"))
-#: the tables that hold a stack's state (locks are not state)
+#: who leads a stack's replicated loop (``role``: the autoscaler's) and until when: a lease, renewed by its holder,
+#: that lapses at ``expires_at`` (seconds since the epoch by the database's clock). ``token`` grows by one each time
+#: the lease changes hands: it fences the leader's writes (a write carrying a lower token is refused). Not state: a
+#: migration to another store leaves it behind, as it does the locks (schema 9)
+LEADERS = Table("leaders", SCHEMA, _text("stack", primary_key=True), _text("role", primary_key=True),
+                _int("token"), _text("holder_id"), _text("holder"), _text("host"), _int("pid"), _text("since"),
+                Column("expires_at", Float(), nullable=False))
+#: what a loop keeps between its periods (the autoscaler's decision History of a tier), by key, as JSON, with the
+#: leader's token that wrote it: a loop restarted or taken over carries on from it (schema 9)
+MEMORY = Table("memory", SCHEMA, _text("stack", primary_key=True), _text("key", primary_key=True), _text("value"),
+               _int("token"), _text("at"))
+#: the tables that hold a stack's state (locks and leaders are not state)
 STATE_TABLES = {STACKS: STACKS.c.name, RESOURCES: RESOURCES.c.stack, INTENTS: INTENTS.c.stack,
                 HISTORY: HISTORY.c.stack, FORGOTTEN: FORGOTTEN.c.stack, SETTINGS: SETTINGS.c.stack,
-                RUNS: RUNS.c.stack}
+                RUNS: RUNS.c.stack, MEMORY: MEMORY.c.stack}
 
 
 def now() -> str:

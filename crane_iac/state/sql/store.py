@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from sys import intern
 from typing import Any, Concatenate, ParamSpec, TypeVar
@@ -31,8 +31,10 @@ from crane_iac.ipam.pools import Holder, Lease, LeaseRecord, PoolRecord, PoolSpe
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, Recorded
 from crane_iac.state.base import (
     Committed,
+    Fence,
     HistoryEntry,
     Intent,
+    Leader,
     LockInfo,
     RunInfo,
     Setting,
@@ -42,7 +44,7 @@ from crane_iac.state.base import (
     StateStore,
     mask_url,
 )
-from crane_iac.state.sql import dump, leases, writes
+from crane_iac.state.sql import dump, leaders, leases, writes
 from crane_iac.state.sql.dialects import password_of, prepare_file, sqlite_begin, sqlite_connect
 from crane_iac.state.sql.locks import AdvisoryLocks, RowLocks, advisory_key
 from crane_iac.state.sql.migrations import migrate, stored_version
@@ -117,6 +119,7 @@ class SqlStateStore(StateStore):
             # read() and export_stack() see one serial: their queries share a snapshot
             self._reader = self.engine.execution_options(isolation_level="REPEATABLE READ")
             self._locks = AdvisoryLocks(self)
+            self.shared = True
         else:
             raise StateError(f"{self.url}: the SQL state store serves sqlite and postgresql, not {self.dialect!r}")
         try:
@@ -283,12 +286,42 @@ class SqlStateStore(StateStore):
 
     @_db_errors
     def set_setting(self, stack: str, key: str, value: Any, *, by: str, why: str,
-                    expected_serial: int | None = None, run: RunInfo | None = None) -> int:
+                    expected_serial: int | None = None, run: RunInfo | None = None, fence: Fence | None = None,
+                    memory: Mapping[str, Any] | None = None) -> int:
         with self.writing() as conn:
             written = writes.set_setting(conn, self.dialect, stack, key, value, by=by, why=why,
-                                         expected_serial=expected_serial, run=run)
-        self.rows_written += written.rows
+                                         expected_serial=expected_serial, run=run, fence=fence, memory=memory)
+        self.rows_written += written.rows + len(memory or ())
         return written.serial
+
+    # replicated loops (``leaders``)
+
+    @_db_errors
+    def lead(self, stack: str, role: str, *, holder_id: str, ttl: float) -> Leader:
+        with self.writing() as conn:
+            return leaders.lead(conn, self.dialect, stack, role, holder_id, ttl)
+
+    @_db_errors
+    def leader(self, stack: str, role: str) -> Leader | None:
+        with self.engine.connect() as conn:
+            return leaders.leader(conn, stack, role)
+
+    @_db_errors
+    def resign(self, stack: str, role: str, *, holder_id: str) -> None:
+        with self.writing() as conn:
+            leaders.resign(conn, stack, role, holder_id)
+
+    @_db_errors
+    def remember(self, stack: str, memory: Mapping[str, Any], *, fence: Fence | None = None) -> None:
+        with self.writing() as conn:
+            if fence is not None:
+                leaders.check(conn, stack, fence)
+            leaders.remember(conn, stack, memory, fence.token if fence is not None else 0)
+
+    @_db_errors
+    def memory(self, stack: str) -> dict[str, Any]:
+        with self.engine.connect() as conn:
+            return leaders.memory(conn, stack)
 
     # address pools
 

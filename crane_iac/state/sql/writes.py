@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
 from sqlalchemy import Connection, delete, insert, or_, select
 
 from crane_iac.errors import StaleStateError, StateError
 from crane_iac.ipam.pools import Lease
-from crane_iac.state.base import Committed, Intent, RunInfo
-from crane_iac.state.sql import leases
+from crane_iac.state.base import Committed, Fence, Intent, RunInfo
+from crane_iac.state.sql import leaders, leases
 from crane_iac.state.sql.dialects import dialect_insert
 from crane_iac.state.sql.schema import FORGOTTEN, HISTORY, INTENTS, RESOURCES, RUNS, SETTINGS, STACKS, now
 
@@ -206,12 +206,18 @@ def move(conn: Connection, dialect: str, stack: str, moves: list[tuple[str, str]
 
 
 def set_setting(conn: Connection, dialect: str, stack: str, key: str, value: Any, *, by: str, why: str,
-                expected_serial: int | None, run: RunInfo | None) -> Written:
-    """Set (or, with None, clear) a stack setting, journalled with who set it and why."""
+                expected_serial: int | None, run: RunInfo | None, fence: Fence | None = None,
+                memory: Mapping[str, Any] | None = None) -> Written:
+    """Set (or, with None, clear) a stack setting, journalled with who set it and why; with ``fence``, only while
+    its lease holds (checked first: a deposed leader writes nothing), and ``memory`` kept with it."""
     try:
         encoded = None if value is None else json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise StateError(f"setting {key!r} of stack {stack!r}: {exc}; a setting is a JSON value") from None
+    if fence is not None:
+        leaders.check(conn, stack, fence)
+    if memory:
+        leaders.remember(conn, stack, memory, fence.token if fence is not None else 0)
     at = now()
     serial, _ = bump(conn, dialect, stack, expected_serial=expected_serial)
     run_id = note_run(conn, dialect, stack, run)
