@@ -99,12 +99,14 @@ class Autoscaler:
     _decided: dict[str, TierMemory] = field(default_factory=dict, init=False, repr=False)
 
     def period(self) -> list[TierReport]:
-        now = self.clock()
         loaded, state = self.workspace.load_with_state()
         kept = self.workspace.store.memory(self.workspace.name) if loaded.tiers else {}
         reports: list[TierReport] = []
         if loaded.tiers:
             with self.workspace.endpoints(mutating=False) as (endpoints, _, _):
+                # the period's time once the stack is loaded and the endpoints connected (seconds on a busy
+                # machine): a sample an agent takes in between is not "stamped in the future" (late) against it
+                now = self.clock()
                 for tier in loaded.tiers:
                     report = TierReport(tier.address)
                     try:

@@ -207,3 +207,27 @@ def test_a_decision_on_a_clamped_size_is_written_and_not_clamped_back(tmp_path: 
     assert report.decision is not None and report.decision.size > 1, report
     setting = Workspace.open(root).settings()["appdomain.shop/web.size"]
     assert setting.value == report.decision.size and "scale-out" in setting.why, setting
+
+
+def test_a_sample_taken_while_the_period_loads_the_stack_is_fresh_not_late(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The period's time is taken once the stack is loaded and the endpoints are connected: on a busy machine that
+    takes seconds, and a sample an agent took meanwhile is not stamped in the future against it."""
+    root = project(tmp_path, STACK.format(max=6))
+    apply(Workspace.open(root))
+    clock = [1000.0]
+    ws = Workspace.open(root)
+    load = ws.load_with_state
+
+    def slow_load() -> object:
+        loaded = load()
+        clock[0] += 5.0  # the stack took five seconds to load
+        return loaded
+
+    monkeypatch.setattr(ws, "load_with_state", slow_load)
+    (root / ".crane" / "simulated-metrics.json").write_text(json.dumps({"shop-web-1": [0.95, 1004.0],
+                                                                        "shop-web-2": [0.9, 1004.5]}))
+    report = Autoscaler(ws, log=lambda _line: None, clock=lambda: clock[0]).period()[0]
+    assert report.decision is not None, report.error
+    assert report.decision.reading.late == 0 and report.decision.reading.fresh == 2, report.decision.reason
+    assert report.decision.size == 3 and report.converged
