@@ -42,6 +42,14 @@ CONTAINER_XML = """<domain type='lxc'>
 VOLUMES = {"/pools/default/root.qcow2": "default/root", "/pools/data/site": "data/site"}
 
 
+def listed_once(cache: Path, *xmls: str) -> None:
+    """A listing of ``xmls`` that keeps what it parsed in ``cache``."""
+    first = ParsedDomains(cache)
+    for xml in xmls:
+        first.facts(xml)
+    first.save()
+
+
 def parsed_directly(xml: str, *, running: bool = True) -> dict[str, Any]:
     root = ET.fromstring(xml)
     parse = lx.parse_container if lx.is_container(root) else lx.parse_domain
@@ -68,9 +76,7 @@ def test_remembered_facts_are_what_a_parse_gives(tmp_path: Path) -> None:
 
 def test_changed_xml_is_parsed_again_and_a_new_runtime_id_is_not_a_change(tmp_path: Path) -> None:
     cache = tmp_path / "domains.cache"
-    first = ParsedDomains(cache)
-    first.facts(VM_XML.format(id=1, memory=262144))
-    first.save()
+    listed_once(cache, VM_XML.format(id=1, memory=262144))
     again = ParsedDomains(cache)
     renumbered = again.facts(VM_XML.format(id=77, memory=262144))
     changed = again.facts(VM_XML.format(id=1, memory=524288))
@@ -81,9 +87,7 @@ def test_changed_xml_is_parsed_again_and_a_new_runtime_id_is_not_a_change(tmp_pa
 def test_each_use_is_its_own_copy(tmp_path: Path) -> None:
     cache = tmp_path / "domains.cache"
     xml = VM_XML.format(id=1, memory=262144)
-    first = ParsedDomains(cache)
-    first.facts(xml)
-    first.save()
+    listed_once(cache, xml)
     again = ParsedDomains(cache)
     one = again.facts(xml)
     one.props["nics"][0]["ipv4"] = "10.0.0.9"  # what the read adds to a NIC it knows more of
@@ -96,9 +100,7 @@ def test_each_use_is_its_own_copy(tmp_path: Path) -> None:
 def test_a_file_from_another_parser_or_damaged_is_ignored_and_rewritten(tmp_path: Path) -> None:
     cache = tmp_path / "domains.cache"
     xml = VM_XML.format(id=1, memory=262144)
-    first = ParsedDomains(cache)
-    first.facts(xml)
-    first.save()
+    listed_once(cache, xml)
     header, _, body = cache.read_text().partition("\n")
     key = body.partition("\t")[0]
     for text in (f"another-parser\n{body}", f"{header}\n{key}\t[not json\n", "\x00\xff", ""):
@@ -114,10 +116,7 @@ def test_a_file_from_another_parser_or_damaged_is_ignored_and_rewritten(tmp_path
 
 def test_only_the_domains_listed_last_are_kept(tmp_path: Path) -> None:
     cache = tmp_path / "domains.cache"
-    first = ParsedDomains(cache)
-    first.facts(VM_XML.format(id=1, memory=262144))
-    first.facts(CONTAINER_XML)
-    first.save()
+    listed_once(cache, VM_XML.format(id=1, memory=262144), CONTAINER_XML)
     second = ParsedDomains(cache)
     second.facts(CONTAINER_XML)
     second.save()  # one domain gone: written without it
