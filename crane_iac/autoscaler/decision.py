@@ -108,6 +108,7 @@ class Rule(StrEnum):
     NO_SAMPLES = "no-samples"
     SCALE_OUT = "scale-out"
     PREDICTED = "scale-out-predicted"
+    HOT = "scale-out-hot"
     AT_MAX = "at-max"
     UNCONFIRMED = "unconfirmed"
     TOO_FEW_SAMPLES = "too-few-samples"
@@ -184,25 +185,37 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
     early, trim, pct = policy.upper * (1 - tol), aim * (1 - tol), _percent(tol)
     rise = trend.slope * policy.warmup if trend is not None and trend.slope > 0 else 0.0
     projected = trend.level + rise if trend is not None else average
-    if average > policy.upper or (trend is not None and projected > early):
-        if average > policy.upper or trend is None:
-            rule, above = Rule.SCALE_OUT, f"{seen} is above upper {policy.upper:.2f}"
+    hottest, line = reading.hottest, policy.out_line
+    if hottest is not None and hottest > policy.hot_line and not reading.warming:
+        hot = f"{seen}, one of them at {hottest:.2f}, above hot {policy.hot_line:.2f}"
+        if size >= max:
+            return size, Rule.AT_MAX, f"{hot}, but size {size} is max: hold"
+        wanted = math.ceil(size * hottest / policy.upper - 1e-9)
+        most = policy.most_added(size)
+        target = _bounded(wanted, size + policy.step, size + most, max)
+        return target, Rule.HOT, (f"{hot}: scale out {size} → {target} (ceil({size} × {hottest:.2f} / upper "
+                                  f"{policy.upper:.2f}) = {wanted}; step {policy.step}, at most +{most}, max {max})")
+    if average > line or (trend is not None and projected > early):
+        if average > line or trend is None:
+            rule, above = Rule.SCALE_OUT, (f"{seen} is above {line:.2f} (target {aim:.2f} plus {pct})"
+                                           if line < policy.upper else f"{seen} is above upper {policy.upper:.2f}")
         else:
             rule, above = Rule.PREDICTED, (f"{seen}; its trend over {trend.points} periods projects "
                                            f"{projected:.2f} in {policy.warmup:g} s, above {early:.2f} "
                                            f"(upper {policy.upper:.2f} less {pct})")
         if size >= max:
             return size, Rule.AT_MAX, f"{above}, but size {size} is max: hold"
-        idle = (projected if projected > average else average) * reading.fresh / size
+        idle = ((projected if projected > average else average) * reading.fresh + reading.unfresh_load) / size
         again = aim * (1 + tol)
         if idle <= again:
             return size, Rule.UNCONFIRMED, (f"{above}, but not with the {_servers(unread)} without a fresh sample "
-                                            f"counted idle ({idle:.2f}, not above {again:.2f}: target {aim:.2f} "
-                                            f"plus {pct}): hold")
+                                            f"counted at their last value or idle ({idle:.2f}, not above "
+                                            f"{again:.2f}: target {aim:.2f} plus {pct}): hold")
         wanted = math.ceil(size * idle / aim - 1e-9)
-        target = _bounded(wanted, size + policy.step, size + policy.max_step, max)
+        most = policy.most_added(size)
+        target = _bounded(wanted, size + policy.step, size + most, max)
         return target, rule, (f"{above}: scale out {size} → {target} (ceil({size} × {idle:.2f} / target "
-                              f"{aim:.2f}) = {wanted}; step {policy.step}, max_step {policy.max_step}, max {max})")
+                              f"{aim:.2f}) = {wanted}; step {policy.step}, at most +{most}, max {max})")
     below = average < policy.lower
     within = f"{seen} is within [lower {policy.lower:.2f}, upper {policy.upper:.2f}]"
     trims = policy.scale_in_to_target and average < trim
@@ -280,7 +293,7 @@ def _hold_back(policy: ScalingPolicy, size: int, now: float, history: History,
     if covered < policy.stabilisation:
         return Rule.STABILISING, (f"{why}; but the history covers only {_tenths(covered)} s of stabilisation "
                                   f"{policy.stabilisation:g} s: hold"), size
-    return rule, f"{why} and low for {policy.stabilisation:g} s: scale in {size} → {size - 1}", size - 1
+    return rule, f"{why} and low for {policy.stabilisation:g} s: scale in {size} → {highest}", highest
 
 
 def _window(kept: tuple[tuple[float, int], ...], now: float, recommendation: int,

@@ -54,7 +54,7 @@ class ScalingPolicy(BaseModel):
     upper: float = Field(default=0.8, gt=0, le=1)
     lower: float = Field(default=0.4, ge=0, lt=1)
     step: int = Field(default=1, ge=1)
-    max_step: int = Field(default=4, ge=1)
+    max_step: int | None = Field(default=None, ge=1)
     cooldown: float = Field(default=300.0, ge=0)
     stabilisation: float = Field(default=300.0, ge=0)
     warmup: float = Field(default=60.0, ge=0)
@@ -64,8 +64,9 @@ class ScalingPolicy(BaseModel):
     target: float | None = Field(default=None, gt=0, lt=1)
     tolerance: float = Field(default=0.1, ge=0, lt=1)
     trend: float = Field(default=300.0, ge=0)
-    scale_in_cooldown: float = Field(default=60.0, ge=0)
+    scale_in_cooldown: float = Field(default=300.0, ge=0)
     scale_in_to_target: bool = True
+    hot: float | None = Field(default=None, gt=0)
     source: Literal["agent", "provider"] = "agent"
     agent_port: int = Field(default=9465, ge=1, le=65535)
     pull_after: float = Field(default=10.0, gt=0)
@@ -87,7 +88,10 @@ class ScalingPolicy(BaseModel):
         if self.target is not None and not self.lower < self.target < self.upper:
             problems.append(f"target ({self.target:g}) must be between lower ({self.lower:g}) and upper "
                             f"({self.upper:g})")
-        if self.max_step < self.step:
+        if self.hot is not None and self.hot <= self.upper:
+            problems.append(f"hot ({self.hot:g}) must be above upper ({self.upper:g}): a server above it is hotter "
+                            "than the tier's SLO line")
+        if self.max_step is not None and self.max_step < self.step:
             problems.append(f"max_step ({self.max_step}) must be at least step ({self.step})")
         if self.signal == "sessions" and self.capacity is None:
             problems.append("signal 'sessions' needs capacity: the sessions per second one web server carries")
@@ -102,6 +106,25 @@ class ScalingPolicy(BaseModel):
     def sizing(self) -> float:
         """The average a scale-out sizes the tier to: ``target``, or midway between lower and upper."""
         return self.target if self.target is not None else (self.lower + self.upper) / 2
+
+    def most_added(self, size: int) -> int:
+        """The most servers one scale-out adds to a tier of ``size``: ``max_step``, or as the HPA (at most double
+        the tier, at least 4) when it is not set."""
+        if self.max_step is not None:
+            return self.max_step
+        return size if size > 4 else 4
+
+    @property
+    def out_line(self) -> float:
+        """The average above which the tier scales out: ``target`` plus ``tolerance`` (the HPA's line), at most
+        ``upper``."""
+        line = self.sizing * (1 + self.tolerance)
+        return line if line < self.upper else self.upper
+
+    @property
+    def hot_line(self) -> float:
+        """The reading above which one server scales the tier out: ``hot``, or midway between upper and 1."""
+        return self.hot if self.hot is not None else (self.upper + 1) / 2
 
     @property
     def reads_agents(self) -> bool:
