@@ -2,11 +2,12 @@
 
 The signal is a utilisation in [0, 1] per web server: memory (the default) or CPU as the server reports it, or
 HAProxy's session rate per server divided by ``capacity`` (sessions per second one server carries). ``upper`` is the
-line the tier's average must stay under (the SLO line): the tier scales out above it, or before it when its trend
-says it will be within ``tolerance`` of it by the time a new server counts; a scale-out sizes the tier to ``target``.
-The tier scales in below ``lower``, and from within [lower, upper] while it is larger than ``target`` needs; the
-rules are crane_iac.autoscaler.decision's. Problems are reported all at once, in crane's words (``lower (0.8) must be
-below upper (0.6)``), as a ``DiagnosticsError``.
+line the tier's average must stay under (the SLO line): the tier scales out before it, once its average is above
+``target`` plus ``tolerance`` (``out_line``, at most upper), when its trend says it will be within ``tolerance`` of
+upper by the time a new server counts, or when one server is above ``hot``; a scale-out sizes the tier to
+``target``. The tier scales in below ``lower``, and from within [lower, upper] while it is larger than ``target``
+needs; the rules are crane_iac.autoscaler.decision's. Problems are reported all at once, in crane's words
+(``lower (0.8) must be below upper (0.6)``), as a ``DiagnosticsError``.
 """
 
 from __future__ import annotations
@@ -33,11 +34,17 @@ class ScalingPolicy(BaseModel):
     sample before the tier may scale in (at least one sample, always); with fewer it never scales in. ``target``
     (default: midway between lower and upper) is the average a scale-out sizes the tier to, and the one a tier
     larger than its load needs is brought back to. ``tolerance`` is how near a line counts as on it, as the HPA's:
-    the trend's early scale-out fires within it of ``upper``, a tier whose new servers are still warming scales out
-    again only beyond it above ``target``, and a scale-in from within the band needs the tier to stay beyond it
-    below ``target``. ``trend`` is how many seconds of readings the trend is fitted over (0: no early scale-out).
-    ``cooldown`` follows a scale-out, ``scale_in_cooldown`` a scale-in. ``scale_in_to_target=False`` keeps the
-    tier from scaling in above ``lower`` (the issue's two-threshold rule; a spike's servers may then stay).
+    the tier scales out once its average is beyond it above ``target`` (``out_line``: target × (1 + tolerance), at
+    most ``upper``; 0.66 with the defaults), the trend's early scale-out fires within it of ``upper``, a tier whose
+    new servers are still warming scales out again only beyond it above ``target``, and a scale-in from within the
+    band needs the tier to stay beyond it below ``target``. ``trend`` is how many seconds of readings the trend is
+    fitted over (0: no early scale-out). ``hot`` (default: midway between upper and 1, ``hot_line``; set, it must be
+    above upper) is the reading above which one warmed-up server scales the tier out on its own, to
+    ceil(N × its reading / upper). A scale-out adds at least ``step`` servers and at most ``max_step``; without
+    ``max_step`` (the default) at most as many as the tier has, but at least 4, as the HPA (``most_added``).
+    ``cooldown`` (300 s) follows a scale-out, ``scale_in_cooldown`` (300 s) a scale-in; a scale-in goes to the
+    highest size the last ``stabilisation`` seconds asked for, in one action. ``scale_in_to_target=False`` keeps
+    the tier from scaling in above ``lower`` (the issue's two-threshold rule; a spike's servers may then stay).
 
     ``source`` says where memory and CPU come from (the session rate always comes from HAProxy): ``"agent"`` (the
     default), crane's agent on each web server (listening on ``agent_port``), which pushes to the autoscaler (on

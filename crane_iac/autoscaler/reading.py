@@ -7,9 +7,12 @@ Readings. A host that started less than ``warmup`` ago is *warming up* and left 
 sample is *fresh* (taken within ``stale_after`` of now), *stale* (older, or older than the host itself: a replaced
 host's predecessor), *late* (stamped more than ``SKEW`` seconds after now: a clock running ahead, or a sample of a
 period after the one being decided; never trusted, so the host counts as unread) or *missing* (none, or a value
-that is not a number ≥ 0). The tier's average is over its fresh samples. A host without a fresh sample (warming,
-stale, late, missing) counts *against* a change, as in the HPA: idle (0) when checking a scale-out, full (1) when
-checking a scale-in; both the fresh average and this pessimistic one must cross a line to act.
+that is not a number ≥ 0). The tier's average is over its fresh samples, and ``hottest`` is the highest of them.
+A host without a fresh sample (warming, stale, late, missing) counts *against* a scale-in, as in the HPA: full (1)
+when checking one. When checking a scale-out, a stale or late host counts at its newest value (``unfresh_load``,
+their sum: a slow or skewed reporter is still serving), while a warming host, a missing one, and a stale one whose
+sample is its predecessor's or not a number ≥ 0 count idle (0). Both the fresh average and this pessimistic one
+must cross a line to act.
 
 The trend. History keeps each period's fresh average with the number of warmed-up hosts it was taken over. A
 least-squares line through this period's and the earlier ones of the last ``trend`` seconds taken over as many
