@@ -10,22 +10,29 @@ pessimistic one) and the *trend* line through recent periods are ``reading``'s; 
 ``Reading``, ``Trend``, ``SKEW``, ``MIN_POINTS``) are importable from here too. The rules below apply to them.
 
 Lines (``tol`` = ``tolerance``, 10 % by default as the HPA's; ``target`` = the policy's ``sizing``, by default
-midway between lower and upper): ``upper``; *early* = upper × (1 − tol); *again* = target × (1 + tol); ``target``;
-*trim* = target × (1 − tol); ``lower``.
+midway between lower and upper): *hot* = ``hot``, by default midway between upper and 1 (0.9 for upper 0.8);
+``upper``; *early* = upper × (1 − tol); *out* = target × (1 + tol), at most upper (``out_line``: 0.66 for upper 0.8,
+lower 0.4); *again* = target × (1 + tol); ``target``; *trim* = target × (1 − tol); ``lower``. A scale-out adds at
+least ``step`` servers and at most ``most_added(N)``: ``max_step`` when set, else as the HPA, N (double the tier) but
+at least 4; and never goes past ``max``.
 
 Rules, in this order (``Rule``; "above" and "below" are strict):
   clamped             size outside [min, max] (the user moved the range): moved into it, before anything else
   converging          the tier has not as many hosts as its size (an apply is on its way): hold
   no-samples          no fresh sample: hold
-  scale-out           above ``upper``: to ceil(N × load / target) servers, load the average (or the projection if
-                      higher) with unread hosts at 0; at least N + ``step``, at most N + ``max_step`` and ``max``.
-                      No cooldown
-  scale-out-predicted not above upper, but the projection is above *early*: the same scale-out
-  at-max              either scale-out at ``max``: hold
-  unconfirmed         a scale-out whose load with unread hosts at 0 is not above *again*: the new hosts warming up
-                      count idle, so a load a scale-out already sized for does not scale the tier out twice, and a
-                      few high fresh samples scale out only if they carry the unread hosts; or a reading below
-                      ``lower`` whose pessimistic average is not below it: hold (too few low samples never scale in)
+  scale-out-hot       no host warming up, and the hottest fresh reading above *hot*: to ceil(N × hottest / upper)
+                      servers, whatever the average (so that server's share would be under upper), bounded as every
+                      scale-out. No cooldown, no unread-hosts check
+  scale-out           the average above *out*: to ceil(N × load / target) servers, load the average (or the
+                      projection if higher) over the fresh hosts plus, over the others, a stale or late host's newest
+                      value and 0 for a warming or missing one (``Reading.unfresh_load``), divided by N. No cooldown
+  scale-out-predicted not above *out*, but the projection is above *early*: the same scale-out
+  at-max              any scale-out at ``max``: hold
+  unconfirmed         a scale-out (by the average or the trend) whose load so counted is not above *again*: the new
+                      hosts warming up count idle, so a load a scale-out already sized for does not scale the tier
+                      out twice, and a few high fresh samples scale out only if they carry the unread hosts (a stale
+                      or late one at its last value); or a reading below ``lower`` whose pessimistic average is not
+                      below it: hold (too few low samples never scale in)
   too-few-samples     below ``lower`` with fewer fresh samples than ``min_fresh`` × the warmed-up hosts: never scale in
   at-min              below lower at max(min, 1): the autoscaler never removes the last server
   projected           below lower, but without one server the pessimistic average, (load + unread) / (N − 1), plus
@@ -34,39 +41,55 @@ Rules, in this order (``Rule``; "above" and "below" are strict):
                       down), or less than ``cooldown`` after the last outward (a scale-out, a clamp up): hold
   stabilising         a scale-in, but a period of the last ``stabilisation`` seconds asked for the current size or
                       more, or the history does not cover that window yet: hold. Each period records the size its
-                      reading alone asks for: a scale-out's, or the size these scale-in rules would bring the tier
-                      down to one server at a time; a scale-in goes to the highest of them, by one server at most
-  scale-in            below lower past all of these: one server fewer
+                      reading alone asks for (the HPA's recommendation): a scale-out's, or the smallest size these
+                      scale-in rules would take the tier down to, one server at a time
+  scale-in            below lower past all of these: to the highest recommendation of the stabilisation window, this
+                      period's included, in one action (as the HPA's scale-down); possibly several servers
   scale-in-to-target  below *trim* (within the band, or below lower where scale-in does not apply), and without one
-                      server the pessimistic average would still be at or below *trim*: one server fewer, past the
-                      same min_fresh, floor, projection, cooldown and stabilisation as a scale-in (unless the
-                      policy's ``scale_in_to_target`` is False)
-  in-range            within [lower, upper]: hold
+                      server the pessimistic average would still be at or below *trim*: to the window's highest
+                      recommendation in one action, past the same min_fresh, floor, projection, cooldown and
+                      stabilisation as a scale-in (unless the policy's ``scale_in_to_target`` is False)
+  in-range            within [lower, upper] and none of the above: hold
 
 Why these rules (issue 10: better than CRANE's two thresholds, OpenStack's alarms and the HPA; bench/autoscale.py
-measures it). ``upper`` is the SLO line, and a new server takes ``warmup`` to count, so a rule that acts once the
-average is above upper acts late by construction: every scale-out starts in violation. crane therefore:
+measures it). The lines and defaults below (hot, *out*, a stale host's value, the scale-in in one action, the HPA's
+scale-out bound, ``scale_in_cooldown`` 300 s) were chosen on bench/autoscale.py's tuning set of simulated traces
+(issue 19 §1; docs/guides/autoscaling.md); the held-out set is for reporting only. ``upper`` is the SLO line, and a
+new server takes ``warmup`` to count, so a rule that acts once the average is above upper acts late by
+construction: every scale-out starts in violation. crane therefore:
 
+* scales out on the HPA's line, above target plus tolerance (*out*), not above upper: a tier whose average leaves
+  target's tolerance is sized back to target while it is still under the SLO line (on the tuning set, SLO time no
+  more than the HPA-style rule's on 95 % of traces, from 87 %, for a few % more server-hours and more actions).
+  A ``target`` whose *out* would be above upper is capped: the line is then upper, as before;
+* scales out on one hot server: the average hides a server above *hot* (unequal servers, an uneven balancer),
+  which violates the SLO on its own; ceil(N × hottest / upper) is the tier that would bring that share under
+  upper (the tuning set's unequal-servers cliff, 39.75 minutes worse than the HPA-style rule, went under 5). It
+  waits while hosts warm up, as the scale-out on its way was sized for the load;
 * sizes a scale-out to ``target``, not to just under upper, so one action buys headroom and a rising load does not
-  cross the line again before the servers it asked for count;
-* scales out early on the *line*, not on the last period: the line averages the noise of single periods out, so a
-  tier whose average wanders around 0.6 (the bench's noisy-flat, 15 % noise) does not reach *early* although
-  single periods do, while a tier heading for the SLO line scales out a warmup before it gets there. The HPA acts on
-  the current average only, so it must hold every tier near its target (0.6) all the time; crane lets a tier sit
-  anywhere in the band and acts when the average is heading for upper;
+  cross the line again before the servers it asked for count; at most double the tier (at least 4) per action, as
+  the HPA, unless ``max_step`` caps it;
+* counts a stale or late host at its newest value on the scale-out check, not idle: a late or skewed reporter is
+  still serving, and counting it 0 held back scale-outs the tier needed (most of the tuning set's remaining cliffs).
+  A warming host (its load is still to come), a missing one, and a stale one whose sample is its predecessor's or
+  not a number ≥ 0 (nothing to go by) count 0; on a scale-in every unread host still counts full;
+* scales out early on the *line*, not on the last period, when the rise is steep enough to cross *early* within a
+  warmup while the average is still under *out* (with the defaults, more than 0.06 a warmup); the line averages the
+  noise of single periods out;
 * while new servers warm up, scales out again only if the load grew beyond *again*: the HPA's tolerance, which is
   what lets a surge whose readings are clipped at 100 % scale out again before the first new servers count;
-* after a scale-in waits ``scale_in_cooldown`` (60 s), not ``cooldown`` (300 s, still after a scale-out): the
-  stabilisation window has already held the low reading for 5 minutes, and one server a minute brings a tier down
-  after a spike about as fast as the HPA's multi-server steps. A period records the size its reading would come
-  down to (the HPA's recommendation), not N − 1, so the window does not hold the tier again after each step;
+* scales in to the highest size the stabilisation window asked for in one action, as the HPA's scale-down: the
+  window has already held the low reading for ``stabilisation`` seconds, so the tier comes down after a spike in
+  one action, not one server a period (fewer actions for the same SLO time on the tuning set); then waits
+  ``scale_in_cooldown`` (300 s, as ``cooldown`` after a scale-out; fewer actions again, for some server-hours)
+  before the next scale-in;
 * adds scale-in-to-target, which the issue's rules do not have (they scale in below ``lower`` only). Memory has a
   floor of use at no load, so a tier that scaled out for a spike sits within [lower, target) with up to twice the
   servers its load needs, and no rule of the issue's sheds them: in the bench's spike trace, even a tier that held
   exactly the 14 servers 2,000 req/s need from the spike to the end would use more server-hours than the HPA + 10 %.
-  It keeps every guard of a scale-in (one server per action, unread hosts counted full, min_fresh, the floor, the
-  projection, cooldown, stabilisation) and stops where one server fewer would put the tier above *trim*;
-  ``scale_in_to_target=False`` leaves the issue's rules alone.
+  It keeps every guard of a scale-in (unread hosts counted full, min_fresh, the floor, the projection, cooldown,
+  stabilisation) and stops where one server fewer would put the tier above *trim*; ``scale_in_to_target=False``
+  leaves the issue's rules alone.
 """
 
 from __future__ import annotations
@@ -108,6 +131,7 @@ class Rule(StrEnum):
     NO_SAMPLES = "no-samples"
     SCALE_OUT = "scale-out"
     PREDICTED = "scale-out-predicted"
+    HOT = "scale-out-hot"
     AT_MAX = "at-max"
     UNCONFIRMED = "unconfirmed"
     TOO_FEW_SAMPLES = "too-few-samples"
@@ -184,25 +208,37 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
     early, trim, pct = policy.upper * (1 - tol), aim * (1 - tol), _percent(tol)
     rise = trend.slope * policy.warmup if trend is not None and trend.slope > 0 else 0.0
     projected = trend.level + rise if trend is not None else average
-    if average > policy.upper or (trend is not None and projected > early):
-        if average > policy.upper or trend is None:
-            rule, above = Rule.SCALE_OUT, f"{seen} is above upper {policy.upper:.2f}"
+    hottest, line = reading.hottest, policy.out_line
+    if hottest is not None and hottest > policy.hot_line and not reading.warming:
+        hot = f"{seen}, one of them at {hottest:.2f}, above hot {policy.hot_line:.2f}"
+        if size >= max:
+            return size, Rule.AT_MAX, f"{hot}, but size {size} is max: hold"
+        wanted = math.ceil(size * hottest / policy.upper - 1e-9)
+        most = policy.most_added(size)
+        target = _bounded(wanted, size + policy.step, size + most, max)
+        return target, Rule.HOT, (f"{hot}: scale out {size} → {target} (ceil({size} × {hottest:.2f} / upper "
+                                  f"{policy.upper:.2f}) = {wanted}; step {policy.step}, at most +{most}, max {max})")
+    if average > line or (trend is not None and projected > early):
+        if average > line or trend is None:
+            rule, above = Rule.SCALE_OUT, (f"{seen} is above {line:.2f} (target {aim:.2f} plus {pct})"
+                                           if line < policy.upper else f"{seen} is above upper {policy.upper:.2f}")
         else:
             rule, above = Rule.PREDICTED, (f"{seen}; its trend over {trend.points} periods projects "
                                            f"{projected:.2f} in {policy.warmup:g} s, above {early:.2f} "
                                            f"(upper {policy.upper:.2f} less {pct})")
         if size >= max:
             return size, Rule.AT_MAX, f"{above}, but size {size} is max: hold"
-        idle = (projected if projected > average else average) * reading.fresh / size
+        idle = ((projected if projected > average else average) * reading.fresh + reading.unfresh_load) / size
         again = aim * (1 + tol)
         if idle <= again:
             return size, Rule.UNCONFIRMED, (f"{above}, but not with the {_servers(unread)} without a fresh sample "
-                                            f"counted idle ({idle:.2f}, not above {again:.2f}: target {aim:.2f} "
-                                            f"plus {pct}): hold")
+                                            f"counted at their last value or idle ({idle:.2f}, not above "
+                                            f"{again:.2f}: target {aim:.2f} plus {pct}): hold")
         wanted = math.ceil(size * idle / aim - 1e-9)
-        target = _bounded(wanted, size + policy.step, size + policy.max_step, max)
+        most = policy.most_added(size)
+        target = _bounded(wanted, size + policy.step, size + most, max)
         return target, rule, (f"{above}: scale out {size} → {target} (ceil({size} × {idle:.2f} / target "
-                              f"{aim:.2f}) = {wanted}; step {policy.step}, max_step {policy.max_step}, max {max})")
+                              f"{aim:.2f}) = {wanted}; step {policy.step}, at most +{most}, max {max})")
     below = average < policy.lower
     within = f"{seen} is within [lower {policy.lower:.2f}, upper {policy.upper:.2f}]"
     trims = policy.scale_in_to_target and average < trim
@@ -280,7 +316,7 @@ def _hold_back(policy: ScalingPolicy, size: int, now: float, history: History,
     if covered < policy.stabilisation:
         return Rule.STABILISING, (f"{why}; but the history covers only {_tenths(covered)} s of stabilisation "
                                   f"{policy.stabilisation:g} s: hold"), size
-    return rule, f"{why} and low for {policy.stabilisation:g} s: scale in {size} → {size - 1}", size - 1
+    return rule, f"{why} and low for {policy.stabilisation:g} s: scale in {size} → {highest}", highest
 
 
 def _window(kept: tuple[tuple[float, int], ...], now: float, recommendation: int,

@@ -2,11 +2,12 @@
 
 The signal is a utilisation in [0, 1] per web server: memory (the default) or CPU as the server reports it, or
 HAProxy's session rate per server divided by ``capacity`` (sessions per second one server carries). ``upper`` is the
-line the tier's average must stay under (the SLO line): the tier scales out above it, or before it when its trend
-says it will be within ``tolerance`` of it by the time a new server counts; a scale-out sizes the tier to ``target``.
-The tier scales in below ``lower``, and from within [lower, upper] while it is larger than ``target`` needs; the
-rules are crane_iac.autoscaler.decision's. Problems are reported all at once, in crane's words (``lower (0.8) must be
-below upper (0.6)``), as a ``DiagnosticsError``.
+line the tier's average must stay under (the SLO line): the tier scales out before it, once its average is above
+``target`` plus ``tolerance`` (``out_line``, at most upper), when its trend says it will be within ``tolerance`` of
+upper by the time a new server counts, or when one server is above ``hot``; a scale-out sizes the tier to
+``target``. The tier scales in below ``lower``, and from within [lower, upper] while it is larger than ``target``
+needs; the rules are crane_iac.autoscaler.decision's. Problems are reported all at once, in crane's words
+(``lower (0.8) must be below upper (0.6)``), as a ``DiagnosticsError``.
 """
 
 from __future__ import annotations
@@ -33,11 +34,17 @@ class ScalingPolicy(BaseModel):
     sample before the tier may scale in (at least one sample, always); with fewer it never scales in. ``target``
     (default: midway between lower and upper) is the average a scale-out sizes the tier to, and the one a tier
     larger than its load needs is brought back to. ``tolerance`` is how near a line counts as on it, as the HPA's:
-    the trend's early scale-out fires within it of ``upper``, a tier whose new servers are still warming scales out
-    again only beyond it above ``target``, and a scale-in from within the band needs the tier to stay beyond it
-    below ``target``. ``trend`` is how many seconds of readings the trend is fitted over (0: no early scale-out).
-    ``cooldown`` follows a scale-out, ``scale_in_cooldown`` a scale-in. ``scale_in_to_target=False`` keeps the
-    tier from scaling in above ``lower`` (the issue's two-threshold rule; a spike's servers may then stay).
+    the tier scales out once its average is beyond it above ``target`` (``out_line``: target × (1 + tolerance), at
+    most ``upper``; 0.66 with the defaults), the trend's early scale-out fires within it of ``upper``, a tier whose
+    new servers are still warming scales out again only beyond it above ``target``, and a scale-in from within the
+    band needs the tier to stay beyond it below ``target``. ``trend`` is how many seconds of readings the trend is
+    fitted over (0: no early scale-out). ``hot`` (default: midway between upper and 1, ``hot_line``; set, it must be
+    above upper) is the reading above which one warmed-up server scales the tier out on its own, to
+    ceil(N × its reading / upper). A scale-out adds at least ``step`` servers and at most ``max_step``; without
+    ``max_step`` (the default) at most as many as the tier has, but at least 4, as the HPA (``most_added``).
+    ``cooldown`` (300 s) follows a scale-out, ``scale_in_cooldown`` (300 s) a scale-in; a scale-in goes to the
+    highest size the last ``stabilisation`` seconds asked for, in one action. ``scale_in_to_target=False`` keeps
+    the tier from scaling in above ``lower`` (the issue's two-threshold rule; a spike's servers may then stay).
 
     ``source`` says where memory and CPU come from (the session rate always comes from HAProxy): ``"agent"`` (the
     default), crane's agent on each web server (listening on ``agent_port``), which pushes to the autoscaler (on
@@ -54,7 +61,7 @@ class ScalingPolicy(BaseModel):
     upper: float = Field(default=0.8, gt=0, le=1)
     lower: float = Field(default=0.4, ge=0, lt=1)
     step: int = Field(default=1, ge=1)
-    max_step: int = Field(default=4, ge=1)
+    max_step: int | None = Field(default=None, ge=1)
     cooldown: float = Field(default=300.0, ge=0)
     stabilisation: float = Field(default=300.0, ge=0)
     warmup: float = Field(default=60.0, ge=0)
@@ -64,8 +71,9 @@ class ScalingPolicy(BaseModel):
     target: float | None = Field(default=None, gt=0, lt=1)
     tolerance: float = Field(default=0.1, ge=0, lt=1)
     trend: float = Field(default=300.0, ge=0)
-    scale_in_cooldown: float = Field(default=60.0, ge=0)
+    scale_in_cooldown: float = Field(default=300.0, ge=0)
     scale_in_to_target: bool = True
+    hot: float | None = Field(default=None, gt=0)
     source: Literal["agent", "provider"] = "agent"
     agent_port: int = Field(default=9465, ge=1, le=65535)
     pull_after: float = Field(default=10.0, gt=0)
@@ -87,7 +95,10 @@ class ScalingPolicy(BaseModel):
         if self.target is not None and not self.lower < self.target < self.upper:
             problems.append(f"target ({self.target:g}) must be between lower ({self.lower:g}) and upper "
                             f"({self.upper:g})")
-        if self.max_step < self.step:
+        if self.hot is not None and self.hot <= self.upper:
+            problems.append(f"hot ({self.hot:g}) must be above upper ({self.upper:g}): a server above it is hotter "
+                            "than the tier's SLO line")
+        if self.max_step is not None and self.max_step < self.step:
             problems.append(f"max_step ({self.max_step}) must be at least step ({self.step})")
         if self.signal == "sessions" and self.capacity is None:
             problems.append("signal 'sessions' needs capacity: the sessions per second one web server carries")
@@ -102,6 +113,25 @@ class ScalingPolicy(BaseModel):
     def sizing(self) -> float:
         """The average a scale-out sizes the tier to: ``target``, or midway between lower and upper."""
         return self.target if self.target is not None else (self.lower + self.upper) / 2
+
+    def most_added(self, size: int) -> int:
+        """The most servers one scale-out adds to a tier of ``size``: ``max_step``, or as the HPA (at most double
+        the tier, at least 4) when it is not set."""
+        if self.max_step is not None:
+            return self.max_step
+        return size if size > 4 else 4
+
+    @property
+    def out_line(self) -> float:
+        """The average above which the tier scales out: ``target`` plus ``tolerance`` (the HPA's line), at most
+        ``upper``."""
+        line = self.sizing * (1 + self.tolerance)
+        return line if line < self.upper else self.upper
+
+    @property
+    def hot_line(self) -> float:
+        """The reading above which one server scales the tier out: ``hot``, or midway between upper and 1."""
+        return self.hot if self.hot is not None else (self.upper + 1) / 2
 
     @property
     def reads_agents(self) -> bool:

@@ -7,9 +7,12 @@ Readings. A host that started less than ``warmup`` ago is *warming up* and left 
 sample is *fresh* (taken within ``stale_after`` of now), *stale* (older, or older than the host itself: a replaced
 host's predecessor), *late* (stamped more than ``SKEW`` seconds after now: a clock running ahead, or a sample of a
 period after the one being decided; never trusted, so the host counts as unread) or *missing* (none, or a value
-that is not a number ≥ 0). The tier's average is over its fresh samples. A host without a fresh sample (warming,
-stale, late, missing) counts *against* a change, as in the HPA: idle (0) when checking a scale-out, full (1) when
-checking a scale-in; both the fresh average and this pessimistic one must cross a line to act.
+that is not a number ≥ 0). The tier's average is over its fresh samples, and ``hottest`` is the highest of them.
+A host without a fresh sample (warming, stale, late, missing) counts *against* a scale-in, as in the HPA: full (1)
+when checking one. When checking a scale-out, a stale or late host counts at its newest value (``unfresh_load``,
+their sum: a slow or skewed reporter is still serving), while a warming host, a missing one, and a stale one whose
+sample is its predecessor's or not a number ≥ 0 count idle (0). Both the fresh average and this pessimistic one
+must cross a line to act.
 
 The trend. History keeps each period's fresh average with the number of warmed-up hosts it was taken over. A
 least-squares line through this period's and the earlier ones of the last ``trend`` seconds taken over as many
@@ -59,6 +62,10 @@ class Reading:
     stale: int = 0
     late: int = 0
     missing: int = 0
+    #: the highest fresh utilisation (None without fresh samples)
+    hottest: float | None = None
+    #: the newest utilisations of the stale and late hosts, summed (those that have one)
+    unfresh_load: float = 0.0
 
     @property
     def unread(self) -> int:
@@ -78,18 +85,20 @@ def read_hosts(policy: ScalingPolicy, hosts: Sequence[Host], samples: Iterable[S
                now: float) -> tuple[Reading, float]:
     """Count every host as warming, fresh, stale, late or missing; and the load: the sum of fresh utilisations."""
     newest: dict[str, Sample] = {}
-    ahead: set[str] = set()
+    ahead: dict[str, Sample] = {}
     horizon = now + SKEW
     for sample in samples:
         if sample.at > horizon:
-            ahead.add(sample.host)
+            if sample.host not in ahead or sample.at > ahead[sample.host].at:
+                ahead[sample.host] = sample
             continue
         seen = newest.get(sample.host)
         if seen is None or sample.at > seen.at:
             newest[sample.host] = sample
     warm_from, fresh_from = now - policy.warmup, now - policy.stale_after
     fresh = warming = stale = late = missing = 0
-    load = 0.0
+    load = unfresh = 0.0
+    hottest: float | None = None
     for host in hosts:
         if host.started_at > warm_from:
             warming += 1
@@ -98,19 +107,31 @@ def read_hosts(policy: ScalingPolicy, hosts: Sequence[Host], samples: Iterable[S
         if last is None:
             if host.name in ahead:
                 late += 1
+                unfresh += _usable(policy, ahead[host.name].value)
             else:
                 missing += 1
-        elif last.at < fresh_from or last.at < host.started_at:
+        elif last.at < host.started_at:  # its predecessor's
             stale += 1
+        elif last.at < fresh_from:
+            stale += 1
+            unfresh += _usable(policy, last.value)
         else:
             value = policy.utilisation(last.value)
             if 0.0 <= value < math.inf:  # NaN fails this too
                 fresh += 1
                 load += value
+                if hottest is None or value > hottest:
+                    hottest = value
             else:
                 missing += 1
     average = load / fresh if fresh else None
-    return Reading(average, fresh, warming, stale, late, missing), load
+    return Reading(average, fresh, warming, stale, late, missing, hottest, unfresh), load
+
+
+def _usable(policy: ScalingPolicy, value: float) -> float:
+    """A stale or late sample's value as a utilisation, or 0 where it is not a number ≥ 0."""
+    used = policy.utilisation(value)
+    return used if 0.0 <= used < math.inf else 0.0
 
 
 def trend_window(kept: tuple[tuple[float, float, int], ...], now: float, reading: Reading, size: int, count: int,

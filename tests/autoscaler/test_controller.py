@@ -29,7 +29,8 @@ from crane_iac import AppDomain, Network, ScalingPolicy, WebTier
 lan = Network("shop-net", mode="isolated", ipv4="10.86.0.0/24", dhcp=False)
 AppDomain("shop", network=lan, web=WebTier(size=2, min=1, max={max}),
           autoscale=ScalingPolicy(upper=0.8, lower=0.3, target=0.7, cooldown=0, stabilisation=0, warmup=0))
-"""  # target 0.7: two servers at 0.9–0.95 scale out by one (ceil(2 × 0.93 / 0.7) = 3)
+"""  # target 0.7: the tier scales out above 0.77 (target plus 10 %); two servers at 0.86–0.88 scale out by one
+# (ceil(2 × 0.87 / 0.7) = 3); a server above hot 0.9 (midway between upper and 1) scales out by the hot rule
 
 
 def servers(ws: Workspace) -> list[str]:
@@ -44,14 +45,14 @@ def simulate(root: Path, **values: float) -> None:
 def test_high_memory_scales_out_through_a_setting_and_a_targeted_apply(tmp_path: Path) -> None:
     root = project(tmp_path, STACK.format(max=6))
     apply(Workspace.open(root))
-    simulate(root, web_1=0.95, web_2=0.9)
+    simulate(root, web_1=0.88, web_2=0.86)
     lines: list[str] = []
     report = Autoscaler(Workspace.open(root), log=lines.append).period()[0]
     assert report.decision is not None and report.decision.size == 3 and report.converged, lines
     ws = Workspace.open(root)
     assert servers(ws) == ["shop-web-1", "shop-web-2", "shop-web-3"]
     setting = ws.settings()["appdomain.shop/web.size"]
-    assert (setting.value, setting.by) == (3, BY) and "scale-out" in setting.why and "0.93" in setting.why
+    assert (setting.value, setting.by) == (3, BY) and "scale-out:" in setting.why and "0.87" in setting.why
     assert "appdomain.shop: out to 3 (scale-out)" in lines[0] and lines[0].endswith("; applied")
     plan = ws.plan()
     assert not plan.has_changes  # a human plan honours the autoscaler's size
@@ -63,7 +64,7 @@ def test_high_memory_scales_out_through_a_setting_and_a_targeted_apply(tmp_path:
     assert "appdomain.shop` web: size **3** in [1, 6]" in render_markdown(plan)
 
 
-def test_low_memory_scales_in_by_one_and_a_quiet_tier_holds(tmp_path: Path) -> None:
+def test_low_memory_scales_in_to_the_windows_size_in_one_action_and_a_quiet_tier_holds(tmp_path: Path) -> None:
     root = project(tmp_path, STACK.format(max=6))
     ws = Workspace.open(root)
     apply(ws)
@@ -77,12 +78,13 @@ def test_low_memory_scales_in_by_one_and_a_quiet_tier_holds(tmp_path: Path) -> N
     simulate(root, web_1=0.1, web_2=0.1, web_3=0.1)
     first = scaler.period()[0]  # the window still holds the last period's "3": low must hold a period first
     assert first.decision is not None and first.decision.rule == "stabilising" and not first.converged
-    shrunk = scaler.period()[0]
-    assert shrunk.decision is not None and shrunk.decision.size == 2 and shrunk.converged
-    assert servers(Workspace.open(root)) == ["shop-web-1", "shop-web-2"]
-    # the sandbox's balancer cannot be read: the newest server goes, which the size alone says (no members setting)
+    shrunk = scaler.period()[0]  # 0.3 of load: one server's worth, so 3 → 1 in one action
+    assert shrunk.decision is not None and shrunk.decision.size == 1 and shrunk.converged
+    assert "scale in 3 → 1" in shrunk.decision.reason
+    assert servers(Workspace.open(root)) == ["shop-web-1"]
+    # the sandbox's balancer cannot be read: the newest servers go, which the size alone says (no members setting)
     settings = Workspace.open(root).settings()
-    assert "removes shop-web-3: the newest" in settings["appdomain.shop/web.size"].why
+    assert "removes shop-web-2, shop-web-3: the newest" in settings["appdomain.shop/web.size"].why
     assert "appdomain.shop/web.members" not in settings
 
 
@@ -120,9 +122,10 @@ def test_the_command_runs_one_period_and_shows_its_decisions(project: ProjectDir
     assert project.crane("apply", "--auto-approve").code == 0
     simulate(project.root, web_1=0.95, web_2=0.95)
     ran = project.crane("autoscale", "--once")
-    assert ran.code == 0 and "appdomain.shop: out to 3 (scale-out)" in ran.out, ran.out + ran.err
+    # one server above hot 0.9: ceil(2 × 0.95 / upper 0.8) = 3
+    assert ran.code == 0 and "appdomain.shop: out to 3 (scale-out-hot)" in ran.out, ran.out + ran.err
     status = project.crane("autoscale", "--status")
-    assert status.code == 0 and "setting:appdomain.shop/web.size = 3" in status.out and "scale-out" in status.out
+    assert status.code == 0 and "setting:appdomain.shop/web.size = 3" in status.out and "scale-out-hot" in status.out
     plan = project.crane("plan")
     assert "appdomain.shop/web.size = 3  # set by autoscaler" in plan.out
 
@@ -145,7 +148,7 @@ def test_the_loop_serves_prometheus_metrics_and_stops_cleanly_on_sigterm(project
 
         text = wait_until(metrics_after_an_apply, 60, "the loop's metrics after its first apply", every=0.3)
         assert 'crane_autoscale_desired_size{domain="appdomain.shop"} 3.0' in text, text
-        assert 'crane_autoscale_decisions_total{direction="out",domain="appdomain.shop",rule="scale-out"} 1.0' \
+        assert 'crane_autoscale_decisions_total{direction="out",domain="appdomain.shop",rule="scale-out-hot"} 1.0' \
             in text, text
         assert 'crane_autoscale_utilisation{domain="appdomain.shop"} 0.95' in text
         assert 'crane_autoscale_apply_seconds_count{domain="appdomain.shop"} 1.0' in text
@@ -179,8 +182,8 @@ def test_a_server_made_again_under_a_removed_number_warms_up_anew(tmp_path: Path
     apply(Workspace.open(root))
     ticks = iter(range(1000, 100_000, 60))
     scaler = Autoscaler(Workspace.open(root), log=lambda _line: None, clock=lambda: float(next(ticks)))
-    simulate(root, web_1=0.1, web_2=0.1, web_3=0.1)
-    for _ in range(5):  # one server a period at most, once the stabilisation window allows
+    simulate(root, web_1=0.25, web_2=0.25, web_3=0.25)  # 0.75 of load: 0.75 on one server is above 0.72, so 3 → 2
+    for _ in range(5):  # once the stabilisation window allows
         scaler.period()
         if len(servers(Workspace.open(root))) == 2:
             break

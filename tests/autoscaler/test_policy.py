@@ -19,12 +19,14 @@ def problems(**fields: object) -> list[str]:
 
 def test_the_defaults_are_a_valid_memory_policy() -> None:
     policy = ScalingPolicy()
-    assert (policy.signal, policy.lower, policy.upper, policy.step, policy.max_step) == ("memory", 0.4, 0.8, 1, 4)
+    assert (policy.signal, policy.lower, policy.upper, policy.step, policy.max_step) == ("memory", 0.4, 0.8, 1, None)
     assert policy.capacity is None
     assert policy.utilisation(0.5) == 0.5
     assert (policy.target, policy.sizing, policy.tolerance, policy.trend) == (None, pytest.approx(0.6), 0.1, 300.0)
-    assert (policy.cooldown, policy.scale_in_cooldown, policy.stabilisation) == (300.0, 60.0, 300.0)
+    assert (policy.cooldown, policy.scale_in_cooldown, policy.stabilisation) == (300.0, 300.0, 300.0)
     assert policy.scale_in_to_target is True
+    assert (policy.hot, policy.hot_line) == (None, pytest.approx(0.9))  # midway between upper and 1
+    assert policy.out_line == pytest.approx(0.66)  # target 0.6 plus 10 %
 
 
 def test_target_defaults_to_midway_between_lower_and_upper_and_must_lie_between_them() -> None:
@@ -37,6 +39,28 @@ def test_target_defaults_to_midway_between_lower_and_upper_and_must_lie_between_
         "ScalingPolicy: target (0.7) must be between lower (0.8) and upper (0.6)",
         "ScalingPolicy: max_step (2) must be at least step (3)",
     ]
+
+
+
+def test_a_scale_out_adds_at_most_max_step_or_without_it_doubles_the_tier_by_at_least_4() -> None:
+    hpa = ScalingPolicy()
+    assert [hpa.most_added(n) for n in (1, 3, 4, 5, 12)] == [4, 4, 4, 5, 12]
+    capped = ScalingPolicy(max_step=2)
+    assert [capped.most_added(n) for n in (1, 5, 12)] == [2, 2, 2]  # a max_step the user set is a hard cap
+
+
+def test_the_scale_out_line_is_target_plus_tolerance_at_most_upper() -> None:
+    assert ScalingPolicy(lower=0.3, upper=0.7).out_line == pytest.approx(0.55)
+    assert ScalingPolicy(target=0.75).out_line == 0.8  # 0.825 would be above upper: upper
+    assert ScalingPolicy(tolerance=0.0).out_line == pytest.approx(0.6)
+
+
+def test_hot_defaults_midway_between_upper_and_1_and_must_be_above_upper() -> None:
+    assert ScalingPolicy(upper=0.6, lower=0.2).hot_line == pytest.approx(0.8)
+    assert ScalingPolicy(hot=0.95).hot_line == 0.95
+    assert problems(hot=0.8) == [
+        "ScalingPolicy: hot (0.8) must be above upper (0.8): a server above it is hotter than the tier's SLO line"]
+    assert problems(hot=0.0) == ["ScalingPolicy: hot: must be greater than 0, got 0.0"]
 
 
 def test_thresholds_out_of_order_and_a_max_step_below_step_are_reported_together() -> None:

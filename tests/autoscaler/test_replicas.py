@@ -176,8 +176,9 @@ def test_the_leader_killed_between_the_writes_of_a_scale_in_removes_only_the_cho
     (shop.root / "stacks" / "main.py").write_text(STACK.format(warmup=0))
     shop.apply()
     shop.apply(3)
-    # web-2 has no session in flight, the others have: web-2 is the one chosen, not the newest
-    shop.simulate({"shop-web-1": 0.1, "shop-web-2": 0.1, "shop-web-3": 0.1},
+    # web-2 has no session in flight, the others have: web-2 is the one chosen, not the newest; 0.75 of load is two
+    # servers' worth (on one it would be above the early line 0.72), so the scale-in is 3 → 2
+    shop.simulate({"shop-web-1": 0.25, "shop-web-2": 0.25, "shop-web-3": 0.25},
                   {"shop-web-1": 4, "shop-web-2": 0, "shop-web-3": 5})
     leader = shop.start("a", failpoint)
     pid = shop.paused("a", leader)
