@@ -156,14 +156,28 @@ def test_one_hot_server_scales_the_tier_out_to_bring_it_under_upper() -> None:
     assert decision.reason == ("memory average 0.61 over 4 of 4 servers, one of them at 0.95, above hot 0.90: scale "
                                "out 4 → 5 (ceil(4 × 0.95 / upper 0.80) = 5; step 1, at most +3, max 8)")
     assert Tier(4).period(0.0, [0.9, 0.5, 0.5, 0.5]).rule is Rule.IN_RANGE  # on hot is not above it
-    full = Tier(6, max=20).period(0.0, [1.0, 0.2, 0.2, 0.2, 0.2, 0.2])
-    assert (full.size, full.rule) == (8, Rule.HOT)  # ceil(6 / 0.8) = 8, though the average is 0.33, below lower
+    full = Tier(6, max=20).period(0.0, [1.0, 0.5, 0.5, 0.5, 0.5, 0.5])
+    assert (full.size, full.rule) == (8, Rule.HOT)  # ceil(6 / 0.8) = 8
     one = POLICY.model_copy(update={"max_step": 1})
-    assert Tier(6, max=20, policy=one).period(0.0, [1.0, *[0.2] * 5]).size == 7  # max_step caps it
+    assert Tier(6, max=20, policy=one).period(0.0, [1.0, *[0.5] * 5]).size == 7  # max_step caps it
     cool = POLICY.model_copy(update={"hot": 0.97})
     assert Tier(4, policy=cool).period(0.0, [0.95, 0.5, 0.5, 0.5]).rule is Rule.IN_RANGE  # hot set above 0.95
     unread = Tier(4).period(0.0, [0.95, None, None, None])  # one fresh sample is enough for a hot server
     assert (unread.size, unread.rule) == (5, Rule.HOT)
+
+
+def test_a_hot_server_on_an_idle_tier_or_one_a_scale_out_did_not_cool_does_not_grow_the_tier() -> None:
+    """A server hot for a reason other than load (a leak) would grow the tier without end: the hot rule needs the
+    average at lower or above, and does not fire again within ``cooldown`` of a scale-out."""
+    idle = Tier(6, max=20).period(0.0, [1.0, 0.2, 0.2, 0.2, 0.2, 0.2])  # average 0.33, below lower
+    assert idle.size == 6 and idle.rule is not Rule.HOT
+    tier = Tier(4, max=20)  # POLICY: warmup 30 s, cooldown 120 s
+    first = tier.period(0.0, [0.95, 0.5, 0.5, 0.5])
+    assert (first.size, first.rule) == (5, Rule.HOT)
+    again = tier.period(60.0, [0.95, 0.5, 0.5, 0.5, 0.5])  # warmed up, still hot, within the cooldown
+    assert (again.size, again.rule) == (5, Rule.IN_RANGE) and again.reading.warming == 0
+    later = tier.period(121.0, [0.95, 0.5, 0.5, 0.5, 0.5])  # the cooldown is over: the next hot scale-out
+    assert (later.size, later.rule) == (6, Rule.HOT)  # ceil(5 × 0.95 / 0.8) = 6
 
 
 def test_no_hot_scale_out_while_servers_warm_up() -> None:

@@ -69,6 +69,9 @@ def test_random_traces_keep_the_tier_in_range_and_scale_in_only_when_unread_serv
                     carried += 0.0 if warming else value
                     values += [] if warming else [value]
             size = tier.size
+            before = tier.history
+            cooling = (before.last_direction is Direction.OUT and before.last_action_at is not None
+                       and at - before.last_action_at < policy.cooldown)
             decision, tier.history = decide(policy, size=size, min=low, max=high, hosts=hosts, samples=samples,
                                             now=at, history=tier.history)
             assert low <= decision.size <= high, (seed, n, decision)
@@ -90,8 +93,10 @@ def test_random_traces_keep_the_tier_in_range_and_scale_in_only_when_unread_serv
             if decision.rule is Rule.HOT:
                 hots += 1
                 assert max(values) > policy.hot_line and decision.reading.warming == 0, (seed, n, decision)
-                assert decision.reading.hottest == max(values)
-            elif values and max(values) > policy.hot_line and decision.reading.warming == 0 and size == len(hosts):
+                assert decision.reading.hottest == max(values) and not cooling, (seed, n, decision)
+                assert decision.reading.average is not None and decision.reading.average >= policy.lower
+            elif (values and max(values) > policy.hot_line and decision.reading.warming == 0 and size == len(hosts)
+                  and not cooling and (decision.reading.average or 0.0) >= policy.lower):
                 assert decision.rule in (Rule.AT_MAX, Rule.CLAMPED), (seed, n, decision)
             if decision.rule is Rule.SCALE_OUT:
                 scale_outs += 1
