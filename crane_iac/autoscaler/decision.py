@@ -20,9 +20,6 @@ Rules, in this order (``Rule``; "above" and "below" are strict):
   clamped             size outside [min, max] (the user moved the range): moved into it, before anything else
   converging          the tier has not as many hosts as its size (an apply is on its way): hold
   no-samples          no fresh sample: hold
-  scale-out-hot       no host warming up, the average at lower or above, no scale-out within ``cooldown``, and the
-                      hottest fresh reading above *hot*: to ceil(N × hottest / upper) servers (so that server's share
-                      would be under upper), bounded as every scale-out. No unread-hosts check
   scale-out           the average above *out*: to ceil(N × load / target) servers, load the average (or the
                       projection if higher) over the fresh hosts plus, over the others, a stale or late host's newest
                       value and 0 for a warming or missing one (``Reading.unfresh_load``), divided by N. No cooldown
@@ -33,6 +30,11 @@ Rules, in this order (``Rule``; "above" and "below" are strict):
                       out twice, and a few high fresh samples scale out only if they carry the unread hosts (a stale
                       or late one at its last value); or a reading below ``lower`` whose pessimistic average is not
                       below it: hold (too few low samples never scale in)
+  scale-out-hot       none of the above (the average not above *out*, no projection above *early*), no host warming
+                      up, the average at lower or above, no scale-out within ``cooldown``, and the hottest fresh
+                      reading above *hot*: to ceil(N × hottest / upper) servers (so that server's share would be under
+                      upper), bounded as every scale-out; at ``max``: at-max. Where the average asks for a scale-out,
+                      its size (to target, larger) is the one made
   too-few-samples     below ``lower`` with fewer fresh samples than ``min_fresh`` × the warmed-up hosts: never scale in
   at-min              below lower at max(min, 1): the autoscaler never removes the last server
   projected           below lower, but without one server the pessimistic average, (load + unread) / (N − 1), plus
@@ -213,18 +215,6 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
     rise = trend.slope * policy.warmup if trend is not None and trend.slope > 0 else 0.0
     projected = trend.level + rise if trend is not None else average
     hottest, line = reading.hottest, policy.out_line
-    # one hot server, not the average: only on a tier that is not idle (more servers do not cool a server that is
-    # hot for another reason, a leak), and once a cooldown (a scale-out that did not cool it does not repeat at once)
-    if (hottest is not None and hottest > policy.hot_line and not reading.warming and not cooling
-            and average >= policy.lower):
-        hot = f"{seen}, one of them at {hottest:.2f}, above hot {policy.hot_line:.2f}"
-        if size >= max:
-            return size, Rule.AT_MAX, f"{hot}, but size {size} is max: hold"
-        wanted = math.ceil(size * hottest / policy.upper - 1e-9)
-        most = policy.most_added(size)
-        target = _bounded(wanted, size + policy.step, size + most, max)
-        return target, Rule.HOT, (f"{hot}: scale out {size} → {target} (ceil({size} × {hottest:.2f} / upper "
-                                  f"{policy.upper:.2f}) = {wanted}; step {policy.step}, at most +{most}, max {max})")
     if average > line or (trend is not None and projected > early):
         if average > line or trend is None:
             rule, above = Rule.SCALE_OUT, (f"{seen} is above {line:.2f} (target {aim:.2f} plus {pct})"
@@ -246,6 +236,18 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
         target = _bounded(wanted, size + policy.step, size + most, max)
         return target, rule, (f"{above}: scale out {size} → {target} (ceil({size} × {idle:.2f} / target "
                               f"{aim:.2f}) = {wanted}; step {policy.step}, at most +{most}, max {max})")
+    # one hot server, not the average: only on a tier that is not idle (more servers do not cool a server that is
+    # hot for another reason, a leak), and once a cooldown (a scale-out that did not cool it does not repeat at once)
+    if (hottest is not None and hottest > policy.hot_line and not reading.warming and not cooling
+            and average >= policy.lower):
+        hot = f"{seen}, one of them at {hottest:.2f}, above hot {policy.hot_line:.2f}"
+        if size >= max:
+            return size, Rule.AT_MAX, f"{hot}, but size {size} is max: hold"
+        wanted = math.ceil(size * hottest / policy.upper - 1e-9)
+        most = policy.most_added(size)
+        target = _bounded(wanted, size + policy.step, size + most, max)
+        return target, Rule.HOT, (f"{hot}: scale out {size} → {target} (ceil({size} × {hottest:.2f} / upper "
+                                  f"{policy.upper:.2f}) = {wanted}; step {policy.step}, at most +{most}, max {max})")
     below = average < policy.lower
     within = f"{seen} is within [lower {policy.lower:.2f}, upper {policy.upper:.2f}]"
     trims = policy.scale_in_to_target and average < trim
