@@ -45,7 +45,7 @@ HERE = Path(__file__).resolve().parent
 #: crane's choices, one changed at a time (the SLO line stays at upper 0.8)
 WHAT_IFS = {"no early scale-out (trend 0)": {"trend": 0.0},
             "no scale-in-to-target (the issue's rules)": {"scale_in_to_target": False},
-            "scale_in_cooldown = cooldown (300 s)": {"scale_in_cooldown": 300.0},
+            "scale_in_cooldown 60 s (the default before issue 19)": {"scale_in_cooldown": 60.0},
             "target 0.55": {"target": 0.55},
             "target 0.65": {"target": 0.65}}
 
@@ -107,10 +107,10 @@ def explain(trace: Trace, runs: dict[str, Run], controller: CraneController, tie
             extra = deadband_hours(crane, hpa, 0.0, trim)
             lines.append(f"{trace.name}: server-hours {v.figure.split('(')[-1].rstrip(')')} over (ii). In the "
                          f"periods where crane's average sat below {trim:.2f} (target less tolerance: servers it "
-                         f"sheds one at a time), it ran {extra:.1f} server-hours more than (ii) at the same moments")
+                         f"had not shed yet), it ran {extra:.1f} server-hours more than (ii) at the same moments")
         elif v.target.startswith("fewer"):
             fixed = simulate(trace, Fixed(), tier, noise)
-            shed = "; a scale-in removes one server" if crane.ins else ""
+            shed = "; a scale-in may remove several servers" if crane.ins else ""
             lines.append(f"{trace.name}: crane took {crane.actions} action{'s' if crane.actions != 1 else ''} "
                          f"({crane.outs} out, {crane.ins} in{shed}), (i) {plain.actions}; a tier that never acts "
                          f"would have spent {fixed.slo_minutes:.2f} min in SLO violation here ((ii): "

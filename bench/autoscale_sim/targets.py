@@ -97,7 +97,7 @@ def late_scale_outs(run: Run, boot: float) -> LateScaleOut:
 
 def deadband_hours(crane: Run, hpa: Run, lower: float, level: float) -> float:
     """crane's server-hours above the HPA-style rule's in the periods where crane's average sat in [``lower``,
-    ``level``): servers a rule aiming at ``level`` would shed and crane had not (yet: it sheds one at a time)."""
+    ``level``): servers a rule aiming at ``level`` would shed and crane had not (yet)."""
     extra = 0
     for ours, theirs in zip(crane.moments, hpa.moments, strict=True):
         if lower <= ours.average < level and ours.servers > theirs.servers:

@@ -20,9 +20,6 @@ Rules, in this order (``Rule``; "above" and "below" are strict):
   clamped             size outside [min, max] (the user moved the range): moved into it, before anything else
   converging          the tier has not as many hosts as its size (an apply is on its way): hold
   no-samples          no fresh sample: hold
-  scale-out-hot       no host warming up, and the hottest fresh reading above *hot*: to ceil(N × hottest / upper)
-                      servers, whatever the average (so that server's share would be under upper), bounded as every
-                      scale-out. No cooldown, no unread-hosts check
   scale-out           the average above *out*: to ceil(N × load / target) servers, load the average (or the
                       projection if higher) over the fresh hosts plus, over the others, a stale or late host's newest
                       value and 0 for a warming or missing one (``Reading.unfresh_load``), divided by N. No cooldown
@@ -33,6 +30,11 @@ Rules, in this order (``Rule``; "above" and "below" are strict):
                       out twice, and a few high fresh samples scale out only if they carry the unread hosts (a stale
                       or late one at its last value); or a reading below ``lower`` whose pessimistic average is not
                       below it: hold (too few low samples never scale in)
+  scale-out-hot       none of the above (the average not above *out*, no projection above *early*), no host warming
+                      up, the average at lower or above, no scale-out within ``cooldown``, and the hottest fresh
+                      reading above *hot*: to ceil(N × hottest / upper) servers (so that server's share would be under
+                      upper), bounded as every scale-out; at ``max``: at-max. Where the average asks for a scale-out,
+                      its size (to target, larger) is the one made
   too-few-samples     below ``lower`` with fewer fresh samples than ``min_fresh`` × the warmed-up hosts: never scale in
   at-min              below lower at max(min, 1): the autoscaler never removes the last server
   projected           below lower, but without one server the pessimistic average, (load + unread) / (N − 1), plus
@@ -65,7 +67,9 @@ construction: every scale-out starts in violation. crane therefore:
 * scales out on one hot server: the average hides a server above *hot* (unequal servers, an uneven balancer),
   which violates the SLO on its own; ceil(N × hottest / upper) is the tier that would bring that share under
   upper (the tuning set's unequal-servers cliff, 39.75 minutes worse than the HPA-style rule, went under 5). It
-  waits while hosts warm up, as the scale-out on its way was sized for the load;
+  waits while hosts warm up, as the scale-out on its way was sized for the load; it leaves an idle tier alone
+  (average below lower) and does not repeat within ``cooldown``: a server hot for another reason than its share of
+  the load (a leak) would otherwise grow the tier to max;
 * sizes a scale-out to ``target``, not to just under upper, so one action buys headroom and a rising load does not
   cross the line again before the servers it asked for count; at most double the tier (at least 4) per action, as
   the HPA, unless ``max_step`` caps it;
@@ -184,7 +188,9 @@ def decide(policy: ScalingPolicy, *, size: int, min: int, max: int, hosts: Seque
     reading, load = read_hosts(policy, hosts, samples, now)
     readings = trend_window(history.readings, now, reading, size, len(hosts), policy.trend)
     trend = fit_trend(readings, now) if not reading.warming else None
-    recommendation, rule, reason = _recommend(policy, size, min, max, len(hosts), reading, load, trend)
+    cooling = (history.last_direction is Direction.OUT and history.last_action_at is not None
+               and now - history.last_action_at < policy.cooldown)
+    recommendation, rule, reason = _recommend(policy, size, min, max, len(hosts), reading, load, trend, cooling)
     window = _window(history.recommendations, now, recommendation, policy.stabilisation)
     target = recommendation
     if rule is Rule.SCALE_IN or rule is Rule.TO_TARGET:
@@ -197,7 +203,7 @@ def decide(policy: ScalingPolicy, *, size: int, min: int, max: int, hosts: Seque
 
 
 def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
-               reading: Reading, load: float, trend: Trend | None) -> tuple[int, Rule, str]:
+               reading: Reading, load: float, trend: Trend | None, cooling: bool = False) -> tuple[int, Rule, str]:
     """The size this period's reading alone asks for, the rule and the reason (scale-in before the time rules)."""
     if count != size:
         return size, Rule.CONVERGING, f"the tier has {_servers(count)} for size {size}: an apply is converging it"
@@ -209,15 +215,6 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
     rise = trend.slope * policy.warmup if trend is not None and trend.slope > 0 else 0.0
     projected = trend.level + rise if trend is not None else average
     hottest, line = reading.hottest, policy.out_line
-    if hottest is not None and hottest > policy.hot_line and not reading.warming:
-        hot = f"{seen}, one of them at {hottest:.2f}, above hot {policy.hot_line:.2f}"
-        if size >= max:
-            return size, Rule.AT_MAX, f"{hot}, but size {size} is max: hold"
-        wanted = math.ceil(size * hottest / policy.upper - 1e-9)
-        most = policy.most_added(size)
-        target = _bounded(wanted, size + policy.step, size + most, max)
-        return target, Rule.HOT, (f"{hot}: scale out {size} → {target} (ceil({size} × {hottest:.2f} / upper "
-                                  f"{policy.upper:.2f}) = {wanted}; step {policy.step}, at most +{most}, max {max})")
     if average > line or (trend is not None and projected > early):
         if average > line or trend is None:
             rule, above = Rule.SCALE_OUT, (f"{seen} is above {line:.2f} (target {aim:.2f} plus {pct})"
@@ -239,6 +236,18 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
         target = _bounded(wanted, size + policy.step, size + most, max)
         return target, rule, (f"{above}: scale out {size} → {target} (ceil({size} × {idle:.2f} / target "
                               f"{aim:.2f}) = {wanted}; step {policy.step}, at most +{most}, max {max})")
+    # one hot server, not the average: only on a tier that is not idle (more servers do not cool a server that is
+    # hot for another reason, a leak), and once a cooldown (a scale-out that did not cool it does not repeat at once)
+    if (hottest is not None and hottest > policy.hot_line and not reading.warming and not cooling
+            and average >= policy.lower):
+        hot = f"{seen}, one of them at {hottest:.2f}, above hot {policy.hot_line:.2f}"
+        if size >= max:
+            return size, Rule.AT_MAX, f"{hot}, but size {size} is max: hold"
+        wanted = math.ceil(size * hottest / policy.upper - 1e-9)
+        most = policy.most_added(size)
+        target = _bounded(wanted, size + policy.step, size + most, max)
+        return target, Rule.HOT, (f"{hot}: scale out {size} → {target} (ceil({size} × {hottest:.2f} / upper "
+                                  f"{policy.upper:.2f}) = {wanted}; step {policy.step}, at most +{most}, max {max})")
     below = average < policy.lower
     within = f"{seen} is within [lower {policy.lower:.2f}, upper {policy.upper:.2f}]"
     trims = policy.scale_in_to_target and average < trim

@@ -122,10 +122,10 @@ def test_the_command_runs_one_period_and_shows_its_decisions(project: ProjectDir
     assert project.crane("apply", "--auto-approve").code == 0
     simulate(project.root, web_1=0.95, web_2=0.95)
     ran = project.crane("autoscale", "--once")
-    # one server above hot 0.9: ceil(2 × 0.95 / upper 0.8) = 3
-    assert ran.code == 0 and "appdomain.shop: out to 3 (scale-out-hot)" in ran.out, ran.out + ran.err
+    # the average 0.95 above 0.77 (target 0.7 plus 10 %): ceil(2 × 0.95 / 0.7) = 3
+    assert ran.code == 0 and "appdomain.shop: out to 3 (scale-out)" in ran.out, ran.out + ran.err
     status = project.crane("autoscale", "--status")
-    assert status.code == 0 and "setting:appdomain.shop/web.size = 3" in status.out and "scale-out-hot" in status.out
+    assert status.code == 0 and "setting:appdomain.shop/web.size = 3" in status.out and "scale-out" in status.out
     plan = project.crane("plan")
     assert "appdomain.shop/web.size = 3  # set by autoscaler" in plan.out
 
@@ -148,7 +148,7 @@ def test_the_loop_serves_prometheus_metrics_and_stops_cleanly_on_sigterm(project
 
         text = wait_until(metrics_after_an_apply, 60, "the loop's metrics after its first apply", every=0.3)
         assert 'crane_autoscale_desired_size{domain="appdomain.shop"} 3.0' in text, text
-        assert 'crane_autoscale_decisions_total{direction="out",domain="appdomain.shop",rule="scale-out-hot"} 1.0' \
+        assert 'crane_autoscale_decisions_total{direction="out",domain="appdomain.shop",rule="scale-out"} 1.0' \
             in text, text
         assert 'crane_autoscale_utilisation{domain="appdomain.shop"} 0.95' in text
         assert 'crane_autoscale_apply_seconds_count{domain="appdomain.shop"} 1.0' in text

@@ -134,7 +134,7 @@ def test_without_max_step_a_scale_out_at_most_doubles_the_tier_and_adds_at_least
     capped = steep.model_copy(update={"max_step": 3})
     assert Tier(6, max=30, policy=capped).period(0.0, 0.64).size == 9  # a max_step the user set is a hard cap
     hot = Tier(6, max=30, policy=steep).period(0.0, [0.95, 0.3, 0.3, 0.3, 0.3, 0.3])
-    assert (hot.size, hot.rule) == (12, Rule.HOT)  # ceil(6 × 0.95 / 0.3) = 19: the same cap
+    assert (hot.size, hot.rule) == (12, Rule.SCALE_OUT)  # the average (0.41) is above the line: the same cap
     assert Tier(6, max=30, policy=capped).period(0.0, [0.95, 0.3, 0.3, 0.3, 0.3, 0.3]).size == 9
 
 
@@ -156,14 +156,33 @@ def test_one_hot_server_scales_the_tier_out_to_bring_it_under_upper() -> None:
     assert decision.reason == ("memory average 0.61 over 4 of 4 servers, one of them at 0.95, above hot 0.90: scale "
                                "out 4 → 5 (ceil(4 × 0.95 / upper 0.80) = 5; step 1, at most +3, max 8)")
     assert Tier(4).period(0.0, [0.9, 0.5, 0.5, 0.5]).rule is Rule.IN_RANGE  # on hot is not above it
-    full = Tier(6, max=20).period(0.0, [1.0, 0.2, 0.2, 0.2, 0.2, 0.2])
-    assert (full.size, full.rule) == (8, Rule.HOT)  # ceil(6 / 0.8) = 8, though the average is 0.33, below lower
+    full = Tier(6, max=20).period(0.0, [1.0, 0.5, 0.5, 0.5, 0.5, 0.5])
+    assert (full.size, full.rule) == (8, Rule.HOT)  # ceil(6 / 0.8) = 8
     one = POLICY.model_copy(update={"max_step": 1})
-    assert Tier(6, max=20, policy=one).period(0.0, [1.0, *[0.2] * 5]).size == 7  # max_step caps it
+    assert Tier(6, max=20, policy=one).period(0.0, [1.0, *[0.5] * 5]).size == 7  # max_step caps it
     cool = POLICY.model_copy(update={"hot": 0.97})
     assert Tier(4, policy=cool).period(0.0, [0.95, 0.5, 0.5, 0.5]).rule is Rule.IN_RANGE  # hot set above 0.95
-    unread = Tier(4).period(0.0, [0.95, None, None, None])  # one fresh sample is enough for a hot server
-    assert (unread.size, unread.rule) == (5, Rule.HOT)
+    # a hot server whose average is above the line is the average's: with three servers unread (idle) the average
+    # does not carry a scale-out, and the hot rule does not overrule that check
+    unread = Tier(4).period(0.0, [0.95, None, None, None])
+    assert (unread.size, unread.rule) == (4, Rule.UNCONFIRMED)
+    # and where the average asks for more than the hot server would, the average's scale-out is the one made
+    both = Tier(2, max=8).period(0.0, [0.95, 0.9])
+    assert (both.size, both.rule) == (4, Rule.SCALE_OUT)  # ceil(2 × 0.925 / 0.6) = 4; the hot rule's would be 3
+
+
+def test_a_hot_server_on_an_idle_tier_or_one_a_scale_out_did_not_cool_does_not_grow_the_tier() -> None:
+    """A server hot for a reason other than load (a leak) would grow the tier without end: the hot rule needs the
+    average at lower or above, and does not fire again within ``cooldown`` of a scale-out."""
+    idle = Tier(6, max=20).period(0.0, [1.0, 0.2, 0.2, 0.2, 0.2, 0.2])  # average 0.33, below lower
+    assert idle.size == 6 and idle.rule is not Rule.HOT
+    tier = Tier(4, max=20)  # POLICY: warmup 30 s, cooldown 120 s
+    first = tier.period(0.0, [0.95, 0.5, 0.5, 0.5])
+    assert (first.size, first.rule) == (5, Rule.HOT)
+    again = tier.period(60.0, [0.95, 0.5, 0.5, 0.5, 0.5])  # warmed up, still hot, within the cooldown
+    assert (again.size, again.rule) == (5, Rule.IN_RANGE) and again.reading.warming == 0
+    later = tier.period(121.0, [0.95, 0.5, 0.5, 0.5, 0.5])  # the cooldown is over: the next hot scale-out
+    assert (later.size, later.rule) == (6, Rule.HOT)  # ceil(5 × 0.95 / 0.8) = 6
 
 
 def test_no_hot_scale_out_while_servers_warm_up() -> None:
@@ -506,7 +525,7 @@ def test_a_session_rate_is_a_utilisation_of_the_capacity() -> None:
     assert (decision.size, decision.rule) == (3, Rule.SCALE_OUT)
     assert decision.reason.startswith("sessions average 0.88 over 2 of 2 servers is above 0.66 (target 0.60 plus "
                                       "10 %)")
-    hot = once(policy, 2, fresh(95.0, 50.0))  # 0.95 of its capacity: hot
+    hot = once(policy, 2, fresh(95.0, 30.0))  # 0.95 of its capacity: hot, the average 0.63 below the line
     assert (hot.size, hot.rule) == (3, Rule.HOT)
 
 
