@@ -137,10 +137,10 @@ def test_the_memory_reading_is_the_containers_cgroup(stack: ProjectDir, lxc_host
 #: run in a container (its namespaces and cgroups): three processes spin on this 2-core host while the agent's Meter
 #: reads the container's CPU over a 2 s window (the measurement itself, not a wait), beside the spinners' own times
 BUSY = """
-import importlib.util, json, multiprocessing, os, time
-spec = importlib.util.spec_from_file_location("agent", {agent!r})
-agent = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(agent)
+import json, multiprocessing, os, sys, time, types
+agent = types.ModuleType("agent")  # its source comes in this program: the checkout may not be seen in the container
+sys.modules["agent"] = agent
+exec(compile({agent!r}, "agent.py", "exec"), agent.__dict__)
 def spin():
     while True:
         pass
@@ -166,7 +166,7 @@ def test_a_containers_vcpus_are_its_cpu_quota_and_a_busy_loop_reads_at_most_one(
     assert "<period>100000</period>" in xml and "<quota>100000</quota>" in xml, xml  # vcpus=1
     agent = Path(__file__).resolve().parents[2] / "crane_iac" / "appdomain" / "files" / "agent.py"
     done = subprocess.run(["virsh", "-c", LXC_URI, "lxc-enter-namespace", "crl-web-1", "--noseclabel",
-                           "/usr/bin/python3", "-c", BUSY.format(agent=str(agent))],
+                           "/usr/bin/python3", "-c", BUSY.format(agent=agent.read_text())],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr
     reading = json.loads(done.stdout.strip().splitlines()[-1])
