@@ -29,13 +29,11 @@ def prepare() -> None:
 def open_endpoint(settings: dict[str, Any], *, sandbox_dir: Path, mutating: bool,
                   lock_timeout: float = 0.0) -> LibvirtProvider:
     """A connection to ``settings["uri"]``, or to the sandbox in ``sandbox_dir`` when there is no uri."""
-    from crane_iac.providers.libvirt.host import Host, LibvirtdHost
-    from crane_iac.providers.libvirt.sandbox import SandboxHost
+    from crane_iac.providers.libvirt.sandbox import open_host
 
     own = Settings.model_validate({k: v for k, v in settings.items() if k != "uri"})
     uri = settings.get("uri")
-    host: Host = (SandboxHost(sandbox_dir, mutating=mutating, lock_timeout=lock_timeout) if uri is None
-                  else LibvirtdHost(uri))
+    host = open_host(uri, sandbox_dir=sandbox_dir, mutating=mutating, lock_timeout=lock_timeout)
     try:
         from crane_iac.providers.libvirt.provider import LibvirtProvider
 

@@ -114,6 +114,9 @@ class ParsedDomains:
 
     def facts(self, xml: str) -> DomainFacts:
         """The facts of one domain's XML: remembered, or parsed now."""
+        if not self._parser:  # nothing kept: no digest to take
+            self._parsed += 1
+            return facts_of(ET.fromstring(xml))
         head, _, body = xml.partition(">")
         key = hashlib.blake2b(_RUNTIME_ID.sub("", head, count=1).encode() + body.encode(),
                               digest_size=16).hexdigest()
@@ -127,10 +130,9 @@ class ParsedDomains:
                 pass  # not what this parser wrote: parsed again below
         facts = facts_of(ET.fromstring(xml))
         self._parsed += 1
-        if self._parser:
-            owner = [facts.owner.stack, facts.owner.address] if facts.owner else None
-            self._seen[key] = json.dumps([owner, facts.uuid, facts.container, facts.props, facts.directories],
-                                         separators=(",", ":"))
+        owner = [facts.owner.stack, facts.owner.address] if facts.owner else None
+        self._seen[key] = json.dumps([owner, facts.uuid, facts.container, facts.props, facts.directories],
+                                     separators=(",", ":"))
         return facts
 
     @property
@@ -141,9 +143,7 @@ class ParsedDomains:
     def save(self) -> None:
         """Keep the entries of the domains this listing read, if they differ from the file's; quietly not where the
         file cannot be written."""
-        if self.path is None or not self._parser:
-            return
-        if not self._parsed and len(self._seen) == len(self._known):
+        if self.path is None or not self._parser or (not self._parsed and len(self._seen) == len(self._known)):
             return
         lines = [self._parser, *(f"{key}\t{entry}" for key, entry in self._seen.items())]
         try:

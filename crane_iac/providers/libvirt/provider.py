@@ -18,12 +18,12 @@ from crane_iac.providers.libvirt.checks import Checks
 from crane_iac.providers.libvirt.cloudinit import Seeds
 from crane_iac.providers.libvirt.containers import Containers
 from crane_iac.providers.libvirt.domains import Domains
-from crane_iac.providers.libvirt.host import NOT_FOUND, Host, LibvirtdHost
+from crane_iac.providers.libvirt.host import NOT_FOUND, Host
 from crane_iac.providers.libvirt.networks import Networks
 from crane_iac.providers.libvirt.pools import Pools
 from crane_iac.providers.libvirt.reading import read_all
 from crane_iac.providers.libvirt.rules import KEPT_OUTPUTS, UNREADABLE, diff_properties, replacement_names
-from crane_iac.providers.libvirt.sandbox import SandboxHost
+from crane_iac.providers.libvirt.sandbox import open_host
 from crane_iac.providers.libvirt.sharing import KINDS
 from crane_iac.providers.libvirt.volumes import Volumes
 from crane_iac.providers.metrics import CpuTime, MemoryUsage
@@ -58,8 +58,8 @@ class LibvirtProvider(Provider):
     ) -> None:
         """``host``: the connection already opened for ``uri`` or the sandbox (the opener opens it before importing
         this module); else it is opened here."""
-        self.host: Host = host or (SandboxHost(sandbox_dir, mutating=mutating, lock_timeout=lock_timeout)
-                                   if uri is None else LibvirtdHost(uri))
+        self.host: Host = host or open_host(uri, sandbox_dir=sandbox_dir, mutating=mutating,
+                                            lock_timeout=lock_timeout)
         self.conn = self.host.conn  # for callers that act as a second libvirt client (tests)
         self.uri = self.host.uri
         self.mutating = mutating

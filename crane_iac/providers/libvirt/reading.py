@@ -52,14 +52,13 @@ def read_all(host: Host, addresses: GuestAddresses) -> list[Live]:
     for name, xml, running in domains:
         domain = listing.facts(xml)
         owner = domain.owner
+        if domain.container and stopped:
+            volume_by_path.update(_stopped_volumes(domain.directories, stopped, volume_by_path))
+        props = domain.finished(running=running, autostart=name in autostart, volume_by_path=volume_by_path)
         if domain.container:
-            if stopped:
-                volume_by_path.update(_stopped_volumes(domain.directories, stopped, volume_by_path))
-            props = domain.finished(running=running, autostart=name in autostart, volume_by_path=volume_by_path)
             result.append(Live("container", name, props, container_outputs(domain.uuid, props),
                                owner.stack if owner else None, owner.address if owner else None))
             continue
-        props = domain.finished(running=running, autostart=name in autostart, volume_by_path=volume_by_path)
         if facts.reserved or facts.slaac:
             facts.fill(props)
         if running:

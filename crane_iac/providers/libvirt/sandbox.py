@@ -20,7 +20,7 @@ import libvirt
 
 from crane_iac.errors import ProviderError
 from crane_iac.heap import release_freed_memory
-from crane_iac.providers.libvirt.host import NOT_FOUND, DhcpRange, Host, ListedDomain, connect
+from crane_iac.providers.libvirt.host import NOT_FOUND, DhcpRange, Host, LibvirtdHost, ListedDomain, connect
 from crane_iac.providers.libvirt.listing import runs
 from crane_iac.providers.libvirt.pools import list_pools
 
@@ -294,3 +294,10 @@ class SandboxHost(Host):
             super().close()
         finally:
             self.sandbox.release()
+
+
+def open_host(uri: str | None, *, sandbox_dir: Path, mutating: bool, lock_timeout: float = 0.0) -> Host:
+    """The host ``uri`` names, or with ``uri=None`` the embedded sandbox kept under ``sandbox_dir``."""
+    if uri is None:
+        return SandboxHost(sandbox_dir, mutating=mutating, lock_timeout=lock_timeout)
+    return LibvirtdHost(uri)
