@@ -232,10 +232,9 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
                                             f"counted at their last value or idle ({idle:.2f}, not above "
                                             f"{again:.2f}: target {aim:.2f} plus {pct}): hold")
         wanted = math.ceil(size * idle / aim - 1e-9)
-        most = policy.most_added(size)
-        target = _bounded(wanted, size + policy.step, size + most, max)
+        target, bounds = _scaled_out(policy, size, wanted, max)
         return target, rule, (f"{above}: scale out {size} → {target} (ceil({size} × {idle:.2f} / target "
-                              f"{aim:.2f}) = {wanted}; step {policy.step}, at most +{most}, max {max})")
+                              f"{aim:.2f}) = {wanted}; {bounds})")
     # one hot server, not the average: only on a tier that is not idle (more servers do not cool a server that is
     # hot for another reason, a leak), and once a cooldown (a scale-out that did not cool it does not repeat at once)
     if (hottest is not None and hottest > policy.hot_line and not reading.warming and not cooling
@@ -244,10 +243,9 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
         if size >= max:
             return size, Rule.AT_MAX, f"{hot}, but size {size} is max: hold"
         wanted = math.ceil(size * hottest / policy.upper - 1e-9)
-        most = policy.most_added(size)
-        target = _bounded(wanted, size + policy.step, size + most, max)
+        target, bounds = _scaled_out(policy, size, wanted, max)
         return target, Rule.HOT, (f"{hot}: scale out {size} → {target} (ceil({size} × {hottest:.2f} / upper "
-                                  f"{policy.upper:.2f}) = {wanted}; step {policy.step}, at most +{most}, max {max})")
+                                  f"{policy.upper:.2f}) = {wanted}; {bounds})")
     below = average < policy.lower
     within = f"{seen} is within [lower {policy.lower:.2f}, upper {policy.upper:.2f}]"
     trims = policy.scale_in_to_target and average < trim
@@ -362,6 +360,14 @@ def _tenths(value: float) -> str:
 
 def _servers(n: int) -> str:
     return f"{n} server" if n == 1 else f"{n} servers"
+
+
+def _scaled_out(policy: ScalingPolicy, size: int, wanted: int, max: int) -> tuple[int, str]:
+    """The size a scale-out that wants ``wanted`` servers makes, and its bounds in words: at least ``step`` more,
+    at most ``most_added``, never past ``max``."""
+    most = policy.most_added(size)
+    return (_bounded(wanted, size + policy.step, size + most, max),
+            f"step {policy.step}, at most +{most}, max {max}")
 
 
 def _bounded(wanted: int, least: int, most: int, ceiling: int) -> int:

@@ -85,16 +85,13 @@ def read_hosts(policy: ScalingPolicy, hosts: Sequence[Host], samples: Iterable[S
                now: float) -> tuple[Reading, float]:
     """Count every host as warming, fresh, stale, late or missing; and the load: the sum of fresh utilisations."""
     newest: dict[str, Sample] = {}
-    ahead: dict[str, Sample] = {}
+    ahead: dict[str, Sample] = {}  # stamped after now + SKEW
     horizon = now + SKEW
     for sample in samples:
-        if sample.at > horizon:
-            if sample.host not in ahead or sample.at > ahead[sample.host].at:
-                ahead[sample.host] = sample
-            continue
-        seen = newest.get(sample.host)
+        kept = ahead if sample.at > horizon else newest
+        seen = kept.get(sample.host)
         if seen is None or sample.at > seen.at:
-            newest[sample.host] = sample
+            kept[sample.host] = sample
     warm_from, fresh_from = now - policy.warmup, now - policy.stale_after
     fresh = warming = stale = late = missing = 0
     load = unfresh = 0.0
@@ -107,17 +104,17 @@ def read_hosts(policy: ScalingPolicy, hosts: Sequence[Host], samples: Iterable[S
         if last is None:
             if host.name in ahead:
                 late += 1
-                unfresh += _usable(policy, ahead[host.name].value)
+                unfresh += _usable(policy, ahead[host.name].value) or 0.0
             else:
                 missing += 1
         elif last.at < host.started_at:  # its predecessor's
             stale += 1
         elif last.at < fresh_from:
             stale += 1
-            unfresh += _usable(policy, last.value)
+            unfresh += _usable(policy, last.value) or 0.0
         else:
-            value = policy.utilisation(last.value)
-            if 0.0 <= value < math.inf:  # NaN fails this too
+            value = _usable(policy, last.value)
+            if value is not None:
                 fresh += 1
                 load += value
                 if hottest is None or value > hottest:
@@ -128,10 +125,10 @@ def read_hosts(policy: ScalingPolicy, hosts: Sequence[Host], samples: Iterable[S
     return Reading(average, fresh, warming, stale, late, missing, hottest, unfresh), load
 
 
-def _usable(policy: ScalingPolicy, value: float) -> float:
-    """A stale or late sample's value as a utilisation, or 0 where it is not a number ≥ 0."""
+def _usable(policy: ScalingPolicy, value: float) -> float | None:
+    """A sample's value as a utilisation, or None where it is not a number ≥ 0 (NaN fails the test too)."""
     used = policy.utilisation(value)
-    return used if 0.0 <= used < math.inf else 0.0
+    return used if 0.0 <= used < math.inf else None
 
 
 def trend_window(kept: tuple[tuple[float, float, int], ...], now: float, reading: Reading, size: int, count: int,
