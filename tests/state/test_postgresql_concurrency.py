@@ -90,13 +90,17 @@ def test_concurrent_applies_lose_nothing_and_leave_no_lock(tmp_path: Path, postg
     beta = make_project(tmp_path / "beta", "beta", url)
     gamma = make_project(tmp_path / "gamma", "gamma", url)
     store = open_store(url)
+    started: list[subprocess.Popen[str]] = []
     try:
         queued = [start(alpha, "--var", f"memory={m}", "--lock-timeout", "60") for m in (256, 384, 512)]
         slow = start(beta, failpoint="slow:0.3")
         crashing = start(gamma, failpoint="after-commit")
+        started += [*queued, slow, crashing]
 
         # kill the slow runner mid-apply, holding its lock, once something of it is committed
-        wait_until(lambda: any(h.action == "create" for h in store.history("beta")), 30, "beta's first commit")
+        wait_until(lambda: any(h.action == "create" for h in store.history("beta")), 30, "beta's first commit",
+                   detail=lambda: "beta still running" if slow.poll() is None
+                   else f"beta exited {slow.returncode}: {slow.communicate()}")
         info = store.lock_info("beta")
         assert info is not None and info.pid == slow.pid and info.operation == "apply"
         slow.send_signal(signal.SIGKILL)
@@ -134,4 +138,8 @@ def test_concurrent_applies_lose_nothing_and_leave_no_lock(tmp_path: Path, postg
             assert_consistent(store, stack)
         assert store.stacks() == ["alpha", "beta", "gamma"]
     finally:
+        for proc in started:  # a failure part way leaves no run behind to write into the next test's database
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate(timeout=30)
         store.close()
