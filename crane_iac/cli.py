@@ -23,9 +23,13 @@ def main() -> None:
     gc.set_threshold(50_000, 20, 20)
     atexit.unregister(gc.freeze)  # registered once however often main() runs in one process (tests)
     atexit.register(gc.freeze)
+    from crane_iac import early
+
+    early.open_early(sys.argv[1:])  # a read-only command's sandbox starts opening now, beside the imports below
     try:
         _run()
     finally:
+        early.discard()
         gc.set_threshold(*threshold)
 
 

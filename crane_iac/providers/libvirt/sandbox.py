@@ -20,6 +20,7 @@ import libvirt
 
 from crane_iac.errors import ProviderError
 from crane_iac.heap import release_freed_memory
+from crane_iac.providers.libvirt import early
 from crane_iac.providers.libvirt.host import NOT_FOUND, DhcpRange, Host, LibvirtdHost, ListedDomain, connect
 from crane_iac.providers.libvirt.listing import runs
 from crane_iac.providers.libvirt.pools import list_pools
@@ -147,7 +148,9 @@ class SandboxHost(Host):
         self.sandbox = Sandbox(directory)
         uri = self.sandbox.prepare(exclusive=mutating, timeout=lock_timeout)
         try:
-            conn = connect(uri)
+            conn = early.take(uri)  # opened while the command started, when crane_iac.early saw which it would be
+            if conn is None:
+                conn = connect(uri)
         except ProviderError:
             self.sandbox.release()
             raise
