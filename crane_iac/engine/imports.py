@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from crane_iac.addresses import is_within
 from crane_iac.errors import CraneError
@@ -10,6 +12,17 @@ from crane_iac.loader import LoadedStack
 from crane_iac.objects import Live, Outcome, Recorded, identity
 from crane_iac.resources.messages import with_article
 from crane_iac.state.base import Committed, StackState
+
+if TYPE_CHECKING:
+    from crane_iac.planner.model import Plan
+
+
+@dataclass
+class ImportReport:
+    """What ``crane import`` adopted, and the plan of that address against the stack."""
+
+    committed: Committed
+    plan: Plan
 
 
 def import_record(address: str, name: str | None, loaded: LoadedStack, state: StackState, lives: Iterable[Live],

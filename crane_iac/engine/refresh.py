@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from crane_iac.errors import Diagnostic
@@ -12,6 +12,15 @@ from crane_iac.planner.diff import resolve_outputs
 from crane_iac.resources.messages import with_article
 from crane_iac.sharing import NOTHING_SHARED, EndpointSharing
 from crane_iac.state.base import Committed, StackState
+
+
+@dataclass
+class RefreshReport:
+    """What ``crane refresh`` wrote: the records, how many resources state held, and the outputs that changed."""
+
+    committed: list[Committed]
+    resources: int
+    outputs_changed: list[str]
 
 
 class EndpointRead(Protocol):

@@ -28,7 +28,6 @@ from crane_iac.errors import ConfigError, SettingError
 from crane_iac.ipam.pools import LeaseRecord, PoolRecord
 from crane_iac.objects import DEFAULT_ENDPOINT
 from crane_iac.state.base import (
-    Committed,
     Fence,
     HistoryEntry,
     LockInfo,
@@ -44,29 +43,18 @@ from crane_iac.tomlfile import key_line
 # what a command needs only once it runs, imported then: a plan starts opening its endpoints first, and imports these
 # (SQLAlchemy, the resource models, the planner: about half a second) while they open
 if TYPE_CHECKING:
+    from crane_iac.engine.imports import ImportReport
+    from crane_iac.engine.refresh import RefreshReport
     from crane_iac.loader import LoadedStack
     from crane_iac.objects import Live
     from crane_iac.planner.model import Plan
     from crane_iac.sharing import EndpointSharing
     from crane_iac.state.migrate import MigrationReport
 
-__all__ = ["ImportReport", "PlanOptions", "RefreshReport", "Run", "Workspace", "read_plan"]
+__all__ = ["PlanOptions", "Run", "Workspace", "read_plan"]
 
 T = TypeVar("T")
 D = TypeVar("D")
-
-
-@dataclass
-class RefreshReport:
-    committed: list[Committed]
-    resources: int
-    outputs_changed: list[str]
-
-
-@dataclass
-class ImportReport:
-    committed: Committed
-    plan: Plan
 
 
 @dataclass
@@ -332,7 +320,7 @@ class Workspace:
         """Update state (records and stack outputs) from the endpoints without changing infrastructure."""
         with self.locked("refresh", lock_timeout=lock_timeout, mutating=False) as run:
             assert run.lives is not None and run.loaded is not None
-            from crane_iac.engine.refresh import refreshed_outputs, refreshed_records
+            from crane_iac.engine.refresh import RefreshReport, refreshed_outputs, refreshed_records
             from crane_iac.engine.retired import with_retired
 
             assert run.endpoints is not None
@@ -351,7 +339,7 @@ class Workspace:
         """Adopt an object that exists on an endpoint into state at ``address``; the plan shows how it differs."""
         with self.locked("import", lock_timeout=lock_timeout, mutating=False) as run:
             assert run.lives is not None and run.loaded is not None and run.endpoints is not None
-            from crane_iac.engine.imports import import_record
+            from crane_iac.engine.imports import ImportReport, import_record
             from crane_iac.engine.planning import plan_stack
 
             committed = import_record(address, physical, run.loaded, run.state, run.lives, self.name)
