@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -130,6 +131,11 @@ def open_endpoints(configs: Mapping[str, EndpointConfig], *, state_dir: Path, mu
     for type_name in {config.type for config in configs.values()}:
         # each type's provider imported here, before ``meanwhile`` competes with the connections for the GIL
         prepare_opening(type_name)
+    # the package both sides import while the endpoints connect: ``meanwhile`` runs the stack (its resource models),
+    # a connection's thread the provider's kinds (which import the models' modules). Python 3.11 can fail two threads
+    # that import a package and its modules at once with a _DeadlockError (CPython bpo-38884): imported whole here,
+    # before any thread starts, it is only read from sys.modules after
+    importlib.import_module("crane_iac.resources")
     with ThreadPoolExecutor(max(1, len(names)), thread_name_prefix="crane-connect") as pool:
         futures = {name: pool.submit(connect, name) for name in names}
         try:
