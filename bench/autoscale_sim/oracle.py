@@ -50,8 +50,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.autoscale_sim.traces import Trace
-from bench.autoscale_sim.web_tier import Conditions, Noise, WebTier
+from bench.autoscale_sim.evaluation import CRANE, HPA, HPA_TARGET, PLAIN, Outcome, Score, evaluate
+from bench.autoscale_sim.families import Case, case
+from bench.autoscale_sim.policies import Foresight, HpaRule
+from bench.autoscale_sim.traces import HOUR, Trace
+from bench.autoscale_sim.web_tier import Autoscaler, Conditions, Noise, WebTier, simulate
 
 #: server-hour budgets, as multiples of the HPA-style rule's on the same trace (inf: any)
 BUDGETS = (1.0, 1.1, 1.25, 1.5, math.inf)
@@ -216,7 +219,7 @@ def fewest(table: list[list[int]], hours: int, budgets: Sequence[float] = BUDGET
 
 @dataclass(frozen=True, slots=True)
 class Bound:
-    """One trace's oracle: the fewest actions per budget (None: more than ``most``) against the references."""
+    """One trace's oracle: the fewest actions per budget (None: more than ``most``, the most looked for)."""
 
     most: int
     actions: dict[float, int | None]
@@ -225,8 +228,85 @@ class Bound:
 def bound(trace: Trace, tier: WebTier, noise: Noise, *, size: int, conditions: Conditions | None, violations: int,
           hours: int, most: int) -> Bound:
     """The fewest actions of any clairvoyant schedule with at most ``violations`` violation periods and at most
-    budget × ``hours`` server-periods, looked for up to ``most`` actions."""
+    budget × ``hours`` server-periods, looked for up to ``most`` actions (first up to 2, the usual answer, then
+    up to ``most``: the table's cost grows with it)."""
     need = needs(trace, tier, noise, conditions, size=size)
-    table = frontier(need, start=size, least=tier.min, most_size=tier.max, boot=boot_periods(tier.boot, trace.period),
-                     violations=violations, most=most)
-    return Bound(most, fewest(table, hours))
+    boot = boot_periods(tier.boot, trace.period)
+    looked = min(most, 2)
+    while True:
+        table = frontier(need, start=size, least=tier.min, most_size=tier.max, boot=boot, violations=violations,
+                         most=looked)
+        found = fewest(table, hours)
+        if looked == most or None not in found.values():
+            return Bound(looked, found)
+        looked = most
+
+
+#: the references and foresight with their sizing line moved as crane's variants move it (the no-cliff check)
+HPA_VARIANTS: dict[str, dict[str, float]] = {
+    "target 0.55": {"target": 0.55}, "target 0.65": {"target": 0.65},
+    "tolerance 0.05": {"tolerance": 0.05}, "tolerance 0.15": {"tolerance": 0.15}}
+FORESIGHT_LEVELS = (0.55, 0.6, 0.65)
+
+
+def hpa_name(what: str) -> str:
+    return f"{HPA}, {what}"
+
+
+def foresight_name(level: float) -> str:
+    return f"foresight at {level:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """One trace's actions for (i) and crane, and the oracle's bound under each budget."""
+
+    family: str
+    seed: int
+    held_out: bool
+    plain: int
+    crane: int
+    bound: Bound
+
+    def beaten(self, budget: float) -> bool:
+        """Some clairvoyant schedule within the budget takes fewer actions than (i)."""
+        fewest = self.bound.actions[budget]
+        return fewest is not None and fewest < self.plain
+
+    @property
+    def must_act(self) -> bool:
+        """No schedule without an action keeps (ii)'s violation periods: a policy that meets the SLO target here
+        acts, so the trace counts in the "fewer actions" share whatever the policy."""
+        return self.bound.actions[math.inf] != 0
+
+
+def reach(one: Case) -> tuple[Outcome, Reach]:
+    """``one`` through evaluation's policies and crane's variants, the HPA-style rule and foresight with their line
+    moved (their scores added to the Outcome's), and the oracle against (i) and (ii)."""
+    outcome = evaluate(one)
+    noise = Noise.draw(one.trace, one.tier)
+    tier, trace = one.tier, one.trace
+    extra: list[Autoscaler] = []
+    for what, change in HPA_VARIANTS.items():
+        hpa = HpaRule(target=change.get("target", HPA_TARGET), tolerance=change.get("tolerance", 0.1),
+                      min=tier.min, max=tier.max)
+        hpa.name = hpa_name(what)
+        extra.append(hpa)
+    for level in FORESIGHT_LEVELS:
+        ahead = Foresight(trace.load, period=trace.period, boot=tier.boot, base=tier.base,
+                          per_request=tier.per_request, least=tier.min, most=tier.max, level=level)
+        ahead.name = foresight_name(level)
+        extra.append(ahead)
+    for policy in extra:
+        run = simulate(trace, policy, tier, noise, size=one.size, conditions=one.conditions)
+        outcome.scores[policy.name] = Score.of(run)
+    plain, hpa_score = outcome.scores[PLAIN], outcome.scores[HPA]
+    hours = round(hpa_score.server_hours * HOUR / trace.period)
+    found = bound(trace, tier, noise, size=one.size, conditions=one.conditions, violations=hpa_score.violating,
+                  hours=hours, most=max(0, min(plain.actions - 1, hpa_score.actions)))
+    return outcome, Reach(one.family, one.seed, one.held_out, plain.actions, outcome.scores[CRANE].actions, found)
+
+
+def reach_at(where: tuple[str, int]) -> tuple[Outcome, Reach]:
+    """A worker's job: (family, j) → the Outcome and the Reach (the case rebuilt from its seed in the worker)."""
+    return reach(case(*where))
