@@ -41,7 +41,7 @@ The sizes run from the tier's min to the larger of the size it starts with and t
 a schedule with more servers than every period needs can have them removed without a violation more, an action
 more or a server-hour more, so no schedule is lost.
 
-The cost: (periods × sizes × actions × violations) additions in lists; about a second for a 24-hour trace.
+The cost: (periods × sizes × actions × violations) additions in lists: 1–2 s for a 24-hour trace, under one for most.
 """
 
 from __future__ import annotations
