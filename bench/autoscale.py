@@ -2,7 +2,7 @@
 rule and crane's controller (the real ``decide``), on five synthetic traces with fixed seeds.
 
     python bench/autoscale.py [--markdown] [--what-if] [--seed 0] [--period 15] [--boot 90] [--hpa-target 0.6]
-    python bench/autoscale.py --set tuning|held-out|both [--markdown] [--jobs N] [--per-family 30]
+    python bench/autoscale.py --set tuning|held-out|both [--markdown] [--jobs N] [--per-family 30] [--oracle]
 
 Prints, per trace and policy, the time in SLO violation (the ready servers' average above upper, or any server
 above 95 %), the server-hours (a server counts from its creation, booting or not) and the scaling actions; then
@@ -16,6 +16,9 @@ split once by seed into a tuning set and a held-out set; evaluation.py, report.p
 policy's median and 90th percentile, the share of traces on which crane is at least as good as each reference, the
 issue's targets with verdicts, the no-cliff check and the traces where crane spent more SLO time than the HPA-style
 rule, with the figures. ``--jobs`` worker processes (default: the CPU count); the wall time is printed.
+``--oracle`` adds, per set, a clairvoyant bound (bench/autoscale_sim/oracle.py): on how many traces any schedule
+that knows the future could take fewer actions than the plain rule within (ii)'s SLO time and a server-hour
+budget, so an upper bound on what any policy can reach; and the no-cliff check on the references themselves.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,8 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.autoscale_sim.evaluation import LOWER, UPPER, Outcome, evaluate_at
 from bench.autoscale_sim.families import PER_FAMILY, index
+from bench.autoscale_sim.oracle import Reach, reach_at
 from bench.autoscale_sim.policies import CraneController, Fixed, HpaRule, PlainRule
-from bench.autoscale_sim.report import report
+from bench.autoscale_sim.report import reach_report, report
 from bench.autoscale_sim.targets import Verdict, deadband_hours, judge, late_scale_outs
 from bench.autoscale_sim.traces import Trace, traces
 from bench.autoscale_sim.web_tier import Autoscaler, Noise, Run, WebTier, simulate
@@ -129,27 +134,38 @@ def cpu_figure() -> tuple[str, str, str, str]:
     return cells[0], cells[1], cells[2], cells[5]
 
 
-def many_traces(which: str, jobs: int, per_family: int, markdown: bool) -> None:
+def many_traces(which: str, jobs: int, per_family: int, markdown: bool, oracle: bool = False) -> None:
     """The evaluation on the families' traces: every trace of ``which`` set through every policy, ``jobs`` at once
-    (the 24-hour traces first, so that no worker is left with one at the end), then one report per set."""
+    (the 24-hour traces first, so that no worker is left with one at the end), then one report per set; with
+    ``oracle``, each trace's clairvoyant bound and the references' own no-cliff figures too (oracle.py)."""
     from multiprocessing import Pool
 
     started = time.perf_counter()
-    jobs_list = sorted(((family, j, True) for family, j in index(which, per_family)),
-                       key=lambda job: job[0] != "diurnal-weekly")
+    chosen = sorted(index(which, per_family), key=lambda job: job[0] != "diurnal-weekly")
+    work: Callable[[tuple[str, int]], tuple[Outcome, Reach | None]] = reach_at if oracle else _evaluated
     if jobs > 1:
         with Pool(jobs) as pool:
-            outcomes: list[Outcome] = list(pool.imap_unordered(evaluate_at, jobs_list))
+            results = list(pool.imap_unordered(work, chosen))
     else:
-        outcomes = [evaluate_at(job) for job in jobs_list]
-    outcomes.sort(key=lambda o: o.seed)
+        results = [work(job) for job in chosen]
+    results.sort(key=lambda result: result[0].seed)
     wall = time.perf_counter() - started
     sets = {"tuning": [False], "held-out": [True], "both": [False, True]}[which]
     for held in sets:
-        chosen = [o for o in outcomes if o.held_out == held]
-        print(report("Held-out set" if held else "Tuning set", chosen, markdown) + "\n")
-    print(f"({len(outcomes)} traces × 8 runs (3 policies, 4 variants of crane, foresight) in {wall:.0f} s wall "
-          f"with {jobs} job{'s' if jobs != 1 else ''})")
+        outcomes = [o for o, _ in results if o.held_out == held]
+        title = "Held-out set" if held else "Tuning set"
+        print(report(title, outcomes, markdown) + "\n")
+        if oracle:
+            reaches = [r for o, r in results if o.held_out == held and r is not None]
+            print(reach_report(title, outcomes, reaches, markdown) + "\n")
+    runs = "8 runs (3 policies, 4 variants of crane, foresight)"
+    if oracle:
+        runs = "15 runs (those 8, the HPA-style rule's 4 variants, foresight at 3 levels) and the oracle"
+    print(f"({len(results)} traces × {runs} in {wall:.0f} s wall with {jobs} job{'s' if jobs != 1 else ''})")
+
+
+def _evaluated(job: tuple[str, int]) -> tuple[Outcome, Reach | None]:
+    return evaluate_at((*job, True)), None
 
 
 def main() -> None:
@@ -165,9 +181,14 @@ def main() -> None:
                         help="evaluate on the trace families' tuning set, held-out set or both, instead")
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="worker processes for --set")
     parser.add_argument("--per-family", type=int, default=PER_FAMILY, help="traces per family for --set")
+    parser.add_argument("--oracle", action="store_true",
+                        help="with --set: each trace's clairvoyant bound on actions, and the no-cliff check on the "
+                             "references (bench/autoscale_sim/oracle.py)")
     args = parser.parse_args()
+    if args.oracle and not args.set:
+        parser.error("--oracle goes with --set")
     if args.set:
-        many_traces(args.set, max(1, args.jobs), args.per_family, args.markdown)
+        many_traces(args.set, max(1, args.jobs), args.per_family, args.markdown, args.oracle)
         return
     tier = replace(WebTier(), boot=args.boot, upper=UPPER)
     started = time.process_time()
