@@ -74,7 +74,8 @@ class LibvirtProvider(Provider):
         self.library_dir = next((d for d in (sandbox_dir, *sandbox_dir.parents) if d.name == ".crane"),
                                 sandbox_dir) / "templates"
         self.containers = Containers(self.host, shutdown_timeout=shutdown_timeout,
-                                     domain_type="test" if self.host.test_driver else "lxc")
+                                     domain_type="test" if self.host.test_driver else "lxc",
+                                     library_dir=self.library_dir)
         self.handlers: dict[str, KindHandler] = {
             "pool": Pools(self.host), "network": Networks(self.host, self.addresses), "volume": Volumes(self.host),
             "cloudinit": Seeds(self.host), "vm": self.domains, "container": self.containers,
@@ -125,7 +126,7 @@ class LibvirtProvider(Provider):
 
     def check(self, kind: str, properties: dict[str, Any]) -> list[str]:
         problems = self.checks.problems(kind, properties)
-        if kind == "container" and properties.get("template") and not self.host.test_driver:
+        if kind == "container" and properties.get("template"):
             problems.extend(self._template_problems(properties))
         return problems
 
@@ -141,8 +142,9 @@ class LibvirtProvider(Provider):
         return []
 
     def warnings(self, kind: str, properties: dict[str, Any]) -> list[str]:
-        """A container on a template whose lineage was built on a base that has changed since (a stale template)."""
-        if kind != "container" or not properties.get("template") or self.host.test_driver or not self.host.local:
+        """A container on a template whose lineage was built on a base that has changed since (a stale template):
+        the bases are read where crane runs, so only for a host crane runs on (the sandbox included)."""
+        if kind != "container" or not properties.get("template") or not self.host.local:
             return []
         try:
             stale = self.containers.library().stale(properties["template"])

@@ -5,8 +5,8 @@ that every driver of that daemon uses: a network or a storage pool (and the volu
 ``qemu:///system`` is there, by its name, through ``lxc:///system``. Domains are each driver's own. So two endpoints
 on one daemon (same transport, user, host, port and socket, and the same ``/system`` or ``/session`` path) share
 ``network``, ``pool``, ``volume``, ``snapshot`` and ``cloudinit`` (a seed and a snapshot are volumes), and two
-endpoints that are one driver of one daemon twice share every kind. ``/system`` and ``/session`` are two daemons; ``qemu:///embed`` runs in the
-client, and shares nothing.
+endpoints that are one driver of one daemon twice share every kind. ``/system`` and ``/session`` are two daemons;
+``qemu:///embed`` runs in the client, and shares nothing.
 
 libvirt's test driver runs in the client's process: ``test:///default`` is one hypervisor for every connection of
 a process (crane opens every endpoint in one process), so two endpoints on it share every kind; a ``test://FILE``

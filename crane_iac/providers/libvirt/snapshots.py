@@ -23,9 +23,8 @@ from crane_iac.templates.library import LIBRARY_POOL
 SNAPSHOT_FIELDS = ("pool", "volume")
 
 
-def library_pool(host: Host, default_dir: Path) -> Any:
+def library_pool(conn: Any, default_dir: Path) -> Any:
     """The host's template library pool, defined, built and started at ``default_dir`` when the host has none."""
-    conn = host.conn
     try:
         pool = conn.storagePoolLookupByName(LIBRARY_POOL)
     except libvirt.libvirtError as exc:
@@ -71,6 +70,8 @@ def copy_volume(host: Host, pool: Any, name: str, source_ref: str, capacity_gib:
             raise
         return vol
     wanted = (capacity_gib or 0) * storage.GIB
+    if host.test_driver:  # its volumes hold nothing, and its copy finds the source only in the target's pool
+        return pool.createXML(lx.render_volume(name, max(wanted, capacity), fmt), 0)
     vol = pool.createXMLFrom(lx.render_volume(name, max(wanted, capacity), fmt), source, 0)
     if wanted > capacity and not host.test_driver:
         vol.resize(wanted, 0)
@@ -86,7 +87,7 @@ class Snapshots:
 
     def _pool(self, name: str) -> Any:
         if name == LIBRARY_POOL:
-            return library_pool(self.host, self.library_dir)
+            return library_pool(self.host.conn, self.library_dir)
         return self.host.conn.storagePoolLookupByName(name)
 
     def _live(self, vol: Any, physical: str, p: dict[str, Any]) -> Live:
