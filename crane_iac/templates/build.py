@@ -32,7 +32,7 @@ from crane_iac.templates.manifest import Base, Manifest, Playbook
 Progress = Callable[[str], None]
 PLUGINS = Path(__file__).parent / "plugins" / "connection"
 #: the build container's first process: it only waits while the playbook runs beside it
-BUILD_INIT = ("/bin/sh", "-c", "exec sleep infinity")
+BUILD_INIT = ("/bin/sh", "-c", "while :; do sleep 3600; done")
 _CONFIG = """\
 [defaults]
 gathering = explicit
@@ -94,12 +94,12 @@ def build_container_template(conn: Any, library: Library, request: BuildRequest,
         image = partial / LAYER_IMAGE
         layers.make_image(image, request.size_gib)
         root = layers.build_root(build_name, image, parents, bottom)
-        before = digests.packages(root)
+        before = digests.packages(layers.view(root))
         progress(f"template {name}: building on {request.base} in {root}")
         domain = _start_container(conn, f"crane-build-{name}", root, request.memory_mib)
         pid = _first_process(domain)
         _run_playbook(request, pid, progress)
-        added = digests.added_packages(before, digests.packages(root))
+        added = digests.added_packages(before, digests.packages(layers.view(root)))
         _stop(domain)
         domain = None
         layers.release_build(build_name)
@@ -123,7 +123,7 @@ def build_container_template(conn: Any, library: Library, request: BuildRequest,
 def _layer_digest(image: Path, name: str) -> str:
     where = layers.mount_layer(image, name)
     try:
-        return digests.tree_digest(where / "upper")
+        return digests.tree_digest(layers.view(where / "upper"))
     finally:
         layers.release_unused_layers()
 

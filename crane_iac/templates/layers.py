@@ -13,11 +13,18 @@ an ext4 image holding ``upper/``: the tree its build added, whiteouts and opaque
   work directories in the image) at ``/run/crane/builds/<template>/root``.
 
 Everything under /run goes with a reboot, as the containers do; the next start mounts it again.
+
+The mounts are made in the mount namespace of the libvirt daemon that runs the containers (its LXC controller
+starts them from there), which is the host's own on most machines but may be one of its own (tests/real's libvirtd
+runs in a private one): ``nsenter --mount`` into it when it differs from crane's, and crane reads what is mounted
+through ``/proc/<daemon>/root``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import subprocess
 from pathlib import Path
 
@@ -29,10 +36,47 @@ ROOTS = RUN_DIR / "roots"
 BUILDS = RUN_DIR / "builds"
 
 
+#: the daemons whose mount namespace runs containers: the LXC driver's own, or the monolithic one
+_DAEMONS = ("virtlxcd", "libvirtd")
+
+
+@functools.cache
+def _daemon() -> int | None:
+    """The PID of the libvirt daemon running containers when its mount namespace is not crane's; None when it is
+    crane's, or no daemon runs here."""
+    found: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                comm = (entry / "comm").read_text().strip()
+                if comm in _DAEMONS:
+                    found.setdefault(comm, int(entry.name))
+    pid = next((found[name] for name in _DAEMONS if name in found), None)
+    if pid is None:
+        return None
+    try:
+        same = os.readlink(f"/proc/{pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt")
+    except OSError:
+        return None
+    return None if same else pid
+
+
+def forget_daemon() -> None:
+    """Look for the daemon again at the next mount (a test that restarts libvirtd)."""
+    _daemon.cache_clear()
+
+
+def view(path: Path) -> Path:
+    """``path`` as the daemon's mount namespace has it, seen from crane's."""
+    pid = _daemon()
+    return Path(f"/proc/{pid}/root{path}") if pid is not None else path
+
+
 def _mountinfo() -> list[tuple[str, str, str]]:
-    """(mount point, file system type, super options) of each mount of this process's namespace."""
+    """(mount point, file system type, super options) of each mount of the daemon's mount namespace."""
     found = []
-    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+    pid = _daemon()
+    for line in Path(f"/proc/{pid or 'self'}/mountinfo").read_text().splitlines():
         mine, _, theirs = line.partition(" - ")
         point = mine.split()[4].encode().decode("unicode_escape")
         fstype, _source, options = [*theirs.split(), "", "", ""][:3]
@@ -45,7 +89,9 @@ def is_mounted(path: Path) -> bool:
 
 
 def _run(*argv: str) -> None:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    pid = _daemon()
+    entered = ["nsenter", "--target", str(pid), "--mount", "--", *argv] if pid is not None else list(argv)
+    done = subprocess.run(entered, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise ProviderError(f"{' '.join(argv)} failed: {(done.stderr or done.stdout).strip()}")
 
@@ -61,7 +107,7 @@ def mount_layer(image: Path, name: str) -> Path:
     """The template's image mounted read-only at ``/run/crane/layers/<name>`` (once: later calls find it)."""
     where = LAYERS / name
     if not is_mounted(where):
-        where.mkdir(parents=True, exist_ok=True)
+        view(where).mkdir(parents=True, exist_ok=True)
         _run("mount", "-o", "loop,ro", str(image), str(where))
     return where
 
@@ -71,7 +117,7 @@ def container_root(physical: str, images: list[Path], base: str) -> Path:
     where = ROOTS / physical
     lowers = [str(mount_layer(image, image.parent.name) / "upper") for image in images]
     if not is_mounted(where):
-        where.mkdir(parents=True, exist_ok=True)
+        view(where).mkdir(parents=True, exist_ok=True)
         _run("mount", "-t", "overlay", "overlay", "-o", f"ro,lowerdir={':'.join([*lowers, base])}", str(where))
     return where
 
@@ -82,7 +128,7 @@ def release_root(physical: str) -> None:
     if is_mounted(where):
         _run("umount", str(where))
     with contextlib.suppress(OSError):
-        where.rmdir()
+        view(where).rmdir()
     release_unused_layers()
 
 
@@ -94,7 +140,7 @@ def release_unused_layers() -> None:
         if point.startswith(f"{LAYERS}/") and f"{point}/upper" not in overlays:
             _run("umount", point)
             with contextlib.suppress(OSError):
-                Path(point).rmdir()
+                view(Path(point)).rmdir()
 
 
 def build_root(name: str, image: Path, parents: list[Path], base: str) -> Path:
@@ -103,11 +149,10 @@ def build_root(name: str, image: Path, parents: list[Path], base: str) -> Path:
     top = BUILDS / name
     layer, root = top / "layer", top / "root"
     for path in (layer, root):
-        path.mkdir(parents=True, exist_ok=True)
+        view(path).mkdir(parents=True, exist_ok=True)
     if not is_mounted(layer):
         _run("mount", "-o", "loop", str(image), str(layer))
-    (layer / "upper").mkdir(exist_ok=True)
-    (layer / "work").mkdir(exist_ok=True)
+    _run("mkdir", "-p", f"{layer}/upper", f"{layer}/work")
     lowers = [str(mount_layer(p, p.parent.name) / "upper") for p in parents]
     if not is_mounted(root):
         _run("mount", "-t", "overlay", "overlay", "-o",
@@ -121,9 +166,9 @@ def release_build(name: str) -> None:
     if is_mounted(top / "root"):
         _run("umount", str(top / "root"))
     if is_mounted(top / "layer"):
-        subprocess.run(["rm", "-rf", str(top / "layer" / "work")], check=False)
+        _run("rm", "-rf", str(top / "layer" / "work"))
         _run("umount", str(top / "layer"))
     for path in (top / "root", top / "layer", top):
         with contextlib.suppress(OSError):
-            path.rmdir()
+            view(path).rmdir()
     release_unused_layers()
