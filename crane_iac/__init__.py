@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = ["VM", "AppDomain", "CloudInit", "Component", "Configuration", "Container", "CraneError", "IPv4Pool",
-           "IPv6Pool", "LoadBalancer", "Network", "Output", "ScalingPolicy", "SshKey", "Storage", "StoragePool",
-           "Volume", "WebTier", "__version__", "export", "import_", "moved", "setting", "variable"]
+           "IPv6Pool", "LoadBalancer", "Network", "Output", "ScalingPolicy", "Snapshot", "SshKey", "Storage",
+           "StoragePool", "Volume", "WebTier", "__version__", "export", "import_", "moved", "setting", "variable"]
 #: the app domain component and its parts, from crane_iac.appdomain
 _APPDOMAIN = frozenset({"AppDomain", "LoadBalancer", "Storage", "WebTier"})
 
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
         IPv6Pool,
         Network,
         Output,
+        Snapshot,
         SshKey,
         StoragePool,
         Volume,

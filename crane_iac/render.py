@@ -250,6 +250,10 @@ def render_plan(plan: Plan, *, colour: bool = False, limit: int = DETAIL_LIMIT) 
         lines.append(paint(f"Warning: {OVERRIDES_HEAD} ({OVERRIDES_NOTE}):", "33"))
         lines.extend(f"  {override_line(o)}" for o in plan.overrides)
         lines.append("")
+    for warning in plan.warnings:
+        lines.append(paint(f"Warning: {warning['address']}: {warning['message']}", "33"))
+    if plan.warnings:
+        lines.append("")
     if plan.drift:
         lines.append(paint("Drift", "1") + " (changed outside crane since the last apply; the plan below corrects it):")
         for d in plan.drift[:limit]:

@@ -9,8 +9,8 @@ import crane_iac
 def test_public_names_are_pinned() -> None:
     assert sorted(crane_iac.__all__) == sorted(
         ["VM", "AppDomain", "CloudInit", "Component", "Configuration", "Container", "CraneError", "IPv4Pool",
-         "IPv6Pool", "LoadBalancer", "Network", "Output", "ScalingPolicy", "SshKey", "Storage", "StoragePool",
-         "Volume", "WebTier", "__version__", "export", "import_", "moved", "setting", "variable"]
+         "IPv6Pool", "LoadBalancer", "Network", "Output", "ScalingPolicy", "Snapshot", "SshKey", "Storage",
+         "StoragePool", "Volume", "WebTier", "__version__", "export", "import_", "moved", "setting", "variable"]
     )
     from crane_iac import errors, resources
     from crane_iac.appdomain import component

@@ -189,6 +189,9 @@ def _plan_once(
                 # what an endpoint sharing the kind will check against it (a volume there in this pool)
                 for peer in sorted(endpoints.sharing.peers(change.endpoint, change.kind) - {change.endpoint}):
                     endpoints[peer].planned_elsewhere(change.kind, change.after or want.properties)
+    if refresh and not destroy:
+        plan.warnings = [{"address": want.address, "message": message} for want in loaded.desired
+                         for message in endpoints[want.endpoint].warnings(want.kind, want.properties)]
     names: dict[str, str] = {}
     for change in plan.changes:
         if change.action is Action.CREATE_THEN_DELETE and change.from_physical is None:

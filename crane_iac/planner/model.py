@@ -12,7 +12,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from crane_iac.objects import DEFAULT_ENDPOINT, Action, FieldChange, Reason
 
-PLAN_FORMAT_VERSION = 10
+PLAN_FORMAT_VERSION = 11
 
 
 class Phase(StrEnum):
@@ -136,6 +136,9 @@ class Plan:
     #: leases the apply gives back to their pools (state only): of resources that no longer take the value, and
     #: planned ones no resource will use (a plan never applied, an apply stopped before its create)
     leases_released: list[LeaseRelease] = field(default_factory=list)
+    #: what the providers warn of in resources the stack declares, changed or not: {address, message} (a container
+    #: on a template whose base changed since it was built); nothing to apply
+    warnings: list[dict[str, str]] = field(default_factory=list)
     format_version: int = PLAN_FORMAT_VERSION
 
     @property

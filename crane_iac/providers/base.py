@@ -153,6 +153,11 @@ class Provider(ABC):
         that will be skipped because no host can be reached), or None."""
         return None
 
+    def warnings(self, kind: str, properties: dict[str, Any]) -> list[str]:
+        """What the plan should warn of in an object the stack declares, whether it changes or not (a container on a
+        stale template); [] when nothing. Called after ``read_all``; it must not change anything."""
+        return []
+
     def checkpoint(self) -> None:
         """Make every mutation so far durable before crane records it in state (a no-op on real hosts)."""
 

@@ -88,6 +88,9 @@ class Endpoint(Provider):
     def remark(self, kind: str, properties: dict[str, Any]) -> str | None:
         return self.provider_of(kind).remark(kind, properties)
 
+    def warnings(self, kind: str, properties: dict[str, Any]) -> list[str]:
+        return self.provider_of(kind).warnings(kind, properties)
+
     # GuestMetrics, answered by the provider serving the kind where it has the capability (else no reading)
 
     def memory_usage(self, kind: str, physical: str) -> MemoryUsage | None:

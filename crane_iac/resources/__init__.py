@@ -17,12 +17,13 @@ from crane_iac.resources.ippools import IPv4Pool, IPv6Pool
 from crane_iac.resources.network import Network
 from crane_iac.resources.pool import StoragePool
 from crane_iac.resources.registry import Registry, collecting
+from crane_iac.resources.snapshot import Snapshot
 from crane_iac.resources.ssh_key import SshKey
 from crane_iac.resources.vm import VM
 from crane_iac.resources.volume import Volume
 
 KINDS: dict[str, type[Resource]] = {cls.kind: cls for cls in (VM, Container, Network, Volume, StoragePool,
-                                                                 CloudInit, SshKey, Configuration)}
+                                                                 CloudInit, SshKey, Configuration, Snapshot)}
 
 __all__ = [
     "KINDS",
@@ -37,6 +38,7 @@ __all__ = [
     "Output",
     "Registry",
     "Resource",
+    "Snapshot",
     "SshKey",
     "StoragePool",
     "Volume",

@@ -45,7 +45,9 @@ class Container(Resource):
     """A container running ``init`` (an argv list; its first element an absolute path within ``root``) as its first
     process, with ``init_env`` as its environment (values may be ``Output``s of other resources).
 
-    ``root`` (default ``/``: the host's own programs) is passed through read-only as the container's ``/``; each
+    ``root`` (default ``/``: the host's own programs) is passed through read-only as the container's ``/``; with
+    ``template`` (the name of a container template in the host's template library, docs/guides/templates.md) the
+    root is that template's layers over ``root``, which must be the directory the template was built on; each
     directory in ``writable`` is a fresh tmpfs, and ``mounts`` maps a path in the container to a directory
     ``Volume`` (``format="dir"``) passed through read-write: what the container keeps lives there. A path in
     ``writable`` or ``mounts`` must exist in ``root``, or lie under another of them.
@@ -81,6 +83,8 @@ class Container(Resource):
     init: list[str] = Field(min_length=1)
     init_env: dict[str, str | Output] = Field(default_factory=dict)
     root: str = "/"
+    #: a container template of the host's library, layered over ``root`` (None: the root alone)
+    template: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
     writable: list[str] = Field(default_factory=lambda: list(DEFAULT_WRITABLE))
     mounts: dict[str, InstanceOf[Volume]] = Field(default_factory=dict)
     running: bool = True
@@ -200,7 +204,9 @@ class Container(Resource):
                     gateway6 = str(ipaddress.IPv6Network(net.ipv6).network_address + 1)
                 nic.update(ipv6=address6, ipv6_prefix=prefix6, ipv6_gateway=gateway6)
             nics.append(nic)
+        template = {"template": self.template} if self.template is not None else {}  # the key only such a one has
         return {
+            **template,
             "vcpus": self.vcpus,
             "memory_mib": self.memory_mib,
             "nics": nics,

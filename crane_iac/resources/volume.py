@@ -25,6 +25,8 @@ class Volume(Resource):
       connection (``virStorageVolUpload``), so it works against remote hosts too. The volume takes the image's
       format (``format``, when given, must match it: crane does not convert) and is at least the image's virtual
       size: ``capacity_gib`` may be left out, and when given must not be smaller (the volume is grown to it);
+    * ``source`` may instead be a ``Snapshot`` (resources/snapshot.py): the volume is a full copy of it, in its
+      format (a directory snapshot restores into a directory volume: give ``format="dir"``);
     * ``clone``: another Volume copied in full (``virStorageVolCreateXMLFrom``; independent of it afterwards), in
       its format unless ``format`` asks for another (libvirt converts), at least its size.
 
@@ -44,7 +46,7 @@ class Volume(Resource):
     pool: InstanceOf[StoragePool] | str = "default"
     format: Literal["qcow2", "raw", "dir"] | None = None
     base: InstanceOf[Volume] | str | None = None
-    source: str | InstanceOf[Path] | None = None
+    source: str | InstanceOf[Path] | InstanceOf[Resource] | None = None
     clone: InstanceOf[Volume] | None = None
 
     _pool = field_validator("pool")(classmethod(lambda _cls, value: pool_reference(value)))
@@ -58,7 +60,13 @@ class Volume(Resource):
 
     @field_validator("source")
     @classmethod
-    def _source(cls, value: str | Path | None) -> str | None:
+    def _source(cls, value: str | Path | Resource | None) -> str | Resource | None:
+        if isinstance(value, Resource):
+            # a Snapshot (resources/snapshot.py, which imports this module: known here by its kind)
+            if value.kind != "snapshot":
+                raise ValueError(f"source {value.address} is a {value.kind}: give an image path or a Snapshot "
+                                 "(to copy a volume, use clone=)")
+            return value
         if value is None:
             return None
         text = str(value)
@@ -71,6 +79,16 @@ class Volume(Resource):
         given = [name for name in ("base", "source", "clone") if getattr(self, name) is not None]
         if len(given) > 1:
             raise ValueError(f"give at most one of base, source and clone, not {' and '.join(given)}")
+        snapshot: Any = self.source if isinstance(self.source, Resource) else None
+        if snapshot is not None:
+            if self.format is not None and snapshot.format is not None and self.format != snapshot.format \
+                    and "dir" in (self.format, snapshot.format):
+                raise ValueError(f"{snapshot.address} is a copy of a {snapshot.format} volume: it restores into "
+                                 f"format={snapshot.format!r}, not {self.format!r}")
+            if self.format == "dir" or snapshot.format == "dir":
+                if self.capacity_gib is not None:
+                    raise ValueError("a directory volume (format='dir') has no capacity: drop capacity_gib")
+                return self
         if self.format == "dir":
             if given:
                 raise ValueError(f"a directory volume (format='dir') is made empty: drop {' and '.join(given)}")
@@ -100,6 +118,12 @@ class Volume(Resource):
     def properties(self) -> dict[str, Any]:
         base, clone = self.base, self.clone
         copied = self.source is not None or clone is not None
+        snapshot: Any = self.source if isinstance(self.source, Resource) else None
+        if snapshot is not None:
+            # the key only a restored volume has (as state keeps it: libvirt cannot say what a volume was made from)
+            return {"capacity_gib": self.capacity_gib, "pool": self.pool_name,
+                    "format": self.format or snapshot.format, "base": None, "source": None, "clone": None,
+                    "snapshot": snapshot.reference}
         return {
             # None (with source or clone): the size of what it is made from
             "capacity_gib": self.capacity_gib,
@@ -107,6 +131,7 @@ class Volume(Resource):
             # None (with source or clone): the format of what it is made from
             "format": self.format or (None if copied else "qcow2"),
             "base": base.reference if isinstance(base, Volume) else base,
-            "source": self.source,
+            "source": self.source if isinstance(self.source, str) else None,
             "clone": clone.reference if clone is not None else None,
         }
+

@@ -116,7 +116,7 @@ def test_json_plan_schema(project: ProjectDir) -> None:
     result = project.crane("plan", "--json")
     assert result.code == 0
     data = json.loads(result.out)
-    assert data["format_version"] == 10 and data["stack"] == "main" and data["serial"] == 0
+    assert data["format_version"] == 11 and data["stack"] == "main" and data["serial"] == 0
     actions = {c["address"]: c["action"] for c in data["changes"]}
     assert actions == {a: "create" for a in ("network.lan", "volume.base", "volume.web-1-root", "vm.web-1", "vm.web-2")}
     web2 = next(c for c in data["changes"] if c["address"] == "vm.web-2")

@@ -212,7 +212,7 @@ def test_what_one_daemon_does_not_share_is_refused(tmp_path: Path) -> None:
     [problem] = caught.value.diagnostics
     assert (problem.address, problem.line) == ("configuration.setup", 6)
     assert "hosts: vm.web is on endpoint 'qemu-ep'" in problem.summary
-    assert "these two endpoints share only cloudinit, network, pool, volume objects" in problem.summary
+    assert "these two endpoints share only cloudinit, network, pool, snapshot, volume objects" in problem.summary
 
 
 def test_the_cli_names_the_line_and_touches_nothing(tmp_path: Path) -> None:

@@ -24,7 +24,8 @@ PINNED = {2: "fbd34c4d97640ef857574d708f48c110a89a36d173e0fc373ec480350ee9d20e",
           7: "cbc6db5468dbc4af2bf1a97da5936f9fc76b48ca3506ffbf1cb6eb19a500578c",
           8: "e24c4a889b5dec4ba57127dc771cefef35f95231d29d65e42bf7a0417bc80b0d",
           9: "b654fa198841d5b4914564c7938f85f448cfcfdb58e6e0b928d7db37a418e6fe",
-          10: "cad4193df896ae08062cf6f348fd80b01240d3984ee434bf18767ecd2a43b16f"}
+          10: "cad4193df896ae08062cf6f348fd80b01240d3984ee434bf18767ecd2a43b16f",
+          11: "84c3555e0ee3363fd2904db7c662def47299894ce3e3cd11fd04c1243fd4a725"}
 
 
 def canonical(schema: dict[str, object]) -> str:

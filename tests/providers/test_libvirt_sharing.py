@@ -9,7 +9,7 @@ import pytest
 from crane_iac.providers.libvirt.sharing import DAEMON_SHARED, KINDS, shared_kinds
 from crane_iac.providers.registry import sharing_rule
 
-STORAGE_AND_NETWORKS = {"network", "pool", "volume", "cloudinit"}
+STORAGE_AND_NETWORKS = {"network", "pool", "volume", "snapshot", "cloudinit"}
 
 
 def kinds(a: str | None, b: str | None) -> set[str]:

@@ -89,7 +89,9 @@ class Checks:
         root = p["root"]
         if not os.path.isdir(root):
             return [f"root {root!r} is not a directory on this host"]
-        problems = []
+        problems: list[str] = []
+        if p.get("template"):
+            return problems  # its template may add the init program and the mount points: the provider checks it
         init = p["init"][0] if p["init"] else ""
         program = os.path.join(root, init.lstrip("/"))
         if not (os.path.isfile(program) and os.access(program, os.X_OK)):

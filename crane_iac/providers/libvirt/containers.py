@@ -18,6 +18,8 @@ from crane_iac.providers.libvirt.domains import lookup_domain, shut_down
 from crane_iac.providers.libvirt.host import NOT_FOUND, Host
 from crane_iac.providers.libvirt.rules import restarts
 from crane_iac.providers.metrics import MemoryUsage
+from crane_iac.templates import layers
+from crane_iac.templates.library import LIBRARY_POOL, Library, TemplateError
 
 #: where libvirt 9.0 puts a container's memory cgroup on a host without systemd (v1 controllers, then unified v2):
 #: ``machine/lxc-<controller pid>-<name>.libvirt-lxc`` under the ``/machine`` partition
@@ -55,14 +57,17 @@ def start(dom: Any) -> None:
 class Containers:
     """The ``container`` kind."""
 
-    def __init__(self, host: Host, *, domain_type: str, shutdown_timeout: float) -> None:
+    def __init__(self, host: Host, *, domain_type: str, shutdown_timeout: float, library_dir: Path) -> None:
+        """``library_dir``: the sandbox's template library (the project's .crane/templates) while it has no pool."""
         self.host = host
+        self.library_dir = library_dir
         self.domain_type = domain_type
         self.shutdown_timeout = shutdown_timeout
 
     def create(self, physical: str, p: dict[str, Any], owner: Owner) -> Live:
         dom = self.host.conn.defineXML(lx.render_container(physical, p, owner, domain_type=self.domain_type,
-                                                           mount_dirs=self._mount_dirs(p)))
+                                                           mount_dirs=self._mount_dirs(p),
+                                                           root_dir=self._root_dir(physical, p)))
         if p["autostart"]:
             self.host.set_autostart(dom, physical, True)
         if p["running"]:
@@ -83,6 +88,7 @@ class Containers:
         if after["autostart"] != before.get("autostart"):
             self.host.set_autostart(dom, physical, after["autostart"])
         if after["running"] and not dom.isActive():
+            self._root_dir(physical, after)  # mounted again (after a reboot /run is empty)
             start(dom)
         elif not after["running"] and dom.isActive():
             shut_down(dom, self.shutdown_timeout)
@@ -94,6 +100,8 @@ class Containers:
             dom.destroy()
         dom.undefine()
         self.host.domain_gone(physical)
+        if p.get("template") and not self.host.test_driver:
+            layers.release_root(physical)
 
     def memory_usage(self, physical: str) -> MemoryUsage | None:
         """The container's memory cgroup: ``total`` its limit, ``used`` what it holds less the page cache the kernel
@@ -132,6 +140,37 @@ class Containers:
                 continue
             return usage, int(stat.get("total_inactive_file", stat.get("inactive_file", 0)))
         return None
+
+    def library(self) -> Library:
+        """The host's template library: the directory of its pool ``crane-templates``."""
+        try:
+            pool = self.host.conn.storagePoolLookupByName(LIBRARY_POOL)
+        except libvirt.libvirtError as exc:
+            if exc.get_error_code() not in NOT_FOUND:
+                raise
+            if self.host.test_driver:
+                return Library(self.library_dir)
+            raise ProviderError(f"{self.host.uri} has no template library (storage pool {LIBRARY_POOL!r}): build a "
+                                "template first (crane template build)") from None
+        return Library(Path(ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or "/"))
+
+    def _root_dir(self, physical: str, p: dict[str, Any]) -> str:
+        """The directory passed as the container's root: ``root``, or with a template the overlay of its layers over
+        ``root``, mounted here (the sandbox runs nothing: it mounts nothing)."""
+        template = p.get("template")
+        if not template or self.host.test_driver:
+            return str(p["root"])
+        if not self.host.local:
+            raise ProviderError(f"container {physical}: crane mounts a template's layers on the host it runs on, not "
+                                f"on {self.host.uri}")
+        try:
+            images, base = self.library().layers(template)
+        except TemplateError as exc:
+            raise ProviderError(str(exc)) from None
+        if base != p["root"]:
+            raise ProviderError(f"container {physical}: template {template!r} was built on {base!r}, not on its root "
+                                f"{p['root']!r}; give root={base!r}")
+        return str(layers.container_root(physical, images, base))
 
     def _mount_dirs(self, p: dict[str, Any]) -> dict[str, str]:
         """Each mount point's host directory: the path of its ``pool/volume``."""
@@ -177,7 +216,7 @@ class Containers:
             shut_down(dom, self.shutdown_timeout)
         dom = self.host.conn.defineXML(lx.render_container(
             physical, after, owner, domain_type=root.get("type") or self.domain_type,
-            mount_dirs=self._mount_dirs(after), uuid=dom.UUIDString()))
+            mount_dirs=self._mount_dirs(after), uuid=dom.UUIDString(), root_dir=self._root_dir(physical, after)))
         self.host.set_autostart(dom, physical, after["autostart"])
         if after["running"]:
             start(dom)

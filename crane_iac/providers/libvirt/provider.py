@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import libvirt
 
-from crane_iac.errors import ProviderError
+from crane_iac.errors import CraneError, ProviderError
 from crane_iac.objects import FieldChange, Live
 from crane_iac.providers.base import CreateRequest, DeleteRequest, KindHandler, Provider, UpdateRequest
 from crane_iac.providers.libvirt.addresses import GuestAddresses
@@ -25,6 +25,7 @@ from crane_iac.providers.libvirt.reading import read_all
 from crane_iac.providers.libvirt.rules import KEPT_OUTPUTS, UNREADABLE, diff_properties, replacement_names
 from crane_iac.providers.libvirt.sandbox import open_host
 from crane_iac.providers.libvirt.sharing import KINDS
+from crane_iac.providers.libvirt.snapshots import Snapshots
 from crane_iac.providers.libvirt.volumes import Volumes
 from crane_iac.providers.metrics import CpuTime, MemoryUsage
 
@@ -68,11 +69,17 @@ class LibvirtProvider(Provider):
         self.checks = Checks(self.host)
         self.domains = Domains(self.host, self.addresses, stats_period=stats_period, shutdown_timeout=shutdown_timeout,
                                domain_type=domain_type or ("test" if self.host.test_driver else "qemu"))
+        #: where crane makes the host's template library (the pool crane-templates) when it has none: the
+        #: project's .crane/templates
+        self.library_dir = next((d for d in (sandbox_dir, *sandbox_dir.parents) if d.name == ".crane"),
+                                sandbox_dir) / "templates"
         self.containers = Containers(self.host, shutdown_timeout=shutdown_timeout,
-                                     domain_type="test" if self.host.test_driver else "lxc")
+                                     domain_type="test" if self.host.test_driver else "lxc",
+                                     library_dir=self.library_dir)
         self.handlers: dict[str, KindHandler] = {
             "pool": Pools(self.host), "network": Networks(self.host, self.addresses), "volume": Volumes(self.host),
-            "cloudinit": Seeds(self.host), "vm": self.domains, "container": self.containers}
+            "cloudinit": Seeds(self.host), "vm": self.domains, "container": self.containers,
+            "snapshot": Snapshots(self.host, self.library_dir)}
         self._reach_guests = reach_guests
         #: the pools the last read_all found stopped, whose volumes it could not list
         self._stopped_pools: frozenset[str] = frozenset()
@@ -99,7 +106,7 @@ class LibvirtProvider(Provider):
     def unlisted(self, kind: str, properties: dict[str, Any]) -> bool:
         """A volume or seed of a pool the last read found stopped: libvirt cannot list it, and the plan that starts
         the pool finds it there again (``PartialListing``)."""
-        return kind in ("volume", "cloudinit") and properties.get("pool") in self._stopped_pools
+        return kind in ("volume", "cloudinit", "snapshot") and properties.get("pool") in self._stopped_pools
 
     def unreadable(self, kind: str) -> frozenset[str]:
         return UNREADABLE.get(kind, frozenset())
@@ -118,7 +125,32 @@ class LibvirtProvider(Provider):
         raise AssertionError("unreachable: the generations never end")
 
     def check(self, kind: str, properties: dict[str, Any]) -> list[str]:
-        return self.checks.problems(kind, properties)
+        problems = self.checks.problems(kind, properties)
+        if kind == "container" and properties.get("template"):
+            problems.extend(self._template_problems(properties))
+        return problems
+
+    def _template_problems(self, p: dict[str, Any]) -> list[str]:
+        """A container's template: in the host's library, a container's layer, built on the container's root."""
+        try:
+            _, base = self.containers.library().layers(p["template"])
+        except CraneError as exc:
+            return [str(exc)]
+        if base != p["root"]:
+            return [f"template {p['template']!r} was built on {base!r}, not on the container's root {p['root']!r}; "
+                    f"give root={base!r}"]
+        return []
+
+    def warnings(self, kind: str, properties: dict[str, Any]) -> list[str]:
+        """A container on a template whose lineage was built on a base that has changed since (a stale template):
+        the bases are read where crane runs, so only for a host crane runs on (the sandbox included)."""
+        if kind != "container" or not properties.get("template") or not self.host.local:
+            return []
+        try:
+            stale = self.containers.library().stale(properties["template"])
+        except CraneError:
+            return []  # check() reports a missing template
+        return [str(stale)] if stale is not None else []
 
     def planned_elsewhere(self, kind: str, properties: dict[str, Any]) -> None:
         self.checks.planned(kind, properties)

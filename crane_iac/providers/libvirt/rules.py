@@ -72,7 +72,10 @@ SEED_FIELDS = ("pool", "user_data", "meta_data", "network_config")
 POOL_FACTS = ("built", "made_dirs")
 #: the keys of each kind that libvirt cannot report back, which refresh takes from state (``Provider.unreadable``)
 UNREADABLE: dict[str, frozenset[str]] = {
-    "volume": frozenset(VOLUME_ORIGIN),
+    # a restored volume's snapshot, kept only by such a volume
+    "volume": frozenset({*VOLUME_ORIGIN, "snapshot"}),
+    # what a snapshot copies
+    "snapshot": frozenset({"volume"}),
     "cloudinit": frozenset(SEED_FIELDS) - {"pool"},
     "pool": frozenset(POOL_FACTS),
     # which of a network's subnets lease their hosts' addresses (the DHCP range keeps to the other half): crane's
@@ -100,6 +103,8 @@ def diff_properties(kind: str, before: dict[str, Any], after: dict[str, Any]) ->
         after = {k: before[k] if v is None and k in FROM_ORIGIN and k in before else v for k, v in after.items()}
     elif kind == "cloudinit":
         before, after = {k: before.get(k) for k in SEED_FIELDS}, {k: after.get(k) for k in SEED_FIELDS}
+    elif kind == "snapshot":  # its pool and what it copies; its size and format are the copy's
+        before, after = {k: before.get(k) for k in ("pool", "volume")}, {k: after.get(k) for k in ("pool", "volume")}
     elif kind == "pool":
         # facts about the past, not settings; and a pool crane manages runs (a record from before crane read
         # ``active`` is of a running pool)

@@ -4,9 +4,9 @@ libvirtd runs each hypervisor driver (``qemu``, ``lxc``, ...) beside one network
 that every driver of that daemon uses: a network or a storage pool (and the volumes in it) defined through
 ``qemu:///system`` is there, by its name, through ``lxc:///system``. Domains are each driver's own. So two endpoints
 on one daemon (same transport, user, host, port and socket, and the same ``/system`` or ``/session`` path) share
-``network``, ``pool``, ``volume`` and ``cloudinit`` (a seed is a volume), and two endpoints that are one driver of
-one daemon twice share every kind. ``/system`` and ``/session`` are two daemons; ``qemu:///embed`` runs in the
-client, and shares nothing.
+``network``, ``pool``, ``volume``, ``snapshot`` and ``cloudinit`` (a seed and a snapshot are volumes), and two
+endpoints that are one driver of one daemon twice share every kind. ``/system`` and ``/session`` are two daemons;
+``qemu:///embed`` runs in the client, and shares nothing.
 
 libvirt's test driver runs in the client's process: ``test:///default`` is one hypervisor for every connection of
 a process (crane opens every endpoint in one process), so two endpoints on it share every kind; a ``test://FILE``
@@ -24,9 +24,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 #: every kind the libvirt provider serves
-KINDS = ("pool", "network", "volume", "cloudinit", "vm", "container")
+KINDS = ("pool", "network", "volume", "snapshot", "cloudinit", "vm", "container")
 #: what every hypervisor driver of one daemon reaches through its shared network and storage drivers
-DAEMON_SHARED = frozenset({"network", "pool", "volume", "cloudinit"})
+DAEMON_SHARED = frozenset({"network", "pool", "volume", "snapshot", "cloudinit"})
 #: the hypervisor drivers libvirtd hosts (a client-side driver, such as esx, has no daemon of its own)
 DAEMON_DRIVERS = frozenset({"qemu", "lxc", "libxl", "xen", "ch", "bhyve", "vz"})
 #: the daemons' paths: the system-wide one and the user's own

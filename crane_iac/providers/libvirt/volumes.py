@@ -37,6 +37,11 @@ def lookup_volume(conn: Any, pool: str, name: str) -> Any | None:
         raise
 
 
+def _origin(p: dict[str, Any]) -> tuple[str, ...]:
+    """The keys of a volume's origin that state keeps: ``snapshot`` only for a volume restored from one."""
+    return (*VOLUME_ORIGIN, "snapshot") if "snapshot" in p else VOLUME_ORIGIN
+
+
 class Volumes:
     """The ``volume`` kind."""
 
@@ -46,7 +51,11 @@ class Volumes:
     def create(self, physical: str, p: dict[str, Any], owner: Owner) -> Live:
         conn = self.host.conn
         pool = conn.storagePoolLookupByName(p["pool"])
-        if p.get("source"):
+        if p.get("snapshot"):
+            from crane_iac.providers.libvirt.snapshots import copy_volume  # it builds on this module
+
+            vol = copy_volume(self.host, pool, physical, p["snapshot"], p.get("capacity_gib"), f"volume {physical}")
+        elif p.get("source"):
             vol = storage.from_image(conn, pool, physical, p, upload=not self.host.test_driver)
         elif p.get("clone"):
             vol = storage.from_clone(conn, pool, physical, p, resize=not self.host.test_driver)
@@ -56,7 +65,7 @@ class Volumes:
             base_path, base_format = self._base(p["base"])
             vol = pool.createXML(lx.render_volume(physical, p["capacity_gib"] * storage.GIB, p["format"], base_path,
                                                   base_format), 0)
-        return read_volume(conn, vol, "volume", p, VOLUME_ORIGIN)
+        return read_volume(conn, vol, "volume", p, _origin(p))
 
     def _base(self, base: str | None) -> tuple[str | None, str]:
         """The backing file's path and format: ``base`` is a path on the host or ``pool/volume``."""
@@ -71,13 +80,13 @@ class Volumes:
 
     def read(self, physical: str, p: dict[str, Any]) -> Live | None:
         vol = lookup_volume(self.host.conn, p["pool"], physical)
-        return None if vol is None else read_volume(self.host.conn, vol, "volume", p, VOLUME_ORIGIN)
+        return None if vol is None else read_volume(self.host.conn, vol, "volume", p, _origin(p))
 
     def update(self, physical: str, before: dict[str, Any], after: dict[str, Any]) -> Live:
         """Grow the volume (the only change ``rules`` lets happen in place)."""
         pool = self.host.conn.storagePoolLookupByName(after["pool"])
         vol = self.host.resize(pool, pool.storageVolLookupByName(physical), after["capacity_gib"])
-        return read_volume(self.host.conn, vol, "volume", after, VOLUME_ORIGIN)
+        return read_volume(self.host.conn, vol, "volume", after, _origin(after))
 
     def delete(self, physical: str, p: dict[str, Any]) -> None:
         pool = self.host.conn.storagePoolLookupByName(p["pool"])

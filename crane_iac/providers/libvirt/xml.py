@@ -16,6 +16,9 @@ _OWNER_TAG = f"{{{OWNER_NS}}}owner"
 #: a domain's cloud-init seed: which volume, and the digest of the contents it was defined with
 SEED_NS = "https://crane-iac.dev/xmlns/cloud-init/1"
 _SEED_TAG = f"{{{SEED_NS}}}cloud-init"
+#: a container on a template: which template, over which root (libvirt keeps one metadata element per namespace)
+TEMPLATE_NS = "https://crane-iac.dev/xmlns/template/1"
+_TEMPLATE_TAG = f"{{{TEMPLATE_NS}}}template"
 _AUTO_BRIDGE = re.compile(r"^virbr\d+$")
 
 if TYPE_CHECKING:
@@ -64,15 +67,17 @@ CPU_PERIOD_US = 100_000
 
 
 def render_container(name: str, p: dict[str, Any], owner: Owner, *, domain_type: str, mount_dirs: dict[str, str],
-                     uuid: str | None = None) -> str:
-    """Container (``<os><type>exe``) domain XML; ``mount_dirs``: each mount point's host directory. The tmpfs and
-    mounts go in order of their paths, so that a parent is mounted before what lies in it."""
+                     uuid: str | None = None, root_dir: str | None = None) -> str:
+    """Container (``<os><type>exe``) domain XML; ``mount_dirs``: each mount point's host directory; ``root_dir``
+    the directory passed as its root when it is not ``p['root']`` (a template's overlay, named in the metadata). The
+    tmpfs and mounts go in order of their paths, so that a parent is mounted before what lies in it."""
     filesystems = sorted([{"target": path, "dir": None} for path in p["writable"]]
                          + [{"target": path, "dir": mount_dirs[path]} for path in p["mounts"]],
                          key=lambda fs: str(fs["target"]))
     return _templates().get_template("container.xml.j2").render(
         name=name, p=p, owner={"stack": owner.stack, "address": owner.address}, ns=OWNER_NS, domain_type=domain_type,
-        filesystems=filesystems, uuid=uuid, cpu_period=CPU_PERIOD_US)
+        filesystems=filesystems, uuid=uuid, cpu_period=CPU_PERIOD_US, root_dir=root_dir or p["root"],
+        template_ns=TEMPLATE_NS)
 
 
 def _ip_blocks(p: dict[str, Any]) -> list[dict[str, Any]]:
@@ -238,7 +243,11 @@ def parse_container(root: ET.Element, *, running: bool, autostart: bool,
                 nic.update(ipv6=ip6.get("address"), ipv6_prefix=int(ip6.get("prefix", 0)),
                            ipv6_gateway=route6.get("gateway") if route6 is not None else None)
             nics.append(nic)
+    template = root.find(f"metadata/{_TEMPLATE_TAG}")
+    if template is not None:  # its root is the template's overlay: the stack's root is the one below it
+        root_dir = template.get("base", root_dir)
     return {
+        **({"template": template.get("name")} if template is not None else {}),
         "vcpus": int(vcpu.text or 1) if vcpu is not None else 1,
         "memory_mib": _kib(root.find("memory")) // 1024,
         "nics": nics,
