@@ -15,11 +15,6 @@ from pathlib import Path
 import libvirt
 import pytest
 
-# imported here, before any command runs: an in-process `crane apply` opens its endpoint on a thread that imports the
-# provider while the main thread runs the stack, and after the template commands had imported half of the provider's
-# modules, the two threads' imports of crane_iac.resources met in a _DeadlockError (seen once; noted in the report)
-import crane_iac.providers.libvirt.provider
-import crane_iac.resources  # noqa: F401
 from crane_iac.templates import layers
 from tests.conftest import ProjectDir, assert_clean_error, ok
 from tests.real.host import LXC_URI, LxcHost
