@@ -128,7 +128,8 @@ def test_pi_runs_as_eight_ranks_on_the_four_compute_nodes_from_the_head(
 
 def test_the_cluster_users_ssh_refuses_a_host_whose_key_is_not_pinned(cluster: ProjectDir, tmp_path: Path) -> None:
     head = Head(cluster, tmp_path)
-    # the host's own address on the cluster's network runs no sshd of the cluster: a node the head does not know
+    # with the pinned keys the user's SSH goes from the head to a node; with a known_hosts that lacks the node's key
+    # it refuses the node instead of trusting the key it is shown
     pinned = head.run(f"ssh {NET}.11 hostname")
     assert (pinned.returncode, pinned.stdout.strip()) == (0, node(1)), pinned.stderr
     unknown = head.run(f"ssh -o UserKnownHostsFile=/dev/null {NET}.11 hostname")
