@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = ["VM", "AppDomain", "CloudInit", "Component", "Configuration", "Container", "CraneError", "IPv4Pool",
-           "IPv6Pool", "LoadBalancer", "Network", "Output", "ScalingPolicy", "Snapshot", "SshKey", "Storage",
-           "StoragePool", "Volume", "WebTier", "__version__", "export", "import_", "moved", "setting", "variable"]
+           "IPv6Pool", "LoadBalancer", "MPICluster", "Network", "Output", "ScalingPolicy", "Snapshot", "SshKey",
+           "Storage", "StoragePool", "Volume", "WebTier", "__version__", "export", "import_", "moved", "setting",
+           "variable"]
 #: the app domain component and its parts, from crane_iac.appdomain
 _APPDOMAIN = frozenset({"AppDomain", "LoadBalancer", "Storage", "WebTier"})
 
@@ -20,6 +21,7 @@ if TYPE_CHECKING:
     from crane_iac.appdomain.component import AppDomain, LoadBalancer, Storage, WebTier
     from crane_iac.autoscaler.policy import ScalingPolicy
     from crane_iac.errors import CraneError
+    from crane_iac.mpi.component import MPICluster
     from crane_iac.resources import (
         VM,
         CloudInit,
@@ -51,6 +53,10 @@ def __getattr__(name: str) -> Any:
         from crane_iac.autoscaler.policy import ScalingPolicy
 
         return ScalingPolicy
+    if name == "MPICluster":
+        from crane_iac.mpi.component import MPICluster
+
+        return MPICluster
     if name in _APPDOMAIN:
         from crane_iac.appdomain import component
 

@@ -13,7 +13,9 @@ cd "$(dirname "$0")/.."
 # xmllint, which libvirt-clients' virt-xml-validate runs (tests validate crane's XML against libvirt's schemas).
 DEB_PACKAGES=(libvirt-dev libvirt-clients libxml2-utils pkg-config gcc python3-venv
               libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils dnsmasq-base iptables cpio
-              postgresql libvirt-daemon-driver-lxc haproxy openssh-server openssh-client python3-psycopg runit)
+              postgresql libvirt-daemon-driver-lxc haproxy openssh-server openssh-client python3-psycopg runit
+              # MPI clusters' nodes run this host's programs (read-only): OpenMPI, mpicc's headers, rsync for staging
+              openmpi-bin libopenmpi-dev rsync)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -9,18 +9,21 @@ import crane_iac
 def test_public_names_are_pinned() -> None:
     assert sorted(crane_iac.__all__) == sorted(
         ["VM", "AppDomain", "CloudInit", "Component", "Configuration", "Container", "CraneError", "IPv4Pool",
-         "IPv6Pool", "LoadBalancer", "Network", "Output", "ScalingPolicy", "Snapshot", "SshKey", "Storage",
-         "StoragePool", "Volume", "WebTier", "__version__", "export", "import_", "moved", "setting", "variable"]
+         "IPv6Pool", "LoadBalancer", "MPICluster", "Network", "Output", "ScalingPolicy", "Snapshot", "SshKey",
+         "Storage", "StoragePool", "Volume", "WebTier", "__version__", "export", "import_", "moved", "setting",
+         "variable"]
     )
     from crane_iac import errors, resources
     from crane_iac.appdomain import component
+    from crane_iac.mpi.component import MPICluster
 
     # each name is the object its home module defines (the lazy loader hands out the real thing)
     parts = {"AppDomain", "LoadBalancer", "Storage", "WebTier"}
     from crane_iac.autoscaler.policy import ScalingPolicy
 
     assert crane_iac.ScalingPolicy is ScalingPolicy
-    for name in set(crane_iac.__all__) - {"__version__", "CraneError", "ScalingPolicy"} - parts:
+    assert crane_iac.MPICluster is MPICluster
+    for name in set(crane_iac.__all__) - {"__version__", "CraneError", "ScalingPolicy", "MPICluster"} - parts:
         assert getattr(crane_iac, name) is getattr(resources, name), name
     for name in parts:
         assert getattr(crane_iac, name) is getattr(component, name), name

@@ -58,7 +58,10 @@ class Configuration(Resource):
     variable to the name of a key crane derives from the project's key (crane_iac/projectkey.py): the run gives
     the playbook, in that variable, the path of a file holding the key in hex, on this machine, for the run alone;
     the key itself is in no property, plan, state, log, command line or ansible-runner artifact, and the playbook
-    must handle it in ``no_log`` tasks."""
+    must handle it in ``no_log`` tasks. ``key_files`` likewise maps a variable to an ``SshKey`` of the stack whose
+    private key the playbook should place on the hosts (an MPI cluster's user key): the run gives the playbook the
+    path of that key's private key file on this machine; properties and state name only the key, and the run keeps
+    the key's lines out of its messages as it does ``key``'s."""
 
     kind = "configuration"
     kind_rule: ClassVar[Kind | None] = Kind("configuration", provider="ansible")
@@ -75,6 +78,7 @@ class Configuration(Resource):
     files: dict[str, str] = Field(default_factory=dict)
     checks: dict[str, list[str]] = Field(default_factory=dict)
     secrets: dict[str, str] = Field(default_factory=dict)
+    key_files: dict[str, InstanceOf[SshKey]] = Field(default_factory=dict)
 
     @field_validator("playbook")
     @classmethod
@@ -106,6 +110,8 @@ class Configuration(Resource):
         # a host's UUID is in the run's identity: a host replaced or recreated (drift repaired) is configured again;
         # the secrets' names only when there are some (a run recorded before they existed is not changed by them)
         return {**({"secrets": self.secrets} if self.secrets else {}),
+            **({"key_files": {var: key.physical_name for var, key in self.key_files.items()}}
+               if self.key_files else {}),
             "playbook": self.playbook,
             "digest": _digest(self.playbook),
             "hosts": [{"name": host.physical_name, "address": address, "groups": [self.group],

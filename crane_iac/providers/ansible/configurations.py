@@ -143,8 +143,12 @@ class Configurations:
                      "files": properties.get("files") or {}}
         secrets = {var: derived_key(self.project_dir / ".crane", name).hex()
                    for var, name in (properties.get("secrets") or {}).items()}
+        # the private keys the playbook places on the hosts: their paths, as the key directory has them
+        key_files = {var: self.keys.private_key_path(name) for var, name in (properties.get("key_files") or {}).items()}
+        extravars.update({var: str(file) for var, file in key_files.items()})
         result = run_playbook(path, inventory=hosts, extravars=extravars, project_dir=self.project_dir,
-                              private_keys=[private_key], secrets=secrets, progress=self.progress,
+                              private_keys=[private_key, *key_files.values()], secrets=secrets,
+                              progress=self.progress,
                               timeout=self.timeout,
                               forks=max(1, min(len(properties["hosts"]), 20)))
         return Live(KIND, physical, properties, {"ran": True, "changed": result.total_changed,
