@@ -83,7 +83,11 @@ class MPICluster(Component):
     directory and the ssh command (an argv) that logs in to the head as the cluster user (``crane output NAME``).
     Where crane cannot reach the guests (the embedded sandbox) the head's run is planned and recorded as skipped.
 
-    Not built yet (issue 20): ``scheduler="slurm"``, ``template=`` (the template library) and VMs as nodes.
+    ``template`` names a container template of the endpoint's template library (``crane template build NAME --from /
+    --playbook FILE``, docs/guides/templates.md) that every node runs on: the libraries a job needs, layered over the
+    host's system; the plan reports it stale when its base changed.
+
+    Not built yet (issue 20): ``scheduler="slurm"`` and VMs as nodes.
     """
 
     kind = "mpicluster"
@@ -94,7 +98,7 @@ class MPICluster(Component):
     vcpus: int = Field(default=1, ge=1)
     memory_mib: int = Field(default=256, ge=64)
     pool: InstanceOf[StoragePool] | str = "default"
-    template: str | None = None
+    template: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
     scheduler: str | None = None
     first_host: int = Field(default=10, ge=2)
 
@@ -106,9 +110,6 @@ class MPICluster(Component):
                                  "'slurm'")
             raise ValueError("scheduler='slurm' is not built yet (issue 20 §1, a later part): leave scheduler=None "
                              "and run jobs with mpirun over SSH from the head")
-        if self.template is not None:
-            raise ValueError("template= is not built yet (the template library is issue 20 §2): the nodes run the "
-                             "host's own system; leave template=None")
         if self.network.ipv4 is None:
             raise ValueError(f"network {self.network.name!r} has no ipv4 subnet to give the nodes addresses from")
         subnet = ipaddress.ip_network(self.network.ipv4)
@@ -172,7 +173,7 @@ class MPICluster(Component):
                     init_env={"CRANE_INIT": init_script(), "CRANE_AUTHORIZED_KEY": self.key.public_key,
                               "CRANE_NODE": name, "CRANE_MPI_USER": USER,
                               "CRANE_MPI_UID": str(UID), "CRANE_SHARED": SHARED},
-                    mounts={SHARED: self.shared})
+                    mounts={SHARED: self.shared}, **({"template": self.template} if self.template else {}))
         if pooled and isinstance(host, Container) and host.valid:
             self.leased_addresses[index] = host.ipv4[0]
         return host

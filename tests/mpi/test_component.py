@@ -145,7 +145,7 @@ def test_on_a_pools_network_each_node_leases_its_address(tmp_path: Path) -> None
     ('ipv4="10.93.0.0/28"', "nodes=5", "mpicluster.pi: network 'net' (10.93.0.0/28) has no room for 6 nodes"),
     ('ipv4="10.93.0.0/24"', "scheduler='slurm'", "mpicluster.pi: scheduler='slurm' is not built yet"),
     ('ipv4="10.93.0.0/24"', "scheduler='pbs'", "scheduler 'pbs': crane knows scheduler=None"),
-    ('ipv4="10.93.0.0/24"', "template='my-cfd'", "mpicluster.pi: template= is not built yet"),
+    ('ipv4="10.93.0.0/24"', "template='../x'", "mpicluster.pi: template: "),
     ('ipv4="10.93.0.0/24"', "memory_mib=16", "mpicluster.pi: memory_mib: must be at least 64, got 16"),
 ])
 def test_bad_input_is_a_load_error_naming_the_line_and_the_cluster(
@@ -159,3 +159,26 @@ def test_bad_input_is_a_load_error_naming_the_line_and_the_cluster(
     assert_clean_error(result, needle, "main.py:4")
     recorded = project.crane("state", "list")
     assert (recorded.code, recorded.out) == (0, ""), recorded  # the refused plan recorded nothing
+
+
+def test_every_node_runs_on_the_clusters_template(tmp_path: Path) -> None:
+    from crane_iac.templates.library import Library
+    from tests.templates.helpers import add_template
+
+    root = project(tmp_path, STACK.replace("slots_per_node={slots})", "slots_per_node={slots}, template='cfd')")
+                   .format(nodes=2, slots=2))
+    add_template(Library(root / ".crane" / "templates"), "cfd", "dir", "/")  # built on the host's own system
+    plan = Workspace.open(root).plan()
+    nodes = {c.address: c.after for c in plan.changes if "/container." in c.address}
+    assert set(nodes) == {f"{C}/container.{n}" for n in ("head", "node-1", "node-2")}
+    assert all(after is not None and after["template"] == "cfd" for after in nodes.values())
+    apply(Workspace.open(root))
+    assert not Workspace.open(root).plan().has_changes
+
+
+def test_a_template_the_library_lacks_is_a_plan_error_naming_the_node(tmp_path: Path) -> None:
+    project_dir = ProjectDir(tmp_path)
+    project_dir.write_config('[stacks.main]\nfile = "stacks/main.py"\n')
+    project_dir.write_stack(STACK.replace("slots_per_node={slots})", "slots_per_node={slots}, template='nope')")
+                            .format(nodes=2, slots=2))
+    assert_clean_error(project_dir.crane("plan"), f"{C}/container.head", "no template 'nope'")
