@@ -5,6 +5,8 @@
   drops (the client cannot tell which). Note that Python's ``xmlrpc.client`` sends a request again once when a
   kept-alive connection is closed under it, so a single drop is usually invisible to SDK users (and a drop
   ``after=True`` then runs the call twice, as on a real network); ``times=2`` makes the client see the error.
+  With ``headers_only=True`` the server sends the answer's status and headers and then closes (a master going
+  down while it answers): the client reads an empty body, which Python's XML-RPC parser fails on.
 - ``fail_tasks(method, error)``: the async tasks of ``method`` end in failure with ``error`` as ``error_info``.
 - ``stall_tasks(method)``: its tasks stay pending (progress shown, cancellable) until the handle is released.
 - ``expire_sessions()``: every session becomes invalid (``SESSION_INVALID``) as after xapi's session timeout.
@@ -26,6 +28,7 @@ class _Drop:
     method: str
     after: bool
     times: int
+    headers_only: bool = False
 
 
 class Stall:
@@ -73,19 +76,20 @@ class Faults:
         self._stalls: dict[str, Stall] = {}
         self._expire = expire
 
-    def drop_next(self, method: str, *, after: bool = False, times: int = 1) -> None:
+    def drop_next(self, method: str, *, after: bool = False, times: int = 1, headers_only: bool = False) -> None:
         with self._lock:
-            self._drops.append(_Drop(method, after, times))
+            self._drops.append(_Drop(method, after, times, headers_only))
 
     def take_drop(self, method: str) -> str | None:
-        """'before' or 'after' when this call of ``method`` is to be dropped (and counts it), else None."""
+        """'before', 'after' or 'headers' (after, with the answer's headers sent) when this call of ``method`` is to
+        be dropped (and counts it), else None."""
         with self._lock:
             for drop in self._drops:
                 if _matches(drop.method, method):
                     drop.times -= 1
                     if drop.times <= 0:
                         self._drops.remove(drop)
-                    return "after" if drop.after else "before"
+                    return "headers" if drop.headers_only else "after" if drop.after else "before"
         return None
 
     def fail_tasks(self, method: str, error: list[str]) -> None:

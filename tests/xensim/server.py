@@ -50,6 +50,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if drop == "after":
             self._drop()
             return
+        if drop == "headers":  # the answer's headers, then nothing: the master went down while it answered
+            self.send_response(200)
+            self.send_header("Content-Type", "text/xml")
+            self.end_headers()
+            self.wfile.flush()
+            self._drop()
+            return
         data = xmlrpc.client.dumps((response,), methodresponse=True, allow_none=True).encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/xml")

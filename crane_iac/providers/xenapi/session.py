@@ -22,6 +22,7 @@ import ssl
 import threading
 import xmlrpc.client
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 import XenAPI
 
@@ -34,6 +35,10 @@ ORIGINATOR = "crane"
 READ_PREFIXES = ("get_", "query_")
 #: a socket that hears nothing for this long is a dead connection (a long call is a task, polled)
 SOCKET_TIMEOUT = 120.0
+#: what a call that lost its connection raises: a socket error, an HTTP error, or an answer cut short (the master
+#: went down while it answered: an empty or truncated body, on which the XML-RPC parser fails)
+DROPPED = (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError, ExpatError)
+
 log = logging.getLogger(__name__)
 
 
@@ -123,7 +128,7 @@ class Connection:
             why = getattr(exc, "verify_message", None) or getattr(exc, "reason", None) or exc.args[0]
             raise ProviderError(f"the TLS connection to {url} failed: {why}; pin the pool's "
                                 "certificate (ca_cert or pinned_sha256 in crane.toml) or fix its name") from None
-        except (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError) as exc:
+        except DROPPED as exc:
             raise ProviderError(f"cannot reach {url}: {_reason(exc)}") from None
         self._open = True
 
@@ -141,7 +146,7 @@ class Connection:
                     return target(*args)
             except XenAPI.Failure as exc:
                 raise XenApiError(method, list(exc.details)) from None
-            except (OSError, http.client.HTTPException, xmlrpc.client.ProtocolError) as exc:
+            except DROPPED as exc:
                 self._reset()
                 if attempt + 1 < attempts:
                     log.info("connection to %s dropped during %s; reading again", self.url, method)
@@ -166,7 +171,7 @@ class Connection:
         try:
             with self._lock:
                 self._session.xenapi.session.logout()
-        except (XenAPI.Failure, OSError, http.client.HTTPException, xmlrpc.client.Error):
+        except (XenAPI.Failure, xmlrpc.client.Error, *DROPPED):
             pass
         finally:
             self._reset()
@@ -175,4 +180,6 @@ class Connection:
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, socket.timeout):
         return "no answer in time"
+    if isinstance(exc, ExpatError):
+        return "the answer was cut short"
     return type(exc).__name__ + (f": {exc.strerror}" if isinstance(exc, OSError) and exc.strerror else "")
