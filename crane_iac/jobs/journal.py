@@ -93,7 +93,8 @@ class Journal:
         """The job to work on and whether it is resumed: the interrupted one of this job file, else a new one.
         An interrupted job whose file has changed is refused: its finished steps were the old file's."""
         record = self.read()
-        if record is not None and not record.ended:
+        # an interrupted job that finished no step has nothing to keep: it starts afresh, with the file as it is
+        if record is not None and not record.ended and any(s.status == "done" for s in record.steps.values()):
             if record.digest != digest:
                 raise JobError(f"job {self.name!r} ({record.id}) was interrupted at step "
                                f"{record.pending()[0]!r} and its job file has changed since: restore "

@@ -156,16 +156,19 @@ class Pipeline:
     def _fetch(self, record: JobRecord, prefix: str) -> str:
         self.journal.start(record, "fetch")
         names = list(self.job.outputs)
-        missing = self.head.missing(record.work_dir, names)
+        missing = self.head.missing(record.work_dir, [*names, LOG])
         present = [n for n in names if n not in missing]
         local = self.job.output_dir
-        self.head.fetch(record.work_dir, [*present, LOG], local)
-        Path(local / Path(LOG).name).replace(local / LOG_NAME)
+        logged = LOG not in missing  # none when the command did not run
+        missing = [n for n in missing if n != LOG]
+        self.head.fetch(record.work_dir, [*present, *([LOG] if logged else [])], local)
+        if logged:
+            Path(local / Path(LOG).name).replace(local / LOG_NAME)
         detail: dict[str, Any] = {"files": present, "missing": missing}
         if missing and not self._exit_code(record):
             detail["exit_code"] = 1
         self.journal.finish(record, "fetch", **detail)
-        line = f"{len(present)} file(s) and {LOG_NAME} → {local}"
+        line = f"{len(present)} file(s){f' and {LOG_NAME}' if logged else ''} → {local}"
         return line + (f"; not on the head: {', '.join(missing)}" if missing else "")
 
     def _release(self, record: JobRecord, prefix: str) -> str:

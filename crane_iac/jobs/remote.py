@@ -94,6 +94,8 @@ class Head:
     def fetch(self, directory: str, names: Sequence[str], local: Path) -> None:
         """Copy ``names`` (paths in ``directory`` on the head) into ``local``, by their names."""
         local.mkdir(parents=True, exist_ok=True)
+        if not names:
+            return
         self._rsync([self.remote(f"{directory.rstrip('/')}/{n}") for n in names], str(local) + "/", "the fetch")
 
     # the detached run
@@ -133,7 +135,7 @@ class Head:
     def cancel(self, directory: str) -> bool:
         """Signal the job's process group (TERM); whether there was one running."""
         d = shlex.quote(directory)
-        said = self.check(f"cd {d} 2>/dev/null && [ -e {PID} ] && kill -TERM -- -$(cat {PID}) 2>/dev/null "
+        said = self.check(f"cd {d} 2>/dev/null && [ -e {PID} ] && kill -TERM -$(cat {PID}) 2>/dev/null "
                           "&& echo killed || echo none", "cancelling the job").strip()
         return said == "killed"
 
