@@ -16,6 +16,7 @@ reading the exit code; a crane that dies meanwhile leaves the job running, and t
 
 from __future__ import annotations
 
+import codecs
 import os
 import shlex
 import subprocess
@@ -71,13 +72,18 @@ class Head:
 
     def stream(self, script: str, sink: BinaryIO | None = None) -> int:
         """Run ``script`` with its output (stdout and stderr) copied to ``sink`` as it comes; its exit code."""
-        out = sink or sys.stdout.buffer
+        binary = sink or getattr(sys.stdout, "buffer", None)
+        text = codecs.getincrementaldecoder("utf-8")(errors="replace")
         with subprocess.Popen(self.argv(script), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               stdin=subprocess.DEVNULL) as proc:
             assert proc.stdout is not None
             while chunk := os.read(proc.stdout.fileno(), 65536):
-                out.write(chunk)
-                out.flush()
+                if binary is not None:
+                    binary.write(chunk)
+                    binary.flush()
+                else:  # a text stream without bytes beneath (captured output)
+                    sys.stdout.write(text.decode(chunk))
+                    sys.stdout.flush()
             return proc.wait()
 
     def _rsync(self, sources: Sequence[str], dest: str, what: str) -> None:
