@@ -173,8 +173,8 @@ def test_a_job_whose_crane_died_during_the_run_is_attached_to_not_started_twice(
         starts = found[0] if found else None
         if first.poll() is not None:
             raise AssertionError(first.communicate())
-        return starts is not None
-    wait_until(started, 60, "the command started on the head")
+        return starts is not None and "pgid" in record(root)["steps"]["run"]["detail"]
+    wait_until(started, 60, "the command started on the head and recorded as started")
     first.send_signal(signal.SIGKILL)
     first.communicate()
     assert starts is not None
