@@ -8,8 +8,10 @@ code. The tests of this module run in order on one project; the last job release
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
+import subprocess
 import textwrap
 from collections import Counter
 from collections.abc import Iterator
@@ -17,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ProjectDir
+from tests.conftest import CRANE, ProjectDir
 from tests.real.host import LXC_URI, LxcHost
+from tests.waiting import wait_until
 
 PREFIX = "crj-"
 NET = "10.237.0"
@@ -123,6 +126,35 @@ def test_a_job_whose_command_fails_exits_with_its_code_and_keeps_the_cluster(pro
     assert "giving up" in (project.root / "results" / "fails" / "job.log").read_text()
     assert record(project, "fails")["status"] == "failed" and record(project, "fails")["exit_code"] == 3
     assert len(lxc_host.names(PREFIX)["domains"]) == 5  # kept: release = false
+    logs = project.crane("job", "logs", "fails")  # from the head, over the same SSH
+    assert logs.code == 0 and "giving up" in logs.out, logs.out + logs.err
+
+
+def test_a_cancelled_job_stops_on_the_head_and_its_crane_job_run_exits(project: ProjectDir) -> None:
+    path = job(project, "long", command="echo sleeping; sleep 600", release=False)
+    running = subprocess.Popen([*CRANE, "job", "run", str(path)], cwd=project.root, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1"})
+    try:
+        def started() -> bool:
+            if running.poll() is not None:
+                raise AssertionError(running.communicate())
+            shown = project.crane("job", "show", "long", "--json")
+            return shown.code == 0 and "pgid" in json.loads(shown.out)["steps"]["run"]["detail"]
+        wait_until(started, 300, "the job's command started on the head")
+        pgid = record(project, "long")["steps"]["run"]["detail"]["pgid"]
+        cancelled = project.crane("job", "cancel", "long")
+        assert cancelled.code == 0 and f"process group {pgid}" in cancelled.out, cancelled.out + cancelled.err
+        out, err = running.communicate(timeout=120)
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.communicate()
+    assert running.returncode == 143 and "cancelled" in out, out + err
+    assert record(project, "long")["status"] == "cancelled"
+    # the job's process group is gone from the head: its directory has a log and no exit code
+    directory = POOL_DIR / f"{CLUSTER}-shared" / "work" / f"long-{record(project, 'long')['id']}" / ".crane"
+    assert (directory / "log").read_text() == "sleeping\n" and not (directory / "exit").exists()
+    assert subprocess.run(["pgrep", "-f", "sleep 600"], capture_output=True).returncode == 1
 
 
 def test_pi_as_a_job_runs_eight_ranks_on_the_four_nodes_lands_here_and_releases_the_cluster(
