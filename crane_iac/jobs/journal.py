@@ -128,5 +128,11 @@ class Journal:
         self._write(record, {"step": "end", "status": status, "exit_code": exit_code})
 
     def _write(self, record: JobRecord, line: Mapping[str, Any]) -> None:
+        """Write ``record`` whole; a job cancelled meanwhile (``crane job cancel``, another process) stays
+        cancelled: the record takes that status, and the pipeline stops at the end of its step."""
+        if record.status == "running":
+            stored = self.read()
+            if stored is not None and stored.id == record.id and stored.status == "cancelled":
+                record.status, record.finished_at = stored.status, stored.finished_at
         self.store.record_job(self.stack, self.name, record.to_json(), line={"id": record.id, **line},
                               by=this_process())

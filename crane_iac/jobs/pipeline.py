@@ -139,6 +139,9 @@ class Pipeline:
             self.journal.start(record, "run", command=self.job.command)
             pgid, fresh = self.head.start(record.work_dir, self.job.command)
             self.journal.note(record, "run", pgid=pgid)
+            if record.ended:  # cancelled while it was being started: it stops at once
+                self.head.cancel(record.work_dir)
+                return "cancelled"
             self.say(f"{prefix} {self.job.command}" + ("" if fresh else
                                                        f" (started already, process group {pgid}: attaching)"))
         code = self.head.attach(record.work_dir, self.sink)

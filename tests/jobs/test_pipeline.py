@@ -215,3 +215,25 @@ def test_a_cancelled_command_ends_without_an_exit_code(root: Path) -> None:
     assert head.attach(directory, sink) is None and sink.getvalue() == b"up\n"
     with pytest.raises(ProcessLookupError):
         os.killpg(pgid, 0)
+
+
+def test_a_job_cancelled_from_elsewhere_between_steps_stays_cancelled_and_its_run_stops(root: Path) -> None:
+    jobfile = job_file(root, build="touch built; while [ ! -e go ]; do sleep 0.05; done")
+    running = spawn(root, jobfile)
+    try:
+        wait_until(lambda: list((root / "head").glob("pi-*/built")), 60, "the build under way")
+        with Workspace.open(root) as ws:  # what `crane job cancel` does for a job not yet at its run
+            journal = Journal(ws.store, ws.name, "pi")
+            current = journal.read()
+            assert current is not None
+            journal.end(current, "cancelled", None)
+        (next(iter((root / "head").glob("pi-*"))) / "go").touch()
+        out, err = running.communicate(timeout=60)
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.communicate()
+    assert running.returncode == 143 and "cancelled" in out, out + err
+    final = record(root)
+    assert final["status"] == "cancelled" and final["steps"]["run"]["status"] == "pending"  # never started
+    assert not list((root / "head").glob("pi-*/starts"))
