@@ -9,12 +9,13 @@ from crane_iac.commands import autoscale
 from crane_iac.commands import ipam
 from crane_iac.commands import xen
 from crane_iac.commands import template
+from crane_iac.commands import job
 from contextlib import ExitStack
 from typing import Any
 
 from crane_iac.commands.base import _opened, app
 
-__all__ = ["app", "autoscale", "invoke", "ipam", "records", "run", "template", "xen"]
+__all__ = ["app", "autoscale", "invoke", "ipam", "job", "records", "run", "template", "xen"]
 
 
 def invoke(opened: ExitStack) -> Any:

@@ -351,6 +351,19 @@ class StateStore(ABC):
     def memory(self, stack: str) -> dict[str, Any]:
         """What ``remember`` kept for the stack, by key."""
 
+    # the job pipeline's journal (``crane job run``)
+
+    @abstractmethod
+    def record_job(self, stack: str, name: str, record: Mapping[str, Any], *, line: Mapping[str, Any],
+                   by: str = "") -> None:
+        """Keep ``record`` (a job's steps, status and times, JSON) as job ``name`` of ``stack``, replacing the one
+        before, and journal ``line`` (the step that changed) as a ``job`` line at ``job:<name>`` in the stack's
+        history, at its current serial: a job changes no resource, so it does not advance the serial a plan reads."""
+
+    @abstractmethod
+    def jobs(self, stack: str) -> dict[str, dict[str, Any]]:
+        """The job records of ``stack`` by name (``record_job``'s)."""
+
     # copying between stores
 
     @abstractmethod

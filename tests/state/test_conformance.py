@@ -453,7 +453,7 @@ def test_a_version_2_database_opens_and_migrates(state_url: str, store: StateSto
     engine.dispose()
     migrated = open_store(state_url)
     try:
-        assert migrated.schema_version() == SCHEMA_VERSION == 9  # type: ignore[attr-defined]
+        assert migrated.schema_version() == SCHEMA_VERSION == 10  # type: ignore[attr-defined]
         assert [(h.action, h.by, h.why) for h in migrated.history("demo")] == [("create", "", ""), ("forget", "", "")]
         assert migrated.read("demo").forgotten[0].endpoint == "default"
         assert migrated.set_setting("demo", "k", 1, by="me", why="test") == 3

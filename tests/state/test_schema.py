@@ -296,6 +296,23 @@ SQLITE_V9_DDL = version_9(SQLITE_V8_DDL, '"key"')
 POSTGRESQL_V9_DDL = version_9(POSTGRESQL_V8_DDL, "key")
 
 
+def version_10(v9_ddl: str) -> str:
+    """Version 9's DDL with version 10's table: the job pipeline's journal."""
+    return v9_ddl + """;
+CREATE TABLE jobs (
+    stack VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    record VARCHAR NOT NULL,
+    at VARCHAR NOT NULL,
+    PRIMARY KEY (stack, name)
+)
+"""
+
+
+SQLITE_V10_DDL = version_10(SQLITE_V9_DDL)
+POSTGRESQL_V10_DDL = version_10(POSTGRESQL_V9_DDL)
+
+
 #: table.column → the value an INSERT that leaves the column out writes (SQLModel's field defaults)
 DEFAULTS = {
     "stacks.serial": 0, "stacks.outputs": "{}",
@@ -323,8 +340,8 @@ def emitted(dialect: sqlalchemy.engine.Dialect) -> str:
     return ";".join(statements)
 
 
-@pytest.mark.parametrize(("dialect", "pinned"), [(sqlite.dialect(), SQLITE_V9_DDL),
-                                                  (postgresql.dialect(), POSTGRESQL_V9_DDL)],
+@pytest.mark.parametrize(("dialect", "pinned"), [(sqlite.dialect(), SQLITE_V10_DDL),
+                                                  (postgresql.dialect(), POSTGRESQL_V10_DDL)],
                          ids=["sqlite", "postgresql"])
 def test_core_emits_the_ddl_sqlmodel_did(dialect: sqlalchemy.engine.Dialect, pinned: str) -> None:
     assert normal(emitted(dialect)) == normal(pinned)
@@ -420,7 +437,7 @@ def test_a_database_with_the_version_4_schema_migrates_and_works(state_url: str)
     finally:
         store.close()
     # the migrations only added: the history's run column, the runs table, the address pools' tables, the
-    # records' endpoint_config, and the replicas' leases and memory
+    # records' endpoint_config, the replicas' leases and memory, and the jobs' journal
     added = {"history": ["run"], "resources": ["endpoint_config"]}
     assert columns(state_url) == {**{t: [*c, *added.get(t, [])] for t, c in old.items()},
                                   "runs": ["stack", "id", "who", "operation", "started_at"],
@@ -429,7 +446,8 @@ def test_a_database_with_the_version_4_schema_migrates_and_works(state_url: str)
                                   "ip_leases": ["pool", "value", "stack", "address", "slot", "state", "at"],
                                   "leaders": ["stack", "role", "token", "holder_id", "holder", "host", "pid", "since",
                                               "expires_at"],
-                                  "memory": ["stack", "key", "value", "token", "at"]}
+                                  "memory": ["stack", "key", "value", "token", "at"],
+                                  "jobs": ["stack", "name", "record", "at"]}
 
 
 #: rows as crane at schema version 5 wrote them: a tombstone of `crane state rm` among them
@@ -451,14 +469,14 @@ def test_a_database_with_the_version_5_schema_migrates_and_works(state_url: str)
     """Version 6 keys the forgotten objects on the endpoint: the tombstone a version 5 database holds stays, the
     catalog becomes exactly a new database's, and the same name can then be forgotten on a second endpoint."""
     sqlite_url = state_url.startswith("sqlite")
-    run_script(state_url, SQLITE_V9_DDL if sqlite_url else POSTGRESQL_V9_DDL)
-    current = describe(state_url)  # what a database made at version 9 looks like
+    run_script(state_url, SQLITE_V10_DDL if sqlite_url else POSTGRESQL_V10_DDL)
+    current = describe(state_url)  # what a database made at version 10 looks like
     run_script(state_url, ";".join(f"DROP TABLE {name}" for name in SCHEMA.tables))
     run_script(state_url, SQLITE_V5_DDL if sqlite_url else POSTGRESQL_V5_DDL)
     run_script(state_url, V5_ROWS)
     store = open_store(state_url)
     try:
-        assert store.schema_version() == SCHEMA_VERSION == 9
+        assert store.schema_version() == SCHEMA_VERSION == 10
         assert store.read("demo").resources["network.lan"].endpoint_config == ""  # recorded before version 8
         (kept,) = store.read("demo").forgotten
         assert kept == Recorded("volume.data", "volume", "data", {"capacity_gib": 4}, endpoint="host-a")
@@ -476,7 +494,7 @@ def test_a_database_with_the_version_5_schema_migrates_and_works(state_url: str)
 
 
 def test_a_new_database_gets_the_current_schema(state_url: str) -> None:
-    run_script(state_url, SQLITE_V9_DDL if state_url.startswith("sqlite") else POSTGRESQL_V9_DDL)
+    run_script(state_url, SQLITE_V10_DDL if state_url.startswith("sqlite") else POSTGRESQL_V10_DDL)
     old = describe(state_url)
     run_script(state_url, ";".join(f"DROP TABLE {name}" for name in SCHEMA.tables))
     open_store(state_url).close()
@@ -496,14 +514,14 @@ def test_a_database_with_the_version_8_schema_gains_the_replicas_tables(state_ur
     """Version 9 adds the leases of the autoscaler's replicas and the loops' memory: a version 8 database keeps its
     settings, gets the tables as a new database has them, and a loop leads on it and remembers."""
     sqlite_url = state_url.startswith("sqlite")
-    run_script(state_url, SQLITE_V9_DDL if sqlite_url else POSTGRESQL_V9_DDL)
+    run_script(state_url, SQLITE_V10_DDL if sqlite_url else POSTGRESQL_V10_DDL)
     current = describe(state_url)
     run_script(state_url, ";".join(f"DROP TABLE {name}" for name in SCHEMA.tables))
     run_script(state_url, SQLITE_V8_DDL if sqlite_url else POSTGRESQL_V8_DDL)
     run_script(state_url, V8_ROWS)
     store = open_store(state_url)
     try:
-        assert store.schema_version() == 9 and store.settings("shop")["appdomain.shop/web.size"].value == 3
+        assert store.schema_version() == 10 and store.settings("shop")["appdomain.shop/web.size"].value == 3
         assert store.memory("shop") == {} and store.leader("shop", "autoscale") is None
         fence = store.lead("shop", "autoscale", holder_id="a", ttl=30).fence
         assert store.set_setting("shop", "appdomain.shop/web.size", 4, by="autoscaler", why="scale-out",

@@ -65,7 +65,7 @@ def test_a_version_1_database_gains_lock_ids_and_the_forgotten_table(tmp_path: P
                                 pid INTEGER NOT NULL, operation VARCHAR NOT NULL, acquired_at VARCHAR NOT NULL);
         """)
     s = store(tmp_path)
-    assert s.schema_version() == SCHEMA_VERSION == 9
+    assert s.schema_version() == SCHEMA_VERSION == 10
     lock_id = s.acquire_lock("demo", "apply")
     assert s.lock_info("demo").id == lock_id  # type: ignore[union-attr]
     assert s.read("demo").forgotten == [] and s.read("demo").settings == {}

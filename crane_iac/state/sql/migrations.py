@@ -77,7 +77,7 @@ def _v8_endpoint_configs(conn: Connection) -> None:
 
 
 # Version 9 (the ``leaders`` and ``memory`` tables, for the autoscaler's replicas) only adds tables: create_all
-# makes them, so it has no step.
+# makes them, so it has no step. Nor has version 10 (the ``jobs`` table, the job pipeline's journal).
 
 #: version → step that brings a database from the version before it.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {2: _v2_lock_ids, 3: _v3_settings_and_authors,

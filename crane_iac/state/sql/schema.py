@@ -14,7 +14,7 @@ from sqlalchemy import Boolean, Column, Float, Integer, MetaData, String, Table,
 
 from crane_iac.objects import DEFAULT_ENDPOINT
 
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 #: every table of the state database; ``create_all`` makes those a database lacks
@@ -81,6 +81,11 @@ LEADERS = Table("leaders", SCHEMA, _text("stack", primary_key=True), _text("role
 #: leader's token that wrote it: a loop restarted or taken over carries on from it (schema 9)
 MEMORY = Table("memory", SCHEMA, _text("stack", primary_key=True), _text("key", primary_key=True), _text("value"),
                _int("token"), _text("at"))
+#: the job pipeline's journal (``crane job run``): one row per job of a stack, its record (steps, status, times) as
+#: JSON, rewritten at every step; each step also writes a ``job`` line in the stack's history (schema 10). Not yet
+#: copied by `crane state migrate` (a migrated stack's finished jobs stay behind; its history lines go with it)
+JOBS = Table("jobs", SCHEMA, _text("stack", primary_key=True), _text("name", primary_key=True), _text("record"),
+             _text("at"))
 #: the tables that hold a stack's state (locks and leaders are not state)
 STATE_TABLES = {STACKS: STACKS.c.name, RESOURCES: RESOURCES.c.stack, INTENTS: INTENTS.c.stack,
                 HISTORY: HISTORY.c.stack, FORGOTTEN: FORGOTTEN.c.stack, SETTINGS: SETTINGS.c.stack,

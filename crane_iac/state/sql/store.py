@@ -53,6 +53,7 @@ from crane_iac.state.sql.schema import (
     FORGOTTEN,
     HISTORY,
     INTENTS,
+    JOBS,
     SCHEMA_VERSION,
     STACKS,
     STATE_TABLES,
@@ -322,6 +323,22 @@ class SqlStateStore(StateStore):
     def memory(self, stack: str) -> dict[str, Any]:
         with self.engine.connect() as conn:
             return leaders.memory(conn, stack)
+
+    # the job pipeline's journal
+
+    @_db_errors
+    def record_job(self, stack: str, name: str, record: Mapping[str, Any], *, line: Mapping[str, Any],
+                   by: str = "") -> None:
+        with self.writing() as conn:
+            written = writes.record_job(conn, stack, name, record, line, by)
+        self.rows_written += written.rows
+
+    @_db_errors
+    def jobs(self, stack: str) -> dict[str, dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(JOBS.c.name, JOBS.c.record).where(JOBS.c.stack == stack)
+                                .order_by(JOBS.c.name)).all()
+        return {r[0]: json.loads(r[1]) for r in rows}
 
     # address pools
 

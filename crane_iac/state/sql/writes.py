@@ -21,7 +21,7 @@ from crane_iac.ipam.pools import Lease
 from crane_iac.state.base import Committed, Fence, Intent, RunInfo
 from crane_iac.state.sql import leaders, leases
 from crane_iac.state.sql.dialects import dialect_insert
-from crane_iac.state.sql.schema import FORGOTTEN, HISTORY, INTENTS, RESOURCES, RUNS, SETTINGS, STACKS, now
+from crane_iac.state.sql.schema import FORGOTTEN, HISTORY, INTENTS, JOBS, RESOURCES, RUNS, SETTINGS, STACKS, now
 
 #: addresses per ``IN (…)`` list, well below every driver's limit on bound parameters
 CHUNK = 500
@@ -231,3 +231,17 @@ def set_setting(conn: Connection, dialect: str, stack: str, key: str, value: Any
         before=None if old is None else json.dumps({"value": json.loads(old[0])}),
         after=None if encoded is None else json.dumps({"value": value}), who=by, why=why, run=run_id))
     return Written(serial, 3)
+
+
+def record_job(conn: Connection, stack: str, name: str, record: Mapping[str, Any], line: Mapping[str, Any],
+               by: str) -> Written:
+    """Replace job ``name``'s record and journal ``line`` at the stack's current serial (0 for a stack with no
+    state yet): a job's step changes no resource, so it takes no turn on the serial."""
+    at = now()
+    head = conn.execute(select(STACKS.c.serial).where(STACKS.c.name == stack)).first()
+    conn.execute(delete(JOBS).where(JOBS.c.stack == stack, JOBS.c.name == name))
+    conn.execute(insert(JOBS).values(stack=stack, name=name, record=json.dumps(record), at=at))
+    conn.execute(insert(HISTORY).values(stack=stack, serial=head[0] if head else 0, at=at, action="job",
+                                        address=f"job:{name}", before=None, after=json.dumps(dict(line)), who=by,
+                                        why="crane job", run=""))
+    return Written(head[0] if head else 0, 2)
