@@ -31,10 +31,10 @@ from crane_iac.resources.cloudinit import CloudInit
 from crane_iac.resources.component import Component
 from crane_iac.resources.configuration import Configuration
 from crane_iac.resources.container import Container
+from crane_iac.resources.hostaddresses import host_address, leases_addresses
 from crane_iac.resources.messages import describe
 from crane_iac.resources.network import Network
 from crane_iac.resources.pool import StoragePool
-from crane_iac.resources.registry import current_registry
 from crane_iac.resources.ssh_key import SshKey
 from crane_iac.resources.vm import VM
 from crane_iac.resources.volume import Volume
@@ -236,16 +236,11 @@ class AppDomain(Component):
         """The ``index``-th host's address: 0 the balancer, 1 the storage server, 1+i web-i. On a network whose
         subnet comes from an address pool, the one the pool leased to the host; else the fixed offset
         ``first_host + index`` in the subnet."""
-        leased = getattr(self, "leased_addresses", {}).get(index)
-        if leased is not None:
-            return str(leased)
-        assert self.network.ipv4 is not None
-        return str(ipaddress.ip_network(self.network.ipv4)[self.first_host + index])
+        return host_address(self.network, self.first_host, index, getattr(self, "leased_addresses", {}))
 
     def _pooled(self) -> bool:
         """Whether the domain's network takes its subnet from an address pool (its hosts then lease theirs)."""
-        registry = current_registry()
-        return registry is not None and (self.network.address, "ipv4") in registry.carved
+        return leases_addresses(self.network)
 
     def build(self) -> None:
         self.declared_tiers: list[ScalableTier] = []

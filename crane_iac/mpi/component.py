@@ -35,9 +35,9 @@ from crane_iac.resources.base import Output, Resource, export
 from crane_iac.resources.component import Component
 from crane_iac.resources.configuration import Configuration
 from crane_iac.resources.container import Container
+from crane_iac.resources.hostaddresses import host_address, leases_addresses
 from crane_iac.resources.network import Network
 from crane_iac.resources.pool import StoragePool
-from crane_iac.resources.registry import current_registry
 from crane_iac.resources.ssh_key import SshKey
 from crane_iac.resources.volume import Volume
 
@@ -122,15 +122,10 @@ class MPICluster(Component):
     def node_address(self, index: int) -> str:
         """The ``index``-th node's address: 0 the head, i node-i. On a network whose subnet comes from an address
         pool, the one the pool leased to it; else the fixed offset ``first_host + index`` in the subnet."""
-        leased = getattr(self, "leased_addresses", {}).get(index)
-        if leased is not None:
-            return str(leased)
-        assert self.network.ipv4 is not None
-        return str(ipaddress.ip_network(self.network.ipv4)[self.first_host + index])
+        return host_address(self.network, self.first_host, index, getattr(self, "leased_addresses", {}))
 
     def _pooled(self) -> bool:
-        registry = current_registry()
-        return registry is not None and (self.network.address, "ipv4") in registry.carved
+        return leases_addresses(self.network)
 
     def build(self) -> None:
         #: node index → the address an address pool leased it
