@@ -41,7 +41,8 @@ def _library(chdir: Path, uri: str | None, *, create: bool = False) -> "tuple[Li
     import libvirt
 
     from crane_iac.errors import CraneError
-    from crane_iac.providers.libvirt.snapshots import library_pool, pool_dir
+    from crane_iac.providers.libvirt.copies import pool_dir
+    from crane_iac.providers.libvirt.snapshots import library_pool
 
     try:
         conn = libvirt.open(uri)

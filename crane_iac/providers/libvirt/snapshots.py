@@ -4,8 +4,6 @@ of libvirt cannot say: it comes from state."""
 
 from __future__ import annotations
 
-import subprocess
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +13,9 @@ from crane_iac.errors import ProviderError
 from crane_iac.objects import Live, Owner
 from crane_iac.providers.libvirt import storage
 from crane_iac.providers.libvirt import xml as lx
+from crane_iac.providers.libvirt.copies import copy_volume, empty_directory, pool_dir
 from crane_iac.providers.libvirt.host import NOT_FOUND, Host
-from crane_iac.providers.libvirt.volumes import empty_directory, lookup_volume
+from crane_iac.providers.libvirt.volumes import lookup_volume
 from crane_iac.templates.library import LIBRARY_POOL
 
 #: what a snapshot's read reports beside its pool: the volume it copies, from state
@@ -36,46 +35,6 @@ def library_pool(conn: Any, default_dir: Path) -> Any:
     if not pool.isActive():
         pool.create(0)
     return pool
-
-
-def pool_dir(pool: Any) -> Path:
-    return Path(ET.fromstring(pool.XMLDesc(0)).findtext("target/path") or "/")
-
-
-def copy_directory(host: Host, source: Path, target: Path, what: str) -> None:
-    """Copy what directory ``source`` holds into ``target`` (owners, modes, links and times kept: ``cp -a``); only on
-    the host crane runs on, as libvirt has no call that copies a directory volume."""
-    if host.test_driver:
-        return  # the sandbox's volumes hold nothing
-    if not host.local:
-        raise ProviderError(f"{what}: crane copies directory volumes only on the host it runs on, not {host.uri}")
-    done = subprocess.run(["cp", "-a", "--", f"{source}/.", f"{target}/"], capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise ProviderError(f"{what}: copying {source} to {target} failed: {done.stderr.strip()}")
-
-
-def copy_volume(host: Host, pool: Any, name: str, source_ref: str, capacity_gib: int | None, what: str) -> Any:
-    """A new volume ``name`` in ``pool``: a full copy of ``source_ref`` (``pool/volume``) in its format."""
-    conn = host.conn
-    source_pool, _, source_name = source_ref.partition("/")
-    source = conn.storagePoolLookupByName(source_pool).storageVolLookupByName(source_name)
-    fmt, capacity = storage.volume_info(source)
-    if fmt == "dir":
-        vol = pool.createXML(lx.render_volume(name, 0, "dir", mode="0755"), 0)
-        try:
-            copy_directory(host, Path(source.path()), Path(vol.path()), what)
-        except BaseException:
-            empty_directory(Path(vol.path()), pool_dir(pool))
-            vol.delete(0)
-            raise
-        return vol
-    wanted = (capacity_gib or 0) * storage.GIB
-    if host.test_driver:  # its volumes hold nothing, and its copy finds the source only in the target's pool
-        return pool.createXML(lx.render_volume(name, max(wanted, capacity), fmt), 0)
-    vol = pool.createXMLFrom(lx.render_volume(name, max(wanted, capacity), fmt), source, 0)
-    if wanted > capacity and not host.test_driver:
-        vol.resize(wanted, 0)
-    return vol
 
 
 class Snapshots:

@@ -4,7 +4,6 @@ state."""
 
 from __future__ import annotations
 
-import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from crane_iac.errors import ProviderError
 from crane_iac.objects import Live, Owner
 from crane_iac.providers.libvirt import storage
 from crane_iac.providers.libvirt import xml as lx
+from crane_iac.providers.libvirt.copies import copy_volume, empty_directory
 from crane_iac.providers.libvirt.host import NOT_FOUND, Host
 from crane_iac.providers.libvirt.pools import list_pools
 from crane_iac.providers.libvirt.rules import VOLUME_ORIGIN
@@ -52,8 +52,6 @@ class Volumes:
         conn = self.host.conn
         pool = conn.storagePoolLookupByName(p["pool"])
         if p.get("snapshot"):
-            from crane_iac.providers.libvirt.snapshots import copy_volume  # it builds on this module
-
             vol = copy_volume(self.host, pool, physical, p["snapshot"], p.get("capacity_gib"), f"volume {physical}")
         elif p.get("source"):
             vol = storage.from_image(conn, pool, physical, p, upload=not self.host.test_driver)
@@ -105,19 +103,3 @@ class Volumes:
             raise ProviderError(f"directory volume {p['pool']}/{physical} on {self.host.uri} is not empty, and crane "
                                 f"empties directories only on the host it runs on; empty {vol.path()} there and "
                                 "apply again") from None
-
-
-def empty_directory(directory: Path, pool_dir: Path) -> None:
-    """Remove what ``directory`` (a directory volume, in ``pool_dir``) holds; symbolic links are removed, never
-    followed. Anything else at that path is left for libvirt's delete to refuse."""
-    if directory.is_symlink() or not directory.is_dir() or directory.parent != pool_dir:
-        return
-    for entry in directory.iterdir():
-        try:
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry)
-            else:
-                entry.unlink()
-        except OSError as exc:
-            raise ProviderError(f"emptying directory volume {directory} failed: {exc.strerror} ({exc.filename}); "
-                                "remove what is in it and apply again") from None
