@@ -238,6 +238,9 @@ class AppHandler(BaseHTTPRequestHandler):
 
 class AppServer(ThreadingHTTPServer):
     daemon_threads = True
+    #: the listen backlog: socketserver's default of 5 drops connections (the client waits out its SYN retries) as
+    #: soon as the accepting thread falls behind a burst, as under the load balancer's traffic plus direct requests
+    request_queue_size = 128
 
     def __init__(self, address: tuple[str, int], database: Database) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
