@@ -145,6 +145,7 @@ class Rule(StrEnum):
     STABILISING = "stabilising"
     SCALE_IN = "scale-in"
     TO_TARGET = "scale-in-to-target"
+    HEADROOM = "headroom"
     IN_RANGE = "in-range"
 
 
@@ -215,8 +216,10 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
     rise = trend.slope * policy.warmup if trend is not None and trend.slope > 0 else 0.0
     projected = trend.level + rise if trend is not None else average
     hottest, line = reading.hottest, policy.out_line
-    if average > line or (trend is not None and projected > early):
-        if average > line or trend is None:
+    # between the HPA's line and early, a tier whose trend stays under early a warmup ahead has headroom: hold
+    headroom = line < average <= early and trend is not None and projected <= early
+    if (average > line and not headroom) or (trend is not None and projected > early):
+        if average > line and (average > early or trend is None):
             rule, above = Rule.SCALE_OUT, (f"{seen} is above {line:.2f} (target {aim:.2f} plus {pct})"
                                            if line < policy.upper else f"{seen} is above upper {policy.upper:.2f}")
         else:
@@ -246,9 +249,15 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
         target, bounds = _scaled_out(policy, size, wanted, max)
         return target, Rule.HOT, (f"{hot}: scale out {size} → {target} (ceil({size} × {hottest:.2f} / upper "
                                   f"{policy.upper:.2f}) = {wanted}; {bounds})")
+    if headroom:
+        points = trend.points if trend is not None else 0
+        return size, Rule.HEADROOM, (f"{seen} is above {line:.2f} (target {aim:.2f} plus {pct}) but not above "
+                                     f"{early:.2f} (upper {policy.upper:.2f} less {pct}), and its trend over "
+                                     f"{points} periods projects {projected:.2f} in "
+                                     f"{policy.warmup:g} s, not above it either: hold")
     below = average < policy.lower
     within = f"{seen} is within [lower {policy.lower:.2f}, upper {policy.upper:.2f}]"
-    trims = policy.scale_in_to_target and average < trim
+    trims = policy.scale_in_to_target and average < policy.shed_line
     if not below and not trims:
         return size, Rule.IN_RANGE, f"{within}: hold"
     full_load = load + unread
@@ -270,8 +279,9 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
         if below and full_load / size < policy.lower:
             return settle, Rule.SCALE_IN, (f"{seen} is below lower {policy.lower:.2f} ({after:.2f} without one "
                                            f"server, below {early:.2f}: upper less {pct})")
-        return settle, Rule.TO_TARGET, (f"{seen} is below {trim:.2f} (target {aim:.2f} less {pct}), "
-                                        f"and {after:.2f} without one server")
+        return settle, Rule.TO_TARGET, (f"{seen} is below {policy.shed_line:.2f} (midway between lower and "
+                                        f"{trim:.2f}, target {aim:.2f} less {pct}), and {after:.2f} without one "
+                                        "server")
     if below:
         rising = after + rise * size / (size - 1) if size > 1 else math.inf
         return _held_low(policy, size, min, floor, reading, full_load, needed, rising, seen, early)
@@ -280,11 +290,11 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
     elif size <= floor:
         why = f"size {size} is the floor"
     elif after > trim:
-        why = f"{after:.2f} without one server would be above it"
+        why = f"{after:.2f} without one server would be above {trim:.2f}"
     else:
         why = f"without one server its trend would project above {early:.2f}"
-    return size, Rule.IN_RANGE, (f"{within}, below {trim:.2f} (target {aim:.2f} less {pct}), but "
-                                 f"{why}: hold")
+    return size, Rule.IN_RANGE, (f"{within}, below {policy.shed_line:.2f} (midway between lower and {trim:.2f}, "
+                                 f"target {aim:.2f} less {pct}), but {why}: hold")
 
 
 def _held_low(policy: ScalingPolicy, size: int, min: int, floor: int, reading: Reading, full_load: float,

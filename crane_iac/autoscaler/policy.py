@@ -129,6 +129,13 @@ class ScalingPolicy(BaseModel):
         return line if line < self.upper else self.upper
 
     @property
+    def shed_line(self) -> float:
+        """The average below which a tier scales in to its target (``scale_in_to_target``): midway between
+        ``lower`` and ``target`` less ``tolerance`` (0.47 with the defaults); the scale-in still stops at target
+        less tolerance."""
+        return (self.lower + self.sizing * (1 - self.tolerance)) / 2
+
+    @property
     def hot_line(self) -> float:
         """The reading above which one server scales the tier out: ``hot``, or midway between upper and 1."""
         return self.hot if self.hot is not None else (self.upper + 1) / 2
