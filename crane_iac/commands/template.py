@@ -83,8 +83,8 @@ def _users(chdir: Path, name: str) -> list[str]:
 def template_build(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The new template's name.")],
     base: Annotated[str, typer.Option("--from", metavar="BASE",
-                                      help="A root directory ('/' is this host's own), a disk image (a qcow2 or raw file, or "
-                                           "POOL/VOLUME), or a template's name.")],
+                                      help="A root directory ('/' is this host's own), a disk image (a qcow2 "
+                                      "or raw file, or POOL/VOLUME), or a template's name.")],
     playbook: Annotated[Path, typer.Option("--playbook", metavar="FILE", help="The Ansible playbook to run in it.")],
     var: Annotated[Optional[list[str]], typer.Option("--var", metavar="NAME=VALUE",  # noqa: UP045
                                                      help="A playbook variable (repeatable).")] = None,
