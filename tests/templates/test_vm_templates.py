@@ -6,6 +6,7 @@ template against ``crane template rm``."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -130,3 +131,24 @@ def test_a_volume_on_a_missing_or_container_template_is_a_plan_error(tmp_path: P
                                                                      message: str) -> None:
     p, _, _ = project(tmp_path, template=template)
     assert_clean_error(p.crane("plan"), "volume.web-root", message)
+
+
+def test_an_app_domain_takes_a_template_volume_as_its_image(tmp_path: Path) -> None:
+    """hosts="vm" on a cloud image: the image a volume on a VM template, each VM's root backed by it."""
+    p, _, _ = project(tmp_path)
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
+    p.write_stack(f"""
+from crane_iac import AppDomain, Network, Volume, WebTier
+
+lan = Network("vm-net", mode="nat", ipv4="10.84.0.0/24", dhcp=False)
+image = Volume("golden", template="img")
+AppDomain("shop", network=lan, hosts="vm", image=image, ssh_key="{key}", web=WebTier(size=1))
+""")
+    plan = json.loads(ok(p, "plan", "--json"))
+    after = {c["address"]: c["after"] for c in plan["changes"]}
+    assert after["volume.golden"]["template"] == "img", after["volume.golden"]
+    assert after["appdomain.shop/volume.web-1-root"]["base"] == "default/golden"
+    ok(p, "apply", "--auto-approve")
+    assert p.crane("plan", "--detailed-exitcode").code == 0
+    assert_clean_error(p.crane("template", "rm", "img"), "in use by main: volume.golden")
