@@ -21,12 +21,16 @@ from crane_iac.templates.build import BuildRequest, Progress, run_playbook
 from crane_iac.templates.library import DISK_IMAGE, Library, TemplateError, check_name
 from crane_iac.templates.manifest import Base, Manifest, Playbook
 
+#: what a missing base's name says it was meant to be: an image (its error then says so), not a root directory
+IMAGE_SUFFIXES = (".qcow2", ".img", ".raw")
+
 
 def wants_image(library: Library, base: str) -> bool:
     """Whether ``--from base`` names a disk image (a file, ``pool/volume``, or a VM template), not a container root
     (a directory, or a container template)."""
     if base.startswith("/"):
-        return Path(base).is_file()
+        path = Path(base)
+        return path.is_file() or (not path.exists() and path.suffix in IMAGE_SUFFIXES)
     if "/" in base:
         return True
     return library.exists(base) and library.manifest(base).kind == "vm"

@@ -225,9 +225,11 @@ class Workspace:
         if str(self.root) in _mounts():
             self.release_api()
             _run("umount", str(self.root), what=f"unmounting {self.root}")
-        for line in _run("losetup", "--noheadings", "--output", "NAME", "--associated", str(self.export),
-                         what="listing loop devices").split() if self.export.exists() else []:
-            subprocess.run(["losetup", "--detach", line], capture_output=True, check=False)
+        # a loop mount frees its device when unmounted; one left attached (a mount that failed half-way) goes here
+        listed = subprocess.run(["losetup", "--noheadings", "--output", "NAME", "--associated", str(self.export)],
+                                capture_output=True, text=True, check=False).stdout
+        for device in listed.split():
+            subprocess.run(["losetup", "--detach", device], capture_output=True, check=False)
         self._stop_daemon()
         if str(self.export) in _mounts():  # a daemon killed outright leaves its FUSE mount
             _run("umount", str(self.export), what=f"unmounting {self.export}")

@@ -74,7 +74,7 @@ def test_image_bases_are_told_from_container_roots(tmp_path: Path) -> None:
     add_vm_template(library, "img", image)
     add_template(library, "tools", "dir", str(fake_root(tmp_path / "root")))
     assert wants_image(library, str(image)) and wants_image(library, "default/base.qcow2")
-    assert wants_image(library, "img")
+    assert wants_image(library, "img") and wants_image(library, str(tmp_path / "missing.qcow2"))  # said missing
     assert not wants_image(library, "/") and not wants_image(library, "tools") and not wants_image(library, "nope")
 
 
