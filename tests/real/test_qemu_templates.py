@@ -7,6 +7,7 @@ is made for it and removed at the end."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import signal
@@ -172,6 +173,9 @@ def project(real_host: RealHost, tmp_path_factory: pytest.TempPathFactory) -> It
         p.crane("destroy", "--auto-approve")
     finally:
         sweep(real_host.conn, real_host)
+        for directory in (images.RUN_DIR, images.RUN_DIR.parent):  # as the machine had them: empty ones go
+            with contextlib.suppress(OSError):
+                directory.rmdir()
 
 
 def build(project: ProjectDir, name: str, base: str, playbook: str = "site.yml") -> str:
