@@ -170,11 +170,13 @@ def _stop(domain: Any) -> None:
         domain.destroy()
 
 
-def run_playbook(request: BuildRequest, connection: dict[str, Any], progress: Progress) -> None:
+def run_playbook(request: BuildRequest, connection: dict[str, Any], progress: Progress,
+                 scratch: Path | None = None) -> None:
     """The playbook on one host, ``template``, reached with ``connection`` (its connection variables: crane_nsenter
-    into a container, crane_chroot into a disk image's root); a TemplateError naming the first failed task."""
+    into a container, crane_chroot into a disk image's root); a TemplateError naming the first failed task.
+    ansible-runner's directory is made in ``scratch`` when given (a workspace a killed build's successor removes)."""
     ansible_runner = require("ansible_runner", "a template build")
-    run_dir = Path(tempfile.mkdtemp(prefix="crane-template-"))
+    run_dir = Path(tempfile.mkdtemp(prefix="crane-template-", dir=scratch))
     failures: list[str] = []
 
     def events(event: dict[str, Any]) -> bool:

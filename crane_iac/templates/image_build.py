@@ -88,7 +88,8 @@ def build_image_template(conn: Any, library: Library, request: BuildRequest,
         before = digests.packages(root)
         progress(f"template {name}: building on {request.base} in a chroot of its file system at {root}")
         space.mount_api()
-        run_playbook(request, {"ansible_connection": "crane_chroot", "crane_chroot_root": str(root)}, progress)
+        run_playbook(request, {"ansible_connection": "crane_chroot", "crane_chroot_root": str(root)}, progress,
+                     scratch=space.top)
         space.release_api()
         added = digests.added_packages(before, digests.packages(root))
         content = digests.tree_digest(root)

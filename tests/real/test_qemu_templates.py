@@ -14,6 +14,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -263,6 +264,8 @@ def test_a_failing_playbook_and_a_killed_build_leave_nothing(project: ProjectDir
     after = build(project, f"{PREFIX}after", str(BASE))
     assert f"released what the killed build of {PREFIX}killed left" in after, after
     assert leftovers() == NOTHING_LEFT
+    assert not [d for d in Path(tempfile.gettempdir()).glob("crane-template-*")
+                if "crane_chroot" in "".join(f.read_text() for f in d.glob("inventory/*"))]
     ok(project, "template", "rm", f"{PREFIX}after", "--uri", REAL_URI)
 
 
