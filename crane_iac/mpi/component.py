@@ -18,6 +18,11 @@ own instead. Give a cluster a network of its own (or one whose DHCP clients cann
 
 The shared directory is one host directory passed into every container: the nodes must be on one libvirt host
 (docs/decisions/mpi-clusters.md says why, and what spanning hosts would take).
+
+With ``scheduler="slurm"`` each node's init also runs munged and slurmctld (the head) or slurmd (a compute node),
+files/slurm-init.sh; the head's run places the cluster's munge key (a key derived from the project's, passed as a
+``secrets`` file) and slurm.conf (slurm.py) on the shared disk, and on a resize drains the nodes that go, waits for
+their jobs and restarts the controller before the nodes are deleted (playbooks/roles/head/tasks/slurm.yml).
 """
 
 from __future__ import annotations
