@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -39,7 +40,7 @@ from crane_iac import MPICluster, Network, StoragePool, variable
 net = Network("{PREFIX}net", mode="isolated", ipv4="{NET}.0/24", dhcp=False)
 pool = StoragePool("{PREFIX}pool", path="{POOL_DIR}")
 MPICluster("{CLUSTER}", network=net, pool=pool, nodes=variable("nodes"), slots_per_node=2, memory_mib=256,
-           scheduler="slurm")
+           scheduler="slurm", drain_timeout=variable("drain"))
 '''
 
 
@@ -87,19 +88,25 @@ def record(project: ProjectDir, name: str) -> dict:
     return json.loads(shown.out)
 
 
-@pytest.fixture(scope="module")
-def cluster(lxc_host: LxcHost, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectDir]:
-    lxc_host.sweep(PREFIX)
-    assert daemons() == dict.fromkeys(DAEMONS, 0), "Slurm or munge daemons run already on this machine"
-    project = ProjectDir(tmp_path_factory.mktemp("slurm"))
+def configure(project: ProjectDir, *, nodes: int) -> None:
+    """The project's crane.toml, the cluster's size by default ``nodes``: ``crane job run`` plans with defaults."""
     project.write_config(f"""
         [stacks.hpc]
         file = "stacks/hpc.py"
         uri = "{LXC_URI}"
         shutdown_timeout = 5
         [stacks.hpc.vars]
-        nodes = {{ type = "int", default = 4 }}
+        nodes = {{ type = "int", default = {nodes} }}
+        drain = {{ type = "int", default = 3600 }}
     """)
+
+
+@pytest.fixture(scope="module")
+def cluster(lxc_host: LxcHost, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ProjectDir]:
+    lxc_host.sweep(PREFIX)
+    assert daemons() == dict.fromkeys(DAEMONS, 0), "Slurm or munge daemons run already on this machine"
+    project = ProjectDir(tmp_path_factory.mktemp("slurm"))
+    configure(project, nodes=4)
     project.write_stack(STACK, "hpc.py")
     try:
         print(ok(project, "apply", "--auto-approve")[-2000:])
@@ -184,10 +191,12 @@ def test_resizing_4_6_3_under_a_running_job_drains_the_nodes_that_go_and_the_job
         changed = {ln.split()[1] for ln in plan.out.splitlines() if re.match(r"^  [-+~!]", ln)}
         assert changed == {f"mpicluster.{CLUSTER}/container.node-5", f"mpicluster.{CLUSTER}/container.node-6",
                            f"mpicluster.{CLUSTER}/configuration.head"}, plan.out
+        started = time.monotonic()
         print(ok(cluster, "apply", "--auto-approve", "--var", "nodes=6")[-1500:])
         assert domain_ids(lxc_host, stay) == before
         assert slurm_conf_nodes() == [node(i) for i in range(1, 7)]
         assert head_says(cluster, f"srun -N1 -w {node(6)} hostname").strip() == node(6)  # Slurm schedules there
+        print(f"4 → 6 nodes until Slurm ran a step on node-6: {time.monotonic() - started:.1f} s")
         assert head_says(cluster, f"squeue -h -j $(cat {'/srv/work/' + directory.name}/.crane/slurm-id) -o %T") \
             .strip() == "RUNNING"
 
@@ -215,9 +224,69 @@ def test_resizing_4_6_3_under_a_running_job_drains_the_nodes_that_go_and_the_job
     assert record(cluster, "long")["status"] == "succeeded"
 
 
+def test_a_shrink_never_kills_a_job_on_a_node_that_goes_it_waits_and_past_the_timeout_keeps_the_node(
+        cluster: ProjectDir, lxc_host: LxcHost) -> None:
+    hold = SHARED / "work" / "hold"
+    submitted = head_says(cluster, f"cd /srv/work && sbatch --parsable -w {node(3)} -o hold.out "
+                                   "--wrap 'while [ ! -e hold ]; do sleep 0.5; done; echo held'").strip()
+    wait_until(lambda: head_says(cluster, f"squeue -h -j {submitted} -o %T").strip() == "RUNNING", 120,
+               "the job on node-3 running", every=0.5)
+    failed = cluster.crane("apply", "--auto-approve", "--var", "nodes=2", "--var", "drain=4", env={}, timeout=600)
+    print(failed.out[-2000:], failed.err[-2000:])
+    assert failed.code != 0
+    assert f"jobs still run on {node(3)} after 4 s ({submitted} on {node(3)})" in failed.out + failed.err
+    assert node(3) in lxc_host.names(PREFIX)["domains"]  # the apply stopped before deleting it
+    assert slurm_conf_nodes() == [node(i) for i in (1, 2, 3)]
+    assert head_says(cluster, f"sinfo -h -N -n {node(3)} -o %t").strip() == "drng"  # drained, its job running
+    assert head_says(cluster, f"squeue -h -j {submitted} -o %T").strip() == "RUNNING"  # not killed
+
+    hold.touch()
+    wait_until(lambda: head_says(cluster, f"squeue -h -j {submitted} -o %T").strip() == "", 120,
+               "the job on node-3 ended", every=0.5)
+    ok(cluster, "apply", "--auto-approve", "--var", "nodes=2")
+    assert node(3) not in lxc_host.names(PREFIX)["domains"]
+    assert slurm_conf_nodes() == [node(1), node(2)]
+    assert (SHARED / "work" / "hold.out").read_text() == "held\n"
+
+
+def test_cancelling_a_batch_job_scancels_it_and_its_crane_job_run_exits(cluster: ProjectDir) -> None:
+    path = job_file(cluster, "stuck", """\
+        #!/bin/sh
+        #SBATCH --nodes=1
+        echo waiting
+        sleep 600
+    """)
+    configure(cluster, nodes=2)  # the size it has now: the job's cluster step finds it up to date
+    running = subprocess.Popen([*CRANE, "job", "run", str(path)], cwd=cluster.root,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "NO_COLOR": "1"})
+    try:
+        def slurm_id() -> str | None:
+            if running.poll() is not None:
+                raise AssertionError(running.communicate())
+            shown = cluster.crane("job", "show", "stuck", "--json")
+            work_dir = json.loads(shown.out).get("work_dir") if shown.code == 0 else None
+            found = SHARED / "work" / Path(work_dir).name / ".crane" / "slurm-id" if work_dir else None
+            return found.read_text().strip() if found is not None and found.exists() else None
+        job_id = wait_until(slurm_id, 300, "the batch job submitted", every=0.5)
+        wait_until(lambda: head_says(cluster, f"squeue -h -j {job_id} -o %T").strip() == "RUNNING", 120,
+                   "the batch job running", every=0.5)
+        cancelled = cluster.crane("job", "cancel", "stuck")
+        assert cancelled.code == 0, cancelled.out + cancelled.err
+        out, _ = running.communicate(timeout=120)
+    finally:
+        if running.poll() is None:
+            running.kill()
+            running.communicate()
+    assert running.returncode == 143 and "cancelled" in out and "cluster: up to date" in out, out
+    state = head_says(cluster, f"scontrol show job -o {job_id} | grep -o 'JobState=[A-Z]*'").strip()
+    assert state == "JobState=CANCELLED", state
+    assert record(cluster, "stuck")["status"] == "cancelled"
+
+
 def test_destroy_leaves_no_container_and_no_slurm_or_munge_daemon(cluster: ProjectDir, lxc_host: LxcHost) -> None:
-    assert daemons() == {"slurmctld": 1, "slurmd": 3, "munged": 4}
-    ok(cluster, "destroy", "--auto-approve", "--var", "nodes=3")
+    assert daemons() == {"slurmctld": 1, "slurmd": 2, "munged": 3}
+    ok(cluster, "destroy", "--auto-approve", "--var", "nodes=2")
     assert lxc_host.names(PREFIX) == {"domains": [], "networks": [], "pools": [], "volumes": []}
     assert daemons() == dict.fromkeys(DAEMONS, 0)
     assert not POOL_DIR.exists()
