@@ -12,7 +12,8 @@ pessimistic one) and the *trend* line through recent periods are ``reading``'s; 
 Lines (``tol`` = ``tolerance``, 10 % by default as the HPA's; ``target`` = the policy's ``sizing``, by default
 midway between lower and upper): *hot* = ``hot``, by default midway between upper and 1 (0.9 for upper 0.8);
 ``upper``; *early* = upper × (1 − tol); *out* = target × (1 + tol), at most upper (``out_line``: 0.66 for upper 0.8,
-lower 0.4); *again* = target × (1 + tol); ``target``; *trim* = target × (1 − tol); ``lower``. A scale-out adds at
+lower 0.4); *again* = target × (1 + tol); ``target``; *trim* = target × (1 − tol); *shed* = midway between lower
+and *trim* (``shed_line``: 0.47); ``lower``. A scale-out adds at
 least ``step`` servers and at most ``most_added(N)``: ``max_step`` when set, else as the HPA, N (double the tier) but
 at least 4; and never goes past ``max``.
 
@@ -20,10 +21,14 @@ Rules, in this order (``Rule``; "above" and "below" are strict):
   clamped             size outside [min, max] (the user moved the range): moved into it, before anything else
   converging          the tier has not as many hosts as its size (an apply is on its way): hold
   no-samples          no fresh sample: hold
-  scale-out           the average above *out*: to ceil(N × load / target) servers, load the average (or the
-                      projection if higher) over the fresh hosts plus, over the others, a stale or late host's newest
-                      value and 0 for a warming or missing one (``Reading.unfresh_load``), divided by N. No cooldown
-  scale-out-predicted not above *out*, but the projection is above *early*: the same scale-out
+  headroom            the average above *out* but not above *early*, and the tier has a trend line whose
+                      projection is not above *early* either: hold (the hot rule below still applies)
+  scale-out           the average above *out*, no headroom: to ceil(N × load / target) servers, load the average
+                      (or the projection if higher) over the fresh hosts plus, over the others, a stale or late
+                      host's newest value and 0 for a warming or missing one (``Reading.unfresh_load``), divided by
+                      N. No cooldown
+  scale-out-predicted not above *out*, or held for headroom, but the projection is above *early*: the same
+                      scale-out
   at-max              any scale-out at ``max``: hold
   unconfirmed         a scale-out (by the average or the trend) whose load so counted is not above *again*: the new
                       hosts warming up count idle, so a load a scale-out already sized for does not scale the tier
@@ -47,7 +52,7 @@ Rules, in this order (``Rule``; "above" and "below" are strict):
                       scale-in rules would take the tier down to, one server at a time
   scale-in            below lower past all of these: to the highest recommendation of the stabilisation window, this
                       period's included, in one action (as the HPA's scale-down); possibly several servers
-  scale-in-to-target  below *trim* (within the band, or below lower where scale-in does not apply), and without one
+  scale-in-to-target  below *shed* (within the band, or below lower where scale-in does not apply), and without one
                       server the pessimistic average would still be at or below *trim*: to the window's highest
                       recommendation in one action, past the same min_fresh, floor, projection, cooldown and
                       stabilisation as a scale-in (unless the policy's ``scale_in_to_target`` is False)
@@ -64,6 +69,12 @@ construction: every scale-out starts in violation. crane therefore:
   target's tolerance is sized back to target while it is still under the SLO line (on the tuning set, SLO time no
   more than the HPA-style rule's on 95 % of traces, from 87 %, for a few % more server-hours and more actions).
   A ``target`` whose *out* would be above upper is capped: the line is then upper, as before;
+* holds between *out* and *early* while the tier has headroom: a trend line (``MIN_POINTS`` periods on the same
+  servers) whose projection a warmup ahead is not above *early* either. Such a tier is not at risk before a new
+  server could count, and on the tuning set most of the scale-outs the plain rule never needed were of this kind
+  (fewer actions than the plain rule on 63 % of traces, from 56 %, for a point of SLO share and fewer
+  server-hours). Without a line (a tier that just changed, a loop just started) the average above *out* scales
+  out as before; a line that rises past *early* scales out on the trend (scale-out-predicted);
 * scales out on one hot server: the average hides a server above *hot* (unequal servers, an uneven balancer),
   which violates the SLO on its own; ceil(N × hottest / upper) is the tier that would bring that share under
   upper (the tuning set's unequal-servers cliff, 39.75 minutes worse than the HPA-style rule, went under 5). It
@@ -91,9 +102,11 @@ construction: every scale-out starts in violation. crane therefore:
   floor of use at no load, so a tier that scaled out for a spike sits within [lower, target) with up to twice the
   servers its load needs, and no rule of the issue's sheds them: in the bench's spike trace, even a tier that held
   exactly the 14 servers 2,000 req/s need from the spike to the end would use more server-hours than the HPA + 10 %.
-  It keeps every guard of a scale-in (unread hosts counted full, min_fresh, the floor, the projection, cooldown,
-  stabilisation) and stops where one server fewer would put the tier above *trim*; ``scale_in_to_target=False``
-  leaves the issue's rules alone.
+  It starts below *shed*, midway between lower and *trim*, not below *trim*: a tier a little under its target
+  sheds nothing, one well under it sheds several servers in one action (on the tuning set, fewer actions than the
+  plain rule on 66 % of traces, from 63 %, at the same server-hours). It keeps every guard of a scale-in (unread
+  hosts counted full, min_fresh, the floor, the projection, cooldown, stabilisation) and stops where one server
+  fewer would put the tier above *trim*; ``scale_in_to_target=False`` leaves the issue's rules alone.
 """
 
 from __future__ import annotations
@@ -145,6 +158,7 @@ class Rule(StrEnum):
     STABILISING = "stabilising"
     SCALE_IN = "scale-in"
     TO_TARGET = "scale-in-to-target"
+    HEADROOM = "headroom"
     IN_RANGE = "in-range"
 
 
@@ -215,8 +229,10 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
     rise = trend.slope * policy.warmup if trend is not None and trend.slope > 0 else 0.0
     projected = trend.level + rise if trend is not None else average
     hottest, line = reading.hottest, policy.out_line
-    if average > line or (trend is not None and projected > early):
-        if average > line or trend is None:
+    # between the HPA's line and early, a tier whose trend stays under early a warmup ahead has headroom: hold
+    headroom = line < average <= early and trend is not None and projected <= early
+    if (average > line and not headroom) or (trend is not None and projected > early):
+        if trend is None or (average > line and average > early):
             rule, above = Rule.SCALE_OUT, (f"{seen} is above {line:.2f} (target {aim:.2f} plus {pct})"
                                            if line < policy.upper else f"{seen} is above upper {policy.upper:.2f}")
         else:
@@ -246,9 +262,15 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
         target, bounds = _scaled_out(policy, size, wanted, max)
         return target, Rule.HOT, (f"{hot}: scale out {size} → {target} (ceil({size} × {hottest:.2f} / upper "
                                   f"{policy.upper:.2f}) = {wanted}; {bounds})")
+    if headroom:
+        points = trend.points if trend is not None else 0
+        return size, Rule.HEADROOM, (f"{seen} is above {line:.2f} (target {aim:.2f} plus {pct}) but not above "
+                                     f"{early:.2f} (upper {policy.upper:.2f} less {pct}), and its trend over "
+                                     f"{points} periods projects {projected:.2f} in "
+                                     f"{policy.warmup:g} s, not above it either: hold")
     below = average < policy.lower
     within = f"{seen} is within [lower {policy.lower:.2f}, upper {policy.upper:.2f}]"
-    trims = policy.scale_in_to_target and average < trim
+    trims = policy.scale_in_to_target and average < policy.shed_line
     if not below and not trims:
         return size, Rule.IN_RANGE, f"{within}: hold"
     full_load = load + unread
@@ -270,8 +292,9 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
         if below and full_load / size < policy.lower:
             return settle, Rule.SCALE_IN, (f"{seen} is below lower {policy.lower:.2f} ({after:.2f} without one "
                                            f"server, below {early:.2f}: upper less {pct})")
-        return settle, Rule.TO_TARGET, (f"{seen} is below {trim:.2f} (target {aim:.2f} less {pct}), "
-                                        f"and {after:.2f} without one server")
+        return settle, Rule.TO_TARGET, (f"{seen} is below {policy.shed_line:.2f} (midway between lower and "
+                                        f"{trim:.2f}, target {aim:.2f} less {pct}), and {after:.2f} without one "
+                                        "server")
     if below:
         rising = after + rise * size / (size - 1) if size > 1 else math.inf
         return _held_low(policy, size, min, floor, reading, full_load, needed, rising, seen, early)
@@ -280,11 +303,11 @@ def _recommend(policy: ScalingPolicy, size: int, min: int, max: int, count: int,
     elif size <= floor:
         why = f"size {size} is the floor"
     elif after > trim:
-        why = f"{after:.2f} without one server would be above it"
+        why = f"{after:.2f} without one server would be above {trim:.2f}"
     else:
         why = f"without one server its trend would project above {early:.2f}"
-    return size, Rule.IN_RANGE, (f"{within}, below {trim:.2f} (target {aim:.2f} less {pct}), but "
-                                 f"{why}: hold")
+    return size, Rule.IN_RANGE, (f"{within}, below {policy.shed_line:.2f} (midway between lower and {trim:.2f}, "
+                                 f"target {aim:.2f} less {pct}), but {why}: hold")
 
 
 def _held_low(policy: ScalingPolicy, size: int, min: int, floor: int, reading: Reading, full_load: float,

@@ -35,9 +35,11 @@ class ScalingPolicy(BaseModel):
     (default: midway between lower and upper) is the average a scale-out sizes the tier to, and the one a tier
     larger than its load needs is brought back to. ``tolerance`` is how near a line counts as on it, as the HPA's:
     the tier scales out once its average is beyond it above ``target`` (``out_line``: target × (1 + tolerance), at
-    most ``upper``; 0.66 with the defaults), the trend's early scale-out fires within it of ``upper``, a tier whose
+    most ``upper``; 0.66 with the defaults) unless its trend keeps it within it of ``upper`` a warmup ahead, the
+    trend's early scale-out fires within it of ``upper``, a tier whose
     new servers are still warming scales out again only beyond it above ``target``, and a scale-in from within the
-    band needs the tier to stay beyond it below ``target``. ``trend`` is how many seconds of readings the trend is
+    band starts below ``shed_line`` (midway between lower and target less tolerance) and stops beyond it below
+    ``target``. ``trend`` is how many seconds of readings the trend is
     fitted over (0: no early scale-out). ``hot`` (default: midway between upper and 1, ``hot_line``; set, it must be
     above upper) is the reading above which one warmed-up server scales the tier out on its own, to
     ceil(N × its reading / upper). A scale-out adds at least ``step`` servers and at most ``max_step``; without
@@ -127,6 +129,13 @@ class ScalingPolicy(BaseModel):
         ``upper``."""
         line = self.sizing * (1 + self.tolerance)
         return line if line < self.upper else self.upper
+
+    @property
+    def shed_line(self) -> float:
+        """The average below which a tier scales in to its target (``scale_in_to_target``): midway between
+        ``lower`` and ``target`` less ``tolerance`` (0.47 with the defaults); the scale-in still stops at target
+        less tolerance."""
+        return (self.lower + self.sizing * (1 - self.tolerance)) / 2
 
     @property
     def hot_line(self) -> float:

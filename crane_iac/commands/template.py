@@ -83,17 +83,21 @@ def _users(chdir: Path, name: str) -> list[str]:
 def template_build(
     name: Annotated[str, typer.Argument(metavar="NAME", help="The new template's name.")],
     base: Annotated[str, typer.Option("--from", metavar="BASE",
-                                      help="A root directory ('/' is this host's own) or a template's name.")],
+                                      help="A root directory ('/' is this host's own), a disk image (a qcow2 "
+                                      "or raw file, or POOL/VOLUME), or a template's name.")],
     playbook: Annotated[Path, typer.Option("--playbook", metavar="FILE", help="The Ansible playbook to run in it.")],
     var: Annotated[Optional[list[str]], typer.Option("--var", metavar="NAME=VALUE",  # noqa: UP045
                                                      help="A playbook variable (repeatable).")] = None,
     public: Annotated[bool, typer.Option("--public", metavar="", help="Mark it for other projects to use.")] = False,
     size_gib: Annotated[int, typer.Option("--size-gib", metavar="N", min=1,
-                                          help="Room for what the playbook adds (a sparse image).")] = 8,
+                                          help="Room for what the playbook adds to a container's layer (a "
+                                          "sparse image); a disk image's template keeps its base's size.")] = 8,
     uri: Uri = None, chdir: Chdir = Path("."),
 ) -> None:
-    """Run PLAYBOOK in a container on BASE and save what it added as template NAME, with its manifest."""
+    """Run PLAYBOOK on BASE and save what it changed as template NAME, with its manifest: in a container on a
+    root directory (--uri lxc:///system), or in a chroot of a disk image's file system (--uri qemu:///system)."""
     from crane_iac.templates.build import BuildRequest, build_container_template
+    from crane_iac.templates.image_build import build_image_template, wants_image
     from crane_iac.templates.library import TemplateError
 
     variables = {}
@@ -104,16 +108,19 @@ def template_build(
         variables[key] = value
     if uri is None:
         raise TemplateError("the sandbox runs no process, so no playbook can run in it: build templates on a real "
-                            "host (--uri lxc:///system, as root on that host)")
+                            "host (--uri lxc:///system for a container root, --uri qemu:///system for a disk image, "
+                            "as root on that host)")
     library, conn = _library(chdir, uri, create=True)
     try:
         request = BuildRequest(name, base, (chdir / playbook).resolve() if not playbook.is_absolute() else playbook,
                                variables, public, size_gib)
-        manifest = build_container_template(conn, library, request, progress=print)
+        build = build_image_template if wants_image(library, base) else build_container_template
+        manifest = build(conn, library, request, progress=print)
         conn.storagePoolLookupByName("crane-templates").refresh(0)
     finally:
         conn.close()
-    print(f"template {manifest.name}: built on {manifest.base.ref} ({manifest.content_digest}); "
+    print(f"template {manifest.name}: {manifest.kind} template built on {manifest.base.ref} "
+          f"({manifest.content_digest}); "
           f"{len(manifest.packages)} package(s) added")
 
 
@@ -165,6 +172,10 @@ def template_show(name: Annotated[str, typer.Argument(metavar="NAME")], uri: Uri
     print(f"  variables:      {json.dumps(top.variables, sort_keys=True)}")
     print(f"  packages added: {', '.join(top.packages) or 'none'}")
     print(f"  built:          {top.built_at} by {top.built_by}{' (public)' if top.public else ''}")
+    if top.kind == "vm":
+        backing = chain[1].name if len(chain) > 1 else top.base.ref
+        print(f"  disk:           {library.path(top.name) / 'disk.qcow2'} ({top.disk_bytes} bytes, backed by "
+              f"{backing})")
     print("lineage:")
     for depth, m in enumerate(chain):
         print(f"  {'  ' * depth}{m.name} ← built on {m.base.kind} {m.base.ref} ({m.base.digest})")

@@ -11,8 +11,9 @@ call returned, nothing durable yet), ``after-checkpoint`` (the hypervisor has it
 does not), ``after-commit`` (a batch is recorded, the rest is not). The autoscaler's: ``autoscale-decided`` (a
 period decided, nothing written), ``autoscale-chosen`` (a scale-in's members written with the chosen servers last),
 ``autoscale-resized`` (the size written, with the decision's memory), ``autoscale-members`` (the members that stay
-written), ``autoscale-applying`` (all written, the apply not begun). Unset, it costs one dictionary lookup per
-point.
+written), ``autoscale-applying`` (all written, the apply not begun). The job pipeline's: ``job-after-<step>``
+(``job-after-upload``: that step of `crane job run` recorded as done, the next not begun). Unset, it costs one
+dictionary lookup per point.
 
 With ``CRANE_FAILPOINT_PAUSE=<file>`` as well, crane does not kill itself at the point: it writes its pid to that
 file and waits there to be killed from outside (a test that SIGKILLs from another process knows, by the file, that

@@ -39,8 +39,8 @@ class VM(Resource):
     it in (an entry left out or None takes that address too); one named must be that address.
 
     ``template`` names the hypervisor's template the VM is made from (XenServer's ``VM.clone`` of a template);
-    left out, the endpoint's default. libvirt makes a VM from its volumes (``volumes=[Volume(..., base=...)]``)
-    and refuses it.
+    left out, the endpoint's default. libvirt makes a VM from its volumes (``volumes=[Volume(..., base=...)]``, or
+    ``Volume(..., template=...)`` on a VM template of crane's template library) and refuses it.
     """
 
     kind = "vm"

@@ -27,6 +27,9 @@ class Volume(Resource):
       size: ``capacity_gib`` may be left out, and when given must not be smaller (the volume is grown to it);
     * ``source`` may instead be a ``Snapshot`` (resources/snapshot.py): the volume is a full copy of it, in its
       format (a directory snapshot restores into a directory volume: give ``format="dir"``);
+    * ``template``: the name of a VM template of the host's template library (``crane template build NAME --from
+      IMAGE.qcow2 --playbook FILE``, docs/guides/templates.md): a qcow2 volume backed by the template's disk (copy
+      on write, as with ``base``), of the template's size unless ``capacity_gib`` asks for more;
     * ``clone``: another Volume copied in full (``virStorageVolCreateXMLFrom``; independent of it afterwards), in
       its format unless ``format`` asks for another (libvirt converts), at least its size.
 
@@ -48,6 +51,8 @@ class Volume(Resource):
     base: InstanceOf[Volume] | str | None = None
     source: str | InstanceOf[Path] | InstanceOf[Resource] | None = None
     clone: InstanceOf[Volume] | None = None
+    #: a VM template of the host's library the volume is backed by (None: none)
+    template: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
 
     _pool = field_validator("pool")(classmethod(lambda _cls, value: pool_reference(value)))
 
@@ -76,9 +81,14 @@ class Volume(Resource):
 
     @model_validator(mode="after")
     def _content(self) -> Volume:
-        given = [name for name in ("base", "source", "clone") if getattr(self, name) is not None]
+        given = [name for name in ("base", "source", "clone", "template") if getattr(self, name) is not None]
         if len(given) > 1:
-            raise ValueError(f"give at most one of base, source and clone, not {' and '.join(given)}")
+            raise ValueError(f"give at most one of base, source, clone and template, not {' and '.join(given)}")
+        if self.template is not None:
+            if self.format not in (None, "qcow2"):
+                raise ValueError(f"a volume on template {self.template!r} is a qcow2 overlay of its disk: drop "
+                                 f"format={self.format!r}")
+            return self
         snapshot: Any = self.source if isinstance(self.source, Resource) else None
         if snapshot is not None:
             if self.format is not None and snapshot.format is not None and self.format != snapshot.format \
@@ -96,7 +106,7 @@ class Volume(Resource):
                 raise ValueError("a directory volume (format='dir') has no capacity: drop capacity_gib")
             return self
         if self.capacity_gib is None and not (self.source or self.clone):
-            raise ValueError("capacity_gib is required (it may be left out only with source= or clone=)")
+            raise ValueError("capacity_gib is required (it may be left out only with source=, clone= or template=)")
         clone = self.clone
         if clone is not None and self.capacity_gib is not None and clone.capacity_gib is not None \
                 and self.capacity_gib < clone.capacity_gib:
@@ -124,6 +134,10 @@ class Volume(Resource):
             return {"capacity_gib": self.capacity_gib, "pool": self.pool_name,
                     "format": self.format or snapshot.format, "base": None, "source": None, "clone": None,
                     "snapshot": snapshot.reference}
+        if self.template is not None:
+            # the key only such a volume has (read back from its backing file's place in the library)
+            return {"capacity_gib": self.capacity_gib, "pool": self.pool_name, "format": "qcow2", "base": None,
+                    "source": None, "clone": None, "template": self.template}
         return {
             # None (with source or clone): the size of what it is made from
             "capacity_gib": self.capacity_gib,

@@ -141,6 +141,8 @@ class StackDump:
     settings: dict[str, Setting]
     #: what its loops keep between periods (``remember``), by key
     memory: dict[str, Any] = field(default_factory=dict)
+    #: its job pipeline's records (``record_job``), by job name
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ class MigratedStack:
     intents: int
     forgotten: int
     settings: int
+    jobs: int = 0
 
 
 @dataclass
@@ -39,7 +40,8 @@ class MigrationReport:
             return [f"{self.source} holds no stacks; nothing was copied to {self.target}."]
         out = [f"Copied {len(self.stacks)} stack(s) from {self.source} to {self.target}:"]
         out += [f"  {s.name}: serial {s.serial}, {s.resources} resources, {s.history} history lines, "
-                f"{s.intents} intents, {s.forgotten} forgotten, {s.settings} settings" for s in self.stacks]
+                f"{s.intents} intents, {s.forgotten} forgotten, {s.settings} settings"
+                + (f", {s.jobs} jobs" if s.jobs else "") for s in self.stacks]
         if self.pools:
             out.append(f"  and {self.pools} address pool(s) with {self.leases} lease(s)")
         out.append(f"Point crane.toml's state at {self.target} to use it; the source is left as it was.")
@@ -70,7 +72,8 @@ def migrate(source: StateStore, target: StateStore) -> MigrationReport:
                 raise StateError(f"stack {dump.name!r} reads back from {target.url} differently from "
                                  f"{source.url}; the copy is not to be trusted: remove it from the target")
             report.stacks.append(MigratedStack(dump.name, dump.serial, len(dump.resources), len(dump.history),
-                                               len(dump.intents), len(dump.forgotten), len(dump.settings)))
+                                               len(dump.intents), len(dump.forgotten), len(dump.settings),
+                                               len(dump.jobs)))
         pools, leases = source.ip_pools(), source.ip_leases()
         target.import_pools(pools, leases)
         if (target.ip_pools(), target.ip_leases()) != (pools, leases):

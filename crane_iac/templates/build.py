@@ -98,7 +98,7 @@ def build_container_template(conn: Any, library: Library, request: BuildRequest,
         progress(f"template {name}: building on {request.base} in {root}")
         domain = _start_container(conn, f"crane-build-{name}", root, request.memory_mib)
         pid = _first_process(domain)
-        _run_playbook(request, pid, progress)
+        run_playbook(request, {"ansible_connection": "crane_nsenter", "crane_nsenter_pid": pid}, progress)
         added = digests.added_packages(before, digests.packages(layers.view(root)))
         _stop(domain)
         domain = None
@@ -170,10 +170,13 @@ def _stop(domain: Any) -> None:
         domain.destroy()
 
 
-def _run_playbook(request: BuildRequest, pid: int, progress: Progress) -> None:
-    """The playbook in the container: one host, ``template``, reached with crane_nsenter."""
+def run_playbook(request: BuildRequest, connection: dict[str, Any], progress: Progress,
+                 scratch: Path | None = None) -> None:
+    """The playbook on one host, ``template``, reached with ``connection`` (its connection variables: crane_nsenter
+    into a container, crane_chroot into a disk image's root); a TemplateError naming the first failed task.
+    ansible-runner's directory is made in ``scratch`` when given (a workspace a killed build's successor removes)."""
     ansible_runner = require("ansible_runner", "a template build")
-    run_dir = Path(tempfile.mkdtemp(prefix="crane-template-"))
+    run_dir = Path(tempfile.mkdtemp(prefix="crane-template-", dir=scratch))
     failures: list[str] = []
 
     def events(event: dict[str, Any]) -> bool:
@@ -193,8 +196,7 @@ def _run_playbook(request: BuildRequest, pid: int, progress: Progress) -> None:
         (run_dir / "local").mkdir()
         (run_dir / "ansible.cfg").write_text(_CONFIG.format(dir=run_dir))
         inventory = {"all": {"hosts": {"template": {
-            "ansible_connection": "crane_nsenter", "crane_nsenter_pid": pid,
-            "ansible_python_interpreter": "/usr/bin/python3"}}}}
+            **connection, "ansible_python_interpreter": "/usr/bin/python3"}}}}
         bin_dir = Path(sys.executable).parent
         runner = ansible_runner.run(
             private_data_dir=str(run_dir), playbook=str(request.playbook.resolve()), inventory=inventory,

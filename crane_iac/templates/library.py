@@ -104,6 +104,14 @@ class Library:
             raise TemplateError(f"template {wrong[0]!r} is a VM's disk image, not a container's layer")
         return [self.path(m.name) / LAYER_IMAGE for m in chain], chain[-1].base.ref
 
+    def disk(self, name: str) -> Path:
+        """A VM template's disk image (qcow2, backed by its base's); a TemplateError for a container template."""
+        manifest = self.manifest(name)
+        if manifest.kind != "vm":
+            raise TemplateError(f"template {name!r} is a container's layer, not a VM's disk image (a Volume's "
+                                "template is one built on a disk image: crane template build --from IMAGE.qcow2)")
+        return self.path(name) / DISK_IMAGE
+
     def children(self, name: str) -> list[str]:
         """The templates built directly on ``name``."""
         return [other for other in self.names() if other != name

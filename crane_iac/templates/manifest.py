@@ -51,6 +51,9 @@ class Manifest:
     content_digest: str = ""
     #: whether other projects on the host may build on it (listed for them); a template is the host's either way
     public: bool = False
+    #: a VM template's virtual disk size in bytes (its base's): what a volume made from it is at least; 0 for a
+    #: container template
+    disk_bytes: int = 0
     version: int = MANIFEST_VERSION
 
     def to_json(self) -> str:
@@ -68,6 +71,7 @@ class Manifest:
                        playbook=Playbook(**data["playbook"]), variables=dict(data.get("variables", {})),
                        packages=list(data.get("packages", [])), built_at=data.get("built_at", ""),
                        built_by=data.get("built_by", ""), content_digest=data.get("content_digest", ""),
-                       public=bool(data.get("public", False)), version=int(data.get("version", MANIFEST_VERSION)))
+                       public=bool(data.get("public", False)), disk_bytes=int(data.get("disk_bytes", 0)),
+                       version=int(data.get("version", MANIFEST_VERSION)))
         except (ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{where}: not a template manifest ({exc})") from None

@@ -268,13 +268,22 @@ STEEP = rising(0.41, 0.035, 14)
 
 
 def test_a_rising_average_scales_out_before_it_crosses_upper() -> None:
-    """Above target plus tolerance (0.66) the tier scales out on the average alone, well before upper; a rise steep
-    enough (more than 0.06 a warmup) scales it out earlier still, on its trend, from within that line."""
-    hpa = Tier(4).run(rising(0.6, 0.01, 14))
-    first = next(k for k, d in enumerate(hpa) if d.direction is not Direction.HOLD)
-    assert (first, hpa[first].size, hpa[first].rule) == (7, 5, Rule.SCALE_OUT)
-    assert hpa[first].reading.average == pytest.approx(0.67)
-    assert {d.rule for d in hpa[:first]} == {Rule.IN_RANGE}  # 0.66 projects 0.68 at most: not above 0.72
+    """Above target plus tolerance (0.66) but not above early (0.72), a tier whose trend stays under early a warmup
+    ahead has headroom and holds; it scales out once the trend projects above early, before the average reaches
+    it. Without a trend line (too few periods) the average above 0.66 scales it out alone. A rise steep enough
+    (more than 0.06 a warmup) scales it out from below 0.66, on its trend."""
+    slow = Tier(4).run(rising(0.6, 0.01, 14))
+    first = next(k for k, d in enumerate(slow) if d.direction is not Direction.HOLD)
+    assert (first, slow[first].size, slow[first].rule) == (11, 5, Rule.PREDICTED)
+    assert slow[first].reading.average == pytest.approx(0.71)  # not above 0.72; its line projects 0.73
+    assert [d.rule for d in slow[:first]] == [Rule.IN_RANGE] * 7 + [Rule.HEADROOM] * 4  # 0.67 to 0.70
+    assert slow[7].reason == ("memory average 0.67 over 4 of 4 servers is above 0.66 (target 0.60 plus 10 %) but "
+                              "not above 0.72 (upper 0.80 less 10 %), and its trend over 8 periods projects 0.69 in "
+                              "30 s, not above it either: hold")
+    alone = Tier(4).period(0.0, 0.67)  # no line yet: the average decides
+    assert (alone.size, alone.rule) == (5, Rule.SCALE_OUT)
+    jump = Tier(4).run([*every(0, 8 * PERIOD, 0.6), (8.0 * PERIOD, 0.73)])[-1]  # above early: at once
+    assert (jump.size, jump.rule) == (5, Rule.SCALE_OUT)
     decisions = Tier(4).run(STEEP)
     first = next(k for k, d in enumerate(decisions) if d.direction is not Direction.HOLD)
     early = decisions[first]
@@ -357,14 +366,19 @@ def test_a_tier_larger_than_its_load_needs_comes_back_to_target_from_within_the_
     tier = Tier(10, max=12)
     decisions = [tier.period(float(n * PERIOD), 4.5 / tier.size) for n in range(40)]
     assert [(d.size, d.rule) for d in decisions[:5]] == [(10, Rule.STABILISING)] * 4 + [(9, Rule.TO_TARGET)]
-    assert decisions[4].reason == ("memory average 0.45 over 10 of 10 servers is below 0.54 (target 0.60 less "
-                                   "10 %), and 0.50 without one server and low for 60 s: scale in 10 → 9")
-    assert {(d.size, d.rule) for d in decisions[5:]} == {(9, Rule.IN_RANGE)}  # 0.5 each: 0.56 on 8 servers
-    assert decisions[-1].reason == ("memory average 0.50 over 9 of 9 servers is within [lower 0.40, upper 0.80], "
-                                    "below 0.54 (target 0.60 less 10 %), but 0.56 without one server would be above "
-                                    "it: hold")
+    assert decisions[4].reason == ("memory average 0.45 over 10 of 10 servers is below 0.47 (midway between lower "
+                                   "and 0.54, target 0.60 less 10 %), and 0.50 without one server and low for 60 s: "
+                                   "scale in 10 → 9")
+    assert {(d.size, d.rule) for d in decisions[5:]} == {(9, Rule.IN_RANGE)}  # 0.5 each: not below 0.47
+    assert decisions[-1].reason == ("memory average 0.50 over 9 of 9 servers is within [lower 0.40, upper 0.80]: "
+                                    "hold")
+    small = Tier(4, max=12).period(0.0, 0.46)  # below 0.47, but 1.84 on 3 servers is 0.61: above 0.54
+    assert (small.size, small.rule) == (4, Rule.IN_RANGE)
+    assert small.reason == ("memory average 0.46 over 4 of 4 servers is within [lower 0.40, upper 0.80], below 0.47 "
+                            "(midway between lower and 0.54, target 0.60 less 10 %), but 0.61 without one server "
+                            "would be above 0.54: hold")
     untrimmed = Tier(10, max=12, policy=POLICY.model_copy(update={"tolerance": 0.2}))
-    assert {untrimmed.period(float(n * PERIOD), 0.45).rule for n in range(40)} == {Rule.IN_RANGE}  # not below 0.48
+    assert {untrimmed.period(float(n * PERIOD), 0.45).rule for n in range(40)} == {Rule.IN_RANGE}  # not below 0.44
     issue = Tier(10, max=12, policy=POLICY.model_copy(update={"scale_in_to_target": False}))
     assert {issue.period(float(n * PERIOD), 0.45).rule for n in range(40)} == {Rule.IN_RANGE}  # above lower: hold
     assert issue.history.recommendations[-1][1] == 10
@@ -562,4 +576,4 @@ def test_the_rules_are_a_closed_set() -> None:
     assert [r.value for r in Rule] == ["clamped", "converging", "no-samples", "scale-out", "scale-out-predicted",
                                        "scale-out-hot", "at-max", "unconfirmed", "too-few-samples", "at-min",
                                        "projected", "cooldown", "stabilising", "scale-in", "scale-in-to-target",
-                                       "in-range"]
+                                       "headroom", "in-range"]

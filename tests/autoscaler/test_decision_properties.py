@@ -111,7 +111,11 @@ def test_random_traces_keep_the_tier_in_range_and_scale_in_only_when_unread_serv
                     assert carried / size > policy.sizing * (1 + policy.tolerance) - 1e-9, (seed, n, decision)
             if decision.rule is Rule.PREDICTED:
                 predicted += 1
-                assert average is not None and average <= policy.out_line and policy.trend > 0
+                assert average is not None and policy.trend > 0
+                assert average <= max(policy.out_line, policy.upper * (1 - policy.tolerance)), (seed, n, decision)
+            if decision.rule is Rule.HEADROOM:  # above the HPA's line, not above early, with a line under early
+                assert average is not None and policy.out_line < average <= policy.upper * (1 - policy.tolerance)
+                assert policy.trend > 0 and decision.reading.warming == 0, (seed, n, decision)
             for i in range(size + 1, decision.size + 1):
                 tier.started[f"web-{i}"] = at
             for i in range(decision.size + 1, size + 1):
@@ -124,8 +128,9 @@ def test_random_traces_keep_the_tier_in_range_and_scale_in_only_when_unread_serv
 
 
 def test_steep_ramps_scale_out_on_the_trend_or_the_line_and_never_after_the_average_crosses_early() -> None:
-    """Seeded ramps from 0.41–0.45, 0.025–0.045 a period: the first action is a scale-out, by the trend while the
-    average is not above 0.66, or by the average above it; either before the average reaches the early line."""
+    """Seeded ramps from 0.41–0.45, 0.025–0.045 a period: the first action is a scale-out, by the trend (from below
+    0.66, or from within the headroom above it), or by the average above 0.66 before the tier has a line; either
+    before the average reaches the early line."""
     predicted = 0
     for seed in range(100):
         rng = random.Random(seed)
@@ -137,7 +142,6 @@ def test_steep_ramps_scale_out_on_the_trend_or_the_line_and_never_after_the_aver
         assert average <= POLICY.upper * (1 - POLICY.tolerance), (seed, first)
         if first.rule is Rule.PREDICTED:
             predicted += 1
-            assert average <= POLICY.out_line, (seed, first)
         else:
             assert first.rule is Rule.SCALE_OUT and average > POLICY.out_line, (seed, first)
     # few: the trend goes first only where a ramp is still below 0.66 after MIN_POINTS periods yet projects above
@@ -147,7 +151,8 @@ def test_steep_ramps_scale_out_on_the_trend_or_the_line_and_never_after_the_aver
 
 def test_a_noisy_flat_trace_within_the_tolerance_of_target_never_acts() -> None:
     """Each server within 0.05 of target 0.6: the average never leaves (0.54, 0.66). The same tier with 0.15 of
-    noise crosses the HPA's line (0.66) now and then, and scales out: the line is target's, not upper's."""
+    noise crosses the HPA's line (0.66) now and then, but its trend stays level, under early (0.72): it has
+    headroom and holds. Without a trend (``trend=0``) the same noise scales it out above 0.66."""
     def noisy(spread: float) -> list[tuple[float, Readings]]:
         rng = random.Random(7)
         return [(float(n * PERIOD), [None if rng.random() < 0.2 else 0.6 + rng.uniform(-spread, spread)
@@ -158,7 +163,10 @@ def test_a_noisy_flat_trace_within_the_tolerance_of_target_never_acts() -> None:
     assert {d.direction for d in decisions} == {Direction.HOLD}
     assert tier.size == 5
     wide = Tier(5, policy=EAGER).run(noisy(0.15))
-    assert {d.rule for d in wide if d.direction is Direction.OUT} == {Rule.SCALE_OUT}
+    assert {d.direction for d in wide} == {Direction.HOLD}
+    assert sum(d.rule is Rule.HEADROOM for d in wide) > 5  # the average above 0.66, the line under 0.72
+    blind = Tier(5, policy=EAGER.model_copy(update={"trend": 0.0})).run(noisy(0.15))
+    assert {d.rule for d in blind if d.direction is Direction.OUT} == {Rule.SCALE_OUT}
 
 
 def test_missing_samples_never_scale_in_however_low_the_rest() -> None:

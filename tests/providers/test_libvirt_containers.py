@@ -14,8 +14,8 @@ import pytest
 from crane_iac.config import EndpointConfig
 from crane_iac.objects import Owner
 from crane_iac.providers.base import CreateRequest
-from crane_iac.providers.libvirt import LibvirtProvider
-from crane_iac.providers.libvirt.containers import start
+from crane_iac.providers.libvirt import LibvirtProvider, containers
+from crane_iac.providers.libvirt.containers import release_cgroups, start
 from crane_iac.providers.libvirt.endpoint import open_endpoint
 from crane_iac.resources import Container, Network, Registry, Volume, collecting
 from crane_iac.resources.container import nic_device
@@ -318,3 +318,29 @@ def test_a_container_stopped_outside_crane_is_drift_the_plan_starts_as_the_docs_
     ok(project, "apply", "--auto-approve")
     assert domain_xml(project, "web").get("id") is not None  # running again
     assert project.crane("plan", "--detailed-exitcode").code == 0
+
+
+def _cgroup(root: Path, controller: str, name: str) -> Path:
+    directory = root / controller / "machine" / name
+    directory.mkdir(parents=True)
+    return directory
+
+
+def test_what_libvirt_left_of_a_stopped_containers_cgroups_goes_and_nothing_else(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``release_cgroups``: not another container's whose name ends the same, nor one rmdir refuses (a child here,
+    tasks on a host)."""
+    monkeypatch.setattr(containers, "CGROUP_RELEASE_PAUSE", 0)
+    left = [_cgroup(tmp_path, controller, "lxc-2155-shop-web-2.libvirt-lxc") for controller in ("cpu", "cpuacct")]
+    others = [_cgroup(tmp_path, "cpu", "lxc-2160-my-shop-web-2.libvirt-lxc"),
+              _cgroup(tmp_path, "cpu", "lxc-2161-shop-web-20.libvirt-lxc"),
+              _cgroup(tmp_path, "memory", "lxc-2162-shop-web-2.libvirt-lxc-x")]
+    busy = _cgroup(tmp_path, "memory", "lxc-2170-shop-web-2.libvirt-lxc")
+    (busy / "child").mkdir()
+
+    assert release_cgroups("shop-web-2", tmp_path) == [busy]
+    assert not any(d.exists() for d in left)
+    assert all(d.exists() for d in others) and busy.exists()
+    (busy / "child").rmdir()
+    assert release_cgroups("shop-web-2", tmp_path) == [] and not busy.exists()
+    assert release_cgroups("shop-web-2", tmp_path / "no-cgroups-here") == []

@@ -24,7 +24,7 @@ from tests.real.host import LXC_URI, LxcHost
 from tests.waiting import wait_until
 
 PREFIX = "crj-"
-NET = "10.237.0"
+NET = "10.245.0"  # each module of tests/real has its own subnet
 POOL_DIR = Path(f"/var/lib/{PREFIX}pool")
 SOURCE = Path(__file__).resolve().parents[1] / "mpi" / "pi.c"
 CLUSTER = f"{PREFIX}pi"

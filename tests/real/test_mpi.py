@@ -20,7 +20,7 @@ from tests.conftest import ProjectDir
 from tests.real.host import LXC_URI, LxcHost
 
 PREFIX = "crm-"
-NET = "10.236.0"
+NET = "10.244.0"  # each module of tests/real has its own subnet
 HEAD = f"{NET}.10"
 POOL_DIR = Path(f"/var/lib/{PREFIX}pool")
 SOURCE = Path(__file__).resolve().parents[1] / "mpi" / "pi.c"

@@ -37,12 +37,16 @@ def test_sqlite_to_postgresql_and_back_is_a_round_trip(tmp_path: Path, sqlite_st
     sqlite_store.record_intents("crashed", [Intent("vm.x", "vm", "x", Action.CREATE, {"pool": "p"})])
     office = PoolSpec.parse("office", "10.70.0.0/24", reserved=["10.70.0.1"])
     sqlite_store.lease("web", [office], [("office", Want(Holder("web", f"vm.w{i}", "nic0"))) for i in range(3)])
+    job = {"name": "pi", "id": "0a1b2c3d", "status": "done", "exit_code": 0, "steps": {"run": {"status": "done"}}}
+    sqlite_store.record_job("web", "pi", job, line={"id": "0a1b2c3d", "step": "end", "status": "done"}, by="me")
     original = {name: sqlite_store.export_stack(name) for name in sqlite_store.stacks()}
 
     report = migrate(sqlite_store, postgresql_store)
     assert [(s.name, s.serial, s.resources) for s in report.stacks] == [("crashed", 0, 0), ("db", 1, 1200),
                                                                         ("web", 5, 2)]
     assert "Copied 3 stack(s)" in report.lines()[0] and "  and 1 address pool(s) with 3 lease(s)" in report.lines()
+    assert postgresql_store.jobs("web") == {"pi": job} and postgresql_store.jobs("db") == {}  # the job pipeline's too
+    assert any(line.startswith("  web:") and line.endswith(", 1 jobs") for line in report.lines()), report.lines()
     assert (postgresql_store.ip_pools(), postgresql_store.ip_leases()) == (sqlite_store.ip_pools(),
                                                                           sqlite_store.ip_leases())
     # the copy hands out the next free address, never one the source had leased

@@ -3,6 +3,7 @@ their metadata: define, start, stop, define anew for a change, undefine, and rea
 
 from __future__ import annotations
 
+import re
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -54,6 +55,37 @@ def start(dom: Any) -> None:
         time.sleep(CGROUP_RACE_PAUSE)
 
 
+#: where libvirt 9.0 keeps a container's cgroups on a host without systemd, one directory per controller
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+#: how long a leftover cgroup of a stopped container is tried again while its last tasks exit, and the pause
+CGROUP_RELEASE_TRIES, CGROUP_RELEASE_PAUSE = 20, 0.1
+
+
+def release_cgroups(physical: str, root: Path = CGROUP_ROOT) -> list[Path]:
+    """Remove what libvirt left of stopped container ``physical``'s cgroups; the ones that could not be removed.
+
+    libvirt 9.0 removes a container's cgroups when it stops, but on a host with v1 controllers it now and then
+    leaves one behind (seen here: the cpu and cpuacct directories of a container destroyed while its last tasks were
+    exiting, empty afterwards and never removed). Only ``machine/lxc-<pid>-<physical>.libvirt-lxc`` directories with
+    no task left are removed (rmdir refuses any other); one whose tasks are still exiting is tried again briefly."""
+    pattern = re.compile(rf"lxc-\d+-{re.escape(physical)}\.libvirt-lxc")
+    left = [d for d in root.glob("*/machine/lxc-*.libvirt-lxc") if pattern.fullmatch(d.name)]
+    for _ in range(CGROUP_RELEASE_TRIES):
+        still = []
+        for directory in left:
+            try:
+                directory.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                still.append(directory)
+        if not still:
+            return []
+        left = still
+        time.sleep(CGROUP_RELEASE_PAUSE)
+    return left
+
+
 class Containers:
     """The ``container`` kind."""
 
@@ -92,6 +124,7 @@ class Containers:
             start(dom)
         elif not after["running"] and dom.isActive():
             shut_down(dom, self.shutdown_timeout)
+            self._release_cgroups(physical)
         return self._read(dom)
 
     def delete(self, physical: str, p: dict[str, Any]) -> None:
@@ -100,6 +133,7 @@ class Containers:
             dom.destroy()
         dom.undefine()
         self.host.domain_gone(physical)
+        self._release_cgroups(physical)
         if p.get("template") and not self.host.test_driver:
             layers.release_root(physical)
 
@@ -207,6 +241,11 @@ class Containers:
                     raise
         return found
 
+    def _release_cgroups(self, physical: str) -> None:
+        """On the host crane runs on, the cgroups libvirt left of the stopped container (``release_cgroups``)."""
+        if self.host.local and not self.host.test_driver:
+            release_cgroups(physical)
+
     def _redefine(self, dom: Any, physical: str, after: dict[str, Any]) -> Live:
         """A new definition (same UUID, same owner): stop the container, define it anew and start it again if it
         should run (after a crash in between, the next plan starts it)."""
@@ -214,6 +253,7 @@ class Containers:
         owner = lx.owner_of(root) or Owner("", "")
         if dom.isActive():
             shut_down(dom, self.shutdown_timeout)
+            self._release_cgroups(physical)
         dom = self.host.conn.defineXML(lx.render_container(
             physical, after, owner, domain_type=root.get("type") or self.domain_type,
             mount_dirs=self._mount_dirs(after), uuid=dom.UUIDString(), root_dir=self._root_dir(physical, after)))

@@ -17,6 +17,7 @@ from crane_iac.providers.libvirt.addresses import GuestAddresses
 from crane_iac.providers.libvirt.checks import Checks
 from crane_iac.providers.libvirt.cloudinit import Seeds
 from crane_iac.providers.libvirt.containers import Containers
+from crane_iac.providers.libvirt.copies import pool_dir
 from crane_iac.providers.libvirt.domains import Domains
 from crane_iac.providers.libvirt.host import NOT_FOUND, Host
 from crane_iac.providers.libvirt.networks import Networks
@@ -25,9 +26,10 @@ from crane_iac.providers.libvirt.reading import read_all
 from crane_iac.providers.libvirt.rules import KEPT_OUTPUTS, UNREADABLE, diff_properties, replacement_names
 from crane_iac.providers.libvirt.sandbox import open_host
 from crane_iac.providers.libvirt.sharing import KINDS
-from crane_iac.providers.libvirt.snapshots import Snapshots
+from crane_iac.providers.libvirt.snapshots import Snapshots, library_pool
 from crane_iac.providers.libvirt.volumes import Volumes
 from crane_iac.providers.metrics import CpuTime, MemoryUsage
+from crane_iac.templates.library import Library
 
 __all__ = ["LibvirtProvider", "diff_properties"]
 
@@ -77,8 +79,9 @@ class LibvirtProvider(Provider):
                                      domain_type="test" if self.host.test_driver else "lxc",
                                      library_dir=self.library_dir)
         self.handlers: dict[str, KindHandler] = {
-            "pool": Pools(self.host), "network": Networks(self.host, self.addresses), "volume": Volumes(self.host),
-            "cloudinit": Seeds(self.host), "vm": self.domains, "container": self.containers,
+            "pool": Pools(self.host), "network": Networks(self.host, self.addresses),
+            "volume": Volumes(self.host, self._made_library), "cloudinit": Seeds(self.host), "vm": self.domains,
+            "container": self.containers,
             "snapshot": Snapshots(self.host, self.library_dir)}
         self._reach_guests = reach_guests
         #: the pools the last read_all found stopped, whose volumes it could not list
@@ -124,10 +127,19 @@ class LibvirtProvider(Provider):
                 return name
         raise AssertionError("unreachable: the generations never end")
 
+    def _made_library(self) -> Library:
+        """The host's template library, its pool made at the project's .crane/templates when it has none (apply)."""
+        return Library(pool_dir(library_pool(self.host.conn, self.library_dir)))
+
     def check(self, kind: str, properties: dict[str, Any]) -> list[str]:
         problems = self.checks.problems(kind, properties)
         if kind == "container" and properties.get("template"):
             problems.extend(self._template_problems(properties))
+        if kind == "volume" and properties.get("template"):
+            try:
+                self.containers.library().disk(properties["template"])
+            except CraneError as exc:
+                problems.append(str(exc))
         return problems
 
     def _template_problems(self, p: dict[str, Any]) -> list[str]:
@@ -142,9 +154,9 @@ class LibvirtProvider(Provider):
         return []
 
     def warnings(self, kind: str, properties: dict[str, Any]) -> list[str]:
-        """A container on a template whose lineage was built on a base that has changed since (a stale template):
-        the bases are read where crane runs, so only for a host crane runs on (the sandbox included)."""
-        if kind != "container" or not properties.get("template") or not self.host.local:
+        """A container or a volume on a template whose lineage was built on a base that has changed since (a stale
+        template): the bases are read where crane runs, so only for a host crane runs on (the sandbox included)."""
+        if kind not in ("container", "volume") or not properties.get("template") or not self.host.local:
             return []
         try:
             stale = self.containers.library().stale(properties["template"])

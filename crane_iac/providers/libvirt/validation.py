@@ -41,7 +41,9 @@ def _vm(p: dict[str, Any]) -> list[str]:
     problems = _vcpus(p)
     if p.get("template") is not None:
         problems.append(f"template={p['template']!r}: libvirt makes a VM from its volumes, not from a template; give "
-                        "volumes=[Volume(..., base=<the golden image>)] and leave template out")
+                        f"volumes=[Volume(..., template={p['template']!r})] (a VM template of the host's library: "
+                        "crane template build) or Volume(..., base=<the golden image>), and leave the VM's template "
+                        "out")
     return problems
 
 

@@ -1,10 +1,11 @@
-"""Volumes as libvirt storage volumes (no metadata: crane adopts them through its intents): empty, on a backing file,
-from an image file, or a copy, or a directory; what a volume was made from libvirt cannot say, so it comes from
-state."""
+"""Volumes as libvirt storage volumes (no metadata: crane adopts them through its intents): empty, on a backing file
+(a VM template's disk too), from an image file, or a copy, or a directory; what a volume was made from libvirt cannot
+say (but a template's disk, by its place in the library), so it comes from state."""
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from crane_iac.providers.libvirt.copies import copy_volume, empty_directory
 from crane_iac.providers.libvirt.host import NOT_FOUND, Host
 from crane_iac.providers.libvirt.pools import list_pools
 from crane_iac.providers.libvirt.rules import VOLUME_ORIGIN
+from crane_iac.templates.library import Library
 
 
 def read_volume(conn: Any, vol: Any, kind: str, p: dict[str, Any], kept: tuple[str, ...]) -> Live:
@@ -45,8 +47,11 @@ def _origin(p: dict[str, Any]) -> tuple[str, ...]:
 class Volumes:
     """The ``volume`` kind."""
 
-    def __init__(self, host: Host) -> None:
+    def __init__(self, host: Host, library: Callable[[], Library] | None = None) -> None:
+        """``library``: the host's template library, its pool made when the host has none (a volume on a template
+        is backed by a disk there, and reads back as on that template only where that pool lists the library)."""
         self.host = host
+        self.library = library
 
     def create(self, physical: str, p: dict[str, Any], owner: Owner) -> Live:
         conn = self.host.conn
@@ -57,6 +62,8 @@ class Volumes:
             vol = storage.from_image(conn, pool, physical, p, upload=not self.host.test_driver)
         elif p.get("clone"):
             vol = storage.from_clone(conn, pool, physical, p, resize=not self.host.test_driver)
+        elif p.get("template"):
+            vol = self._on_template(pool, physical, p)
         elif p.get("format") == "dir":
             vol = pool.createXML(lx.render_volume(physical, 0, "dir", mode="0755"), 0)
         else:
@@ -64,6 +71,15 @@ class Volumes:
             vol = pool.createXML(lx.render_volume(physical, p["capacity_gib"] * storage.GIB, p["format"], base_path,
                                                   base_format), 0)
         return read_volume(conn, vol, "volume", p, _origin(p))
+
+    def _on_template(self, pool: Any, physical: str, p: dict[str, Any]) -> Any:
+        """A qcow2 volume backed by the template's disk, of the template's size or ``capacity_gib`` if more."""
+        if self.library is None:
+            raise ProviderError(f"volume {physical}: this host has no template library")
+        library = self.library()
+        disk = library.disk(p["template"])
+        size = max(library.manifest(p["template"]).disk_bytes, (p.get("capacity_gib") or 0) * storage.GIB)
+        return pool.createXML(lx.render_volume(physical, size, "qcow2", str(disk), "qcow2"), 0)
 
     def _base(self, base: str | None) -> tuple[str | None, str]:
         """The backing file's path and format: ``base`` is a path on the host or ``pool/volume``."""

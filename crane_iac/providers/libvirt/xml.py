@@ -10,6 +10,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from crane_iac.objects import Owner
+from crane_iac.templates.library import DISK_IMAGE, LIBRARY_POOL
 
 OWNER_NS = "https://crane-iac.dev/xmlns/owner/1"
 _OWNER_TAG = f"{{{OWNER_NS}}}owner"
@@ -342,12 +343,17 @@ def parse_volume(root: ET.Element, pool: str, pool_by_dir: dict[str, str]) -> tu
     size_bytes = capacity_bytes(root)
     fmt = root.find("target/format")
     base_path = root.findtext("backingStore/path")
-    base = None
+    base = template = None
     if base_path:
         directory, _, vol = base_path.rpartition("/")
-        base = f"{pool_by_dir[directory]}/{vol}" if directory in pool_by_dir else base_path
+        library, _, name = directory.rpartition("/")
+        if vol == DISK_IMAGE and pool_by_dir.get(library) == LIBRARY_POOL:
+            template = name  # backed by a VM template's disk in the library: Volume(template=name)
+        else:
+            base = f"{pool_by_dir[directory]}/{vol}" if directory in pool_by_dir else base_path
     fmt_name = fmt.get("type", "raw") if fmt is not None else "raw"
     props = {"capacity_gib": None if fmt_name == "dir" else -(-size_bytes // 1024**3), "pool": pool,
              # libvirt's probe calls a file holding an ISO 9660 image "iso": to crane (and QEMU) it is raw data
-             "format": "raw" if fmt_name == "iso" else fmt_name, "base": base}
+             "format": "raw" if fmt_name == "iso" else fmt_name, "base": base,
+             **({"template": template} if template is not None else {})}
     return props, {"path": root.findtext("target/path") or root.findtext("key")}

@@ -52,7 +52,8 @@ def _volume(p: dict[str, Any]) -> list[str]:
         problems.append("base: a VDI on XenServer has no backing image crane can name; make the VM from a template "
                         "(VM(..., template=<its name>)) for its system disk, and give extra volumes only "
                         "capacity_gib")
-    for key, what in (("source", "an uploaded image"), ("clone", "a copy of another volume")):
+    for key, what in (("source", "an uploaded image"), ("clone", "a copy of another volume"),
+                      ("template", "a disk on crane's template library (a libvirt host's)")):
         if p.get(key):
             problems.append(f"{key}: crane's XenAPI provider makes empty VDIs only, not {what}; leave {key} out "
                             "(a VM's system disk comes from its template)")

@@ -17,6 +17,7 @@ from crane_iac.state.sql.schema import (
     FORGOTTEN,
     HISTORY,
     INTENTS,
+    JOBS,
     MEMORY,
     RESOURCES,
     RUNS,
@@ -47,8 +48,11 @@ def export_stack(conn: Connection, stack: str) -> StackDump:
     settings = read_settings(conn, stack)
     memory = {r.key: json.loads(r.value) for r in conn.execute(select(MEMORY).where(MEMORY.c.stack == stack)
                                                                 .order_by(MEMORY.c.key))}
+    jobs = {r.name: json.loads(r.record) for r in conn.execute(select(JOBS).where(JOBS.c.stack == stack)
+                                                                .order_by(JOBS.c.name))}
     serial, lineage, outputs = (head.serial, head.lineage, json.loads(head.outputs)) if head else (0, "", {})
-    return StackDump(stack, serial, lineage, outputs, resources, intents, forgotten, history, settings, memory)
+    return StackDump(stack, serial, lineage, outputs, resources, intents, forgotten, history, settings, memory,
+                     jobs)
 
 
 def stacks_present(conn: Connection, names: Sequence[str]) -> list[str]:
@@ -88,6 +92,8 @@ def import_stack(conn: Connection, d: StackDump) -> int:
         # the token is the old store's lease's, which stays behind: none here
         (MEMORY, [{"stack": stack, "key": k, "value": dumps(v), "token": 0, "at": now()}
                   for k, v in d.memory.items()]),
+        (JOBS, [{"stack": stack, "name": name, "record": dumps(record), "at": now()}
+                for name, record in d.jobs.items()]),
     ]
     for table, rows in batches:
         for start in range(0, len(rows), 5000):

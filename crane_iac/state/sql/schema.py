@@ -82,14 +82,13 @@ LEADERS = Table("leaders", SCHEMA, _text("stack", primary_key=True), _text("role
 MEMORY = Table("memory", SCHEMA, _text("stack", primary_key=True), _text("key", primary_key=True), _text("value"),
                _int("token"), _text("at"))
 #: the job pipeline's journal (``crane job run``): one row per job of a stack, its record (steps, status, times) as
-#: JSON, rewritten at every step; each step also writes a ``job`` line in the stack's history (schema 10). Not yet
-#: copied by `crane state migrate` (a migrated stack's finished jobs stay behind; its history lines go with it)
+#: JSON, rewritten at every step; each step also writes a ``job`` line in the stack's history (schema 10)
 JOBS = Table("jobs", SCHEMA, _text("stack", primary_key=True), _text("name", primary_key=True), _text("record"),
              _text("at"))
 #: the tables that hold a stack's state (locks and leaders are not state)
 STATE_TABLES = {STACKS: STACKS.c.name, RESOURCES: RESOURCES.c.stack, INTENTS: INTENTS.c.stack,
                 HISTORY: HISTORY.c.stack, FORGOTTEN: FORGOTTEN.c.stack, SETTINGS: SETTINGS.c.stack,
-                RUNS: RUNS.c.stack, MEMORY: MEMORY.c.stack}
+                RUNS: RUNS.c.stack, MEMORY: MEMORY.c.stack, JOBS: JOBS.c.stack}
 
 
 def now() -> str:
