@@ -14,8 +14,9 @@ cd "$(dirname "$0")/.."
 DEB_PACKAGES=(libvirt-dev libvirt-clients libxml2-utils pkg-config gcc python3-venv
               libvirt-daemon libvirt-daemon-driver-qemu qemu-system-x86 qemu-utils dnsmasq-base iptables cpio
               postgresql libvirt-daemon-driver-lxc haproxy openssh-server openssh-client python3-psycopg runit
-              # MPI clusters' nodes run this host's programs (read-only): OpenMPI, mpicc's headers, rsync for staging
-              openmpi-bin libopenmpi-dev rsync)
+              # MPI clusters' nodes run this host's programs (read-only): OpenMPI, mpicc's headers, rsync for staging,
+              # and for scheduler="slurm" Slurm's daemons and commands with munge (the clusters run their own daemons)
+              openmpi-bin libopenmpi-dev rsync slurmctld slurmd slurm-client munge)
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

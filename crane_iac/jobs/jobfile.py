@@ -3,6 +3,8 @@ give the cluster back afterwards. Every problem names the file, the line and the
 
     name = "pi"                      # default: the file's name without .toml
     command = "mpirun -np 8 --hostfile /srv/hostfile ./pi 1e8"
+    # or, on a cluster with Slurm, a batch script (a local file, uploaded) submitted with sbatch instead:
+    # sbatch = "pi.sbatch"
     inputs = ["data/params.txt"]     # files uploaded next to the program
     release = true                   # destroy the cluster once the results are fetched
 
@@ -18,8 +20,9 @@ give the cluster back afterwards. Every problem names the file, the line and the
     files = ["pi.out"]               # paths in the job's directory on the head
     dir = "results"                  # where they land (default: results/<name>), next to the job file
 
-Local paths are relative to the job file's directory. A file that is not there is reported when the upload needs
-it, not before: a job whose upload finished resumes without its sources (it never uploads twice).
+Exactly one of ``command`` and ``sbatch``. Local paths are relative to the job file's directory. A file that is
+not there is reported when the upload needs it, not before: a job whose upload finished resumes without its
+sources (it never uploads twice).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from crane_iac.errors import ConfigError
+from crane_iac.jobs.slurm import sbatch_script
 from crane_iac.tomlfile import key_line, read_toml, toml_type
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -68,7 +72,8 @@ class _Outputs(_Strict):
 
 class _JobFile(_Strict):
     name: str | None = None
-    command: str
+    command: str | None = None
+    sbatch: str | None = None
     inputs: list[str] = Field(default_factory=list)
     release: bool = False
     cluster: _Cluster
@@ -85,10 +90,17 @@ class _JobFile(_Strict):
 
     @field_validator("command")
     @classmethod
-    def _command(cls, command: str) -> str:
-        if not command.strip():
+    def _command(cls, command: str | None) -> str | None:
+        if command is not None and not command.strip():
             raise ValueError("the command is empty")
         return command
+
+    @field_validator("sbatch")
+    @classmethod
+    def _sbatch(cls, script: str | None) -> str | None:
+        if script is not None and (not script.strip() or script.endswith("/")):
+            raise ValueError(f"{script!r} is not a file: give the batch script's path")
+        return script
 
 
 @dataclass(frozen=True)
@@ -108,7 +120,10 @@ class JobFile:
     name: str
     stack: str | None
     cluster: str
+    #: what the job runs, as the journal and the progress show it (``sbatch SCRIPT`` for a batch script)
     command: str
+    #: the batch script's name in the job's directory, when the job is one (``sbatch = "..."``)
+    sbatch: str | None
     build: str | None
     uploads: tuple[LocalFile, ...]
     outputs: tuple[str, ...]
@@ -120,6 +135,12 @@ class JobFile:
     def address(self) -> str:
         """The MPICluster's address in its stack."""
         return f"mpicluster.{self.cluster}"
+
+    @property
+    def script(self) -> str:
+        """The shell script the run step starts on the head: the command, or the one that submits the batch script
+        to Slurm and follows it (slurm.py)."""
+        return sbatch_script(self.sbatch, self.name) if self.sbatch is not None else self.command
 
     def missing(self) -> list[str]:
         """A problem (``FILE:LINE: key: ...``) for each file to upload that is not a readable file."""
@@ -133,7 +154,7 @@ def _message(err: Any) -> str:
     if kind == "missing":
         return "required, missing"
     if kind == "extra_forbidden":
-        return "not a job file key (known: name, command, inputs, release, [cluster], [program], [outputs])"
+        return "not a job file key (known: name, command, sbatch, inputs, release, [cluster], [program], [outputs])"
     wanted = {"string_type": "a string", "bool_type": "a boolean (true or false)", "list_type": "an array",
               "model_type": "a table", "dict_type": "a table"}.get(kind)
     if wanted:
@@ -159,10 +180,20 @@ def load_job(path: Path) -> JobFile:
     if not NAME.match(name):
         raise ConfigError(f"{path}: the job is named after its file, {name!r}, which is not a job name (lower-case "
                           "letters, digits, - and _): set name = \"...\"")
+    if (model.command is None) == (model.sbatch is None):
+        line = key_line(text, ["sbatch"]) if model.sbatch is not None else None
+        raise ConfigError(f"{path}:{line}: sbatch: give command or sbatch, not both" if line else
+                          f"{path}: command: required, missing (or sbatch = \"SCRIPT\": a batch script to submit to "
+                          "Slurm)")
     cluster = model.cluster.name.removeprefix("mpicluster.")
     here = path.parent
     uploads = [LocalFile(here / f, "program.files", key_line(text, ["program", "files"])) for f in model.program.files]
     uploads += [LocalFile(here / f, "inputs", key_line(text, ["inputs"])) for f in model.inputs]
+    sbatch = None
+    if model.sbatch is not None:
+        uploads.append(LocalFile(here / model.sbatch, "sbatch", key_line(text, ["sbatch"])))
+        sbatch = PurePosixPath(model.sbatch).name
+    command = model.command if model.command is not None else f"sbatch {sbatch}"
     seen: dict[str, LocalFile] = {}
     for upload in uploads:
         other = seen.setdefault(upload.path.name, upload)
@@ -170,5 +201,5 @@ def load_job(path: Path) -> JobFile:
             raise ConfigError(f"{path}:{upload.line or '?'}: {upload.key}: {upload.path.name!r} twice (both land in "
                               "the job's directory by their names)")
     output_dir = here / (model.outputs.dir or f"results/{name}")
-    return JobFile(path, name, model.cluster.stack, cluster, model.command, model.program.build, tuple(uploads),
+    return JobFile(path, name, model.cluster.stack, cluster, command, sbatch, model.program.build, tuple(uploads),
                    tuple(model.outputs.files), output_dir, model.release, hashlib.sha256(text.encode()).hexdigest())

@@ -137,7 +137,7 @@ class Pipeline:
                      f"{entry.started_at}")
         else:
             self.journal.start(record, "run", command=self.job.command)
-            pgid, fresh = self.head.start(record.work_dir, self.job.command)
+            pgid, fresh = self.head.start(record.work_dir, self.job.script)
             self.journal.note(record, "run", pgid=pgid)
             if record.ended:  # cancelled while it was being started: it stops at once
                 self.head.cancel(record.work_dir)

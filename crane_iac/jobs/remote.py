@@ -11,7 +11,9 @@ it where no cluster can.
 temporary file renamed). ``.crane/pid`` holds the session's ID, which is its process group's: ``cancel`` signals
 the group. Starting refuses to start a job whose pid file exists (crane died between starting it and recording
 that it did): it attaches instead. Attaching is ``tail -F`` of the log until the process is gone (``--pid``), then
-reading the exit code; a crane that dies meanwhile leaves the job running, and the next one attaches again.
+reading the exit code; a crane that dies meanwhile leaves the job running, and the next one attaches again. A
+job file's batch script runs the same way, its command being the script that submits it to Slurm and follows it
+(slurm.py); ``cancel`` then scancels the Slurm job too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from crane_iac.errors import CraneError
+from crane_iac.jobs.slurm import scancel_script
 
 #: the job's bookkeeping on the head, in its directory
 STATE_DIR = ".crane"
@@ -139,10 +142,12 @@ class Head:
         return int(said) if said.lstrip("-").isdigit() else None
 
     def cancel(self, directory: str) -> bool:
-        """Signal the job's process group (TERM); whether there was one running."""
+        """Cancel the job's Slurm job if it has one (``scancel``), and signal its process group (TERM); whether
+        there was one running."""
         d = shlex.quote(directory)
-        said = self.check(f"cd {d} 2>/dev/null && [ -e {PID} ] && kill -TERM -$(cat {PID}) 2>/dev/null "
-                          "&& echo killed || echo none", "cancelling the job").strip()
+        said = self.check(f"cd {d} 2>/dev/null && {{ {scancel_script()}; true; }} && [ -e {PID} ] "
+                          f"&& kill -TERM -$(cat {PID}) 2>/dev/null && echo killed || echo none",
+                          "cancelling the job").strip()
         return said == "killed"
 
     def missing(self, directory: str, names: Sequence[str]) -> list[str]:

@@ -18,6 +18,11 @@ own instead. Give a cluster a network of its own (or one whose DHCP clients cann
 
 The shared directory is one host directory passed into every container: the nodes must be on one libvirt host
 (docs/decisions/mpi-clusters.md says why, and what spanning hosts would take).
+
+With ``scheduler="slurm"`` each node's init also runs munged and slurmctld (the head) or slurmd (a compute node),
+files/slurm-init.sh; the head's run places the cluster's munge key (a key derived from the project's, passed as a
+``secrets`` file) and slurm.conf (slurm.py) on the shared disk, and on a resize drains the nodes that go, waits for
+their jobs and restarts the controller before the nodes are deleted (playbooks/roles/head/tasks/slurm.yml).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Any, TypeVar
 from pydantic import Field, InstanceOf, model_validator
 
 from crane_iac.mpi.hostfile import Node, render_hostfile, render_mca_params
+from crane_iac.mpi.slurm import MUNGE_DIR, PARTITION, SLURM_DIR, SlurmNode, render_slurm_conf
 from crane_iac.resources.base import Output, Resource, export
 from crane_iac.resources.component import Component
 from crane_iac.resources.configuration import Configuration
@@ -58,6 +64,11 @@ USER = "mpi"
 UID = 2600
 #: seconds the head's run waits for every node's init to have made its host key
 HOST_KEY_TIMEOUT = 60
+#: seconds the head's run waits, when the cluster shrinks, for the jobs running on the nodes that go to end (the
+#: nodes are drained first: no new job starts there); past it the run fails and the nodes stay, drained
+DRAIN_TIMEOUT = 3600
+#: seconds the head's run waits for slurmctld to answer and for every node's slurmd to register
+SLURM_TIMEOUT = 120
 
 
 R = TypeVar("R", bound=Resource)
@@ -68,9 +79,15 @@ def make(cls: Callable[..., R], name: str, /, **fields: Any) -> R:
     return cls(name, **fields)
 
 
-def init_script() -> str:
-    """files/init.sh in base64: an environment value without the characters libvirt 9.0 does not escape there."""
-    return base64.b64encode((_HERE / "files" / "init.sh").read_bytes()).decode()
+def init_script(name: str = "init.sh") -> str:
+    """files/NAME in base64: an environment value without the characters libvirt 9.0 does not escape there."""
+    return base64.b64encode((_HERE / "files" / name).read_bytes()).decode()
+
+
+def munge_key_name(cluster: str) -> str:
+    """The name of the key crane derives from the project's key for cluster ``cluster`` (its address): its Slurm's
+    munge key (crane_iac/projectkey.py)."""
+    return f"crane munge key\0{cluster}"
 
 
 class MPICluster(Component):
@@ -87,7 +104,13 @@ class MPICluster(Component):
     --playbook FILE``, docs/guides/templates.md) that every node runs on: the libraries a job needs, layered over the
     host's system; the plan reports it stale when its base changed.
 
-    Not built yet (issue 20): ``scheduler="slurm"`` and VMs as nodes.
+    ``scheduler="slurm"`` adds Slurm (Debian's slurm-wlm, with munge): slurmctld on the head, slurmd on every
+    compute node (a Slurm node of ``slots_per_node`` CPUs, named as its container), all in the partition ``main``;
+    a munge key of the cluster's own, derived by crane from the project's key and never in state, plans or logs;
+    slurm.conf rendered from the nodes (slurm.py) and rewritten by the head's run on a resize, which drains the
+    nodes that go and waits for their jobs before they are deleted (playbooks/roles/head/tasks/slurm.yml).
+
+    Not built yet (issue 20): VMs as nodes.
     """
 
     kind = "mpicluster"
@@ -101,15 +124,13 @@ class MPICluster(Component):
     template: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,62}$")
     scheduler: str | None = None
     first_host: int = Field(default=10, ge=2)
+    drain_timeout: int = Field(default=DRAIN_TIMEOUT, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> MPICluster:
-        if self.scheduler is not None:
-            if self.scheduler != "slurm":
-                raise ValueError(f"scheduler {self.scheduler!r}: crane knows scheduler=None (mpirun over SSH) and "
-                                 "'slurm'")
-            raise ValueError("scheduler='slurm' is not built yet (issue 20 §1, a later part): leave scheduler=None "
-                             "and run jobs with mpirun over SSH from the head")
+        if self.scheduler is not None and self.scheduler != "slurm":
+            raise ValueError(f"scheduler {self.scheduler!r}: crane knows scheduler=None (mpirun over SSH) and "
+                             "'slurm'")
         if self.network.ipv4 is None:
             raise ValueError(f"network {self.network.name!r} has no ipv4 subnet to give the nodes addresses from")
         subnet = ipaddress.ip_network(self.network.ipv4)
@@ -143,22 +164,32 @@ class MPICluster(Component):
         everyone = [{"name": host.physical_name, "host_key": host.name, "address": self.node_address(i)}
                     for i, host in enumerate([self.head, *self.compute])]
         assert self.network.ipv4 is not None
+        files = {"hostfile": render_hostfile(self.physical_name, nodes),
+                 "mca-params.conf": render_mca_params(self.network.ipv4)}
+        slurm: dict[str, Any] = {}
+        if self.scheduler == "slurm":
+            files["slurm.conf"] = render_slurm_conf(
+                self.physical_name, head=self.head.physical_name, head_address=self.node_address(0), shared=SHARED,
+                nodes=[SlurmNode(node.name, node.address, node.slots) for node in nodes])
+            slurm = {"slurm": {"dir": f"{SHARED}/{SLURM_DIR}", "munge_dir": f"{SHARED}/{MUNGE_DIR}",
+                               "nodes": [node.name for node in nodes], "drain_timeout": self.drain_timeout,
+                               "timeout": SLURM_TIMEOUT}}
         self.head_run = make(
             Configuration, "head", playbook=f"{PLAYBOOKS}/head.yml", hosts=[self.head],
             addresses=[self.node_address(0)], group="head", key=self.key, depends_on=self.compute,
-            key_files={"cluster_key_file": self.user_key},
-            files={"hostfile": render_hostfile(self.physical_name, nodes),
-                   "mca-params.conf": render_mca_params(self.network.ipv4)},
+            key_files={"cluster_key_file": self.user_key}, files=files,
             vars={"mpi_user": USER, "mpi_uid": UID, "shared": SHARED, "home": HOME, "work_dir": WORK_DIR,
-                  "hostfile_path": HOSTFILE, "host_key_timeout": HOST_KEY_TIMEOUT, "nodes": everyone})
+                  "hostfile_path": HOSTFILE, "host_key_timeout": HOST_KEY_TIMEOUT, "nodes": everyone, **slurm},
+            **({"secrets": {"munge_key_file": munge_key_name(self.address)}} if slurm else {}))
         export(self.name, self.outputs())
 
     def outputs(self) -> dict[str, Any]:
         """What a user of the cluster needs: where the head is, the hostfile, the work directory, and how to log in
         (``ssh -i <the user key's private key> mpi@<head>``; the key's path is known once it exists)."""
         head = self.node_address(0)
+        slurm = {"scheduler": "slurm", "partition": PARTITION} if self.scheduler == "slurm" else {}
         return {"head": head, "user": USER, "hostfile": HOSTFILE, "work_dir": WORK_DIR,
-                "ssh": ["ssh", "-i", Output(self.user_key, "private_key_path"), f"{USER}@{head}"]}
+                "ssh": ["ssh", "-i", Output(self.user_key, "private_key_path"), f"{USER}@{head}"], **slurm}
 
     def _node(self, name: str, index: int) -> Resource:
         """One node: a container whose init sets it up (files/init.sh), the shared directory mounted at /srv."""
@@ -167,11 +198,18 @@ class MPICluster(Component):
                     ipv4=[self.network.lease() if pooled else self.node_address(index)], init=INIT,
                     init_env={"CRANE_INIT": init_script(), "CRANE_AUTHORIZED_KEY": self.key.public_key,
                               "CRANE_NODE": name, "CRANE_MPI_USER": USER,
-                              "CRANE_MPI_UID": str(UID), "CRANE_SHARED": SHARED},
+                              "CRANE_MPI_UID": str(UID), "CRANE_SHARED": SHARED, **self._slurm_env(index)},
                     mounts={SHARED: self.shared}, **({"template": self.template} if self.template else {}))
         if pooled and isinstance(host, Container) and host.valid:
             self.leased_addresses[index] = host.ipv4[0]
         return host
+
+    def _slurm_env(self, index: int) -> dict[str, str]:
+        """A node's Slurm part of its init (files/slurm-init.sh): its role, head or compute node; none without
+        Slurm (a cluster without a scheduler keeps the environment it had)."""
+        if self.scheduler != "slurm":
+            return {}
+        return {"CRANE_SLURM": "head" if index == 0 else "node", "CRANE_SLURM_INIT": init_script("slurm-init.sh")}
 
     def properties(self) -> dict[str, Any]:
         return {}

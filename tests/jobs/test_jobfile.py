@@ -61,6 +61,18 @@ def test_the_digest_changes_with_the_file(tmp_path: Path) -> None:
     assert load_job(write(tmp_path, GOOD.replace("1e8", "1e9"))).digest != first
 
 
+def test_a_batch_script_is_uploaded_and_submitted_with_sbatch_in_place_of_a_command(tmp_path: Path) -> None:
+    job = load_job(write(tmp_path, GOOD.replace('command = "mpirun -np 8 --hostfile /srv/hostfile ./pi 1e8"',
+                                                'sbatch = "slurm/pi.sbatch"')))
+    assert (job.command, job.sbatch) == ("sbatch pi.sbatch", "pi.sbatch")  # the journal's and the progress' word
+    assert [u.path for u in job.uploads] == [tmp_path / "pi.c", tmp_path / "params.txt", tmp_path / "slurm/pi.sbatch"]
+    assert job.missing()[-1] == f"{tmp_path / 'job.toml'}:3: sbatch: {tmp_path / 'slurm/pi.sbatch'} does not exist"
+    # what the run step starts on the head: the script submitted from the job's directory, and followed
+    assert "sbatch --parsable --job-name=pi " in job.script and job.script.rstrip().endswith("wait $poller")
+    assert "pi.sbatch) || exit $?" in job.script
+    assert load_job(write(tmp_path, GOOD)).script == "mpirun -np 8 --hostfile /srv/hostfile ./pi 1e8"
+
+
 @pytest.mark.parametrize(("body", "message"), [
     (GOOD.replace("release = true", "release = \"yes\""),
      ":5: release: expected a boolean (true or false), got a string 'yes'"),
@@ -74,6 +86,12 @@ def test_the_digest_changes_with_the_file(tmp_path: Path) -> None:
     (GOOD.replace('name = "mpicluster.pi"', 'nmae = "pi"'), ":9: cluster.nmae: not a job file key"),
     (GOOD.replace('inputs = ["params.txt"]', 'inputs = ["pi.c"]'), ":4: inputs: 'pi.c' twice"),
     ("command = \n", "job.toml: Invalid value"),
+    (GOOD.replace('inputs = ["params.txt"]', 'sbatch = "pi.sbatch"'), ":4: sbatch: give command or sbatch, not both"),
+    (GOOD.replace('inputs = ["params.txt"]', 'sbatch = "pi.c"').replace('command = "mpirun -np 8 --hostfile '
+                                                                        '/srv/hostfile ./pi 1e8"\n', ""),
+     ":3: sbatch: 'pi.c' twice"),
+    (GOOD.replace('command = "mpirun -np 8 --hostfile /srv/hostfile ./pi 1e8"', 'sbatch = 3'),
+     ":3: sbatch: expected a string, got an integer 3"),
 ])
 def test_bad_job_files_are_errors_naming_the_file_the_line_and_the_key(tmp_path: Path, body: str,
                                                                           message: str) -> None:

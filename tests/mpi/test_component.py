@@ -143,7 +143,6 @@ def test_on_a_pools_network_each_node_leases_its_address(tmp_path: Path) -> None
     ('ipv4="10.93.0.0/24"', "slots_per_node=0", "mpicluster.pi: slots_per_node: must be at least 1, got 0"),
     ("", "nodes=2", "mpicluster.pi: network 'net' has no ipv4 subnet to give the nodes addresses from"),
     ('ipv4="10.93.0.0/28"', "nodes=5", "mpicluster.pi: network 'net' (10.93.0.0/28) has no room for 6 nodes"),
-    ('ipv4="10.93.0.0/24"', "scheduler='slurm'", "mpicluster.pi: scheduler='slurm' is not built yet"),
     ('ipv4="10.93.0.0/24"', "scheduler='pbs'", "scheduler 'pbs': crane knows scheduler=None"),
     ('ipv4="10.93.0.0/24"', "template='../x'", "mpicluster.pi: template: "),
     ('ipv4="10.93.0.0/24"', "memory_mib=16", "mpicluster.pi: memory_mib: must be at least 64, got 16"),

@@ -8,7 +8,8 @@
 #    restart of the container (so the known_hosts the head's configuration run pinned stays true), and the head's
 #    run reads every node's public host key from the disk, never from the network;
 #  - lets root in with crane's key only (CRANE_AUTHORIZED_KEY) and the cluster user with the keys in its home's
-#    .ssh/authorized_keys, then execs runsvdir, which supervises sshd and reaps orphans (as the app domain's init).
+#    .ssh/authorized_keys, then execs runsvdir, which supervises sshd and reaps orphans (as the app domain's init);
+#  - in a cluster with Slurm, adds munged and slurmctld or slurmd to runsvdir's services (files/slurm-init.sh).
 # Done at every start: a restarted node is whole again without a configuration run.
 set -eu
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -24,13 +25,15 @@ node=${CRANE_NODE:-}
 user=${CRANE_MPI_USER:-}
 uid=${CRANE_MPI_UID:-}
 shared=${CRANE_SHARED:-}
-unset CRANE_AUTHORIZED_KEY CRANE_INIT CRANE_NODE CRANE_MPI_USER CRANE_MPI_UID CRANE_SHARED
+slurm=${CRANE_SLURM:-}  # "head" or "node" in a cluster with Slurm, whose part of the init is CRANE_SLURM_INIT
+slurm_init=${CRANE_SLURM_INIT:-}
+unset CRANE_AUTHORIZED_KEY CRANE_INIT CRANE_NODE CRANE_MPI_USER CRANE_MPI_UID CRANE_SHARED CRANE_SLURM CRANE_SLURM_INIT
 [ -n "$key" ] || fail "CRANE_AUTHORIZED_KEY is empty: no one could log in, so the container stops here"
 [ -n "$node" ] && [ -n "$user" ] && [ -n "$uid" ] && [ -d "$shared" ] \
     || fail "CRANE_NODE, CRANE_MPI_USER, CRANE_MPI_UID and CRANE_SHARED (a directory) must be given"
 
 ssh_dir=/run/crane/ssh
-init_dir=/run/crane/init  # runsvdir's services: sshd only
+init_dir=/run/crane/init  # runsvdir's services: sshd (and Slurm's daemons)
 chmod 0755 /run /root
 chmod 1777 /tmp /var/tmp
 mkdir -p /run/crane /run/crane/services /var/log/crane "$init_dir/sshd"
@@ -89,5 +92,8 @@ exec 2>&1
 exec /usr/sbin/sshd -D -e -f $ssh_dir/sshd_config
 EOF
 chmod 0755 "$init_dir/sshd/run"
+if [ -n "$slurm" ]; then  # Slurm's daemons: files/slurm-init.sh, passed in base64 as this script is
+    eval "$(printf %s "$slurm_init" | base64 -d)"
+fi
 touch -d @0 "$init_dir"  # runsvdir starts sshd at once (see the app domain's init)
 exec runsvdir -P "$init_dir"
