@@ -2,7 +2,6 @@
 list, show, follow and cancel jobs (docs/guides/jobs.md)."""
 
 import json
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -45,13 +44,7 @@ def job_run(jobfile: Annotated[Path, typer.Argument(metavar="JOBFILE", help="The
     job = load_job(jobfile)
     ws = workspace(chdir, job.stack)
     pipeline = Pipeline(job, Journal(ws.store, ws.name, job.name), StackCluster(ws, job.cluster))
-    try:
-        return pipeline.run()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: what finished is recorded, and a job started on the head goes on there; "
-              f"`crane job run {jobfile}` resumes (attaching to it), `crane job cancel {job.name}` stops it",
-              file=sys.stderr)
-        return 130
+    return pipeline.run_interruptible()
 
 
 @job_app.command("list")

@@ -59,6 +59,18 @@ class Pipeline:
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
 
+    def run_interruptible(self) -> int:
+        """``run``, where Ctrl-C (SIGINT) ends crane with 130 and says how to go on: what finished is recorded, and
+        a command started on the head goes on there (it was started detached), so that the next ``crane job run``
+        of the file attaches to it rather than starting it again."""
+        try:
+            return self.run()
+        except KeyboardInterrupt:
+            print(f"\ninterrupted: what finished is recorded, and a job started on the head goes on there; "
+                  f"`crane job run {self.job.path}` resumes (attaching to it), `crane job cancel {self.job.name}` "
+                  "stops it", file=sys.stderr, flush=True)
+            return 130
+
     def run(self) -> int:
         job = self.job
         record, resumed = self.journal.begin(jobfile=str(job.path), digest=job.digest, cluster=self.cluster.address)

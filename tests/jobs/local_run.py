@@ -19,7 +19,7 @@ def run(project: Path, jobfile: Path, head: Path) -> int:
     job = load_job(jobfile)
     with Workspace.open(project, job.stack) as ws:
         cluster = StackCluster(ws, job.cluster, connect=lambda _ws, _name: LocalHead(head))
-        return Pipeline(job, Journal(ws.store, ws.name, job.name), cluster).run()
+        return Pipeline(job, Journal(ws.store, ws.name, job.name), cluster).run_interruptible()
 
 
 if __name__ == "__main__":

@@ -187,6 +187,32 @@ def test_a_job_whose_crane_died_during_the_run_is_attached_to_not_started_twice(
     assert record(root)["steps"]["run"]["detail"]["exit_code"] == 0
 
 
+def test_ctrl_c_during_the_run_exits_130_saying_how_to_resume_and_the_command_goes_on(root: Path) -> None:
+    jobfile = job_file(root, command="WAIT_FOR=go ./compute.sh")
+    first = spawn(root, jobfile)
+
+    def started() -> bool:
+        if first.poll() is not None:
+            raise AssertionError(first.communicate())
+        with Workspace.open(root) as ws:
+            job = ws.store.jobs(ws.name).get("pi")
+        return job is not None and "pgid" in job["steps"]["run"]["detail"]
+    wait_until(started, 60, "the command started on the head and recorded as started")
+    first.send_signal(signal.SIGINT)
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 130, out + err
+    assert "Traceback" not in err
+    assert f"interrupted: what finished is recorded, and a job started on the head goes on there; `crane job run " \
+           f"{jobfile}` resumes (attaching to it), `crane job cancel pi` stops it" in err
+    interrupted = record(root)
+    assert interrupted["status"] == "running" and interrupted["steps"]["run"]["status"] == "running"
+    os.killpg(interrupted["steps"]["run"]["detail"]["pgid"], 0)  # still running on the head: no error
+    (next(iter((root / "head").glob("pi-*"))) / "go").touch()
+    code, progress, output = run(root, jobfile)
+    assert code == 0 and "[4/6] run: attaching to process group" in progress, progress
+    assert next(iter((root / "head").glob("pi-*/starts"))).read_text() == "start\n"  # started once
+
+
 def test_an_interrupted_job_whose_file_changed_is_refused_and_an_ended_one_runs_afresh(root: Path) -> None:
     jobfile = job_file(root)
     killed = spawn(root, jobfile, {"CRANE_FAILPOINT": "job-after-cluster"})
