@@ -210,6 +210,7 @@ def test_ctrl_c_during_the_run_exits_130_saying_how_to_resume_and_the_command_go
     (next(iter((root / "head").glob("pi-*"))) / "go").touch()
     code, progress, output = run(root, jobfile)
     assert code == 0 and "[4/6] run: attaching to process group" in progress, progress
+    assert "computing with 42" in output  # the command's log, from its start
     assert next(iter((root / "head").glob("pi-*/starts"))).read_text() == "start\n"  # started once
 
 
