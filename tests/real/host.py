@@ -147,14 +147,19 @@ def drop_pool(pool: libvirt.virStoragePool) -> None:
     pool.undefine()
 
 
+def lookup_pool(conn: libvirt.virConnect, name: str) -> libvirt.virStoragePool | None:
+    """The pool ``name`` of the host, or None where it has none."""
+    try:
+        return conn.storagePoolLookupByName(name)
+    except libvirt.libvirtError:
+        return None
+
+
 def remove_pool(conn: libvirt.virConnect, name: str, directory: Path) -> None:
     """Undo ``ensure_pool`` (or what a failed test left of a stack's pool): stop and undefine the pool if it is still
     defined, and remove its directory if it is empty (crane leaves the directory of a pool it adopted after a crash,
     as it cannot tell that it made it)."""
-    try:
-        pool = conn.storagePoolLookupByName(name)
-    except libvirt.libvirtError:
-        pool = None  # not defined (any more)
+    pool = lookup_pool(conn, name)  # None: not defined (any more)
     if pool is not None:
         drop_pool(pool)
     try:

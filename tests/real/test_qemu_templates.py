@@ -23,7 +23,7 @@ import pytest
 
 from crane_iac.templates import images
 from tests.conftest import ProjectDir, assert_clean_error, ok
-from tests.real.host import GUEST_DIR, REAL_URI, RealHost, remove_pool
+from tests.real.host import GUEST_DIR, REAL_URI, RealHost, lookup_pool, remove_pool
 from tests.waiting import wait_until
 
 PREFIX = "cqt-"
@@ -143,10 +143,7 @@ def sweep(conn: libvirt.virConnect, real_host: RealHost) -> None:
     real_host.sweep(PREFIX)
     for space in images.RUN_DIR.glob(f"{PREFIX}*"):
         images.Workspace(space).release(abandon=True)
-    try:
-        pool = conn.storagePoolLookupByName(LIBRARY)
-    except libvirt.libvirtError:
-        pool = None
+    pool = lookup_pool(conn, LIBRARY)
     if pool is not None:
         if pool.isActive():
             pool.destroy()

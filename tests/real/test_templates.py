@@ -17,7 +17,7 @@ import pytest
 
 from crane_iac.templates import layers
 from tests.conftest import ProjectDir, assert_clean_error, ok
-from tests.real.host import LXC_URI, LxcHost
+from tests.real.host import LXC_URI, LxcHost, lookup_pool
 from tests.waiting import wait_until
 
 PREFIX = "crt-"
@@ -81,10 +81,7 @@ def sweep(conn: libvirt.virConnect, lxc: LxcHost, library_dir: Path | None = Non
     shutil.rmtree(layers.BUILDS / f".{PREFIX}tools.partial", ignore_errors=True)  # what a start without the mount left
     for name in (f"{PREFIX}tool",):
         layers.release_root(name)
-    try:
-        pool = conn.storagePoolLookupByName(LIBRARY)
-    except libvirt.libvirtError:
-        pool = None
+    pool = lookup_pool(conn, LIBRARY)
     if pool is not None:
         if pool.isActive():
             pool.refresh(0)
