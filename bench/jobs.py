@@ -133,6 +133,8 @@ def run(cmd: list[str], cwd: Path, *, timeout: float = 900) -> Proc:
 class Results:
     crane: list[float] = field(default_factory=list)
     crane_steps: list[dict[str, float]] = field(default_factory=list)
+    #: the cluster step's resources as its apply reports them (``configuration.head``, ``container.node-1``, ...)
+    crane_parts: list[dict[str, float]] = field(default_factory=list)
     base: list[float] = field(default_factory=list)
     base_phases: list[dict[str, float]] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)
@@ -249,11 +251,13 @@ def crane_job(tmp: Path, r: int, res: Results) -> float:
             raise MeasureFailed(f"the job's record is not a success: {json.dumps(shown)[:600]}")
         if any(d.name().startswith(name) for d in _domains()):
             raise MeasureFailed("the cluster's containers are still there after the job released it")
-        steps = {}
+        steps, parts = {}, {}
         for _, line in done.lines:
-            m = _PROGRESS.match(line)
-            if m:
+            if m := _PROGRESS.match(line):
                 steps[m.group(1)] = float(m.group(2))
+            elif (m := _APPLIED.match(line)) and m.group(2) == "created":  # the cluster step's own resources
+                parts[m.group(1).rpartition("/")[2]] = float(m.group(3))
+        res.crane_parts.append(parts)
         res.crane.append(done.seconds)
         res.crane_steps.append(steps)
         return done.seconds
@@ -372,6 +376,14 @@ def breakdown(res: Results, markdown: bool) -> str:
         base_accounted += b or 0.0
         rows.append([step, fmt(c, ""), fmt(100 * c / crane_total if c and crane_total else None, " %"),
                      fmt(b, ""), fmt(100 * b / base_total if b is not None and base_total else None, " %")])
+        if step == "cluster" and res.crane_parts:
+            head = median([p["configuration.head"] for p in res.crane_parts if "configuration.head" in p])
+            slowest = median([max((v for k, v in p.items() if k.startswith("container.")), default=0.0)
+                              for p in res.crane_parts])
+            for what, value in (("… of which the head's configuration run (Ansible)", head),
+                                ("… the slowest container's create (they run in parallel)", slowest)):
+                rows.append([what, fmt(value, ""), fmt(100 * value / crane_total if value and crane_total else None,
+                                                       " %"), "", ""])
     if crane_total is not None:
         rest = crane_total - accounted
         base_rest = base_total - base_accounted if base_total is not None else None
