@@ -344,3 +344,35 @@ def test_what_libvirt_left_of_a_stopped_containers_cgroups_goes_and_nothing_else
     (busy / "child").rmdir()
     assert release_cgroups("shop-web-2", tmp_path) == [] and not busy.exists()
     assert release_cgroups("shop-web-2", tmp_path / "no-cgroups-here") == []
+
+
+def test_guests_that_together_ask_for_more_memory_than_the_host_has_are_refused_at_plan_time(
+        project: ProjectDir) -> None:
+    # the sandbox's host has 256 GiB (262144 MiB); a VM and two containers ask for 300000 MiB together
+    project.write_stack("""
+        from crane_iac import VM, Container
+        VM("big", vcpus=1, memory_mib=100000)
+        Container("c", memory_mib=100000, init=["/bin/sh"])
+        Container("d", memory_mib=100000, init=["/bin/sh"])
+    """)
+    result = project.crane("plan")
+    host_mib = 268435456 // 1024  # sandbox.EMPTY_NODE's <memory>, in KiB
+    assert_clean_error(result, "main.py:5: container.d: memory_mib: this container's 100000 MiB takes the memory of "
+                       "the 3 guest(s) this plan makes or changes on ", f"to 300000 MiB, more than the host's "
+                       f"{host_mib} MiB; lower memory_mib, make fewer guests, or put some on another endpoint")
+    assert "container.c: memory_mib" not in result.err  # 200000 MiB: it fits
+    assert not (project.root / ".crane" / "sandbox.xml").exists()  # nothing was made: not even the sandbox's host
+    # what fits is planned; what runs already and is left as it is does not count again
+    project.write_stack("""
+        from crane_iac import VM, Container
+        VM("big", vcpus=1, memory_mib=100000)
+        Container("c", memory_mib=100000, init=["/bin/sh"])
+    """)
+    ok(project, "apply", "--auto-approve")
+    project.write_stack("""
+        from crane_iac import VM, Container
+        VM("big", vcpus=1, memory_mib=100000)
+        Container("c", memory_mib=100000, init=["/bin/sh"])
+        Container("d", memory_mib=100000, init=["/bin/sh"])
+    """)
+    assert project.crane("plan").code == 0
