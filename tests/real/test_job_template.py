@@ -180,7 +180,9 @@ def test_a_cluster_larger_than_the_hosts_memory_is_refused_by_the_plan(project: 
                                                                        lxc_host: LxcHost) -> None:
     total_mib = lxc_host.conn.getInfo()[1]
     planned = project.crane("plan", "--stack", "big")
-    assert_clean_error(planned, f"container.{PREFIX}big-head", "3145728 MiB", f"{total_mib} MiB")
+    assert_clean_error(planned, f"mpicluster.{PREFIX}big/container.node-1: memory_mib: this container's 1048576 MiB",
+                       f"the 3 guest(s) this plan makes or changes on {LXC_URI} to 3145728 MiB, more than the host's "
+                       f"{total_mib} MiB")
     assert lxc_host.names(f"{PREFIX}big") == {"domains": [], "networks": [], "pools": [], "volumes": []}
 
 

@@ -28,9 +28,10 @@ from crane_iac.providers.libvirt.pools import list_pools
 TEST_DOMAIN_NS = "http://libvirt.org/schemas/domain/test/1.0"
 SHUTOFF = 5
 
-#: the sandbox host's processors and memory (KiB): what libvirt's node info reports, empty or not
+#: the sandbox host's processors and memory (KiB): what libvirt's node info reports, empty or not. 16 TiB: a plan's
+#: guests must fit the host's memory (checks.py), and the scale benchmarks plan 30 000 VMs of 256 MiB here
 NODE_INFO = """  <cpu><nodes>1</nodes><sockets>1</sockets><cores>64</cores><threads>2</threads><mhz>2400</mhz></cpu>
-  <memory>268435456</memory>
+  <memory>17179869184</memory>
 """
 EMPTY_NODE = "<node>\n" + NODE_INFO + """  <pool type='dir'>
     <name>default</name>
