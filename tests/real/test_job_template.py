@@ -154,6 +154,8 @@ def project(lxc_host: LxcHost, tmp_path_factory: pytest.TempPathFactory) -> Iter
     sweep(lxc_host.conn, lxc_host)
     p = ProjectDir(tmp_path_factory.mktemp("jobtemplate"))
     p.write_config(f"""
+        default_stack = "hpc"
+
         [stacks.hpc]
         file = "stacks/hpc.py"
         uri = "{LXC_URI}"
