@@ -74,6 +74,11 @@ class Pipeline:
     def run(self) -> int:
         job = self.job
         record, resumed = self.journal.begin(jobfile=str(job.path), digest=job.digest, cluster=self.cluster.address)
+        if record.steps["upload"].status != "done":
+            # a file to upload that is missing is found before the cluster is made for nothing; a job that uploaded
+            # already needs its sources no more
+            self._check_uploads("nothing was uploaded; put the files right and run the job again" if resumed else
+                                "nothing was done; put the files right and run the job again")
         if resumed:
             self.say(f"job {job.name} ({record.id}): resuming at step {record.pending()[0]} (run {record.runs})")
         else:
@@ -107,6 +112,13 @@ class Pipeline:
                 return int(code)
         return 0
 
+    def _check_uploads(self, then: str) -> None:
+        """Each file to upload that is not there, named with its line in the job file; ``then`` says what that
+        left undone."""
+        problems = self.job.missing()
+        if problems:
+            raise JobError("\n".join(problems) + f"\n{then}")
+
     # the steps: each records itself and returns its progress line (None: it printed its own)
 
     def _cluster(self, record: JobRecord, prefix: str) -> str:
@@ -117,9 +129,7 @@ class Pipeline:
         return "up to date" if not done["changes"] else f"applied {done['changes']} change(s)"
 
     def _upload(self, record: JobRecord, prefix: str) -> str:
-        problems = self.job.missing()
-        if problems:
-            raise JobError("\n".join(problems) + "\nnothing was uploaded")
+        self._check_uploads("nothing was uploaded")
         if not record.work_dir:
             record.work_dir = f"{self.head.work_dir.rstrip('/')}/{self.job.name}-{record.id}"
         files = [f.path for f in self.job.uploads]

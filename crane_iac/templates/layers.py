@@ -26,7 +26,10 @@ import contextlib
 import functools
 import os
 import subprocess
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec, TypeVar
 
 from crane_iac.errors import ProviderError
 
@@ -34,6 +37,12 @@ RUN_DIR = Path("/run/crane")
 LAYERS = RUN_DIR / "layers"
 ROOTS = RUN_DIR / "roots"
 BUILDS = RUN_DIR / "builds"
+#: held while a mount is looked for and made or unmade: apply starts a stack's containers in parallel, and the
+#: nodes of one cluster share their template's layer (found unmounted by two of them, it was mounted twice and the
+#: second mount failed). One crane process's threads only: two cranes applying on one template at once may race.
+_MOUNTING = threading.RLock()
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 #: the daemons whose mount namespace runs containers: the LXC driver's own, or the monolithic one
@@ -96,6 +105,15 @@ def _run(*argv: str) -> None:
         raise ProviderError(f"{' '.join(argv)} failed: {(done.stderr or done.stdout).strip()}")
 
 
+def _serialised(function: Callable[P, T]) -> Callable[P, T]:
+    """``function`` run holding ``_MOUNTING``."""
+    @functools.wraps(function)
+    def holding(*args: P.args, **kwargs: P.kwargs) -> T:
+        with _MOUNTING:
+            return function(*args, **kwargs)
+    return holding
+
+
 def make_image(image: Path, size_gib: int) -> None:
     """A sparse ext4 image of ``size_gib`` (what it holds takes space, not its size)."""
     with open(image, "wb") as handle:
@@ -103,6 +121,7 @@ def make_image(image: Path, size_gib: int) -> None:
     _run("mkfs.ext4", "-q", "-F", "-m", "0", "-L", "crane-layer", str(image))
 
 
+@_serialised
 def mount_layer(image: Path, name: str) -> Path:
     """The template's image mounted read-only at ``/run/crane/layers/<name>`` (once: later calls find it)."""
     where = LAYERS / name
@@ -112,6 +131,7 @@ def mount_layer(image: Path, name: str) -> Path:
     return where
 
 
+@_serialised
 def container_root(physical: str, images: list[Path], base: str) -> Path:
     """The read-only overlay a container runs on: each template's layer (its own first) over ``base``."""
     where = ROOTS / physical
@@ -122,6 +142,7 @@ def container_root(physical: str, images: list[Path], base: str) -> Path:
     return where
 
 
+@_serialised
 def release_root(physical: str) -> None:
     """Unmount a container's root, and the layers no other root uses."""
     where = ROOTS / physical
@@ -132,6 +153,7 @@ def release_root(physical: str) -> None:
     release_unused_layers()
 
 
+@_serialised
 def release_unused_layers() -> None:
     """Unmount each layer that no overlay names any more."""
     mounts = _mountinfo()

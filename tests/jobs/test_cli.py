@@ -71,3 +71,25 @@ def test_list_show_and_cancel_of_an_interrupted_job(tmp_path: Path) -> None:
     assert json.loads(project.crane("job", "show", "pi", "--json").out)["status"] == "cancelled"
     assert_clean_error(project.crane("job", "cancel", "pi"), "has ended already: cancelled")
     assert_clean_error(project.crane("job", "show", "nope"), "stack 'main' has no job 'nope' (its jobs: pi)")
+
+
+def test_a_missing_input_is_an_error_naming_its_line_before_the_cluster_is_made(tmp_path: Path) -> None:
+    project = sandbox(tmp_path)
+    job_file(tmp_path)
+    (tmp_path / "params.txt").unlink()
+    assert_clean_error(project.crane("job", "run", "job.toml"),
+                       f"{tmp_path / 'job.toml'}:3: inputs: {tmp_path / 'params.txt'} does not exist",
+                       "nothing was done; put the files right and run the job again")
+    assert "mpicluster" not in project.crane("state", "list").out  # no cluster made for a job that cannot run
+    (record,) = json.loads(project.crane("job", "list", "--json").out)
+    assert all(step["status"] == "pending" for step in record["steps"].values())
+
+
+def test_a_template_the_library_does_not_have_is_a_plan_error_naming_it(tmp_path: Path) -> None:
+    project = sandbox(tmp_path)
+    project.write_stack(STACK.replace("nodes=2)", 'nodes=2, template="no-such-tmpl")'))
+    job_file(tmp_path)
+    result = project.crane("job", "run", "job.toml")
+    assert_clean_error(result, "mpicluster.pi/container.head", "no template 'no-such-tmpl'")
+    assert_clean_error(project.crane("plan"), "no template 'no-such-tmpl'")
+    assert "mpicluster" not in project.crane("state", "list").out

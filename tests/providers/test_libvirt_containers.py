@@ -344,3 +344,29 @@ def test_what_libvirt_left_of_a_stopped_containers_cgroups_goes_and_nothing_else
     (busy / "child").rmdir()
     assert release_cgroups("shop-web-2", tmp_path) == [] and not busy.exists()
     assert release_cgroups("shop-web-2", tmp_path / "no-cgroups-here") == []
+
+
+def test_guests_that_together_ask_for_more_memory_than_the_host_has_are_refused_at_plan_time(
+        project: ProjectDir) -> None:
+    # the sandbox's host has 16 TiB; four guests of 4 TiB fill it exactly, a fifth is too many
+    host_mib = 17179869184 // 1024  # sandbox.NODE_INFO's <memory>, in KiB
+    four = """
+        from crane_iac import VM, Container
+        VM("big", vcpus=1, memory_mib=4194304)
+        for name in ("c", "d", "e"):
+            Container(name, memory_mib=4194304, init=["/bin/sh"])
+    """
+    five = four + '    Container("f", memory_mib=4194304, init=["/bin/sh"])\n'
+    project.write_stack(five)
+    result = project.crane("plan")
+    assert_clean_error(result, "main.py:6: container.f: memory_mib: this container's 4194304 MiB takes the memory of "
+                       "the 5 guest(s) this plan makes or changes on ", f"to 20971520 MiB, more than the host's "
+                       f"{host_mib} MiB; lower memory_mib, make fewer guests, or put some on another endpoint")
+    assert result.err.count("memory_mib:") == 1  # the four before it fit
+    assert not (project.root / ".crane" / "sandbox.xml").exists()  # nothing was made: not even the sandbox's host
+    project.write_stack(four)
+    ok(project, "apply", "--auto-approve")
+    assert project.sandbox().getInfo()[1] == host_mib  # the sandbox's host keeps its size once it has guests
+    # what runs already and stays as it is does not count again: the check refuses what could never fit
+    project.write_stack(five)
+    assert project.crane("plan").code == 0

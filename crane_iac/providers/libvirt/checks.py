@@ -26,13 +26,15 @@ class Checks:
         # it passes only if its check happens to come after the pool's.
         self._planned_pools: set[str] = set()
         self._path_exists: dict[str, bool] = {}
+        self._host_mib: int | None = None  # the host's memory, read once
+        self._planned_mib: list[int] = []  # what the guests this plan makes or changes ask for, in check order
 
     def learn(self, lives: Iterable[Live]) -> None:
         """Take note of the pools a bulk read found."""
         pools = [live for live in lives if live.kind == "pool"]
         self._pool_names = {live.physical for live in pools}
         self._pool_paths = {live.physical: live.properties["path"] or "" for live in pools}
-
+        self._planned_mib = []  # a new plan
     def problems(self, kind: str, properties: dict[str, Any]) -> list[str]:
         """Kernel files and pools the host lacks, a pool on a directory another pool holds, and a volume's source
         image (read where crane uploads it from) that is missing, of another format, or larger than its capacity."""
@@ -51,6 +53,7 @@ class Checks:
                                             properties.get("capacity_gib")))
         if kind in ("vm", "container"):
             problems.extend(self._driver(kind))
+            problems.extend(self._memory(kind, properties))
         if kind == "container":
             # an output's value is known only now: what the stack's own check could not see
             unsafe = sorted(name for name, value in properties["init_env"].items()
@@ -82,6 +85,24 @@ class Checks:
             return [f"{uri} runs containers, not VMs: give the VM an endpoint with a qemu:// uri (provider=...), or "
                     "declare a Container instead"]
         return []
+
+    def _memory(self, kind: str, p: dict[str, Any]) -> list[str]:
+        """A guest that takes the memory this plan's guests ask for together past the host's (libvirt's node
+        info): each guest checked while the sum is over is reported, so the last one names the whole sum. Guests
+        the plan leaves as they are, and other stacks' guests, are not counted: the check refuses a stack that
+        could never fit, not one that is merely crowded."""
+        memory = p.get("memory_mib")
+        if not isinstance(memory, int):
+            return []
+        self._planned_mib.append(memory)
+        if self._host_mib is None:
+            self._host_mib = int(self.host.conn.getInfo()[1])
+        total = sum(self._planned_mib)
+        if total <= self._host_mib:
+            return []
+        return [f"memory_mib: this {kind}'s {memory} MiB takes the memory of the {len(self._planned_mib)} guest(s) "
+                f"this plan makes or changes on {self.host.uri} to {total} MiB, more than the host's "
+                f"{self._host_mib} MiB; lower memory_mib, make fewer guests, or put some on another endpoint"]
 
     def _container(self, p: dict[str, Any]) -> list[str]:
         """What libvirt_lxc would fail on at start: the root, the init program, and mount points that cannot be made

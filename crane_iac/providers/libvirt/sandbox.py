@@ -28,10 +28,12 @@ from crane_iac.providers.libvirt.pools import list_pools
 TEST_DOMAIN_NS = "http://libvirt.org/schemas/domain/test/1.0"
 SHUTOFF = 5
 
-EMPTY_NODE = """<node>
-  <cpu><nodes>1</nodes><sockets>1</sockets><cores>64</cores><threads>2</threads><mhz>2400</mhz></cpu>
-  <memory>268435456</memory>
-  <pool type='dir'>
+#: the sandbox host's processors and memory (KiB): what libvirt's node info reports, empty or not. 16 TiB: a plan's
+#: guests must fit the host's memory (checks.py), and the scale benchmarks plan 30 000 VMs of 256 MiB here
+NODE_INFO = """  <cpu><nodes>1</nodes><sockets>1</sockets><cores>64</cores><threads>2</threads><mhz>2400</mhz></cpu>
+  <memory>17179869184</memory>
+"""
+EMPTY_NODE = "<node>\n" + NODE_INFO + """  <pool type='dir'>
     <name>default</name>
     <target><path>{pool_dir}</path></target>
   </pool>
@@ -87,7 +89,7 @@ class Sandbox:
              stopped_pools: list[str]) -> None:
         """Write the whole sandbox: domain XML (with run state), networks, and pools with their volumes."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        body = "".join(("<node>\n", *domains, *networks, *pools, "</node>\n"))
+        body = "".join(("<node>\n", NODE_INFO, *domains, *networks, *pools, "</node>\n"))
         self._write(self.flags_file, json.dumps({"autostart_domains": sorted(autostart),
                                                  "stopped_pools": sorted(stopped_pools)}))
         self._write(self.node_file, body)
