@@ -177,8 +177,11 @@ class Applier:
                     properties[f.name] = after[f.name]
                 else:  # a property the stack no longer sets (protect is not one: it is the record's own)
                     properties.pop(f.name, None)
+            # a record that takes what was read takes the outputs read with it (ResourceChange.outputs)
+            outputs = change.outputs if change.outputs is not None else self.outputs.get(change.address, {})
+            self.outputs[change.address] = outputs
             record = Recorded(change.address, change.kind, change.physical, properties,
-                              self.outputs.get(change.address, {}), change.dependencies, change.protect,
+                              outputs, change.dependencies, change.protect,
                               change.endpoint, self.configs.get(change.endpoint, ""))
             self.records[change.address] = record
             return Committed(change.address, outcome, record, change.before)

@@ -112,6 +112,9 @@ def make_plan(
         now = live.get(address) if live is not None else None
         baseline: dict[str, Any] | None
         reason: Reason | None = None
+        drifted: list[FieldChange] = []
+        #: a change that only records what was read (the object as the stack has it, its record not)
+        recording = False
         if live is None:
             baseline = rec.properties if rec else None
         elif now is None:
@@ -174,10 +177,20 @@ def make_plan(
                     differ = differs[want.endpoint]
                     pending[address] = differ.kept_outputs(want.kind) if isinstance(differ, KeepsOutputs) \
                         else frozenset()
-            elif rec is not None:  # unchanged and recorded: nothing to do, nothing to record
+            elif rec is not None and not drifted:  # unchanged and recorded: nothing to do, nothing to record
                 if selected is None or address in selected:
                     plan.unchanged += 1
                 continue
+            elif rec is not None:
+                # the hypervisor has what the stack declares, but state records otherwise (an apply killed between
+                # its provider call and its commit, a change outside crane that matches the stack): nothing to do
+                # there, and the record takes what was read, else the drift would show at every plan and a value
+                # the object took from a pool would stay leased as planned, never bound
+                assert now is not None
+                action, recording = Action.UPDATE, True
+                fields = [FieldChange(f.name, f.before, f.after, Reach.STATE, note=STATE_ONLY) for f in drifted]
+                after = {**{k: v for k, v in after.items() if k not in {f.name for f in drifted}},
+                         **{f.name: now.properties[f.name] for f in drifted if f.name in now.properties}}
             else:
                 action = Action.NOOP
             change = ResourceChange(address, want.kind, want.physical, action, fields, baseline, after,
@@ -186,7 +199,7 @@ def make_plan(
                                     old_physical if old_physical != want.physical else None)
             if rec is not None and rec.dependencies != want.dependencies:
                 change.released = [d for d in rec.dependencies if d not in want.dependencies]
-            if action is Action.NOOP and now is not None:  # adopted or imported as it is: recorded as read
+            if (action is Action.NOOP or recording) and now is not None:  # adopted, imported, or recorded as read
                 change.outputs = dict(now.outputs)
         if selected is not None and address not in selected:
             if change.action is not Action.NOOP or change.reason:

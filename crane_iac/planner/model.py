@@ -58,8 +58,9 @@ class ResourceChange:
     #: recorded dependencies the change no longer has: their deletion waits for it (a balancer lets a server go
     #: before the server is destroyed)
     released: list[str] = field(default_factory=list)
-    #: an object adopted or imported as it is (a no-op change): its outputs as the plan read them, which the apply
-    #: records with it (it calls no provider, which would report them)
+    #: an object adopted or imported as it is (a no-op change), or one whose record takes what was read (a state-only
+    #: update of drifted fields): its outputs as the plan read them, which the apply records with it (it calls no
+    #: provider, which would report them)
     outputs: dict[str, Any] | None = None
 
 
