@@ -113,7 +113,7 @@ def make_plan(
         baseline: dict[str, Any] | None
         reason: Reason | None = None
         drifted: list[FieldChange] = []
-        #: a change that only records what was read (the object as the stack has it, its record not)
+        # a change that only records what was read (the object as the stack has it, its record not)
         recording = False
         if live is None:
             baseline = rec.properties if rec else None
