@@ -37,8 +37,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import libvirt
 
+from bench import sweeping
 from bench.tables import render
 
 HERE = Path(__file__).resolve().parent
@@ -274,39 +274,8 @@ def plans(project: Path, root: Path, repeat: int, res: Results) -> None:
 
 
 def sweep(prefix: str = PREFIX) -> list[str]:
-    """Destroys whatever is left on the endpoint under ``prefix`` (domains, networks, pools with their volumes
-    and directories): a failed `crane destroy` or baseline teardown leaves nothing behind. Returns what it removed."""
-    removed = []
-    conn = libvirt.open(URI)
-    try:
-        for dom in conn.listAllDomains():
-            if dom.name().startswith(prefix):
-                if dom.isActive():
-                    dom.destroy()
-                dom.undefine()
-                removed.append(f"domain {dom.name()}")
-        for net in conn.listAllNetworks():
-            if net.name().startswith(prefix):
-                if net.isActive():
-                    net.destroy()
-                net.undefine()
-                removed.append(f"network {net.name()}")
-        for pool in conn.listAllStoragePools():
-            if pool.name().startswith(prefix):
-                if not pool.isActive():
-                    pool.create()
-                pool.refresh()
-                for vol in pool.listAllVolumes():
-                    vol.delete()
-                pool.destroy()
-                pool.delete()
-                pool.undefine()
-                removed.append(f"pool {pool.name()}")
-    finally:
-        conn.close()
-    for log in Path("/var/log/libvirt/lxc").glob(f"{prefix}*.log"):  # libvirt_lxc's, one per container
-        log.unlink()
-    return removed
+    """What this bench left on the endpoint under ``prefix``, destroyed (bench/sweeping.py); what it removed."""
+    return sweeping.sweep(URI, prefix)
 
 
 def crane_down(project: Path) -> None:

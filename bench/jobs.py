@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libvirt
 
+from bench import sweeping
 from bench.tables import render
 from crane_iac.errors import CraneError
 
@@ -178,43 +179,8 @@ def real_host(lock: Path | None) -> Iterator[None]:
 
 
 def sweep(prefix: str = PREFIX) -> list[str]:
-    """Destroys whatever is left under ``prefix`` (domains, networks, pools with their volumes and directories,
-    libvirt_lxc's logs). Returns what it removed."""
-    removed = []
-    conn = libvirt.open(URI)
-    try:
-        for dom in conn.listAllDomains():
-            if dom.name().startswith(prefix):
-                if dom.isActive():
-                    dom.destroy()
-                dom.undefine()
-                removed.append(f"domain {dom.name()}")
-        for net in conn.listAllNetworks():
-            if net.name().startswith(prefix):
-                if net.isActive():
-                    net.destroy()
-                net.undefine()
-                removed.append(f"network {net.name()}")
-        for pool in conn.listAllStoragePools():
-            if pool.name().startswith(prefix):
-                if not pool.isActive():
-                    pool.create()
-                pool.refresh()
-                for vol in pool.listAllVolumes():
-                    if Path(vol.path()).is_dir():
-                        shutil.rmtree(vol.path(), ignore_errors=True)
-                    else:
-                        vol.delete()
-                pool.destroy()
-                with contextlib.suppress(libvirt.libvirtError):
-                    pool.delete()
-                pool.undefine()
-                removed.append(f"pool {pool.name()}")
-    finally:
-        conn.close()
-    for log in Path("/var/log/libvirt/lxc").glob(f"{prefix}*.log"):
-        log.unlink()
-    return removed
+    """What this bench left on the endpoint under ``prefix``, destroyed (bench/sweeping.py); what it removed."""
+    return sweeping.sweep(URI, prefix)
 
 
 def project(tmp: Path, name: str, net3: str, *, slurm: bool) -> Path:
