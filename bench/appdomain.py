@@ -25,7 +25,6 @@ import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-from bench import sweeping
+from bench import measure, sweeping
+from bench.measure import CRANE, MeasureFailed, median
 from bench.tables import render
 
 HERE = Path(__file__).resolve().parent
@@ -47,11 +47,6 @@ URI = "lxc:///system"
 PREFIX = "cbn-"  # every object this bench makes is named so; the sweep touches nothing else
 POOL_ROOT = Path("/var/lib/crane-bench-appdomain")
 REALHOST_STATE = "/run/crane-bench-appdomain-realhost"
-#: as a user runs it: Python writes and reuses bytecode (a sandbox that sets PYTHONDONTWRITEBYTECODE would have every
-#: run compile crane's modules again, about 0.15 s, which no user pays); the baseline runs with the same environment
-ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}, "NO_COLOR": "1",
-       "PYTHONPATH": str(REPO)}
-CRANE = [sys.executable, "-m", "crane_iac"]
 #: how long an app domain may take to answer (cold) or a new server to serve (scale) before the run counts as failed
 ANSWER_TIMEOUT = 90.0
 
@@ -74,21 +69,8 @@ _STEP = re.compile(r"^(\S+): (created|updated|deleted|replaced) \((\d+\.\d+)s\)$
 _APPLIED = re.compile(r"^Apply complete: .* in (\d+\.\d+)s ")
 
 
-class MeasureFailed(Exception):
-    """A measurement that could not finish; its message says why."""
-
-
-@dataclass
-class Proc:
-    """A whole process: seconds from ``t0`` to its exit, and its stdout lines with their arrival times."""
-
-    seconds: float
-    lines: list[tuple[float, str]]
-    returncode: int
-    stderr: str
-
-    def arrival(self, prefix: str) -> float | None:
-        return next((t for t, line in self.lines if line.startswith(prefix)), None)
+class Proc(measure.Proc):
+    """A crane process, with what its apply's lines say."""
 
     def steps(self) -> dict[str, float]:
         """Each finished step's seconds, keyed by its address inside the app domain (``container.web-2``)."""
@@ -102,29 +84,11 @@ class Proc:
     def apply_seconds(self) -> float | None:
         return next((float(m.group(1)) for _, line in self.lines if (m := _APPLIED.match(line))), None)
 
-    def why(self) -> str:
-        tail = [ln for ln in (self.stderr.splitlines() + [ln for _, ln in self.lines]) if ln.strip()]
-        return " / ".join(tail[-4:])[-400:] or f"exit status {self.returncode}"
-
 
 def run(cmd: list[str], cwd: Path, *, t0: float | None = None, ok: tuple[int, ...] = (0,)) -> Proc:
     """Runs ``cmd`` to its end, noting when each stdout line arrives; an exit status not in ``ok`` is a failure."""
-    t0 = time.monotonic() if t0 is None else t0
-    proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
-    assert proc.stdout is not None and proc.stderr is not None
-    err: list[str] = []
-    reader = threading.Thread(target=lambda: err.append(proc.stderr.read()))  # type: ignore[union-attr]
-    reader.start()
-    lines = [(time.monotonic() - t0, line.rstrip("\n")) for line in proc.stdout]
-    rc = proc.wait()
-    seconds = time.monotonic() - t0
-    reader.join()
-    done = Proc(seconds, lines, rc, "".join(err))
-    if rc not in ok:
-        shown = ["crane", *cmd[len(CRANE):]] if cmd[:len(CRANE)] == CRANE else cmd
-        raise MeasureFailed(f"`{' '.join(shown)}` failed: {done.why()}")
-    return done
+    done = measure.run(cmd, cwd, t0=t0, ok=ok)
+    return Proc(done.seconds, done.lines, done.returncode, done.stderr)
 
 
 class Balancer(threading.Thread):
@@ -285,8 +249,6 @@ def crane_down(project: Path) -> None:
     shutil.rmtree(project, ignore_errors=True)
 
 
-def median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
 
 
 def secs(value: float | None, digits: int = 2) -> str:
@@ -457,7 +419,6 @@ def main() -> None:
             subprocess.run([str(REPO / "scripts" / "realhost.sh"), "stop"], capture_output=True, env=env)
     if left:
         res.failures.append(f"teardown left these behind (the sweep removed them): {', '.join(left)}")
-    load_end = os.getloadavg()
     print(summary(res, args.repeat, args.markdown))
     print(breakdown(res, args.markdown))
 
@@ -466,13 +427,7 @@ def main() -> None:
 
     print(f"\nruns (s): crane cold {runs(res.cold_crane)}; baseline cold {runs(res.cold_base)}; "
           f"3 → 4 {runs(res.scale)}; no-op plan {runs(res.noop_plan)}; empty plan {runs(res.empty_plan)}")
-    print(f"machine load (1/5/15 min): {' '.join(f'{v:.2f}' for v in load_start)} at start, "
-          f"{' '.join(f'{v:.2f}' for v in load_end)} at end, on {os.cpu_count()} CPUs; "
-          f"bench took {time.monotonic() - started:.0f} s")
-    for failure in res.failures:
-        print(f"FAILED: {failure}")
-    if res.failures:
-        sys.exit(1)
+    measure.closing(load_start, started, res.failures)
 
 
 if __name__ == "__main__":

@@ -29,11 +29,9 @@ import json
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -43,7 +41,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import libvirt
 
-from bench import sweeping
+from bench import measure, sweeping
+from bench.measure import CRANE, ENV, MeasureFailed, Proc, median
 from bench.tables import render
 from crane_iac.errors import CraneError
 
@@ -53,10 +52,6 @@ URI = "lxc:///system"
 PREFIX = "cbj-"  # every object this bench makes is named so; the sweep touches nothing else
 SOURCE = REPO / "tests" / "mpi" / "pi.c"
 REALHOST_STATE = "/run/crane-bench-jobs-realhost"
-#: as a user runs it (see bench/appdomain.py): bytecode written and reused
-ENV = {**{k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}, "NO_COLOR": "1",
-       "PYTHONPATH": str(REPO)}
-CRANE = [sys.executable, "-m", "crane_iac"]
 COMMAND = "mpirun -np 8 --hostfile /srv/hostfile ./pi 1e8 > pi.out && cat pi.out"
 STEPS = ("cluster", "upload", "build", "run", "fetch", "release")
 CONFIG = """[stacks.hpc]
@@ -87,47 +82,10 @@ _APPLIED = re.compile(r"^(\S+): (created|updated|deleted|replaced) \((\d+\.\d+)s
 _PI = re.compile(r"^pi = 3\.14159", re.M)
 
 
-class MeasureFailed(Exception):
-    """A measurement that could not finish; its message says why."""
-
-
-@dataclass
-class Proc:
-    """A whole process: its seconds, and its stdout lines with their arrival times (from its start)."""
-
-    seconds: float
-    lines: list[tuple[float, str]]
-    returncode: int
-    stderr: str
-
-    def why(self) -> str:
-        tail = [ln for ln in (self.stderr.splitlines() + [ln for _, ln in self.lines]) if ln.strip()]
-        return " / ".join(tail[-4:])[-600:] or f"exit status {self.returncode}"
-
-
 def run(cmd: list[str], cwd: Path, *, timeout: float = 900) -> Proc:
-    """Runs ``cmd`` to its end, noting when each stdout line arrives; a non-zero exit is a failure."""
-    t0 = time.monotonic()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
-    assert proc.stdout is not None and proc.stderr is not None
-    err: list[str] = []
-    reader = threading.Thread(target=lambda: err.append(proc.stderr.read()))  # type: ignore[union-attr]
-    reader.start()
-    timer = threading.Timer(timeout, proc.kill)
-    timer.start()
-    try:
-        lines = [(time.monotonic() - t0, line.rstrip("\n")) for line in proc.stdout]
-        rc = proc.wait()
-    finally:
-        timer.cancel()
-    seconds = time.monotonic() - t0
-    reader.join()
-    done = Proc(seconds, lines, rc, "".join(err))
-    if rc != 0:
-        shown = ["crane", *cmd[len(CRANE):]] if cmd[:len(CRANE)] == CRANE else cmd
-        raise MeasureFailed(f"`{' '.join(shown)}` failed: {done.why()}")
-    return done
+    """Runs ``cmd`` to its end (killed after ``timeout`` seconds), noting when each stdout line arrives; a non-zero
+    exit is a failure."""
+    return measure.run(cmd, cwd, timeout=timeout)
 
 
 @dataclass
@@ -298,8 +256,6 @@ def _grow(root: Path, name: str, node: list[str], res: Results) -> None:
 # the report
 
 
-def median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
 
 
 def fmt(value: float | None, unit: str = " s") -> str:
@@ -415,13 +371,7 @@ def main() -> None:
 
     print(f"\nruns (s): crane job {runs(res.crane)}; baseline {runs(res.base)}; 4 → 6 schedulable "
           f"{runs(res.grow_ready)}")
-    print(f"machine load (1/5/15 min): {' '.join(f'{v:.2f}' for v in load_start)} at start, "
-          f"{' '.join(f'{v:.2f}' for v in os.getloadavg())} at end, on {os.cpu_count()} CPUs; "
-          f"bench took {time.monotonic() - started:.0f} s")
-    for failure in res.failures:
-        print(f"FAILED: {failure}")
-    if res.failures:
-        sys.exit(1)
+    measure.closing(load_start, started, res.failures)
 
 
 if __name__ == "__main__":
