@@ -58,23 +58,33 @@ class BuildRequest:
     timeout: int = 1800
 
 
-def build_container_template(conn: Any, library: Library, request: BuildRequest,
-                             progress: Progress = lambda _line: None) -> Manifest:
-    """Build ``request.name`` into ``library`` on the host of ``conn`` (libvirt's LXC driver); its manifest."""
+def check_build(conn: Any, library: Library, request: BuildRequest, *, driver: str, uri: str, what: str,
+                mounts: str) -> str:
+    """The template's name, once the build can start: on libvirt's ``driver`` (``uri``, a real host, not the
+    sandbox), as root (the build ``mounts`` on this host), a name the library does not hold and a playbook that is
+    a file; else a TemplateError saying what to do. ``what``: why it needs that driver."""
     name = check_name(request.name)
     if conn.getType() == "Test":
         raise TemplateError("the sandbox runs no process, so no playbook can run in it: build templates on a real "
-                            "host (crane template build ... --uri lxc:///system, as root on that host)")
-    if conn.getType() != "LXC":
-        raise TemplateError(f"{conn.getURI()} is not libvirt's LXC driver: a container template builds in a "
-                            "container (--uri lxc:///system)")
+                            f"host (crane template build ... --uri {uri}, as root on that host)")
+    if conn.getType() != driver:
+        raise TemplateError(f"{conn.getURI()} is not libvirt's {driver} driver: {what} (--uri {uri})")
     if os.geteuid() != 0:
-        raise TemplateError("a container template build mounts its layer and overlay on this host: run it as root")
+        raise TemplateError(f"{mounts}: run it as root")
     if library.exists(name):
         raise TemplateError(f"template {name!r} exists in {library.directory}; remove it first "
                             f"(crane template rm {name}) or choose another name")
     if not request.playbook.is_file():
         raise TemplateError(f"playbook {request.playbook} is not a file")
+    return name
+
+
+def build_container_template(conn: Any, library: Library, request: BuildRequest,
+                             progress: Progress = lambda _line: None) -> Manifest:
+    """Build ``request.name`` into ``library`` on the host of ``conn`` (libvirt's LXC driver); its manifest."""
+    name = check_build(conn, library, request, driver="LXC", uri="lxc:///system",
+                       what="a container template builds in a container",
+                       mounts="a container template build mounts its layer and overlay on this host")
     if request.base.startswith("/"):
         if not Path(request.base).is_dir():
             raise TemplateError(f"base {request.base!r} is not a directory on this host (a container's base is a "

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import getpass
-import os
 import shutil
 import socket
 from datetime import UTC, datetime
@@ -17,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from crane_iac.templates import digests, images
-from crane_iac.templates.build import BuildRequest, Progress, run_playbook
-from crane_iac.templates.library import DISK_IMAGE, Library, TemplateError, check_name
+from crane_iac.templates.build import BuildRequest, Progress, check_build, run_playbook
+from crane_iac.templates.library import DISK_IMAGE, Library, TemplateError
 from crane_iac.templates.manifest import Base, Manifest, Playbook
 
 #: what a missing base's name says it was meant to be: an image (its error then says so), not a root directory
@@ -58,20 +57,9 @@ def _base(conn: Any, library: Library, ref: str) -> tuple[Base, Path]:
 def build_image_template(conn: Any, library: Library, request: BuildRequest,
                          progress: Progress = lambda _line: None) -> Manifest:
     """Build ``request.name`` into ``library`` from a disk image (``request.base``); its manifest."""
-    name = check_name(request.name)
-    if conn.getType() == "Test":
-        raise TemplateError("the sandbox runs no process, so no playbook can run in it: build templates on a real "
-                            "host (crane template build ... --uri qemu:///system, as root on that host)")
-    if conn.getType() != "QEMU":
-        raise TemplateError(f"{conn.getURI()} is not libvirt's QEMU driver: a disk image's template is for VMs "
-                            "(--uri qemu:///system)")
-    if os.geteuid() != 0:
-        raise TemplateError("a VM template build mounts the image's file system on this host: run it as root")
-    if library.exists(name):
-        raise TemplateError(f"template {name!r} exists in {library.directory}; remove it first "
-                            f"(crane template rm {name}) or choose another name")
-    if not request.playbook.is_file():
-        raise TemplateError(f"playbook {request.playbook} is not a file")
+    name = check_build(conn, library, request, driver="QEMU", uri="qemu:///system",
+                       what="a disk image's template is for VMs",
+                       mounts="a VM template build mounts the image's file system on this host")
     base, backing = _base(conn, library, request.base)
     backing_info = images.info(backing)
     for released in images.sweep():
