@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import libvirt
 
+from crane_iac.templates import layers
 from tests.waiting import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -153,6 +155,34 @@ def lookup_pool(conn: libvirt.virConnect, name: str) -> libvirt.virStoragePool |
         return conn.storagePoolLookupByName(name)
     except libvirt.libvirtError:
         return None
+
+
+def release_template_mounts(template: str, roots: list[str]) -> None:
+    """What a killed container template build of ``template`` and containers ``roots`` on templates left mounted on
+    this host: the overlays, the build's partial layer and its directory."""
+    partial = layers.BUILDS / f".{template}.partial"
+    for top in (layers.ROOTS, partial):
+        for path in sorted(top.glob("**/*"), reverse=True) if top.exists() else []:
+            if layers.is_mounted(path):
+                subprocess.run(["umount", str(path)], check=False)
+    layers.release_build(f".{template}.partial")
+    shutil.rmtree(partial, ignore_errors=True)  # what a start without the mount left
+    for name in roots:
+        layers.release_root(name)
+
+
+def remove_library(pool: libvirt.virStoragePool) -> None:
+    """Empty the template library's pool (its directory volumes too) and undefine it."""
+    if pool.isActive():
+        pool.refresh(0)
+        for vol in pool.listAllVolumes(0):
+            if Path(vol.path()).is_dir():
+                shutil.rmtree(vol.path())
+        pool.refresh(0)
+        for vol in pool.listAllVolumes(0):
+            vol.delete(0)
+        pool.destroy()
+    pool.undefine()
 
 
 def remove_pool(conn: libvirt.virConnect, name: str, directory: Path) -> None:

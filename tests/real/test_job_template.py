@@ -26,7 +26,7 @@ import pytest
 
 from crane_iac.templates import layers
 from tests.conftest import CRANE, ProjectDir, assert_clean_error, ok
-from tests.real.host import LXC_URI, LxcHost
+from tests.real.host import LXC_URI, LxcHost, lookup_pool, release_template_mounts, remove_library
 
 PREFIX = "cjt-"
 NET = "10.247.0"  # each module of tests/real has its own subnet
@@ -113,34 +113,16 @@ def sweep(conn: libvirt.virConnect, lxc: LxcHost, library_dir: Path | None = Non
     for dom in conn.listAllDomains(0):
         if dom.name().startswith(f"crane-build-{PREFIX}"):
             dom.destroy()
-    partial = layers.BUILDS / f".{TEMPLATE}.partial"
-    for top in (layers.ROOTS, partial):
-        for path in sorted(top.glob("**/*"), reverse=True) if top.exists() else []:
-            if layers.is_mounted(path):
-                subprocess.run(["umount", str(path)], check=False)
-    layers.release_build(f".{TEMPLATE}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    for node in ("head", "node-1", "node-2"):
-        layers.release_root(f"{CLUSTER}-{node}")
+    release_template_mounts(TEMPLATE, [f"{CLUSTER}-{node}" for node in ("head", "node-1", "node-2")])
     if library_dir is None:
         return  # at the start: a library on this host is left as it is (the build uses it)
-    try:
-        pool = conn.storagePoolLookupByName(LIBRARY)
-    except libvirt.libvirtError:
+    pool = lookup_pool(conn, LIBRARY)
+    if pool is None:
         return
     if pool_directory(pool) != library_dir:  # not this module's: only its template goes
         subprocess.run([*CRANE, "template", "rm", TEMPLATE, "--uri", LXC_URI], capture_output=True, check=False)
         return
-    if pool.isActive():
-        pool.refresh(0)
-        for vol in pool.listAllVolumes(0):
-            if Path(vol.path()).is_dir():
-                shutil.rmtree(vol.path())
-        pool.refresh(0)
-        for vol in pool.listAllVolumes(0):
-            vol.delete(0)
-        pool.destroy()
-    pool.undefine()
+    remove_library(pool)
     shutil.rmtree(library_dir, ignore_errors=True)
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from crane_iac.templates import layers
 from tests.conftest import ProjectDir, assert_clean_error, ok
-from tests.real.host import LXC_URI, LxcHost, lookup_pool
+from tests.real.host import LXC_URI, LxcHost, lookup_pool, release_template_mounts, remove_library
 from tests.waiting import wait_until
 
 PREFIX = "crt-"
@@ -73,26 +73,10 @@ def sweep(conn: libvirt.virConnect, lxc: LxcHost, library_dir: Path | None = Non
     for dom in conn.listAllDomains(0):
         if dom.name().startswith(f"crane-build-{PREFIX}"):
             dom.destroy()
-    for top in (layers.ROOTS, layers.BUILDS / f".{PREFIX}tools.partial"):
-        for path in sorted(top.glob("**/*"), reverse=True) if top.exists() else []:
-            if layers.is_mounted(path):
-                subprocess.run(["umount", str(path)], check=False)
-    layers.release_build(f".{PREFIX}tools.partial")
-    shutil.rmtree(layers.BUILDS / f".{PREFIX}tools.partial", ignore_errors=True)  # what a start without the mount left
-    for name in (f"{PREFIX}tool",):
-        layers.release_root(name)
+    release_template_mounts(f"{PREFIX}tools", [f"{PREFIX}tool"])
     pool = lookup_pool(conn, LIBRARY)
     if pool is not None:
-        if pool.isActive():
-            pool.refresh(0)
-            for vol in pool.listAllVolumes(0):
-                if Path(vol.path()).is_dir():
-                    shutil.rmtree(vol.path())
-            pool.refresh(0)
-            for vol in pool.listAllVolumes(0):
-                vol.delete(0)
-            pool.destroy()
-        pool.undefine()
+        remove_library(pool)
     if library_dir is not None:
         shutil.rmtree(library_dir, ignore_errors=True)
 
